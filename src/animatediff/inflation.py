@@ -1,0 +1,134 @@
+"""Inflation: turn a diffusers image UNet into a video UNet by plugging a motion module into it.
+
+The image UNet is used as loaded (any SD1.x-shaped `UNet2DConditionModel`, DreamBooth or LoRA-merged),
+never copied or re-implemented. Frames travel folded into the batch, `(b f) c h w`, so every image
+layer sees each frame on its own; the temporal modules run after each resnet(+attention) pair of
+every down and up block, and after the mid block's attention, through forward hooks. The UNet's own
+parameter names stay as they are, so diffusers' LoRA and conversion machinery keep working on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from diffusers import UNet2DConditionModel
+from einops import rearrange, repeat
+from torch import nn
+
+from animatediff.errors import AnimateDiffError
+from animatediff.motion_module import MotionModule, TemporalModule
+
+
+@dataclass
+class FrameCount:
+    """The number of frames folded into the batch of the forward pass under way."""
+
+    value: int = 1
+
+
+class FramePooledGroupNorm(nn.GroupNorm):
+    """GroupNorm whose statistics pool over all frames of a clip (the v1 image-layer behaviour).
+
+    Shares its weight and bias with the GroupNorm it replaces, so parameter names do not change.
+    """
+
+    def __init__(self, norm: nn.GroupNorm, frames: FrameCount):
+        super().__init__(norm.num_groups, norm.num_channels, norm.eps, norm.affine)
+        self.weight, self.bias = norm.weight, norm.bias
+        self.frames = frames
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.frames.value
+        pooled = super().forward(rearrange(x, "(b f) c h w -> b c f h w", f=f))
+        return rearrange(pooled, "b c f h w -> (b f) c h w")
+
+
+def _insertion_points(block: nn.Module) -> list[nn.Module]:
+    """The layers after which a block's temporal modules run: its attentions, else its resnets."""
+    attentions = getattr(block, "attentions", None)
+    return list(attentions) if attentions else list(block.resnets)
+
+
+def _check_widths(unet: UNet2DConditionModel, motion_module: MotionModule) -> None:
+    config = motion_module.config
+    unet_widths = tuple(unet.config.block_out_channels)
+    if unet_widths != tuple(config.block_out_channels) or unet.config.layers_per_block != config.layers_per_block:
+        raise AnimateDiffError(
+            f"The motion module was built for an image UNet with block widths {config.block_out_channels} "
+            f"and {config.layers_per_block} layers per block, but the base model's UNet has widths "
+            f"{unet_widths} and {unet.config.layers_per_block} layers per block; use a motion module "
+            "made for this base model."
+        )
+
+
+def _apply_after(layer: nn.Module, module: TemporalModule, frames: FrameCount):
+    """Run `module` on `layer`'s output, whatever form diffusers returns it in."""
+
+    def hook(_layer, _inputs, output):
+        if isinstance(output, torch.Tensor):
+            return module(output, frames.value)
+        if isinstance(output, tuple):
+            return (module(output[0], frames.value), *output[1:])
+        output.sample = module(output.sample, frames.value)
+        return output
+
+    return layer.register_forward_hook(hook)
+
+
+class AnimateDiffUNet(nn.Module):
+    """A video UNet: the image UNet plus an optional motion module, on `b c f h w` latents."""
+
+    def __init__(self, unet: UNet2DConditionModel, motion_module: MotionModule | None = None):
+        super().__init__()
+        self.unet = unet
+        self.motion_module = motion_module
+        self.frames = FrameCount()
+        if motion_module is not None:
+            _check_widths(unet, motion_module)
+            self._hooks = self._plug_in(motion_module)
+            if motion_module.config.image_norm_over_frames:
+                self._pool_image_norms_over_frames()
+
+    def _plug_in(self, motion_module: MotionModule) -> list:
+        pairs = list(zip(self.unet.down_blocks, motion_module.down_blocks))
+        pairs += list(zip(self.unet.up_blocks, motion_module.up_blocks))
+        if motion_module.mid_block is not None:
+            pairs.append((self.unet.mid_block, motion_module.mid_block))
+        hooks = []
+        for block, temporal in pairs:
+            layers = _insertion_points(block)
+            for layer, module in zip(layers, temporal.motion_modules, strict=True):
+                hooks.append(_apply_after(layer, module, self.frames))
+        return hooks
+
+    def _pool_image_norms_over_frames(self) -> None:
+        blocks = [*self.unet.down_blocks, self.unet.mid_block, *self.unet.up_blocks]
+        for resnet in (r for block in blocks for r in block.resnets):
+            resnet.norm1 = FramePooledGroupNorm(resnet.norm1, self.frames)
+            resnet.norm2 = FramePooledGroupNorm(resnet.norm2, self.frames)
+        self.unet.conv_norm_out = FramePooledGroupNorm(self.unet.conv_norm_out, self.frames)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.unet.dtype
+
+    def forward(
+        self, sample: torch.Tensor, timestep: torch.Tensor | float, encoder_hidden_states: torch.Tensor
+    ) -> torch.Tensor:
+        """Predict noise for video latents `sample` (b c f h w) given text states (b n d)."""
+        num_frames = sample.shape[2]
+        self.frames.value = num_frames
+        folded = rearrange(sample, "b c f h w -> (b f) c h w")
+        text = repeat(encoder_hidden_states, "b n d -> (b f) n d", f=num_frames)
+        if torch.is_tensor(timestep) and timestep.ndim == 1:
+            timestep = repeat(timestep, "b -> (b f)", f=num_frames)
+        out = self.unet(folded, timestep, encoder_hidden_states=text, return_dict=False)[0]
+        return rearrange(out, "(b f) c h w -> b c f h w", f=num_frames)
+
+
+def inflate(unet: UNet2DConditionModel, motion_module: MotionModule | None) -> AnimateDiffUNet:
+    """Plug `motion_module` into `unet` (in place, nothing copied) and return the video UNet."""
+    if motion_module is not None:
+        motion_module.to(device=unet.device, dtype=unet.dtype)
+    return AnimateDiffUNet(unet, motion_module)

@@ -1,0 +1,193 @@
+"""The motion module: AnimateDiff's contribution, a temporal transformer plugged into an image UNet.
+
+At every place it is inserted, the module sees the UNet's feature map with the video's frames folded
+into the batch, `(b f) c h w`. It lets every spatial position attend across the frames at that same
+position, so the image layers stay untouched and the module only learns how content moves:
+
+    x ─ GroupNorm ─ proj_in ─┬─ [LayerNorm ─ + sinusoidal position ─ self-attention over frames] × 2 ─┐
+    │                        └─ LayerNorm ─ GEGLU feed-forward ───────────────────────────────────────┴─ proj_out ─ + x
+
+`proj_out` starts at zero, so a freshly built module is the identity and inserting it does not change
+the image model. Parameter names follow the official release
+(`down_blocks.i.motion_modules.j.temporal_transformer.…`), so its checkpoints load 1:1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention import FeedForward
+from einops import rearrange
+from torch import nn
+
+
+@dataclass(frozen=True)
+class MotionModuleConfig:
+    """Shape and behaviour of a motion module, for one image UNet layout.
+
+    `block_out_channels` and `layers_per_block` mirror the image UNet the module plugs into.
+    `norm_over_frames` pools the module's GroupNorm over all frames (diffusers, official SDXL beta)
+    instead of per frame (official SD1.5 v1/v2/v3). `image_norm_over_frames` is the matching choice
+    for the image UNet's resnet GroupNorms: v1 modules were trained with them pooled over frames.
+    """
+
+    block_out_channels: tuple[int, ...] = (320, 640, 1280, 1280)
+    layers_per_block: int = 2
+    mid_block: bool = True
+    num_attention_heads: int = 8
+    num_transformer_blocks: int = 1
+    max_frames: int = 32
+    position_encoding: bool = True
+    norm_num_groups: int = 32
+    norm_over_frames: bool = False
+    image_norm_over_frames: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> MotionModuleConfig:
+        values = dict(values)
+        values["block_out_channels"] = tuple(values["block_out_channels"])
+        return cls(**values)
+
+
+def sinusoidal_table(max_frames: int, dim: int) -> torch.Tensor:
+    """The fixed position table of the paper (Vaswani et al.): sin on even, cos on odd channels."""
+    position = torch.arange(max_frames).unsqueeze(1)
+    frequency = torch.exp(torch.arange(0, dim, 2) * (-math.log(10000.0) / dim))
+    table = torch.zeros(1, max_frames, dim)
+    table[0, :, 0::2] = torch.sin(position * frequency)
+    table[0, :, 1::2] = torch.cos(position * frequency)
+    return table
+
+
+class PositionEncoding(nn.Module):
+    """Adds the sinusoidal table to a sequence of frames; without it attention cannot tell frame order."""
+
+    def __init__(self, dim: int, max_frames: int):
+        super().__init__()
+        self.register_buffer("pe", sinusoidal_table(max_frames, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (n, f, c)
+        num_frames = x.shape[1]
+        if num_frames > self.pe.shape[1]:
+            raise ValueError(
+                f"{num_frames} frames exceed this motion module's position table of {self.pe.shape[1]} frames"
+            )
+        return x + self.pe[:, :num_frames].to(x.dtype)
+
+
+class TemporalAttention(nn.Module):
+    """Multi-head self-attention along the frame axis only: every pixel attends to itself in other frames."""
+
+    def __init__(self, dim: int, heads: int, max_frames: int, position_encoding: bool):
+        super().__init__()
+        self.heads = heads
+        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.to_k = nn.Linear(dim, dim, bias=False)
+        self.to_v = nn.Linear(dim, dim, bias=False)
+        self.to_out = nn.Sequential(nn.Linear(dim, dim))
+        self.pos_encoder = PositionEncoding(dim, max_frames) if position_encoding else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (b h w) f c, one sequence of frames per spatial position
+        if self.pos_encoder is not None:
+            x = self.pos_encoder(x)
+        q, k, v = (
+            rearrange(project(x), "n f (heads d) -> n heads f d", heads=self.heads)
+            for project in (self.to_q, self.to_k, self.to_v)
+        )
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.to_out(rearrange(out, "n heads f d -> n f (heads d)"))
+
+
+class TemporalTransformerBlock(nn.Module):
+    """Two pre-norm temporal self-attentions, then a pre-norm GEGLU feed-forward, each residual."""
+
+    def __init__(self, dim: int, config: MotionModuleConfig):
+        super().__init__()
+        self.attention_blocks = nn.ModuleList(
+            TemporalAttention(dim, config.num_attention_heads, config.max_frames, config.position_encoding)
+            for _ in range(2)
+        )
+        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(2))
+        self.ff = FeedForward(dim, activation_fn="geglu")
+        self.ff_norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (b h w) f c
+        for norm, attention in zip(self.norms, self.attention_blocks):
+            x = attention(norm(x)) + x
+        return self.ff(self.ff_norm(x)) + x
+
+
+class TemporalTransformer(nn.Module):
+    """GroupNorm → proj_in → temporal transformer blocks → proj_out, added to the input."""
+
+    def __init__(self, channels: int, config: MotionModuleConfig):
+        super().__init__()
+        self.norm_over_frames = config.norm_over_frames
+        self.norm = nn.GroupNorm(config.norm_num_groups, channels, eps=1e-6)
+        self.proj_in = nn.Linear(channels, channels)
+        self.transformer_blocks = nn.ModuleList(
+            TemporalTransformerBlock(channels, config) for _ in range(config.num_transformer_blocks)
+        )
+        self.proj_out = nn.Linear(channels, channels)
+        nn.init.zeros_(self.proj_out.weight)
+        nn.init.zeros_(self.proj_out.bias)
+
+    def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+        # x: (b f) c h w
+        height, width = x.shape[-2:]
+        if self.norm_over_frames:
+            h = rearrange(x, "(b f) c h w -> b c f h w", f=num_frames)
+            h = rearrange(self.norm(h), "b c f h w -> (b h w) f c")
+        else:
+            h = rearrange(self.norm(x), "(b f) c h w -> (b h w) f c", f=num_frames)
+        h = self.proj_in(h)
+        for block in self.transformer_blocks:
+            h = block(h)
+        h = self.proj_out(h)
+        return rearrange(h, "(b h w) f c -> (b f) c h w", h=height, w=width) + x
+
+
+class TemporalModule(nn.Module):
+    """One insertion point of the motion module (the official `VanillaTemporalModule`)."""
+
+    def __init__(self, channels: int, config: MotionModuleConfig):
+        super().__init__()
+        self.temporal_transformer = TemporalTransformer(channels, config)
+
+    def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+        return self.temporal_transformer(x, num_frames)
+
+
+class _BlockModules(nn.Module):
+    """Holds one UNet block's temporal modules under the official name `motion_modules`."""
+
+    def __init__(self, channels: int, count: int, config: MotionModuleConfig):
+        super().__init__()
+        self.motion_modules = nn.ModuleList(TemporalModule(channels, config) for _ in range(count))
+
+
+class MotionModule(nn.Module):
+    """All temporal modules for one image UNet layout, keyed like the official checkpoints.
+
+    Down block i holds `layers_per_block` modules of width `block_out_channels[i]`; up block i holds
+    `layers_per_block + 1` of the reversed widths; the optional mid block holds one.
+    """
+
+    def __init__(self, config: MotionModuleConfig):
+        super().__init__()
+        self.config = config
+        widths = config.block_out_channels
+        self.down_blocks = nn.ModuleList(_BlockModules(c, config.layers_per_block, config) for c in widths)
+        self.up_blocks = nn.ModuleList(
+            _BlockModules(c, config.layers_per_block + 1, config) for c in reversed(widths)
+        )
+        self.mid_block = _BlockModules(widths[-1], 1, config) if config.mid_block else None

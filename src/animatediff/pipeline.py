@@ -1,0 +1,205 @@
+"""Text-to-video sampling: prompt → text states → denoised video latents → uint8 frames.
+
+The numerics follow the official release: initial noise drawn on the CPU from a seeded generator,
+classifier-free guidance on a doubled `[uncond; cond]` batch, prompts padded to the tokenizer's length
+with no attention mask, latents decoded a chunk of frames at a time and clamped to [0, 1].
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from einops import rearrange
+from tqdm.auto import tqdm
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from animatediff.errors import AnimateDiffError, CheckpointError
+from animatediff.inflation import AnimateDiffUNet, inflate
+from animatediff.motion_module import MotionModule
+
+OFFICIAL_SCHEDULER = dict(
+    beta_start=0.00085, beta_end=0.012, beta_schedule="linear", steps_offset=1, clip_sample=False
+)
+
+
+def official_scheduler() -> DDIMScheduler:
+    """DDIM as the official inference configs set it (everything else at diffusers' defaults)."""
+    return DDIMScheduler(**OFFICIAL_SCHEDULER)
+
+
+def initial_noise(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """The noise contract: float32 from a seeded CPU generator, the same on every device."""
+    return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)
+
+
+def to_uint8(video: torch.Tensor) -> np.ndarray:
+    """Float frames in [0, 1], `f c h w`, to `F×H×W×3` uint8 by rounding."""
+    video = rearrange(video.clamp(0, 1), "f c h w -> f h w c")
+    return (video.float() * 255).round().to(torch.uint8).cpu().numpy()
+
+
+@dataclass
+class Components:
+    """The image model parts a video pipeline is assembled from."""
+
+    unet: UNet2DConditionModel
+    vae: AutoencoderKL
+    text_encoder: CLIPTextModel
+    tokenizer: CLIPTokenizer
+
+
+def load_base(path: str | os.PathLike) -> Components:
+    """Load an SD1.x image model from a diffusers folder (unet/, vae/, text_encoder/, tokenizer/)."""
+    path = Path(path)
+    missing = [name for name in ("unet", "vae", "text_encoder", "tokenizer") if not (path / name).is_dir()]
+    if not path.is_dir() or missing:
+        raise CheckpointError(
+            f"{path}: expected a diffusers model folder with unet/, vae/, text_encoder/ and tokenizer/ "
+            f"subfolders{'' if not path.is_dir() else f'; missing: {missing}'}."
+        )
+    return Components(
+        unet=UNet2DConditionModel.from_pretrained(path, subfolder="unet"),
+        vae=AutoencoderKL.from_pretrained(path, subfolder="vae"),
+        text_encoder=CLIPTextModel.from_pretrained(path, subfolder="text_encoder"),
+        tokenizer=CLIPTokenizer.from_pretrained(path, subfolder="tokenizer"),
+    )
+
+
+class AnimateDiffPipeline:
+    """Composes a video UNet, a VAE, a CLIP text encoder and any diffusers scheduler."""
+
+    def __init__(
+        self,
+        unet: AnimateDiffUNet,
+        vae: AutoencoderKL,
+        text_encoder: CLIPTextModel,
+        tokenizer: CLIPTokenizer,
+        scheduler: SchedulerMixin | None = None,
+    ):
+        self.unet = unet
+        self.vae = vae
+        self.text_encoder = text_encoder
+        self.tokenizer = tokenizer
+        self.scheduler = scheduler or official_scheduler()
+
+    @classmethod
+    def from_components(
+        cls,
+        components: Components,
+        motion_module: MotionModule | None,
+        scheduler: SchedulerMixin | None = None,
+    ) -> AnimateDiffPipeline:
+        return cls(
+            inflate(components.unet, motion_module),
+            components.vae,
+            components.text_encoder,
+            components.tokenizer,
+            scheduler,
+        )
+
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None):
+        for model in (self.unet, self.vae, self.text_encoder):
+            model.to(device=device, dtype=dtype)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.unet.unet.device
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @torch.no_grad()
+    def encode_prompt(self, prompt: str, negative_prompt: str | None, guidance: bool) -> torch.Tensor:
+        """Text states, `[uncond; cond]` stacked when guidance is on: (1 or 2, tokens, dim)."""
+        texts = [negative_prompt or "", prompt] if guidance else [prompt]
+        tokens = self.tokenizer(
+            texts,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
+        return self.text_encoder(tokens.to(self.device))[0]
+
+    def check_inputs(self, num_frames: int, height: int, width: int, steps: int) -> None:
+        factor = self.vae_scale_factor
+        if height % factor or width % factor or height <= 0 or width <= 0:
+            raise AnimateDiffError(
+                f"width and height must be positive multiples of {factor} (this VAE's downscale factor); "
+                f"got {width}×{height}."
+            )
+        motion_module = self.unet.motion_module
+        if motion_module is not None and not 1 <= num_frames <= motion_module.config.max_frames:
+            raise AnimateDiffError(
+                f"frames must be between 1 and {motion_module.config.max_frames} (the motion module's "
+                f"position table); got {num_frames}."
+            )
+        if num_frames < 1 or steps < 1:
+            raise AnimateDiffError(f"frames and steps must be at least 1; got {num_frames} and {steps}.")
+
+    @torch.no_grad()
+    def denoise(
+        self,
+        latents: torch.Tensor,
+        text_states: torch.Tensor,
+        steps: int,
+        guidance_scale: float,
+        progress: bool = True,
+    ) -> torch.Tensor:
+        """Run the scheduler's reverse process on `b c f h w` latents."""
+        self.scheduler.set_timesteps(steps, device=self.device)
+        latents = latents * self.scheduler.init_noise_sigma
+        guidance = text_states.shape[0] == 2
+        extra = {"eta": 0.0} if "eta" in inspect.signature(self.scheduler.step).parameters else {}
+        for t in tqdm(self.scheduler.timesteps, desc="denoising", disable=not progress):
+            model_input = torch.cat([latents] * 2) if guidance else latents
+            model_input = self.scheduler.scale_model_input(model_input, t)
+            eps = self.unet(model_input, t, text_states).to(latents.dtype)
+            if guidance:
+                uncond, cond = eps.chunk(2)
+                eps = uncond + guidance_scale * (cond - uncond)
+            latents = self.scheduler.step(eps, t, latents, **extra, return_dict=False)[0]
+        return latents
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor, chunk_size: int = 8) -> torch.Tensor:
+        """Video latents (1 c f h w) to float frames (f 3 H W) in [0, 1], `chunk_size` frames at a time."""
+        latents = rearrange(latents, "b c f h w -> (b f) c h w") / self.vae.config.scaling_factor
+        chunks = [self.vae.decode(chunk, return_dict=False)[0] for chunk in latents.split(chunk_size)]
+        return (torch.cat(chunks).float() / 2 + 0.5).clamp(0, 1)
+
+    def __call__(self, prompt: str, **settings) -> np.ndarray:
+        """Generate one clip as `F×H×W×3` uint8 frames; `settings` are those of `generate`."""
+        return to_uint8(self.generate(prompt, **settings))
+
+    def generate(
+        self,
+        prompt: str,
+        negative_prompt: str | None = None,
+        num_frames: int = 16,
+        height: int = 512,
+        width: int = 512,
+        steps: int = 25,
+        guidance_scale: float = 7.5,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> torch.Tensor:
+        """Generate one clip as float frames `f 3 H W` in [0, 1] (what `__call__` rounds to uint8)."""
+        self.check_inputs(num_frames, height, width, steps)
+        guidance = guidance_scale > 1.0
+        text_states = self.encode_prompt(prompt, negative_prompt, guidance)
+        factor = self.vae_scale_factor
+        channels = self.unet.unet.config.in_channels
+        noise = initial_noise((1, channels, num_frames, height // factor, width // factor), seed)
+        latents = noise.to(device=self.device, dtype=self.unet.dtype)
+        latents = self.denoise(latents, text_states, steps, guidance_scale, progress)
+        return self.decode(latents)
