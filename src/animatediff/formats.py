@@ -153,3 +153,25 @@ def save_motion_module(module: MotionModule, path: str | os.PathLike) -> Path:
     with atomic_path(path) as temporary:
         save_file(tensors, temporary, metadata=metadata)
     return path
+
+
+_DIFFUSERS_RENAMES = (
+    ("temporal_transformer.", ""),
+    ("norms.0.", "norm1."),
+    ("norms.1.", "norm2."),
+    ("ff_norm.", "norm3."),
+    ("attention_blocks.0.", "attn1."),
+    ("attention_blocks.1.", "attn2."),
+)
+
+
+def official_to_diffusers(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename official motion-module keys to diffusers' `MotionAdapter` layout (position tables dropped)."""
+    converted = {}
+    for key, value in state_dict.items():
+        if key.endswith("pos_encoder.pe"):
+            continue
+        for old, new in _DIFFUSERS_RENAMES:
+            key = key.replace(old, new)
+        converted[key] = value
+    return converted

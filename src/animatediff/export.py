@@ -1,0 +1,123 @@
+"""Writing `F×H×W×3` uint8 frames as GIF, MP4, WebM, animated WebP or a folder of PNG frames.
+
+The output path's extension picks the format; a path without one is a folder of lossless frames.
+Every output is written to a temporary name and renamed into place, and gets a JSON sidecar with the
+settings that made it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+from animatediff.errors import ConfigError
+from animatediff.files import atomic_path
+
+FORMATS = ("gif", "mp4", "webm", "webp", "png")
+_VIDEO_CODECS = {"mp4": ("libx264", {"crf": "18"}), "webm": ("libvpx-vp9", {"crf": "30", "b": "0"})}
+
+
+def output_format(path: str | os.PathLike) -> str:
+    """The format a path asks for: its extension, or `png` (a frame folder) when it has none."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if not suffix:
+        return "png"
+    if suffix not in FORMATS or suffix == "png":
+        raise ConfigError(
+            f"{path}: unknown output format '.{suffix}'; use .gif, .mp4, .webm, .webp, or a path without "
+            "an extension for a folder of PNG frames."
+        )
+    return suffix
+
+
+def _check_frames(frames: np.ndarray) -> None:
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"expected uint8 frames of shape F×H×W×3, got {frames.dtype} {frames.shape}")
+
+
+def _write_pillow(frames: np.ndarray, path: Path, fps: float, fmt: str) -> None:
+    images = [Image.fromarray(frame) for frame in frames]
+    options = {"lossless": True} if fmt == "webp" else {"disposal": 2}
+    images[0].save(
+        path,
+        format=fmt.upper(),
+        save_all=True,
+        append_images=images[1:],
+        duration=round(1000 / fps),
+        loop=0,
+        **options,
+    )
+
+
+def _write_av(frames: np.ndarray, path: Path, fps: float, fmt: str) -> None:
+    height, width = frames.shape[1:3]
+    if height % 2 or width % 2:
+        raise ConfigError(f"{path}: {fmt} (yuv420p) needs an even width and height; got {width}×{height}.")
+    codec, options = _VIDEO_CODECS[fmt]
+    with av.open(str(path), mode="w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = options
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+
+
+def _write_png_folder(frames: np.ndarray, folder: Path) -> None:
+    for index, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"{index:05d}.png")
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """`out.gif` → `out.gif.json`; a frame folder `out` → `out.json` beside it."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float = 8.0, settings: dict | None = None) -> Path:
+    """Write `frames` to `path` in the format its extension names, plus a sidecar of `settings`."""
+    _check_frames(frames)
+    if fps <= 0:
+        raise ConfigError(f"fps must be positive; got {fps}.")
+    path = Path(path)
+    fmt = output_format(path)
+    with atomic_path(path, directory=fmt == "png") as temporary:
+        if fmt == "png":
+            _write_png_folder(frames, temporary)
+        elif fmt in _VIDEO_CODECS:
+            _write_av(frames, temporary, fps, fmt)
+        else:
+            _write_pillow(frames, temporary, fps, fmt)
+    write_sidecar(path, {**(settings or {}), "fps": fps, "format": fmt})
+    return path
+
+
+def write_sidecar(path: str | os.PathLike, settings: dict) -> Path:
+    """Write the resolved settings next to an output, so the run can be repeated exactly."""
+    target = sidecar_path(path)
+    with atomic_path(target) as temporary:
+        temporary.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+    return target
+
+
+def read_video(path: str | os.PathLike) -> np.ndarray:
+    """Decode any output this module writes back to `F×H×W×3` uint8 frames."""
+    path = Path(path)
+    fmt = output_format(path)
+    if fmt == "png":
+        return np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted(path.glob("*.png"))])
+    if fmt in _VIDEO_CODECS:
+        with av.open(str(path)) as container:
+            return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+    with Image.open(path) as image:
+        frames = []
+        for index in range(image.n_frames):
+            image.seek(index)
+            frames.append(np.asarray(image.convert("RGB")))
+        return np.stack(frames)

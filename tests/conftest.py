@@ -1,0 +1,18 @@
+import pytest
+import torch
+from helpers import random_motion_module, save_tiny_base
+
+from animatediff import save_motion_module
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory):
+    return save_tiny_base(tmp_path_factory.mktemp("tiny_base"))
+
+
+@pytest.fixture(scope="session")
+def tiny_motion_module_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("motion") / "motion_module.safetensors"
+    return save_motion_module(random_motion_module(), path)

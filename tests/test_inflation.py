@@ -1,0 +1,119 @@
+import pytest
+import torch
+from einops import rearrange
+from helpers import random_motion_module, tiny_config, tiny_unet
+
+from animatediff import AnimateDiffError, MotionModule, MotionModuleConfig, inflate
+
+
+def video_inputs(frames=4, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    sample = torch.randn(1, 4, frames, 8, 8, generator=generator)
+    text = torch.randn(1, 77, 32, generator=generator)
+    return sample, torch.tensor(500), text
+
+
+def image_unet_per_frame(unet, sample, t, text):
+    frames = [unet(sample[:, :, i], t, encoder_hidden_states=text).sample for i in range(sample.shape[2])]
+    return torch.stack(frames, dim=2)
+
+
+@torch.no_grad()
+def test_zero_motion_module_leaves_single_frame_output_unchanged():
+    unet = tiny_unet()
+    sample, t, text = video_inputs(frames=1)
+    expected = unet(sample[:, :, 0], t, encoder_hidden_states=text).sample
+    video_unet = inflate(unet, MotionModule(tiny_config()))
+    torch.testing.assert_close(video_unet(sample, t, text)[:, :, 0], expected, rtol=1e-5, atol=1e-5)
+
+
+@torch.no_grad()
+def test_zero_motion_module_treats_every_frame_as_an_image():
+    unet = tiny_unet()
+    sample, t, text = video_inputs(frames=4)
+    expected = image_unet_per_frame(unet, sample, t, text)
+    video_unet = inflate(unet, MotionModule(tiny_config()))
+    torch.testing.assert_close(video_unet(sample, t, text), expected, rtol=1e-5, atol=1e-5)
+
+
+@torch.no_grad()
+def test_random_motion_module_mixes_frames():
+    unet = tiny_unet()
+    sample, t, text = video_inputs(frames=4)
+    per_frame = image_unet_per_frame(unet, sample, t, text)
+    video_unet = inflate(unet, random_motion_module())
+    out = video_unet(sample, t, text)
+    assert (out - per_frame).abs().max() > 1e-2
+    # Changing frame 3 alone now changes frame 0's prediction: information flows across time.
+    changed = sample.clone()
+    changed[:, :, 3] += 1
+    assert (video_unet(changed, t, text)[:, :, 0] - out[:, :, 0]).abs().max() > 1e-3
+
+
+@torch.no_grad()
+def test_every_temporal_module_runs_once_per_forward():
+    unet = tiny_unet()
+    module = random_motion_module()
+    video_unet = inflate(unet, module)
+    calls = []
+    for name, layer in module.named_modules():
+        if name.endswith("temporal_transformer"):
+            layer.register_forward_hook(lambda *_args, name=name: calls.append(name))
+    video_unet(*video_inputs(frames=2))
+    expected = [n for n, _ in module.named_modules() if n.endswith("temporal_transformer")]
+    assert sorted(calls) == sorted(expected)
+    assert len(calls) == 2 * 2 + 2 * 3 + 1
+
+
+@torch.no_grad()
+def test_unet_parameter_names_are_unchanged_and_motion_names_are_official():
+    unet = tiny_unet()
+    before = set(unet.state_dict())
+    video_unet = inflate(unet, random_motion_module(tiny_config(image_norm_over_frames=True)))
+    assert set(video_unet.unet.state_dict()) == before
+    assert "motion_module.up_blocks.0.motion_modules.2.temporal_transformer.proj_out.weight" in set(
+        video_unet.state_dict()
+    )
+
+
+@torch.no_grad()
+def test_v1_image_groupnorm_pools_over_frames():
+    sample, t, text = video_inputs(frames=4)
+    per_frame = inflate(tiny_unet(), MotionModule(tiny_config()))(sample, t, text)
+    pooled = inflate(tiny_unet(), MotionModule(tiny_config(image_norm_over_frames=True)))(sample, t, text)
+    assert (pooled - per_frame).abs().max() > 1e-3
+    # With one frame, pooling over frames is the same as per frame.
+    one = sample[:, :, :1]
+    per_frame_one = inflate(tiny_unet(), MotionModule(tiny_config()))(one, t, text)
+    pooled_one = inflate(tiny_unet(), MotionModule(tiny_config(image_norm_over_frames=True)))(one, t, text)
+    torch.testing.assert_close(pooled_one, per_frame_one, rtol=1e-5, atol=1e-5)
+
+
+@torch.no_grad()
+def test_v1_resnet_norm_matches_groupnorm_on_the_5d_clip():
+    unet = tiny_unet()
+    video_unet = inflate(unet, MotionModule(tiny_config(image_norm_over_frames=True)))
+    norm = unet.down_blocks[0].resnets[0].norm1
+    video_unet.frames.value = 4
+    x = torch.randn(8, 32, 4, 4)  # (b f) c h w with b=2, f=4
+    expected = torch.nn.functional.group_norm(
+        rearrange(x, "(b f) c h w -> b c f h w", f=4), 32, norm.weight, norm.bias, norm.eps
+    )
+    torch.testing.assert_close(norm(x), rearrange(expected, "b c f h w -> (b f) c h w"))
+
+
+@torch.no_grad()
+def test_timestep_per_clip_is_shared_by_its_frames():
+    unet = tiny_unet()
+    video_unet = inflate(unet, random_motion_module())
+    sample, _, text = video_inputs(frames=3)
+    batch = torch.cat([sample, sample])
+    out = video_unet(batch, torch.tensor([100, 900]), torch.cat([text, text]))
+    torch.testing.assert_close(out[:1], video_unet(sample, torch.tensor(100), text), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out[1:], video_unet(sample, torch.tensor(900), text), rtol=1e-5, atol=1e-5)
+
+
+def test_motion_module_for_another_unet_is_refused():
+    wrong = MotionModule(MotionModuleConfig(block_out_channels=(64, 128), layers_per_block=2))
+    with pytest.raises(AnimateDiffError, match=r"widths \(64, 128\).*widths \(32, 64\)"):
+        inflate(tiny_unet(), wrong)
