@@ -101,7 +101,8 @@ def run_generate(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     output = args.output or _default_output(args.prompt, seed)
     motion_module = None if args.motion_module == "none" else load_motion_module(args.motion_module)
-    pipeline = AnimateDiffPipeline.from_components(load_base(args.base), motion_module).to(device, dtype)
+    components = load_base(args.base, dtype)
+    pipeline = AnimateDiffPipeline.from_components(components, motion_module).to(device)
     frames = pipeline(
         args.prompt,
         negative_prompt=args.negative_prompt,
@@ -137,8 +138,20 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet_libraries() -> None:
+    """Keep the terminal for our own progress bar and errors."""
+    import diffusers
+    import transformers
+
+    diffusers.logging.set_verbosity_error()
+    diffusers.logging.disable_progress_bar()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _quiet_libraries()
     try:
         return args.run(args)
     except AnimateDiffError as error:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +56,7 @@ class Components:
     tokenizer: CLIPTokenizer
 
 
-def load_base(path: str | os.PathLike) -> Components:
+def load_base(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> Components:
     """Load an SD1.x image model from a diffusers folder (unet/, vae/, text_encoder/, tokenizer/)."""
     path = Path(path)
     missing = [name for name in ("unet", "vae", "text_encoder", "tokenizer") if not (path / name).is_dir()]
@@ -65,9 +66,9 @@ def load_base(path: str | os.PathLike) -> Components:
             f"subfolders{'' if not path.is_dir() else f'; missing: {missing}'}."
         )
     return Components(
-        unet=UNet2DConditionModel.from_pretrained(path, subfolder="unet"),
-        vae=AutoencoderKL.from_pretrained(path, subfolder="vae"),
-        text_encoder=CLIPTextModel.from_pretrained(path, subfolder="text_encoder"),
+        unet=UNet2DConditionModel.from_pretrained(path, subfolder="unet", torch_dtype=dtype),
+        vae=AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=dtype),
+        text_encoder=CLIPTextModel.from_pretrained(path, subfolder="text_encoder", dtype=dtype),
         tokenizer=CLIPTokenizer.from_pretrained(path, subfolder="tokenizer"),
     )
 
@@ -147,15 +148,15 @@ class AnimateDiffPipeline:
             raise AnimateDiffError(f"frames and steps must be at least 1; got {num_frames} and {steps}.")
 
     @torch.no_grad()
-    def denoise(
+    def denoising_steps(
         self,
         latents: torch.Tensor,
         text_states: torch.Tensor,
         steps: int,
         guidance_scale: float,
         progress: bool = True,
-    ) -> torch.Tensor:
-        """Run the scheduler's reverse process on `b c f h w` latents."""
+    ) -> Iterator[torch.Tensor]:
+        """Run the scheduler's reverse process on `b c f h w` latents, yielding them after each step."""
         self.scheduler.set_timesteps(steps, device=self.device)
         latents = latents * self.scheduler.init_noise_sigma
         guidance = text_states.shape[0] == 2
@@ -168,6 +169,12 @@ class AnimateDiffPipeline:
                 uncond, cond = eps.chunk(2)
                 eps = uncond + guidance_scale * (cond - uncond)
             latents = self.scheduler.step(eps, t, latents, **extra, return_dict=False)[0]
+            yield latents
+
+    def denoise(self, latents: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        """The final latents of `denoising_steps` (same arguments)."""
+        for latents in self.denoising_steps(latents, *args, **kwargs):
+            pass
         return latents
 
     @torch.no_grad()

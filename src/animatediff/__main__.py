@@ -1,0 +1,5 @@
+import sys
+
+from animatediff.cli import main
+
+sys.exit(main())

@@ -1,0 +1,93 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from animatediff import read_video
+from animatediff.cli import main
+
+SMALL = ["--frames", "5", "--width", "32", "--height", "24", "--steps", "2", "--device", "cpu"]
+
+
+def generate(tiny_base, motion_module, output, *extra):
+    args = ["generate", "a red circle moving right", "--base", str(tiny_base),
+            "--motion-module", str(motion_module), *SMALL, "-o", str(output), *extra]
+    return main(args)
+
+
+@pytest.mark.parametrize("name", ["out.gif", "out.mp4", "out.webm", "out.webp", "out"])
+def test_generate_writes_every_format(tmp_path, tiny_base, tiny_motion_module_file, name):
+    assert generate(tiny_base, tiny_motion_module_file, tmp_path / name, "--seed", "1") == 0
+    frames = read_video(tmp_path / name)
+    assert frames.shape == (5, 24, 32, 3)
+    sidecar = json.loads((tmp_path / f"{name}.json").read_text())
+    assert sidecar["seed"] == 1 and sidecar["frames"] == 5 and sidecar["width"] == 32
+    assert sidecar["motion_module"] == str(tiny_motion_module_file.resolve())
+
+
+def test_same_seed_gives_identical_frames(tmp_path, tiny_base, tiny_motion_module_file):
+    generate(tiny_base, tiny_motion_module_file, tmp_path / "a", "--seed", "5")
+    generate(tiny_base, tiny_motion_module_file, tmp_path / "b", "--seed", "5")
+    np.testing.assert_array_equal(read_video(tmp_path / "a"), read_video(tmp_path / "b"))
+
+
+def test_different_seed_gives_different_frames(tmp_path, tiny_base, tiny_motion_module_file):
+    generate(tiny_base, tiny_motion_module_file, tmp_path / "a", "--seed", "5")
+    generate(tiny_base, tiny_motion_module_file, tmp_path / "b", "--seed", "6")
+    difference = np.abs(read_video(tmp_path / "a").astype(int) - read_video(tmp_path / "b"))
+    assert difference.mean() > 1
+
+
+def test_unset_seed_is_drawn_and_recorded_so_the_run_repeats(tmp_path, tiny_base, tiny_motion_module_file):
+    generate(tiny_base, tiny_motion_module_file, tmp_path / "a")
+    seed = json.loads((tmp_path / "a.json").read_text())["seed"]
+    generate(tiny_base, tiny_motion_module_file, tmp_path / "b", "--seed", str(seed))
+    np.testing.assert_array_equal(read_video(tmp_path / "a"), read_video(tmp_path / "b"))
+
+
+def test_motion_module_changes_the_frames(tmp_path, tiny_base, tiny_motion_module_file):
+    generate(tiny_base, tiny_motion_module_file, tmp_path / "with", "--seed", "5")
+    generate(tiny_base, "none", tmp_path / "without", "--seed", "5")
+    difference = np.abs(read_video(tmp_path / "with").astype(int) - read_video(tmp_path / "without"))
+    assert difference.mean() > 1
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"--base": "missing-folder"}, "missing-folder: expected a diffusers model folder"),
+        ({"--motion-module": "missing.ckpt"}, "--motion-module missing.ckpt: no such file"),
+        ({"--width": "33"}, "multiples of 2"),
+        ({"--frames": "0"}, "--frames must be at least 1"),
+        ({"--frames": "40"}, "frames must be between 1 and 32"),
+        ({"-o": "out.avi"}, "unknown output format"),
+    ],
+)
+def test_bad_input_exits_2_with_one_paragraph(tmp_path, tiny_base, tiny_motion_module_file, capsys, change, message):
+    options = {"--base": str(tiny_base), "--motion-module": str(tiny_motion_module_file),
+               "--frames": "5", "--width": "32", "--height": "24", "--steps": "1", "-o": str(tmp_path / "o.gif")}
+    options.update(change)
+    args = ["generate", "a cat", *[item for pair in options.items() for item in pair]]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error
+    assert error.count("\n") == 1
+
+
+def test_mismatched_base_and_motion_module_exits_2(tmp_path, tiny_base, capsys):
+    golden_module = "tests/data/official-v2/mm_tiny_v2.ckpt"
+    assert generate(tiny_base, golden_module, tmp_path / "o.gif") == 2
+    assert "block widths (32, 32, 32, 64)" in capsys.readouterr().err
+
+
+def test_installed_command_runs(tmp_path, tiny_base, tiny_motion_module_file):
+    result = subprocess.run(
+        [sys.executable, "-m", "animatediff", "generate", "a cat", "--base", str(tiny_base),
+         "--motion-module", str(tiny_motion_module_file), *SMALL, "--seed", "2", "-o", str(tmp_path / "c.gif")],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "wrote" in result.stdout
+    assert read_video(tmp_path / "c.gif").shape == (5, 24, 32, 3)
