@@ -1,8 +1,8 @@
 import pytest
 import torch
-from helpers import random_motion_module, save_tiny_base
 
 from animatediff import save_motion_module
+from helpers import random_motion_module, save_tiny_base
 
 torch.set_num_threads(1)
 

@@ -52,8 +52,15 @@ def tiny_vae(seed: int = 0) -> AutoencoderKL:
 def tiny_text_encoder(seed: int = 0) -> CLIPTextModel:
     torch.manual_seed(seed)
     config = CLIPTextConfig(
-        vocab_size=514, hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
-        max_position_embeddings=77, bos_token_id=512, eos_token_id=513, pad_token_id=513,
+        vocab_size=514,
+        hidden_size=32,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        max_position_embeddings=77,
+        bos_token_id=512,
+        eos_token_id=513,
+        pad_token_id=513,
     )
     return CLIPTextModel(config).eval()
 
@@ -62,7 +69,9 @@ def tiny_config(**overrides) -> MotionModuleConfig:
     return MotionModuleConfig(block_out_channels=WIDTHS, layers_per_block=2, **overrides)
 
 
-def random_motion_module(config: MotionModuleConfig | None = None, seed: int = 0, std: float = 0.1) -> MotionModule:
+def random_motion_module(
+    config: MotionModuleConfig | None = None, seed: int = 0, std: float = 0.1
+) -> MotionModule:
     """A motion module with every weight random (proj_out too), so it really changes the output."""
     torch.manual_seed(seed)
     module = MotionModule(config or tiny_config())

@@ -12,8 +12,18 @@ SMALL = ["--frames", "5", "--width", "32", "--height", "24", "--steps", "2", "--
 
 
 def generate(tiny_base, motion_module, output, *extra):
-    args = ["generate", "a red circle moving right", "--base", str(tiny_base),
-            "--motion-module", str(motion_module), *SMALL, "-o", str(output), *extra]
+    args = [
+        "generate",
+        "a red circle moving right",
+        "--base",
+        str(tiny_base),
+        "--motion-module",
+        str(motion_module),
+        *SMALL,
+        "-o",
+        str(output),
+        *extra,
+    ]
     return main(args)
 
 
@@ -65,9 +75,18 @@ def test_motion_module_changes_the_frames(tmp_path, tiny_base, tiny_motion_modul
         ({"-o": "out.avi"}, "unknown output format"),
     ],
 )
-def test_bad_input_exits_2_with_one_paragraph(tmp_path, tiny_base, tiny_motion_module_file, capsys, change, message):
-    options = {"--base": str(tiny_base), "--motion-module": str(tiny_motion_module_file),
-               "--frames": "5", "--width": "32", "--height": "24", "--steps": "1", "-o": str(tmp_path / "o.gif")}
+def test_bad_input_exits_2_with_one_paragraph(
+    tmp_path, tiny_base, tiny_motion_module_file, capsys, change, message
+):
+    options = {
+        "--base": str(tiny_base),
+        "--motion-module": str(tiny_motion_module_file),
+        "--frames": "5",
+        "--width": "32",
+        "--height": "24",
+        "--steps": "1",
+        "-o": str(tmp_path / "o.gif"),
+    }
     options.update(change)
     args = ["generate", "a cat", *[item for pair in options.items() for item in pair]]
     assert main(args) == 2
@@ -84,9 +103,25 @@ def test_mismatched_base_and_motion_module_exits_2(tmp_path, tiny_base, capsys):
 
 def test_installed_command_runs(tmp_path, tiny_base, tiny_motion_module_file):
     result = subprocess.run(
-        [sys.executable, "-m", "animatediff", "generate", "a cat", "--base", str(tiny_base),
-         "--motion-module", str(tiny_motion_module_file), *SMALL, "--seed", "2", "-o", str(tmp_path / "c.gif")],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "animatediff",
+            "generate",
+            "a cat",
+            "--base",
+            str(tiny_base),
+            "--motion-module",
+            str(tiny_motion_module_file),
+            *SMALL,
+            "--seed",
+            "2",
+            "-o",
+            str(tmp_path / "c.gif"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "wrote" in result.stdout

@@ -9,7 +9,7 @@ from animatediff import ConfigError, read_video, write_video
 def moving_square(frames=5, height=32, width=48):
     video = np.full((frames, height, width, 3), 40, dtype=np.uint8)
     for index in range(frames):
-        video[index, 8:20, 4 + 6 * index:16 + 6 * index] = (230, 60, 20)
+        video[index, 8:20, 4 + 6 * index : 16 + 6 * index] = (230, 60, 20)
     return video
 
 

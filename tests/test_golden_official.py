@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import GOLDEN
 from PIL import Image
 
 from animatediff import AnimateDiffPipeline, initial_noise, load_base, load_motion_module, read_video
 from animatediff.cli import main
+from helpers import GOLDEN
 
 CASE = json.loads((GOLDEN / "case.json").read_text())
 TOLERANCE = CASE["suggested_tolerances"]
@@ -22,7 +22,9 @@ def pipeline():
 
 
 def golden_frames():
-    return np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted((GOLDEN / "frames").glob("*.png"))])
+    return np.stack(
+        [np.asarray(Image.open(p).convert("RGB")) for p in sorted((GOLDEN / "frames").glob("*.png"))]
+    )
 
 
 def test_motion_module_version_is_read_from_the_checkpoint(pipeline):
@@ -53,13 +55,21 @@ def test_first_unet_output_matches(pipeline):
     noise = torch.from_numpy(np.load(GOLDEN / "init_latents.npy"))
     states = torch.from_numpy(np.load(GOLDEN / "text_embeddings.npy"))
     eps = pipeline.unet(torch.cat([noise] * 2), torch.tensor(CASE["timesteps"][0]), states)
-    np.testing.assert_allclose(eps.numpy(), np.load(GOLDEN / "eps_step0.npy"), atol=TOLERANCE["eps_step0"], rtol=0)
+    np.testing.assert_allclose(
+        eps.numpy(), np.load(GOLDEN / "eps_step0.npy"), atol=TOLERANCE["eps_step0"], rtol=0
+    )
 
 
 def test_video_matches_through_the_python_api(pipeline):
     video = pipeline.generate(
-        CASE["prompt"], negative_prompt=CASE["n_prompt"], num_frames=CASE["L"], height=CASE["H"],
-        width=CASE["W"], steps=CASE["steps"], guidance_scale=CASE["guidance_scale"], seed=CASE["seed"],
+        CASE["prompt"],
+        negative_prompt=CASE["n_prompt"],
+        num_frames=CASE["L"],
+        height=CASE["H"],
+        width=CASE["W"],
+        steps=CASE["steps"],
+        guidance_scale=CASE["guidance_scale"],
+        seed=CASE["seed"],
         progress=False,
     )
     expected = np.load(GOLDEN / "video.npy")[0].transpose(1, 0, 2, 3)  # (3, f, h, w) -> (f, 3, h, w)
@@ -77,13 +87,34 @@ def test_every_step_latent_matches(pipeline):
 
 def test_frames_match_through_the_cli(tmp_path):
     output = tmp_path / "frames"
-    code = main([
-        "generate", CASE["prompt"], "--negative-prompt", CASE["n_prompt"],
-        "--base", str(GOLDEN / CASE["base_model"]), "--motion-module", str(GOLDEN / CASE["motion_module"]),
-        "--frames", str(CASE["L"]), "--width", str(CASE["W"]), "--height", str(CASE["H"]),
-        "--steps", str(CASE["steps"]), "--guidance-scale", str(CASE["guidance_scale"]),
-        "--seed", str(CASE["seed"]), "--output", str(output), "--device", "cpu",
-    ])
+    code = main(
+        [
+            "generate",
+            CASE["prompt"],
+            "--negative-prompt",
+            CASE["n_prompt"],
+            "--base",
+            str(GOLDEN / CASE["base_model"]),
+            "--motion-module",
+            str(GOLDEN / CASE["motion_module"]),
+            "--frames",
+            str(CASE["L"]),
+            "--width",
+            str(CASE["W"]),
+            "--height",
+            str(CASE["H"]),
+            "--steps",
+            str(CASE["steps"]),
+            "--guidance-scale",
+            str(CASE["guidance_scale"]),
+            "--seed",
+            str(CASE["seed"]),
+            "--output",
+            str(output),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     frames = read_video(output).astype(int)
     assert frames.shape == (CASE["L"], CASE["H"], CASE["W"], 3)

@@ -1,9 +1,9 @@
 import pytest
 import torch
 from einops import rearrange
-from helpers import random_motion_module, tiny_config, tiny_unet
 
 from animatediff import AnimateDiffError, MotionModule, MotionModuleConfig, inflate
+from helpers import random_motion_module, tiny_config, tiny_unet
 
 
 def video_inputs(frames=4, seed=0):

@@ -36,8 +36,9 @@ def _generate_parser(commands) -> None:
     parser.add_argument("--output", "-o", type=Path, help="output file; its extension picks the format")
     parser.add_argument("--fps", type=float, default=8.0)
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 … (default: cuda if present)")
-    parser.add_argument("--dtype", default="auto", choices=["auto", *DTYPES],
-                        help="default: float16 on CUDA, float32 on CPU")
+    parser.add_argument(
+        "--dtype", default="auto", choices=["auto", *DTYPES], help="default: float16 on CUDA, float32 on CPU"
+    )
     parser.set_defaults(run=run_generate)
 
 
@@ -76,7 +77,7 @@ def _default_output(prompt: str, seed: int) -> Path:
 def _check_generate_args(args: argparse.Namespace) -> None:
     """Everything that can be checked before any weights load."""
     if not args.prompt:
-        raise ConfigError("generate needs a PROMPT, e.g. animatediff generate \"a red circle moving right\".")
+        raise ConfigError('generate needs a PROMPT, e.g. animatediff generate "a red circle moving right".')
     if args.base is None:
         raise ConfigError(
             "--base is required: this release ships no embedded default model yet. Pass a diffusers "

@@ -78,8 +78,12 @@ def infer_motion_module_config(state_dict: dict[str, torch.Tensor], **overrides)
     widths = tuple(down[i][0] for i in sorted(down))
     layers_per_block = len(down[0])
     first = "down_blocks.0.motion_modules.0.temporal_transformer."
-    blocks = {key[len(first):].split(".")[1] for key in state_dict if key.startswith(first + "transformer_blocks.")}
-    pe_key = next((key for key in state_dict if key.startswith(first) and key.endswith("pos_encoder.pe")), None)
+    blocks = {
+        key[len(first) :].split(".")[1] for key in state_dict if key.startswith(first + "transformer_blocks.")
+    }
+    pe_key = next(
+        (key for key in state_dict if key.startswith(first) and key.endswith("pos_encoder.pe")), None
+    )
     max_frames = state_dict[pe_key].shape[1] if pe_key else MotionModuleConfig.max_frames
     is_v1 = not mid and max_frames == 24
     values = dict(
@@ -115,8 +119,10 @@ def load_motion_module(path: str | os.PathLike, **overrides) -> MotionModule:
     state_dict = read_state_dict(path)
     saved = _saved_config(path)
     try:
-        config = MotionModuleConfig.from_dict({**saved, **overrides}) if saved else (
-            infer_motion_module_config(state_dict, **overrides)
+        config = (
+            MotionModuleConfig.from_dict({**saved, **overrides})
+            if saved
+            else (infer_motion_module_config(state_dict, **overrides))
         )
     except ValueError as error:
         raise CheckpointError(
@@ -130,7 +136,8 @@ def load_motion_module(path: str | os.PathLike, **overrides) -> MotionModule:
     if missing or unexpected:
         raise CheckpointError(
             f"{path}: the weights do not fit a motion module of widths {config.block_out_channels} "
-            f"({len(missing)} missing, e.g. {missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]})."
+            f"({len(missing)} missing, e.g. {missing[:2]}; "
+            f"{len(unexpected)} unexpected, e.g. {unexpected[:2]})."
         )
     return module
 

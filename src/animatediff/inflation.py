@@ -53,7 +53,10 @@ def _insertion_points(block: nn.Module) -> list[nn.Module]:
 def _check_widths(unet: UNet2DConditionModel, motion_module: MotionModule) -> None:
     config = motion_module.config
     unet_widths = tuple(unet.config.block_out_channels)
-    if unet_widths != tuple(config.block_out_channels) or unet.config.layers_per_block != config.layers_per_block:
+    if (
+        unet_widths != tuple(config.block_out_channels)
+        or unet.config.layers_per_block != config.layers_per_block
+    ):
         raise AnimateDiffError(
             f"The motion module was built for an image UNet with block widths {config.block_out_channels} "
             f"and {config.layers_per_block} layers per block, but the base model's UNet has widths "
@@ -91,8 +94,8 @@ class AnimateDiffUNet(nn.Module):
                 self._pool_image_norms_over_frames()
 
     def _plug_in(self, motion_module: MotionModule) -> list:
-        pairs = list(zip(self.unet.down_blocks, motion_module.down_blocks))
-        pairs += list(zip(self.unet.up_blocks, motion_module.up_blocks))
+        pairs = list(zip(self.unet.down_blocks, motion_module.down_blocks, strict=True))
+        pairs += list(zip(self.unet.up_blocks, motion_module.up_blocks, strict=True))
         if motion_module.mid_block is not None:
             pairs.append((self.unet.mid_block, motion_module.mid_block))
         hooks = []

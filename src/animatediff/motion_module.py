@@ -4,8 +4,8 @@ At every place it is inserted, the module sees the UNet's feature map with the v
 into the batch, `(b f) c h w`. It lets every spatial position attend across the frames at that same
 position, so the image layers stay untouched and the module only learns how content moves:
 
-    x ─ GroupNorm ─ proj_in ─┬─ [LayerNorm ─ + sinusoidal position ─ self-attention over frames] × 2 ─┐
-    │                        └─ LayerNorm ─ GEGLU feed-forward ───────────────────────────────────────┴─ proj_out ─ + x
+    x → GroupNorm → proj_in → N × [ 2 × (LayerNorm → + position table → attention over frames, residual)
+                                    → (LayerNorm → GEGLU feed-forward, residual) ] → proj_out → + x
 
 `proj_out` starts at zero, so a freshly built module is the identity and inserting it does not change
 the image model. Parameter names follow the official release
@@ -121,7 +121,7 @@ class TemporalTransformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (b h w) f c
-        for norm, attention in zip(self.norms, self.attention_blocks):
+        for norm, attention in zip(self.norms, self.attention_blocks, strict=True):
             x = attention(norm(x)) + x
         return self.ff(self.ff_norm(x)) + x
 

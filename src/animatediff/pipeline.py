@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,9 +174,7 @@ class AnimateDiffPipeline:
 
     def denoise(self, latents: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         """The final latents of `denoising_steps` (same arguments)."""
-        for latents in self.denoising_steps(latents, *args, **kwargs):
-            pass
-        return latents
+        return deque(self.denoising_steps(latents, *args, **kwargs), maxlen=1)[0]
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, chunk_size: int = 8) -> torch.Tensor:
