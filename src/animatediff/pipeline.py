@@ -36,9 +36,9 @@ def official_scheduler() -> DDIMScheduler:
     return DDIMScheduler(**OFFICIAL_SCHEDULER)
 
 
-def initial_noise(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+def initial_noise(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
     """The noise contract: float32 from a seeded CPU generator, the same on every device."""
-    return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)
+    return torch.randn(shape, generator=generator, dtype=torch.float32)
 
 
 def to_uint8(video: torch.Tensor) -> np.ndarray:
@@ -156,12 +156,18 @@ class AnimateDiffPipeline:
         steps: int,
         guidance_scale: float,
         progress: bool = True,
+        generator: torch.Generator | None = None,
     ) -> Iterator[torch.Tensor]:
-        """Run the scheduler's reverse process on `b c f h w` latents, yielding them after each step."""
+        """Run the scheduler's reverse process on `b c f h w` latents, yielding them after each step.
+
+        `generator` feeds stochastic schedulers (ancestral, SDE); DDIM at eta 0 draws nothing.
+        """
         self.scheduler.set_timesteps(steps, device=self.device)
         latents = latents * self.scheduler.init_noise_sigma
         guidance = text_states.shape[0] == 2
-        extra = {"eta": 0.0} if "eta" in inspect.signature(self.scheduler.step).parameters else {}
+        accepted = inspect.signature(self.scheduler.step).parameters
+        extra = {"eta": 0.0, "generator": generator}
+        extra = {name: value for name, value in extra.items() if name in accepted}
         for t in tqdm(self.scheduler.timesteps, desc="denoising", disable=not progress):
             model_input = torch.cat([latents] * 2) if guidance else latents
             model_input = self.scheduler.scale_model_input(model_input, t)
@@ -205,7 +211,8 @@ class AnimateDiffPipeline:
         text_states = self.encode_prompt(prompt, negative_prompt, guidance)
         factor = self.vae_scale_factor
         channels = self.unet.unet.config.in_channels
-        noise = initial_noise((1, channels, num_frames, height // factor, width // factor), seed)
+        generator = torch.Generator("cpu").manual_seed(seed)
+        noise = initial_noise((1, channels, num_frames, height // factor, width // factor), generator)
         latents = noise.to(device=self.device, dtype=self.unet.dtype)
-        latents = self.denoise(latents, text_states, steps, guidance_scale, progress)
+        latents = self.denoise(latents, text_states, steps, guidance_scale, progress, generator)
         return self.decode(latents)
