@@ -69,9 +69,7 @@ def tiny_config(**overrides) -> MotionModuleConfig:
     return MotionModuleConfig(block_out_channels=WIDTHS, layers_per_block=2, **overrides)
 
 
-def random_motion_module(
-    config: MotionModuleConfig | None = None, seed: int = 0, std: float = 0.1
-) -> MotionModule:
+def random_motion_module(config: MotionModuleConfig | None = None, seed: int = 0, std: float = 0.1) -> MotionModule:
     """A motion module with every weight random (proj_out too), so it really changes the output."""
     torch.manual_seed(seed)
     module = MotionModule(config or tiny_config())

@@ -75,9 +75,7 @@ def test_motion_module_changes_the_frames(tmp_path, tiny_base, tiny_motion_modul
         ({"-o": "out.avi"}, "unknown output format"),
     ],
 )
-def test_bad_input_exits_2_with_one_paragraph(
-    tmp_path, tiny_base, tiny_motion_module_file, capsys, change, message
-):
+def test_bad_input_exits_2_with_one_paragraph(tmp_path, tiny_base, tiny_motion_module_file, capsys, change, message):
     options = {
         "--base": str(tiny_base),
         "--motion-module": str(tiny_motion_module_file),

@@ -23,9 +23,7 @@ def diffusers_adapter(motion_module):
         motion_max_seq_length=config.max_frames,
         use_motion_mid_block=config.mid_block,
     )
-    missing, unexpected = adapter.load_state_dict(
-        official_to_diffusers(motion_module.state_dict()), strict=False
-    )
+    missing, unexpected = adapter.load_state_dict(official_to_diffusers(motion_module.state_dict()), strict=False)
     assert all(key.endswith("pos_embed.pe") for key in missing) and not unexpected
     return adapter
 
@@ -53,9 +51,7 @@ def test_frames_match_diffusers_animatediff_pipeline(tmp_path):
     ).frames[0]
 
     ours = AnimateDiffPipeline.from_components(load_base(folder), motion_module)
-    video = ours.generate(
-        "a red circle", negative_prompt="blurry", steps=4, seed=11, progress=False, **SETTINGS
-    )
+    video = ours.generate("a red circle", negative_prompt="blurry", steps=4, seed=11, progress=False, **SETTINGS)
     frames = video.permute(0, 2, 3, 1).numpy()
     assert frames.shape == expected.shape == (6, 32, 32, 3)
     assert np.abs(frames - expected).max() < 1e-4

@@ -32,16 +32,12 @@ def test_official_ckpt_nested_under_state_dict_with_a_config_entry(tmp_path):
 
 
 def test_version_is_inferred_from_the_weights():
-    v1 = infer_motion_module_config(
-        random_motion_module(tiny_config(mid_block=False, max_frames=24)).state_dict()
-    )
+    v1 = infer_motion_module_config(random_motion_module(tiny_config(mid_block=False, max_frames=24)).state_dict())
     assert (v1.mid_block, v1.max_frames, v1.image_norm_over_frames) == (False, 24, True)
     v2 = infer_motion_module_config(read_state_dict(GOLDEN / "mm_tiny_v2.ckpt"))
     assert (v2.mid_block, v2.max_frames, v2.image_norm_over_frames) == (True, 32, False)
     assert v2.block_out_channels == (32, 32, 32, 64) and v2.layers_per_block == 2
-    overridden = infer_motion_module_config(
-        read_state_dict(GOLDEN / "mm_tiny_v2.ckpt"), norm_over_frames=True
-    )
+    overridden = infer_motion_module_config(read_state_dict(GOLDEN / "mm_tiny_v2.ckpt"), norm_over_frames=True)
     assert overridden.norm_over_frames
 
 
@@ -78,7 +74,9 @@ def test_truncated_file_is_named_in_the_error(tmp_path):
 def test_file_without_motion_module_keys_is_refused(tmp_path):
     path = tmp_path / "lora.ckpt"
     torch.save({"lora_unet_down_blocks_0_attentions_0.lora_down.weight": torch.zeros(4, 32)}, path)
-    with pytest.raises(CheckpointError, match="lora.ckpt: not a motion module"):
+    with pytest.raises(
+        CheckpointError, match=r"lora.ckpt: this file is an image LoRA \(kohya layout\), not a motion module"
+    ):
         load_motion_module(path)
 
 

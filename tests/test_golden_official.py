@@ -22,9 +22,7 @@ def pipeline():
 
 
 def golden_frames():
-    return np.stack(
-        [np.asarray(Image.open(p).convert("RGB")) for p in sorted((GOLDEN / "frames").glob("*.png"))]
-    )
+    return np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted((GOLDEN / "frames").glob("*.png"))])
 
 
 def test_motion_module_version_is_read_from_the_checkpoint(pipeline):
@@ -55,9 +53,7 @@ def test_first_unet_output_matches(pipeline):
     noise = torch.from_numpy(np.load(GOLDEN / "init_latents.npy"))
     states = torch.from_numpy(np.load(GOLDEN / "text_embeddings.npy"))
     eps = pipeline.unet(torch.cat([noise] * 2), torch.tensor(CASE["timesteps"][0]), states)
-    np.testing.assert_allclose(
-        eps.numpy(), np.load(GOLDEN / "eps_step0.npy"), atol=TOLERANCE["eps_step0"], rtol=0
-    )
+    np.testing.assert_allclose(eps.numpy(), np.load(GOLDEN / "eps_step0.npy"), atol=TOLERANCE["eps_step0"], rtol=0)
 
 
 def test_video_matches_through_the_python_api(pipeline):

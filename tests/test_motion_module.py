@@ -20,9 +20,7 @@ def random_features(frames=6, channels=32, batch=2, size=4, seed=0):
 
 
 def random_temporal_module(config=None, channels=32, seed=0, std=0.1):
-    module = (
-        random_motion_module(config or tiny_config(), seed=seed, std=std).down_blocks[0].motion_modules[0]
-    )
+    module = random_motion_module(config or tiny_config(), seed=seed, std=std).down_blocks[0].motion_modules[0]
     assert module.temporal_transformer.norm.num_channels == channels
     return module
 
@@ -43,9 +41,7 @@ def test_position_table_is_the_sinusoidal_formula():
     table = sinusoidal_table(32, 8)
     assert table.shape == (1, 32, 8)
     position, channel = 5, 3  # odd channel: cos(position / 10000^(2i/d)) with 2i = channel - 1
-    assert math.isclose(
-        table[0, position, channel].item(), math.cos(position / 10000 ** (2 / 8)), rel_tol=1e-6
-    )
+    assert math.isclose(table[0, position, channel].item(), math.cos(position / 10000 ** (2 / 8)), rel_tol=1e-6)
     assert math.isclose(table[0, position, 2].item(), math.sin(position / 10000 ** (2 / 8)), rel_tol=1e-6)
 
 
@@ -65,9 +61,7 @@ def test_without_position_encoding_frame_order_is_invisible():
     module = random_temporal_module(tiny_config(position_encoding=False))
     x = random_features(frames=6)
     reversed_out = module(_reverse_frames(x, 6), num_frames=6)
-    torch.testing.assert_close(
-        _reverse_frames(reversed_out, 6), module(x, num_frames=6), rtol=1e-5, atol=1e-5
-    )
+    torch.testing.assert_close(_reverse_frames(reversed_out, 6), module(x, num_frames=6), rtol=1e-5, atol=1e-5)
 
 
 def test_frames_of_different_clips_do_not_mix():
@@ -138,9 +132,7 @@ def test_parameter_names_follow_the_official_layout():
     assert prefix + "transformer_blocks.0.ff_norm.weight" in names
     assert "up_blocks.1.motion_modules.2.temporal_transformer.proj_out.bias" in names
     assert "mid_block.motion_modules.0.temporal_transformer.norm.weight" in names
-    assert not any(
-        name.startswith("mid_block") for name in MotionModule(tiny_config(mid_block=False)).state_dict()
-    )
+    assert not any(name.startswith("mid_block") for name in MotionModule(tiny_config(mid_block=False)).state_dict())
 
 
 def test_module_counts_and_widths_mirror_the_unet():

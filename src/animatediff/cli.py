@@ -14,7 +14,8 @@ from animatediff import __version__
 from animatediff.errors import AnimateDiffError, ConfigError
 from animatediff.export import output_format, write_video
 from animatediff.formats import load_motion_module
-from animatediff.pipeline import OFFICIAL_SCHEDULER, AnimateDiffPipeline, load_base
+from animatediff.image_models import load_base
+from animatediff.pipeline import OFFICIAL_SCHEDULER, AnimateDiffPipeline
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

@@ -80,9 +80,7 @@ def sidecar_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def write_video(
-    frames: np.ndarray, path: str | os.PathLike, fps: float = 8.0, settings: dict | None = None
-) -> Path:
+def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float = 8.0, settings: dict | None = None) -> Path:
     """Write `frames` to `path` in the format its extension names, plus a sidecar of `settings`."""
     _check_frames(frames)
     if fps <= 0:

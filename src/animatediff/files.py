@@ -29,9 +29,7 @@ def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Pa
         yield temporary
         _replace(temporary, target)
     except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True) if temporary.is_dir() else temporary.unlink(
-            missing_ok=True
-        )
+        shutil.rmtree(temporary, ignore_errors=True) if temporary.is_dir() else temporary.unlink(missing_ok=True)
         raise
 
 

@@ -53,10 +53,7 @@ def _insertion_points(block: nn.Module) -> list[nn.Module]:
 def _check_widths(unet: UNet2DConditionModel, motion_module: MotionModule) -> None:
     config = motion_module.config
     unet_widths = tuple(unet.config.block_out_channels)
-    if (
-        unet_widths != tuple(config.block_out_channels)
-        or unet.config.layers_per_block != config.layers_per_block
-    ):
+    if unet_widths != tuple(config.block_out_channels) or unet.config.layers_per_block != config.layers_per_block:
         raise AnimateDiffError(
             f"The motion module was built for an image UNet with block widths {config.block_out_channels} "
             f"and {config.layers_per_block} layers per block, but the base model's UNet has widths "

@@ -187,7 +187,5 @@ class MotionModule(nn.Module):
         self.config = config
         widths = config.block_out_channels
         self.down_blocks = nn.ModuleList(_BlockModules(c, config.layers_per_block, config) for c in widths)
-        self.up_blocks = nn.ModuleList(
-            _BlockModules(c, config.layers_per_block + 1, config) for c in reversed(widths)
-        )
+        self.up_blocks = nn.ModuleList(_BlockModules(c, config.layers_per_block + 1, config) for c in reversed(widths))
         self.mid_block = _BlockModules(widths[-1], 1, config) if config.mid_block else None

@@ -8,27 +8,23 @@ with no attention mask, latents decoded a chunk of frames at a time and clamped 
 from __future__ import annotations
 
 import inspect
-import os
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDIMScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from einops import rearrange
 from tqdm.auto import tqdm
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from animatediff.errors import AnimateDiffError, CheckpointError
+from animatediff.errors import AnimateDiffError
+from animatediff.image_models import Components
 from animatediff.inflation import AnimateDiffUNet, inflate
 from animatediff.motion_module import MotionModule
 
-OFFICIAL_SCHEDULER = dict(
-    beta_start=0.00085, beta_end=0.012, beta_schedule="linear", steps_offset=1, clip_sample=False
-)
+OFFICIAL_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="linear", steps_offset=1, clip_sample=False)
 
 
 def official_scheduler() -> DDIMScheduler:
@@ -45,33 +41,6 @@ def to_uint8(video: torch.Tensor) -> np.ndarray:
     """Float frames in [0, 1], `f c h w`, to `F×H×W×3` uint8 by rounding."""
     video = rearrange(video.clamp(0, 1), "f c h w -> f h w c")
     return (video.float() * 255).round().to(torch.uint8).cpu().numpy()
-
-
-@dataclass
-class Components:
-    """The image model parts a video pipeline is assembled from."""
-
-    unet: UNet2DConditionModel
-    vae: AutoencoderKL
-    text_encoder: CLIPTextModel
-    tokenizer: CLIPTokenizer
-
-
-def load_base(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> Components:
-    """Load an SD1.x image model from a diffusers folder (unet/, vae/, text_encoder/, tokenizer/)."""
-    path = Path(path)
-    missing = [name for name in ("unet", "vae", "text_encoder", "tokenizer") if not (path / name).is_dir()]
-    if not path.is_dir() or missing:
-        raise CheckpointError(
-            f"{path}: expected a diffusers model folder with unet/, vae/, text_encoder/ and tokenizer/ "
-            f"subfolders{'' if not path.is_dir() else f'; missing: {missing}'}."
-        )
-    return Components(
-        unet=UNet2DConditionModel.from_pretrained(path, subfolder="unet", torch_dtype=dtype),
-        vae=AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=dtype),
-        text_encoder=CLIPTextModel.from_pretrained(path, subfolder="text_encoder", dtype=dtype),
-        tokenizer=CLIPTokenizer.from_pretrained(path, subfolder="tokenizer"),
-    )
 
 
 class AnimateDiffPipeline:

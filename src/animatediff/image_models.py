@@ -1,0 +1,138 @@
+"""Loading the image model a video is made with: the base, a personalized (DreamBooth) checkpoint, LoRAs.
+
+Everything goes through diffusers' and transformers' own loaders: diffusers folders with
+`from_pretrained`, civitai-style single files (LDM key layout) with diffusers' single-file conversion,
+image LoRAs (kohya/civitai or diffusers format) with diffusers' LoRA loader, fused into the weights.
+Checkpoints are read with this package's safe reader first, so a `.ckpt` never runs pickled code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from animatediff.errors import CheckpointError
+from animatediff.formats import classify_keys, read_state_dict
+
+_TEXT_PREFIX = "cond_stage_model.transformer."
+
+
+@dataclass
+class Components:
+    """The image-model parts a video pipeline is assembled from."""
+
+    unet: UNet2DConditionModel
+    vae: AutoencoderKL
+    text_encoder: CLIPTextModel
+    tokenizer: CLIPTokenizer
+
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Components:
+        for model in (self.unet, self.vae, self.text_encoder):
+            model.to(device=device, dtype=dtype)
+        return self
+
+
+def load_base(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> Components:
+    """An SD1.x image model from a diffusers folder (unet/, vae/, text_encoder/, tokenizer/) or a
+    single-file checkpoint (the latter needs the SD1.5 configs from the hub or its local cache)."""
+    path = Path(path)
+    if path.is_file():
+        return _load_single_file_base(path).to(dtype=dtype)
+    missing = [name for name in ("unet", "vae", "text_encoder", "tokenizer") if not (path / name).is_dir()]
+    if not path.is_dir() or missing:
+        found = "it does not exist" if not path.exists() else f"missing: {', '.join(missing)}"
+        raise CheckpointError(
+            f"{path}: expected a diffusers model folder with unet/, vae/, text_encoder/ and tokenizer/ "
+            f"subfolders, or a single-file .safetensors/.ckpt checkpoint; {found}."
+        )
+    return Components(
+        unet=UNet2DConditionModel.from_pretrained(path, subfolder="unet", torch_dtype=dtype),
+        vae=AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=dtype),
+        text_encoder=CLIPTextModel.from_pretrained(path, subfolder="text_encoder", dtype=dtype),
+        tokenizer=CLIPTokenizer.from_pretrained(path, subfolder="tokenizer"),
+    )
+
+
+def _read_sd_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    state_dict = read_state_dict(path)
+    info = classify_keys(list(state_dict))
+    if info.kind != "sd_checkpoint":
+        raise CheckpointError(f"{path}: this file is {info.description}, not a Stable Diffusion checkpoint.")
+    if info.details["family"] != "sd1":
+        raise CheckpointError(
+            f"{path}: this is an {info.details['family'].upper()} checkpoint; AnimateDiff's SD1.5 motion "
+            "modules need an SD1.x image model."
+        )
+    return state_dict
+
+
+def _load_single_file_base(path: Path) -> Components:
+    state_dict = _read_sd_checkpoint(path)
+    try:
+        pipeline = StableDiffusionPipeline.from_single_file(state_dict, safety_checker=None)
+    except (OSError, ValueError) as error:
+        raise CheckpointError(
+            f"{path}: a single-file checkpoint needs the SD1.5 model configs, which could not be found "
+            f"offline or on the hub ({str(error).splitlines()[0]}). Pass a diffusers SD1.5 folder as --base "
+            "and this file as --dreambooth instead."
+        ) from error
+    return Components(pipeline.unet, pipeline.vae, pipeline.text_encoder, pipeline.tokenizer)
+
+
+def apply_dreambooth(components: Components, path: str | os.PathLike, base: str | os.PathLike) -> Components:
+    """Replace the base's UNet, VAE and text-encoder weights with a personalized single-file checkpoint.
+
+    The base diffusers folder supplies the configs, so this works offline. Returns new components;
+    the tokenizer is the base's.
+    """
+    path = Path(path)
+    state_dict = _read_sd_checkpoint(path)
+    dtype = components.unet.dtype
+    unet = UNet2DConditionModel.from_single_file(state_dict, config=str(base), subfolder="unet", torch_dtype=dtype)
+    vae = components.vae
+    if any(key.startswith("first_stage_model.") for key in state_dict):
+        vae = AutoencoderKL.from_single_file(state_dict, config=str(base), subfolder="vae", torch_dtype=dtype)
+    text_encoder = components.text_encoder
+    text_weights = {k[len(_TEXT_PREFIX) :]: v for k, v in state_dict.items() if k.startswith(_TEXT_PREFIX)}
+    if text_weights:
+        missing, _ = text_encoder.load_state_dict(text_weights, strict=False)
+        if missing:
+            raise CheckpointError(
+                f"{path}: its text encoder does not fit the base's ({len(missing)} weights missing, e.g. {missing[0]})."
+            )
+    return Components(unet, vae, text_encoder, components.tokenizer)
+
+
+def apply_image_lora(components: Components, path: str | os.PathLike, scale: float = 1.0) -> None:
+    """Fuse an image LoRA (kohya/civitai or diffusers format) into the UNet and text encoder at `scale`.
+
+    Uses diffusers' LoRA loader, so the file's own alpha/rank scaling applies as in diffusers,
+    ComfyUI and A1111.
+    """
+    path = Path(path)
+    state_dict = read_state_dict(path)
+    info = classify_keys(list(state_dict))
+    if info.kind != "image_lora":
+        raise CheckpointError(f"{path}: this file is {info.description}, not an image LoRA.")
+    pipeline = StableDiffusionPipeline(
+        vae=components.vae,
+        text_encoder=components.text_encoder,
+        tokenizer=components.tokenizer,
+        unet=components.unet,
+        scheduler=None,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    name = f"lora_{abs(hash(path))}"
+    try:
+        pipeline.load_lora_weights(state_dict, adapter_name=name)
+    except (ValueError, KeyError, RuntimeError) as error:
+        raise CheckpointError(f"{path}: this LoRA does not fit the image model ({error}).") from error
+    pipeline.fuse_lora(lora_scale=scale, adapter_names=[name])
+    pipeline.unload_lora_weights()

@@ -1,0 +1,76 @@
+"""Merging the official LoRA files: the domain adapter (image UNet) and MotionLoRAs (motion module).
+
+Both use the same official format: for every adapted projection `<layer>.to_q` (q, k, v or out) two
+tensors, `<layer>.processor.to_q_lora.down.weight` (rank × in) and `….up.weight` (out × rank). The
+official merge, reproduced here, is `W += scale · up @ down`, with no rank or alpha rescaling.
+Several MotionLoRAs compose by merging each with its own scale.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from animatediff.errors import CheckpointError
+from animatediff.formats import classify_keys, diffusers_to_official, read_state_dict
+from animatediff.motion_module import MotionModule
+
+_LORA_KEY = re.compile(r"^(?P<layer>.+)\.processor\.to_(?P<projection>q|k|v|out)_lora\.down\.weight$")
+
+
+def lora_target(down_key: str) -> str:
+    """The linear layer a LoRA `down` key adapts: `….attn1.processor.to_out_lora.down.weight` → `….attn1.to_out.0`."""
+    match = _LORA_KEY.match(down_key)
+    if match is None:
+        raise ValueError(f"not an official LoRA key: {down_key}")
+    projection = "to_out.0" if match["projection"] == "out" else f"to_{match['projection']}"
+    return f"{match['layer']}.{projection}"
+
+
+@torch.no_grad()
+def merge_lora(model: nn.Module, state_dict: dict[str, torch.Tensor], scale: float, source: str | os.PathLike) -> int:
+    """Add `scale · up @ down` to every layer of `model` the official-format `state_dict` adapts.
+
+    Returns the number of layers changed. Every target is checked before any weight changes, so a
+    file that does not fit leaves `model` untouched.
+    """
+    layers = dict(model.named_modules())
+    updates = []
+    for down_key in sorted(key for key in state_dict if key.endswith(".down.weight")):
+        target = lora_target(down_key)
+        layer = layers.get(target)
+        if not isinstance(layer, nn.Linear):
+            raise CheckpointError(f"{source}: adapts '{target}', which this model does not have.")
+        down, up = state_dict[down_key].float(), state_dict[down_key.replace(".down.", ".up.")].float()
+        if (up.shape[0], down.shape[1]) != tuple(layer.weight.shape):
+            raise CheckpointError(
+                f"{source}: the LoRA for '{target}' is {up.shape[0]}×{down.shape[1]}, but the layer is "
+                f"{layer.weight.shape[0]}×{layer.weight.shape[1]}; it was made for another model."
+            )
+        updates.append((layer, up @ down))
+    for layer, delta in updates:
+        layer.weight += (scale * delta).to(layer.weight.dtype, layer.weight.device)
+    return len(updates)
+
+
+def _read_lora(path: str | os.PathLike, kind: str) -> dict[str, torch.Tensor]:
+    state_dict = read_state_dict(path)
+    info = classify_keys(list(state_dict))
+    if info.kind != kind:
+        expected = {"domain_adapter": "a domain adapter", "motion_lora": "a MotionLoRA"}[kind]
+        raise CheckpointError(f"{path}: this file is {info.description}, not {expected}.")
+    return diffusers_to_official(state_dict) if info.layout == "diffusers" else state_dict
+
+
+def apply_domain_adapter(unet: nn.Module, path: str | os.PathLike, scale: float = 1.0) -> int:
+    """Merge an official domain adapter (e.g. `v3_sd15_adapter.ckpt`) into the image UNet at `scale`."""
+    return merge_lora(unet, _read_lora(path, "domain_adapter"), scale, Path(path))
+
+
+def apply_motion_lora(motion_module: MotionModule, path: str | os.PathLike, scale: float = 1.0) -> int:
+    """Merge a MotionLoRA (official or diffusers layout) into the motion module at `scale`."""
+    return merge_lora(motion_module, _read_lora(path, "motion_lora"), scale, Path(path))
