@@ -115,3 +115,17 @@ def test_frames_match_through_the_cli(tmp_path):
     frames = read_video(output).astype(int)
     assert frames.shape == (CASE["L"], CASE["H"], CASE["W"], 3)
     assert np.abs(frames - golden_frames()).max() <= 1
+
+
+def test_frames_match_through_the_official_prompt_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(GOLDEN)  # the config's paths are relative to the working directory, as officially
+    code = main([
+        "generate", "--config", "configs/prompt-v2.yaml", "--base", "base_model",
+        "--output-dir", str(tmp_path), "--format", "png", "--device", "cpu",
+    ])  # fmt: skip
+    assert code == 0
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert folder.name == f"000-waves-crashing-on-a-rocky-coastline-{CASE['seed']}"
+    assert np.abs(read_video(folder).astype(int) - golden_frames()).max() <= 1
+    sidecar = json.loads((tmp_path / f"{folder.name}.json").read_text())
+    assert sidecar["negative_prompt"] == CASE["n_prompt"] and sidecar["steps"] == CASE["steps"]

@@ -12,34 +12,64 @@ import torch
 
 from animatediff import __version__
 from animatediff.errors import AnimateDiffError, ConfigError
-from animatediff.export import output_format, write_video
-from animatediff.formats import load_motion_module
-from animatediff.image_models import load_base
-from animatediff.pipeline import OFFICIAL_SCHEDULER, AnimateDiffPipeline
+from animatediff.export import FORMATS, output_format, write_video
+from animatediff.formats import convert_checkpoint, identify
+from animatediff.loading import ModelSpec, build_pipeline
+from animatediff.prompt_config import Job, Sample, read_prompt_config
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _path_and_scale(text: str) -> tuple[Path, float]:
+    """`PATH[:SCALE]` → (path, scale); the scale defaults to 1."""
+    path, _, scale = text.rpartition(":")
+    try:
+        return (Path(path), float(scale)) if path else (Path(text), 1.0)
+    except ValueError:
+        return Path(text), 1.0
 
 
 def _generate_parser(commands) -> None:
     parser = commands.add_parser("generate", help="text to video with a motion module")
     parser.add_argument("prompt", nargs="?", help="what the video shows")
-    parser.add_argument("--base", type=Path, help="the image model: a diffusers folder")
-    parser.add_argument(
-        "--motion-module", help="motion module file (.safetensors or .ckpt, official layout), or 'none'"
+    models = parser.add_argument_group("models")
+    models.add_argument("--base", type=Path, help="the SD1.x image model: a diffusers folder or a single file")
+    models.add_argument("--dreambooth", type=Path, help="personalized single-file checkpoint (LDM layout)")
+    models.add_argument(
+        "--lora",
+        type=_path_and_scale,
+        action="append",
+        default=[],
+        metavar="PATH[:SCALE]",
+        help="image LoRA (kohya/civitai or diffusers), repeatable",
     )
-    parser.add_argument("--negative-prompt", default="", help="what to steer away from")
-    parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--width", type=int, default=512)
-    parser.add_argument("--height", type=int, default=512)
-    parser.add_argument("--steps", type=int, default=25, help="denoising steps")
-    parser.add_argument("--guidance-scale", type=float, default=7.5)
-    parser.add_argument("--seed", type=int, help="initial-noise seed (default: a random one, recorded)")
-    parser.add_argument("--output", "-o", type=Path, help="output file; its extension picks the format")
-    parser.add_argument("--fps", type=float, default=8.0)
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 … (default: cuda if present)")
-    parser.add_argument(
-        "--dtype", default="auto", choices=["auto", *DTYPES], help="default: float16 on CUDA, float32 on CPU"
+    models.add_argument("--motion-module", help="motion module file or MotionAdapter folder, or 'none'")
+    models.add_argument(
+        "--motion-lora",
+        type=_path_and_scale,
+        action="append",
+        default=[],
+        metavar="PATH[:SCALE]",
+        help="MotionLoRA, repeatable (they compose)",
     )
+    models.add_argument("--domain-adapter", type=Path, help="domain adapter LoRA (e.g. v3_sd15_adapter.ckpt)")
+    models.add_argument("--domain-adapter-scale", type=float, default=1.0, metavar="A")
+    sampling = parser.add_argument_group("sampling")
+    sampling.add_argument("--negative-prompt", default="", help="what to steer away from")
+    sampling.add_argument("--frames", type=int, default=16)
+    sampling.add_argument("--width", type=int, default=512)
+    sampling.add_argument("--height", type=int, default=512)
+    sampling.add_argument("--steps", type=int, default=25, help="denoising steps")
+    sampling.add_argument("--guidance-scale", type=float, default=7.5)
+    sampling.add_argument("--seed", type=int, help="initial-noise seed (default: a random one, recorded)")
+    sampling.add_argument("--config", type=Path, help="official-style prompt config (YAML list of entries)")
+    output = parser.add_argument_group("output")
+    output.add_argument("--output", "-o", type=Path, help="output file; its extension picks the format")
+    output.add_argument("--output-dir", type=Path, help="folder for --config runs (one output per sample)")
+    output.add_argument("--format", choices=FORMATS, default="gif", help="format of --output-dir outputs")
+    output.add_argument("--fps", type=float, default=8.0)
+    output.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 … (default: cuda if present)")
+    output.add_argument("--dtype", default="auto", choices=["auto", *DTYPES], help="default: float16 on CUDA")
     parser.set_defaults(run=run_generate)
 
 
@@ -48,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"animatediff {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     _generate_parser(commands)
+    inspect = commands.add_parser("inspect", help="say what a checkpoint file or folder is")
+    inspect.add_argument("path", type=Path)
+    inspect.set_defaults(run=run_inspect)
+    convert = commands.add_parser("convert", help="rewrite a motion module or MotionLoRA in another layout")
+    convert.add_argument("source", type=Path)
+    convert.add_argument("target", type=Path, help=".safetensors file (diffusers: or a MotionAdapter folder)")
+    convert.add_argument("--to", required=True, choices=["official", "diffusers"])
+    convert.set_defaults(run=run_convert)
     return parser
 
 
@@ -65,78 +103,101 @@ def _device_and_dtype(device: str, dtype: str) -> tuple[torch.device, torch.dtyp
     return resolved, DTYPES[dtype]
 
 
-def _default_output(prompt: str, seed: int) -> Path:
-    slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:48] or "video"
-    path = Path("outputs") / f"{slug}-{seed}.gif"
-    index = 1
+def _slug(prompt: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:48] or "video"
+
+
+def _unused_path(folder: Path, stem: str, suffix: str) -> Path:
+    path, index = folder / f"{stem}{suffix}", 1
     while path.exists():
-        path = Path("outputs") / f"{slug}-{seed}-{index}.gif"
-        index += 1
+        path, index = folder / f"{stem}-{index}{suffix}", index + 1
     return path
 
 
-def _check_generate_args(args: argparse.Namespace) -> None:
-    """Everything that can be checked before any weights load."""
+def _job_from_flags(args: argparse.Namespace) -> Job:
     if not args.prompt:
-        raise ConfigError('generate needs a PROMPT, e.g. animatediff generate "a red circle moving right".')
-    if args.base is None:
         raise ConfigError(
-            "--base is required: this release ships no embedded default model yet. Pass a diffusers "
-            "folder of an SD1.x image model (see the README for a tiny one to try)."
+            'generate needs a PROMPT (or --config), e.g. animatediff generate "a red circle moving right".'
         )
     if args.motion_module is None:
         raise ConfigError("--motion-module is required (a motion module file, or 'none' for still images).")
-    if args.motion_module != "none" and not Path(args.motion_module).is_file():
-        raise ConfigError(f"--motion-module {args.motion_module}: no such file.")
+    spec = ModelSpec(
+        base=args.base,
+        motion_module=None if args.motion_module == "none" else Path(args.motion_module),
+        dreambooth=args.dreambooth,
+        loras=args.lora,
+        domain_adapter=args.domain_adapter,
+        domain_adapter_scale=args.domain_adapter_scale,
+        motion_loras=args.motion_lora,
+    )
+    sample = Sample(args.prompt, args.negative_prompt, args.seed, args.steps, args.guidance_scale,
+                    args.frames, args.width, args.height)  # fmt: skip
     for name in ("frames", "width", "height", "steps"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name} must be at least 1; got {getattr(args, name)}.")
+        if getattr(sample, name) < 1:
+            raise ConfigError(f"--{name} must be at least 1; got {getattr(sample, name)}.")
+    return Job(spec, [sample])
+
+
+def _jobs(args: argparse.Namespace) -> list[Job]:
+    """Everything to make, checked before any weights load."""
+    if args.base is None:
+        raise ConfigError(
+            "--base is required: this release ships no embedded default model yet. Pass an SD1.x image model "
+            "(a diffusers folder or a single-file checkpoint); the README shows a tiny one to try."
+        )
     if args.fps <= 0:
         raise ConfigError(f"--fps must be positive; got {args.fps}.")
     if args.output is not None:
         output_format(args.output)
+    if args.config is not None:
+        if args.output is not None:
+            raise ConfigError("--config writes one output per sample: use --output-dir and --format, not --output.")
+        return read_prompt_config(args.config, args.base)
+    job = _job_from_flags(args)
+    job.model.check()
+    return [job]
+
+
+def _output_path(args: argparse.Namespace, sample: Sample, seed: int, number: int) -> Path:
+    if args.config is None:
+        return args.output or _unused_path(Path("outputs"), f"{_slug(sample.prompt)}-{seed}", ".gif")
+    folder = args.output_dir or Path("outputs") / args.config.stem
+    suffix = "" if args.format == "png" else f".{args.format}"
+    return _unused_path(folder, f"{number:03d}-{_slug(sample.prompt)}-{seed}", suffix)
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    _check_generate_args(args)
+    jobs = _jobs(args)
     device, dtype = _device_and_dtype(args.device, args.dtype)
-    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
-    output = args.output or _default_output(args.prompt, seed)
-    motion_module = None if args.motion_module == "none" else load_motion_module(args.motion_module)
-    components = load_base(args.base, dtype)
-    pipeline = AnimateDiffPipeline.from_components(components, motion_module).to(device)
-    frames = pipeline(
-        args.prompt,
-        negative_prompt=args.negative_prompt,
-        num_frames=args.frames,
-        height=args.height,
-        width=args.width,
-        steps=args.steps,
-        guidance_scale=args.guidance_scale,
-        seed=seed,
-    )
-    settings = {
-        "prompt": args.prompt,
-        "negative_prompt": args.negative_prompt,
-        "seed": seed,
-        "steps": args.steps,
-        "guidance_scale": args.guidance_scale,
-        "frames": args.frames,
-        "width": args.width,
-        "height": args.height,
-        "base": str(args.base.resolve()),
-        "motion_module": None if motion_module is None else str(Path(args.motion_module).resolve()),
-        "motion_module_config": None if motion_module is None else motion_module.config.to_dict(),
-        "domain_adapter": None,
-        "domain_adapter_scale": None,
-        "motion_loras": [],
-        "scheduler": {"class": "DDIMScheduler", **OFFICIAL_SCHEDULER},
-        "device": str(device),
-        "dtype": str(dtype).removeprefix("torch."),
-        "animatediff_version": __version__,
-    }
-    write_video(frames, output, fps=args.fps, settings=settings)
-    print(f"wrote {output} ({frames.shape[0]} frames, {frames.shape[2]}×{frames.shape[1]}, seed {seed})")
+    number = 0
+    for job in jobs:
+        pipeline = build_pipeline(job.model, device, dtype)
+        for sample in job.samples:
+            seed = sample.seed if sample.seed is not None else secrets.randbelow(2**31)
+            frames = pipeline(
+                sample.prompt, negative_prompt=sample.negative_prompt, num_frames=sample.frames,
+                height=sample.height, width=sample.width, steps=sample.steps,
+                guidance_scale=sample.guidance_scale, seed=seed,
+            )  # fmt: skip
+            settings = {**vars(sample), "seed": seed, **job.model.describe(), "device": str(device),
+                        "dtype": str(dtype).removeprefix("torch."), "animatediff_version": __version__}  # fmt: skip
+            output = write_video(frames, _output_path(args, sample, seed, number), fps=args.fps, settings=settings)
+            print(f"wrote {output} ({frames.shape[0]} frames, {frames.shape[2]}×{frames.shape[1]}, seed {seed})")
+            number += 1
+    return 0
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    info = identify(args.path)
+    print(f"{args.path}: {info.description}")
+    for key, value in info.details.items():
+        print(f"  {key}: {value}")
+    return 0 if info.kind != "unknown" else 2
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    info = convert_checkpoint(args.source, args.target, args.to)
+    print(f"wrote {args.target}: {info.kind.replace('_', ' ')} in the {args.to} layout")
     return 0
 
 

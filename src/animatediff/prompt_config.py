@@ -1,0 +1,208 @@
+"""The official repository's prompt configs (`configs/prompts/*.yaml`), read unchanged.
+
+A config is a list of entries. Each names its models (`motion_module`, one path or a list;
+`dreambooth_path`, `lora_model_path` + `lora_alpha`, `adapter_lora_path` + `adapter_lora_scale`,
+`motion_module_lora_configs`, `inference_config`) and its samples (`prompt`, `n_prompt` one for all
+or one per prompt, `seed` one for all or one per prompt, -1 for random, `steps`, `guidance_scale`,
+`W`, `H`, `L`). Relative paths resolve against the current directory first, as the official
+`animate.py` does, then against the config's folder. The whole file is checked before any weights load.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from animatediff.errors import ConfigError
+from animatediff.loading import ModelSpec
+
+ENTRY_KEYS = {
+    "inference_config", "motion_module", "motion_module_lora_configs", "adapter_lora_path", "adapter_lora_scale",
+    "dreambooth_path", "lora_model_path", "lora_alpha", "seed", "steps", "guidance_scale", "prompt", "n_prompt",
+    "W", "H", "L",
+}  # fmt: skip
+_UNSUPPORTED = {"controlnet_path", "controlnet_config", "controlnet_images", "controlnet_image_indexs"}
+
+
+@dataclass
+class Sample:
+    """One video to make with a model."""
+
+    prompt: str
+    negative_prompt: str
+    seed: int | None  # None: draw a random seed
+    steps: int
+    guidance_scale: float
+    frames: int
+    width: int
+    height: int
+
+
+@dataclass
+class Job:
+    """One model and the samples to make with it."""
+
+    model: ModelSpec
+    samples: list[Sample]
+
+
+def _load_yaml(path: Path, what: str):
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise ConfigError(f"{what} {path}: cannot be read ({error.strerror}).") from error
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{what} {path}: not valid YAML ({error}).") from error
+
+
+class _Entry:
+    """Typed access to one config entry, with errors that name the entry and field."""
+
+    def __init__(self, values: dict, index: int, config: Path):
+        self.values, self.index, self.config = values, index, config
+
+    def fail(self, field: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.config}, entry {self.index}, '{field}': {message}")
+
+    def path(self, field: str, value=None) -> Path | None:
+        value = self.values.get(field, "") if value is None else value
+        if value in ("", None):
+            return None
+        if not isinstance(value, str):
+            raise self.fail(field, f"expected a path, got {value!r}.")
+        for candidate in (Path(value), self.config.parent / value):
+            if candidate.exists():
+                return candidate
+        raise self.fail(field, f"{value}: no such file or folder (looked in {os.getcwd()} and {self.config.parent}).")
+
+    def number(self, field: str, kind: type, default):
+        value = self.values.get(field, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+            raise self.fail(field, f"expected {'a whole number' if kind is int else 'a number'}, got {value!r}.")
+        return kind(value)
+
+    def strings(self, field: str, default: list[str]) -> list[str]:
+        value = self.values.get(field, default)
+        value = [value] if isinstance(value, str) else value
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise self.fail(field, f"expected a string or a list of strings, got {value!r}.")
+        return value
+
+
+def _motion_settings(inference: dict, where: str) -> tuple[dict, bool]:
+    """MotionModuleConfig fields from an official inference config; and whether a motion module is used."""
+    unet = inference.get("unet_additional_kwargs") or {}
+    kwargs = unet.get("motion_module_kwargs") or {}
+    for flag in ("unet_use_cross_frame_attention", "unet_use_temporal_attention", "motion_module_decoder_only"):
+        if unet.get(flag):
+            raise ConfigError(f"{where}: '{flag}: true' is not supported (no released model uses it).")
+    if unet.get("motion_module_type", "Vanilla") != "Vanilla":
+        raise ConfigError(f"{where}: motion_module_type must be 'Vanilla'; got {unet['motion_module_type']!r}.")
+    if list(unet.get("motion_module_resolutions", [1, 2, 4, 8])) != [1, 2, 4, 8]:
+        raise ConfigError(f"{where}: motion_module_resolutions must be [1, 2, 4, 8] (every level).")
+    if list(kwargs.get("attention_block_types", ["Temporal_Self", "Temporal_Self"])) != ["Temporal_Self"] * 2:
+        raise ConfigError(f"{where}: attention_block_types must be [Temporal_Self, Temporal_Self].")
+    if kwargs.get("temporal_attention_dim_div", 1) != 1:
+        raise ConfigError(f"{where}: temporal_attention_dim_div must be 1.")
+    settings = {"image_norm_over_frames": not unet.get("use_inflated_groupnorm", False)}
+    renames = {
+        "num_attention_heads": "num_attention_heads",
+        "num_transformer_block": "num_transformer_blocks",
+        "temporal_position_encoding": "position_encoding",
+        "temporal_position_encoding_max_len": "max_frames",
+    }
+    settings.update({ours: kwargs[theirs] for theirs, ours in renames.items() if theirs in kwargs})
+    if "motion_module_mid_block" in unet:
+        settings["mid_block"] = bool(unet["motion_module_mid_block"])
+    return settings, unet.get("use_motion_module", True)
+
+
+def _model_specs(entry: _Entry, base: Path) -> list[ModelSpec]:
+    motion_settings, scheduler, use_motion = {}, None, True
+    inference_path = entry.path("inference_config")
+    if inference_path is not None:
+        inference = _load_yaml(inference_path, "inference config") or {}
+        motion_settings, use_motion = _motion_settings(inference, f"inference config {inference_path}")
+        scheduler = inference.get("noise_scheduler_kwargs")
+    modules = entry.values.get("motion_module", "")
+    modules = modules if isinstance(modules, list) else [modules]
+    motion_modules = [entry.path("motion_module", m) for m in modules] if use_motion else [None]
+    lora_path = entry.path("lora_model_path")
+    motion_loras = []
+    for item in entry.values.get("motion_module_lora_configs") or []:
+        if not isinstance(item, dict) or "path" not in item:
+            raise entry.fail("motion_module_lora_configs", f"expected entries with 'path' and 'alpha', got {item!r}.")
+        motion_loras.append((entry.path("motion_module_lora_configs", item["path"]), float(item.get("alpha", 1.0))))
+    specs = []
+    for motion_module in motion_modules:
+        spec = ModelSpec(
+            base=base,
+            motion_module=motion_module,
+            dreambooth=entry.path("dreambooth_path"),
+            loras=[(lora_path, entry.number("lora_alpha", float, 0.8))] if lora_path else [],
+            domain_adapter=entry.path("adapter_lora_path"),
+            domain_adapter_scale=entry.number("adapter_lora_scale", float, 1.0),
+            motion_loras=motion_loras,
+            motion_module_settings=motion_settings,
+        )
+        if scheduler:
+            spec.scheduler = dict(scheduler)
+        specs.append(spec)
+    return specs
+
+
+def _samples(entry: _Entry) -> list[Sample]:
+    prompts = entry.strings("prompt", [])
+    if not prompts:
+        raise entry.fail("prompt", "expected at least one prompt.")
+    negatives = entry.strings("n_prompt", [""])
+    if len(negatives) not in (1, len(prompts)):
+        raise entry.fail("n_prompt", f"expected 1 or {len(prompts)} negative prompts, got {len(negatives)}.")
+    seeds = entry.values.get("seed", -1)
+    seeds = seeds if isinstance(seeds, list) else [seeds]
+    if len(seeds) not in (1, len(prompts)) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise entry.fail("seed", f"expected one whole number or {len(prompts)} of them, got {seeds!r}.")
+    negatives = negatives * len(prompts) if len(negatives) == 1 else negatives
+    seeds = seeds * len(prompts) if len(seeds) == 1 else seeds
+    shared = dict(
+        steps=entry.number("steps", int, 25),
+        guidance_scale=entry.number("guidance_scale", float, 7.5),
+        frames=entry.number("L", int, 16),
+        width=entry.number("W", int, 512),
+        height=entry.number("H", int, 512),
+    )
+    for name, field in (("steps", "steps"), ("frames", "L"), ("width", "W"), ("height", "H")):
+        if shared[name] < 1:
+            raise entry.fail(field, f"must be at least 1; got {shared[name]}.")
+    return [
+        Sample(prompt, negative, None if seed == -1 else seed, **shared)
+        for prompt, negative, seed in zip(prompts, negatives, seeds, strict=True)
+    ]
+
+
+def read_prompt_config(path: str | os.PathLike, base: str | os.PathLike) -> list[Job]:
+    """Every model and sample an official prompt config asks for, all paths checked."""
+    path = Path(path)
+    entries = _load_yaml(path, "config")
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"config {path}: expected a list of entries (official prompt-config format).")
+    jobs = []
+    for index, values in enumerate(entries):
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}, entry {index}: expected a mapping of settings, got {values!r}.")
+        unsupported = sorted(set(values) & _UNSUPPORTED)
+        unknown = sorted(set(values) - ENTRY_KEYS - _UNSUPPORTED)
+        if unsupported or unknown:
+            raise ConfigError(
+                f"{path}, entry {index}: {'unsupported' if unsupported else 'unknown'} field(s) "
+                f"{', '.join(unsupported or unknown)}; known fields: {', '.join(sorted(ENTRY_KEYS))}."
+            )
+        entry = _Entry(values, index, path)
+        samples = _samples(entry)
+        for spec in _model_specs(entry, Path(base)):
+            spec.check()
+            jobs.append(Job(spec, samples))
+    return jobs
