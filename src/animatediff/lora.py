@@ -53,7 +53,7 @@ def merge_lora(model: nn.Module, state_dict: dict[str, torch.Tensor], scale: flo
             )
         updates.append((layer, up @ down))
     for layer, delta in updates:
-        layer.weight += (scale * delta).to(layer.weight.dtype, layer.weight.device)
+        layer.weight += (scale * delta).to(layer.weight)
     return len(updates)
 
 
