@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 from diffusers import MotionAdapter
-from helpers import GOLDEN, random_motion_module, tiny_config
 from safetensors.torch import save_file
 
 from animatediff import AnimateDiffPipeline, load_base, load_motion_module, read_state_dict
 from animatediff.cli import main
 from animatediff.formats import convert_checkpoint, identify, official_to_diffusers
+from helpers import GOLDEN, random_motion_module, tiny_config
 
 VERSIONS = {
     "v1": dict(mid_block=False, max_frames=24),
@@ -121,7 +121,8 @@ def test_inspect_names_each_kind(tmp_path, capsys):
     expectations = {
         GOLDEN / "mm_tiny_v2.ckpt": ["a motion module (official layout)", "version: v2",
                                      "block_out_channels: (32, 32, 32, 64)", "dtype: float32", "max_frames: 32"],
-        tmp_path / "motion_lora.ckpt": ["a MotionLoRA (official layout)", "rank: 4", "projections: to_out_lora, to_q_lora"],
+        tmp_path / "motion_lora.ckpt": ["a MotionLoRA (official layout)", "rank: 4",
+                                        "projections: to_out_lora, to_q_lora"],
         tmp_path / "image_lora.ckpt": ["an image LoRA (kohya layout)"],
         GOLDEN / "base_model": ["a diffusers image model folder"],
     }  # fmt: skip

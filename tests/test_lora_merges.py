@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 import torch
-from helpers import random_motion_module, tiny_unet
 from safetensors.torch import save_file
-from test_checkpoint_layouts import motion_lora_state
 
 from animatediff import CheckpointError, apply_domain_adapter, apply_motion_lora
 from animatediff.cli import main
 from animatediff.formats import official_to_diffusers
 from animatediff.lora import lora_target
+from helpers import random_motion_module, tiny_unet
+from test_checkpoint_layouts import motion_lora_state
 
 
 def adapter_state(unet, rank=4, seed=0):
