@@ -109,7 +109,10 @@ def vae_to_ldm(vae) -> dict[str, torch.Tensor]:
 
 
 def text_encoder_to_ldm(text_encoder) -> dict[str, torch.Tensor]:
-    return {"cond_stage_model.transformer." + k: v for k, v in text_encoder.state_dict().items()}
+    """SD1.x checkpoints hold the transformers CLIPTextModel under `cond_stage_model.transformer.text_model.`."""
+    state = {k.removeprefix("text_model."): v for k, v in text_encoder.state_dict().items()}
+    state["embeddings.position_ids"] = torch.arange(77)[None]
+    return {"cond_stage_model.transformer.text_model." + k: v for k, v in state.items()}
 
 
 def to_ldm_checkpoint(unet, vae, text_encoder) -> dict[str, torch.Tensor]:

@@ -141,6 +141,8 @@ def classify_keys(keys: list[str]) -> CheckpointInfo:
     if "motion_modules." in joined:
         layout = "official" if "temporal_transformer." in joined else "diffusers"
         return CheckpointInfo("motion_lora" if is_lora else "motion_module", layout)
+    if is_lora and any(key.startswith(("unet.", "text_encoder.")) for key in keys):
+        return CheckpointInfo("image_lora", "diffusers")
     if "processor.to_q_lora." in joined or "processor.to_out_lora." in joined:
         return CheckpointInfo("domain_adapter", "official")
     if "lora_unet_" in joined or "lora_te_" in joined:

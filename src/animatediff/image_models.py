@@ -72,9 +72,9 @@ def _read_sd_checkpoint(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _load_single_file_base(path: Path) -> Components:
-    state_dict = _read_sd_checkpoint(path)
+    _read_sd_checkpoint(path)  # refuses unsafe pickles and other kinds of file before diffusers reads it
     try:
-        pipeline = StableDiffusionPipeline.from_single_file(state_dict, safety_checker=None)
+        pipeline = StableDiffusionPipeline.from_single_file(str(path), safety_checker=None)
     except (OSError, ValueError) as error:
         raise CheckpointError(
             f"{path}: a single-file checkpoint needs the SD1.5 model configs, which could not be found "
@@ -82,6 +82,18 @@ def _load_single_file_base(path: Path) -> Components:
             "and this file as --dreambooth instead."
         ) from error
     return Components(pipeline.unet, pipeline.vae, pipeline.text_encoder, pipeline.tokenizer)
+
+
+def _text_encoder_weights(state_dict: dict[str, torch.Tensor], text_encoder: CLIPTextModel) -> dict:
+    """The checkpoint's CLIP weights under the names this transformers version uses (with or without
+    the `text_model.` level)."""
+    nested = any(key.startswith("text_model.") for key in text_encoder.state_dict())
+    weights = {}
+    for key, value in state_dict.items():
+        if key.startswith(_TEXT_PREFIX) and not key.endswith("position_ids"):
+            name = key[len(_TEXT_PREFIX) :].removeprefix("text_model.")
+            weights[f"text_model.{name}" if nested else name] = value
+    return weights
 
 
 def apply_dreambooth(components: Components, path: str | os.PathLike, base: str | os.PathLike) -> Components:
@@ -98,7 +110,7 @@ def apply_dreambooth(components: Components, path: str | os.PathLike, base: str 
     if any(key.startswith("first_stage_model.") for key in state_dict):
         vae = AutoencoderKL.from_single_file(state_dict, config=str(base), subfolder="vae", torch_dtype=dtype)
     text_encoder = components.text_encoder
-    text_weights = {k[len(_TEXT_PREFIX) :]: v for k, v in state_dict.items() if k.startswith(_TEXT_PREFIX)}
+    text_weights = _text_encoder_weights(state_dict, text_encoder)
     if text_weights:
         missing, _ = text_encoder.load_state_dict(text_weights, strict=False)
         if missing:
