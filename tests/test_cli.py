@@ -1,12 +1,15 @@
 import json
+import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import torch
 
-from animatediff import read_video
+from animatediff import MotionModule, MotionModuleConfig, read_video, save_motion_module
 from animatediff.cli import main
+from helpers import random_motion_module
 
 SMALL = ["--frames", "5", "--width", "32", "--height", "24", "--steps", "2", "--device", "cpu"]
 
@@ -96,7 +99,9 @@ def test_bad_input_exits_2_with_one_paragraph(tmp_path, tiny_base, tiny_motion_m
 def test_mismatched_base_and_motion_module_exits_2(tmp_path, tiny_base, capsys):
     golden_module = "tests/data/official-v2/mm_tiny_v2.ckpt"
     assert generate(tiny_base, golden_module, tmp_path / "o.gif") == 2
-    assert "block widths (32, 32, 32, 64)" in capsys.readouterr().err
+    assert "block widths (32, 32, 32, 64) and 2 layers per block, but the base model's UNet has widths (32, 64)" in (
+        capsys.readouterr().err
+    )
 
 
 def test_installed_command_runs(tmp_path, tiny_base, tiny_motion_module_file):
@@ -124,3 +129,48 @@ def test_installed_command_runs(tmp_path, tiny_base, tiny_motion_module_file):
     assert result.returncode == 0, result.stderr
     assert "wrote" in result.stdout
     assert read_video(tmp_path / "c.gif").shape == (5, 24, 32, 3)
+
+
+def test_image_lora_given_as_motion_module_exits_2(tmp_path, tiny_base, capsys):
+    torch.save({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 32)},
+               tmp_path / "style.ckpt")  # fmt: skip
+    assert generate(tiny_base, tmp_path / "style.ckpt", tmp_path / "o.gif") == 2
+    error = capsys.readouterr().err
+    assert "style.ckpt: this file is an image LoRA (kohya layout), not a motion module" in error
+
+
+def test_sdxl_motion_module_with_sd15_base_exits_2(tmp_path, tiny_base, capsys):
+    sdxl_shaped = MotionModule(MotionModuleConfig(block_out_channels=(32, 64, 96), layers_per_block=2, mid_block=False))
+    save_motion_module(sdxl_shaped, tmp_path / "mm_sdxl.safetensors")
+    assert generate(tiny_base, tmp_path / "mm_sdxl.safetensors", tmp_path / "o.gif") == 2
+    assert "an SDXL-shaped motion module (three levels) was made for" in capsys.readouterr().err
+
+
+def test_truncated_motion_module_exits_2(tmp_path, tiny_base, tiny_motion_module_file, capsys):
+    data = tiny_motion_module_file.read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 3])
+    assert generate(tiny_base, tmp_path / "cut.safetensors", tmp_path / "o.gif") == 2
+    assert "cut.safetensors: not a readable safetensors file" in capsys.readouterr().err
+
+
+def test_channel_mismatch_exits_2(tmp_path, tiny_base, capsys):
+    state = random_motion_module().state_dict()
+    key = "up_blocks.1.motion_modules.0.temporal_transformer.proj_in.weight"
+    state[key] = torch.zeros(32, 48)
+    torch.save(state, tmp_path / "bad.ckpt")
+    assert generate(tiny_base, tmp_path / "bad.ckpt", tmp_path / "o.gif") == 2
+    error = capsys.readouterr().err
+    assert "bad.ckpt: the weights do not fit a motion module" in error and "proj_in.weight" in error
+
+
+def test_malicious_pickle_exits_2_without_running(tmp_path, tiny_base, capsys):
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"down_blocks.0.motion_modules.0.x": Payload()}, tmp_path / "evil.ckpt")
+    assert generate(tiny_base, tmp_path / "evil.ckpt", tmp_path / "o.gif") == 2
+    assert "evil.ckpt: refused to load" in capsys.readouterr().err
+    assert not marker.exists()

@@ -309,7 +309,12 @@ def load_motion_module(path: str | os.PathLike, **overrides) -> MotionModule:
         config = infer_motion_module_config(state_dict, **{**stated, **overrides})
     _check_position_tables(path, state_dict)
     module = MotionModule(config)
-    missing, unexpected = module.load_state_dict(state_dict, strict=False)
+    try:
+        missing, unexpected = module.load_state_dict(state_dict, strict=False)
+    except RuntimeError as error:  # a tensor of the wrong shape
+        raise CheckpointError(
+            f"{path}: the weights do not fit a motion module with settings {config}: {str(error).splitlines()[-1]}"
+        ) from error
     missing = [key for key in missing if not key.endswith("pos_encoder.pe")]
     if missing or unexpected:
         raise CheckpointError(

@@ -53,13 +53,14 @@ def _insertion_points(block: nn.Module) -> list[nn.Module]:
 def _check_widths(unet: UNet2DConditionModel, motion_module: MotionModule) -> None:
     config = motion_module.config
     unet_widths = tuple(unet.config.block_out_channels)
-    if unet_widths != tuple(config.block_out_channels) or unet.config.layers_per_block != config.layers_per_block:
-        raise AnimateDiffError(
-            f"The motion module was built for an image UNet with block widths {config.block_out_channels} "
-            f"and {config.layers_per_block} layers per block, but the base model's UNet has widths "
-            f"{unet_widths} and {unet.config.layers_per_block} layers per block; use a motion module "
-            "made for this base model."
-        )
+    if unet_widths == tuple(config.block_out_channels) and unet.config.layers_per_block == config.layers_per_block:
+        return
+    kind = "an SDXL-shaped motion module (three levels)" if len(config.block_out_channels) == 3 else "the motion module"
+    raise AnimateDiffError(
+        f"{kind} was made for an image UNet with block widths {config.block_out_channels} and "
+        f"{config.layers_per_block} layers per block, but the base model's UNet has widths {unet_widths} and "
+        f"{unet.config.layers_per_block} layers per block; use a motion module made for this base model."
+    )
 
 
 def _apply_after(layer: nn.Module, module: TemporalModule, frames: FrameCount):
