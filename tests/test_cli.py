@@ -174,3 +174,11 @@ def test_malicious_pickle_exits_2_without_running(tmp_path, tiny_base, capsys):
     assert generate(tiny_base, tmp_path / "evil.ckpt", tmp_path / "o.gif") == 2
     assert "evil.ckpt: refused to load" in capsys.readouterr().err
     assert not marker.exists()
+
+
+def test_motion_module_version_overrides_what_the_weights_suggest(tmp_path, tiny_base, tiny_motion_module_file):
+    generate(tiny_base, tiny_motion_module_file, tmp_path / "inferred", "--seed", "3")
+    generate(tiny_base, tiny_motion_module_file, tmp_path / "v1", "--seed", "3", "--motion-module-version", "v1")
+    sidecar = json.loads((tmp_path / "v1.json").read_text())
+    assert sidecar["motion_module_settings"]["image_norm_over_frames"] is True
+    assert np.abs(read_video(tmp_path / "v1").astype(int) - read_video(tmp_path / "inferred")).mean() > 0.5

@@ -3,29 +3,12 @@
 import numpy as np
 import torch
 from diffusers import AnimateDiffPipeline as DiffusersAnimateDiffPipeline
-from diffusers import MotionAdapter
 
 from animatediff import AnimateDiffPipeline, load_base, official_scheduler
-from animatediff.formats import official_to_diffusers
+from animatediff.formats import to_motion_adapter
 from helpers import random_motion_module, save_tiny_base, tiny_config
 
 SETTINGS = dict(num_frames=6, height=32, width=32, guidance_scale=7.5)
-
-
-def diffusers_adapter(motion_module):
-    config = motion_module.config
-    adapter = MotionAdapter(
-        block_out_channels=config.block_out_channels,
-        motion_layers_per_block=config.layers_per_block,
-        motion_mid_block_layers_per_block=1,
-        motion_num_attention_heads=config.num_attention_heads,
-        motion_norm_num_groups=config.norm_num_groups,
-        motion_max_seq_length=config.max_frames,
-        use_motion_mid_block=config.mid_block,
-    )
-    missing, unexpected = adapter.load_state_dict(official_to_diffusers(motion_module.state_dict()), strict=False)
-    assert all(key.endswith("pos_embed.pe") for key in missing) and not unexpected
-    return adapter
 
 
 def test_frames_match_diffusers_animatediff_pipeline(tmp_path):
@@ -37,7 +20,7 @@ def test_frames_match_diffusers_animatediff_pipeline(tmp_path):
         text_encoder=base.text_encoder,
         tokenizer=base.tokenizer,
         unet=base.unet,
-        motion_adapter=diffusers_adapter(motion_module),
+        motion_adapter=to_motion_adapter(motion_module),
         scheduler=official_scheduler(),
     )
     reference.set_progress_bar_config(disable=True)

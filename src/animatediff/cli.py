@@ -13,7 +13,7 @@ import torch
 from animatediff import __version__
 from animatediff.errors import AnimateDiffError, ConfigError
 from animatediff.export import FORMATS, output_format, write_video
-from animatediff.formats import convert_checkpoint, identify
+from animatediff.formats import VERSION_SETTINGS, convert_checkpoint, identify
 from animatediff.loading import ModelSpec, build_pipeline
 from animatediff.prompt_config import Job, Sample, read_prompt_config
 
@@ -44,6 +44,11 @@ def _generate_parser(commands) -> None:
         help="image LoRA (kohya/civitai or diffusers), repeatable",
     )
     models.add_argument("--motion-module", help="motion module file or MotionAdapter folder, or 'none'")
+    models.add_argument(
+        "--motion-module-version",
+        choices=sorted(VERSION_SETTINGS),
+        help="run the motion module as this release did (default: read from its weights)",
+    )
     models.add_argument(
         "--motion-lora",
         type=_path_and_scale,
@@ -129,6 +134,7 @@ def _job_from_flags(args: argparse.Namespace) -> Job:
         domain_adapter=args.domain_adapter,
         domain_adapter_scale=args.domain_adapter_scale,
         motion_loras=args.motion_lora,
+        motion_module_settings=dict(VERSION_SETTINGS.get(args.motion_module_version, {})),
     )
     sample = Sample(args.prompt, args.negative_prompt, args.seed, args.steps, args.guidance_scale,
                     args.frames, args.width, args.height)  # fmt: skip

@@ -241,6 +241,15 @@ def infer_motion_module_config(state_dict: dict[str, torch.Tensor], **overrides)
     return MotionModuleConfig(**values)
 
 
+# How each release ran: the settings a version implies, for overriding what the weights suggest.
+VERSION_SETTINGS = {
+    "v1": {"norm_over_frames": False, "image_norm_over_frames": True},
+    "v2": {"norm_over_frames": False, "image_norm_over_frames": False},
+    "v3": {"norm_over_frames": False, "image_norm_over_frames": False},
+    "sdxl": {"norm_over_frames": True, "image_norm_over_frames": False},
+}
+
+
 def motion_module_version(config: MotionModuleConfig) -> str:
     """The release a layout matches: v1, v2, v3 (SD1.5) or sdxl."""
     if len(config.block_out_channels) == 3:
@@ -359,7 +368,8 @@ def save_motion_module(module: MotionModule, path: str | os.PathLike, layout: st
     return _save_motion_adapter_folder(module, path)
 
 
-def _save_motion_adapter_folder(module: MotionModule, path: Path) -> Path:
+def to_motion_adapter(module: MotionModule):
+    """The same weights as a diffusers `MotionAdapter` (for diffusers' `AnimateDiffPipeline`)."""
     from diffusers import MotionAdapter
 
     config = module.config
@@ -374,6 +384,11 @@ def _save_motion_adapter_folder(module: MotionModule, path: Path) -> Path:
         use_motion_mid_block=config.mid_block,
     )
     adapter.load_state_dict(official_to_diffusers(module.state_dict()))
+    return adapter
+
+
+def _save_motion_adapter_folder(module: MotionModule, path: Path) -> Path:
+    adapter = to_motion_adapter(module)
     with atomic_path(path, directory=True) as temporary:
         adapter.save_pretrained(temporary)
     return path
