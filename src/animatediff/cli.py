@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import secrets
 import sys
@@ -91,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("target", type=Path, help=".safetensors file (diffusers: or a MotionAdapter folder)")
     convert.add_argument("--to", required=True, choices=["official", "diffusers"])
     convert.set_defaults(run=run_convert)
+    train = commands.add_parser("train", help="train a domain adapter, motion module or MotionLoRA")
+    train.add_argument("config", type=Path, help="training config (YAML)")
+    train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    train.set_defaults(run=run_train)
     return parser
 
 
@@ -204,6 +209,17 @@ def run_inspect(args: argparse.Namespace) -> int:
 def run_convert(args: argparse.Namespace) -> int:
     info = convert_checkpoint(args.source, args.target, args.to)
     print(f"wrote {args.target}: {info.kind.replace('_', ' ')} in the {args.to} layout")
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from animatediff.training.config import load_train_config
+    from animatediff.training.trainer import train
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    config = load_train_config(args.config)
+    run = train(config, resume=args.resume)
+    print(f"wrote {run.result} ({run.steps} steps in {run.seconds:.1f} s, {len(run.skipped)} videos skipped)")
     return 0
 
 

@@ -139,7 +139,8 @@ def classify_keys(keys: list[str]) -> CheckpointInfo:
     joined = "\n".join(keys)
     is_lora = "_lora.down." in joined or ".lora_down." in joined or ".lora_A." in joined or ".lora.down." in joined
     if "motion_modules." in joined:
-        layout = "official" if "temporal_transformer." in joined else "diffusers"
+        official = "temporal_transformer." in joined or "temporal_convolution." in joined
+        layout = "official" if official else "diffusers"
         return CheckpointInfo("motion_lora" if is_lora else "motion_module", layout)
     if is_lora and any(key.startswith(("unet.", "text_encoder.")) for key in keys):
         return CheckpointInfo("image_lora", "diffusers")
@@ -219,7 +220,9 @@ def infer_motion_module_config(state_dict: dict[str, torch.Tensor], **overrides)
             continue
         if match.group(1) == "mid_block":
             mid = True
-        elif match.group(2) is not None and key.endswith("temporal_transformer.norm.weight"):
+        elif match.group(2) is not None and key.endswith(
+            (".temporal_transformer.norm.weight", ".temporal_convolution.norm.weight")
+        ):
             down.setdefault(int(match.group(2)), {})[int(match.group(4))] = value.shape[0]
     if not down:
         raise ValueError("no motion-module weights (down_blocks.i.motion_modules.j.…)")
@@ -236,6 +239,7 @@ def infer_motion_module_config(state_dict: dict[str, torch.Tensor], **overrides)
         max_frames=max_frames,
         norm_over_frames=len(widths) == 3,
         image_norm_over_frames=not mid and max_frames == 24,
+        kind="convolution" if any(".temporal_convolution." in key for key in state_dict) else "transformer",
     )
     values.update(overrides)
     return MotionModuleConfig(**values)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from animatediff.errors import CheckpointError
@@ -72,6 +72,8 @@ def _read_sd_checkpoint(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _load_single_file_base(path: Path) -> Components:
+    from diffusers import StableDiffusionPipeline  # imported here: it pulls in much of transformers
+
     _read_sd_checkpoint(path)  # refuses unsafe pickles and other kinds of file before diffusers reads it
     try:
         pipeline = StableDiffusionPipeline.from_single_file(str(path), safety_checker=None)
@@ -131,6 +133,8 @@ def apply_image_lora(components: Components, path: str | os.PathLike, scale: flo
     info = classify_keys(list(state_dict))
     if info.kind != "image_lora":
         raise CheckpointError(f"{path}: this file is {info.description}, not an image LoRA.")
+    from diffusers import StableDiffusionPipeline
+
     pipeline = StableDiffusionPipeline(
         vae=components.vae,
         text_encoder=components.text_encoder,

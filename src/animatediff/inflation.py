@@ -17,7 +17,7 @@ from einops import rearrange, repeat
 from torch import nn
 
 from animatediff.errors import AnimateDiffError
-from animatediff.motion_module import MotionModule, TemporalModule
+from animatediff.motion_module import MotionModule
 
 
 @dataclass
@@ -63,7 +63,7 @@ def _check_widths(unet: UNet2DConditionModel, motion_module: MotionModule) -> No
     )
 
 
-def _apply_after(layer: nn.Module, module: TemporalModule, frames: FrameCount):
+def _apply_after(layer: nn.Module, module: nn.Module, frames: FrameCount):
     """Run `module` on `layer`'s output, whatever form diffusers returns it in."""
 
     def hook(_layer, _inputs, output):

@@ -74,3 +74,63 @@ def apply_domain_adapter(unet: nn.Module, path: str | os.PathLike, scale: float 
 def apply_motion_lora(motion_module: MotionModule, path: str | os.PathLike, scale: float = 1.0) -> int:
     """Merge a MotionLoRA (official or diffusers layout) into the motion module at `scale`."""
     return merge_lora(motion_module, _read_lora(path, "motion_lora"), scale, Path(path))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Training: trainable low-rank updates, saved in the official format
+
+
+def attention_projections(model: nn.Module, attention_names: tuple[str, ...]) -> list[str]:
+    """Paths of the q, k, v and out projections of every attention whose name ends with one of
+    `attention_names` (e.g. `attn1`/`attn2` in the image UNet, `attention_blocks.0`/`.1` in motion modules)."""
+    targets = []
+    for name, _ in model.named_modules():
+        if name.endswith(attention_names):
+            targets += [f"{name}.to_q", f"{name}.to_k", f"{name}.to_v", f"{name}.to_out.0"]
+    return targets
+
+
+def official_lora_prefix(target: str) -> str:
+    """`….attn1.to_out.0` → `….attn1.processor.to_out_lora` (the inverse of `lora_target`)."""
+    layer, projection = target.removesuffix(".0").rsplit(".", 1)
+    return f"{layer}.processor.{projection}_lora"
+
+
+class TrainableLoRA(nn.Module):
+    """A rank-`rank` update `up(down(x))` added to the output of each target linear layer of `model`.
+
+    The layers themselves are not replaced (forward hooks add the update), so the model's parameter
+    names stay as they are. `up` starts at zero: a fresh LoRA changes nothing.
+    """
+
+    def __init__(self, model: nn.Module, targets: list[str], rank: int):
+        super().__init__()
+        layers = dict(model.named_modules())
+        self.targets = targets
+        self.down = nn.ModuleList(nn.Linear(layers[t].in_features, rank, bias=False) for t in targets)
+        self.up = nn.ModuleList(nn.Linear(rank, layers[t].out_features, bias=False) for t in targets)
+        for down, up in zip(self.down, self.up, strict=True):
+            nn.init.normal_(down.weight, std=1 / rank)
+            nn.init.zeros_(up.weight)
+        self._hooks = [layers[target].register_forward_hook(self._adder(index)) for index, target in enumerate(targets)]
+
+    def _adder(self, index: int):
+        def hook(_layer, inputs, output):
+            x = inputs[0].to(self.down[index].weight.dtype)
+            return output + self.up[index](self.down[index](x)).to(output.dtype)
+
+        return hook
+
+    def official_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights under official keys (`….processor.to_q_lora.down.weight`), loadable by `merge_lora`."""
+        state = {}
+        for target, down, up in zip(self.targets, self.down, self.up, strict=True):
+            prefix = official_lora_prefix(target)
+            state[f"{prefix}.down.weight"] = down.weight.detach()
+            state[f"{prefix}.up.weight"] = up.weight.detach()
+        return state
+
+    def remove(self) -> None:
+        """Detach from the model (its outputs go back to the un-adapted ones)."""
+        for hook in self._hooks:
+            hook.remove()

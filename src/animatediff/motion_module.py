@@ -44,6 +44,11 @@ class MotionModuleConfig:
     norm_num_groups: int = 32
     norm_over_frames: bool = False
     image_norm_over_frames: bool = False
+    kind: str = "transformer"  # or "convolution", the paper's ablation
+
+    def __post_init__(self):
+        if self.kind not in ("transformer", "convolution"):
+            raise ValueError(f"motion module kind must be 'transformer' or 'convolution'; got {self.kind!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -167,12 +172,49 @@ class TemporalModule(nn.Module):
         return self.temporal_transformer(x, num_frames)
 
 
+class TemporalConvolution(nn.Module):
+    """The ablation's alternative: GroupNorm → 1-D convolutions along the frame axis → + x.
+
+    Each spatial position sees only its neighbouring frames (kernel 3), with no attention and no
+    position table; the last convolution starts at zero, so a fresh module is the identity too.
+    """
+
+    def __init__(self, channels: int, config: MotionModuleConfig):
+        super().__init__()
+        self.norm = nn.GroupNorm(config.norm_num_groups, channels, eps=1e-6)
+        self.conv_in = nn.Conv1d(channels, channels, kernel_size=3, padding=1)
+        self.conv_out = nn.Conv1d(channels, channels, kernel_size=3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        h = rearrange(self.norm(x), "(b f) c h w -> (b h w) c f", f=num_frames)
+        h = self.conv_out(F.silu(self.conv_in(h)))
+        return rearrange(h, "(b h w) c f -> (b f) c h w", h=height, w=width) + x
+
+
+class ConvolutionModule(nn.Module):
+    """One insertion point of the convolution variant, keyed `temporal_convolution`."""
+
+    def __init__(self, channels: int, config: MotionModuleConfig):
+        super().__init__()
+        self.temporal_convolution = TemporalConvolution(channels, config)
+
+    def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+        return self.temporal_convolution(x, num_frames)
+
+
+MODULE_KINDS = {"transformer": TemporalModule, "convolution": ConvolutionModule}
+
+
 class _BlockModules(nn.Module):
     """Holds one UNet block's temporal modules under the official name `motion_modules`."""
 
     def __init__(self, channels: int, count: int, config: MotionModuleConfig):
         super().__init__()
-        self.motion_modules = nn.ModuleList(TemporalModule(channels, config) for _ in range(count))
+        module = MODULE_KINDS[config.kind]
+        self.motion_modules = nn.ModuleList(module(channels, config) for _ in range(count))
 
 
 class MotionModule(nn.Module):

@@ -1,0 +1,216 @@
+"""The training config (`animatediff train CONFIG.yaml`), validated completely before any model loads.
+
+    stage: motion_module          # domain_adapter | image_finetune | motion_module | motion_lora
+    output_dir: runs/motion
+    base: models/stable-diffusion-v1-5          # diffusers folder
+    domain_adapter: v3_sd15_adapter.ckpt        # stages 2-3: merged at scale 1 and frozen (optional)
+    motion_module: mm.safetensors               # stage 3: the module to adapt; stage 2: optional start
+    motion_module_version: v3                   # stage 2, fresh module: v1 | v2 | v3 placement
+    motion_module_kind: transformer             # stage 2: or convolution (the paper's ablation)
+    lora_rank: 64                               # stages 1 and 3
+    data: {format: webvid, csv: results.csv, path: videos/, frames: 16, stride: 4, size: 256}
+    train: {steps: 1000, batch_size: 1, learning_rate: 1.0e-4, checkpoint_every: 100, ...}
+    validation: {every: 100, prompts: [...], seeds: [42], steps: 25, guidance_scale: 8.0}
+
+Relative paths resolve against the config file's folder. Errors name the field.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from animatediff.errors import ConfigError
+from animatediff.formats import VERSION_SETTINGS
+from animatediff.training.data import VideoItem, jsonl_items, webvid_items
+
+STAGES = ("domain_adapter", "image_finetune", "motion_module", "motion_lora")
+DEFAULT_NOISE_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="linear")
+
+
+@dataclass
+class DataConfig:
+    format: str = "webvid"  # or jsonl
+    path: Path | None = None  # the video folder (jsonl: the folder holding captions.jsonl)
+    csv: Path | None = None
+    frames: int = 16
+    stride: int = 4
+    size: int = 256
+    empty_caption_rate: float = 0.1
+
+
+@dataclass
+class TrainSettings:
+    steps: int = 1000
+    batch_size: int = 1
+    learning_rate: float = 1e-4
+    weight_decay: float = 1e-2
+    max_grad_norm: float = 1.0
+    lr_scheduler: str = "constant"
+    lr_warmup_steps: int = 0
+    mixed_precision: str = "no"  # fp16 | bf16
+    gradient_checkpointing: bool = False
+    seed: int = 42
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    num_workers: int = 0
+
+
+@dataclass
+class ValidationSettings:
+    every: int = 0  # 0: no validation clips
+    prompts: list[str] = field(default_factory=list)
+    negative_prompt: str = ""
+    seeds: list[int] = field(default_factory=lambda: [42])
+    steps: int = 25
+    guidance_scale: float = 8.0
+    frames: int | None = None  # default: the training clip length
+    fps: float = 8.0
+
+
+@dataclass
+class TrainConfig:
+    stage: str
+    output_dir: Path
+    base: Path
+    data: DataConfig
+    train: TrainSettings = field(default_factory=TrainSettings)
+    validation: ValidationSettings = field(default_factory=ValidationSettings)
+    domain_adapter: Path | None = None
+    motion_module: Path | None = None
+    motion_module_version: str = "v3"
+    motion_module_kind: str = "transformer"
+    lora_rank: int | None = None
+    noise_scheduler: dict = field(default_factory=lambda: dict(DEFAULT_NOISE_SCHEDULER))
+    items: list[VideoItem] = field(default_factory=list, repr=False)  # the dataset's listing, read at validation
+
+    @property
+    def rank(self) -> int:
+        return self.lora_rank or {"domain_adapter": 128, "motion_lora": 64}.get(self.stage, 0)
+
+
+def _build(cls, values, name: str):
+    """A settings dataclass from a mapping, rejecting unknown fields and wrong types by name."""
+    values = {} if values is None else values
+    if not isinstance(values, dict):
+        raise ConfigError(f"'{name}': expected a mapping of settings, got {values!r}.")
+    defaults = cls()
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"'{name}': unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
+    for key, value in values.items():
+        default = getattr(defaults, key)
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ConfigError(f"'{name}.{key}': expected true or false, got {value!r}.")
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"'{name}.{key}': expected a number, got {value!r}.")
+    return cls(**values)
+
+
+def _path(value, folder: Path, name: str, required: bool = False) -> Path | None:
+    if value in (None, ""):
+        if required:
+            raise ConfigError(f"'{name}' is required.")
+        return None
+    path = Path(value) if Path(value).is_absolute() else folder / value
+    if not path.exists():
+        raise ConfigError(f"'{name}': {path} does not exist.")
+    return path
+
+
+def _check_positive(settings, names: tuple[str, ...], prefix: str) -> None:
+    for name in names:
+        if getattr(settings, name) < 1:
+            raise ConfigError(f"'{prefix}.{name}' must be at least 1; got {getattr(settings, name)}.")
+
+
+def load_train_config(path: str | os.PathLike) -> TrainConfig:
+    """Read and check a training config: every path, the dataset listing, sizes and choices."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise ConfigError(f"training config {path}: cannot be read ({error.strerror}).") from error
+    except yaml.YAMLError as error:
+        raise ConfigError(f"training config {path}: not valid YAML ({error}).") from error
+    if not isinstance(raw, dict):
+        raise ConfigError(f"training config {path}: expected a mapping of settings.")
+    folder = path.parent
+    top = {f.name for f in fields(TrainConfig)} - {"items"}
+    unknown = sorted(set(raw) - top)
+    if unknown:
+        raise ConfigError(
+            f"training config {path}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(top))}."
+        )
+    if raw.get("stage") not in STAGES:
+        raise ConfigError(f"'stage': expected one of {', '.join(STAGES)}; got {raw.get('stage')!r}.")
+    stage = raw["stage"]
+    data_values = dict(raw.get("data") or {})
+    if stage in ("domain_adapter", "image_finetune"):
+        data_values.setdefault("frames", 1)
+    data = _build(DataConfig, data_values, "data")
+    train = _build(TrainSettings, raw.get("train"), "train")
+    if stage == "image_finetune" and "learning_rate" not in (raw.get("train") or {}):
+        train.learning_rate = 1e-5
+    validation = _build(ValidationSettings, raw.get("validation"), "validation")
+    output_dir = Path(raw.get("output_dir") or f"runs/{stage}")
+    config = TrainConfig(
+        stage=stage,
+        output_dir=output_dir if output_dir.is_absolute() else folder / output_dir,
+        base=_path(raw.get("base"), folder, "base", required=True),
+        data=data,
+        train=train,
+        validation=validation,
+        domain_adapter=_path(raw.get("domain_adapter"), folder, "domain_adapter"),
+        motion_module=_path(raw.get("motion_module"), folder, "motion_module", required=stage == "motion_lora"),
+        motion_module_version=raw.get("motion_module_version", "v3"),
+        motion_module_kind=raw.get("motion_module_kind", "transformer"),
+        lora_rank=raw.get("lora_rank"),
+        noise_scheduler={**DEFAULT_NOISE_SCHEDULER, **(raw.get("noise_scheduler") or {})},
+    )
+    _check(config, folder)
+    return config
+
+
+def _check(config: TrainConfig, folder: Path) -> None:
+    if config.motion_module_version not in VERSION_SETTINGS or config.motion_module_version == "sdxl":
+        raise ConfigError(f"'motion_module_version': expected v1, v2 or v3; got {config.motion_module_version!r}.")
+    if config.motion_module_kind not in ("transformer", "convolution"):
+        raise ConfigError(
+            f"'motion_module_kind': expected transformer or convolution; got {config.motion_module_kind!r}."
+        )
+    if config.lora_rank is not None and (not isinstance(config.lora_rank, int) or config.lora_rank < 1):
+        raise ConfigError(f"'lora_rank': expected a whole number ≥ 1; got {config.lora_rank!r}.")
+    if config.train.mixed_precision not in ("no", "fp16", "bf16"):
+        raise ConfigError(f"'train.mixed_precision': expected no, fp16 or bf16; got {config.train.mixed_precision!r}.")
+    _check_positive(config.train, ("steps", "batch_size", "checkpoint_every", "keep_checkpoints"), "train")
+    _check_positive(config.data, ("frames", "stride", "size"), "data")
+    if config.stage in ("motion_module", "motion_lora") and config.data.frames < 2:
+        raise ConfigError(f"'data.frames': the {config.stage} stage trains on clips; got {config.data.frames} frame.")
+    max_frames = 24 if config.motion_module_version == "v1" else 32
+    if config.stage == "motion_module" and config.data.frames > max_frames:
+        raise ConfigError(f"'data.frames': a {config.motion_module_version} module's position table has {max_frames}.")
+    if config.data.size % 8:
+        raise ConfigError(f"'data.size' must be a multiple of 8; got {config.data.size}.")
+    config.items = _dataset_items(config.data, folder)
+
+
+def _dataset_items(data: DataConfig, folder: Path) -> list[VideoItem]:
+    if data.format == "webvid":
+        csv_path = _path(data.csv, folder, "data.csv", required=True)
+        videos = _path(data.path, folder, "data.path", required=True)
+        items = webvid_items(csv_path, videos)
+    elif data.format == "jsonl":
+        items = jsonl_items(_path(data.path, folder, "data.path", required=True))
+    else:
+        raise ConfigError(f"'data.format': expected webvid or jsonl; got {data.format!r}.")
+    if not any(item.path.is_file() for item in items):
+        raise ConfigError(
+            f"'data': none of the {len(items)} listed videos exists (e.g. {items[0].path if items else '-'})."
+        )
+    return items

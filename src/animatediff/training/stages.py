@@ -1,0 +1,113 @@
+"""What each training stage trains, what it keeps frozen, and how it saves its result.
+
+1. `domain_adapter`: a LoRA on the image UNet's self- and cross-attention q, k, v, out, on single
+   video frames; saved in the official v3 adapter layout. (`image_finetune`: the whole image UNet.)
+2. `motion_module`: a fresh (zero-output) motion module, base and domain adapter frozen; saved in the
+   official motion-module layout.
+3. `motion_lora`: a LoRA on the motion module's attention projections, everything else frozen; saved
+   in the official MotionLoRA layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from animatediff.errors import ConfigError
+from animatediff.files import atomic_path
+from animatediff.formats import VERSION_SETTINGS, load_motion_module, save_motion_module, save_state_dict
+from animatediff.image_models import Components, load_base
+from animatediff.inflation import AnimateDiffUNet
+from animatediff.lora import TrainableLoRA, apply_domain_adapter, attention_projections
+from animatediff.motion_module import MotionModule, MotionModuleConfig
+from animatediff.training.config import TrainConfig
+
+RESULT_NAMES = {
+    "domain_adapter": "domain_adapter.safetensors",
+    "image_finetune": "unet",
+    "motion_module": "motion_module.safetensors",
+    "motion_lora": "motion_lora.safetensors",
+}
+
+
+class TrainingModel(nn.Module):
+    """The video UNet the loss runs through, with the trained module registered beside it (a LoRA
+    acts through hooks and is not otherwise a submodule), so data-parallel training syncs it."""
+
+    def __init__(self, video_unet: AnimateDiffUNet, trainable: nn.Module):
+        super().__init__()
+        self.video_unet = video_unet
+        self.trainable = trainable
+
+    def forward(self, sample, timestep, encoder_hidden_states):
+        return self.video_unet(sample, timestep, encoder_hidden_states)
+
+
+@dataclass
+class Stage:
+    model: TrainingModel
+    components: Components  # the frozen VAE, text encoder and tokenizer (and the UNet, inside `model`)
+    save: Callable[[Path], Path]  # writes the result in its official layout
+
+
+def _fresh_motion_module(config: TrainConfig, unet) -> MotionModule:
+    widths = tuple(unet.config.block_out_channels)
+    if any(width % 32 for width in widths):
+        raise ConfigError(
+            f"'base': the motion module's GroupNorm(32) needs UNet widths that are multiples of 32; got {widths}."
+        )
+    version = config.motion_module_version
+    return MotionModule(
+        MotionModuleConfig(
+            block_out_channels=widths,
+            layers_per_block=unet.config.layers_per_block,
+            mid_block=version == "v2",
+            max_frames=24 if version == "v1" else 32,
+            kind=config.motion_module_kind,
+            **VERSION_SETTINGS[version],
+        )
+    )
+
+
+def _save_unet(unet) -> Callable[[Path], Path]:
+    def save(path: Path) -> Path:
+        with atomic_path(path, directory=True) as temporary:
+            unet.save_pretrained(temporary)
+        return path
+
+    return save
+
+
+def build_stage(config: TrainConfig) -> Stage:
+    """Load the models a stage needs, freeze everything but what it trains."""
+    components = load_base(config.base)
+    for model in (components.unet, components.vae, components.text_encoder):
+        model.requires_grad_(False)
+    unet = components.unet
+    if config.stage == "domain_adapter":
+        lora = TrainableLoRA(unet, attention_projections(unet, ("attn1", "attn2")), config.rank)
+        return Stage(TrainingModel(AnimateDiffUNet(unet), lora), components,
+                     lambda path: save_state_dict(lora.official_state_dict(), path))  # fmt: skip
+    if config.stage == "image_finetune":
+        unet.requires_grad_(True)
+        return Stage(TrainingModel(AnimateDiffUNet(unet), unet), components, _save_unet(unet))
+    if config.domain_adapter is not None:
+        apply_domain_adapter(unet, config.domain_adapter, 1.0)
+    if config.stage == "motion_module":
+        module = (
+            load_motion_module(config.motion_module) if config.motion_module else _fresh_motion_module(config, unet)
+        )
+        module.requires_grad_(True)
+        return Stage(TrainingModel(AnimateDiffUNet(unet, module), module), components,
+                     lambda path: save_motion_module(module, path))  # fmt: skip
+    module = load_motion_module(config.motion_module).requires_grad_(False)
+    video_unet = AnimateDiffUNet(unet, module)
+    lora = TrainableLoRA(
+        module, attention_projections(module, ("attention_blocks.0", "attention_blocks.1")), config.rank
+    )
+    return Stage(
+        TrainingModel(video_unet, lora), components, lambda path: save_state_dict(lora.official_state_dict(), path)
+    )
