@@ -1,0 +1,231 @@
+"""The three training stages on tiny models and small mp4 clips made here with PyAV."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from animatediff import ConfigError, apply_domain_adapter, apply_motion_lora, load_base, load_motion_module, read_video
+from animatediff.cli import main
+from animatediff.export import write_video
+from animatediff.training.config import load_train_config
+from animatediff.training.stages import build_stage
+from animatediff.training.trainer import checkpoint_folders, load_checkpoint, train
+
+SINGLE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def moving_square(seed: int, frames: int = 12) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    video = np.full((frames, 32, 32, 3), rng.integers(0, 120, 3), dtype=np.uint8)
+    colour, row = rng.integers(130, 255, 3), int(rng.integers(4, 20))
+    for t in range(frames):
+        video[t, row : row + 8, 2 * t : 2 * t + 8] = colour
+    return video
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    """Six clips in both dataset layouts: a captions.jsonl folder and a WebVid-style CSV."""
+    folder = tmp_path_factory.mktemp("videos")
+    lines, rows = [], ["videoid,name,page_dir"]
+    for index in range(6):
+        write_video(moving_square(index), folder / f"{index}.mp4", fps=8)
+        lines.append(json.dumps({"file": f"{index}.mp4", "caption": f"a square moving right {index}"}))
+        rows.append(f"{index},a square moving right {index},")
+    (folder / "captions.jsonl").write_text("\n".join(lines) + "\n")
+    (folder / "results.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def write_config(folder, tiny_base, videos, stage, name=None, **overrides):
+    config = {
+        "stage": stage,
+        "output_dir": str(folder / (name or stage)),
+        "base": str(tiny_base),
+        "data": {"format": "jsonl", "path": str(videos), "frames": 4, "stride": 2, "size": 16},
+        "train": {"steps": 3, "batch_size": 2, "checkpoint_every": 2, "learning_rate": 1e-3},
+    }
+    for key, value in overrides.items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) and key in config else value
+    path = folder / f"{name or stage}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def assert_unchanged(model, reference, skip=()):
+    reference = reference.state_dict()
+    for key, value in model.state_dict().items():
+        if not key.startswith(skip):
+            assert torch.equal(value, reference[key]), key
+
+
+def test_domain_adapter_stage_trains_only_the_lora(tmp_path, tiny_base, videos):
+    run = train(load_train_config(write_config(tmp_path, tiny_base, videos, "domain_adapter", lora_rank=4)))
+    base = load_base(tiny_base)
+    for name in ("unet", "vae", "text_encoder"):
+        assert_unchanged(getattr(run.stage.components, name), getattr(base, name))
+    saved = load_file(run.result)
+    assert all(".processor.to_" in key for key in saved) and len(saved) == 2 * 4 * 2 * 6
+    assert max(v.abs().max() for k, v in saved.items() if ".up." in k) > 0  # `up` started at zero
+    assert apply_domain_adapter(base.unet, run.result, 1.0) == len(saved) // 2  # the normal loader takes it
+
+
+def test_image_finetune_stage_trains_the_whole_unet(tmp_path, tiny_base, videos):
+    run = train(load_train_config(write_config(tmp_path, tiny_base, videos, "image_finetune")))
+    base = load_base(tiny_base)
+    assert_unchanged(run.stage.components.vae, base.vae)
+    assert_unchanged(run.stage.components.text_encoder, base.text_encoder)
+    changed = [
+        k for k, v in run.stage.components.unet.state_dict().items() if not torch.equal(v, base.unet.state_dict()[k])
+    ]
+    assert len(changed) > 100
+    assert (run.result / "diffusion_pytorch_model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("kind", ["transformer", "convolution"])
+def test_motion_module_stage_trains_only_the_motion_module(tmp_path, tiny_base, videos, kind):
+    config = write_config(tmp_path, tiny_base, videos, "motion_module", motion_module_kind=kind)
+    run = train(load_train_config(config))
+    base = load_base(tiny_base)
+    for name in ("unet", "vae", "text_encoder"):
+        assert_unchanged(getattr(run.stage.components, name), getattr(base, name))
+    module = load_motion_module(run.result)
+    assert module.config.kind == kind and not module.config.mid_block  # v3 placement by default
+    last = "temporal_transformer.proj_out" if kind == "transformer" else "temporal_convolution.conv_out"
+    moved = [v.abs().max() for k, v in module.state_dict().items() if last in k]
+    assert len(moved) == 2 * (2 * 2 + 2 * 3) and min(moved) > 0  # weight and bias of every zero-initialised output
+
+
+def test_trained_motion_module_loads_in_generate_and_changes_frames(tmp_path, tiny_base, videos):
+    run = train(load_train_config(write_config(tmp_path, tiny_base, videos, "motion_module")))
+    common = ["generate", "a square", "--base", str(tiny_base), "--frames", "4", "--width", "16", "--height", "16",
+              "--steps", "2", "--seed", "1"]  # fmt: skip
+    assert main([*common, "--motion-module", str(run.result), "-o", str(tmp_path / "with")]) == 0
+    assert main([*common, "--motion-module", "none", "-o", str(tmp_path / "without")]) == 0
+    assert np.abs(read_video(tmp_path / "with").astype(int) - read_video(tmp_path / "without")).max() > 0
+
+
+def test_motion_lora_stage_trains_only_the_lora(tmp_path, tiny_base, videos, tiny_motion_module_file):
+    config = write_config(tmp_path, tiny_base, videos, "motion_lora", motion_module=str(tiny_motion_module_file),
+                          lora_rank=2)  # fmt: skip
+    run = train(load_train_config(config))
+    assert_unchanged(run.stage.model.video_unet.motion_module, load_motion_module(tiny_motion_module_file))
+    assert_unchanged(run.stage.components.unet, load_base(tiny_base).unet, skip=())
+    saved = load_file(run.result)
+    assert all(".attention_blocks." in k and "_lora." in k for k in saved)
+    module = load_motion_module(tiny_motion_module_file)
+    assert apply_motion_lora(module, run.result, 1.0) == len(saved) // 2 == 4 * 2 * (2 * 2 + 2 * 3 + 1)
+
+
+def test_webvid_csv_layout_trains(tmp_path, tiny_base, videos):
+    webvid = {"format": "webvid", "csv": str(videos / "results.csv"), "path": str(videos)}
+    config = write_config(tmp_path, tiny_base, videos, "domain_adapter", data=webvid)
+    run = train(load_train_config(config))
+    assert run.result.is_file() and run.skipped == []
+
+
+def test_corrupt_and_too_short_videos_are_skipped_and_reported(tmp_path, tiny_base, videos, capsys):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for index in range(4):
+        (folder / f"{index}.mp4").write_bytes((videos / f"{index}.mp4").read_bytes())
+    (folder / "corrupt.mp4").write_bytes(b"\x00not a video" * 100)
+    write_video(moving_square(9, frames=3), folder / "short.mp4", fps=8)
+    entries = [{"file": f"{i}.mp4", "caption": "a square"} for i in range(4)]
+    entries += [{"file": "corrupt.mp4", "caption": "x"}, {"file": "short.mp4", "caption": "y"}]
+    (folder / "captions.jsonl").write_text("\n".join(json.dumps(e) for e in entries))
+    config = write_config(tmp_path, tiny_base, folder, "motion_module", train={"steps": 6, "checkpoint_every": 10})
+    assert main(["train", str(config)]) == 0
+    run_line = capsys.readouterr().out
+    assert "2 videos skipped" in run_line
+    run = train(load_train_config(config))
+    assert [p.rsplit("/", 1)[-1] for p in run.skipped] == ["corrupt.mp4", "short.mp4"]
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path, tiny_base, videos):
+    steps = {"steps": 24, "checkpoint_every": 2, "keep_checkpoints": 50}
+    reference = write_config(tmp_path, tiny_base, videos, "motion_module", name="reference", train=steps)
+    interrupted = write_config(tmp_path, tiny_base, videos, "motion_module", name="interrupted", train=steps)
+    command = [sys.executable, "-m", "animatediff", "train"]
+    subprocess.run([*command, str(reference)], check=True, capture_output=True, env=SINGLE_THREAD)
+    process = subprocess.Popen([*command, str(interrupted)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=SINGLE_THREAD)  # fmt: skip
+    checkpoints = tmp_path / "interrupted" / "checkpoints"
+    deadline = time.time() + 120
+    while not (checkpoints / "step-0000004").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "interrupted" / "motion_module.safetensors").exists(), "the run ended before the kill"
+    config = load_train_config(interrupted)
+    for folder in checkpoint_folders(config.output_dir):  # every checkpoint left behind loads
+        stage = build_stage(config)
+        optimizer = torch.optim.AdamW(stage.model.trainable.parameters())
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+        assert load_checkpoint(folder, stage, optimizer, scheduler) == int(folder.name.removeprefix("step-"))
+    subprocess.run([*command, str(interrupted), "--resume"], check=True, capture_output=True, env=SINGLE_THREAD)
+    final, expected = (
+        load_file(config.output_dir / "motion_module.safetensors"),
+        load_file(tmp_path / "reference" / "motion_module.safetensors"),
+    )
+    for key, value in expected.items():
+        assert torch.equal(final[key], value), key
+
+
+def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path, tiny_base, videos):
+    single = write_config(tmp_path, tiny_base, videos, "motion_module", name="single", train={"batch_size": 2})
+    parallel = write_config(tmp_path, tiny_base, videos, "motion_module", name="parallel", train={"batch_size": 1})
+    subprocess.run([sys.executable, "-m", "animatediff", "train", str(single)], check=True, capture_output=True,
+                   env=SINGLE_THREAD)  # fmt: skip
+    launched = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+         "-m", "animatediff", "train", str(parallel)],
+        capture_output=True, text=True, env=SINGLE_THREAD, check=False,
+    )  # fmt: skip
+    assert launched.returncode == 0, launched.stderr[-2000:]
+    assert "trained weights identical on all 2 processes" in launched.stderr
+    one, two = (
+        load_file(tmp_path / "single" / "motion_module.safetensors"),
+        load_file(tmp_path / "parallel" / "motion_module.safetensors"),
+    )
+    change = sum(float((one[k] ** 2).sum()) for k in one if "proj_out" in k) ** 0.5  # proj_out started at zero
+    difference = sum(float(((one[k] - two[k]) ** 2).sum()) for k in one) ** 0.5
+    # Gradients agree to float rounding; Adam's first steps normalise each gradient element, so an element
+    # whose gradient is ~0 can differ by up to 2·lr per step. The whole update must agree to 1%.
+    assert difference < 0.01 * change
+    assert max(float((one[k] - two[k]).abs().max()) for k in one) < 2 * 3 * 1e-3
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"stage": "stage_4"}, "'stage': expected one of"),
+        ({"base": "nowhere"}, "'base': "),
+        ({"train": {"steps": 0}}, "'train.steps' must be at least 1"),
+        ({"train": {"learning_rate": "fast"}}, "'train.learning_rate': expected a number"),
+        ({"data": {"size": 20}}, "'data.size' must be a multiple of 8"),
+        ({"data": {"format": "jsonl", "path": "/nonexistent"}}, "'data.path': /nonexistent does not exist"),
+        ({"data": {"frames": 40}}, "'data.frames': a v3 module's position table has 32"),
+        ({"train": {"mixed_precision": "fp8"}}, "'train.mixed_precision': expected no, fp16 or bf16"),
+        ({"optimizer": "sgd"}, "unknown field(s) optimizer"),
+    ],
+)
+def test_config_errors_name_the_field(tmp_path, tiny_base, videos, change, message):
+    change = dict(change)
+    path = write_config(tmp_path, tiny_base, videos, change.pop("stage", "motion_module"), **change)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_train_config(path)
+
+
+def test_motion_lora_stage_requires_a_motion_module(tmp_path, tiny_base, videos, capsys):
+    assert main(["train", str(write_config(tmp_path, tiny_base, videos, "motion_lora"))]) == 2
+    assert "'motion_module' is required" in capsys.readouterr().err
