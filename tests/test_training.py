@@ -229,3 +229,16 @@ def test_config_errors_name_the_field(tmp_path, tiny_base, videos, change, messa
 def test_motion_lora_stage_requires_a_motion_module(tmp_path, tiny_base, videos, capsys):
     assert main(["train", str(write_config(tmp_path, tiny_base, videos, "motion_lora"))]) == 2
     assert "'motion_module' is required" in capsys.readouterr().err
+
+
+def test_bf16_gradient_checkpointing_and_validation_clips(tmp_path, tiny_base, videos):
+    options = {"mixed_precision": "bf16", "gradient_checkpointing": True, "steps": 2, "checkpoint_every": 2}
+    validation = {"every": 2, "prompts": ["a square moving right"], "seeds": [3, 4], "steps": 2}
+    config = write_config(tmp_path, tiny_base, videos, "motion_module", train=options, validation=validation)
+    run = train(load_train_config(config))
+    assert run.stage.model.video_unet.unet.is_gradient_checkpointing
+    module = load_motion_module(run.result)
+    assert all(torch.isfinite(v).all() for v in module.state_dict().values())
+    clips = sorted(p.name for p in (tmp_path / "motion_module" / "validation").glob("*.gif"))
+    assert clips == ["step-0000002-00-3.gif", "step-0000002-00-4.gif"]
+    assert read_video(tmp_path / "motion_module" / "validation" / clips[0]).shape == (4, 16, 16, 3)

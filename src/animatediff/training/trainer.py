@@ -191,8 +191,10 @@ def train(config: TrainConfig, resume: bool = False) -> RunResult:
         start = load_checkpoint(checkpoint_folders(config.output_dir)[-1], stage, optimizer, lr_scheduler)
         log.info("resuming after step %d", start)
     frozen_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(settings.mixed_precision, torch.float32)
-    stage.components.vae.to(accelerator.device, frozen_dtype)
-    stage.components.text_encoder.to(accelerator.device, frozen_dtype)
+    for frozen in (stage.components.vae, stage.components.text_encoder):
+        frozen.to(accelerator.device)
+        if frozen_dtype != torch.float32:
+            frozen.to(dtype=frozen_dtype)
     model, optimizer = accelerator.prepare(stage.model, optimizer)
     dataset = VideoClips(config.items, config.data.frames, config.data.stride, config.data.size,
                          config.data.empty_caption_rate)  # fmt: skip
@@ -220,7 +222,8 @@ def train(config: TrainConfig, resume: bool = False) -> RunResult:
         if step % settings.checkpoint_every == 0 and accelerator.is_main_process:
             save_checkpoint(config.output_dir, step, stage, optimizer, lr_scheduler, settings.keep_checkpoints)
         if config.validation.every and step % config.validation.every == 0 and accelerator.is_main_process:
-            write_validation(config, stage, accelerator.unwrap_model(model).video_unet, step)
+            with accelerator.autocast():
+                write_validation(config, stage, accelerator.unwrap_model(model).video_unet, step)
         accelerator.wait_for_everyone()
     progress.close()
     _check_ranks_agree(accelerator, stage)
