@@ -37,6 +37,8 @@ def test_sidecar_holds_the_settings(tmp_path):
     assert sidecar == {"seed": 7, "prompt": "a square", "fps": 12, "format": "mp4"}
     write_video(moving_square(), tmp_path / "frames", settings={"seed": 8})
     assert json.loads((tmp_path / "frames.json").read_text())["seed"] == 8
+    write_video(moving_square(), tmp_path / "bare.gif")
+    assert not (tmp_path / "bare.gif.json").exists()  # no settings, no sidecar
 
 
 def test_mp4_frame_rate_is_the_requested_fps(tmp_path):
@@ -50,7 +52,7 @@ def test_mp4_frame_rate_is_the_requested_fps(tmp_path):
 
 
 def test_failed_write_keeps_the_previous_output(tmp_path):
-    path = write_video(moving_square(), tmp_path / "clip.mp4")
+    path = write_video(moving_square(), tmp_path / "clip.mp4", settings={"seed": 1})
     before = path.read_bytes()
     with pytest.raises(ConfigError, match="even width and height"):
         write_video(moving_square(height=31), path)

@@ -96,7 +96,35 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", type=Path, help="training config (YAML)")
     train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     train.set_defaults(run=run_train)
+    _shapes_parser(commands)
+    evaluate = commands.add_parser("eval", help="score generated videos (shapes-world metrics, CLIP metric)")
+    evaluate.add_argument("folder", type=Path, help="folder of videos with their JSON sidecars")
+    evaluate.add_argument("--clip-model", help="a CLIP model folder, for the paper's CLIP metric")
+    evaluate.add_argument("--reference-images", help="folder of PNGs for the CLIP domain similarity")
+    evaluate.add_argument("--json", type=Path, help="also write the scores to this file")
+    evaluate.set_defaults(run=run_eval)
     return parser
+
+
+def _shapes_parser(commands) -> None:
+    from animatediff.shapes.datasets import KINDS
+    from animatediff.shapes.world import CAMERA_MOTIONS, STYLES
+
+    shapes = commands.add_parser("shapes", help="the procedural shapes world").add_subparsers(
+        dest="action", required=True
+    )
+    render = shapes.add_parser("render", help="write a shapes-world dataset")
+    render.add_argument("folder", type=Path)
+    render.add_argument("--kind", choices=KINDS, default="clips")
+    render.add_argument("--count", type=int, default=100)
+    render.add_argument("--seed", type=int, default=0)
+    render.add_argument("--size", type=int, default=64)
+    render.add_argument("--frames", type=int, default=16)
+    render.add_argument("--layout", choices=["jsonl", "webvid"], default="jsonl")
+    render.add_argument("--style", choices=sorted(STYLES))
+    render.add_argument("--camera", choices=sorted(CAMERA_MOTIONS))
+    render.add_argument("--clean", action="store_true", help="no video-domain watermark, blur or noise")
+    render.set_defaults(run=run_shapes_render)
 
 
 def _device_and_dtype(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
@@ -220,6 +248,29 @@ def run_train(args: argparse.Namespace) -> int:
     config = load_train_config(args.config)
     run = train(config, resume=args.resume)
     print(f"wrote {run.result} ({run.steps} steps in {run.seconds:.1f} s, {len(run.skipped)} videos skipped)")
+    return 0
+
+
+def run_shapes_render(args: argparse.Namespace) -> int:
+    from animatediff.shapes.datasets import render_dataset
+
+    if args.count < 1 or args.size < 8 or args.frames < 1:
+        raise ConfigError("--count and --frames must be at least 1 and --size at least 8.")
+    folder = render_dataset(args.folder, args.kind, args.count, args.seed, args.size, args.frames, args.layout,
+                            args.style, args.camera, False if args.clean else None)  # fmt: skip
+    print(f"wrote {args.count} {args.kind} to {folder}")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from animatediff.evaluation.evaluate import evaluate_folder, format_table
+
+    rows = evaluate_folder(args.folder, args.clip_model, args.reference_images)
+    print(format_table(rows))
+    if args.json is not None:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 0
 
 

@@ -81,7 +81,7 @@ def sidecar_path(path: str | os.PathLike) -> Path:
 
 
 def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float = 8.0, settings: dict | None = None) -> Path:
-    """Write `frames` to `path` in the format its extension names, plus a sidecar of `settings`."""
+    """Write `frames` to `path` in the format its extension names, plus a sidecar of `settings` if given."""
     _check_frames(frames)
     if fps <= 0:
         raise ConfigError(f"fps must be positive; got {fps}.")
@@ -94,7 +94,8 @@ def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float = 8.0, s
             _write_av(frames, temporary, fps, fmt)
         else:
             _write_pillow(frames, temporary, fps, fmt)
-    write_sidecar(path, {**(settings or {}), "fps": fps, "format": fmt})
+    if settings is not None:
+        write_sidecar(path, {**settings, "fps": fps, "format": fmt})
     return path
 
 

@@ -1,0 +1,91 @@
+"""Writing shapes-world datasets in the layouts the training reads, with ground truth beside them.
+
+- `images`: clean still frames (the text-to-image domain) as PNG files with a `captions.jsonl`;
+- `clips`: single-object motion clips in the video domain (watermark, blur, noise) as mp4;
+- `camera`: scenes under camera motions (for MotionLoRAs), one motion or all.
+
+Clips are listed in `captions.jsonl` or, with `layout="webvid"`, in a WebVid-style `results.csv` with the
+videos under `videos/`. `ground_truth.jsonl` holds every clip's full spec (objects, colours, motion,
+speed, style, watermark), keyed by file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from animatediff.errors import ConfigError
+from animatediff.export import write_video
+from animatediff.files import atomic_path
+from animatediff.shapes.render import render_clip
+from animatediff.shapes.world import CAMERA_MOTIONS, STYLES, caption, sample_camera_clip, sample_object_clip
+
+KINDS = ("images", "clips", "camera")
+
+
+def _specs(kind: str, count: int, seed: int, frames: int, style: str | None, camera: str | None, watermark: bool):
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        if kind == "camera":
+            spec = sample_camera_clip(rng, camera=camera, style=style)
+        else:
+            spec = sample_object_clip(rng, frames, style=style)
+        spec.watermark = watermark
+        yield spec
+
+
+def render_dataset(
+    folder: str | os.PathLike,
+    kind: str,
+    count: int,
+    seed: int = 0,
+    size: int = 64,
+    frames: int = 16,
+    layout: str = "jsonl",
+    style: str | None = None,
+    camera: str | None = None,
+    watermark: bool | None = None,
+) -> Path:
+    """Render `count` items of `kind` into `folder`; deterministic for a given seed and settings."""
+    if kind not in KINDS:
+        raise ConfigError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}.")
+    if style is not None and style not in STYLES:
+        raise ConfigError(f"style must be one of {', '.join(STYLES)}; got {style!r}.")
+    if camera is not None and camera not in CAMERA_MOTIONS:
+        raise ConfigError(f"camera must be one of {', '.join(CAMERA_MOTIONS)}; got {camera!r}.")
+    if layout not in ("jsonl", "webvid") or (kind == "images" and layout == "webvid"):
+        raise ConfigError(f"layout must be jsonl (or webvid, for clips); got {layout!r} for {kind}.")
+    watermark = kind != "images" if watermark is None else watermark
+    folder = Path(folder)
+    media = folder / "videos" if layout == "webvid" else folder
+    media.mkdir(parents=True, exist_ok=True)
+    rows, truths = [], []
+    for index, spec in enumerate(_specs(kind, count, seed, frames, style, camera, watermark)):
+        if kind == "images":
+            name, text = f"{index:06d}.png", caption(spec, still=True)
+            with atomic_path(media / name) as temporary:
+                Image.fromarray(render_clip(spec, 1, size)[0]).save(temporary, format="PNG")
+        else:
+            name, text = f"{index:06d}.mp4", caption(spec)
+            write_video(render_clip(spec, frames, size), media / name, fps=8)
+        rows.append({"file": name, "caption": text})
+        truths.append({"file": name, "caption": text, **spec.to_dict()})
+    if layout == "webvid":
+        with atomic_path(folder / "results.csv") as temporary, open(temporary, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["videoid", "name", "page_dir"])
+            writer.writerows([[row["file"].removesuffix(".mp4"), row["caption"], ""] for row in rows])
+    else:
+        _write_lines(folder / "captions.jsonl", rows)
+    _write_lines(folder / "ground_truth.jsonl", truths)
+    return folder
+
+
+def _write_lines(path: Path, entries: list[dict]) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_text("".join(json.dumps(entry) + "\n" for entry in entries))
