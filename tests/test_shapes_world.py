@@ -1,0 +1,190 @@
+"""The shapes world: deterministic rendering, datasets, and metrics that separate right from wrong videos."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+
+from animatediff.cli import main
+from animatediff.evaluation.metrics import motion_score, score_video, smooth_score, watermark_score
+from animatediff.export import write_video
+from animatediff.shapes.datasets import render_dataset
+from animatediff.shapes.render import render_clip
+from animatediff.shapes.world import (
+    BACKGROUNDS,
+    CAMERA_MOTIONS,
+    COLOURS,
+    MOTIONS,
+    SHAPES,
+    STYLES,
+    caption,
+    parse_prompt,
+    sample_camera_clip,
+    sample_object_clip,
+)
+from animatediff.training.config import load_train_config
+
+HELD_OUT = 1000  # test seeds, apart from the small ones examples use
+
+
+def object_clips(count, seed=HELD_OUT, **fixed):
+    rng = np.random.default_rng(seed)
+    return [sample_object_clip(rng, 16, **fixed) for _ in range(count)]
+
+
+def test_vocabulary_is_as_large_as_promised():
+    assert len(SHAPES) >= 4 and len(COLOURS) >= 6 and len(BACKGROUNDS) >= 4
+    assert len(MOTIONS) >= 8 and len(CAMERA_MOTIONS) >= 6 and len(STYLES) >= 2
+
+
+def test_rendering_is_deterministic_per_seed_at_any_size():
+    first, again = object_clips(1, seed=3)[0], object_clips(1, seed=3)[0]
+    np.testing.assert_array_equal(render_clip(first, 16, 64), render_clip(again, 16, 64))
+    assert render_clip(first, 8, 48).shape == (8, 48, 48, 3)
+    assert render_clip(first, 20, 96).shape == (20, 96, 96, 3)
+    other = object_clips(1, seed=4)[0]
+    assert not np.array_equal(render_clip(first), render_clip(other))
+
+
+def test_captions_parse_back_to_the_ground_truth():
+    for spec in object_clips(20):
+        attributes = parse_prompt(caption(spec))
+        assert (attributes.colour, attributes.shape) == (spec.objects[0].colour, spec.objects[0].shape)
+        assert (attributes.background, attributes.motion) == (spec.background, spec.motion)
+    camera = sample_camera_clip(np.random.default_rng(1), "panning left", style="striped")
+    attributes = parse_prompt(caption(camera))
+    assert (attributes.camera, attributes.motion, attributes.style) == ("panning left", None, "striped")
+
+
+@pytest.mark.parametrize("motion", list(MOTIONS))
+def test_ground_truth_clips_score_high_on_text_and_motion(motion):
+    scores = [score_video(render_clip(spec), caption(spec)) for spec in object_clips(6, motion=motion)]
+    assert np.mean([s["text"] for s in scores]) >= 0.95
+    assert np.mean([s["motion"] for s in scores]) >= 0.95
+
+
+@pytest.mark.parametrize("camera", list(CAMERA_MOTIONS))
+def test_ground_truth_camera_clips_score_high_on_camera_and_reversed_low(camera):
+    rng = np.random.default_rng(HELD_OUT)
+    specs = [sample_camera_clip(rng, camera) for _ in range(3)]
+    clips = [render_clip(spec) for spec in specs]
+    assert np.mean([score_video(c, caption(s))["camera"] for c, s in zip(clips, specs, strict=True)]) >= 0.95
+    assert np.mean([score_video(c, caption(s))["text"] for c, s in zip(clips, specs, strict=True)]) >= 0.95
+    assert max(score_video(c[::-1], caption(s))["camera"] for c, s in zip(clips, specs, strict=True)) <= 0.1
+
+
+@pytest.mark.parametrize("motion", [m for m in MOTIONS if m != "staying still"])
+def test_reversed_shuffled_and_frozen_clips_score_low_on_motion(motion):
+    rng = np.random.default_rng(7)
+    for spec in object_clips(4, motion=motion):
+        clip, prompt = render_clip(spec), parse_prompt(caption(spec))
+        assert motion_score(clip[::-1], prompt) <= 0.1
+        assert motion_score(clip[rng.permutation(16)], prompt) <= 0.4
+        assert motion_score(np.repeat(clip[:1], 16, axis=0), prompt) == 0.0
+
+
+def test_moving_clip_asked_to_stay_still_scores_low():
+    for spec in object_clips(6, motion="moving right"):
+        assert (
+            motion_score(render_clip(spec), parse_prompt(caption(spec).replace("moving right", "staying still"))) <= 0.2
+        )
+
+
+def test_wrong_colour_scores_low_on_text():
+    for spec in object_clips(8):
+        wrong = next(c for c in COLOURS if c != spec.objects[0].colour)
+        prompt = caption(spec).replace(f" {spec.objects[0].colour} ", f" {wrong} ", 1)
+        assert score_video(render_clip(spec), prompt)["text"] <= 0.5
+
+
+def test_shuffled_frames_are_less_smooth():
+    ratios = []
+    rng = np.random.default_rng(3)
+    for spec in object_clips(10, motion="moving left") + object_clips(10, motion="spinning clockwise"):
+        clip = render_clip(spec)
+        ratios.append(smooth_score(clip[rng.permutation(16)]) / smooth_score(clip))
+    assert np.mean(ratios) <= 0.8 and max(ratios) < 1.0
+
+
+def test_flicker_is_not_smooth():
+    clip = render_clip(object_clips(1, motion="staying still")[0]).astype(np.int16)
+    clip[::2] = np.clip(clip[::2] + 60, 0, 255)
+    assert smooth_score(clip.astype(np.uint8)) < 0.2
+
+
+def test_watermark_detection_separates_the_domains():
+    rng = np.random.default_rng(HELD_OUT + 1)
+    right = 0
+    for index in range(40):
+        spec = sample_object_clip(rng, 16) if index % 2 else sample_camera_clip(rng)
+        clean = watermark_score(render_clip(spec))
+        spec.watermark = True
+        marked = watermark_score(render_clip(spec))
+        right += (clean < 0.3) + (marked >= 0.3)
+    assert right / 80 >= 0.95
+
+
+def test_style_is_recognised_and_absent_style_is_not():
+    for style in STYLES:
+        specs = object_clips(8, style=style)
+        styled = [score_video(render_clip(s), caption(s))["style"] for s in specs]
+        for spec in specs:
+            spec.style = None
+        plain = [score_video(render_clip(s), caption(s) + f", {STYLES[style]}")["style"] for s in specs]
+        assert np.mean(styled) >= 0.9 and max(plain) <= 0.1, (style, styled, plain)
+
+
+def test_datasets_load_as_training_data(tmp_path):
+    render_dataset(tmp_path / "clips", "clips", 3, seed=1, size=32, frames=8, layout="webvid")
+    render_dataset(tmp_path / "images", "images", 3, seed=2, size=32)
+    truth = [json.loads(line) for line in (tmp_path / "clips" / "ground_truth.jsonl").read_text().splitlines()]
+    assert len(truth) == 3 and all(t["watermark"] and t["motion"] in MOTIONS for t in truth)
+    for name, data in (("clips", {"format": "webvid", "csv": "clips/results.csv", "path": "clips/videos"}),
+                       ("images", {"format": "jsonl", "path": "images"})):  # fmt: skip
+        config = tmp_path / f"{name}.yaml"
+        data.update(frames=1, size=32)
+        config.write_text(json.dumps({"stage": "domain_adapter", "base": str(tmp_path), "data": data}))
+        assert len(load_train_config(config).items) == 3
+
+
+def tiny_clip(folder, tokenizer_folder):
+    torch.manual_seed(0)
+    text = dict(vocab_size=514, hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+                max_position_embeddings=77, bos_token_id=512, eos_token_id=513, pad_token_id=513)  # fmt: skip
+    vision = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, image_size=32,
+                  patch_size=8)  # fmt: skip
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(folder)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    CLIPTokenizer.from_pretrained(tokenizer_folder).save_pretrained(folder)
+    return folder
+
+
+def test_shapes_render_and_eval_commands(tmp_path, capsys):
+    from helpers import TOKENIZER
+
+    assert main(["shapes", "render", str(tmp_path / "reference"), "--kind", "images", "--count", "3"]) == 0
+    videos = tmp_path / "videos"
+    for index, spec in enumerate(object_clips(3, motion="moving up")):
+        write_video(render_clip(spec), videos / f"{index}.gif", settings={"prompt": caption(spec)})
+    clip_folder = tiny_clip(tmp_path / "clip", TOKENIZER)
+    capsys.readouterr()
+    assert main(["eval", str(videos), "--clip-model", str(clip_folder), "--reference-images",
+                 str(tmp_path / "reference"), "--json", str(tmp_path / "scores.json")]) == 0  # fmt: skip
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["video", "text", "motion", "camera", "smooth", "watermark", "style", "clip_text",
+                                "clip_smooth", "clip_domain"]  # fmt: skip
+    assert table[-1].startswith("mean") and len(table) == 5
+    rows = json.loads((tmp_path / "scores.json").read_text())
+    assert all(r["motion"] >= 0.95 and r["camera"] is None for r in rows)
+    assert all(-1 <= r[k] <= 1 for r in rows for k in ("clip_text", "clip_smooth", "clip_domain"))
+
+
+def test_clip_smoothness_of_a_frozen_clip_is_one(tmp_path):
+    from animatediff.evaluation.clip_metric import ClipScorer
+    from helpers import TOKENIZER
+
+    scorer = ClipScorer(tiny_clip(tmp_path / "clip", TOKENIZER))
+    frozen = np.repeat(render_clip(object_clips(1)[0])[:1], 4, axis=0)
+    assert scorer.score(frozen, "a red circle")["clip_smooth"] == pytest.approx(1.0, abs=1e-5)
