@@ -139,7 +139,7 @@ def directional_score(steps: np.ndarray, sign: int, floor: float, required: floa
     wrong = np.sum(sign * steps < -floor)
     consistency = max(0.0, (right - wrong) / max(right + wrong, 1))
     magnitude = float(np.clip(sign * steps.sum() / required, 0, 1))
-    return float(consistency * magnitude)
+    return max(0.0, float(consistency * magnitude))
 
 
 def _steps(track_: Track, kind: str) -> np.ndarray:
