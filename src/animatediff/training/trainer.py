@@ -10,6 +10,7 @@ folder and renamed into place, so a run killed at any moment leaves only loadabl
 from __future__ import annotations
 
 import logging
+import os
 import random
 import shutil
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from diffusers import DDPMScheduler
 from diffusers.optimization import get_scheduler
 from einops import rearrange
@@ -173,6 +175,9 @@ class RunResult:
 def train(config: TrainConfig, resume: bool = False) -> RunResult:
     """Run (or continue) a training stage and save its result in the official layout."""
     settings = config.train
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        # accelerate keeps one global state per process; let successive single-process runs differ
+        AcceleratorState._reset_state(reset_partial_state=True)
     accelerator = Accelerator(mixed_precision=settings.mixed_precision, cpu=not torch.cuda.is_available())
     random.seed(settings.seed)
     torch.manual_seed(settings.seed)
