@@ -147,3 +147,11 @@ def test_more_frames_than_the_position_table_is_an_error():
     module = random_temporal_module(tiny_config(max_frames=4))
     with pytest.raises(ValueError, match="position table of 4 frames"):
         module(random_features(frames=6), num_frames=6)
+
+
+def test_chunked_attention_batch_gives_the_same_output(monkeypatch):
+    module = random_temporal_module(std=0.3)
+    x = random_features(frames=6, batch=2)
+    whole = module(x, num_frames=6)
+    monkeypatch.setattr(TemporalAttention, "max_sequences", 5)  # 2·4·4 = 32 sequences → 7 chunks
+    torch.testing.assert_close(module(x, num_frames=6), whole, rtol=1e-6, atol=1e-6)

@@ -50,3 +50,10 @@ def test_any_diffusers_scheduler_can_drive_sampling(tiny_base, scheduler_class):
     again = pipeline(tiny_base, scheduler=scheduler_class.from_config(config))("a cat", **SETTINGS)
     assert frames.shape == (4, 16, 24, 3)
     np.testing.assert_array_equal(frames, again)
+
+
+def test_split_guidance_gives_the_same_frames(tiny_base):
+    frames = pipeline(tiny_base)("a cat", **SETTINGS).astype(int)
+    split = pipeline(tiny_base)
+    split.split_guidance = True
+    assert np.abs(split("a cat", **SETTINGS).astype(int) - frames).max() <= 1

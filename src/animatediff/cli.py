@@ -75,6 +75,12 @@ def _generate_parser(commands) -> None:
     output.add_argument("--format", choices=FORMATS, default="gif", help="format of --output-dir outputs")
     output.add_argument("--fps", type=float, default=8.0)
     output.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 … (default: cuda if present)")
+    output.add_argument("--compile", action="store_true", help="torch.compile the UNet (slow first step)")
+    output.add_argument(
+        "--split-guidance",
+        action="store_true",
+        help="run the unconditional and conditional halves one after the other (less memory)",
+    )
     output.add_argument("--dtype", default="auto", choices=["auto", *DTYPES], help="default: float16 on CUDA")
     parser.set_defaults(run=run_generate)
 
@@ -211,6 +217,9 @@ def run_generate(args: argparse.Namespace) -> int:
     number = 0
     for job in jobs:
         pipeline = build_pipeline(job.model, device, dtype)
+        pipeline.split_guidance = args.split_guidance
+        if args.compile:
+            pipeline.compile()
         for sample in job.samples:
             seed = sample.seed if sample.seed is not None else secrets.randbelow(2**31)
             frames = pipeline(

@@ -88,7 +88,13 @@ class PositionEncoding(nn.Module):
 
 
 class TemporalAttention(nn.Module):
-    """Multi-head self-attention along the frame axis only: every pixel attends to itself in other frames."""
+    """Multi-head self-attention along the frame axis only: every pixel attends to itself in other frames.
+
+    The batch of sequences (`b·h·w`, e.g. 8192 at 512² with guidance) is fed to the attention kernel in
+    chunks of at most `max_sequences`, below the batch limits some GPU kernels have.
+    """
+
+    max_sequences = 16384
 
     def __init__(self, dim: int, heads: int, max_frames: int, position_encoding: bool):
         super().__init__()
@@ -107,7 +113,8 @@ class TemporalAttention(nn.Module):
             rearrange(project(x), "n f (heads d) -> n heads f d", heads=self.heads)
             for project in (self.to_q, self.to_k, self.to_v)
         )
-        out = F.scaled_dot_product_attention(q, k, v)
+        chunks = zip(*(t.split(self.max_sequences) for t in (q, k, v)), strict=True)
+        out = torch.cat([F.scaled_dot_product_attention(*chunk) for chunk in chunks])
         return self.to_out(rearrange(out, "n heads f d -> n f (heads d)"))
 
 
