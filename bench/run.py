@@ -124,6 +124,8 @@ def ours_step(config, device, options):
     if options.get("compile"):
         unet.compile()  # the motion modules run inside the UNet's blocks, so they are compiled too
     latents, t, text = (x.to(device) for x in inputs(config))
+    if options.get("split"):  # guidance halves one after the other, as AnimateDiffPipeline(split_guidance=True)
+        return lambda: torch.cat([video_unet(latents[:1], t, text[:1]), video_unet(latents[1:], t, text[1:])])
     return lambda: video_unet(latents, t, text)
 
 
@@ -231,6 +233,30 @@ def compare(config: str, device: str, rows: list, folder: Path) -> None:
     rows.append((config, f"VAE decode, {CONFIGS[config]['frames']} frames", ours, theirs, difference))
 
 
+VARIANTS = [
+    # (what, worker, baseline options, variant options)
+    ("[uncond; cond] halves one after the other (split guidance)", "ours_step", {}, {"split": True}),
+    ("torch.compile of the UNet with its motion modules", "ours_step", {}, {"compile": True}),
+    ("VAE decode 8 frames at a time instead of 1 (official)", "ours_decode", {"chunk": 1}, {"chunk": 8}),
+]
+
+
+def optimizations(config: str, device: str, folder: Path, skip: set[str]) -> list[str]:
+    lines = []
+    for what, worker, before_options, after_options in VARIANTS:
+        if any(key in skip for key in after_options):
+            continue
+        before = measure(worker, config, device, json.dumps(before_options), str(folder / "before.npy"))
+        after = measure(worker, config, device, json.dumps(after_options), str(folder / "after.npy"))
+        difference = float(np.abs(np.load(folder / "before.npy") - np.load(folder / "after.npy")).max())
+        lines.append(
+            f"| {config} | {what} | {before['seconds']:.3f} | {after['seconds']:.3f} | "
+            f"{after['seconds'] / before['seconds']:.2f} | {before['peak_bytes'] / 1e9:.2f} | "
+            f"{after['peak_bytes'] / 1e9:.2f} | {after['peak_bytes'] / before['peak_bytes']:.2f} | {difference:.1e} |"
+        )
+    return lines
+
+
 def report(rows: list, extra: list[str], device: str) -> str:
     header = ("| config | what | ours s | diffusers s | time ratio | ours peak GB | diffusers peak GB "
               "| memory ratio | max abs diff |")  # fmt: skip
@@ -250,6 +276,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--worker", nargs="*")
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("RESULTS.md"))
+    parser.add_argument("--skip", nargs="*", default=[], help="variants to leave out, e.g. compile")
     args = parser.parse_args()
     if args.worker:
         name, *rest = args.worker
@@ -267,6 +294,12 @@ def main() -> None:
         for config in configs:
             compare(config, args.device, rows, Path(folder))
             print(report(rows, [], args.device), flush=True)
+        extra += ["Optimizations, each against the same implementation without it:", "",
+                  "| config | change | before s | after s | time ratio | before peak GB | after peak GB "
+                  "| memory ratio | max abs diff |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for config in configs:
+            extra += optimizations(config, args.device, Path(folder), set(args.skip))
+        extra.append("")
         if args.device == "cpu":
             limit = measure("matmul")["flops_per_second"]
             for config in configs:
