@@ -81,8 +81,9 @@ def main() -> None:
     ours, ours_seconds, ours_peak = run("ours", config, args)
     theirs, theirs_seconds, theirs_peak = run("diffusers", config, args)
     difference = float((ours - theirs).abs().max())
+    name = machine() if args.device == "cpu" else torch.cuda.get_device_name()
     text = (
-        f"\n## Whole pipeline on {args.device} ({machine() if args.device == 'cpu' else torch.cuda.get_device_name()})\n\n"
+        f"\n## Whole pipeline on {args.device} ({name})\n\n"
         f"{args.config}, {args.dtype}, {config['frames']} frames at {args.size}², {args.steps} steps, guidance 7.5.\n\n"
         "| | s per step | peak memory GB | max abs frame difference |\n|---|---|---|---|\n"
         f"| ours | {ours_seconds:.3f} | {ours_peak / 1e9:.2f} | {difference:.1e} |\n"
