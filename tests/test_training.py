@@ -187,7 +187,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path, tiny_
     subprocess.run([sys.executable, "-m", "animatediff", "train", str(single)], check=True, capture_output=True,
                    env=SINGLE_THREAD)  # fmt: skip
     launched = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
          "-m", "animatediff", "train", str(parallel)],
         capture_output=True, text=True, env=SINGLE_THREAD, check=False,
     )  # fmt: skip
