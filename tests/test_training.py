@@ -242,3 +242,18 @@ def test_bf16_gradient_checkpointing_and_validation_clips(tmp_path, tiny_base, v
     clips = sorted(p.name for p in (tmp_path / "motion_module" / "validation").glob("*.gif"))
     assert clips == ["step-0000002-00-3.gif", "step-0000002-00-4.gif"]
     assert read_video(tmp_path / "motion_module" / "validation" / clips[0]).shape == (4, 16, 16, 3)
+
+
+def test_shapes_world_datasets_feed_the_stages(tmp_path, tiny_base):
+    from animatediff.shapes.datasets import render_dataset
+
+    render_dataset(tmp_path / "images", "images", 4, seed=1, size=32)  # the text-to-image domain, PNG files
+    render_dataset(tmp_path / "clips", "clips", 4, seed=2, size=32, frames=8, layout="webvid")
+    images = write_config(tmp_path, tiny_base, tmp_path / "images", "image_finetune",
+                          data={"frames": 1, "size": 16}, train={"steps": 1})  # fmt: skip
+    clips = write_config(tmp_path, tiny_base, tmp_path / "clips", "motion_module", train={"steps": 1},
+                         data={"format": "webvid", "csv": str(tmp_path / "clips" / "results.csv"),
+                               "path": str(tmp_path / "clips" / "videos")})  # fmt: skip
+    for config in (images, clips):
+        run = train(load_train_config(config))
+        assert run.result.exists() and run.skipped == []
