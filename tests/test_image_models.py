@@ -118,3 +118,11 @@ def test_lora_flag_takes_path_and_scale(tmp_path, tiny_base, tiny_motion_module_
     main([*base, "--lora", f"{tmp_path / 'style.safetensors'}:1.5", "-o", str(tmp_path / "styled")])
     np.testing.assert_array_equal(read_video(tmp_path / "zero"), read_video(tmp_path / "plain"))
     assert np.abs(read_video(tmp_path / "styled").astype(int) - read_video(tmp_path / "plain")).mean() > 0.5
+
+
+def test_inspect_names_a_single_file_checkpoint(personalized, capsys):
+    folder, _ = personalized
+    assert main(["inspect", str(folder / "personal.safetensors")]) == 0
+    printed = capsys.readouterr().out
+    assert "a single-file Stable Diffusion checkpoint (ldm layout)" in printed and "family: sd1" in printed
+    assert "dtype: float32, int64" in printed  # the text encoder's position ids are int64
