@@ -126,3 +126,13 @@ def test_inspect_names_a_single_file_checkpoint(personalized, capsys):
     printed = capsys.readouterr().out
     assert "a single-file Stable Diffusion checkpoint (ldm layout)" in printed and "family: sd1" in printed
     assert "dtype: float32, int64" in printed  # the text encoder's position ids are int64
+
+
+def test_truncated_single_file_base_exits_2(tmp_path, personalized, capsys):
+    folder, _ = personalized
+    data = (folder / "personal.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[:1000])
+    code = main(["generate", "a cat", "--base", str(tmp_path / "cut.safetensors"), "--motion-module", "none",
+                 *SMALL, "-o", str(tmp_path / "o.gif")])  # fmt: skip
+    assert code == 2
+    assert "cut.safetensors: not a readable safetensors file" in capsys.readouterr().err

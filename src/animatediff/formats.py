@@ -291,8 +291,8 @@ def read_motion_module_weights(path: str | os.PathLike) -> tuple[dict[str, torch
     """Official-layout weights of a motion module file or diffusers `MotionAdapter` folder, plus any
     settings the file states (a config saved by this package, a MotionAdapter's config)."""
     path = Path(path)
-    info = identify(path) if path.exists() else None
-    if info is not None and info.details.get("folder"):
+    if path.is_dir():
+        info = _identify_folder(path)
         if info.kind != "motion_module":
             raise CheckpointError(f"{path}: this folder is {info.description}, not a motion module.")
         return _read_motion_adapter_folder(path)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
+from safetensors import SafetensorError, safe_open
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from animatediff.errors import CheckpointError
@@ -58,9 +59,8 @@ def load_base(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> Co
     )
 
 
-def _read_sd_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    state_dict = read_state_dict(path)
-    info = classify_keys(list(state_dict))
+def _check_sd_checkpoint(path: Path, keys: list[str]) -> None:
+    info = classify_keys(keys)
     if info.kind != "sd_checkpoint":
         raise CheckpointError(f"{path}: this file is {info.description}, not a Stable Diffusion checkpoint.")
     if info.details["family"] != "sd1":
@@ -68,13 +68,27 @@ def _read_sd_checkpoint(path: Path) -> dict[str, torch.Tensor]:
             f"{path}: this is an {info.details['family'].upper()} checkpoint; AnimateDiff's SD1.5 motion "
             "modules need an SD1.x image model."
         )
+
+
+def _read_sd_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    state_dict = read_state_dict(path)
+    _check_sd_checkpoint(path, list(state_dict))
     return state_dict
 
 
 def _load_single_file_base(path: Path) -> Components:
     from diffusers import StableDiffusionPipeline  # imported here: it pulls in much of transformers
 
-    _read_sd_checkpoint(path)  # refuses unsafe pickles and other kinds of file before diffusers reads it
+    # refuse unsafe pickles and other kinds of file before diffusers reads it (safetensors: keys only)
+    if path.suffix == ".safetensors":
+        try:
+            with safe_open(path, framework="pt") as handle:
+                keys = list(handle.keys())
+        except (SafetensorError, OSError) as error:
+            raise CheckpointError(f"{path}: not a readable safetensors file ({error}).") from error
+        _check_sd_checkpoint(path, keys)
+    else:
+        _read_sd_checkpoint(path)
     try:
         pipeline = StableDiffusionPipeline.from_single_file(str(path), safety_checker=None)
     except (OSError, ValueError) as error:
