@@ -257,3 +257,22 @@ def test_shapes_world_datasets_feed_the_stages(tmp_path, tiny_base):
     for config in (images, clips):
         run = train(load_train_config(config))
         assert run.result.exists() and run.skipped == []
+
+
+def test_image_lora_stage_saves_a_lora_that_generate_takes(tmp_path, tiny_base, videos, tiny_motion_module_file):
+    run = train(load_train_config(write_config(tmp_path, tiny_base, videos, "image_lora", lora_rank=4,
+                                               train={"steps": 2})))  # fmt: skip
+    saved = load_file(run.result)
+    assert all(k.startswith("unet.") and (".lora_A." in k or ".lora_B." in k) for k in saved)
+    base = load_base(tiny_base)
+    layer_name = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"
+    before = base.unet.get_submodule(layer_name).weight.detach().clone()
+    from animatediff import apply_image_lora
+
+    apply_image_lora(base, run.result, scale=0.5)
+    update = saved[f"unet.{layer_name}.lora_B.weight"] @ saved[f"unet.{layer_name}.lora_A.weight"]
+    assert update.abs().max() > 0
+    torch.testing.assert_close(base.unet.get_submodule(layer_name).weight.detach(), before + 0.5 * update)
+    common = ["generate", "a cat", "--base", str(tiny_base), "--motion-module", str(tiny_motion_module_file),
+              "--frames", "2", "--width", "16", "--height", "16", "--steps", "1", "--seed", "1"]  # fmt: skip
+    assert main([*common, "--lora", f"{run.result}:1.0", "-o", str(tmp_path / "styled.gif")]) == 0

@@ -130,6 +130,14 @@ class TrainableLoRA(nn.Module):
             state[f"{prefix}.up.weight"] = up.weight.detach()
         return state
 
+    def diffusers_state_dict(self, prefix: str = "unet.") -> dict[str, torch.Tensor]:
+        """The weights as a diffusers/peft image LoRA (`unet.….to_q.lora_A.weight`), loadable by `--lora`."""
+        state = {}
+        for target, down, up in zip(self.targets, self.down, self.up, strict=True):
+            state[f"{prefix}{target}.lora_A.weight"] = down.weight.detach()
+            state[f"{prefix}{target}.lora_B.weight"] = up.weight.detach()
+        return state
+
     def remove(self) -> None:
         """Detach from the model (its outputs go back to the un-adapted ones)."""
         for hook in self._hooks:

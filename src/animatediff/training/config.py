@@ -1,6 +1,6 @@
 """The training config (`animatediff train CONFIG.yaml`), validated completely before any model loads.
 
-    stage: motion_module          # domain_adapter | image_finetune | motion_module | motion_lora
+    stage: motion_module          # domain_adapter | image_finetune | image_lora | motion_module | motion_lora
     output_dir: runs/motion
     base: models/stable-diffusion-v1-5          # diffusers folder
     domain_adapter: v3_sd15_adapter.ckpt        # stages 2-3: merged at scale 1 and frozen (optional)
@@ -27,7 +27,7 @@ from animatediff.errors import ConfigError
 from animatediff.formats import VERSION_SETTINGS
 from animatediff.training.data import VideoItem, jsonl_items, webvid_items
 
-STAGES = ("domain_adapter", "image_finetune", "motion_module", "motion_lora")
+STAGES = ("domain_adapter", "image_finetune", "image_lora", "motion_module", "motion_lora")
 DEFAULT_NOISE_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="linear")
 
 
@@ -89,7 +89,7 @@ class TrainConfig:
 
     @property
     def rank(self) -> int:
-        return self.lora_rank or {"domain_adapter": 128, "motion_lora": 64}.get(self.stage, 0)
+        return self.lora_rank or {"domain_adapter": 128, "image_lora": 8, "motion_lora": 64}.get(self.stage, 0)
 
 
 def _build(cls, values, name: str):
@@ -151,7 +151,7 @@ def load_train_config(path: str | os.PathLike) -> TrainConfig:
         raise ConfigError(f"'stage': expected one of {', '.join(STAGES)}; got {raw.get('stage')!r}.")
     stage = raw["stage"]
     data_values = dict(raw.get("data") or {})
-    if stage in ("domain_adapter", "image_finetune"):
+    if stage in ("domain_adapter", "image_finetune", "image_lora"):
         data_values.setdefault("frames", 1)
     data = _build(DataConfig, data_values, "data")
     train = _build(TrainSettings, raw.get("train"), "train")

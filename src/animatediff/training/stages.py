@@ -1,7 +1,9 @@
 """What each training stage trains, what it keeps frozen, and how it saves its result.
 
 1. `domain_adapter`: a LoRA on the image UNet's self- and cross-attention q, k, v, out, on single
-   video frames; saved in the official v3 adapter layout. (`image_finetune`: the whole image UNet.)
+   video frames; saved in the official v3 adapter layout. (`image_finetune`: the whole image UNet,
+   e.g. DreamBooth-style; `image_lora`: the same LoRA as the adapter, saved as a diffusers image LoRA
+   for `--lora`, e.g. a personalization style.)
 2. `motion_module`: a fresh (zero-output) motion module, base and domain adapter frozen; saved in the
    official motion-module layout.
 3. `motion_lora`: a LoRA on the motion module's attention projections, everything else frozen; saved
@@ -28,6 +30,7 @@ from animatediff.training.config import TrainConfig
 RESULT_NAMES = {
     "domain_adapter": "domain_adapter.safetensors",
     "image_finetune": "unet",
+    "image_lora": "image_lora.safetensors",
     "motion_module": "motion_module.safetensors",
     "motion_lora": "motion_lora.safetensors",
 }
@@ -87,10 +90,11 @@ def build_stage(config: TrainConfig) -> Stage:
     for model in (components.unet, components.vae, components.text_encoder):
         model.requires_grad_(False)
     unet = components.unet
-    if config.stage == "domain_adapter":
+    if config.stage in ("domain_adapter", "image_lora"):
         lora = TrainableLoRA(unet, attention_projections(unet, ("attn1", "attn2")), config.rank)
+        weights = lora.official_state_dict if config.stage == "domain_adapter" else lora.diffusers_state_dict
         return Stage(TrainingModel(AnimateDiffUNet(unet), lora), components,
-                     lambda path: save_state_dict(lora.official_state_dict(), path))  # fmt: skip
+                     lambda path: save_state_dict(weights(), path))  # fmt: skip
     if config.stage == "image_finetune":
         unet.requires_grad_(True)
         return Stage(TrainingModel(AnimateDiffUNet(unet), unet), components, _save_unet(unet))
