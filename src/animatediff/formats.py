@@ -112,6 +112,17 @@ def diffusers_to_official(state_dict: dict[str, torch.Tensor]) -> dict[str, torc
 # Telling what a file is
 
 
+KIND_NAMES = {
+    "motion_module": "a motion module",
+    "motion_lora": "a MotionLoRA",
+    "domain_adapter": "a domain adapter",
+    "sd_checkpoint": "a single-file Stable Diffusion checkpoint",
+    "image_lora": "an image LoRA",
+    "image_model": "a diffusers image model folder",
+    "unknown": "not a checkpoint kind this package knows",
+}
+
+
 @dataclass
 class CheckpointInfo:
     """What a checkpoint is, for `inspect` and for plain-language errors."""
@@ -122,16 +133,8 @@ class CheckpointInfo:
 
     @property
     def description(self) -> str:
-        names = {
-            "motion_module": "a motion module",
-            "motion_lora": "a MotionLoRA",
-            "domain_adapter": "a domain adapter",
-            "sd_checkpoint": "a single-file Stable Diffusion checkpoint",
-            "image_lora": "an image LoRA",
-            "image_model": "a diffusers image model folder",
-            "unknown": "not a checkpoint kind this package knows",
-        }
-        return f"{names[self.kind]} ({self.layout} layout)" if self.kind != "unknown" else names["unknown"]
+        name = KIND_NAMES[self.kind]
+        return f"{name} ({self.layout} layout)" if self.kind != "unknown" else name
 
 
 def classify_keys(keys: list[str]) -> CheckpointInfo:
@@ -156,6 +159,37 @@ def classify_keys(keys: list[str]) -> CheckpointInfo:
         )
         return CheckpointInfo("sd_checkpoint", "ldm", {"family": family})
     return CheckpointInfo("unknown", "unknown")
+
+
+def checkpoint_keys(path: str | os.PathLike) -> list[str]:
+    """The tensor names of a checkpoint file; a `.safetensors` file is not read beyond its header."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        return list(read_state_dict(path))
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file; expected a .safetensors or .ckpt checkpoint.")
+    try:
+        with safe_open(path, framework="pt") as handle:
+            return list(handle.keys())
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({error}).") from error
+
+
+def require_kind(path: str | os.PathLike, keys: list[str], kind: str, hint: str = "") -> CheckpointInfo:
+    """The file's kind and layout from its keys, or an error saying what it is instead of `kind`."""
+    info = classify_keys(keys)
+    if info.kind != kind:
+        raise CheckpointError(f"{path}: this file is {info.description}, not {KIND_NAMES[kind]}.{hint}")
+    return info
+
+
+def read_checkpoint(path: str | os.PathLike, kind: str, hint: str = "") -> dict[str, torch.Tensor]:
+    """The tensors of a file that must be of `kind`; motion modules and MotionLoRAs in the official layout."""
+    state_dict = read_state_dict(path)
+    info = require_kind(path, list(state_dict), kind, hint)
+    if info.layout == "diffusers" and kind in ("motion_module", "motion_lora"):
+        return diffusers_to_official(state_dict)
+    return state_dict
 
 
 def identify(path: str | os.PathLike) -> CheckpointInfo:
@@ -296,16 +330,8 @@ def read_motion_module_weights(path: str | os.PathLike) -> tuple[dict[str, torch
         if info.kind != "motion_module":
             raise CheckpointError(f"{path}: this folder is {info.description}, not a motion module.")
         return _read_motion_adapter_folder(path)
-    state_dict = read_state_dict(path)
-    info = classify_keys(list(state_dict))
-    if info.kind != "motion_module":
-        raise CheckpointError(
-            f"{path}: this file is {info.description}, not a motion module. A motion module has keys "
-            "such as 'down_blocks.0.motion_modules.0.temporal_transformer.norm.weight'."
-        )
-    if info.layout == "diffusers":
-        state_dict = diffusers_to_official(state_dict)
-    return state_dict, _saved_config(path) or {}
+    hint = " A motion module has keys such as 'down_blocks.0.motion_modules.0.temporal_transformer.norm.weight'."
+    return read_checkpoint(path, "motion_module", hint), _saved_config(path) or {}
 
 
 def load_motion_module(path: str | os.PathLike, **overrides) -> MotionModule:
@@ -402,12 +428,12 @@ def convert_checkpoint(source: str | os.PathLike, target: str | os.PathLike, lay
     """Rewrite a motion module or MotionLoRA in the `official` or `diffusers` layout, as safetensors."""
     if layout not in ("official", "diffusers"):
         raise CheckpointError(f"--to must be 'official' or 'diffusers'; got {layout!r}.")
-    info = identify(source)
+    source = Path(source)
+    info = _identify_folder(source) if source.is_dir() else classify_keys(checkpoint_keys(source))
     if info.kind == "motion_module":
         save_motion_module(load_motion_module(source), target, layout)
     elif info.kind == "motion_lora":
-        state_dict = read_state_dict(source)
-        official = state_dict if info.layout == "official" else diffusers_to_official(state_dict)
+        official = read_checkpoint(source, "motion_lora")
         save_state_dict(official if layout == "official" else official_to_diffusers(official, "unet."), target)
     else:
         raise CheckpointError(f"{source}: this is {info.description}; convert takes a motion module or a MotionLoRA.")

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
-from safetensors import SafetensorError, safe_open
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from animatediff.errors import CheckpointError
-from animatediff.formats import classify_keys, read_state_dict
+from animatediff.formats import checkpoint_keys, read_checkpoint, read_state_dict, require_kind
 
 _TEXT_PREFIX = "cond_stage_model.transformer."
 
@@ -60,9 +59,7 @@ def load_base(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> Co
 
 
 def _check_sd_checkpoint(path: Path, keys: list[str]) -> None:
-    info = classify_keys(keys)
-    if info.kind != "sd_checkpoint":
-        raise CheckpointError(f"{path}: this file is {info.description}, not a Stable Diffusion checkpoint.")
+    info = require_kind(path, keys, "sd_checkpoint")
     if info.details["family"] != "sd1":
         raise CheckpointError(
             f"{path}: this is an {info.details['family'].upper()} checkpoint; AnimateDiff's SD1.5 motion "
@@ -80,15 +77,7 @@ def _load_single_file_base(path: Path) -> Components:
     from diffusers import StableDiffusionPipeline  # imported here: it pulls in much of transformers
 
     # refuse unsafe pickles and other kinds of file before diffusers reads it (safetensors: keys only)
-    if path.suffix == ".safetensors":
-        try:
-            with safe_open(path, framework="pt") as handle:
-                keys = list(handle.keys())
-        except (SafetensorError, OSError) as error:
-            raise CheckpointError(f"{path}: not a readable safetensors file ({error}).") from error
-        _check_sd_checkpoint(path, keys)
-    else:
-        _read_sd_checkpoint(path)
+    _check_sd_checkpoint(path, checkpoint_keys(path))
     try:
         pipeline = StableDiffusionPipeline.from_single_file(str(path), safety_checker=None)
     except (OSError, ValueError) as error:
@@ -143,10 +132,7 @@ def apply_image_lora(components: Components, path: str | os.PathLike, scale: flo
     ComfyUI and A1111.
     """
     path = Path(path)
-    state_dict = read_state_dict(path)
-    info = classify_keys(list(state_dict))
-    if info.kind != "image_lora":
-        raise CheckpointError(f"{path}: this file is {info.description}, not an image LoRA.")
+    state_dict = read_checkpoint(path, "image_lora")
     from diffusers import StableDiffusionPipeline
 
     pipeline = StableDiffusionPipeline(

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from animatediff.errors import CheckpointError
-from animatediff.formats import classify_keys, diffusers_to_official, read_state_dict
+from animatediff.formats import read_checkpoint
 from animatediff.motion_module import MotionModule
 
 _LORA_KEY = re.compile(r"^(?P<layer>.+)\.processor\.to_(?P<projection>q|k|v|out)_lora\.down\.weight$")
@@ -57,23 +57,14 @@ def merge_lora(model: nn.Module, state_dict: dict[str, torch.Tensor], scale: flo
     return len(updates)
 
 
-def _read_lora(path: str | os.PathLike, kind: str) -> dict[str, torch.Tensor]:
-    state_dict = read_state_dict(path)
-    info = classify_keys(list(state_dict))
-    if info.kind != kind:
-        expected = {"domain_adapter": "a domain adapter", "motion_lora": "a MotionLoRA"}[kind]
-        raise CheckpointError(f"{path}: this file is {info.description}, not {expected}.")
-    return diffusers_to_official(state_dict) if info.layout == "diffusers" else state_dict
-
-
 def apply_domain_adapter(unet: nn.Module, path: str | os.PathLike, scale: float = 1.0) -> int:
     """Merge an official domain adapter (e.g. `v3_sd15_adapter.ckpt`) into the image UNet at `scale`."""
-    return merge_lora(unet, _read_lora(path, "domain_adapter"), scale, Path(path))
+    return merge_lora(unet, read_checkpoint(path, "domain_adapter"), scale, Path(path))
 
 
 def apply_motion_lora(motion_module: MotionModule, path: str | os.PathLike, scale: float = 1.0) -> int:
     """Merge a MotionLoRA (official or diffusers layout) into the motion module at `scale`."""
-    return merge_lora(motion_module, _read_lora(path, "motion_lora"), scale, Path(path))
+    return merge_lora(motion_module, read_checkpoint(path, "motion_lora"), scale, Path(path))
 
 
 # ---------------------------------------------------------------------------------------------------
