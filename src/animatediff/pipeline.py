@@ -37,6 +37,14 @@ def initial_noise(shape: tuple[int, ...], generator: torch.Generator) -> torch.T
     return torch.randn(shape, generator=generator, dtype=torch.float32)
 
 
+def encode_text(tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel, texts: list[str]) -> torch.Tensor:
+    """Text states as the official release computes them: padded to the tokenizer's length, no mask."""
+    tokens = tokenizer(
+        texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids
+    return text_encoder(tokens.to(text_encoder.device))[0]
+
+
 def to_uint8(video: torch.Tensor) -> np.ndarray:
     """Float frames in [0, 1], `f c h w`, to `F×H×W×3` uint8 by rounding."""
     video = rearrange(video.clamp(0, 1), "f c h w -> f h w c")
@@ -102,14 +110,7 @@ class AnimateDiffPipeline:
     def encode_prompt(self, prompt: str, negative_prompt: str | None, guidance: bool) -> torch.Tensor:
         """Text states, `[uncond; cond]` stacked when guidance is on: (1 or 2, tokens, dim)."""
         texts = [negative_prompt or "", prompt] if guidance else [prompt]
-        tokens = self.tokenizer(
-            texts,
-            padding="max_length",
-            max_length=self.tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids
-        return self.text_encoder(tokens.to(self.device))[0]
+        return encode_text(self.tokenizer, self.text_encoder, texts)
 
     def check_inputs(self, num_frames: int, height: int, width: int, steps: int) -> None:
         factor = self.vae_scale_factor

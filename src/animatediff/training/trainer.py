@@ -31,7 +31,7 @@ from animatediff.errors import ConfigError
 from animatediff.export import write_video
 from animatediff.files import atomic_path
 from animatediff.formats import save_state_dict
-from animatediff.pipeline import AnimateDiffPipeline, to_uint8
+from animatediff.pipeline import AnimateDiffPipeline, encode_text, to_uint8
 from animatediff.training.config import TrainConfig
 from animatediff.training.data import RunSampler, VideoClips, collate
 from animatediff.training.stages import RESULT_NAMES, Stage, build_stage
@@ -118,9 +118,7 @@ def training_loss(model, stage: Stage, noise_scheduler: DDPMScheduler, batch: di
         latents = rearrange(sampled.float(), "(b f) c h w -> b c f h w", f=frames) * vae.config.scaling_factor
         noise, timesteps = noise.to(device), timesteps.to(device)
         noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-        tokens = tokenizer(batch["captions"], padding="max_length", max_length=tokenizer.model_max_length,
-                           truncation=True, return_tensors="pt").input_ids  # fmt: skip
-        text = text_encoder(tokens.to(device))[0]
+        text = encode_text(tokenizer, text_encoder, batch["captions"])
     prediction = model(noisy, timesteps, text)
     return F.mse_loss(prediction.float(), noise.float())
 
