@@ -117,8 +117,7 @@ def track(frames: np.ndarray, colour: str, shape: str | None, stripe=None) -> Tr
         profile = radial_profile(mask, cy, cx)
         found.append(True)
         xs.append(cx / size), ys.append(cy / size), areas.append(np.log(area))
-        cut = mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()
-        shapes.append("" if cut else classify_shape(profile))
+        shapes.append("" if _touches_border(mask) else classify_shape(profile))
         phases.append(np.angle(np.fft.rfft(profile)[order]) if order else np.nan)
     phases = np.array(phases)
     # a clockwise turn by δ shifts the profile by +δ, turning harmonic k's phase by -kδ
@@ -147,14 +146,25 @@ def _steps(track_: Track, kind: str) -> np.ndarray:
     return track_.rotation if kind == "rotation" else np.diff(series[kind])
 
 
-def motion_score(frames: np.ndarray, attributes: PromptAttributes) -> float | None:
-    """Does the prompted object move as the prompt says (direction, growth, spin, or stillness)?"""
+def _touches_border(mask: np.ndarray) -> bool:
+    return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
+
+
+def prompted_track(frames: np.ndarray, attributes: PromptAttributes) -> Track:
+    """The track of the object the prompt names (its colour and shape; stripes count as its body)."""
+    return track(frames, attributes.colour, attributes.shape, _stripe(frames, attributes))
+
+
+def motion_score(frames: np.ndarray, attributes: PromptAttributes, path: Track | None = None) -> float | None:
+    """Does the prompted object move as the prompt says (direction, growth, spin, or stillness)?
+
+    `path` is the prompted object's track over `frames`, if already computed."""
     if attributes.motion is None or attributes.colour is None:
         return None
     kind, sign = MOTIONS[attributes.motion]
     if kind == "rotation" and attributes.shape == "circle":
         return None  # a spinning circle looks still
-    path = track(frames, attributes.colour, attributes.shape, _stripe(frames, attributes))
+    path = path or prompted_track(frames, attributes)
     if path.found.mean() < 0.5:
         return 0.0
     if kind == "still":
@@ -183,14 +193,16 @@ def _stripe(frames: np.ndarray, attributes: PromptAttributes):
     return stripe_colour(attributes.background or _background_name(frames, attributes.colour))
 
 
-def text_score(frames: np.ndarray, attributes: PromptAttributes) -> float | None:
+def text_score(frames: np.ndarray, attributes: PromptAttributes, path: Track | None = None) -> float | None:
     """Mean of: the prompted colour is there, its silhouette is the prompted shape (in frames where the
-    whole object is in view), the background is right. For a camera prompt, the first frame is judged."""
+    whole object is in view), the background is right. For a camera prompt, the first frame is judged.
+
+    `path` is the prompted object's track over `frames`, if already computed (not used for camera prompts)."""
     if attributes.camera is not None:
-        frames = frames[:1]  # the scene as described; the camera then moves things out of view
+        frames, path = frames[:1], None  # the scene as described; the camera then moves things out of view
     parts = []
     if attributes.colour is not None:
-        path = track(frames, attributes.colour, attributes.shape, _stripe(frames, attributes))
+        path = path or prompted_track(frames, attributes)
         parts.append(float(path.found.mean()))
         if attributes.shape is not None:
             votes = [s for s in path.shapes if s]
@@ -275,7 +287,7 @@ def style_score(frames: np.ndarray, attributes: PromptAttributes, background: st
     scores = []
     for frame in frames:
         mask = colour_mask(frame, attributes.colour, stripe)
-        if mask.sum() < MIN_AREA or mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any():
+        if mask.sum() < MIN_AREA or _touches_border(mask):
             continue  # absent, or cut by the frame edge
         cy, cx = ndimage.center_of_mass(mask)
         profile = radial_profile(mask, cy, cx)
@@ -298,9 +310,11 @@ def style_score(frames: np.ndarray, attributes: PromptAttributes, background: st
 def score_video(frames: np.ndarray, prompt: str) -> dict[str, float | None]:
     """Every metric that applies to this prompt (None for those that do not)."""
     attributes = parse_prompt(prompt)
+    object_prompt = attributes.colour is not None and attributes.camera is None
+    path = prompted_track(frames, attributes) if object_prompt else None  # shared by text and motion
     return {
-        "text": text_score(frames, attributes),
-        "motion": motion_score(frames, attributes),
+        "text": text_score(frames, attributes, path),
+        "motion": motion_score(frames, attributes, path),
         "camera": camera_score(frames, attributes),
         "smooth": smooth_score(frames),
         "watermark": watermark_score(frames),
