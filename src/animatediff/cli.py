@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from animatediff import __version__
+from animatediff.embedded import DEFAULT_BASE, DEFAULT_MOTION_MODULE, listing, resolve
 from animatediff.errors import AnimateDiffError, ConfigError
 from animatediff.export import FORMATS, output_format, write_video
 from animatediff.formats import VERSION_SETTINGS, convert_checkpoint, identify
@@ -33,18 +34,27 @@ def _path_and_scale(text: str) -> tuple[Path, float]:
 def _generate_parser(commands) -> None:
     parser = commands.add_parser("generate", help="text to video with a motion module")
     parser.add_argument("prompt", nargs="?", help="what the video shows")
-    models = parser.add_argument_group("models")
-    models.add_argument("--base", type=Path, help="the SD1.x image model: a diffusers folder or a single file")
-    models.add_argument("--dreambooth", type=Path, help="personalized single-file checkpoint (LDM layout)")
+    models = parser.add_argument_group(
+        "models", "each takes a path or an embedded model's short name (see: animatediff models)"
+    )
+    models.add_argument(
+        "--base", help="the SD1.x image model: a diffusers folder or a single file (default: the embedded 'shapes')"
+    )
+    models.add_argument(
+        "--dreambooth", help="personalized model: single-file checkpoint (LDM layout) or diffusers (UNet) folder"
+    )
     models.add_argument(
         "--lora",
         type=_path_and_scale,
         action="append",
         default=[],
         metavar="PATH[:SCALE]",
-        help="image LoRA (kohya/civitai or diffusers), repeatable",
+        help="image LoRA (kohya/civitai or diffusers) or an embedded one's name, repeatable",
     )
-    models.add_argument("--motion-module", help="motion module file or MotionAdapter folder, or 'none'")
+    models.add_argument(
+        "--motion-module",
+        help="motion module file or MotionAdapter folder, or 'none' (default with the embedded base: 'shapes-motion')",
+    )
     models.add_argument(
         "--motion-module-version",
         choices=sorted(VERSION_SETTINGS),
@@ -58,13 +68,13 @@ def _generate_parser(commands) -> None:
         metavar="PATH[:SCALE]",
         help="MotionLoRA, repeatable (they compose)",
     )
-    models.add_argument("--domain-adapter", type=Path, help="domain adapter LoRA (e.g. v3_sd15_adapter.ckpt)")
+    models.add_argument("--domain-adapter", help="domain adapter LoRA (e.g. v3_sd15_adapter.ckpt)")
     models.add_argument("--domain-adapter-scale", type=float, default=1.0, metavar="A")
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument("--negative-prompt", default="", help="what to steer away from")
     sampling.add_argument("--frames", type=int, default=16)
-    sampling.add_argument("--width", type=int, default=512)
-    sampling.add_argument("--height", type=int, default=512)
+    sampling.add_argument("--width", type=int, help="default: the image model's own size (512 for SD1.5)")
+    sampling.add_argument("--height", type=int, help="default: the image model's own size")
     sampling.add_argument("--steps", type=int, default=25, help="denoising steps")
     sampling.add_argument("--guidance-scale", type=float, default=7.5)
     sampling.add_argument("--seed", type=int, help="initial-noise seed (default: a random one, recorded)")
@@ -102,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", type=Path, help="training config (YAML)")
     train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     train.set_defaults(run=run_train)
+    models = commands.add_parser("models", help="list the embedded models and their short names")
+    models.set_defaults(run=run_models)
     _shapes_parser(commands)
     evaluate = commands.add_parser("eval", help="score generated videos (shapes-world metrics, CLIP metric)")
     evaluate.add_argument("folder", type=Path, help="folder of videos with their JSON sidecars")
@@ -131,6 +143,18 @@ def _shapes_parser(commands) -> None:
     render.add_argument("--camera", choices=sorted(CAMERA_MOTIONS))
     render.add_argument("--clean", action="store_true", help="no video-domain watermark, blur or noise")
     render.set_defaults(run=run_shapes_render)
+    retrain = shapes.add_parser("retrain", help="train the embedded models from nothing (the shipped recipe)")
+    retrain.add_argument("folder", type=Path, help="work folder: datasets, configs, checkpoints, results")
+    retrain.add_argument("--resume", action="store_true", help="continue an interrupted or time-limited run")
+    retrain.add_argument("--export", type=Path, metavar="MODELS", help="then copy the results here, as shipped")
+    retrain.add_argument("--steps-scale", type=float, default=1.0, help="scale every stage's steps (smoke runs)")
+    retrain.add_argument("--data-scale", type=float, default=1.0, help="scale every dataset's size (smoke runs)")
+    retrain.set_defaults(run=run_shapes_retrain)
+    results = shapes.add_parser("results", help="regenerate docs/results.md: the embedded models' quality table")
+    results.add_argument("--output", type=Path, default=Path("docs/results.md"))
+    results.add_argument("--media", type=Path, default=Path("docs/media"), help="folder for the example GIFs")
+    results.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    results.set_defaults(run=run_shapes_results)
 
 
 def _device_and_dtype(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
@@ -167,29 +191,27 @@ def _job_from_flags(args: argparse.Namespace) -> Job:
         raise ConfigError("--motion-module is required (a motion module file, or 'none' for still images).")
     spec = ModelSpec(
         base=args.base,
-        motion_module=None if args.motion_module == "none" else Path(args.motion_module),
-        dreambooth=args.dreambooth,
-        loras=args.lora,
-        domain_adapter=args.domain_adapter,
+        motion_module=None if args.motion_module == "none" else resolve(args.motion_module, "--motion-module"),
+        dreambooth=resolve(args.dreambooth, "--dreambooth"),
+        loras=[(resolve(path, "--lora"), scale) for path, scale in args.lora],
+        domain_adapter=resolve(args.domain_adapter, "--domain-adapter"),
         domain_adapter_scale=args.domain_adapter_scale,
-        motion_loras=args.motion_lora,
+        motion_loras=[(resolve(path, "--motion-lora"), scale) for path, scale in args.motion_lora],
         motion_module_settings=dict(VERSION_SETTINGS.get(args.motion_module_version, {})),
     )
     sample = Sample(args.prompt, args.negative_prompt, args.seed, args.steps, args.guidance_scale,
                     args.frames, args.width, args.height)  # fmt: skip
     for name in ("frames", "width", "height", "steps"):
-        if getattr(sample, name) < 1:
+        if getattr(sample, name) is not None and getattr(sample, name) < 1:
             raise ConfigError(f"--{name} must be at least 1; got {getattr(sample, name)}.")
     return Job(spec, [sample])
 
 
 def _jobs(args: argparse.Namespace) -> list[Job]:
     """Everything to make, checked before any weights load."""
-    if args.base is None:
-        raise ConfigError(
-            "--base is required: this release ships no embedded default model yet. Pass an SD1.x image model "
-            "(a diffusers folder or a single-file checkpoint); the README shows a tiny one to try."
-        )
+    if args.base is None:  # the embedded default, with its own motion module unless told otherwise
+        args.motion_module = args.motion_module or DEFAULT_MOTION_MODULE
+    args.base = resolve(args.base or DEFAULT_BASE, "--base")
     if args.fps <= 0:
         raise ConfigError(f"--fps must be positive; got {args.fps}.")
     if args.output is not None:
@@ -222,6 +244,7 @@ def run_generate(args: argparse.Namespace) -> int:
             pipeline.compile()
         for sample in job.samples:
             seed = sample.seed if sample.seed is not None else secrets.randbelow(2**31)
+            sample.width, sample.height = sample.width or pipeline.default_size, sample.height or pipeline.default_size
             frames = pipeline(
                 sample.prompt, negative_prompt=sample.negative_prompt, num_frames=sample.frames,
                 height=sample.height, width=sample.width, steps=sample.steps,
@@ -232,6 +255,11 @@ def run_generate(args: argparse.Namespace) -> int:
             output = write_video(frames, _output_path(args, sample, seed, number), fps=args.fps, settings=settings)
             print(f"wrote {output} ({frames.shape[0]} frames, {frames.shape[2]}×{frames.shape[1]}, seed {seed})")
             number += 1
+    return 0
+
+
+def run_models(args: argparse.Namespace) -> int:
+    print(listing())
     return 0
 
 
@@ -268,6 +296,27 @@ def run_shapes_render(args: argparse.Namespace) -> int:
     folder = render_dataset(args.folder, args.kind, args.count, args.seed, args.size, args.frames, args.layout,
                             args.style, args.camera, False if args.clean else None)  # fmt: skip
     print(f"wrote {args.count} {args.kind} to {folder}")
+    return 0
+
+
+def run_shapes_retrain(args: argparse.Namespace) -> int:
+    from animatediff.shapes.recipe import export, retrain
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.steps_scale <= 0 or args.data_scale <= 0:
+        raise ConfigError("--steps-scale and --data-scale must be positive.")
+    seconds = retrain(args.folder, resume=args.resume, steps_scale=args.steps_scale, data_scale=args.data_scale)
+    for stage, value in seconds.items():
+        print(f"{stage}: {value:.0f} s")
+    if args.export is not None:
+        print(f"wrote {export(args.folder, args.export)}")
+    return 0
+
+
+def run_shapes_results(args: argparse.Namespace) -> int:
+    from animatediff.shapes.report import write_results
+
+    print(f"wrote {write_results(args.output, args.media, args.seeds)}")
     return 0
 
 

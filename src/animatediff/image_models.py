@@ -102,12 +102,15 @@ def _text_encoder_weights(state_dict: dict[str, torch.Tensor], text_encoder: CLI
 
 
 def apply_dreambooth(components: Components, path: str | os.PathLike, base: str | os.PathLike) -> Components:
-    """Replace the base's UNet, VAE and text-encoder weights with a personalized single-file checkpoint.
+    """Replace the base's UNet, VAE and text-encoder weights with a personalized model's.
 
-    The base diffusers folder supplies the configs, so this works offline. Returns new components;
-    the tokenizer is the base's.
+    A single-file checkpoint (LDM keys) takes its configs from the base diffusers folder, so this works
+    offline; a diffusers folder (a whole model with unet/, or just a UNet folder as `image_finetune`
+    writes it) brings its own. Returns new components; the tokenizer is the base's.
     """
     path = Path(path)
+    if path.is_dir():
+        return _apply_dreambooth_folder(components, path)
     state_dict = _read_sd_checkpoint(path)
     dtype = components.unet.dtype
     unet = UNet2DConditionModel.from_single_file(state_dict, config=str(base), subfolder="unet", torch_dtype=dtype)
@@ -122,6 +125,27 @@ def apply_dreambooth(components: Components, path: str | os.PathLike, base: str 
             raise CheckpointError(
                 f"{path}: its text encoder does not fit the base's ({len(missing)} weights missing, e.g. {missing[0]})."
             )
+    return Components(unet, vae, text_encoder, components.tokenizer)
+
+
+def _apply_dreambooth_folder(components: Components, path: Path) -> Components:
+    dtype = components.unet.dtype
+    unet_folder = path / "unet" if (path / "unet").is_dir() else path
+    if not (unet_folder / "config.json").is_file():
+        raise CheckpointError(
+            f"{path}: expected a diffusers UNet folder (config.json + weights) or a model folder with unet/."
+        )
+    unet = UNet2DConditionModel.from_pretrained(unet_folder, torch_dtype=dtype)
+    if unet.config.cross_attention_dim != components.unet.config.cross_attention_dim:
+        raise CheckpointError(
+            f"{path}: its UNet reads text of width {unet.config.cross_attention_dim}, the base's text encoder "
+            f"gives {components.unet.config.cross_attention_dim}."
+        )
+    vae, text_encoder = components.vae, components.text_encoder
+    if (path / "vae").is_dir():
+        vae = AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=dtype)
+    if (path / "text_encoder").is_dir():
+        text_encoder = CLIPTextModel.from_pretrained(path, subfolder="text_encoder", dtype=dtype)
     return Components(unet, vae, text_encoder, components.tokenizer)
 
 

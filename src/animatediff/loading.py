@@ -51,7 +51,7 @@ class ModelSpec:
         for name, path in self.files():
             if not Path(path).exists():
                 raise ConfigError(f"{name} {path}: no such file or folder.")
-        if self.dreambooth is not None and not Path(self.base).is_dir():
+        if self.dreambooth is not None and Path(self.dreambooth).is_file() and not Path(self.base).is_dir():
             raise ConfigError(
                 f"dreambooth {self.dreambooth}: a personalized checkpoint takes its configs from the base, "
                 f"so the base must be a diffusers folder; {self.base} is a file."

@@ -106,6 +106,11 @@ class AnimateDiffPipeline:
     def vae_scale_factor(self) -> int:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
+    @property
+    def default_size(self) -> int:
+        """The frame size the image model was trained at (512 for SD1.5)."""
+        return self.unet.unet.config.sample_size * self.vae_scale_factor
+
     @torch.no_grad()
     def encode_prompt(self, prompt: str, negative_prompt: str | None, guidance: bool) -> torch.Tensor:
         """Text states, `[uncond; cond]` stacked when guidance is on: (1 or 2, tokens, dim)."""
@@ -184,14 +189,17 @@ class AnimateDiffPipeline:
         prompt: str,
         negative_prompt: str | None = None,
         num_frames: int = 16,
-        height: int = 512,
-        width: int = 512,
+        height: int | None = None,
+        width: int | None = None,
         steps: int = 25,
         guidance_scale: float = 7.5,
         seed: int = 0,
         progress: bool = True,
     ) -> torch.Tensor:
-        """Generate one clip as float frames `f 3 H W` in [0, 1] (what `__call__` rounds to uint8)."""
+        """Generate one clip as float frames `f 3 H W` in [0, 1] (what `__call__` rounds to uint8).
+
+        Height and width default to the image model's own size (`default_size`)."""
+        height, width = height or self.default_size, width or self.default_size
         self.check_inputs(num_frames, height, width, steps)
         guidance = guidance_scale > 1.0
         text_states = self.encode_prompt(prompt, negative_prompt, guidance)

@@ -1,12 +1,15 @@
 """Writing shapes-world datasets in the layouts the training reads, with ground truth beside them.
 
-- `images`: clean still frames (the text-to-image domain) as PNG files with a `captions.jsonl`;
+- `images`: clean still frames (the text-to-image domain) as PNG files with a `captions.jsonl`: a random
+  frame of a random clip, captioned with the clip's motion for every second image (as photo captions
+  often name an action) and without it otherwise; every fifth image is a still of a camera scene;
 - `clips`: single-object motion clips in the video domain (watermark, blur, noise) as mp4;
 - `camera`: scenes under camera motions (for MotionLoRAs), one motion or all.
 
-Clips are listed in `captions.jsonl` or, with `layout="webvid"`, in a WebVid-style `results.csv` with the
-videos under `videos/`. `ground_truth.jsonl` holds every clip's full spec (objects, colours, motion,
-speed, style, watermark), keyed by file.
+Training sets leave out the held-out (colour, shape, motion) combinations of `world.HELD_OUT` unless
+`held_out=True`. Clips are listed in `captions.jsonl` or, with `layout="webvid"`, in a WebVid-style
+`results.csv` with the videos under `videos/`. `ground_truth.jsonl` holds every clip's full spec
+(objects, colours, motion, speed, style, watermark), keyed by file.
 """
 
 from __future__ import annotations
@@ -22,19 +25,29 @@ from PIL import Image
 from animatediff.errors import ConfigError
 from animatediff.export import write_video
 from animatediff.files import atomic_path
-from animatediff.shapes.render import render_clip
-from animatediff.shapes.world import CAMERA_MOTIONS, STYLES, caption, sample_camera_clip, sample_object_clip
+from animatediff.shapes.render import render_clip, render_frame
+from animatediff.shapes.world import (
+    CAMERA_MOTIONS,
+    STYLES,
+    caption,
+    is_held_out,
+    sample_camera_clip,
+    sample_object_clip,
+)
 
 KINDS = ("images", "clips", "camera")
 
 
-def _specs(kind: str, count: int, seed: int, frames: int, style: str | None, camera: str | None, watermark: bool):
+def _specs(kind: str, count: int, seed: int, frames: int, style: str | None, camera: str | None, watermark: bool,
+           held_out: bool):  # fmt: skip
     rng = np.random.default_rng(seed)
-    for _ in range(count):
-        if kind == "camera":
+    for index in range(count):
+        if kind == "camera" or (kind == "images" and index % 5 == 4):
             spec = sample_camera_clip(rng, camera=camera, style=style)
         else:
             spec = sample_object_clip(rng, frames, style=style)
+            while not held_out and is_held_out(spec):
+                spec = sample_object_clip(rng, frames, style=style)
         spec.watermark = watermark
         yield spec
 
@@ -50,6 +63,7 @@ def render_dataset(
     style: str | None = None,
     camera: str | None = None,
     watermark: bool | None = None,
+    held_out: bool = False,
 ) -> Path:
     """Render `count` items of `kind` into `folder`; deterministic for a given seed and settings."""
     if kind not in KINDS:
@@ -65,11 +79,13 @@ def render_dataset(
     media = folder / "videos" if layout == "webvid" else folder
     media.mkdir(parents=True, exist_ok=True)
     rows, truths = [], []
-    for index, spec in enumerate(_specs(kind, count, seed, frames, style, camera, watermark)):
+    for index, spec in enumerate(_specs(kind, count, seed, frames, style, camera, watermark, held_out)):
         if kind == "images":
-            name, text = f"{index:06d}.png", caption(spec, still=True)
+            moment = int(np.random.default_rng(spec.seed).integers(frames))
+            name, text = f"{index:06d}.png", caption(spec, still=index % 2 == 0)
+            spec.extra["frame"] = moment
             with atomic_path(media / name) as temporary:
-                Image.fromarray(render_clip(spec, 1, size)[0]).save(temporary, format="PNG")
+                Image.fromarray(render_frame(spec, moment, size)).save(temporary, format="PNG")
         else:
             name, text = f"{index:06d}.mp4", caption(spec)
             write_video(render_clip(spec, frames, size), media / name, fps=8)

@@ -1,6 +1,7 @@
 """The training config (`animatediff train CONFIG.yaml`), validated completely before any model loads.
 
-    stage: motion_module          # domain_adapter | image_finetune | image_lora | motion_module | motion_lora
+    stage: motion_module          # vae | text_to_image | image_finetune | image_lora | domain_adapter
+                                  # | motion_module | motion_lora
     output_dir: runs/motion
     base: models/stable-diffusion-v1-5          # diffusers folder
     domain_adapter: v3_sd15_adapter.ckpt        # stages 2-3: merged at scale 1 and frozen (optional)
@@ -27,7 +28,8 @@ from animatediff.errors import ConfigError
 from animatediff.formats import VERSION_SETTINGS
 from animatediff.training.data import VideoItem, jsonl_items, webvid_items
 
-STAGES = ("domain_adapter", "image_finetune", "image_lora", "motion_module", "motion_lora")
+STAGES = ("vae", "text_to_image", "image_finetune", "image_lora", "domain_adapter", "motion_module", "motion_lora")
+IMAGE_STAGES = ("vae", "text_to_image", "image_finetune", "image_lora", "domain_adapter")  # trained on single frames
 DEFAULT_NOISE_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="linear")
 
 
@@ -54,6 +56,7 @@ class TrainSettings:
     mixed_precision: str = "no"  # fp16 | bf16
     gradient_checkpointing: bool = False
     seed: int = 42
+    snr_gamma: float = 0.0  # > 0: min-SNR-γ loss weighting (Hang et al. 2023); 0: plain ε MSE
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     num_workers: int = 0
@@ -151,7 +154,7 @@ def load_train_config(path: str | os.PathLike) -> TrainConfig:
         raise ConfigError(f"'stage': expected one of {', '.join(STAGES)}; got {raw.get('stage')!r}.")
     stage = raw["stage"]
     data_values = dict(raw.get("data") or {})
-    if stage in ("domain_adapter", "image_finetune", "image_lora"):
+    if stage in IMAGE_STAGES:
         data_values.setdefault("frames", 1)
     data = _build(DataConfig, data_values, "data")
     train = _build(TrainSettings, raw.get("train"), "train")

@@ -1,5 +1,9 @@
 """What each training stage trains, what it keeps frozen, and how it saves its result.
 
+0. The image model itself, for a base trained from nothing (the shapes world's): `vae` trains the
+   autoencoder on images (reconstruction + a light KL term) and sets its latent scaling factor from
+   the data; `text_to_image` trains the UNet and the text encoder together on captioned images. Both
+   save a complete diffusers model folder (the base folder with the trained parts replaced).
 1. `domain_adapter`: a LoRA on the image UNet's self- and cross-attention q, k, v, out, on single
    video frames; saved in the official v3 adapter layout. (`image_finetune`: the whole image UNet,
    e.g. DreamBooth-style; `image_lora`: the same LoRA as the adapter, saved as a diffusers image LoRA
@@ -12,10 +16,12 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from animatediff.errors import ConfigError
@@ -28,6 +34,8 @@ from animatediff.motion_module import MotionModule, MotionModuleConfig
 from animatediff.training.config import TrainConfig
 
 RESULT_NAMES = {
+    "vae": "model",
+    "text_to_image": "model",
     "domain_adapter": "domain_adapter.safetensors",
     "image_finetune": "unet",
     "image_lora": "image_lora.safetensors",
@@ -49,9 +57,24 @@ class TrainingModel(nn.Module):
         return self.video_unet(sample, timestep, encoder_hidden_states)
 
 
+class AutoencoderTraining(nn.Module):
+    """The `vae` stage's model: reconstruction of single frames through the VAE's posterior."""
+
+    def __init__(self, vae):
+        super().__init__()
+        self.trainable = vae
+
+    def forward(self, pixels: torch.Tensor, seeds: list[int]):
+        """Reconstructions of `pixels` (one frame per seed) from posterior samples drawn with each seed."""
+        posterior = self.trainable.encode(pixels).latent_dist
+        draws = [torch.randn(posterior.mean.shape[1:], generator=torch.Generator().manual_seed(s)) for s in seeds]
+        latents = posterior.mean + posterior.std * torch.stack(draws).to(posterior.mean.device)
+        return self.trainable.decode(latents).sample, posterior
+
+
 @dataclass
 class Stage:
-    model: TrainingModel
+    model: TrainingModel | AutoencoderTraining
     components: Components  # the frozen VAE, text encoder and tokenizer (and the UNet, inside `model`)
     save: Callable[[Path], Path]  # writes the result in its official layout
 
@@ -84,12 +107,58 @@ def _save_unet(unet) -> Callable[[Path], Path]:
     return save
 
 
+def _save_model_folder(base: Path, **parts: nn.Module) -> Callable[[Path], Path]:
+    """Save as a copy of the base folder with the trained parts (vae, unet, text_encoder) replaced."""
+
+    def save(path: Path) -> Path:
+        with atomic_path(path, directory=True) as temporary:
+            shutil.copytree(base, temporary, ignore=shutil.ignore_patterns(*parts), dirs_exist_ok=True)
+            for name, model in parts.items():
+                model.save_pretrained(temporary / name)
+        return path
+
+    return save
+
+
+@torch.no_grad()
+def latent_scaling_factor(vae, config: TrainConfig, count: int = 256) -> float:
+    """1 / the standard deviation of the latents of `count` training images (as SD chose 0.18215)."""
+    from animatediff.training.data import VideoClips
+
+    clips = VideoClips(config.items, 1, 1, config.data.size, 0.0)
+    pixels = torch.cat([clips[(index % len(clips), index)]["pixels"] for index in range(count)])
+    was_training = vae.training
+    vae.eval()
+    latents = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in pixels.split(64)])
+    vae.train(was_training)
+    return float(1.0 / latents.std())
+
+
+def _vae_stage(config: TrainConfig, components: Components) -> Stage:
+    vae = components.vae.requires_grad_(True)
+    save_folder = _save_model_folder(config.base, vae=vae)
+
+    def save(path: Path) -> Path:
+        vae.register_to_config(scaling_factor=latent_scaling_factor(vae, config))
+        return save_folder(path)
+
+    return Stage(AutoencoderTraining(vae), components, save)
+
+
 def build_stage(config: TrainConfig) -> Stage:
     """Load the models a stage needs, freeze everything but what it trains."""
     components = load_base(config.base)
     for model in (components.unet, components.vae, components.text_encoder):
         model.requires_grad_(False)
     unet = components.unet
+    if config.stage == "vae":
+        return _vae_stage(config, components)
+    if config.stage == "text_to_image":
+        unet.requires_grad_(True)
+        components.text_encoder.requires_grad_(True)
+        trainable = nn.ModuleDict({"unet": unet, "text_encoder": components.text_encoder})
+        return Stage(TrainingModel(AnimateDiffUNet(unet), trainable), components,
+                     _save_model_folder(config.base, unet=unet, text_encoder=components.text_encoder))  # fmt: skip
     if config.stage in ("domain_adapter", "image_lora"):
         lora = TrainableLoRA(unet, attention_projections(unet, ("attn1", "attn2")), config.rank)
         weights = lora.official_state_dict if config.stage == "domain_adapter" else lora.diffusers_state_dict

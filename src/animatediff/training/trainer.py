@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from diffusers import DDPMScheduler
@@ -102,8 +101,9 @@ def _sample_noise(seeds: list[int], shapes: tuple[tuple[int, ...], ...], timeste
     return torch.stack(draws[0]), torch.stack(draws[1]), torch.stack(draws[2])
 
 
-def training_loss(model, stage: Stage, noise_scheduler: DDPMScheduler, batch: dict, device) -> torch.Tensor:
-    """ε-prediction MSE for a batch of clips (`pixels`: b f 3 H W in [-1, 1])."""
+def training_loss(model, stage: Stage, noise_scheduler: DDPMScheduler, batch: dict, device,
+                  snr_gamma: float = 0.0) -> torch.Tensor:  # fmt: skip
+    """ε-prediction MSE for a batch of clips (`pixels`: b f 3 H W in [-1, 1]), min-SNR-γ weighted if γ > 0."""
     vae, text_encoder, tokenizer = stage.components.vae, stage.components.text_encoder, stage.components.tokenizer
     pixels = batch["pixels"].to(device)
     frames = pixels.shape[1]
@@ -118,9 +118,24 @@ def training_loss(model, stage: Stage, noise_scheduler: DDPMScheduler, batch: di
         latents = rearrange(sampled.float(), "(b f) c h w -> b c f h w", f=frames) * vae.config.scaling_factor
         noise, timesteps = noise.to(device), timesteps.to(device)
         noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+    trains_text = any(p.requires_grad for p in text_encoder.parameters())
+    with torch.set_grad_enabled(torch.is_grad_enabled() and trains_text):
         text = encode_text(tokenizer, text_encoder, batch["captions"])
     prediction = model(noisy, timesteps, text)
-    return F.mse_loss(prediction.float(), noise.float())
+    errors = (prediction.float() - noise.float()).pow(2).mean(dim=(1, 2, 3, 4))
+    if snr_gamma > 0:
+        alphas = noise_scheduler.alphas_cumprod.to(device)[timesteps]
+        snr = alphas / (1 - alphas)
+        errors = errors * torch.clamp(snr, max=snr_gamma) / snr
+    return errors.mean()
+
+
+def autoencoder_loss(model, batch: dict, device, kl_weight: float = 1e-5) -> torch.Tensor:
+    """The `vae` stage: L1 reconstruction of single frames plus a light KL term (per latent element)."""
+    pixels = rearrange(batch["pixels"].to(device), "b f c h w -> (b f) c h w")
+    reconstruction, posterior = model(pixels, batch["seeds"])
+    kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).mean()
+    return (reconstruction - pixels).abs().mean() + kl_weight * kl
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -180,8 +195,9 @@ def train(config: TrainConfig, resume: bool = False) -> RunResult:
     random.seed(settings.seed)
     torch.manual_seed(settings.seed)
     stage = build_stage(config)
+    autoencoder = config.stage == "vae"
     if settings.gradient_checkpointing:
-        stage.model.video_unet.unet.enable_gradient_checkpointing()
+        (stage.model.trainable if autoencoder else stage.model.video_unet.unet).enable_gradient_checkpointing()
     trainable = [p for p in stage.model.trainable.parameters() if p.requires_grad]
     if not trainable:
         raise ConfigError(f"stage {config.stage}: nothing to train (no layers matched).")
@@ -196,7 +212,7 @@ def train(config: TrainConfig, resume: bool = False) -> RunResult:
     frozen_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(settings.mixed_precision, torch.float32)
     for frozen in (stage.components.vae, stage.components.text_encoder):
         frozen.to(accelerator.device)
-        if frozen_dtype != torch.float32:
+        if frozen_dtype != torch.float32 and not any(p.requires_grad for p in frozen.parameters()):
             frozen.to(dtype=frozen_dtype)
     model, optimizer = accelerator.prepare(stage.model, optimizer)
     dataset = VideoClips(config.items, config.data.frames, config.data.stride, config.data.size,
@@ -214,7 +230,10 @@ def train(config: TrainConfig, resume: bool = False) -> RunResult:
     for step in range(start + 1, settings.steps + 1):
         batch = next(batches)
         skipped.update(batch["skipped"])
-        loss = training_loss(model, stage, noise_scheduler, batch, accelerator.device)
+        if autoencoder:
+            loss = autoencoder_loss(model, batch, accelerator.device)
+        else:
+            loss = training_loss(model, stage, noise_scheduler, batch, accelerator.device, settings.snr_gamma)
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(trainable, settings.max_grad_norm)
         optimizer.step()
@@ -224,7 +243,8 @@ def train(config: TrainConfig, resume: bool = False) -> RunResult:
         progress.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr_scheduler.get_last_lr()[0]:.2e}")
         if step % settings.checkpoint_every == 0 and accelerator.is_main_process:
             save_checkpoint(config.output_dir, step, stage, optimizer, lr_scheduler, settings.keep_checkpoints)
-        if config.validation.every and step % config.validation.every == 0 and accelerator.is_main_process:
+        validate = config.validation.every and step % config.validation.every == 0 and not autoencoder
+        if validate and accelerator.is_main_process:
             with accelerator.autocast():
                 write_validation(config, stage, accelerator.unwrap_model(model).video_unet, step)
         accelerator.wait_for_everyone()

@@ -1,0 +1,182 @@
+"""The embedded default's training recipe: every dataset and stage, from nothing to the shipped files.
+
+`retrain(folder)` renders the datasets (seeded), writes one training config per stage and runs them in
+order with `animatediff train`'s own code, each stage reading the previous stages' results:
+
+    scaffold → vae → text_to_image (base) → image_finetune (outlined, DreamBooth-style)
+             → image_lora (striped) → domain_adapter → motion_module → motion_lora × 2
+
+Every stage checkpoints as it goes; run it again with `resume=True` after an interruption (or to go on
+from one time-limited chunk to the next) and it skips finished stages and continues the current one
+from its last checkpoint. `export` then copies the results into the package's layout (`models/`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from animatediff.files import atomic_path
+from animatediff.shapes.models import IMAGE_SIZE, scaffold
+
+log = logging.getLogger(__name__)
+
+FRAMES = 16
+DATASETS = {  # name: render_dataset arguments
+    "images": dict(kind="images", count=20000, seed=1),
+    "clips": dict(kind="clips", count=4000, seed=2),
+    "outlined": dict(kind="images", count=8, seed=3, style="outlined"),
+    "striped": dict(kind="images", count=40, seed=4, style="striped"),
+    "zoom_in": dict(kind="camera", count=50, seed=5, camera="zooming in"),
+    "pan_left": dict(kind="camera", count=50, seed=6, camera="panning left"),
+}
+
+
+@dataclass
+class StagePlan:
+    name: str
+    stage: str
+    data: str
+    base: str  # a stage name whose result is the base folder, or "scaffold"
+    train: dict
+    extra: dict = field(default_factory=dict)  # further top-level config fields (paths name stages)
+
+
+def _train(steps: int, batch: int, lr: float, **more) -> dict:
+    every = max(1, min(250, steps // 4))
+    return dict(steps=steps, batch_size=batch, learning_rate=lr, checkpoint_every=every, seed=0, **more)
+
+
+PLAN = [
+    StagePlan("vae", "vae", "images", "scaffold", _train(1500, 32, 1e-3, lr_scheduler="cosine", lr_warmup_steps=50)),
+    StagePlan("base", "text_to_image", "images", "vae",
+              _train(6000, 64, 1e-3, lr_scheduler="cosine", lr_warmup_steps=200, snr_gamma=5.0)),
+    StagePlan("outlined", "image_finetune", "outlined", "base", _train(300, 8, 1e-4)),
+    StagePlan("striped", "image_lora", "striped", "base", _train(400, 16, 1e-3), dict(lora_rank=8)),
+    StagePlan("adapter", "domain_adapter", "clips", "base", _train(600, 32, 1e-3), dict(lora_rank=16)),
+    StagePlan("motion", "motion_module", "clips", "base",
+              _train(4000, 4, 1e-3, lr_scheduler="cosine", lr_warmup_steps=100, snr_gamma=5.0),
+              dict(domain_adapter="adapter", motion_module_version="v3")),
+    StagePlan("zoom_in", "motion_lora", "zoom_in", "base", _train(300, 4, 1e-3),
+              dict(domain_adapter="adapter", motion_module="motion", lora_rank=16)),
+    StagePlan("pan_left", "motion_lora", "pan_left", "base", _train(300, 4, 1e-3),
+              dict(domain_adapter="adapter", motion_module="motion", lora_rank=16)),
+]  # fmt: skip
+
+
+def stage_result(folder: Path, plan: StagePlan) -> Path:
+    from animatediff.training.stages import RESULT_NAMES
+
+    return folder / "runs" / plan.name / RESULT_NAMES[plan.stage]
+
+
+def render_datasets(folder: Path, data_scale: float = 1.0) -> None:
+    from animatediff.shapes.datasets import render_dataset
+
+    for name, arguments in DATASETS.items():
+        if not (folder / "data" / name / "ground_truth.jsonl").exists():
+            log.info("rendering dataset %s", name)
+            count = max(8, round(arguments["count"] * data_scale))
+            render_dataset(folder / "data" / name, size=IMAGE_SIZE, frames=FRAMES, **{**arguments, "count": count})
+
+
+def write_config(folder: Path, plan: StagePlan) -> Path:
+    by_name = {p.name: p for p in PLAN}
+    base = folder / "scaffold" if plan.base == "scaffold" else stage_result(folder, by_name[plan.base])
+    config = {
+        "stage": plan.stage,
+        "output_dir": str(folder / "runs" / plan.name),
+        "base": str(base),
+        "data": {"format": "jsonl", "path": str(folder / "data" / plan.data), "size": IMAGE_SIZE,
+                 **({} if plan.stage in ("vae", "text_to_image", "image_finetune", "image_lora", "domain_adapter")
+                    else {"frames": FRAMES, "stride": 1})},
+        "train": plan.train,
+    }  # fmt: skip
+    for key, value in plan.extra.items():
+        config[key] = str(stage_result(folder, by_name[value])) if value in by_name else value
+    path = folder / "configs" / f"{plan.name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temporary:
+        temporary.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def retrain(folder: str | os.PathLike, resume: bool = False, only: list[str] | None = None,
+            steps_scale: float = 1.0, data_scale: float = 1.0) -> dict[str, float]:  # fmt: skip
+    """Run the recipe into `folder`; returns the seconds each stage trained in this call.
+
+    `only` runs just the named stages (their inputs must exist); `steps_scale` and `data_scale` shrink
+    every stage's step count and every dataset (the CI smoke retrain uses a tiny fraction of both)."""
+    from animatediff.training.config import load_train_config
+    from animatediff.training.trainer import train
+
+    folder = Path(folder)
+    if (folder / "runs").exists() and not resume and only is None:
+        raise FileExistsError(f"{folder} holds an earlier retrain; pass resume to continue it.")
+    render_datasets(folder, data_scale)
+    if not (folder / "scaffold").exists():
+        scaffold(folder / "scaffold", seed=0)
+    seconds = {}
+    for plan in PLAN:
+        if only is not None and plan.name not in only:
+            continue
+        if stage_result(folder, plan).exists() and only is None:
+            log.info("stage %s: done already", plan.name)
+            continue
+        if steps_scale != 1.0:
+            scaled = max(1, round(plan.train["steps"] * steps_scale))
+            batch = min(plan.train["batch_size"], max(1, round(plan.train["batch_size"] * data_scale)))
+            plan = StagePlan(plan.name, plan.stage, plan.data, plan.base,
+                             {**plan.train, "steps": scaled, "checkpoint_every": scaled, "batch_size": batch},
+                             plan.extra)  # fmt: skip
+        started = time.perf_counter()
+        train(load_train_config(write_config(folder, plan)), resume=True)
+        seconds[plan.name] = time.perf_counter() - started
+        _record(folder, plan, seconds[plan.name])
+        log.info("stage %s: %.0f s", plan.name, seconds[plan.name])
+    return seconds
+
+
+def _record(folder: Path, plan: StagePlan, seconds: float) -> None:
+    """Add a stage's training time (over all resumed chunks) to `timings.json`."""
+    path = folder / "timings.json"
+    timings = json.loads(path.read_text()) if path.exists() else {}
+    previous = timings.get(plan.name, {}).get("seconds", 0.0)
+    timings[plan.name] = {"stage": plan.stage, "steps": plan.train["steps"], "batch_size": plan.train["batch_size"],
+                          "seconds": previous + seconds}  # fmt: skip
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(timings, indent=2) + "\n")
+
+
+EXPORT = {  # files in the package's models/ folder ← stage results
+    "base": "base",
+    "outlined": "outlined",
+    "striped": "striped.safetensors",
+    "adapter": "adapter.safetensors",
+    "motion": "motion_module.safetensors",
+    "zoom_in": "motion_lora_zoom_in.safetensors",
+    "pan_left": "motion_lora_pan_left.safetensors",
+}
+
+
+def export(folder: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Copy the recipe's results into a models folder laid out as the package ships it."""
+    folder, target = Path(folder), Path(target)
+    by_name = {p.name: p for p in PLAN}
+    with atomic_path(target, directory=True) as temporary:
+        for name, destination in EXPORT.items():
+            source = stage_result(folder, by_name[name])
+            if source.is_dir():
+                shutil.copytree(source, temporary / destination)
+            else:
+                shutil.copyfile(source, temporary / destination)
+        if (folder / "timings.json").exists():
+            shutil.copyfile(folder / "timings.json", temporary / "recipe.json")
+    return target

@@ -1,0 +1,180 @@
+"""`animatediff shapes results`: the embedded models' quality table and GIF grid, regenerated in one go.
+
+Every row generates videos for held-out prompts (the (colour, shape, motion) combinations no training
+set showed, each on a background of its own) with several seeds, scores them with the shapes-world
+metrics, and reports the mean over all videos and the spread (standard deviation) of the per-seed
+means. Camera rows use scene prompts with the MotionLoRA's camera motion.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from animatediff.embedded import FOLDER, MODELS
+from animatediff.evaluation.metrics import score_video
+from animatediff.export import write_video
+from animatediff.loading import ModelSpec, build_pipeline
+from animatediff.shapes.world import BACKGROUNDS, HELD_OUT, STYLES
+
+METRICS = ("text", "motion", "camera", "style", "smooth", "watermark")
+CAMERA_SCENES = (
+    "a red circle, a blue square and a green star on a gray background",
+    "a yellow triangle, a purple circle and an orange square on a white background",
+    "a green square, a red triangle and a blue star on a black background",
+    "an orange circle, a yellow star and a purple triangle on a brown background",
+)
+
+
+def held_out_prompts(style: str | None = None) -> list[str]:
+    """One prompt per held-out combination, backgrounds taken in turn."""
+    backgrounds = list(BACKGROUNDS)
+    prompts = []
+    for index, (colour, shape, motion) in enumerate(HELD_OUT):
+        article = "an" if colour[0] in "aeiou" else "a"
+        prompt = f"{article} {colour} {shape} {motion} on a {backgrounds[index % len(backgrounds)]} background"
+        prompts.append(prompt + (f", {STYLES[style]}" if style else ""))
+    return prompts
+
+
+def camera_prompts(camera: str) -> list[str]:
+    return [f"{scene}, camera {camera}" for scene in CAMERA_SCENES]
+
+
+@dataclass
+class Row:
+    name: str
+    what: str
+    prompts: list[str]
+    motion_module: bool = True
+    dreambooth: str | None = None
+    lora: str | None = None
+    motion_lora: str | None = None
+    scores: dict = field(default_factory=dict)  # metric → (mean, spread over seeds)
+    seconds: float = 0.0
+
+
+def default_rows() -> list[Row]:
+    return [
+        Row("base, no motion module", "each frame an independent image", held_out_prompts(), motion_module=False),
+        Row("base + motion module", "the embedded default", held_out_prompts()),
+        Row("DreamBooth 'outlined' + motion module", "personalized; module never tuned on it",
+            held_out_prompts("outlined"), dreambooth="shapes-outlined"),
+        Row("LoRA 'striped' + motion module", "personalized; module never tuned on it",
+            held_out_prompts("striped"), lora="shapes-striped"),
+        Row("motion module, zoom-in prompts", "no MotionLoRA, for contrast", camera_prompts("zooming in")),
+        Row("+ MotionLoRA zoom in", "", camera_prompts("zooming in"), motion_lora="shapes-zoom-in"),
+        Row("motion module, pan-left prompts", "no MotionLoRA, for contrast", camera_prompts("panning left")),
+        Row("+ MotionLoRA pan left", "", camera_prompts("panning left"), motion_lora="shapes-pan-left"),
+    ]  # fmt: skip
+
+
+def _spec(row: Row) -> ModelSpec:
+    return ModelSpec(
+        base=MODELS["shapes"].path,
+        motion_module=MODELS["shapes-motion"].path if row.motion_module else None,
+        dreambooth=MODELS[row.dreambooth].path if row.dreambooth else None,
+        loras=[(MODELS[row.lora].path, 1.0)] if row.lora else [],
+        motion_loras=[(MODELS[row.motion_lora].path, 1.0)] if row.motion_lora else [],
+    )
+
+
+def evaluate_row(row: Row, seeds: list[int], videos: Path | None = None, steps: int = 25) -> Row:
+    """Generate and score every prompt × seed of a row; optionally keep the videos (with sidecars)."""
+    pipeline = build_pipeline(_spec(row))
+    started = time.perf_counter()
+    per_seed: dict[str, list[list[float]]] = {metric: [[] for _ in seeds] for metric in METRICS}
+    for p, prompt in enumerate(row.prompts):
+        for s, seed in enumerate(seeds):
+            frames = pipeline(prompt, num_frames=16, steps=steps, guidance_scale=7.5, seed=seed, progress=False)
+            if videos is not None:
+                write_video(frames, videos / f"{_slug(row.name)}-{p:02d}-{seed}.gif", fps=8,
+                            settings={"prompt": prompt, "seed": seed, "row": row.name})  # fmt: skip
+            for metric, value in score_video(frames, prompt).items():
+                if value is not None:
+                    per_seed[metric][s].append(value)
+    row.seconds = time.perf_counter() - started
+    for metric, values in per_seed.items():
+        if any(values):
+            means = [np.mean(v) for v in values if v]
+            row.scores[metric] = (float(np.mean([x for v in values for x in v])), float(np.std(means)))
+    return row
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+
+
+def format_rows(rows: list[Row]) -> str:
+    metrics = [m for m in METRICS if any(m in row.scores for row in rows)]
+    lines = ["| model | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
+    for row in rows:
+        cells = [f"{row.scores[m][0]:.2f} ± {row.scores[m][1]:.2f}" if m in row.scores else "–" for m in metrics]
+        lines.append(f"| {row.name}{f' ({row.what})' if row.what else ''} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_grid(media: Path, seed: int = 1) -> list[tuple[str, str, str]]:
+    """A few GIFs (4× enlarged for viewing) for the README: (caption, prompt, file name)."""
+    examples = [
+        ("base + motion module", "a red triangle moving right on a blue background", {}),
+        ("DreamBooth 'outlined'", "a green star spinning clockwise on a white background, outlinestyle",
+         {"dreambooth": "shapes-outlined"}),
+        ("LoRA 'striped'", "a purple square growing on a gray background, stripestyle", {"lora": "shapes-striped"}),
+        ("MotionLoRA zoom in", f"{CAMERA_SCENES[0]}, camera zooming in", {"motion_lora": "shapes-zoom-in"}),
+        ("MotionLoRA pan left", f"{CAMERA_SCENES[1]}, camera panning left", {"motion_lora": "shapes-pan-left"}),
+    ]  # fmt: skip
+    made = []
+    for caption, prompt, models in examples:
+        pipeline = build_pipeline(_spec(Row(caption, "", [prompt], **models)))
+        frames = pipeline(prompt, num_frames=16, steps=25, guidance_scale=7.5, seed=seed, progress=False)
+        name = f"{_slug(caption)}.gif"
+        write_video(frames.repeat(4, axis=1).repeat(4, axis=2), media / name, fps=8)
+        made.append((caption, prompt, name))
+    return made
+
+
+def write_results(output: str | os.PathLike, media: str | os.PathLike, seeds: list[int]) -> Path:
+    """Regenerate the quality table and the GIF grid; returns the markdown file written."""
+    output, media = Path(output), Path(media)
+    rows = [evaluate_row(row, seeds) for row in default_rows()]
+    grid = write_grid(media)
+    recipe = json.loads((FOLDER / "recipe.json").read_text()) if (FOLDER / "recipe.json").exists() else {}
+    relative = os.path.relpath(media, output.parent)
+    text = [
+        "# The embedded shapes-world models: measured quality",
+        "",
+        "Made by `animatediff shapes results` (this file and the GIFs beside it). Prompts are the 12 held-out",
+        "(colour, shape, motion) combinations of `animatediff.shapes.world.HELD_OUT`, none of which any training",
+        f"set showed, each on its own background; seeds {', '.join(map(str, seeds))}; 16 frames at 32×32, DDIM",
+        "25 steps, guidance 7.5. Camera rows use four scene prompts with the camera motion. Each cell is the",
+        "mean over all videos ± the standard deviation of the per-seed means. Metrics: `animatediff eval`.",
+        "",
+        format_rows(rows),
+        "",
+        "Targets (issue #8): base + motion module `motion` ≥ 0.8 and `text` ≥ 0.8; personalized + motion module",
+        "`motion` ≥ 0.7 with `style` ≥ 0.7.",
+        "",
+        "## Examples",
+        "",
+        "| " + " | ".join(caption for caption, _, _ in grid) + " |",
+        "|" + "---|" * len(grid),
+        "| " + " | ".join(f"![{caption}]({relative}/{name})" for caption, _, name in grid) + " |",
+        "| " + " | ".join(f"`{prompt}`" for _, prompt, _ in grid) + " |",
+        "",
+    ]
+    if recipe:
+        text += ["## Training (the recipe that made the shipped weights)", "",
+                 "| stage | what | steps × batch | seconds on the 2-core CPU |", "|---|---|---|---|"]  # fmt: skip
+        for name, entry in recipe.items():
+            text.append(f"| {name} | {entry['stage']} | {entry['steps']} × {entry['batch_size']} | "
+                        f"{entry['seconds']:.0f} |")  # fmt: skip
+        text.append("")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text("\n".join(text))
+    return output
