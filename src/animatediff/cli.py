@@ -154,7 +154,13 @@ def _shapes_parser(commands) -> None:
     results.add_argument("--output", type=Path, default=Path("docs/results.md"))
     results.add_argument("--media", type=Path, default=Path("docs/media"), help="folder for the example GIFs")
     results.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    results.add_argument("--ablations", type=Path, help="JSON from `shapes ablations`, rendered as tables 2-5")
     results.set_defaults(run=run_shapes_results)
+    ablations = shapes.add_parser("ablations", help="train and score the paper's ablations on a retrain folder")
+    ablations.add_argument("folder", type=Path, help="the work folder of `animatediff shapes retrain`")
+    ablations.add_argument("--output", type=Path, default=Path("docs/ablations.json"))
+    ablations.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    ablations.set_defaults(run=run_shapes_ablations)
 
 
 def _device_and_dtype(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
@@ -316,7 +322,15 @@ def run_shapes_retrain(args: argparse.Namespace) -> int:
 def run_shapes_results(args: argparse.Namespace) -> int:
     from animatediff.shapes.report import write_results
 
-    print(f"wrote {write_results(args.output, args.media, args.seeds)}")
+    print(f"wrote {write_results(args.output, args.media, args.seeds, args.ablations)}")
+    return 0
+
+
+def run_shapes_ablations(args: argparse.Namespace) -> int:
+    from animatediff.shapes.ablations import run_ablations
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    print(f"wrote {run_ablations(args.folder, args.output, args.seeds)}")
     return 0
 
 

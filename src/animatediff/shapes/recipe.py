@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from animatediff.errors import ConfigError
 from animatediff.files import atomic_path
 from animatediff.shapes.models import IMAGE_SIZE, scaffold
 
@@ -57,12 +58,12 @@ def _train(steps: int, batch: int, lr: float, **more) -> dict:
 PLAN = [
     StagePlan("vae", "vae", "images", "scaffold", _train(1500, 32, 1e-3, lr_scheduler="cosine", lr_warmup_steps=50)),
     StagePlan("base", "text_to_image", "images", "vae",
-              _train(6000, 64, 1e-3, lr_scheduler="cosine", lr_warmup_steps=200, snr_gamma=5.0)),
+              _train(7000, 64, 1e-3, lr_scheduler="cosine", lr_warmup_steps=200, snr_gamma=5.0)),
     StagePlan("outlined", "image_finetune", "outlined", "base", _train(300, 8, 1e-4)),
     StagePlan("striped", "image_lora", "striped", "base", _train(400, 16, 1e-3), dict(lora_rank=8)),
     StagePlan("adapter", "domain_adapter", "clips", "base", _train(600, 32, 1e-3), dict(lora_rank=16)),
     StagePlan("motion", "motion_module", "clips", "base",
-              _train(4000, 4, 1e-3, lr_scheduler="cosine", lr_warmup_steps=100, snr_gamma=5.0),
+              _train(4500, 4, 1e-3, lr_scheduler="cosine", lr_warmup_steps=100, snr_gamma=5.0),
               dict(domain_adapter="adapter", motion_module_version="v3")),
     StagePlan("zoom_in", "motion_lora", "zoom_in", "base", _train(300, 4, 1e-3),
               dict(domain_adapter="adapter", motion_module="motion", lora_rank=16)),
@@ -119,7 +120,7 @@ def retrain(folder: str | os.PathLike, resume: bool = False, only: list[str] | N
 
     folder = Path(folder)
     if (folder / "runs").exists() and not resume and only is None:
-        raise FileExistsError(f"{folder} holds an earlier retrain; pass resume to continue it.")
+        raise ConfigError(f"{folder} holds an earlier retrain; resume it (--resume) or choose another folder.")
     render_datasets(folder, data_scale)
     if not (folder / "scaffold").exists():
         scaffold(folder / "scaffold", seed=0)

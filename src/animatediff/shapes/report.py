@@ -55,6 +55,7 @@ class Row:
     dreambooth: str | None = None
     lora: str | None = None
     motion_lora: str | None = None
+    spec: ModelSpec | None = None  # explicit files (ablation arms) instead of the embedded names above
     scores: dict = field(default_factory=dict)  # metric → (mean, spread over seeds)
     seconds: float = 0.0
 
@@ -75,6 +76,8 @@ def default_rows() -> list[Row]:
 
 
 def _spec(row: Row) -> ModelSpec:
+    if row.spec is not None:
+        return row.spec
     return ModelSpec(
         base=MODELS["shapes"].path,
         motion_module=MODELS["shapes-motion"].path if row.motion_module else None,
@@ -139,8 +142,10 @@ def write_grid(media: Path, seed: int = 1) -> list[tuple[str, str, str]]:
     return made
 
 
-def write_results(output: str | os.PathLike, media: str | os.PathLike, seeds: list[int]) -> Path:
-    """Regenerate the quality table and the GIF grid; returns the markdown file written."""
+def write_results(output: str | os.PathLike, media: str | os.PathLike, seeds: list[int],
+                  ablations: str | os.PathLike | None = None) -> Path:  # fmt: skip
+    """Regenerate the quality table and the GIF grid (and render the ablation tables from
+    `animatediff shapes ablations`' JSON, if given); returns the markdown file written."""
     output, media = Path(output), Path(media)
     rows = [evaluate_row(row, seeds) for row in default_rows()]
     grid = write_grid(media)
@@ -168,6 +173,17 @@ def write_results(output: str | os.PathLike, media: str | os.PathLike, seeds: li
         "| " + " | ".join(f"`{prompt}`" for _, prompt, _ in grid) + " |",
         "",
     ]
+    text += ["How the world and the models were sized, with the measurements behind each choice: "
+             "[shapes-model.md](shapes-model.md).", ""]  # fmt: skip
+    if ablations is not None:
+        from animatediff.shapes.ablations import format_ablations
+
+        text += ["# The paper's claims, measured", "",
+                 "Table 1 (transfer without tuning) is the table above: the base without and with the motion module,",
+                 "and the two personalized models with a module never tuned on them. Tables 2-5 were made by",
+                 f"`animatediff shapes ablations WORK --output {Path(ablations).as_posix()}` on the retrain's work",
+                 "folder.",
+                 "", format_ablations(json.loads(Path(ablations).read_text()))]  # fmt: skip
     if recipe:
         text += ["## Training (the recipe that made the shipped weights)", "",
                  "| stage | what | steps × batch | seconds on the 2-core CPU |", "|---|---|---|---|"]  # fmt: skip

@@ -8,6 +8,7 @@
     motion_module: mm.safetensors               # stage 3: the module to adapt; stage 2: optional start
     motion_module_version: v3                   # stage 2, fresh module: v1 | v2 | v3 placement
     motion_module_kind: transformer             # stage 2: or convolution (the paper's ablation)
+    position_encoding: true                     # stage 2, fresh module: false drops the sinusoidal table
     lora_rank: 64                               # stages 1 and 3
     data: {format: webvid, csv: results.csv, path: videos/, frames: 16, stride: 4, size: 256}
     train: {steps: 1000, batch_size: 1, learning_rate: 1.0e-4, checkpoint_every: 100, ...}
@@ -86,6 +87,7 @@ class TrainConfig:
     motion_module: Path | None = None
     motion_module_version: str = "v3"
     motion_module_kind: str = "transformer"
+    position_encoding: bool = True
     lora_rank: int | None = None
     noise_scheduler: dict = field(default_factory=lambda: dict(DEFAULT_NOISE_SCHEDULER))
     items: list[VideoItem] = field(default_factory=list, repr=False)  # the dataset's listing, read at validation
@@ -173,6 +175,7 @@ def load_train_config(path: str | os.PathLike) -> TrainConfig:
         motion_module=_path(raw.get("motion_module"), folder, "motion_module", required=stage == "motion_lora"),
         motion_module_version=raw.get("motion_module_version", "v3"),
         motion_module_kind=raw.get("motion_module_kind", "transformer"),
+        position_encoding=raw.get("position_encoding", True),
         lora_rank=raw.get("lora_rank"),
         noise_scheduler={**DEFAULT_NOISE_SCHEDULER, **(raw.get("noise_scheduler") or {})},
     )
@@ -187,6 +190,8 @@ def _check(config: TrainConfig, folder: Path) -> None:
         raise ConfigError(
             f"'motion_module_kind': expected transformer or convolution; got {config.motion_module_kind!r}."
         )
+    if not isinstance(config.position_encoding, bool):
+        raise ConfigError(f"'position_encoding': expected true or false; got {config.position_encoding!r}.")
     if config.lora_rank is not None and (not isinstance(config.lora_rank, int) or config.lora_rank < 1):
         raise ConfigError(f"'lora_rank': expected a whole number ≥ 1; got {config.lora_rank!r}.")
     if config.train.mixed_precision not in ("no", "fp16", "bf16"):

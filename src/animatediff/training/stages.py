@@ -93,6 +93,7 @@ def _fresh_motion_module(config: TrainConfig, unet) -> MotionModule:
             mid_block=version == "v2",
             max_frames=24 if version == "v1" else 32,
             kind=config.motion_module_kind,
+            position_encoding=config.position_encoding,
             **VERSION_SETTINGS[version],
         )
     )

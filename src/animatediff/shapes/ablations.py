@@ -1,0 +1,192 @@
+"""`animatediff shapes ablations`: the paper's claims as numbers on the shapes world.
+
+Runs on a finished retrain folder (its base, domain adapter and motion module) and writes a JSON of
+tables that `animatediff shapes results` renders into docs/results.md:
+
+1. transfer without tuning: the embedded-model rows of the results table (base with and without the
+   motion module, personalized models with it);
+2. domain adapter: the shipped motion module with the adapter merged at α ∈ {0, 0.5, 1}, and two
+   motion modules trained with the same short budget, with and without the adapter;
+3. motion module design: temporal transformer vs 1-D temporal convolution, same short budget;
+4. MotionLoRA: rank ∈ {2, 8, 32} × reference clips ∈ {5, 20, 50} for one camera motion;
+5. position encoding: the transformer with and without the sinusoidal table, same short budget.
+
+The arms of one table share a training budget (steps × batch), stated with the table; it is smaller
+than the shipped model's (compute), and the shipped module appears beside them for scale.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from animatediff.files import atomic_path
+from animatediff.loading import ModelSpec
+from animatediff.shapes.recipe import FRAMES, PLAN, StagePlan, render_datasets, stage_result, write_config
+from animatediff.shapes.report import Row, camera_prompts, evaluate_row, held_out_prompts
+
+MODULE_STEPS, MODULE_BATCH = 800, 4
+LORA_STEPS, LORA_BATCH = 150, 4
+RANKS = (2, 8, 32)
+CLIP_COUNTS = (5, 20, 50)
+LORA_CAMERA = "zooming in"
+
+
+@dataclass
+class Arm:
+    name: str
+    plan: StagePlan
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def _plans() -> dict[str, StagePlan]:
+    return {plan.name: plan for plan in PLAN}
+
+
+def module_arms() -> list[Arm]:
+    """Short-budget motion modules: the reference and one change each."""
+    reference = _plans()["motion"]
+    train = {**reference.train, "steps": MODULE_STEPS, "batch_size": MODULE_BATCH, "checkpoint_every": 200,
+             "lr_warmup_steps": 50}  # fmt: skip
+    variants = {
+        "transformer": {},
+        "transformer, no adapter": {"domain_adapter": None},
+        "convolution": {"motion_module_kind": "convolution"},
+        "transformer, no position encoding": {"position_encoding": False},
+    }
+    arms = []
+    for name, change in variants.items():
+        extra = {key: value for key, value in {**reference.extra, **change}.items() if value is not None}
+        slug = "ablation-" + name.replace(", ", "-").replace(" ", "-")
+        arms.append(Arm(name, StagePlan(slug, "motion_module", "clips", "base", train, extra)))
+    return arms
+
+
+def lora_arms() -> list[Arm]:
+    reference = _plans()["zoom_in"]
+    arms = []
+    for clips in CLIP_COUNTS:
+        for rank in RANKS:
+            train = {**reference.train, "steps": LORA_STEPS, "batch_size": LORA_BATCH, "checkpoint_every": LORA_STEPS}
+            extra = {**reference.extra, "lora_rank": rank}
+            plan = StagePlan(f"ablation-lora-r{rank}-n{clips}", "motion_lora", f"zoom_in_{clips}", "base", train, extra)
+            arms.append(Arm(f"rank {rank}, {clips} clips", plan, extra={"rank": rank, "clips": clips}))
+    return arms
+
+
+def _train(folder: Path, arm: Arm) -> Path:
+    from animatediff.training.config import load_train_config
+    from animatediff.training.trainer import train
+
+    result = stage_result(folder, arm.plan)
+    if not result.exists():
+        started = time.perf_counter()
+        train(load_train_config(write_config(folder, arm.plan)), resume=True)
+        arm.seconds = time.perf_counter() - started
+    return result
+
+
+def _render_lora_sets(folder: Path) -> None:
+    from animatediff.shapes.datasets import render_dataset
+    from animatediff.shapes.models import IMAGE_SIZE
+
+    for clips in CLIP_COUNTS:  # the first N clips of the shipped MotionLoRA's own set (same seed)
+        target = folder / "data" / f"zoom_in_{clips}"
+        if not (target / "ground_truth.jsonl").exists():
+            render_dataset(target, "camera", clips, seed=5, size=IMAGE_SIZE, frames=FRAMES, camera=LORA_CAMERA)
+
+
+def _scores(row: Row) -> dict:
+    return {metric: [round(mean, 4), round(spread, 4)] for metric, (mean, spread) in row.scores.items()}
+
+
+def run_ablations(folder: str | os.PathLike, output: str | os.PathLike, seeds: list[int]) -> Path:
+    """Train every arm (resumable: finished arms are kept) and evaluate it; write the tables as JSON."""
+    folder, output = Path(folder), Path(output)
+    render_datasets(folder)
+    _render_lora_sets(folder)
+    plans = _plans()
+    base, adapter = stage_result(folder, plans["base"]), stage_result(folder, plans["adapter"])
+    shipped = stage_result(folder, plans["motion"])
+    prompts = held_out_prompts()
+    shipped_train = plans["motion"].train
+    tables: dict[str, dict] = {"budgets": {
+        "motion_module": f"{MODULE_STEPS} steps × {MODULE_BATCH} clips of {FRAMES} frames",
+        "shipped_motion_module": f"{shipped_train['steps']} steps × {shipped_train['batch_size']} clips",
+        "motion_lora": f"{LORA_STEPS} steps × {LORA_BATCH} clips", "seeds": seeds}}  # fmt: skip
+
+    rows = []
+    for alpha in (0.0, 0.5, 1.0):
+        spec = ModelSpec(base, shipped, domain_adapter=adapter, domain_adapter_scale=alpha)
+        rows.append({"arm": f"shipped module, adapter α = {alpha}", **_scores(
+            evaluate_row(Row("", "", prompts, spec=spec), seeds))})  # fmt: skip
+    modules = {}
+    for arm in module_arms():
+        modules[arm.name] = _train(folder, arm)
+        row = evaluate_row(Row(arm.name, "", prompts, spec=ModelSpec(base, modules[arm.name])), seeds)
+        entry = {"arm": arm.name, "train_seconds": round(arm.seconds), **_scores(row)}
+        if arm.name in ("transformer", "transformer, no adapter"):
+            rows.append({**entry, "arm": f"{arm.name} (short budget), α = 0"})
+        tables.setdefault("modules", []).append(entry)
+    tables["adapter"] = rows
+    from animatediff.formats import load_motion_module
+
+    for entry in tables["modules"]:
+        module = load_motion_module(modules[entry["arm"]])
+        entry["parameters"] = sum(p.numel() for p in module.parameters())
+
+    loras = []
+    without = evaluate_row(Row("", "", camera_prompts(LORA_CAMERA), spec=ModelSpec(base, shipped)), seeds)
+    loras.append({"arm": "no MotionLoRA", "rank": 0, "clips": 0, "bytes": 0, **_scores(without)})
+    for arm in lora_arms():
+        path = _train(folder, arm)
+        spec = ModelSpec(base, shipped, motion_loras=[(path, 1.0)])
+        row = evaluate_row(Row("", "", camera_prompts(LORA_CAMERA), spec=spec), seeds)
+        loras.append({"arm": arm.name, **arm.extra, "bytes": path.stat().st_size, "train_seconds": round(arm.seconds),
+                      **_scores(row)})  # fmt: skip
+    tables["motion_lora"] = loras
+    with atomic_path(output) as temporary:
+        temporary.write_text(json.dumps(tables, indent=2) + "\n")
+    return output
+
+
+def _cell(entry: dict, metric: str) -> str:
+    return f"{entry[metric][0]:.2f} ± {entry[metric][1]:.2f}" if metric in entry else "–"
+
+
+def format_ablations(tables: dict) -> str:
+    """The markdown for tables 2-5 (table 1 is the results table itself)."""
+    budgets = tables["budgets"]
+    seeds = ", ".join(map(str, budgets["seeds"]))
+    lines = ["## 2. Domain adapter", "",
+             f"Held-out prompts, seeds {seeds}. Short-budget modules: {budgets['motion_module']}; the shipped module: "
+             f"{budgets['shipped_motion_module']}.", "",
+             "| arm | watermark | motion | text |", "|---|---|---|---|"]  # fmt: skip
+    for entry in tables["adapter"]:
+        lines.append(f"| {entry['arm']} | {_cell(entry, 'watermark')} | {_cell(entry, 'motion')} | "
+                     f"{_cell(entry, 'text')} |")  # fmt: skip
+    modules = {entry["arm"]: entry for entry in tables["modules"]}
+    lines += ["", "## 3. Motion module design", "", f"Same budget for both: {budgets['motion_module']}.", "",
+              "| module | parameters | motion | smooth | text |", "|---|---|---|---|---|"]  # fmt: skip
+    for name in ("transformer", "convolution"):
+        entry = modules[name]
+        lines.append(f"| {name} | {entry['parameters']:,} | {_cell(entry, 'motion')} | {_cell(entry, 'smooth')} | "
+                     f"{_cell(entry, 'text')} |")  # fmt: skip
+    lines += ["", "## 4. MotionLoRA (camera zooming in)", "",
+              f"Budget per LoRA: {budgets['motion_lora']}, on the shipped motion module; four scene prompts.", "",
+              "| rank | reference clips | camera | text | file size |", "|---|---|---|---|---|"]  # fmt: skip
+    for entry in tables["motion_lora"]:
+        size = f"{entry['bytes'] / 1024:.0f} KiB" if entry["bytes"] else "–"
+        rank = entry["rank"] or "no LoRA"
+        lines.append(f"| {rank} | {entry['clips'] or '–'} | {_cell(entry, 'camera')} | {_cell(entry, 'text')} | "
+                     f"{size} |")  # fmt: skip
+    lines += ["", "## 5. Position encoding", "", f"Same budget for both: {budgets['motion_module']}.", "",
+              "| module | motion | smooth |", "|---|---|---|"]  # fmt: skip
+    for name in ("transformer", "transformer, no position encoding"):
+        entry = modules[name]
+        lines.append(f"| {name} | {_cell(entry, 'motion')} | {_cell(entry, 'smooth')} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,133 @@
+"""A base image model from nothing: the world tokenizer, the scaffold, the `vae` and `text_to_image`
+stages, min-SNR weighting, and personalized models saved as diffusers folders."""
+
+import json
+
+import pytest
+import torch
+from diffusers import DDPMScheduler
+
+from animatediff import apply_dreambooth, load_base
+from animatediff.errors import CheckpointError
+from animatediff.shapes.datasets import render_dataset
+from animatediff.shapes.models import scaffold, world_tokenizer, world_words
+from animatediff.shapes.world import HELD_OUT
+from animatediff.training.config import load_train_config
+from animatediff.training.stages import Stage, latent_scaling_factor
+from animatediff.training.trainer import _sample_noise, train, training_loss
+from test_training import assert_unchanged, write_config
+
+
+@pytest.fixture(scope="module")
+def world_base(tmp_path_factory):
+    return scaffold(tmp_path_factory.mktemp("scaffold") / "base", seed=0)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    return render_dataset(tmp_path_factory.mktemp("images") / "images", "images", 10, seed=3, size=32)
+
+
+def test_every_world_word_is_one_token_and_other_words_fall_back_to_characters():
+    tokenizer = world_tokenizer()
+    for word in world_words():
+        ids = tokenizer(word).input_ids
+        assert tokenizer.convert_ids_to_tokens(ids) == ["<|startoftext|>", f"{word}</w>", "<|endoftext|>"]
+    pieces = tokenizer.convert_ids_to_tokens(tokenizer("zebra").input_ids)[1:-1]
+    assert "".join(pieces) == "zebra</w>" and len(pieces) > 1 and tokenizer.unk_token not in pieces
+
+
+def test_scaffold_is_a_diffusers_folder_with_the_world_tokenizer(world_base):
+    components = load_base(world_base)
+    assert components.tokenizer.model_max_length == 32
+    assert components.text_encoder.config.vocab_size == len(components.tokenizer)
+    assert components.unet.config.cross_attention_dim == components.text_encoder.config.hidden_size
+    ids = components.tokenizer("a red circle moving right on a blue background").input_ids
+    assert len(ids) == 11  # one token per word, plus start and end
+    index = json.loads((world_base / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionPipeline"
+
+
+def test_vae_stage_trains_only_the_vae_and_sets_the_latent_scale(tmp_path, world_base, images):
+    config = load_train_config(write_config(tmp_path, world_base, images, "vae", data={"frames": 1, "size": 32},
+                                            train={"steps": 3, "batch_size": 4}))  # fmt: skip
+    run = train(config)
+    trained, before = load_base(run.result), load_base(world_base)
+    assert_unchanged(trained.unet, before.unet)
+    assert_unchanged(trained.text_encoder, before.text_encoder)
+    moved = [k for k, v in trained.vae.state_dict().items() if not torch.equal(v, before.vae.state_dict()[k])]
+    assert len(moved) > 10
+    # the saved scale makes the training latents unit-variance
+    scale = trained.vae.config.scaling_factor
+    assert scale != before.vae.config.scaling_factor
+    assert latent_scaling_factor(trained.vae, config) == pytest.approx(scale, rel=1e-5)
+
+
+def test_text_to_image_stage_trains_unet_and_text_encoder_together(tmp_path, world_base, images):
+    config = write_config(tmp_path, world_base, images, "text_to_image", data={"frames": 1, "size": 32},
+                          train={"steps": 2, "batch_size": 4, "snr_gamma": 5.0})  # fmt: skip
+    run = train(load_train_config(config))
+    trained, before = load_base(run.result), load_base(world_base)
+    assert_unchanged(trained.vae, before.vae)
+    for name in ("unet", "text_encoder"):
+        state, reference = getattr(trained, name).state_dict(), getattr(before, name).state_dict()
+        assert any(not torch.equal(v, reference[k]) for k, v in state.items()), name
+    assert (run.result / "tokenizer" / "tokenizer.json").is_file()
+
+
+def test_min_snr_weighting_matches_the_formula(world_base):
+    components = load_base(world_base)
+    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="linear")
+    predictions = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, noisy, timesteps, text):
+            predictions.append((noisy, timesteps))
+            return torch.zeros_like(noisy)
+
+    batch = {"pixels": torch.rand(3, 1, 3, 32, 32) * 2 - 1, "captions": ["a red circle"] * 3, "seeds": [1, 2, 3]}
+    stage = Stage(Recorder(), components, lambda path: path)
+    plain = training_loss(Recorder(), stage, scheduler, batch, "cpu")
+    weighted = training_loss(Recorder(), stage, scheduler, batch, "cpu", snr_gamma=5.0)
+    timesteps = predictions[0][1]
+    alphas = scheduler.alphas_cumprod[timesteps]
+    snr = alphas / (1 - alphas)
+    # with a zero prediction each sample's error is its noise's mean square; recompute it from the seeds
+    _, noise, drawn = _sample_noise([1, 2, 3], ((1, 4, 8, 8), (4, 1, 8, 8)), 1000)
+    assert torch.equal(drawn, timesteps)
+    errors = noise.pow(2).mean(dim=(1, 2, 3, 4))
+    assert plain.item() == pytest.approx(errors.mean().item(), rel=1e-5)
+    expected = (errors * torch.clamp(snr, max=5.0) / snr).mean()
+    assert weighted.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_image_finetune_result_is_a_dreambooth_folder(tmp_path, world_base, images):
+    config = write_config(tmp_path, world_base, images, "image_finetune", data={"frames": 1, "size": 32},
+                          train={"steps": 1, "batch_size": 2, "learning_rate": 1e-3})  # fmt: skip
+    run = train(load_train_config(config))
+    base = load_base(world_base)
+    personalized = apply_dreambooth(load_base(world_base), run.result, world_base)
+    assert_unchanged(personalized.unet, run.stage.components.unet)
+    assert any(not torch.equal(v, base.unet.state_dict()[k]) for k, v in personalized.unet.state_dict().items())
+    assert personalized.vae is not None and personalized.tokenizer is not None
+    with pytest.raises(CheckpointError, match="expected a diffusers UNet folder"):
+        apply_dreambooth(base, tmp_path, world_base)
+
+
+def test_training_sets_leave_out_the_held_out_combinations(tmp_path):
+    folder = render_dataset(tmp_path / "clips", "clips", 300, seed=0, size=16, frames=2)
+    truths = [json.loads(line) for line in (folder / "ground_truth.jsonl").read_text().splitlines()]
+    shown = {(t["objects"][0]["colour"], t["objects"][0]["shape"], t["motion"]) for t in truths}
+    assert not shown & set(HELD_OUT)
+    assert len(shown) > 100  # most other combinations occur
+    everything = render_dataset(tmp_path / "all", "clips", 300, seed=0, size=16, frames=2, held_out=True)
+    truths = [json.loads(line) for line in (everything / "ground_truth.jsonl").read_text().splitlines()]
+    assert {(t["objects"][0]["colour"], t["objects"][0]["shape"], t["motion"]) for t in truths} & set(HELD_OUT)
+
+
+def test_image_set_mixes_motion_captions_and_camera_scenes(images):
+    captions = [json.loads(line)["caption"] for line in (images / "captions.jsonl").read_text().splitlines()]
+    assert all(" moving " not in c and "spinning" not in c for c in captions[0::2])  # even: no motion
+    assert all("," in captions[i] and " and " in captions[i] for i in (4, 9))  # every fifth: a scene
+    odd_objects = [c for i, c in enumerate(captions) if i % 2 and i % 5 != 4]
+    assert any(word in c for c in odd_objects for word in ("moving", "spinning", "growing", "shrinking", "staying"))

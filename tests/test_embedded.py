@@ -1,0 +1,102 @@
+"""The models shipped inside the package: they load, generate from short names, are in the official
+layouts, and the recipe that made them runs end to end (a smoke retrain with a tiny fraction of it)."""
+
+import json
+
+import pytest
+
+from animatediff import read_video
+from animatediff.cli import main
+from animatediff.embedded import FOLDER, MODELS, resolve
+from animatediff.errors import ConfigError
+from animatediff.formats import identify
+from animatediff.shapes.recipe import EXPORT, PLAN, retrain
+
+
+def test_every_embedded_model_is_present_and_listed(capsys):
+    assert main(["models"]) == 0
+    listed = capsys.readouterr().out
+    for name, model in MODELS.items():
+        assert model.path.exists(), name
+        assert name in listed and model.flag in listed
+    assert "[missing]" not in listed
+    assert sorted(model.file for model in MODELS.values()) == sorted(EXPORT.values())
+
+
+def test_the_shipped_weights_fit_the_size_budget():
+    total = sum(path.stat().st_size for path in FOLDER.rglob("*") if path.is_file())
+    assert total <= 40 * 2**20, f"{total / 2**20:.1f} MiB"
+
+
+def test_shipped_files_are_in_the_layouts_real_checkpoints_use():
+    expected = {
+        "shapes-motion": "motion_module",
+        "shapes-adapter": "domain_adapter",
+        "shapes-zoom-in": "motion_lora",
+        "shapes-pan-left": "motion_lora",
+        "shapes-striped": "image_lora",
+    }
+    for name, kind in expected.items():
+        info = identify(MODELS[name].path)
+        assert info.kind == kind, (name, info.description)
+    assert identify(MODELS["shapes-motion"].path).details["layout"] == "official"
+    base = MODELS["shapes"].path
+    assert {p.name for p in base.iterdir()} >= {"unet", "vae", "text_encoder", "tokenizer", "model_index.json"}
+    assert (MODELS["shapes-outlined"].path / "config.json").is_file()  # a diffusers UNet folder
+
+
+def test_default_generate_needs_no_flags(tmp_path, capsys):
+    output = tmp_path / "out.gif"
+    assert main(["generate", "a red circle moving right on a blue background", "-o", str(output),
+                 "--steps", "2", "--seed", "1"]) == 0  # fmt: skip
+    frames = read_video(output)
+    assert frames.shape == (16, 32, 32, 3)
+    settings = json.loads(output.with_name("out.gif.json").read_text())
+    assert settings["base"] == str(MODELS["shapes"].path.resolve())
+    assert settings["motion_module"] == str(MODELS["shapes-motion"].path.resolve())
+
+
+def test_personalized_models_and_motion_loras_by_short_name(tmp_path):
+    runs = {
+        "dreambooth": ["--dreambooth", "shapes-outlined"],
+        "lora": ["--lora", "shapes-striped:0.8"],
+        "motion_lora": ["--motion-lora", "shapes-zoom-in", "--motion-lora", "shapes-pan-left:0.5"],
+        "adapter": ["--domain-adapter", "shapes-adapter", "--domain-adapter-scale", "0.5"],
+    }
+    for name, flags in runs.items():
+        output = tmp_path / f"{name}.gif"
+        assert main(["generate", "a green star on a white background", "-o", str(output), "--steps", "2",
+                     "--frames", "4", "--seed", "2", *flags]) == 0  # fmt: skip
+        assert read_video(output).shape == (4, 32, 32, 3)
+
+
+def test_short_name_given_to_the_wrong_flag_is_refused(tmp_path, capsys):
+    code = main(["generate", "a red circle", "-o", str(tmp_path / "x.gif"), "--lora", "shapes-motion"])
+    assert code == 2
+    assert "'shapes-motion' is the embedded motion module" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="goes with --base"):
+        resolve("shapes", "--dreambooth")
+    assert resolve("some/file.safetensors", "--lora").name == "file.safetensors"
+
+
+def test_smoke_retrain_runs_every_stage_and_its_export_generates(tmp_path, capsys):
+    work, models = tmp_path / "work", tmp_path / "models"
+    assert main(["shapes", "retrain", str(work), "--steps-scale", "0.002", "--data-scale", "0.002",
+                 "--export", str(models)]) == 0  # fmt: skip
+    assert sorted(p.name for p in models.iterdir()) == sorted([*EXPORT.values(), "recipe.json"])
+    recipe = json.loads((models / "recipe.json").read_text())
+    assert set(recipe) == {plan.name for plan in PLAN}
+    assert all(entry["seconds"] > 0 and entry["steps"] >= 1 for entry in recipe.values())
+    output = tmp_path / "smoke.gif"
+    assert main(["generate", "a red circle moving right on a blue background", "-o", str(output),
+                 "--base", str(models / "base"), "--motion-module", str(models / "motion_module.safetensors"),
+                 "--dreambooth", str(models / "outlined"), "--lora", str(models / "striped.safetensors"),
+                 "--motion-lora", str(models / "motion_lora_zoom_in.safetensors"),
+                 "--frames", "4", "--steps", "2", "--seed", "3"]) == 0  # fmt: skip
+    assert read_video(output).shape == (4, 32, 32, 3)
+    # a second run resumes: every stage is done, nothing trains again
+    capsys.readouterr()
+    assert main(["shapes", "retrain", str(work), "--resume", "--steps-scale", "0.002", "--data-scale", "0.002"]) == 0
+    assert capsys.readouterr().out == ""
+    with pytest.raises(ConfigError, match="holds an earlier retrain"):
+        retrain(work)
