@@ -4,6 +4,8 @@ layouts, and the recipe that made them runs end to end (a smoke retrain with a t
 import json
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from animatediff import read_video
 from animatediff.cli import main
@@ -79,14 +81,28 @@ def test_short_name_given_to_the_wrong_flag_is_refused(tmp_path, capsys):
     assert resolve("some/file.safetensors", "--lora").name == "file.safetensors"
 
 
-def test_smoke_retrain_runs_every_stage_and_its_export_generates(tmp_path, capsys):
-    work, models = tmp_path / "work", tmp_path / "models"
-    assert main(["shapes", "retrain", str(work), "--steps-scale", "0.002", "--data-scale", "0.002",
-                 "--export", str(models)]) == 0  # fmt: skip
+SMOKE = ["--steps-scale", "0.002", "--data-scale", "0.002"]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """A smoke retrain: every stage of the recipe for a step or a few, on a few images and clips."""
+    folder = tmp_path_factory.mktemp("retrain")
+    work, models = folder / "work", folder / "models"
+    assert main(["shapes", "retrain", str(work), *SMOKE, "--export", str(models)]) == 0
+    return work, models
+
+
+def test_smoke_retrain_runs_every_stage_and_its_export_generates(smoke, tmp_path, capsys):
+    work, models = smoke
     assert sorted(p.name for p in models.iterdir()) == sorted([*EXPORT.values(), "recipe.json"])
     recipe = json.loads((models / "recipe.json").read_text())
     assert set(recipe) == {plan.name for plan in PLAN}
     assert all(entry["seconds"] > 0 and entry["steps"] >= 1 for entry in recipe.values())
+    outlined = load_file(models / "outlined" / "diffusion_pytorch_model.safetensors")
+    assert {value.dtype for value in outlined.values()} == {torch.float16}  # the full-UNet copy ships in half
+    base_unet = load_file(models / "base" / "unet" / "diffusion_pytorch_model.safetensors")
+    assert {value.dtype for value in base_unet.values()} == {torch.float32}
     output = tmp_path / "smoke.gif"
     assert main(["generate", "a red circle moving right on a blue background", "-o", str(output),
                  "--base", str(models / "base"), "--motion-module", str(models / "motion_module.safetensors"),
@@ -96,7 +112,35 @@ def test_smoke_retrain_runs_every_stage_and_its_export_generates(tmp_path, capsy
     assert read_video(output).shape == (4, 32, 32, 3)
     # a second run resumes: every stage is done, nothing trains again
     capsys.readouterr()
-    assert main(["shapes", "retrain", str(work), "--resume", "--steps-scale", "0.002", "--data-scale", "0.002"]) == 0
+    assert main(["shapes", "retrain", str(work), "--resume", *SMOKE]) == 0
     assert capsys.readouterr().out == ""
     with pytest.raises(ConfigError, match="holds an earlier retrain"):
         retrain(work)
+
+
+def test_results_and_ablations_reports_run_on_a_retrain(smoke, tmp_path, monkeypatch):
+    from animatediff.shapes import ablations
+    from animatediff.shapes.report import write_results
+
+    work, models = smoke
+    monkeypatch.setattr(ablations, "MODULE_STEPS", 1)
+    monkeypatch.setattr(ablations, "LORA_STEPS", 1)
+    monkeypatch.setattr(ablations, "CLIP_COUNTS", (5, 8))
+    monkeypatch.setattr(ablations, "RANKS", (2, 4))
+    tables = ablations.run_ablations(work, tmp_path / "ablations.json", seeds=[1], steps=2, max_prompts=1)
+    data = json.loads(tables.read_text())
+    assert [row["arm"] for row in data["modules"]] == [arm.name for arm in ablations.module_arms()]
+    assert len(data["motion_lora"]) == 1 + 2 * 2 and data["motion_lora"][1]["bytes"] > 0
+    sizes = {(row["rank"], row["clips"]): row["bytes"] for row in data["motion_lora"][1:]}
+    assert sizes[(4, 5)] > sizes[(2, 5)]  # storage grows with the rank
+    alphas = [row for row in data["adapter"] if row["arm"].startswith("shipped")]
+    assert len(alphas) == 3 and all(0 <= row["watermark"][0] <= 1 for row in alphas)
+    parameters = {row["arm"]: row["parameters"] for row in data["modules"]}
+    assert parameters["transformer, no position encoding"] == parameters["transformer"]  # the table is a buffer
+    report = write_results(tmp_path / "results.md", tmp_path / "media", [1], ablations=tables, steps=2,
+                           models=models, max_prompts=1)  # fmt: skip
+    text = report.read_text()
+    for heading in ("| base + motion module", "## 2. Domain adapter", "## 3. Motion module design",
+                    "## 4. MotionLoRA", "## 5. Position encoding", "## Training"):  # fmt: skip
+        assert heading in text, heading
+    assert len(list((tmp_path / "media").glob("*.gif"))) == 5

@@ -28,8 +28,8 @@ from animatediff.loading import ModelSpec
 from animatediff.shapes.recipe import FRAMES, PLAN, StagePlan, render_datasets, stage_result, write_config
 from animatediff.shapes.report import Row, camera_prompts, evaluate_row, held_out_prompts
 
-MODULE_STEPS, MODULE_BATCH = 800, 4
-LORA_STEPS, LORA_BATCH = 150, 4
+MODULE_STEPS, MODULE_BATCH = 600, 4
+LORA_STEPS, LORA_BATCH = 100, 4
 RANKS = (2, 8, 32)
 CLIP_COUNTS = (5, 20, 50)
 LORA_CAMERA = "zooming in"
@@ -104,9 +104,16 @@ def _scores(row: Row) -> dict:
     return {metric: [round(mean, 4), round(spread, 4)] for metric, (mean, spread) in row.scores.items()}
 
 
-def run_ablations(folder: str | os.PathLike, output: str | os.PathLike, seeds: list[int]) -> Path:
-    """Train every arm (resumable: finished arms are kept) and evaluate it; write the tables as JSON."""
+def run_ablations(folder: str | os.PathLike, output: str | os.PathLike, seeds: list[int], steps: int = 25,
+                  max_prompts: int | None = None) -> Path:  # fmt: skip
+    """Train every arm (resumable: finished arms are kept) and evaluate it; write the tables as JSON.
+
+    `steps` (sampling) and `max_prompts` shrink the evaluation, for smoke runs."""
     folder, output = Path(folder), Path(output)
+
+    def evaluate(prompts: list[str], spec: ModelSpec) -> Row:
+        return evaluate_row(Row("", "", prompts, spec=spec), seeds, steps=steps, max_prompts=max_prompts)
+
     render_datasets(folder)
     _render_lora_sets(folder)
     plans = _plans()
@@ -122,12 +129,11 @@ def run_ablations(folder: str | os.PathLike, output: str | os.PathLike, seeds: l
     rows = []
     for alpha in (0.0, 0.5, 1.0):
         spec = ModelSpec(base, shipped, domain_adapter=adapter, domain_adapter_scale=alpha)
-        rows.append({"arm": f"shipped module, adapter α = {alpha}", **_scores(
-            evaluate_row(Row("", "", prompts, spec=spec), seeds))})  # fmt: skip
+        rows.append({"arm": f"shipped module, adapter α = {alpha}", **_scores(evaluate(prompts, spec))})
     modules = {}
     for arm in module_arms():
         modules[arm.name] = _train(folder, arm)
-        row = evaluate_row(Row(arm.name, "", prompts, spec=ModelSpec(base, modules[arm.name])), seeds)
+        row = evaluate(prompts, ModelSpec(base, modules[arm.name]))
         entry = {"arm": arm.name, "train_seconds": round(arm.seconds), **_scores(row)}
         if arm.name in ("transformer", "transformer, no adapter"):
             rows.append({**entry, "arm": f"{arm.name} (short budget), α = 0"})
@@ -140,12 +146,12 @@ def run_ablations(folder: str | os.PathLike, output: str | os.PathLike, seeds: l
         entry["parameters"] = sum(p.numel() for p in module.parameters())
 
     loras = []
-    without = evaluate_row(Row("", "", camera_prompts(LORA_CAMERA), spec=ModelSpec(base, shipped)), seeds)
+    without = evaluate(camera_prompts(LORA_CAMERA), ModelSpec(base, shipped))
     loras.append({"arm": "no MotionLoRA", "rank": 0, "clips": 0, "bytes": 0, **_scores(without)})
     for arm in lora_arms():
         path = _train(folder, arm)
         spec = ModelSpec(base, shipped, motion_loras=[(path, 1.0)])
-        row = evaluate_row(Row("", "", camera_prompts(LORA_CAMERA), spec=spec), seeds)
+        row = evaluate(camera_prompts(LORA_CAMERA), spec)
         loras.append({"arm": arm.name, **arm.extra, "bytes": path.stat().st_size, "train_seconds": round(arm.seconds),
                       **_scores(row)})  # fmt: skip
     tables["motion_lora"] = loras

@@ -156,6 +156,7 @@ def _record(folder: Path, plan: StagePlan, seconds: float) -> None:
         temporary.write_text(json.dumps(timings, indent=2) + "\n")
 
 
+HALF_PRECISION = ("outlined",)  # shipped as float16 (a full UNet copy), to keep the package under 40 MB
 EXPORT = {  # files in the package's models/ folder ← stage results
     "base": "base",
     "outlined": "outlined",
@@ -167,6 +168,19 @@ EXPORT = {  # files in the package's models/ folder ← stage results
 }
 
 
+def _to_half_precision(folder: Path) -> None:
+    """Rewrite every safetensors file under `folder` with float32 tensors stored as float16."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    for path in folder.rglob("*.safetensors"):
+        with safe_open(path, "pt") as handle:
+            metadata = handle.metadata()
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        tensors = {key: value.half() if value.is_floating_point() else value for key, value in tensors.items()}
+        save_file(tensors, path, metadata=metadata)
+
+
 def export(folder: str | os.PathLike, target: str | os.PathLike) -> Path:
     """Copy the recipe's results into a models folder laid out as the package ships it."""
     folder, target = Path(folder), Path(target)
@@ -176,6 +190,8 @@ def export(folder: str | os.PathLike, target: str | os.PathLike) -> Path:
             source = stage_result(folder, by_name[name])
             if source.is_dir():
                 shutil.copytree(source, temporary / destination)
+                if name in HALF_PRECISION:
+                    _to_half_precision(temporary / destination)
             else:
                 shutil.copyfile(source, temporary / destination)
         if (folder / "timings.json").exists():

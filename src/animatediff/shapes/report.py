@@ -75,24 +75,30 @@ def default_rows() -> list[Row]:
     ]  # fmt: skip
 
 
-def _spec(row: Row) -> ModelSpec:
+def _spec(row: Row, models: Path) -> ModelSpec:
     if row.spec is not None:
         return row.spec
+
+    def path(name: str) -> Path:
+        return models / MODELS[name].file
+
     return ModelSpec(
-        base=MODELS["shapes"].path,
-        motion_module=MODELS["shapes-motion"].path if row.motion_module else None,
-        dreambooth=MODELS[row.dreambooth].path if row.dreambooth else None,
-        loras=[(MODELS[row.lora].path, 1.0)] if row.lora else [],
-        motion_loras=[(MODELS[row.motion_lora].path, 1.0)] if row.motion_lora else [],
+        base=path("shapes"),
+        motion_module=path("shapes-motion") if row.motion_module else None,
+        dreambooth=path(row.dreambooth) if row.dreambooth else None,
+        loras=[(path(row.lora), 1.0)] if row.lora else [],
+        motion_loras=[(path(row.motion_lora), 1.0)] if row.motion_lora else [],
     )
 
 
-def evaluate_row(row: Row, seeds: list[int], videos: Path | None = None, steps: int = 25) -> Row:
-    """Generate and score every prompt × seed of a row; optionally keep the videos (with sidecars)."""
-    pipeline = build_pipeline(_spec(row))
+def evaluate_row(row: Row, seeds: list[int], videos: Path | None = None, steps: int = 25, models: Path = FOLDER,
+                 max_prompts: int | None = None) -> Row:  # fmt: skip
+    """Generate and score every prompt × seed of a row (the first `max_prompts`, if given); optionally
+    keep the videos (with sidecars). `models` is the folder of the embedded models' files."""
+    pipeline = build_pipeline(_spec(row, models))
     started = time.perf_counter()
     per_seed: dict[str, list[list[float]]] = {metric: [[] for _ in seeds] for metric in METRICS}
-    for p, prompt in enumerate(row.prompts):
+    for p, prompt in enumerate(row.prompts[:max_prompts]):
         for s, seed in enumerate(seeds):
             frames = pipeline(prompt, num_frames=16, steps=steps, guidance_scale=7.5, seed=seed, progress=False)
             if videos is not None:
@@ -122,7 +128,7 @@ def format_rows(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def write_grid(media: Path, seed: int = 1) -> list[tuple[str, str, str]]:
+def write_grid(media: Path, seed: int = 1, steps: int = 25, models: Path = FOLDER) -> list[tuple[str, str, str]]:
     """A few GIFs (4× enlarged for viewing) for the README: (caption, prompt, file name)."""
     examples = [
         ("base + motion module", "a red triangle moving right on a blue background", {}),
@@ -133,9 +139,9 @@ def write_grid(media: Path, seed: int = 1) -> list[tuple[str, str, str]]:
         ("MotionLoRA pan left", f"{CAMERA_SCENES[1]}, camera panning left", {"motion_lora": "shapes-pan-left"}),
     ]  # fmt: skip
     made = []
-    for caption, prompt, models in examples:
-        pipeline = build_pipeline(_spec(Row(caption, "", [prompt], **models)))
-        frames = pipeline(prompt, num_frames=16, steps=25, guidance_scale=7.5, seed=seed, progress=False)
+    for caption, prompt, choice in examples:
+        pipeline = build_pipeline(_spec(Row(caption, "", [prompt], **choice), models))
+        frames = pipeline(prompt, num_frames=16, steps=steps, guidance_scale=7.5, seed=seed, progress=False)
         name = f"{_slug(caption)}.gif"
         write_video(frames.repeat(4, axis=1).repeat(4, axis=2), media / name, fps=8)
         made.append((caption, prompt, name))
@@ -143,13 +149,14 @@ def write_grid(media: Path, seed: int = 1) -> list[tuple[str, str, str]]:
 
 
 def write_results(output: str | os.PathLike, media: str | os.PathLike, seeds: list[int],
-                  ablations: str | os.PathLike | None = None) -> Path:  # fmt: skip
+                  ablations: str | os.PathLike | None = None, steps: int = 25, models: Path = FOLDER,
+                  max_prompts: int | None = None) -> Path:  # fmt: skip
     """Regenerate the quality table and the GIF grid (and render the ablation tables from
     `animatediff shapes ablations`' JSON, if given); returns the markdown file written."""
-    output, media = Path(output), Path(media)
-    rows = [evaluate_row(row, seeds) for row in default_rows()]
-    grid = write_grid(media)
-    recipe = json.loads((FOLDER / "recipe.json").read_text()) if (FOLDER / "recipe.json").exists() else {}
+    output, media, models = Path(output), Path(media), Path(models)
+    rows = [evaluate_row(row, seeds, steps=steps, models=models, max_prompts=max_prompts) for row in default_rows()]
+    grid = write_grid(media, steps=steps, models=models)
+    recipe = json.loads((models / "recipe.json").read_text()) if (models / "recipe.json").exists() else {}
     relative = os.path.relpath(media, output.parent)
     text = [
         "# The embedded shapes-world models: measured quality",
