@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 from diffusers import DDPMScheduler
+from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
 from animatediff import apply_dreambooth, load_base
 from animatediff.errors import CheckpointError
@@ -14,7 +15,7 @@ from animatediff.shapes.models import scaffold, world_tokenizer, world_words
 from animatediff.shapes.world import HELD_OUT
 from animatediff.training.config import load_train_config
 from animatediff.training.stages import Stage, latent_scaling_factor
-from animatediff.training.trainer import _sample_noise, train, training_loss
+from animatediff.training.trainer import _sample_noise, autoencoder_loss, train, training_loss
 from test_training import assert_unchanged, write_config
 
 
@@ -50,7 +51,7 @@ def test_scaffold_is_a_diffusers_folder_with_the_world_tokenizer(world_base):
 
 def test_vae_stage_trains_only_the_vae_and_sets_the_latent_scale(tmp_path, world_base, images):
     config = load_train_config(write_config(tmp_path, world_base, images, "vae", data={"frames": 1, "size": 32},
-                                            train={"steps": 3, "batch_size": 4}))  # fmt: skip
+                                            train={"steps": 3, "batch_size": 4, "contrast_weight": 8.0}))  # fmt: skip
     run = train(config)
     trained, before = load_base(run.result), load_base(world_base)
     assert_unchanged(trained.unet, before.unet)
@@ -131,3 +132,23 @@ def test_image_set_mixes_motion_captions_and_camera_scenes(images):
     assert all("," in captions[i] and " and " in captions[i] for i in (4, 9))  # every fifth: a scene
     odd_objects = [c for i, c in enumerate(captions) if i % 2 and i % 5 != 4]
     assert any(word in c for c in odd_objects for word in ("moving", "spinning", "growing", "shrinking", "staying"))
+
+
+def test_contrast_weighting_counts_pixels_by_their_distance_from_the_median_colour():
+    class Fixed(torch.nn.Module):  # reconstructs everything as zero, with a unit posterior
+        def forward(self, pixels, seeds):
+            posterior = DiagonalGaussianDistribution(torch.zeros(len(pixels), 8, 2, 2))
+            return torch.zeros_like(pixels), posterior
+
+    pixels = torch.zeros(1, 1, 3, 4, 4)
+    pixels[0, 0, :, 1, 1] = torch.tensor([1.0, -0.5, 0.1])  # one pixel off the background by 1.0 at most
+    batch = {"pixels": pixels, "seeds": [0]}
+    plain = autoencoder_loss(Fixed(), batch, "cpu", contrast_weight=0.0)
+    weighted = autoencoder_loss(Fixed(), batch, "cpu", contrast_weight=8.0)
+    errors = pixels[0, 0].abs()  # the reconstruction is zero
+    assert plain.item() == pytest.approx(errors.mean().item(), rel=1e-6)
+    weights = torch.ones(4, 4)
+    weights[1, 1] = 1 + 8.0 * 1.0
+    expected = (errors * weights).mean() / weights.mean()
+    assert weighted.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert weighted.item() > plain.item()  # the odd pixel's larger error now counts more

@@ -58,6 +58,7 @@ class TrainSettings:
     gradient_checkpointing: bool = False
     seed: int = 42
     snr_gamma: float = 0.0  # > 0: min-SNR-γ loss weighting (Hang et al. 2023); 0: plain ε MSE
+    contrast_weight: float = 0.0  # vae stage: extra weight on pixels far from the image's median colour
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     num_workers: int = 0

@@ -130,12 +130,21 @@ def training_loss(model, stage: Stage, noise_scheduler: DDPMScheduler, batch: di
     return errors.mean()
 
 
-def autoencoder_loss(model, batch: dict, device, kl_weight: float = 1e-5) -> torch.Tensor:
-    """The `vae` stage: L1 reconstruction of single frames plus a light KL term (per latent element)."""
+def autoencoder_loss(model, batch: dict, device, contrast_weight: float = 0.0, kl_weight: float = 1e-5):
+    """The `vae` stage: L1 reconstruction of single frames plus a light KL term (per latent element).
+
+    With `contrast_weight` c > 0 each pixel's error counts 1 + c·d times, d being its largest channel
+    distance (in [-1, 1] units) from the image's median colour: small objects on a plain background
+    otherwise carry a few percent of the loss and are learned last (see docs/shapes-model.md)."""
     pixels = rearrange(batch["pixels"].to(device), "b f c h w -> (b f) c h w")
     reconstruction, posterior = model(pixels, batch["seeds"])
+    weights = torch.ones_like(pixels[:, :1])
+    if contrast_weight > 0:
+        median = pixels.flatten(2).median(dim=2).values[:, :, None, None]
+        weights = 1 + contrast_weight * (pixels - median).abs().amax(dim=1, keepdim=True)
+    error = ((reconstruction - pixels).abs() * weights).mean() / weights.mean()
     kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).mean()
-    return (reconstruction - pixels).abs().mean() + kl_weight * kl
+    return error + kl_weight * kl
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -231,7 +240,7 @@ def train(config: TrainConfig, resume: bool = False) -> RunResult:
         batch = next(batches)
         skipped.update(batch["skipped"])
         if autoencoder:
-            loss = autoencoder_loss(model, batch, accelerator.device)
+            loss = autoencoder_loss(model, batch, accelerator.device, settings.contrast_weight)
         else:
             loss = training_loss(model, stage, noise_scheduler, batch, accelerator.device, settings.snr_gamma)
         accelerator.backward(loss)
