@@ -41,7 +41,8 @@ def test_shipped_files_are_in_the_layouts_real_checkpoints_use():
     for name, kind in expected.items():
         info = identify(MODELS[name].path)
         assert info.kind == kind, (name, info.description)
-    assert identify(MODELS["shapes-motion"].path).details["layout"] == "official"
+    motion = identify(MODELS["shapes-motion"].path)
+    assert motion.description == "a motion module (official layout)" and motion.details["version"] == "v3"
     base = MODELS["shapes"].path
     assert {p.name for p in base.iterdir()} >= {"unet", "vae", "text_encoder", "tokenizer", "model_index.json"}
     assert (MODELS["shapes-outlined"].path / "config.json").is_file()  # a diffusers UNet folder
