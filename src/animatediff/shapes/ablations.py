@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from animatediff.files import atomic_path
 from animatediff.loading import ModelSpec
-from animatediff.shapes.recipe import FRAMES, PLAN, StagePlan, render_datasets, stage_result, write_config
+from animatediff.shapes.recipe import FRAMES, PLANS, StagePlan, render_datasets, run_stage, stage_result
 from animatediff.shapes.report import Row, camera_prompts, evaluate_row, held_out_prompts
 
 MODULE_STEPS, MODULE_BATCH = 600, 4
@@ -43,13 +42,9 @@ class Arm:
     extra: dict = field(default_factory=dict)
 
 
-def _plans() -> dict[str, StagePlan]:
-    return {plan.name: plan for plan in PLAN}
-
-
 def module_arms() -> list[Arm]:
     """Short-budget motion modules: the reference and one change each."""
-    reference = _plans()["motion"]
+    reference = PLANS["motion"]
     train = {**reference.train, "steps": MODULE_STEPS, "batch_size": MODULE_BATCH, "checkpoint_every": 200,
              "lr_warmup_steps": 50}  # fmt: skip
     variants = {
@@ -67,7 +62,7 @@ def module_arms() -> list[Arm]:
 
 
 def lora_arms() -> list[Arm]:
-    reference = _plans()["zoom_in"]
+    reference = PLANS["zoom_in"]
     arms = []
     for clips in CLIP_COUNTS:
         for rank in RANKS:
@@ -79,14 +74,9 @@ def lora_arms() -> list[Arm]:
 
 
 def _train(folder: Path, arm: Arm) -> Path:
-    from animatediff.training.config import load_train_config
-    from animatediff.training.trainer import train
-
     result = stage_result(folder, arm.plan)
     if not result.exists():
-        started = time.perf_counter()
-        train(load_train_config(write_config(folder, arm.plan)), resume=True)
-        arm.seconds = time.perf_counter() - started
+        arm.seconds = run_stage(folder, arm.plan)
     return result
 
 
@@ -116,7 +106,7 @@ def run_ablations(folder: str | os.PathLike, output: str | os.PathLike, seeds: l
 
     render_datasets(folder)
     _render_lora_sets(folder)
-    plans = _plans()
+    plans = PLANS
     base, adapter = stage_result(folder, plans["base"]), stage_result(folder, plans["adapter"])
     shipped = stage_result(folder, plans["motion"])
     prompts = held_out_prompts()

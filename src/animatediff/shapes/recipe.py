@@ -25,6 +25,7 @@ import yaml
 
 from animatediff.errors import ConfigError
 from animatediff.files import atomic_path
+from animatediff.formats import save_state_dict
 from animatediff.shapes.models import IMAGE_SIZE, scaffold
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ PLAN = [
     StagePlan("pan_left", "motion_lora", "pan_left", "base", _train(300, 4, 1e-3),
               dict(domain_adapter="adapter", motion_module="motion", lora_rank=16)),
 ]  # fmt: skip
+PLANS = {plan.name: plan for plan in PLAN}
 
 
 def stage_result(folder: Path, plan: StagePlan) -> Path:
@@ -90,24 +92,34 @@ def render_datasets(folder: Path, data_scale: float = 1.0) -> None:
 
 
 def write_config(folder: Path, plan: StagePlan) -> Path:
-    by_name = {p.name: p for p in PLAN}
-    base = folder / "scaffold" if plan.base == "scaffold" else stage_result(folder, by_name[plan.base])
+    from animatediff.training.config import IMAGE_STAGES
+
+    base = folder / "scaffold" if plan.base == "scaffold" else stage_result(folder, PLANS[plan.base])
     config = {
         "stage": plan.stage,
         "output_dir": str(folder / "runs" / plan.name),
         "base": str(base),
         "data": {"format": "jsonl", "path": str(folder / "data" / plan.data), "size": IMAGE_SIZE,
-                 **({} if plan.stage in ("vae", "text_to_image", "image_finetune", "image_lora", "domain_adapter")
-                    else {"frames": FRAMES, "stride": 1})},
+                 **({} if plan.stage in IMAGE_STAGES else {"frames": FRAMES, "stride": 1})},
         "train": plan.train,
     }  # fmt: skip
     for key, value in plan.extra.items():
-        config[key] = str(stage_result(folder, by_name[value])) if value in by_name else value
+        config[key] = str(stage_result(folder, PLANS[value])) if value in PLANS else value
     path = folder / "configs" / f"{plan.name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as temporary:
         temporary.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def run_stage(folder: Path, plan: StagePlan) -> float:
+    """Train one stage of `folder`'s run (from its last checkpoint, if any); returns the seconds it took."""
+    from animatediff.training.config import load_train_config
+    from animatediff.training.trainer import train
+
+    started = time.perf_counter()
+    train(load_train_config(write_config(folder, plan)), resume=True)
+    return time.perf_counter() - started
 
 
 def retrain(folder: str | os.PathLike, resume: bool = False, only: list[str] | None = None,
@@ -116,9 +128,6 @@ def retrain(folder: str | os.PathLike, resume: bool = False, only: list[str] | N
 
     `only` runs just the named stages (their inputs must exist); `steps_scale` and `data_scale` shrink
     every stage's step count and every dataset (the CI smoke retrain uses a tiny fraction of both)."""
-    from animatediff.training.config import load_train_config
-    from animatediff.training.trainer import train
-
     folder = Path(folder)
     if (folder / "runs").exists() and not resume and only is None:
         raise ConfigError(f"{folder} holds an earlier retrain; resume it (--resume) or choose another folder.")
@@ -138,9 +147,7 @@ def retrain(folder: str | os.PathLike, resume: bool = False, only: list[str] | N
             plan = StagePlan(plan.name, plan.stage, plan.data, plan.base,
                              {**plan.train, "steps": scaled, "checkpoint_every": scaled, "batch_size": batch},
                              plan.extra)  # fmt: skip
-        started = time.perf_counter()
-        train(load_train_config(write_config(folder, plan)), resume=True)
-        seconds[plan.name] = time.perf_counter() - started
+        seconds[plan.name] = run_stage(folder, plan)
         _record(folder, plan, seconds[plan.name])
         log.info("stage %s: %.0f s", plan.name, seconds[plan.name])
     return seconds
@@ -172,23 +179,21 @@ EXPORT = {  # files in the package's models/ folder ← stage results
 def _to_half_precision(folder: Path) -> None:
     """Rewrite every safetensors file under `folder` with float32 tensors stored as float16."""
     from safetensors import safe_open
-    from safetensors.torch import save_file
 
     for path in folder.rglob("*.safetensors"):
         with safe_open(path, "pt") as handle:
             metadata = handle.metadata()
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
         tensors = {key: value.half() if value.is_floating_point() else value for key, value in tensors.items()}
-        save_file(tensors, path, metadata=metadata)
+        save_state_dict(tensors, path, metadata)
 
 
 def export(folder: str | os.PathLike, target: str | os.PathLike) -> Path:
     """Copy the recipe's results into a models folder laid out as the package ships it."""
     folder, target = Path(folder), Path(target)
-    by_name = {p.name: p for p in PLAN}
     with atomic_path(target, directory=True) as temporary:
         for name, destination in EXPORT.items():
-            source = stage_result(folder, by_name[name])
+            source = stage_result(folder, PLANS[name])
             if source.is_dir():
                 shutil.copytree(source, temporary / destination)
                 if name in HALF_PRECISION:

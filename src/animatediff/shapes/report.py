@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,7 +56,6 @@ class Row:
     motion_lora: str | None = None
     spec: ModelSpec | None = None  # explicit files (ablation arms) instead of the embedded names above
     scores: dict = field(default_factory=dict)  # metric → (mean, spread over seeds)
-    seconds: float = 0.0
 
 
 def default_rows() -> list[Row]:
@@ -91,23 +89,18 @@ def _spec(row: Row, models: Path) -> ModelSpec:
     )
 
 
-def evaluate_row(row: Row, seeds: list[int], videos: Path | None = None, steps: int = 25, models: Path = FOLDER,
+def evaluate_row(row: Row, seeds: list[int], steps: int = 25, models: Path = FOLDER,
                  max_prompts: int | None = None) -> Row:  # fmt: skip
-    """Generate and score every prompt × seed of a row (the first `max_prompts`, if given); optionally
-    keep the videos (with sidecars). `models` is the folder of the embedded models' files."""
+    """Generate and score every prompt × seed of a row (the first `max_prompts`, if given).
+    `models` is the folder of the embedded models' files."""
     pipeline = build_pipeline(_spec(row, models))
-    started = time.perf_counter()
     per_seed: dict[str, list[list[float]]] = {metric: [[] for _ in seeds] for metric in METRICS}
-    for p, prompt in enumerate(row.prompts[:max_prompts]):
+    for prompt in row.prompts[:max_prompts]:
         for s, seed in enumerate(seeds):
             frames = pipeline(prompt, num_frames=16, steps=steps, guidance_scale=7.5, seed=seed, progress=False)
-            if videos is not None:
-                write_video(frames, videos / f"{_slug(row.name)}-{p:02d}-{seed}.gif", fps=8,
-                            settings={"prompt": prompt, "seed": seed, "row": row.name})  # fmt: skip
             for metric, value in score_video(frames, prompt).items():
                 if value is not None:
                     per_seed[metric][s].append(value)
-    row.seconds = time.perf_counter() - started
     for metric, values in per_seed.items():
         if any(values):
             means = [np.mean(v) for v in values if v]
