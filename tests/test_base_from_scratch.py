@@ -9,7 +9,7 @@ from diffusers import DDPMScheduler
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
 from animatediff import apply_dreambooth, load_base
-from animatediff.errors import CheckpointError
+from animatediff.errors import CheckpointError, ConfigError
 from animatediff.shapes.datasets import render_dataset
 from animatediff.shapes.models import scaffold, world_tokenizer, world_words
 from animatediff.shapes.world import HELD_OUT
@@ -62,6 +62,28 @@ def test_vae_stage_trains_only_the_vae_and_sets_the_latent_scale(tmp_path, world
     scale = trained.vae.config.scaling_factor
     assert scale != before.vae.config.scaling_factor
     assert latent_scaling_factor(trained.vae, config) == pytest.approx(scale, rel=1e-5)
+
+
+def test_decoder_only_vae_stage_keeps_the_latent_space(tmp_path, world_base, images):
+    config = write_config(tmp_path, world_base, images, "vae", data={"frames": 1, "size": 32},
+                          train={"steps": 2, "batch_size": 4, "learning_rate": 1e-3, "decoder_only": True})  # fmt: skip
+    trained, before = load_base(train(load_train_config(config)).result), load_base(world_base)
+    assert_unchanged(trained.vae.encoder, before.vae.encoder)
+    assert_unchanged(trained.vae.quant_conv, before.vae.quant_conv)
+    assert_unchanged(trained.unet, before.unet)
+    assert trained.vae.config.scaling_factor == before.vae.config.scaling_factor  # the UNet's latents, unchanged
+    decoder, reference = trained.vae.decoder.state_dict(), before.vae.decoder.state_dict()
+    assert sum(not torch.equal(v, reference[k]) for k, v in decoder.items()) > 10
+
+
+def test_any_style_image_set_mixes_plain_and_every_style(tmp_path):
+    folder = render_dataset(tmp_path / "codec", "images", 30, seed=7, size=32, style="any")
+    truths = [json.loads(line) for line in (folder / "ground_truth.jsonl").read_text().splitlines()]
+    assert {t["style"] for t in truths} == {None, "outlined", "striped"}
+    again = render_dataset(tmp_path / "again", "images", 30, seed=7, size=32, style="any")
+    assert (again / "ground_truth.jsonl").read_text() == (folder / "ground_truth.jsonl").read_text()
+    with pytest.raises(ConfigError, match="style must be one of"):
+        render_dataset(tmp_path / "bad", "images", 2, style="dotted")
 
 
 def test_text_to_image_stage_trains_unet_and_text_encoder_together(tmp_path, world_base, images):

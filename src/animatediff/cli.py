@@ -139,7 +139,11 @@ def _shapes_parser(commands) -> None:
     render.add_argument("--size", type=int, default=64)
     render.add_argument("--frames", type=int, default=16)
     render.add_argument("--layout", choices=["jsonl", "webvid"], default="jsonl")
-    render.add_argument("--style", choices=sorted(STYLES))
+    render.add_argument(
+        "--style",
+        choices=[*sorted(STYLES), "any"],
+        help="draw every item in this style; any: each in a random style or plain",
+    )
     render.add_argument("--camera", choices=sorted(CAMERA_MOTIONS))
     render.add_argument("--clean", action="store_true", help="no video-domain watermark, blur or noise")
     render.set_defaults(run=run_shapes_render)

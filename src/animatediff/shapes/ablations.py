@@ -24,10 +24,19 @@ from pathlib import Path
 
 from animatediff.files import atomic_path
 from animatediff.loading import ModelSpec
-from animatediff.shapes.recipe import FRAMES, PLANS, StagePlan, render_datasets, run_stage, stage_result
+from animatediff.shapes.recipe import (
+    FRAMES,
+    MOTION_STAGES,
+    PLANS,
+    SHIPPED_BASE,
+    StagePlan,
+    render_datasets,
+    run_stage,
+    stage_result,
+)
 from animatediff.shapes.report import Row, camera_prompts, evaluate_row, held_out_prompts
 
-MODULE_STEPS, MODULE_BATCH = 600, 4
+MODULE_STEPS, MODULE_BATCH = 1000, 4
 LORA_STEPS, LORA_BATCH = 100, 4
 RANKS = (2, 8, 32)
 CLIP_COUNTS = (5, 20, 50)
@@ -107,13 +116,13 @@ def run_ablations(folder: str | os.PathLike, output: str | os.PathLike, seeds: l
     render_datasets(folder)
     _render_lora_sets(folder)
     plans = PLANS
-    base, adapter = stage_result(folder, plans["base"]), stage_result(folder, plans["adapter"])
-    shipped = stage_result(folder, plans["motion"])
+    base, adapter = stage_result(folder, plans[SHIPPED_BASE]), stage_result(folder, plans["adapter"])
+    shipped = stage_result(folder, plans[MOTION_STAGES[-1]])
     prompts = held_out_prompts()
-    shipped_train = plans["motion"].train
+    shipped_steps = " + ".join(str(plans[name].train["steps"]) for name in MOTION_STAGES)
     tables: dict[str, dict] = {"budgets": {
         "motion_module": f"{MODULE_STEPS} steps × {MODULE_BATCH} clips of {FRAMES} frames",
-        "shipped_motion_module": f"{shipped_train['steps']} steps × {shipped_train['batch_size']} clips",
+        "shipped_motion_module": f"{shipped_steps} steps × {plans['motion'].train['batch_size']} clips",
         "motion_lora": f"{LORA_STEPS} steps × {LORA_BATCH} clips", "seeds": seeds}}  # fmt: skip
 
     rows = []

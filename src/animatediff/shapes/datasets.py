@@ -6,6 +6,9 @@
 - `clips`: single-object motion clips in the video domain (watermark, blur, noise) as mp4;
 - `camera`: scenes under camera motions (for MotionLoRAs), one motion or all.
 
+Every kind renders plain objects, or all in one style (`style`), or each item in a style drawn at
+random from plain and every style (`style="any"`: the broad image set an autoencoder learns from).
+
 Training sets leave out the held-out (colour, shape, motion) combinations of `world.HELD_OUT` unless
 `held_out=True`. Clips are listed in `captions.jsonl` or, with `layout="webvid"`, in a WebVid-style
 `results.csv` with the videos under `videos/`. `ground_truth.jsonl` holds every clip's full spec
@@ -41,13 +44,15 @@ KINDS = ("images", "clips", "camera")
 def _specs(kind: str, count: int, seed: int, frames: int, style: str | None, camera: str | None, watermark: bool,
            held_out: bool):  # fmt: skip
     rng = np.random.default_rng(seed)
+    styles = [None, *STYLES]
     for index in range(count):
+        drawn = styles[rng.integers(len(styles))] if style == "any" else style
         if kind == "camera" or (kind == "images" and index % 5 == 4):
-            spec = sample_camera_clip(rng, camera=camera, style=style)
+            spec = sample_camera_clip(rng, camera=camera, style=drawn)
         else:
-            spec = sample_object_clip(rng, frames, style=style)
+            spec = sample_object_clip(rng, frames, style=drawn)
             while not held_out and is_held_out(spec):
-                spec = sample_object_clip(rng, frames, style=style)
+                spec = sample_object_clip(rng, frames, style=drawn)
         spec.watermark = watermark
         yield spec
 
@@ -68,8 +73,8 @@ def render_dataset(
     """Render `count` items of `kind` into `folder`; deterministic for a given seed and settings."""
     if kind not in KINDS:
         raise ConfigError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}.")
-    if style is not None and style not in STYLES:
-        raise ConfigError(f"style must be one of {', '.join(STYLES)}; got {style!r}.")
+    if style is not None and style not in (*STYLES, "any"):
+        raise ConfigError(f"style must be one of {', '.join(STYLES)} or any; got {style!r}.")
     if camera is not None and camera not in CAMERA_MOTIONS:
         raise ConfigError(f"camera must be one of {', '.join(CAMERA_MOTIONS)}; got {camera!r}.")
     if layout not in ("jsonl", "webvid") or (kind == "images" and layout == "webvid"):

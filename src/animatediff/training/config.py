@@ -59,6 +59,7 @@ class TrainSettings:
     seed: int = 42
     snr_gamma: float = 0.0  # > 0: min-SNR-γ loss weighting (Hang et al. 2023); 0: plain ε MSE
     contrast_weight: float = 0.0  # vae stage: extra weight on pixels far from the image's median colour
+    decoder_only: bool = False  # vae stage: train the decoder alone, keeping the latent space the UNet knows
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     num_workers: int = 0

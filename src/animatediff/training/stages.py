@@ -136,11 +136,19 @@ def latent_scaling_factor(vae, config: TrainConfig, count: int = 256) -> float:
 
 
 def _vae_stage(config: TrainConfig, components: Components) -> Stage:
-    vae = components.vae.requires_grad_(True)
+    """The whole autoencoder, or (`decoder_only`) its decoder alone: then the encoder, and so the latents
+    a UNet was trained on and their scaling factor, stay as they are (as SD's fine-tuned VAE decoders)."""
+    vae = components.vae
+    if config.train.decoder_only:
+        vae.decoder.requires_grad_(True)
+        vae.post_quant_conv.requires_grad_(True)
+    else:
+        vae.requires_grad_(True)
     save_folder = _save_model_folder(config.base, vae=vae)
 
     def save(path: Path) -> Path:
-        vae.register_to_config(scaling_factor=latent_scaling_factor(vae, config))
+        if not config.train.decoder_only:
+            vae.register_to_config(scaling_factor=latent_scaling_factor(vae, config))
         return save_folder(path)
 
     return Stage(AutoencoderTraining(vae), components, save)
