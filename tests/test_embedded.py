@@ -128,8 +128,17 @@ def test_results_and_ablations_reports_run_on_a_retrain(smoke, tmp_path, monkeyp
     monkeypatch.setattr(ablations, "LORA_STEPS", 1)
     monkeypatch.setattr(ablations, "CLIP_COUNTS", (5, 8))
     monkeypatch.setattr(ablations, "RANKS", (2, 4))
-    tables = ablations.run_ablations(work, tmp_path / "ablations.json", seeds=[1], steps=2, max_prompts=1)
+    output = tmp_path / "ablations.json"
+    ablations.run_ablations(work, output, seeds=[1], steps=2, max_prompts=1, only=["modules"])
+    modules = json.loads(output.read_text())
+    assert set(modules) == {"budgets", "modules"}
+    with pytest.raises(ConfigError, match="lacks the tables adapter, motion_lora"):
+        ablations.format_ablations(modules)
+    tables = ablations.run_ablations(work, output, seeds=[1], steps=2, max_prompts=1)  # makes the other two
     data = json.loads(tables.read_text())
+    assert data["modules"] == modules["modules"]  # kept, not made again
+    assert [row["arm"] for row in data["adapter"]][-2:] == ["transformer (short budget), α = 0",
+                                                           "transformer, no adapter (short budget), α = 0"]  # fmt: skip
     assert [row["arm"] for row in data["modules"]] == [arm.name for arm in ablations.module_arms()]
     assert len(data["motion_lora"]) == 1 + 2 * 2 and data["motion_lora"][1]["bytes"] > 0
     sizes = {(row["rank"], row["clips"]): row["bytes"] for row in data["motion_lora"][1:]}

@@ -164,6 +164,8 @@ def _shapes_parser(commands) -> None:
     ablations.add_argument("folder", type=Path, help="the work folder of `animatediff shapes retrain`")
     ablations.add_argument("--output", type=Path, default=Path("docs/ablations.json"))
     ablations.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    ablations.add_argument("--only", nargs="+", choices=["modules", "adapter", "motion_lora"],
+                           help="make just these tables (the rest of an earlier run's JSON is kept)")  # fmt: skip
     ablations.set_defaults(run=run_shapes_ablations)
 
 
@@ -334,7 +336,7 @@ def run_shapes_ablations(args: argparse.Namespace) -> int:
     from animatediff.shapes.ablations import run_ablations
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    print(f"wrote {run_ablations(args.folder, args.output, args.seeds)}")
+    print(f"wrote {run_ablations(args.folder, args.output, args.seeds, only=args.only)}")
     return 0
 
 

@@ -22,13 +22,14 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from animatediff.errors import ConfigError
 from animatediff.files import atomic_path
+from animatediff.formats import load_motion_module
 from animatediff.loading import ModelSpec
 from animatediff.shapes.recipe import (
     FRAMES,
     MOTION_STAGES,
     PLANS,
-    SHIPPED_BASE,
     StagePlan,
     render_datasets,
     run_stage,
@@ -41,6 +42,7 @@ LORA_STEPS, LORA_BATCH = 100, 4
 RANKS = (2, 8, 32)
 CLIP_COUNTS = (5, 20, 50)
 LORA_CAMERA = "zooming in"
+TABLES = ("modules", "adapter", "motion_lora")  # in the order they are made
 
 
 @dataclass
@@ -103,11 +105,46 @@ def _scores(row: Row) -> dict:
     return {metric: [round(mean, 4), round(spread, 4)] for metric, (mean, spread) in row.scores.items()}
 
 
-def run_ablations(folder: str | os.PathLike, output: str | os.PathLike, seeds: list[int], steps: int = 25,
-                  max_prompts: int | None = None) -> Path:  # fmt: skip
-    """Train every arm (resumable: finished arms are kept) and evaluate it; write the tables as JSON.
+def _module_table(folder: Path, base: Path, evaluate) -> list[dict]:
+    modules = []
+    for arm in module_arms():
+        path = _train(folder, arm)
+        parameters = sum(p.numel() for p in load_motion_module(path).parameters())
+        row = evaluate(held_out_prompts(), ModelSpec(base, path))
+        modules.append({"arm": arm.name, "train_seconds": round(arm.seconds), "parameters": parameters, **_scores(row)})
+    return modules
 
-    `steps` (sampling) and `max_prompts` shrink the evaluation, for smoke runs."""
+
+def _adapter_table(base: Path, adapter: Path, shipped: Path, modules: list[dict], evaluate) -> list[dict]:
+    rows = []
+    for alpha in (0.0, 0.5, 1.0):
+        spec = ModelSpec(base, shipped, domain_adapter=adapter, domain_adapter_scale=alpha)
+        rows.append({"arm": f"shipped module, adapter α = {alpha}", **_scores(evaluate(held_out_prompts(), spec))})
+    for entry in modules:
+        if entry["arm"] in ("transformer", "transformer, no adapter"):
+            rows.append({**entry, "arm": f"{entry['arm']} (short budget), α = 0"})
+    return rows
+
+
+def _lora_table(folder: Path, base: Path, shipped: Path, evaluate) -> list[dict]:
+    without = evaluate(camera_prompts(LORA_CAMERA), ModelSpec(base, shipped))
+    loras = [{"arm": "no MotionLoRA", "rank": 0, "clips": 0, "bytes": 0, **_scores(without)}]
+    for arm in lora_arms():
+        path = _train(folder, arm)
+        row = evaluate(camera_prompts(LORA_CAMERA), ModelSpec(base, shipped, motion_loras=[(path, 1.0)]))
+        loras.append({"arm": arm.name, **arm.extra, "bytes": path.stat().st_size, "train_seconds": round(arm.seconds),
+                      **_scores(row)})  # fmt: skip
+    return loras
+
+
+def run_ablations(folder: str | os.PathLike, output: str | os.PathLike, seeds: list[int], steps: int = 25,
+                  max_prompts: int | None = None, only: list[str] | None = None) -> Path:  # fmt: skip
+    """Train every arm and evaluate it; write the tables as JSON, each as soon as it is done.
+
+    Resumable: finished arms are kept, and a table already in `output` (made with the same budgets and
+    seeds) is not made again. `only` makes just the named tables (`modules`, `adapter`, `motion_lora`;
+    the module table needs no shipped motion module, so it can run while that still trains). `steps`
+    (sampling) and `max_prompts` shrink the evaluation, for smoke runs."""
     folder, output = Path(folder), Path(output)
 
     def evaluate(prompts: list[str], spec: ModelSpec) -> Row:
@@ -115,47 +152,28 @@ def run_ablations(folder: str | os.PathLike, output: str | os.PathLike, seeds: l
 
     render_datasets(folder)
     _render_lora_sets(folder)
-    plans = PLANS
-    base, adapter = stage_result(folder, plans[SHIPPED_BASE]), stage_result(folder, plans["adapter"])
-    shipped = stage_result(folder, plans[MOTION_STAGES[-1]])
-    prompts = held_out_prompts()
-    shipped_steps = " + ".join(str(plans[name].train["steps"]) for name in MOTION_STAGES)
-    tables: dict[str, dict] = {"budgets": {
-        "motion_module": f"{MODULE_STEPS} steps × {MODULE_BATCH} clips of {FRAMES} frames",
-        "shipped_motion_module": f"{shipped_steps} steps × {plans['motion'].train['batch_size']} clips",
-        "motion_lora": f"{LORA_STEPS} steps × {LORA_BATCH} clips", "seeds": seeds}}  # fmt: skip
-
-    rows = []
-    for alpha in (0.0, 0.5, 1.0):
-        spec = ModelSpec(base, shipped, domain_adapter=adapter, domain_adapter_scale=alpha)
-        rows.append({"arm": f"shipped module, adapter α = {alpha}", **_scores(evaluate(prompts, spec))})
-    modules = {}
-    for arm in module_arms():
-        modules[arm.name] = _train(folder, arm)
-        row = evaluate(prompts, ModelSpec(base, modules[arm.name]))
-        entry = {"arm": arm.name, "train_seconds": round(arm.seconds), **_scores(row)}
-        if arm.name in ("transformer", "transformer, no adapter"):
-            rows.append({**entry, "arm": f"{arm.name} (short budget), α = 0"})
-        tables.setdefault("modules", []).append(entry)
-    tables["adapter"] = rows
-    from animatediff.formats import load_motion_module
-
-    for entry in tables["modules"]:
-        module = load_motion_module(modules[entry["arm"]])
-        entry["parameters"] = sum(p.numel() for p in module.parameters())
-
-    loras = []
-    without = evaluate(camera_prompts(LORA_CAMERA), ModelSpec(base, shipped))
-    loras.append({"arm": "no MotionLoRA", "rank": 0, "clips": 0, "bytes": 0, **_scores(without)})
-    for arm in lora_arms():
-        path = _train(folder, arm)
-        spec = ModelSpec(base, shipped, motion_loras=[(path, 1.0)])
-        row = evaluate(camera_prompts(LORA_CAMERA), spec)
-        loras.append({"arm": arm.name, **arm.extra, "bytes": path.stat().st_size, "train_seconds": round(arm.seconds),
-                      **_scores(row)})  # fmt: skip
-    tables["motion_lora"] = loras
-    with atomic_path(output) as temporary:
-        temporary.write_text(json.dumps(tables, indent=2) + "\n")
+    base, adapter = stage_result(folder, PLANS["base"]), stage_result(folder, PLANS["adapter"])
+    shipped = stage_result(folder, PLANS[MOTION_STAGES[-1]])
+    shipped_steps = " + ".join(str(PLANS[name].train["steps"]) for name in MOTION_STAGES)
+    budgets = {"motion_module": f"{MODULE_STEPS} steps × {MODULE_BATCH} clips of {FRAMES} frames",
+               "shipped_motion_module": f"{shipped_steps} steps × {PLANS['motion'].train['batch_size']} clips",
+               "motion_lora": f"{LORA_STEPS} steps × {LORA_BATCH} clips", "seeds": seeds,
+               "sampling_steps": steps, "prompts": max_prompts}  # fmt: skip
+    tables = json.loads(output.read_text()) if output.exists() else {}
+    if tables.get("budgets") != budgets:
+        tables = {"budgets": budgets}
+    makers = {
+        "modules": lambda: _module_table(folder, base, evaluate),
+        "adapter": lambda: _adapter_table(base, adapter, shipped, tables["modules"], evaluate),
+        "motion_lora": lambda: _lora_table(folder, base, shipped, evaluate),
+    }
+    for name in TABLES:
+        if name in tables or (only is not None and name not in only):
+            continue
+        tables[name] = makers[name]()
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(output) as temporary:
+            temporary.write_text(json.dumps(tables, indent=2) + "\n")
     return output
 
 
@@ -165,6 +183,9 @@ def _cell(entry: dict, metric: str) -> str:
 
 def format_ablations(tables: dict) -> str:
     """The markdown for tables 2-5 (table 1 is the results table itself)."""
+    missing = [name for name in TABLES if name not in tables]
+    if missing:
+        raise ConfigError(f"the ablations JSON lacks the tables {', '.join(missing)}; run `shapes ablations` on.")
     budgets = tables["budgets"]
     seeds = ", ".join(map(str, budgets["seeds"]))
     lines = ["## 2. Domain adapter", "",

@@ -3,9 +3,9 @@
 `retrain(folder)` renders the datasets (seeded), writes one training config per stage and runs them in
 order with `animatediff train`'s own code, each stage reading the previous stages' results:
 
-    scaffold → vae → text_to_image (base) → vae, decoder only (the shipped base's decoder)
-             → image_finetune (outlined, DreamBooth-style) → image_lora (striped) → domain_adapter
-             → motion_module → motion_module again, warm-started → motion_lora × 2
+    scaffold → vae → text_to_image (base) → image_finetune (outlined, DreamBooth-style)
+             → image_lora (striped) → domain_adapter → motion_module → motion_module again,
+             warm-started → motion_lora × 2
 
 Every stage checkpoints as it goes; run it again with `resume=True` after an interruption (or to go on
 from one time-limited chunk to the next) and it skips finished stages and continues the current one
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 FRAMES = 16
 DATASETS = {  # name: render_dataset arguments
     "images": dict(kind="images", count=20000, seed=1),
-    "codec": dict(kind="images", count=6000, seed=7, style="any"),  # the autoencoder's broad image set
     "clips": dict(kind="clips", count=4000, seed=2),
     "outlined": dict(kind="images", count=8, seed=3, style="outlined"),
     "striped": dict(kind="images", count=40, seed=4, style="striped"),
@@ -63,10 +62,6 @@ PLAN = [
               _train(2500, 32, 1e-3, lr_scheduler="cosine", lr_warmup_steps=50, contrast_weight=8.0)),
     StagePlan("base", "text_to_image", "images", "vae",
               _train(3500, 64, 1e-3, lr_scheduler="cosine", lr_warmup_steps=200, snr_gamma=5.0)),
-    # the decoder alone, on images in every drawing style (the UNet and text encoder never see one): the
-    # vae stage's filled-shape images leave it unable to draw thin outlines and stripes
-    StagePlan("decoder", "vae", "codec", "base",
-              _train(1200, 32, 3e-4, lr_warmup_steps=50, contrast_weight=8.0, decoder_only=True)),
     StagePlan("outlined", "image_finetune", "outlined", "base", _train(300, 8, 1e-4)),
     StagePlan("striped", "image_lora", "striped", "base", _train(400, 16, 1e-3), dict(lora_rank=8)),
     StagePlan("adapter", "domain_adapter", "clips", "base", _train(600, 32, 1e-3), dict(lora_rank=16)),
@@ -83,7 +78,6 @@ PLAN = [
               dict(domain_adapter="adapter", motion_module="motion_continued", lora_rank=16)),
 ]  # fmt: skip
 PLANS = {plan.name: plan for plan in PLAN}
-SHIPPED_BASE = "decoder"  # the base's folder with the fine-tuned decoder
 MOTION_STAGES = ("motion", "motion_continued")  # the shipped motion module: these stages, one after the other
 
 
@@ -178,7 +172,7 @@ def _record(folder: Path, plan: StagePlan, seconds: float) -> None:
 
 HALF_PRECISION = ("outlined",)  # shipped as float16 (a full UNet copy), to keep the package under 40 MB
 EXPORT = {  # files in the package's models/ folder ← stage results
-    SHIPPED_BASE: "base",
+    "base": "base",
     "outlined": "outlined",
     "striped": "striped.safetensors",
     "adapter": "adapter.safetensors",
