@@ -98,7 +98,7 @@ def test_text_to_image_stage_trains_unet_and_text_encoder_together(tmp_path, wor
     assert (run.result / "tokenizer" / "tokenizer.json").is_file()
 
 
-def test_min_snr_weighting_matches_the_formula(world_base):
+def test_min_snr_and_v_loss_weighting_match_their_formulas(world_base):
     components = load_base(world_base)
     scheduler = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="linear")
     predictions = []
@@ -122,6 +122,16 @@ def test_min_snr_weighting_matches_the_formula(world_base):
     assert plain.item() == pytest.approx(errors.mean().item(), rel=1e-5)
     expected = (errors * torch.clamp(snr, max=5.0) / snr).mean()
     assert weighted.item() == pytest.approx(expected.item(), rel=1e-5)
+    # as a v-prediction model's loss: the zero ε prediction implies x0 = x_t / √ᾱ and so a v prediction;
+    # its error against diffusers' v target is what loss="v" reports
+    v_loss = training_loss(Recorder(), stage, scheduler, batch, "cpu", loss="v")
+    noisy = predictions[-1][0]
+    root, rest = alphas.sqrt()[:, None, None, None, None], (1 - alphas).sqrt()[:, None, None, None, None]
+    clean = (noisy - rest * noise) / root
+    implied = -rest * noisy / root
+    target = scheduler.get_velocity(clean, noise, timesteps)
+    expected_v = (target - implied).pow(2).mean(dim=(1, 2, 3, 4)).mean()
+    assert v_loss.item() == pytest.approx(expected_v.item(), rel=1e-4)
 
 
 def test_image_finetune_result_is_a_dreambooth_folder(tmp_path, world_base, images):

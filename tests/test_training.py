@@ -216,6 +216,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path, tiny_
         ({"data": {"format": "jsonl", "path": "/nonexistent"}}, "'data.path': /nonexistent does not exist"),
         ({"data": {"frames": 40}}, "'data.frames': a v3 module's position table has 32"),
         ({"train": {"mixed_precision": "fp8"}}, "'train.mixed_precision': expected no, fp16 or bf16"),
+        ({"train": {"loss": "x0"}}, "'train.loss': expected epsilon or v; got 'x0'"),
         ({"optimizer": "sgd"}, "unknown field(s) optimizer"),
     ],
 )

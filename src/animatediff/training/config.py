@@ -58,6 +58,7 @@ class TrainSettings:
     gradient_checkpointing: bool = False
     seed: int = 42
     snr_gamma: float = 0.0  # > 0: min-SNR-γ loss weighting (Hang et al. 2023); 0: plain ε MSE
+    loss: str = "epsilon"  # or v: the ε error measured as a v-prediction model's (÷ ᾱ: high noise counts more)
     contrast_weight: float = 0.0  # vae stage: extra weight on pixels far from the image's median colour
     decoder_only: bool = False  # vae stage: train the decoder alone, keeping the latent space the UNet knows
     checkpoint_every: int = 100
@@ -196,6 +197,8 @@ def _check(config: TrainConfig, folder: Path) -> None:
         raise ConfigError(f"'position_encoding': expected true or false; got {config.position_encoding!r}.")
     if config.lora_rank is not None and (not isinstance(config.lora_rank, int) or config.lora_rank < 1):
         raise ConfigError(f"'lora_rank': expected a whole number ≥ 1; got {config.lora_rank!r}.")
+    if config.train.loss not in ("epsilon", "v"):
+        raise ConfigError(f"'train.loss': expected epsilon or v; got {config.train.loss!r}.")
     if config.train.mixed_precision not in ("no", "fp16", "bf16"):
         raise ConfigError(f"'train.mixed_precision': expected no, fp16 or bf16; got {config.train.mixed_precision!r}.")
     _check_positive(config.train, ("steps", "batch_size", "checkpoint_every", "keep_checkpoints"), "train")

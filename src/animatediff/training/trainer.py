@@ -102,8 +102,13 @@ def _sample_noise(seeds: list[int], shapes: tuple[tuple[int, ...], ...], timeste
 
 
 def training_loss(model, stage: Stage, noise_scheduler: DDPMScheduler, batch: dict, device,
-                  snr_gamma: float = 0.0) -> torch.Tensor:  # fmt: skip
-    """ε-prediction MSE for a batch of clips (`pixels`: b f 3 H W in [-1, 1]), min-SNR-γ weighted if γ > 0."""
+                  snr_gamma: float = 0.0, loss: str = "epsilon") -> torch.Tensor:  # fmt: skip
+    """ε-prediction MSE for a batch of clips (`pixels`: b f 3 H W in [-1, 1]), min-SNR-γ weighted if γ > 0.
+
+    `loss="v"` measures each sample's error as a v-prediction model's: the model still predicts ε (the
+    base's parameterization), and the v error it implies is the ε error / √ᾱ, so its square counts
+    1 / ᾱ times: the high-noise steps, where a clip's layout and motion are decided and the ε error is
+    small, weigh about as much as the rest. (min-SNR-γ is the same weighting in either space.)"""
     vae, text_encoder, tokenizer = stage.components.vae, stage.components.text_encoder, stage.components.tokenizer
     pixels = batch["pixels"].to(device)
     frames = pixels.shape[1]
@@ -123,10 +128,12 @@ def training_loss(model, stage: Stage, noise_scheduler: DDPMScheduler, batch: di
         text = encode_text(tokenizer, text_encoder, batch["captions"])
     prediction = model(noisy, timesteps, text)
     errors = (prediction.float() - noise.float()).pow(2).mean(dim=(1, 2, 3, 4))
+    alphas = noise_scheduler.alphas_cumprod.to(device)[timesteps]
+    snr = alphas / (1 - alphas)
     if snr_gamma > 0:
-        alphas = noise_scheduler.alphas_cumprod.to(device)[timesteps]
-        snr = alphas / (1 - alphas)
         errors = errors * torch.clamp(snr, max=snr_gamma) / snr
+    elif loss == "v":
+        errors = errors / alphas
     return errors.mean()
 
 
@@ -242,7 +249,8 @@ def train(config: TrainConfig, resume: bool = False) -> RunResult:
         if autoencoder:
             loss = autoencoder_loss(model, batch, accelerator.device, settings.contrast_weight)
         else:
-            loss = training_loss(model, stage, noise_scheduler, batch, accelerator.device, settings.snr_gamma)
+            loss = training_loss(model, stage, noise_scheduler, batch, accelerator.device, settings.snr_gamma,
+                                 settings.loss)
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(trainable, settings.max_grad_norm)
         optimizer.step()
