@@ -98,6 +98,15 @@ def test_text_to_image_stage_trains_unet_and_text_encoder_together(tmp_path, wor
     assert (run.result / "tokenizer" / "tokenizer.json").is_file()
 
 
+def test_text_to_image_stage_can_keep_the_text_encoder_frozen(tmp_path, world_base, images):
+    config = write_config(tmp_path, world_base, images, "text_to_image", data={"frames": 1, "size": 32},
+                          train={"steps": 2, "batch_size": 4, "train_text_encoder": False})  # fmt: skip
+    run = train(load_train_config(config))
+    trained, before = load_base(run.result), load_base(world_base)
+    assert_unchanged(trained.text_encoder, before.text_encoder)
+    assert any(not torch.equal(v, before.unet.state_dict()[k]) for k, v in trained.unet.state_dict().items())
+
+
 def test_min_snr_and_v_loss_weighting_match_their_formulas(world_base):
     components = load_base(world_base)
     scheduler = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="linear")

@@ -28,7 +28,6 @@ from animatediff.formats import load_motion_module
 from animatediff.loading import ModelSpec
 from animatediff.shapes.recipe import (
     FRAMES,
-    MOTION_STAGES,
     PLANS,
     StagePlan,
     render_datasets,
@@ -153,10 +152,10 @@ def run_ablations(folder: str | os.PathLike, output: str | os.PathLike, seeds: l
     render_datasets(folder)
     _render_lora_sets(folder)
     base, adapter = stage_result(folder, PLANS["base"]), stage_result(folder, PLANS["adapter"])
-    shipped = stage_result(folder, PLANS[MOTION_STAGES[-1]])
-    shipped_steps = " + ".join(str(PLANS[name].train["steps"]) for name in MOTION_STAGES)
+    shipped = stage_result(folder, PLANS["motion"])
+    shipped_train = PLANS["motion"].train
     budgets = {"motion_module": f"{MODULE_STEPS} steps × {MODULE_BATCH} clips of {FRAMES} frames",
-               "shipped_motion_module": f"{shipped_steps} steps × {PLANS['motion'].train['batch_size']} clips",
+               "shipped_motion_module": f"{shipped_train['steps']} steps × {shipped_train['batch_size']} clips",
                "motion_lora": f"{LORA_STEPS} steps × {LORA_BATCH} clips", "seeds": seeds,
                "sampling_steps": steps, "prompts": max_prompts}  # fmt: skip
     tables = json.loads(output.read_text()) if output.exists() else {}

@@ -4,8 +4,7 @@
 order with `animatediff train`'s own code, each stage reading the previous stages' results:
 
     scaffold → vae → text_to_image (base) → image_finetune (outlined, DreamBooth-style)
-             → image_lora (striped) → domain_adapter → motion_module → motion_module again,
-             warm-started → motion_lora × 2
+             → image_lora (striped) → domain_adapter → motion_module → motion_lora × 2
 
 Every stage checkpoints as it goes; run it again with `resume=True` after an interruption (or to go on
 from one time-limited chunk to the next) and it skips finished stages and continues the current one
@@ -68,17 +67,12 @@ PLAN = [
     StagePlan("motion", "motion_module", "clips", "base",
               _train(2000, 4, 1e-3, lr_scheduler="cosine", lr_warmup_steps=100, snr_gamma=5.0),
               dict(domain_adapter="adapter", motion_module_version="v3")),
-    # a second cosine cycle, warm-started from the first: the first still improved when it ended
-    StagePlan("motion_continued", "motion_module", "clips", "base",
-              _train(6000, 4, 1e-3, lr_scheduler="cosine", lr_warmup_steps=100, snr_gamma=5.0),
-              dict(domain_adapter="adapter", motion_module="motion")),
     StagePlan("zoom_in", "motion_lora", "zoom_in", "base", _train(300, 4, 1e-3),
-              dict(domain_adapter="adapter", motion_module="motion_continued", lora_rank=16)),
+              dict(domain_adapter="adapter", motion_module="motion", lora_rank=16)),
     StagePlan("pan_left", "motion_lora", "pan_left", "base", _train(300, 4, 1e-3),
-              dict(domain_adapter="adapter", motion_module="motion_continued", lora_rank=16)),
+              dict(domain_adapter="adapter", motion_module="motion", lora_rank=16)),
 ]  # fmt: skip
 PLANS = {plan.name: plan for plan in PLAN}
-MOTION_STAGES = ("motion", "motion_continued")  # the shipped motion module: these stages, one after the other
 
 
 def stage_result(folder: Path, plan: StagePlan) -> Path:
@@ -176,7 +170,7 @@ EXPORT = {  # files in the package's models/ folder ← stage results
     "outlined": "outlined",
     "striped": "striped.safetensors",
     "adapter": "adapter.safetensors",
-    MOTION_STAGES[-1]: "motion_module.safetensors",
+    "motion": "motion_module.safetensors",
     "zoom_in": "motion_lora_zoom_in.safetensors",
     "pan_left": "motion_lora_pan_left.safetensors",
 }

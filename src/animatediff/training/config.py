@@ -60,6 +60,7 @@ class TrainSettings:
     snr_gamma: float = 0.0  # > 0: min-SNR-γ loss weighting (Hang et al. 2023); 0: plain ε MSE
     loss: str = "epsilon"  # or v: the ε error measured as a v-prediction model's (÷ ᾱ: high noise counts more)
     contrast_weight: float = 0.0  # vae stage: extra weight on pixels far from the image's median colour
+    train_text_encoder: bool = True  # text_to_image stage: False keeps it frozen (as SD kept its CLIP encoder)
     decoder_only: bool = False  # vae stage: train the decoder alone, keeping the latent space the UNet knows
     checkpoint_every: int = 100
     keep_checkpoints: int = 2

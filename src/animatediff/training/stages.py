@@ -164,10 +164,11 @@ def build_stage(config: TrainConfig) -> Stage:
         return _vae_stage(config, components)
     if config.stage == "text_to_image":
         unet.requires_grad_(True)
-        components.text_encoder.requires_grad_(True)
-        trainable = nn.ModuleDict({"unet": unet, "text_encoder": components.text_encoder})
-        return Stage(TrainingModel(AnimateDiffUNet(unet), trainable), components,
-                     _save_model_folder(config.base, unet=unet, text_encoder=components.text_encoder))  # fmt: skip
+        parts = {"unet": unet}
+        if config.train.train_text_encoder:
+            parts["text_encoder"] = components.text_encoder.requires_grad_(True)
+        return Stage(TrainingModel(AnimateDiffUNet(unet), nn.ModuleDict(parts)), components,
+                     _save_model_folder(config.base, **parts))  # fmt: skip
     if config.stage in ("domain_adapter", "image_lora"):
         lora = TrainableLoRA(unet, attention_projections(unet, ("attn1", "attn2")), config.rank)
         weights = lora.official_state_dict if config.stage == "domain_adapter" else lora.diffusers_state_dict
