@@ -48,7 +48,6 @@ TABLES = ("modules", "adapter", "motion_lora")  # in the order they are made
 class Arm:
     name: str
     plan: StagePlan
-    seconds: float = 0.0
     extra: dict = field(default_factory=dict)
 
 
@@ -86,7 +85,7 @@ def lora_arms() -> list[Arm]:
 def _train(folder: Path, arm: Arm) -> Path:
     result = stage_result(folder, arm.plan)
     if not result.exists():
-        arm.seconds = run_stage(folder, arm.plan)
+        run_stage(folder, arm.plan)
     return result
 
 
@@ -110,7 +109,7 @@ def _module_table(folder: Path, base: Path, evaluate) -> list[dict]:
         path = _train(folder, arm)
         parameters = sum(p.numel() for p in load_motion_module(path).parameters())
         row = evaluate(held_out_prompts(), ModelSpec(base, path))
-        modules.append({"arm": arm.name, "train_seconds": round(arm.seconds), "parameters": parameters, **_scores(row)})
+        modules.append({"arm": arm.name, "parameters": parameters, **_scores(row)})
     return modules
 
 
@@ -131,8 +130,7 @@ def _lora_table(folder: Path, base: Path, shipped: Path, evaluate) -> list[dict]
     for arm in lora_arms():
         path = _train(folder, arm)
         row = evaluate(camera_prompts(LORA_CAMERA), ModelSpec(base, shipped, motion_loras=[(path, 1.0)]))
-        loras.append({"arm": arm.name, **arm.extra, "bytes": path.stat().st_size, "train_seconds": round(arm.seconds),
-                      **_scores(row)})  # fmt: skip
+        loras.append({"arm": arm.name, **arm.extra, "bytes": path.stat().st_size, **_scores(row)})
     return loras
 
 

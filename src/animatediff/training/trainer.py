@@ -249,8 +249,9 @@ def train(config: TrainConfig, resume: bool = False) -> RunResult:
         if autoencoder:
             loss = autoencoder_loss(model, batch, accelerator.device, settings.contrast_weight)
         else:
-            loss = training_loss(model, stage, noise_scheduler, batch, accelerator.device, settings.snr_gamma,
-                                 settings.loss)
+            loss = training_loss(
+                model, stage, noise_scheduler, batch, accelerator.device, settings.snr_gamma, settings.loss
+            )
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(trainable, settings.max_grad_norm)
         optimizer.step()
