@@ -1,0 +1,139 @@
+"""How much the embedded models depend on the prompt's motion words (docs/shapes-model.md).
+
+    python bench/motion_words.py [--base FOLDER] [--motion-module FILE] [--clips 32]
+
+1. Feature sensitivity: the relative change of the base UNet's block outputs when one word of the
+   prompt changes (motion, colour or shape words; three word pairs × three noise draws each), at a
+   high and a middle noise level. A motion module has no text input: it can follow "moving left"
+   only through what these features carry.
+2. Loss with swapped motion words: the motion module's ε loss on freshly rendered training-style
+   clips with their true captions against captions whose motion word is swapped for its opposite,
+   by noise level (same latents, noise and timesteps on both sides).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import DDPMScheduler
+from einops import rearrange
+
+from animatediff.embedded import resolve
+from animatediff.formats import load_motion_module
+from animatediff.image_models import load_base
+from animatediff.inflation import AnimateDiffUNet
+from animatediff.lora import apply_domain_adapter
+from animatediff.pipeline import encode_text
+from animatediff.training.config import DEFAULT_NOISE_SCHEDULER
+from animatediff.training.data import jsonl_items, read_clip
+
+TEMPLATE = "a {colour} {shape} {motion} on a {background} background"
+FILL = dict(colour="red", shape="square", motion="moving left", background="gray")
+SWAPS = {
+    "motion": ("motion", [("moving left", "moving right"), ("moving up", "moving down"), ("growing", "shrinking")]),
+    "colour": ("colour", [("red", "blue"), ("green", "yellow"), ("purple", "orange")]),
+    "shape": ("shape", [("square", "circle"), ("triangle", "star"), ("square", "star")]),
+}
+OPPOSITE = {"moving left": "moving right", "moving up": "moving down", "growing": "shrinking",
+            "spinning clockwise": "spinning anticlockwise"}  # fmt: skip
+OPPOSITE.update({value: key for key, value in OPPOSITE.items()})
+NOISE_BANDS = ((900, 1000), (700, 900), (400, 700), (100, 400))
+
+
+@torch.no_grad()
+def feature_sensitivity(components, timesteps=(800, 400), draws: int = 3) -> dict[tuple[str, int], float]:
+    unet = components.unet.eval()
+    outputs: dict[int, torch.Tensor] = {}
+    blocks = [*unet.down_blocks, unet.mid_block, *unet.up_blocks]
+    hooks = [
+        block.register_forward_hook(lambda m, a, o, i=i: outputs.__setitem__(i, o[0] if isinstance(o, tuple) else o))
+        for i, block in enumerate(blocks)
+    ]
+    generator = torch.Generator().manual_seed(0)
+    size = unet.config.sample_size
+    results = {}
+    for timestep in timesteps:
+        for kind, (slot, pairs) in SWAPS.items():
+            changes = []
+            for first, second in pairs:
+                prompts = [TEMPLATE.format(**{**FILL, slot: word}) for word in (first, second)]
+                text = encode_text(components.tokenizer, components.text_encoder, prompts)
+                for _ in range(draws):
+                    noise = torch.randn(1, unet.config.in_channels, size, size, generator=generator)
+                    latents = noise.expand(2, -1, -1, -1)  # the same draw for both prompts
+                    unet(latents, torch.full((2,), timestep), encoder_hidden_states=text)
+                    features = torch.cat([outputs[i].flatten(1) for i in sorted(outputs)], dim=1)
+                    changes.append(float((features[0] - features[1]).norm() / features[0].norm()))
+            results[(kind, timestep)] = float(np.mean(changes))
+    for hook in hooks:
+        hook.remove()
+    return results
+
+
+@torch.no_grad()
+def swapped_motion_loss(components, motion_module: Path, adapter: Path | None, clips: int) -> list[tuple]:
+    from animatediff.shapes.datasets import render_dataset
+
+    if adapter is not None:
+        apply_domain_adapter(components.unet, adapter, 1.0)
+    video_unet = AnimateDiffUNet(components.unet, load_motion_module(motion_module)).eval()
+    scheduler = DDPMScheduler(**DEFAULT_NOISE_SCHEDULER)
+    vae = components.vae
+    size = components.unet.config.sample_size * 2 ** (len(vae.config.block_out_channels) - 1)  # pixels
+    with tempfile.TemporaryDirectory() as folder:
+        render_dataset(Path(folder) / "clips", "clips", clips * 2, seed=11, size=size, frames=16)
+        items = [item for item in jsonl_items(Path(folder) / "clips") if any(m in item.caption for m in OPPOSITE)]
+        items = items[:clips]
+        generator = torch.Generator().manual_seed(0)
+        pixels = torch.stack([read_clip(item.path, 16, 1, size, generator) for item in items])
+    captions = [item.caption for item in items]
+    swapped = []
+    for caption in captions:
+        motion = max((m for m in OPPOSITE if m in caption), key=len)
+        swapped.append(caption.replace(motion, OPPOSITE[motion]))
+    latents = vae.encode(rearrange(pixels, "b f c h w -> (b f) c h w")).latent_dist.mean
+    latents = rearrange(latents, "(b f) c h w -> b c f h w", f=16) * vae.config.scaling_factor
+    rows = []
+    for low, high in NOISE_BANDS:
+        losses = []
+        for texts in (captions, swapped):
+            draw = torch.Generator().manual_seed(5)
+            total = 0.0
+            for start in range(0, len(items), 8):
+                chunk = latents[start : start + 8]
+                noise = torch.randn(chunk.shape, generator=draw)
+                timesteps = torch.randint(low, high, (len(chunk),), generator=draw)
+                text = encode_text(components.tokenizer, components.text_encoder, texts[start : start + 8])
+                prediction = video_unet(scheduler.add_noise(chunk, noise, timesteps), timesteps, text)
+                total += float((prediction - noise).pow(2).mean()) * len(chunk)
+            losses.append(total / len(items))
+        rows.append((low, high, *losses))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", default="shapes")
+    parser.add_argument("--motion-module", default="shapes-motion")
+    parser.add_argument("--domain-adapter", default="shapes-adapter", help="'none' for no adapter")
+    parser.add_argument("--clips", type=int, default=32)
+    args = parser.parse_args()
+    base = resolve(args.base, "--base")
+    print(f"feature sensitivity of {base} (relative change of the UNet block outputs when one word changes)")
+    sensitivity = feature_sensitivity(load_base(base))
+    for timestep in sorted({t for _, t in sensitivity}, reverse=True):
+        cells = ", ".join(f"{kind} {sensitivity[(kind, timestep)]:.1%}" for kind in SWAPS)
+        print(f"  t = {timestep}: {cells}")
+    adapter = None if args.domain_adapter == "none" else resolve(args.domain_adapter, "--domain-adapter")
+    module = resolve(args.motion_module, "--motion-module")
+    print(f"motion-module ε loss, true vs swapped motion words ({args.clips} clips): {module}")
+    for low, high, true, swapped in swapped_motion_loss(load_base(base), module, adapter, args.clips):
+        print(f"  t {low}-{high}: true {true:.5f}, swapped {swapped:.5f} ({swapped / true - 1:+.1%})")
+
+
+if __name__ == "__main__":
+    main()
