@@ -163,7 +163,7 @@ def _shapes_parser(commands) -> None:
     ablations = shapes.add_parser("ablations", help="train and score the paper's ablations on a retrain folder")
     ablations.add_argument("folder", type=Path, help="the work folder of `animatediff shapes retrain`")
     ablations.add_argument("--output", type=Path, default=Path("docs/ablations.json"))
-    ablations.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    ablations.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ablations.add_argument("--only", nargs="+", choices=["modules", "adapter", "motion_lora"],
                            help="make just these tables (the rest of an earlier run's JSON is kept)")  # fmt: skip
     ablations.set_defaults(run=run_shapes_ablations)

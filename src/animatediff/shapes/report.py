@@ -178,12 +178,15 @@ def write_results(output: str | os.PathLike, media: str | os.PathLike, seeds: li
     if ablations is not None:
         from animatediff.shapes.ablations import format_ablations
 
+        tables = json.loads(Path(ablations).read_text())
+        seeds = " ".join(map(str, tables["budgets"]["seeds"]))
         text += ["# The paper's claims, measured", "",
                  "Table 1 (transfer without tuning) is the table above: the base without and with the motion module,",
                  "and the two personalized models with a module never tuned on them. Tables 2-5 were made by",
-                 f"`animatediff shapes ablations WORK --output {Path(ablations).as_posix()}` on the retrain's work",
-                 "folder.",
-                 "", format_ablations(json.loads(Path(ablations).read_text()))]  # fmt: skip
+                 f"`animatediff shapes ablations WORK --output {Path(ablations).as_posix()} --seeds {seeds}` on the",
+                 "retrain's work folder. What they show, and where they disagree with the paper:",
+                 "[shapes-model.md](shapes-model.md#the-papers-claims-what-the-tables-show).",
+                 "", format_ablations(tables)]  # fmt: skip
     if recipe:
         text += ["## Training (the recipe that made the shipped weights)", "",
                  "| stage | what | steps × batch | seconds on the 2-core CPU |", "|---|---|---|---|"]  # fmt: skip
