@@ -27,7 +27,7 @@ from animatediff.formats import load_motion_module
 from animatediff.image_models import load_base
 from animatediff.inflation import AnimateDiffUNet
 from animatediff.lora import apply_domain_adapter
-from animatediff.pipeline import encode_text
+from animatediff.pipeline import AnimateDiffPipeline, encode_text
 from animatediff.training.config import DEFAULT_NOISE_SCHEDULER
 from animatediff.training.data import jsonl_items, read_clip
 
@@ -83,7 +83,7 @@ def swapped_motion_loss(components, motion_module: Path, adapter: Path | None, c
     video_unet = AnimateDiffUNet(components.unet, load_motion_module(motion_module)).eval()
     scheduler = DDPMScheduler(**DEFAULT_NOISE_SCHEDULER)
     vae = components.vae
-    size = components.unet.config.sample_size * 2 ** (len(vae.config.block_out_channels) - 1)  # pixels
+    size = AnimateDiffPipeline(video_unet, vae, components.text_encoder, components.tokenizer).default_size
     with tempfile.TemporaryDirectory() as folder:
         render_dataset(Path(folder) / "clips", "clips", clips * 2, seed=11, size=size, frames=16)
         items = [item for item in jsonl_items(Path(folder) / "clips") if any(m in item.caption for m in OPPOSITE)]

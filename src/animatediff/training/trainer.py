@@ -129,8 +129,8 @@ def training_loss(model, stage: Stage, noise_scheduler: DDPMScheduler, batch: di
     prediction = model(noisy, timesteps, text)
     errors = (prediction.float() - noise.float()).pow(2).mean(dim=(1, 2, 3, 4))
     alphas = noise_scheduler.alphas_cumprod.to(device)[timesteps]
-    snr = alphas / (1 - alphas)
     if snr_gamma > 0:
+        snr = alphas / (1 - alphas)
         errors = errors * torch.clamp(snr, max=snr_gamma) / snr
     elif loss == "v":
         errors = errors / alphas
