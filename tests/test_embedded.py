@@ -131,7 +131,7 @@ def test_results_and_ablations_reports_run_on_a_retrain(smoke, tmp_path, monkeyp
     output = tmp_path / "ablations.json"
     ablations.run_ablations(work, output, seeds=[1], steps=2, max_prompts=1, only=["modules"])
     modules = json.loads(output.read_text())
-    assert set(modules) == {"budgets", "modules"}
+    assert set(modules) == {"budgets", "base", "modules"}
     with pytest.raises(ConfigError, match="lacks the tables adapter, motion_lora"):
         ablations.format_ablations(modules)
     tables = ablations.run_ablations(work, output, seeds=[1], steps=2, max_prompts=1)  # makes the other two
@@ -154,3 +154,9 @@ def test_results_and_ablations_reports_run_on_a_retrain(smoke, tmp_path, monkeyp
                     "## 4. MotionLoRA", "## 5. Position encoding", "## Training"):  # fmt: skip
         assert heading in text, heading
     assert len(list((tmp_path / "media").glob("*.gif"))) == 5
+    assert "measured on an earlier retrain" not in text  # the smoke retrain's own base
+    data["base"] = "0" * 16
+    tables.write_text(json.dumps(data))
+    report = write_results(tmp_path / "results.md", tmp_path / "media", [1], ablations=tables, steps=2,
+                           models=models, max_prompts=1)  # fmt: skip
+    assert "measured on an earlier retrain" in report.read_text()

@@ -34,7 +34,7 @@ from animatediff.shapes.recipe import (
     run_stage,
     stage_result,
 )
-from animatediff.shapes.report import Row, camera_prompts, evaluate_row, held_out_prompts
+from animatediff.shapes.report import Row, base_fingerprint, camera_prompts, evaluate_row, held_out_prompts
 
 MODULE_STEPS, MODULE_BATCH = 1000, 4
 LORA_STEPS, LORA_BATCH = 100, 4
@@ -156,9 +156,10 @@ def run_ablations(folder: str | os.PathLike, output: str | os.PathLike, seeds: l
                "shipped_motion_module": f"{shipped_train['steps']} steps × {shipped_train['batch_size']} clips",
                "motion_lora": f"{LORA_STEPS} steps × {LORA_BATCH} clips", "seeds": seeds,
                "sampling_steps": steps, "prompts": max_prompts}  # fmt: skip
+    fingerprint = base_fingerprint(base)
     tables = json.loads(output.read_text()) if output.exists() else {}
-    if tables.get("budgets") != budgets:
-        tables = {"budgets": budgets}
+    if tables.get("budgets") != budgets or tables.get("base") != fingerprint:  # a new retrain: start again
+        tables = {"budgets": budgets, "base": fingerprint}
     makers = {
         "modules": lambda: _module_table(folder, base, evaluate),
         "adapter": lambda: _adapter_table(base, adapter, shipped, tables["modules"], evaluate),

@@ -8,6 +8,7 @@ means. Camera rows use scene prompts with the MotionLoRA's camera motion.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -141,6 +142,11 @@ def write_grid(media: Path, seed: int = 1, steps: int = 25, models: Path = FOLDE
     return made
 
 
+def base_fingerprint(base: Path) -> str:
+    """A short hash of a base model's UNet weights: which retrain a table was measured on."""
+    return hashlib.sha256((Path(base) / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()).hexdigest()[:16]
+
+
 def write_results(output: str | os.PathLike, media: str | os.PathLike, seeds: list[int],
                   ablations: str | os.PathLike | None = None, steps: int = 25, models: Path = FOLDER,
                   max_prompts: int | None = None) -> Path:  # fmt: skip
@@ -185,8 +191,12 @@ def write_results(output: str | os.PathLike, media: str | os.PathLike, seeds: li
                  "and the two personalized models with a module never tuned on them. Tables 2-5 were made by",
                  f"`animatediff shapes ablations WORK --output {Path(ablations).as_posix()} --seeds {seeds}` on the",
                  "retrain's work folder. What they show, and where they disagree with the paper:",
-                 "[shapes-model.md](shapes-model.md#the-papers-claims-what-the-tables-show).",
-                 "", format_ablations(tables)]  # fmt: skip
+                 "[shapes-model.md](shapes-model.md#the-papers-claims-what-the-tables-show).", ""]  # fmt: skip
+        if tables.get("base") != base_fingerprint(models / "base"):
+            text += ["**These tables were measured on an earlier retrain than the table above** (the JSON's base",
+                     "model is not the shipped one); rerun `animatediff shapes ablations` to measure the current one.",
+                     ""]  # fmt: skip
+        text += [format_ablations(tables)]
     if recipe:
         text += ["## Training (the recipe that made the shipped weights)", "",
                  "| stage | what | steps × batch | seconds on the 2-core CPU |", "|---|---|---|---|"]  # fmt: skip
