@@ -48,22 +48,24 @@ def test_rendering_is_deterministic_per_seed_at_any_size():
     assert not np.array_equal(render_clip(first), render_clip(other))
 
 
-def test_a_moving_object_leaves_a_fading_trail_behind_it_and_a_still_one_none():
-    for motion, behind in (("moving right", (0, -1)), ("moving up", (1, 0)), ("staying still", (0, -1))):
+def test_with_trail_a_moving_object_leaves_a_fading_copy_behind_it_and_a_still_one_none():
+    white, red = np.array(BACKGROUNDS["white"]), np.array(COLOURS["red"])
+    cases = (("moving right", (0, -1), True), ("moving up", (1, 0), True), ("staying still", (0, -1), True),
+             ("moving right", (0, -1), False))  # fmt: skip
+    for motion, behind, trail in cases:
         spec = object_clips(1, motion=motion, shape="circle", colour="red", background="white")[0]
+        spec.trail = trail
         frame = render_frame(spec, 8, 64).astype(np.float32)
         obj = object_at(spec.objects[0], spec, 8)
-        row, col = round(obj.y * 64), round(obj.x * 64)  # the trail's middle: 1.3 radii behind the centre
-        reach = round(1.3 * obj.radius * 64)
+        row, col = round(obj.y * 64), round(obj.x * 64)
+        reach = round(1.3 * obj.radius * 64)  # just outside the object, on the side it came from
         pixel = frame[row + behind[0] * reach, col + behind[1] * reach]
-        white, red = np.array(BACKGROUNDS["white"]), np.array(COLOURS["red"])
         share = float(np.dot(white - pixel, white - red) / np.dot(white - red, white - red))  # 0 background, 1 red
-        if motion == "staying still":
+        if motion == "staying still" or not trail:
             assert share == 0.0
         else:
             assert 0.1 < share < 0.6  # a see-through copy, not the object itself
-            ahead = frame[row - behind[0] * reach, col - behind[1] * reach]
-            np.testing.assert_allclose(ahead, white)  # nothing in front
+            np.testing.assert_allclose(frame[row - behind[0] * reach, col - behind[1] * reach], white)  # none ahead
 
 
 def test_captions_parse_back_to_the_ground_truth():
@@ -96,14 +98,11 @@ def test_ground_truth_camera_clips_score_high_on_camera_and_reversed_low(camera)
 @pytest.mark.parametrize("motion", [m for m in MOTIONS if m != "staying still"])
 def test_reversed_shuffled_and_frozen_clips_score_low_on_motion(motion):
     rng = np.random.default_rng(7)
-    shuffled = []
     for spec in object_clips(4, motion=motion):
         clip, prompt = render_clip(spec), parse_prompt(caption(spec))
         assert motion_score(clip[::-1], prompt) <= 0.1
-        shuffled.append(motion_score(clip[rng.permutation(16)], prompt))
+        assert motion_score(clip[rng.permutation(16)], prompt) <= 0.4
         assert motion_score(np.repeat(clip[:1], 16, axis=0), prompt) == 0.0
-    # one shuffle of a spin (wrapped at 360°/order) can still look half consistent; on average it does not
-    assert max(shuffled) <= 0.5 and np.mean(shuffled) <= 0.35
 
 
 def test_moving_clip_asked_to_stay_still_scores_low():
@@ -186,6 +185,10 @@ def test_shapes_render_and_eval_commands(tmp_path, capsys):
     from helpers import TOKENIZER
 
     assert main(["shapes", "render", str(tmp_path / "reference"), "--kind", "images", "--count", "3"]) == 0
+    assert main(["shapes", "render", str(tmp_path / "trail"), "--kind", "clips", "--count", "2", "--trail"]) == 0
+    truths = [json.loads(line) for line in (tmp_path / "trail" / "ground_truth.jsonl").read_text().splitlines()]
+    assert [truth["trail"] for truth in truths] == [True, True]
+    assert not json.loads((tmp_path / "reference" / "ground_truth.jsonl").read_text().splitlines()[0])["trail"]
     videos = tmp_path / "videos"
     for index, spec in enumerate(object_clips(3, motion="moving up")):
         write_video(render_clip(spec), videos / f"{index}.gif", settings={"prompt": caption(spec)})

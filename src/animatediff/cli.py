@@ -146,6 +146,7 @@ def _shapes_parser(commands) -> None:
     )
     render.add_argument("--camera", choices=sorted(CAMERA_MOTIONS))
     render.add_argument("--clean", action="store_true", help="no video-domain watermark, blur or noise")
+    render.add_argument("--trail", action="store_true", help="moving objects leave a fading trail behind them")
     render.set_defaults(run=run_shapes_render)
     retrain = shapes.add_parser("retrain", help="train the embedded models from nothing (the shipped recipe)")
     retrain.add_argument("folder", type=Path, help="work folder: datasets, configs, checkpoints, results")
@@ -306,7 +307,8 @@ def run_shapes_render(args: argparse.Namespace) -> int:
     if args.count < 1 or args.size < 8 or args.frames < 1:
         raise ConfigError("--count and --frames must be at least 1 and --size at least 8.")
     folder = render_dataset(args.folder, args.kind, args.count, args.seed, args.size, args.frames, args.layout,
-                            args.style, args.camera, False if args.clean else None)  # fmt: skip
+                            args.style, args.camera, False if args.clean else None,
+                            trail=args.trail)  # fmt: skip
     print(f"wrote {args.count} {args.kind} to {folder}")
     return 0
 

@@ -42,7 +42,7 @@ KINDS = ("images", "clips", "camera")
 
 
 def _specs(kind: str, count: int, seed: int, frames: int, style: str | None, camera: str | None, watermark: bool,
-           held_out: bool):  # fmt: skip
+           held_out: bool, trail: bool):  # fmt: skip
     rng = np.random.default_rng(seed)
     styles = [None, *STYLES]
     for index in range(count):
@@ -53,7 +53,7 @@ def _specs(kind: str, count: int, seed: int, frames: int, style: str | None, cam
             spec = sample_object_clip(rng, frames, style=drawn)
             while not held_out and is_held_out(spec):
                 spec = sample_object_clip(rng, frames, style=drawn)
-        spec.watermark = watermark
+        spec.watermark, spec.trail = watermark, trail
         yield spec
 
 
@@ -69,8 +69,11 @@ def render_dataset(
     camera: str | None = None,
     watermark: bool | None = None,
     held_out: bool = False,
+    trail: bool = False,
 ) -> Path:
-    """Render `count` items of `kind` into `folder`; deterministic for a given seed and settings."""
+    """Render `count` items of `kind` into `folder`; deterministic for a given seed and settings.
+
+    `trail` draws each moving object with a fading trail behind it (images and clips alike)."""
     if kind not in KINDS:
         raise ConfigError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}.")
     if style is not None and style not in (*STYLES, "any"):
@@ -84,7 +87,7 @@ def render_dataset(
     media = folder / "videos" if layout == "webvid" else folder
     media.mkdir(parents=True, exist_ok=True)
     rows, truths = [], []
-    for index, spec in enumerate(_specs(kind, count, seed, frames, style, camera, watermark, held_out)):
+    for index, spec in enumerate(_specs(kind, count, seed, frames, style, camera, watermark, held_out, trail)):
         if kind == "images":
             moment = int(np.random.default_rng(spec.seed).integers(frames))
             name, text = f"{index:06d}.png", caption(spec, still=index % 2 == 0)

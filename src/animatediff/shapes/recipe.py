@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 FRAMES = 16
 DATASETS = {  # name: render_dataset arguments
     "images": dict(kind="images", count=20000, seed=1),
-    "any_style": dict(kind="images", count=20000, seed=7, style="any"),  # the autoencoder's: every style
     "clips": dict(kind="clips", count=4000, seed=2),
     "outlined": dict(kind="images", count=8, seed=3, style="outlined"),
     "striped": dict(kind="images", count=40, seed=4, style="striped"),
@@ -58,7 +57,7 @@ def _train(steps: int, batch: int, lr: float, **more) -> dict:
 
 
 PLAN = [
-    StagePlan("vae", "vae", "any_style", "scaffold",
+    StagePlan("vae", "vae", "images", "scaffold",
               _train(2500, 32, 1e-3, lr_scheduler="cosine", lr_warmup_steps=50, contrast_weight=8.0)),
     StagePlan("base", "text_to_image", "images", "vae",
               _train(3500, 64, 1e-3, lr_scheduler="cosine", lr_warmup_steps=200, snr_gamma=5.0)),

@@ -1,10 +1,10 @@
 """Rendering shapes-world clips: anti-aliased by 4× supersampling, deterministic for a given spec.
 
 Each frame is drawn analytically from the spec (object state at that frame, camera transform at that
-frame), so motion carries no resampling blur. A moving object leaves a fading trail of where it was a
-few frames before (`TRAIL`), as a long exposure or a cartoon's motion lines show it: a still image of a
-moving object then says which way it moves, as photos of running horses or falling water do. The
-video domain adds what web videos have and the image
+frame), so motion carries no resampling blur. With `spec.trail`, a moving object leaves a fading trail
+of where it was a few frames before (`TRAIL`), as a long exposure shows it, so that a still image says
+which way it moves (an experiment on teaching the base motion words: docs/shapes-model.md). The video
+domain adds what web videos have and the image
 domain lacks: a semi-transparent watermark in a fixed place, a slight blur and sensor noise.
 """
 
@@ -126,7 +126,7 @@ def render_frame(spec: ClipSpec, t: int, size: int = 64) -> np.ndarray:
     background = _background(spec, size, camera).astype(np.uint8)
     canvas = Image.fromarray(background).resize((big, big), Image.NEAREST)
     for obj in spec.objects:
-        if obj is spec.objects[0] and spec.motion is not None and MOTIONS[spec.motion][0] != "still":
+        if spec.trail and obj is spec.objects[0] and spec.motion is not None and MOTIONS[spec.motion][0] != "still":
             for lag, opacity in TRAIL:
                 ghost = canvas.copy()
                 _draw_object(ghost, object_at(obj, spec, t - lag), spec, camera, big)
