@@ -1,6 +1,6 @@
 """How much the embedded models depend on the prompt's motion words (docs/shapes-model.md).
 
-    python bench/motion_words.py [--base FOLDER] [--motion-module FILE] [--clips 32]
+    python bench/motion_words.py [--base FOLDER] [--motion-module FILE] [--clips 32] [--trail]
 
 1. Feature sensitivity: the relative change of the base UNet's block outputs when one word of the
    prompt changes (motion, colour or shape words; three word pairs × three noise draws each), at a
@@ -9,6 +9,12 @@
 2. Loss with swapped motion words: the motion module's ε loss on freshly rendered training-style
    clips with their true captions against captions whose motion word is swapped for its opposite,
    by noise level (same latents, noise and timesteps on both sides).
+3. Text encoder: the relative change of its output (mean over the prompt's first 12 token positions)
+   for pairs of motion words.
+4. Trail side (with `--trail`, for a base trained on `shapes render --trail` images): the base alone
+   draws single images for the four directions; the cosine between the prompted direction and the
+   side of the object its faint trail lies on (1: behind it, as rendered; 0: unrelated). The clips of
+   part 2 then have trails too.
 """
 
 from __future__ import annotations
@@ -75,7 +81,53 @@ def feature_sensitivity(components, timesteps=(800, 400), draws: int = 3) -> dic
 
 
 @torch.no_grad()
-def swapped_motion_loss(components, motion_module: Path, adapter: Path | None, clips: int) -> list[tuple]:
+def text_encoder_change(components) -> dict[tuple[str, str], float]:
+    pairs = [("moving left", "moving right"), ("moving up", "moving down"), ("growing", "shrinking"),
+             ("spinning clockwise", "spinning anticlockwise"), ("staying still", "moving left")]  # fmt: skip
+    results = {}
+    for first, second in pairs:
+        prompts = [TEMPLATE.format(**{**FILL, "motion": word}) for word in (first, second)]
+        a, b = encode_text(components.tokenizer, components.text_encoder, prompts)[:, :12]
+        results[(first, second)] = float(((a - b).norm(dim=-1) / a.norm(dim=-1)).mean())
+    return results
+
+
+TRAIL_CASES = (("red", "circle", "white"), ("blue", "square", "gray"), ("yellow", "triangle", "black"),
+               ("green", "star", "brown"))  # fmt: skip
+DIRECTIONS = {"moving right": (1, 0), "moving left": (-1, 0), "moving up": (0, -1), "moving down": (0, 1)}
+
+
+def trail_side(base: Path, seeds: int = 4) -> dict[str, float]:
+    from scipy import ndimage
+
+    from animatediff.evaluation.metrics import colour_mask
+    from animatediff.loading import ModelSpec, build_pipeline
+    from animatediff.shapes.world import BACKGROUNDS, COLOURS
+
+    pipeline = build_pipeline(ModelSpec(base=base, motion_module=None))
+    results = {}
+    for motion, direction in DIRECTIONS.items():
+        cosines = []
+        for seed in range(seeds):
+            for colour, shape, background in TRAIL_CASES:
+                prompt = f"a {colour} {shape} {motion} on a {background} background"
+                image = pipeline(prompt, num_frames=1, steps=20, seed=seed, progress=False)[0]
+                rgb, back = np.array(COLOURS[colour], np.float32), np.array(BACKGROUNDS[background], np.float32)
+                share = ((back - image.astype(np.float32)) @ (back - rgb)) / ((back - rgb) @ (back - rgb))
+                body = colour_mask(image, colour)
+                faint = (share > 0.1) & (share < 0.65) & ~ndimage.binary_dilation(body, iterations=1)
+                if body.sum() < 4 or faint.sum() < 2:
+                    cosines.append(0.0)  # no object or no trail: no side
+                    continue
+                offset = np.subtract(ndimage.center_of_mass(faint), ndimage.center_of_mass(body))[::-1]  # x, y
+                cosines.append(float(-(offset @ np.array(direction)) / (np.linalg.norm(offset) + 1e-6)))
+        results[motion] = float(np.mean(cosines))
+    return results
+
+
+@torch.no_grad()
+def swapped_motion_loss(components, motion_module: Path, adapter: Path | None, clips: int,
+                        trail: bool = False) -> list[tuple]:  # fmt: skip
     from animatediff.shapes.datasets import render_dataset
 
     if adapter is not None:
@@ -85,7 +137,7 @@ def swapped_motion_loss(components, motion_module: Path, adapter: Path | None, c
     vae = components.vae
     size = AnimateDiffPipeline(video_unet, vae, components.text_encoder, components.tokenizer).default_size
     with tempfile.TemporaryDirectory() as folder:
-        render_dataset(Path(folder) / "clips", "clips", clips * 2, seed=11, size=size, frames=16)
+        render_dataset(Path(folder) / "clips", "clips", clips * 2, seed=11, size=size, frames=16, trail=trail)
         items = [item for item in jsonl_items(Path(folder) / "clips") if any(m in item.caption for m in OPPOSITE)]
         items = items[:clips]
         generator = torch.Generator().manual_seed(0)
@@ -121,6 +173,7 @@ def main() -> None:
     parser.add_argument("--motion-module", default="shapes-motion")
     parser.add_argument("--domain-adapter", default="shapes-adapter", help="'none' for no adapter")
     parser.add_argument("--clips", type=int, default=32)
+    parser.add_argument("--trail", action="store_true", help="a base trained on trails: measure its trail side")
     args = parser.parse_args()
     base = resolve(args.base, "--base")
     print(f"feature sensitivity of {base} (relative change of the UNet block outputs when one word changes)")
@@ -131,8 +184,14 @@ def main() -> None:
     adapter = None if args.domain_adapter == "none" else resolve(args.domain_adapter, "--domain-adapter")
     module = resolve(args.motion_module, "--motion-module")
     print(f"motion-module ε loss, true vs swapped motion words ({args.clips} clips): {module}")
-    for low, high, true, swapped in swapped_motion_loss(load_base(base), module, adapter, args.clips):
+    for low, high, true, swapped in swapped_motion_loss(load_base(base), module, adapter, args.clips, args.trail):
         print(f"  t {low}-{high}: true {true:.5f}, swapped {swapped:.5f} ({swapped / true - 1:+.1%})")
+    print("text encoder: relative change of its output (first 12 positions) between motion words")
+    for (first, second), change in text_encoder_change(load_base(base)).items():
+        print(f"  {first} ↔ {second}: {change:.3f}")
+    if args.trail:
+        print("trail side: cosine of the drawn trail's side with 'behind' (1 = as rendered), base alone")
+        print("  " + ", ".join(f"{motion} {value:+.2f}" for motion, value in trail_side(base).items()))
 
 
 if __name__ == "__main__":
