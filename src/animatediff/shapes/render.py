@@ -4,8 +4,8 @@ Each frame is drawn analytically from the spec (object state at that frame, came
 frame), so motion carries no resampling blur. With `spec.trail`, a moving object leaves a fading trail
 of where it was a few frames before (`TRAIL`), as a long exposure shows it, so that a still image says
 which way it moves (an experiment on teaching the base motion words: docs/shapes-model.md). The video
-domain adds what web videos have and the image
-domain lacks: a semi-transparent watermark in a fixed place, a slight blur and sensor noise.
+domain adds what web videos have and the image domain lacks: a semi-transparent watermark in a fixed
+place, a slight blur and sensor noise.
 """
 
 from __future__ import annotations
