@@ -36,9 +36,14 @@ def _outline(shape: str, radius: float, angle: float) -> list[tuple[float, float
     return [(r * math.cos(a + turn), r * math.sin(a + turn)) for r, a in points]
 
 
+def _moves(obj: SceneObject, spec: ClipSpec) -> bool:
+    """Only the first object moves, and only under a motion other than staying still."""
+    return obj is spec.objects[0] and spec.motion is not None and MOTIONS[spec.motion][0] != "still"
+
+
 def object_at(obj: SceneObject, spec: ClipSpec, t: int) -> SceneObject:
     """The first object's state `t` frames into its motion (other objects stay put)."""
-    if spec.motion is None or obj is not spec.objects[0]:
+    if not _moves(obj, spec):
         return obj
     kind, sign = MOTIONS[spec.motion]
     change = sign * spec.speed * t
@@ -48,9 +53,7 @@ def object_at(obj: SceneObject, spec: ClipSpec, t: int) -> SceneObject:
         return SceneObject(obj.shape, obj.colour, obj.x, obj.y + change, obj.radius, obj.angle)
     if kind == "scale":
         return SceneObject(obj.shape, obj.colour, obj.x, obj.y, obj.radius * math.exp(change), obj.angle)
-    if kind == "rotation":
-        return SceneObject(obj.shape, obj.colour, obj.x, obj.y, obj.radius, obj.angle + change)
-    return obj
+    return SceneObject(obj.shape, obj.colour, obj.x, obj.y, obj.radius, obj.angle + change)  # rotation
 
 
 def camera_at(spec: ClipSpec, t: int) -> tuple[float, float, float, float]:
@@ -126,7 +129,7 @@ def render_frame(spec: ClipSpec, t: int, size: int = 64) -> np.ndarray:
     background = _background(spec, size, camera).astype(np.uint8)
     canvas = Image.fromarray(background).resize((big, big), Image.NEAREST)
     for obj in spec.objects:
-        if spec.trail and obj is spec.objects[0] and spec.motion is not None and MOTIONS[spec.motion][0] != "still":
+        if spec.trail and _moves(obj, spec):
             for lag, opacity in TRAIL:
                 ghost = canvas.copy()
                 _draw_object(ghost, object_at(obj, spec, t - lag), spec, camera, big)
