@@ -177,7 +177,8 @@ def main() -> None:
     args = parser.parse_args()
     base = resolve(args.base, "--base")
     print(f"feature sensitivity of {base} (relative change of the UNet block outputs when one word changes)")
-    sensitivity = feature_sensitivity(load_base(base))
+    clean = load_base(base)  # the swapped-word loss gets its own copy: it adds the adapter in place
+    sensitivity = feature_sensitivity(clean)
     for timestep in sorted({t for _, t in sensitivity}, reverse=True):
         cells = ", ".join(f"{kind} {sensitivity[(kind, timestep)]:.1%}" for kind in SWAPS)
         print(f"  t = {timestep}: {cells}")
@@ -187,7 +188,7 @@ def main() -> None:
     for low, high, true, swapped in swapped_motion_loss(load_base(base), module, adapter, args.clips, args.trail):
         print(f"  t {low}-{high}: true {true:.5f}, swapped {swapped:.5f} ({swapped / true - 1:+.1%})")
     print("text encoder: relative change of its output (first 12 positions) between motion words")
-    for (first, second), change in text_encoder_change(load_base(base)).items():
+    for (first, second), change in text_encoder_change(clean).items():
         print(f"  {first} ↔ {second}: {change:.3f}")
     if args.trail:
         print("trail side: cosine of the drawn trail's side with 'behind' (1 = as rendered), base alone")
