@@ -150,6 +150,12 @@ def _shapes_parser(commands) -> None:
     render.set_defaults(run=run_shapes_render)
     retrain = shapes.add_parser("retrain", help="train the embedded models from nothing (the shipped recipe)")
     retrain.add_argument("folder", type=Path, help="work folder: datasets, configs, checkpoints, results")
+    retrain.add_argument(
+        "--recipe",
+        choices=("cpu", "gpu"),
+        default="cpu",
+        help="cpu: sized for 2 CPU cores (80 min); gpu: more data and steps for one GPU (<10 min)",
+    )
     retrain.add_argument("--resume", action="store_true", help="continue an interrupted or time-limited run")
     retrain.add_argument("--export", type=Path, metavar="MODELS", help="then copy the results here, as shipped")
     retrain.add_argument("--steps-scale", type=float, default=1.0, help="scale every stage's steps (smoke runs)")
@@ -319,7 +325,9 @@ def run_shapes_retrain(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.steps_scale <= 0 or args.data_scale <= 0:
         raise ConfigError("--steps-scale and --data-scale must be positive.")
-    seconds = retrain(args.folder, resume=args.resume, steps_scale=args.steps_scale, data_scale=args.data_scale)
+    seconds = retrain(
+        args.folder, resume=args.resume, steps_scale=args.steps_scale, data_scale=args.data_scale, recipe=args.recipe
+    )
     for stage, value in seconds.items():
         print(f"{stage}: {value:.0f} s")
     if args.export is not None:

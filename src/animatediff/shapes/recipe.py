@@ -6,6 +6,9 @@ order with `animatediff train`'s own code, each stage reading the previous stage
     scaffold → vae → text_to_image (base) → image_finetune (outlined, DreamBooth-style)
              → image_lora (striped) → domain_adapter → motion_module → motion_lora × 2
 
+Two recipes share that plan: `cpu` fits 2 CPU cores (80 minutes) and `gpu` fits one GPU (under 10
+minutes), with larger batches, more steps and more clips, and an autoencoder that sees every style.
+
 Every stage checkpoints as it goes; run it again with `resume=True` after an interruption (or to go on
 from one time-limited chunk to the next) and it skips finished stages and continues the current one
 from its last checkpoint. `export` then copies the results into the package's layout (`models/`).
@@ -53,7 +56,7 @@ class StagePlan:
 
 def _train(steps: int, batch: int, lr: float, **more) -> dict:
     every = max(1, min(250, steps // 4))
-    return dict(steps=steps, batch_size=batch, learning_rate=lr, checkpoint_every=every, seed=0, **more)
+    return {**dict(steps=steps, batch_size=batch, learning_rate=lr, checkpoint_every=every, seed=0), **more}
 
 
 PLAN = [
@@ -72,6 +75,28 @@ PLAN = [
     StagePlan("pan_left", "motion_lora", "pan_left", "base", _train(300, 4, 1e-3),
               dict(domain_adapter="adapter", motion_module="motion", lora_rank=16)),
 ]  # fmt: skip
+GPU_DATASETS = {
+    **DATASETS,
+    "clips": dict(kind="clips", count=8000, seed=2),
+    "autoencoder": dict(kind="images", count=20000, seed=7, style="any"),  # plain, outlined and striped
+}
+GPU_PLAN = [
+    StagePlan("vae", "vae", "autoencoder", "scaffold",
+              _train(10000, 128, 1e-3, lr_scheduler="cosine", lr_warmup_steps=100, contrast_weight=8.0, num_workers=6,
+                     checkpoint_every=1500)),
+    StagePlan("base", "text_to_image", "images", "vae",
+              _train(20000, 256, 1e-3, lr_scheduler="cosine", lr_warmup_steps=300, snr_gamma=5.0, num_workers=10,
+                     checkpoint_every=2000)),
+    *PLAN[2:4],  # the personalized models learn from 8 and 40 images: more steps would only overfit them
+    StagePlan("adapter", "domain_adapter", "clips", "base", _train(2000, 32, 1e-3, num_workers=14),
+              dict(lora_rank=16)),
+    StagePlan("motion", "motion_module", "clips", "base",
+              _train(10000, 32, 1e-3, lr_scheduler="cosine", lr_warmup_steps=200, snr_gamma=5.0, num_workers=14,
+                     checkpoint_every=1000),
+              dict(domain_adapter="adapter", motion_module_version="v3")),
+    *PLAN[6:],  # MotionLoRAs: 50 clips each, as in the cpu recipe
+]  # fmt: skip
+RECIPES = {"cpu": (DATASETS, PLAN), "gpu": (GPU_DATASETS, GPU_PLAN)}
 PLANS = {plan.name: plan for plan in PLAN}
 
 
@@ -81,14 +106,20 @@ def stage_result(folder: Path, plan: StagePlan) -> Path:
     return folder / "runs" / plan.name / RESULT_NAMES[plan.stage]
 
 
-def render_datasets(folder: Path, data_scale: float = 1.0) -> None:
+def render_datasets(folder: Path, data_scale: float = 1.0, recipe: str = "cpu") -> None:
+    for name in RECIPES[recipe][0]:
+        render_data(folder, name, data_scale, recipe)
+
+
+def render_data(folder: Path, name: str, data_scale: float = 1.0, recipe: str = "cpu") -> None:
+    """Render the recipe's dataset `name` into `folder/data/name`, unless it is there already."""
     from animatediff.shapes.datasets import render_dataset
 
-    for name, arguments in DATASETS.items():
-        if not (folder / "data" / name / "ground_truth.jsonl").exists():
-            log.info("rendering dataset %s", name)
-            count = max(8, round(arguments["count"] * data_scale))
-            render_dataset(folder / "data" / name, size=IMAGE_SIZE, frames=FRAMES, **{**arguments, "count": count})
+    arguments = RECIPES[recipe][0][name]
+    if not (folder / "data" / name / "ground_truth.jsonl").exists():
+        log.info("rendering dataset %s", name)
+        count = max(8, round(arguments["count"] * data_scale))
+        render_dataset(folder / "data" / name, size=IMAGE_SIZE, frames=FRAMES, **{**arguments, "count": count})
 
 
 def write_config(folder: Path, plan: StagePlan) -> Path:
@@ -123,19 +154,22 @@ def run_stage(folder: Path, plan: StagePlan) -> float:
 
 
 def retrain(folder: str | os.PathLike, resume: bool = False, only: list[str] | None = None,
-            steps_scale: float = 1.0, data_scale: float = 1.0) -> dict[str, float]:  # fmt: skip
-    """Run the recipe into `folder`; returns the seconds each stage trained in this call.
+            steps_scale: float = 1.0, data_scale: float = 1.0, recipe: str = "cpu") -> dict[str, float]:  # fmt: skip
+    """Run the recipe (`cpu` or `gpu`) into `folder`; returns the seconds each stage trained in this call.
 
     `only` runs just the named stages (their inputs must exist); `steps_scale` and `data_scale` shrink
     every stage's step count and every dataset (the CI smoke retrain uses a tiny fraction of both)."""
     folder = Path(folder)
+    if recipe not in RECIPES:
+        raise ConfigError(f"recipe must be one of {', '.join(RECIPES)}; got {recipe!r}.")
     if (folder / "runs").exists() and not resume and only is None:
         raise ConfigError(f"{folder} holds an earlier retrain; resume it (--resume) or choose another folder.")
-    render_datasets(folder, data_scale)
+    _claim(folder, recipe)
+    render_datasets(folder, data_scale, recipe)
     if not (folder / "scaffold").exists():
         scaffold(folder / "scaffold", seed=0)
     seconds = {}
-    for plan in PLAN:
+    for plan in RECIPES[recipe][1]:
         if only is not None and plan.name not in only:
             continue
         if stage_result(folder, plan).exists() and only is None:
@@ -151,6 +185,17 @@ def retrain(folder: str | os.PathLike, resume: bool = False, only: list[str] | N
         _record(folder, plan, seconds[plan.name])
         log.info("stage %s: %.0f s", plan.name, seconds[plan.name])
     return seconds
+
+
+def _claim(folder: Path, recipe: str) -> None:
+    """Note which recipe `folder` runs; a folder begun with the other recipe is refused (its data differ)."""
+    path = folder / "recipe.txt"
+    if path.exists() and path.read_text().strip() != recipe:
+        raise ConfigError(f"{folder} was begun with the {path.read_text().strip()} recipe, not {recipe}; "
+                          "resume it with that recipe or choose another folder.")  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temporary:
+        temporary.write_text(recipe + "\n")
 
 
 def _record(folder: Path, plan: StagePlan, seconds: float) -> None:
