@@ -53,7 +53,9 @@ def probe(folder: Path, plan, probes: tuple[int, int]) -> tuple[float, float]:
         shutil.rmtree(folder / "runs" / f"probe_{plan.name}")
         loops.append(loop)
         walls.append(wall)
-    per_step = max((loops[1] - loops[0]) / (probes[1] - probes[0]), 1e-4)
+    # the difference leaves the first steps' warm-up out; short probes can make it tiny, so never below
+    # half the longer probe's mean
+    per_step = max((loops[1] - loops[0]) / (probes[1] - probes[0]), 0.5 * loops[1] / probes[1])
     return per_step, max(walls[1] - loops[1], 0.0) + max(loops[1] - probes[1] * per_step, 0.0)
 
 

@@ -130,7 +130,7 @@ def latent_scaling_factor(vae, config: TrainConfig, count: int = 256) -> float:
     pixels = torch.cat([clips[(index % len(clips), index)]["pixels"] for index in range(count)])
     was_training = vae.training
     vae.eval()
-    latents = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in pixels.split(64)])
+    latents = torch.cat([vae.encode(chunk.to(vae.device)).latent_dist.mean for chunk in pixels.split(64)])
     vae.train(was_training)
     return float(1.0 / latents.std())
 
