@@ -1,14 +1,15 @@
-"""Size the gpu recipe's four long stages to a time budget on the GPU at hand, and train them.
+"""Measure the gpu recipe's long stages on the GPU at hand, and train them sized to a time budget.
 
-    python bench/gpu_recipe.py FOLDER [--budget 450] [--pack OUT]
+    python bench/gpu_recipe.py FOLDER [--budget 450] [--light] [--pack OUT]
 
 Renders the gpu recipe's datasets (in parallel processes, while the first stage trains), then, for
 vae, base, adapter and motion in turn, measures seconds per step with two short probe runs (20 and
-120 steps) and trains the stage for its share of the time left (never more steps than the recipe
-names). The step counts chosen go to FOLDER/sized.json: they are the ones the gpu recipe then ships.
-With `--light` the light stages (personalized models, MotionLoRAs) follow, at
-the recipe's own step counts. With `--pack OUT`, the trained results are packed
-into OUT after each stage (split into parts of at most 15 MiB), so that a run cut short keeps them.
+120 steps) and trains the stage for its share of the time left, never more steps than the recipe
+names (its counts were sized this way on an H200: docs/shapes-model.md). The probes' step times and
+the step counts chosen go to FOLDER/sized.json. With `--light` the light stages (personalized models,
+MotionLoRAs) follow at the recipe's own step counts; with `--pack OUT` the trained results are packed
+into OUT after each stage (a tar split into parts of at most 15 MiB), so that a run cut short keeps
+what it finished.
 """
 
 from __future__ import annotations

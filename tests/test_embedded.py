@@ -2,9 +2,11 @@
 layouts, and the recipe that made them runs end to end (a smoke retrain with a tiny fraction of it)."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from animatediff import read_video
@@ -12,7 +14,7 @@ from animatediff.cli import main
 from animatediff.embedded import FOLDER, MODELS, resolve
 from animatediff.errors import ConfigError
 from animatediff.formats import identify
-from animatediff.shapes.recipe import EXPORT, PLAN, retrain
+from animatediff.shapes.recipe import EXPORT, GPU_DATASETS, GPU_PLAN, PLAN, retrain
 
 
 def test_every_embedded_model_is_present_and_listed(capsys):
@@ -160,3 +162,18 @@ def test_results_and_ablations_reports_run_on_a_retrain(smoke, tmp_path, monkeyp
     report = write_results(tmp_path / "results.md", tmp_path / "media", [1], ablations=tables, steps=2,
                            models=models, max_prompts=1)  # fmt: skip
     assert "measured on an earlier retrain" in report.read_text()
+
+
+def test_gpu_recipe_learns_the_autoencoder_from_every_style_and_keeps_its_folder_to_itself(tmp_path, capsys):
+    work = tmp_path / "work"
+    assert main(["shapes", "retrain", str(work), "--recipe", "gpu", *SMOKE]) == 0
+    styles = {json.loads(line).get("style") for line in (work / "data" / "autoencoder" / "ground_truth.jsonl")
+              .read_text().splitlines()}  # fmt: skip
+    assert styles == {None, "outlined", "striped"}
+    clips = (work / "data" / "clips" / "captions.jsonl").read_text().splitlines()
+    assert len(clips) == round(GPU_DATASETS["clips"]["count"] * 0.002)  # the gpu recipe's larger clip set
+    timings = json.loads((work / "timings.json").read_text())
+    assert set(timings) == {plan.name for plan in GPU_PLAN}
+    assert Path(yaml.safe_load((work / "configs" / "vae.yaml").read_text())["data"]["path"]).name == "autoencoder"
+    with pytest.raises(ConfigError, match="begun with the gpu recipe"):
+        retrain(work, resume=True)

@@ -80,19 +80,19 @@ GPU_DATASETS = {
     "clips": dict(kind="clips", count=8000, seed=2),
     "autoencoder": dict(kind="images", count=20000, seed=7, style="any"),  # plain, outlined and striped
 }
-GPU_PLAN = [
+GPU_PLAN = [  # sized from seconds per step measured on an H200 (docs/shapes-model.md): about 10 minutes in all
     StagePlan("vae", "vae", "autoencoder", "scaffold",
-              _train(10000, 128, 1e-3, lr_scheduler="cosine", lr_warmup_steps=100, contrast_weight=8.0, num_workers=6,
-                     checkpoint_every=1500)),
+              _train(3000, 128, 1e-3, lr_scheduler="cosine", lr_warmup_steps=100, contrast_weight=8.0, num_workers=6,
+                     checkpoint_every=750)),
     StagePlan("base", "text_to_image", "images", "vae",
-              _train(20000, 256, 1e-3, lr_scheduler="cosine", lr_warmup_steps=300, snr_gamma=5.0, num_workers=10,
-                     checkpoint_every=2000)),
+              _train(2500, 256, 1e-3, lr_scheduler="cosine", lr_warmup_steps=200, snr_gamma=5.0, num_workers=10,
+                     checkpoint_every=500)),
     *PLAN[2:4],  # the personalized models learn from 8 and 40 images: more steps would only overfit them
-    StagePlan("adapter", "domain_adapter", "clips", "base", _train(2000, 32, 1e-3, num_workers=14),
+    StagePlan("adapter", "domain_adapter", "clips", "base", _train(250, 32, 1e-3, num_workers=14),
               dict(lora_rank=16)),
     StagePlan("motion", "motion_module", "clips", "base",
-              _train(10000, 32, 1e-3, lr_scheduler="cosine", lr_warmup_steps=200, snr_gamma=5.0, num_workers=14,
-                     checkpoint_every=1000),
+              _train(1200, 32, 1e-3, lr_scheduler="cosine", lr_warmup_steps=100, snr_gamma=5.0, num_workers=14,
+                     checkpoint_every=300),
               dict(domain_adapter="adapter", motion_module_version="v3")),
     *PLAN[6:],  # MotionLoRAs: 50 clips each, as in the cpu recipe
 ]  # fmt: skip
