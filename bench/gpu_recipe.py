@@ -25,8 +25,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from animatediff.files import atomic_path
-from animatediff.shapes.recipe import GPU_DATASETS, GPU_PLAN, PLANS, _claim, _record, render_data, retrain, write_config
-from animatediff.shapes.recipe import stage_result as result_of
+from animatediff.shapes import recipe
+from animatediff.shapes.recipe import GPU_DATASETS, GPU_PLAN, PLANS, claim_folder, record_time, render_data, retrain
 
 LONG = {"vae": 0.17, "base": 0.38, "adapter": 0.07, "motion": 0.38}  # shares of the budget
 NEEDS = {"vae": "autoencoder", "base": "images", "adapter": "clips", "motion": "clips"}
@@ -42,7 +42,7 @@ def train_for(folder: Path, plan, steps: int, name: str | None = None) -> tuple[
     every = min(plan.train["checkpoint_every"], steps)
     plan = replace(plan, name=name or plan.name, train={**plan.train, "steps": steps, "checkpoint_every": every})
     started = time.perf_counter()
-    run = train(load_train_config(write_config(folder, plan)), resume=True)
+    run = train(load_train_config(recipe.write_config(folder, plan)), resume=True)
     return run.seconds, time.perf_counter() - started
 
 
@@ -63,7 +63,7 @@ def probe(folder: Path, plan, probes: tuple[int, int]) -> tuple[float, float]:
 def pack(folder: Path, out: Path) -> None:
     """Tar the finished stages' results (no checkpoints; the base holds the autoencoder) into `out`, in parts
     of at most 15 MiB."""
-    members = [str(result_of(folder, PLANS[name]).relative_to(folder)) for name in PLANS if name != "vae"]
+    members = [str(recipe.stage_result(folder, PLANS[name]).relative_to(folder)) for name in PLANS if name != "vae"]
     members = [m for m in members if (folder / m).exists()] + ["recipe.txt", "timings.json", "sized.json"]
     members = [m for m in members if (folder / m).exists()]
     for old in out.glob("results.tar.part-*"):
@@ -87,7 +87,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     started = time.perf_counter()
     folder = args.folder
-    _claim(folder, "gpu")
+    claim_folder(folder, "gpu")
     # fork the renderers before CUDA starts in this process
     pool = multiprocessing.get_context("fork").Pool(len(GPU_DATASETS))
     rendering = {name: pool.apply_async(render_data, (folder, name, args.data_scale, "gpu")) for name in GPU_DATASETS}
@@ -105,7 +105,7 @@ def main() -> None:
     for position, name in enumerate(LONG):
         plan = plans[name]
         rendering[NEEDS[name]].get()
-        if result_of(folder, plan).exists():
+        if recipe.stage_result(folder, plan).exists():
             log.info("%s: done already", name)
             continue
         per_step, overhead = probe(folder, plan, args.probes)
@@ -118,7 +118,7 @@ def main() -> None:
         sized[name] = {"steps": steps, "ms_per_step": round(per_step * 1000, 2), "seconds": round(wall, 1)}
         with atomic_path(sized_path) as temporary:
             temporary.write_text(json.dumps(sized, indent=2) + "\n")
-        _record(folder, replace(plan, train={**plan.train, "steps": steps}), wall)
+        record_time(folder, replace(plan, train={**plan.train, "steps": steps}), wall)
         log.info("%s: %d steps in %.0f s (%.0f s training)", name, steps, wall, loop)
         if args.pack:
             pack(folder, args.pack)
@@ -128,7 +128,8 @@ def main() -> None:
     log.info("long stages done in %.0f s", time.perf_counter() - started)
     if args.light:
         light = [name for name in plans if name not in LONG]
-        seconds = retrain(folder, True, light, args.steps_scale, args.data_scale, recipe="gpu")
+        seconds = retrain(folder, resume=True, only=light, steps_scale=args.steps_scale, data_scale=args.data_scale,
+                          recipe="gpu")  # fmt: skip
         log.info("light stages: %s", ", ".join(f"{name} {value:.0f} s" for name, value in seconds.items()))
         if args.pack:
             pack(folder, args.pack)

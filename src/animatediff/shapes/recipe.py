@@ -164,7 +164,7 @@ def retrain(folder: str | os.PathLike, resume: bool = False, only: list[str] | N
         raise ConfigError(f"recipe must be one of {', '.join(RECIPES)}; got {recipe!r}.")
     if (folder / "runs").exists() and not resume and only is None:
         raise ConfigError(f"{folder} holds an earlier retrain; resume it (--resume) or choose another folder.")
-    _claim(folder, recipe)
+    claim_folder(folder, recipe)
     render_datasets(folder, data_scale, recipe)
     if not (folder / "scaffold").exists():
         scaffold(folder / "scaffold", seed=0)
@@ -182,12 +182,12 @@ def retrain(folder: str | os.PathLike, resume: bool = False, only: list[str] | N
                              {**plan.train, "steps": scaled, "checkpoint_every": scaled, "batch_size": batch},
                              plan.extra)  # fmt: skip
         seconds[plan.name] = run_stage(folder, plan)
-        _record(folder, plan, seconds[plan.name])
+        record_time(folder, plan, seconds[plan.name])
         log.info("stage %s: %.0f s", plan.name, seconds[plan.name])
     return seconds
 
 
-def _claim(folder: Path, recipe: str) -> None:
+def claim_folder(folder: Path, recipe: str) -> None:
     """Note which recipe `folder` runs; a folder begun with the other recipe is refused (its data differ)."""
     path = folder / "recipe.txt"
     if path.exists() and path.read_text().strip() != recipe:
@@ -198,7 +198,7 @@ def _claim(folder: Path, recipe: str) -> None:
         temporary.write_text(recipe + "\n")
 
 
-def _record(folder: Path, plan: StagePlan, seconds: float) -> None:
+def record_time(folder: Path, plan: StagePlan, seconds: float) -> None:
     """Add a stage's training time (over all resumed chunks) to `timings.json`."""
     path = folder / "timings.json"
     timings = json.loads(path.read_text()) if path.exists() else {}
