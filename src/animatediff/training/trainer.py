@@ -257,8 +257,8 @@ def train(config: TrainConfig, resume: bool = False) -> RunResult:
         optimizer.step()
         lr_scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        progress.update(1)
-        progress.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr_scheduler.get_last_lr()[0]:.2e}")
+        progress.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr_scheduler.get_last_lr()[0]:.2e}", refresh=False)
+        progress.update(1)  # redraws at most ten times a second (the postfix alone would redraw every step)
         if step % settings.checkpoint_every == 0 and accelerator.is_main_process:
             save_checkpoint(config.output_dir, step, stage, optimizer, lr_scheduler, settings.keep_checkpoints)
         validate = config.validation.every and step % config.validation.every == 0 and not autoencoder
