@@ -63,9 +63,8 @@ def probe(folder: Path, plan, probes: tuple[int, int]) -> tuple[float, float]:
 def pack(folder: Path, out: Path) -> None:
     """Tar the finished stages' results (no checkpoints; the base holds the autoencoder) into `out`, in parts
     of at most 15 MiB."""
-    members = [str(recipe.stage_result(folder, PLANS[name]).relative_to(folder)) for name in PLANS if name != "vae"]
-    members = [m for m in members if (folder / m).exists()] + ["recipe.txt", "timings.json", "sized.json"]
-    members = [m for m in members if (folder / m).exists()]
+    results = [str(recipe.stage_result(folder, PLANS[name]).relative_to(folder)) for name in PLANS if name != "vae"]
+    members = [m for m in [*results, "recipe.txt", "timings.json", "sized.json"] if (folder / m).exists()]
     for old in out.glob("results.tar.part-*"):
         old.unlink()
     subprocess.run(["tar", "cf", str(out / "results.tar"), "-C", str(folder), *members], check=True)
