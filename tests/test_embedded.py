@@ -14,7 +14,8 @@ from animatediff.cli import main
 from animatediff.embedded import FOLDER, MODELS, resolve
 from animatediff.errors import ConfigError
 from animatediff.formats import identify
-from animatediff.shapes.recipe import EXPORT, GPU_DATASETS, GPU_PLAN, PLAN, retrain
+from animatediff.shapes import ablations
+from animatediff.shapes.recipe import EXPORT, GPU_DATASETS, GPU_PLAN, PLAN, folder_recipe, retrain
 
 
 def test_every_embedded_model_is_present_and_listed(capsys):
@@ -122,7 +123,6 @@ def test_smoke_retrain_runs_every_stage_and_its_export_generates(smoke, tmp_path
 
 
 def test_results_and_ablations_reports_run_on_a_retrain(smoke, tmp_path, monkeypatch):
-    from animatediff.shapes import ablations
     from animatediff.shapes.report import write_results
 
     work, models = smoke
@@ -139,6 +139,7 @@ def test_results_and_ablations_reports_run_on_a_retrain(smoke, tmp_path, monkeyp
     tables = ablations.run_ablations(work, output, seeds=[1], steps=2, max_prompts=1)  # makes the other two
     data = json.loads(tables.read_text())
     assert data["modules"] == modules["modules"]  # kept, not made again
+    assert data["budgets"]["shipped_motion_module"] == "2000 steps × 4 clips"  # the cpu recipe's module
     assert [row["arm"] for row in data["adapter"]][-2:] == ["transformer (short budget), α = 0",
                                                            "transformer, no adapter (short budget), α = 0"]  # fmt: skip
     assert [row["arm"] for row in data["modules"]] == [arm.name for arm in ablations.module_arms()]
@@ -177,3 +178,5 @@ def test_gpu_recipe_learns_the_autoencoder_from_every_style_and_keeps_its_folder
     assert Path(yaml.safe_load((work / "configs" / "vae.yaml").read_text())["data"]["path"]).name == "autoencoder"
     with pytest.raises(ConfigError, match="begun with the gpu recipe"):
         retrain(work, resume=True)
+    shipped = ablations.table_budgets(folder_recipe(work))["shipped_motion_module"]
+    assert shipped == "1200 steps × 32 clips"  # the ablation tables state the module this folder trained

@@ -29,7 +29,9 @@ from animatediff.loading import ModelSpec
 from animatediff.shapes.recipe import (
     FRAMES,
     PLANS,
+    RECIPES,
     StagePlan,
+    folder_recipe,
     render_datasets,
     run_stage,
     stage_result,
@@ -80,6 +82,14 @@ def lora_arms() -> list[Arm]:
             plan = StagePlan(f"ablation-lora-r{rank}-n{clips}", "motion_lora", f"zoom_in_{clips}", "base", train, extra)
             arms.append(Arm(f"rank {rank}, {clips} clips", plan, extra={"rank": rank, "clips": clips}))
     return arms
+
+
+def table_budgets(recipe: str) -> dict[str, str]:
+    """The training budgets the tables state: the arms' own, and the shipped module's under `recipe`."""
+    shipped = next(plan for plan in RECIPES[recipe][1] if plan.name == "motion").train
+    return {"motion_module": f"{MODULE_STEPS} steps × {MODULE_BATCH} clips of {FRAMES} frames",
+            "shipped_motion_module": f"{shipped['steps']} steps × {shipped['batch_size']} clips",
+            "motion_lora": f"{LORA_STEPS} steps × {LORA_BATCH} clips"}  # fmt: skip
 
 
 def _train(folder: Path, arm: Arm) -> Path:
@@ -147,15 +157,12 @@ def run_ablations(folder: str | os.PathLike, output: str | os.PathLike, seeds: l
     def evaluate(prompts: list[str], spec: ModelSpec) -> Row:
         return evaluate_row(Row("", "", prompts, spec=spec), seeds, steps=steps, max_prompts=max_prompts)
 
-    render_datasets(folder)
+    recipe = folder_recipe(folder)
+    render_datasets(folder, recipe=recipe)
     _render_lora_sets(folder)
     base, adapter = stage_result(folder, PLANS["base"]), stage_result(folder, PLANS["adapter"])
     shipped = stage_result(folder, PLANS["motion"])
-    shipped_train = PLANS["motion"].train
-    budgets = {"motion_module": f"{MODULE_STEPS} steps × {MODULE_BATCH} clips of {FRAMES} frames",
-               "shipped_motion_module": f"{shipped_train['steps']} steps × {shipped_train['batch_size']} clips",
-               "motion_lora": f"{LORA_STEPS} steps × {LORA_BATCH} clips", "seeds": seeds,
-               "sampling_steps": steps, "prompts": max_prompts}  # fmt: skip
+    budgets = {**table_budgets(recipe), "seeds": seeds, "sampling_steps": steps, "prompts": max_prompts}
     fingerprint = base_fingerprint(base)
     tables = json.loads(output.read_text()) if output.exists() else {}
     if tables.get("budgets") != budgets or tables.get("base") != fingerprint:  # a new retrain: start again

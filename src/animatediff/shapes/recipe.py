@@ -198,6 +198,12 @@ def claim_folder(folder: Path, recipe: str) -> None:
         temporary.write_text(recipe + "\n")
 
 
+def folder_recipe(folder: Path) -> str:
+    """The recipe `folder` was begun with (`recipe.txt`); folders from before it was written ran the cpu one."""
+    path = folder / "recipe.txt"
+    return path.read_text().strip() if path.exists() else "cpu"
+
+
 def record_time(folder: Path, plan: StagePlan, seconds: float) -> None:
     """Add a stage's training time (over all resumed chunks) to `timings.json`."""
     path = folder / "timings.json"
