@@ -2,7 +2,8 @@
 
 - `images`: clean still frames (the text-to-image domain) as PNG files with a `captions.jsonl`: a random
   frame of a random clip, captioned with the clip's motion for every second image (as photo captions
-  often name an action) and without it otherwise; every fifth image is a still of a camera scene;
+  often name an action) and without it otherwise, or always where the frame shows it (`trail`); every
+  fifth image is a still of a camera scene;
 - `clips`: single-object motion clips in the video domain (watermark, blur, noise) as mp4;
 - `camera`: scenes under camera motions (for MotionLoRAs), one motion or all.
 
@@ -73,7 +74,8 @@ def render_dataset(
 ) -> Path:
     """Render `count` items of `kind` into `folder`; deterministic for a given seed and settings.
 
-    `trail` draws each moving object with a fading trail behind it (images and clips alike)."""
+    `trail` draws each moving object with a fading trail behind it (images and clips alike); an image
+    then always names its motion in the caption, as the picture shows it."""
     if kind not in KINDS:
         raise ConfigError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}.")
     if style is not None and style not in (*STYLES, "any"):
@@ -90,7 +92,7 @@ def render_dataset(
     for index, spec in enumerate(_specs(kind, count, seed, frames, style, camera, watermark, held_out, trail)):
         if kind == "images":
             moment = int(np.random.default_rng(spec.seed).integers(frames))
-            name, text = f"{index:06d}.png", caption(spec, still=index % 2 == 0)
+            name, text = f"{index:06d}.png", caption(spec, still=index % 2 == 0 and not trail)
             spec.extra["frame"] = moment
             with atomic_path(media / name) as temporary:
                 Image.fromarray(render_frame(spec, moment, size)).save(temporary, format="PNG")

@@ -34,11 +34,11 @@ from animatediff.shapes.models import IMAGE_SIZE, scaffold
 log = logging.getLogger(__name__)
 
 FRAMES = 16
-DATASETS = {  # name: render_dataset arguments
-    "images": dict(kind="images", count=20000, seed=1),
-    "clips": dict(kind="clips", count=4000, seed=2),
-    "outlined": dict(kind="images", count=8, seed=3, style="outlined"),
-    "striped": dict(kind="images", count=40, seed=4, style="striped"),
+DATASETS = {  # name: render_dataset arguments; moving objects leave a trail (what tells the base motion words apart)
+    "images": dict(kind="images", count=20000, seed=1, trail=True),
+    "clips": dict(kind="clips", count=4000, seed=2, trail=True),
+    "outlined": dict(kind="images", count=8, seed=3, style="outlined", trail=True),
+    "striped": dict(kind="images", count=40, seed=4, style="striped", trail=True),
     "zoom_in": dict(kind="camera", count=50, seed=5, camera="zooming in"),
     "pan_left": dict(kind="camera", count=50, seed=6, camera="panning left"),
 }
@@ -77,8 +77,8 @@ PLAN = [
 ]  # fmt: skip
 GPU_DATASETS = {
     **DATASETS,
-    "clips": dict(kind="clips", count=8000, seed=2),
-    "autoencoder": dict(kind="images", count=20000, seed=7, style="any"),  # plain, outlined and striped
+    "clips": dict(kind="clips", count=8000, seed=2, trail=True),
+    "autoencoder": dict(kind="images", count=20000, seed=7, style="any", trail=True),  # plain, outlined, striped
 }
 GPU_PLAN = [  # sized from seconds per step measured on an H200 (docs/shapes-model.md): about 10 minutes in all
     StagePlan("vae", "vae", "autoencoder", "scaffold",

@@ -3,7 +3,7 @@
 Each frame is drawn analytically from the spec (object state at that frame, camera transform at that
 frame), so motion carries no resampling blur. With `spec.trail`, a moving object leaves a fading trail
 of where it was a few frames before (`TRAIL`), as a long exposure shows it, so that a still image says
-which way it moves (an experiment on teaching the base motion words: docs/shapes-model.md). The video
+which way it moves (how the base learns the motion words: docs/shapes-model.md). The video
 domain adds what web videos have and the image domain lacks: a semi-transparent watermark in a fixed
 place, a slight blur and sensor noise.
 """
@@ -20,7 +20,9 @@ from animatediff.shapes.world import BACKGROUNDS, CAMERA_MOTIONS, COLOURS, MOTIO
 
 SUPERSAMPLE = 4
 WATERMARK_ALPHA = 0.4
-TRAIL = ((6, 0.2), (3, 0.4))  # (frames back, opacity) of the moving object's fading copies, oldest first
+# (frames back, opacity) of the moving object's fading copies, oldest first: a tail about two latent cells
+# long (docs/shapes-model.md), so that the autoencoder keeps which end is the head
+TRAIL = ((12, 0.15), (9, 0.25), (6, 0.35), (3, 0.45))
 
 
 def _outline(shape: str, radius: float, angle: float) -> list[tuple[float, float]]:

@@ -99,7 +99,7 @@ class ClipSpec:
     watermark: bool = False
     seed: int = 0
     textured: bool = False
-    trail: bool = False  # the moving object leaves a fading trail (render.TRAIL); an experiment, off by default
+    trail: bool = False  # the moving object leaves a fading trail (render.TRAIL); the recipe's datasets have it
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
