@@ -59,10 +59,10 @@ def test_with_trail_a_moving_object_leaves_a_fading_copy_behind_it_and_a_still_o
         obj = object_at(spec.objects[0], spec, 8)
         row, col = round(obj.y * 64), round(obj.x * 64)
         travel = spec.speed * 64  # pixels a frame
-        shares = []
+        shares = []  # of the red colour at each point: 0 is the white background, 1 the object
         for reach in (round(1.3 * obj.radius * 64), round(1.3 * obj.radius * 64 + 6 * travel)):  # outside it, behind
             pixel = frame[row + behind[0] * reach, col + behind[1] * reach]
-            shares.append(float(np.dot(white - pixel, white - red) / np.dot(white - red, white - red)))  # 0 white, 1 red
+            shares.append(float(np.dot(white - pixel, white - red) / np.dot(white - red, white - red)))
         if motion == "staying still" or not trail:
             assert shares == [0.0, 0.0]
         else:
