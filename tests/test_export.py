@@ -69,3 +69,16 @@ def test_rewriting_a_frame_folder_replaces_it_whole(tmp_path):
 def test_unknown_extension_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown output format '\.avi'"):
         write_video(moving_square(), tmp_path / "clip.avi")
+
+
+def test_a_clip_dataset_encodes_to_the_same_bytes_in_processes_running_side_by_side(tmp_path):
+    import subprocess
+    import sys
+
+    script = ("import sys; from animatediff.shapes.datasets import render_dataset; "
+              "render_dataset(sys.argv[1], 'clips', 60, seed=2, size=32, frames=16, trail=True)")  # fmt: skip
+    runs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / name)]) for name in ("a", "b")]
+    assert [run.wait() for run in runs] == [0, 0]
+    files = sorted((tmp_path / "a").glob("*.mp4"))
+    assert len(files) == 60
+    assert [path.name for path in files if path.read_bytes() != (tmp_path / "b" / path.name).read_bytes()] == []
