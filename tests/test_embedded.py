@@ -28,6 +28,12 @@ def test_every_embedded_model_is_present_and_listed(capsys):
     assert sorted(model.file for model in MODELS.values()) == sorted(EXPORT.values())
 
 
+def test_shipped_configs_name_no_path_of_the_machine_that_trained_them():
+    configs = list(FOLDER.rglob("config.json"))
+    assert len(configs) == 4  # the text encoder, the base's UNet and VAE, the DreamBooth UNet
+    assert all("_name_or_path" not in json.loads(path.read_text()) for path in configs)
+
+
 def test_the_shipped_weights_fit_the_size_budget():
     total = sum(path.stat().st_size for path in FOLDER.rglob("*") if path.is_file())
     assert total <= 40 * 2**20, f"{total / 2**20:.1f} MiB"
@@ -107,6 +113,8 @@ def test_smoke_retrain_runs_every_stage_and_its_export_generates(smoke, tmp_path
     assert {value.dtype for value in outlined.values()} == {torch.float16}  # the full-UNet copy ships in half
     base_unet = load_file(models / "base" / "unet" / "diffusion_pytorch_model.safetensors")
     assert {value.dtype for value in base_unet.values()} == {torch.float32}
+    for config in models.rglob("config.json"):  # no path of the machine that trained them
+        assert "_name_or_path" not in json.loads(config.read_text()), config
     output = tmp_path / "smoke.gif"
     assert main(["generate", "a red circle moving right on a blue background", "-o", str(output),
                  "--base", str(models / "base"), "--motion-module", str(models / "motion_module.safetensors"),

@@ -239,6 +239,14 @@ def _to_half_precision(folder: Path) -> None:
         save_state_dict(tensors, path, metadata)
 
 
+def _drop_build_paths(folder: Path) -> None:
+    """Remove the `_name_or_path` diffusers writes into each config: a path on the machine that trained it."""
+    for path in folder.rglob("config.json"):
+        config = json.loads(path.read_text())
+        if config.pop("_name_or_path", None) is not None:
+            path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 def export(folder: str | os.PathLike, target: str | os.PathLike) -> Path:
     """Copy the recipe's results into a models folder laid out as the package ships it."""
     folder, target = Path(folder), Path(target)
@@ -247,6 +255,7 @@ def export(folder: str | os.PathLike, target: str | os.PathLike) -> Path:
             source = stage_result(folder, PLANS[name])
             if source.is_dir():
                 shutil.copytree(source, temporary / destination)
+                _drop_build_paths(temporary / destination)
                 if name in HALF_PRECISION:
                     _to_half_precision(temporary / destination)
             else:
