@@ -58,17 +58,17 @@ def test_with_trail_a_moving_object_leaves_a_fading_copy_behind_it_and_a_still_o
         frame = render_frame(spec, 8, 64).astype(np.float32)
         obj = object_at(spec.objects[0], spec, 8)
         row, col = round(obj.y * 64), round(obj.x * 64)
+        near = round(1.3 * obj.radius * 64)  # just outside the object
         travel = spec.speed * 64  # pixels a frame
-        shares = []  # of the red colour at each point: 0 is the white background, 1 the object
-        for reach in (round(1.3 * obj.radius * 64), round(1.3 * obj.radius * 64 + 6 * travel)):  # outside it, behind
+        shares = []  # of the red colour at each point behind it: 0 is the white background, 1 the object
+        for reach in (near, round(1.3 * obj.radius * 64 + 6 * travel)):
             pixel = frame[row + behind[0] * reach, col + behind[1] * reach]
             shares.append(float(np.dot(white - pixel, white - red) / np.dot(white - red, white - red)))
         if motion == "staying still" or not trail:
             assert shares == [0.0, 0.0]
         else:
             assert 0.9 > shares[0] > shares[1] > 0.05  # see-through copies, fading with their age
-            reach = round(1.3 * obj.radius * 64)
-            np.testing.assert_allclose(frame[row - behind[0] * reach, col - behind[1] * reach], white)  # none ahead
+            np.testing.assert_allclose(frame[row - behind[0] * near, col - behind[1] * near], white)  # none ahead
 
 
 def test_captions_parse_back_to_the_ground_truth():
