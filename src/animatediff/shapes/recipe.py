@@ -63,7 +63,7 @@ PLAN = [
     StagePlan("vae", "vae", "images", "scaffold",
               _train(2500, 32, 1e-3, lr_scheduler="cosine", lr_warmup_steps=50, contrast_weight=8.0)),
     StagePlan("base", "text_to_image", "images", "vae",
-              _train(3500, 64, 1e-3, lr_scheduler="cosine", lr_warmup_steps=200, snr_gamma=5.0)),
+              _train(7000, 64, 1e-3, lr_scheduler="cosine", lr_warmup_steps=200, snr_gamma=5.0)),
     StagePlan("outlined", "image_finetune", "outlined", "base", _train(300, 8, 1e-4)),
     StagePlan("striped", "image_lora", "striped", "base", _train(400, 16, 1e-3), dict(lora_rank=8)),
     StagePlan("adapter", "domain_adapter", "clips", "base", _train(600, 32, 1e-3), dict(lora_rank=16)),
