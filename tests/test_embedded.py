@@ -173,17 +173,28 @@ def test_results_and_ablations_reports_run_on_a_retrain(smoke, tmp_path, monkeyp
     assert "measured on an earlier retrain" in report.read_text()
 
 
-def test_gpu_recipe_learns_the_autoencoder_from_every_style_and_keeps_its_folder_to_itself(tmp_path, capsys):
+def autoencoder_styles(work):
+    """The styles the autoencoder of the retrain in `work` learned from."""
+    assert Path(yaml.safe_load((work / "configs" / "vae.yaml").read_text())["data"]["path"]).name == "autoencoder"
+    lines = (work / "data" / "autoencoder" / "ground_truth.jsonl").read_text().splitlines()
+    return {json.loads(line).get("style") for line in lines}
+
+
+def test_both_recipes_learn_the_autoencoder_from_every_style(smoke):
+    # the personalized styles have to survive the latents, so the autoencoder sees them (the base does not)
+    assert autoencoder_styles(smoke[0]) == {None, "outlined", "striped"}
+    lines = (smoke[0] / "data" / "images" / "ground_truth.jsonl").read_text().splitlines()
+    assert {json.loads(line).get("style") for line in lines} == {None}
+
+
+def test_gpu_recipe_trains_on_more_clips_and_keeps_its_folder_to_itself(tmp_path, capsys):
     work = tmp_path / "work"
     assert main(["shapes", "retrain", str(work), "--recipe", "gpu", *SMOKE]) == 0
-    styles = {json.loads(line).get("style") for line in (work / "data" / "autoencoder" / "ground_truth.jsonl")
-              .read_text().splitlines()}  # fmt: skip
-    assert styles == {None, "outlined", "striped"}
+    assert autoencoder_styles(work) == {None, "outlined", "striped"}
     clips = (work / "data" / "clips" / "captions.jsonl").read_text().splitlines()
     assert len(clips) == round(GPU_DATASETS["clips"]["count"] * 0.002)  # the gpu recipe's larger clip set
     timings = json.loads((work / "timings.json").read_text())
     assert set(timings) == {plan.name for plan in GPU_PLAN}
-    assert Path(yaml.safe_load((work / "configs" / "vae.yaml").read_text())["data"]["path"]).name == "autoencoder"
     with pytest.raises(ConfigError, match="begun with the gpu recipe"):
         retrain(work, resume=True)
     shipped = ablations.table_budgets(folder_recipe(work))["shipped_motion_module"]

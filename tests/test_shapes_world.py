@@ -11,7 +11,15 @@ from animatediff.cli import main
 from animatediff.evaluation.metrics import motion_score, score_video, smooth_score, watermark_score
 from animatediff.export import write_video
 from animatediff.shapes.datasets import render_dataset
-from animatediff.shapes.render import object_at, render_clip, render_frame
+from animatediff.shapes.render import (
+    SHADOW,
+    SPIN_SHIFT,
+    object_at,
+    render_clip,
+    render_frame,
+    shadow_colour,
+    stripe_colour,
+)
 from animatediff.shapes.world import (
     BACKGROUNDS,
     CAMERA_MOTIONS,
@@ -69,6 +77,46 @@ def test_with_trail_a_moving_object_leaves_a_fading_copy_behind_it_and_a_still_o
         else:
             assert 0.9 > shares[0] > shares[1] > 0.05  # see-through copies, fading with their age
             np.testing.assert_allclose(frame[row - behind[0] * near, col - behind[1] * near], white)  # none ahead
+
+
+def test_growing_and_spinning_objects_cast_a_shadow_that_tells_the_motion_and_a_shrinking_one_a_halo():
+    size, shadow = 64, np.array(shadow_colour("gray"))
+    gray, blue = np.array(BACKGROUNDS["gray"]), np.array(COLOURS["blue"])
+
+    def pixel(frame, obj, dx):  # at `dx` frame widths beside the object's centre, on its horizontal
+        return frame[round(obj.y * size), round((obj.x + dx) * size)].astype(float)
+
+    for motion, side in (("growing", 0), ("spinning clockwise", 1), ("spinning anticlockwise", -1)):
+        spec = object_clips(1, motion=motion, shape="circle" if motion == "growing" else "square",
+                            colour="blue", background="gray")[0]  # fmt: skip
+        spec.trail = True
+        frame = render_frame(spec, 8, size)
+        obj = object_at(spec.objects[0], spec, 8)
+        reach = obj.radius + SHADOW  # the shadow's radius, around the centre shifted by `side · SPIN_SHIFT`
+        if side == 0:  # all round
+            np.testing.assert_allclose(pixel(frame, obj, reach - 0.02), shadow)
+            np.testing.assert_allclose(pixel(frame, obj, 0.02 - reach), shadow)
+        else:  # wider on the side the object's top moves to, none just outside it on the other
+            np.testing.assert_allclose(pixel(frame, obj, side * (reach + SPIN_SHIFT - 0.02)), shadow)
+            np.testing.assert_allclose(pixel(frame, obj, -side * (reach - SPIN_SHIFT + 0.02)), gray)
+        spec.trail = False
+        np.testing.assert_allclose(pixel(render_frame(spec, 8, size), obj, reach - 0.02), gray)
+
+    spec = object_clips(1, motion="shrinking", shape="circle", colour="blue", background="gray")[0]
+    spec.trail = True
+    frame = render_frame(spec, 8, size)
+    obj = object_at(spec.objects[0], spec, 8)
+    beside = pixel(frame, obj, obj.radius + 0.02)
+    share = float(np.dot(gray - beside, gray - blue) / np.dot(gray - blue, gray - blue))
+    assert 0.5 < share < 0.95  # where it was a few frames before: a see-through halo of its colour
+
+
+def test_a_striped_object_has_a_band_of_the_stripe_colour_through_its_centre():
+    for spec in object_clips(4, motion="staying still", style="striped"):
+        frame = render_frame(spec, 0, 64)
+        obj = spec.objects[0]
+        centre = frame[round(obj.y * 64), round(obj.x * 64)]
+        np.testing.assert_allclose(centre, stripe_colour(spec.background), atol=1)
 
 
 def test_captions_parse_back_to_the_ground_truth():

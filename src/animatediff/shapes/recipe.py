@@ -6,8 +6,9 @@ order with `animatediff train`'s own code, each stage reading the previous stage
     scaffold → vae → text_to_image (base) → image_finetune (outlined, DreamBooth-style)
              → image_lora (striped) → domain_adapter → motion_module → motion_lora × 2
 
-Two recipes share that plan: `cpu` fits 2 CPU cores (80 minutes) and `gpu` fits one GPU (under 10
-minutes), with larger batches, more steps and more clips, and an autoencoder that sees every style.
+Two recipes share that plan: `cpu` fits 2 CPU cores (about 90 minutes) and `gpu` fits one GPU (under
+10 minutes), with larger batches, more steps and more clips. Both autoencoders learn from images in every
+style (the personalized styles must survive the latents); the base never sees a style.
 
 Every stage checkpoints as it goes; run it again with `resume=True` after an interruption (or to go on
 from one time-limited chunk to the next) and it skips finished stages and continues the current one
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 FRAMES = 16
 DATASETS = {  # name: render_dataset arguments; moving objects leave a trail (what tells the base motion words apart)
     "images": dict(kind="images", count=20000, seed=1, trail=True),
+    "autoencoder": dict(kind="images", count=20000, seed=7, style="any", trail=True),  # plain, outlined, striped
     "clips": dict(kind="clips", count=4000, seed=2, trail=True),
     "outlined": dict(kind="images", count=8, seed=3, style="outlined", trail=True),
     "striped": dict(kind="images", count=40, seed=4, style="striped", trail=True),
@@ -60,7 +62,7 @@ def _train(steps: int, batch: int, lr: float, **more) -> dict:
 
 
 PLAN = [
-    StagePlan("vae", "vae", "images", "scaffold",
+    StagePlan("vae", "vae", "autoencoder", "scaffold",
               _train(2500, 32, 1e-3, lr_scheduler="cosine", lr_warmup_steps=50, contrast_weight=8.0)),
     StagePlan("base", "text_to_image", "images", "vae",
               _train(7000, 64, 1e-3, lr_scheduler="cosine", lr_warmup_steps=200, snr_gamma=5.0)),
@@ -78,7 +80,6 @@ PLAN = [
 GPU_DATASETS = {
     **DATASETS,
     "clips": dict(kind="clips", count=8000, seed=2, trail=True),
-    "autoencoder": dict(kind="images", count=20000, seed=7, style="any", trail=True),  # plain, outlined, striped
 }
 GPU_PLAN = [  # sized from seconds per step measured on an H200 (docs/shapes-model.md): about 10 minutes in all
     StagePlan("vae", "vae", "autoencoder", "scaffold",

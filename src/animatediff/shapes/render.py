@@ -3,9 +3,10 @@
 Each frame is drawn analytically from the spec (object state at that frame, camera transform at that
 frame), so motion carries no resampling blur. With `spec.trail`, a moving object leaves a fading trail
 of where it was a few frames before (`TRAIL`), as a long exposure shows it, so that a still image says
-which way it moves (how the base learns the motion words: docs/shapes-model.md). The video
-domain adds what web videos have and the image domain lacks: a semi-transparent watermark in a fixed
-place, a slight blur and sensor noise.
+which way it moves (how the base learns the motion words: docs/shapes-model.md); growing and spinning,
+which no trail shows at this size, cast a round shadow instead (centred, or shifted the way the spin
+goes). The video domain adds what web videos have and the image domain lacks: a semi-transparent
+watermark in a fixed place, a slight blur and sensor noise.
 """
 
 from __future__ import annotations
@@ -23,6 +24,15 @@ WATERMARK_ALPHA = 0.4
 # (frames back, opacity) of the moving object's fading copies, oldest first: a tail about two latent cells
 # long (docs/shapes-model.md), so that the autoencoder keeps which end is the head
 TRAIL = ((12, 0.15), (9, 0.25), (6, 0.35), (3, 0.45))
+# a change of size moves the outline only a pixel or two a frame: its copies are drawn more opaque, so that a
+# shrinking object shows a halo of where it was that the autoencoder's 4-pixel cells keep
+SCALE_TRAIL = ((12, 0.3), (9, 0.45), (6, 0.6), (3, 0.75))
+# growing and spinning change an object in place, which no trail shows at 32×32: such an object casts a round
+# shadow this much wider (frame widths) than its reach, centred under a growing object and shifted by
+# SPIN_SHIFT to the side a spinning object's top moves to (right for clockwise)
+SHADOW = 0.06
+SPIN_SHIFT = 0.05
+STRIPE_PERIOD = 0.2  # frame widths; a band through the centre, wide enough for the autoencoder's 4-pixel cells
 
 
 def _outline(shape: str, radius: float, angle: float) -> list[tuple[float, float]]:
@@ -99,6 +109,20 @@ def stripe_colour(background: str) -> tuple[int, int, int]:
     return (20, 20, 20) if background == "white" else (245, 245, 245)
 
 
+def shadow_colour(background: str) -> tuple[int, int, int]:
+    """The background darkened (lightened on black, where a shadow would not show)."""
+    if background == "black":
+        return (100, 100, 100)
+    return tuple(round(0.4 * c) for c in BACKGROUNDS[background])
+
+
+def _draw_shadow(canvas: Image.Image, obj: SceneObject, spec: ClipSpec, camera, big: int, shift: float) -> None:
+    cx, cy = _to_screen(obj.x + shift, obj.y, camera)
+    outline = _outline("circle", (obj.radius + SHADOW) * camera[2], 0.0)  # camera[2]: its scale
+    ImageDraw.Draw(canvas).polygon([((cx + px) * big, (cy + py) * big) for px, py in outline],
+                                   fill=shadow_colour(spec.background))  # fmt: skip
+
+
 def _draw_object(canvas: Image.Image, obj: SceneObject, spec: ClipSpec, camera, big: int) -> None:
     dx, dy, scale, rotation = camera
     cx, cy = _to_screen(obj.x, obj.y, camera)
@@ -117,7 +141,7 @@ def _draw_object(canvas: Image.Image, obj: SceneObject, spec: ClipSpec, camera, 
     rows, cols = np.mgrid[0 : canvas.size[1], 0 : canvas.size[0]] / big
     turn = math.radians(angle)
     across = (cols - cx) * -math.sin(turn) + (rows - cy) * math.cos(turn)
-    stripes = Image.fromarray(((np.mod(across / 0.09, 1.0) < 0.4) * 255).astype(np.uint8))
+    stripes = Image.fromarray(((np.mod(across / STRIPE_PERIOD + 0.2, 1.0) < 0.4) * 255).astype(np.uint8))
     canvas.paste(colour, mask=mask)
     canvas.paste(
         stripe_colour(spec.background), mask=Image.fromarray(np.minimum(np.asarray(mask), np.asarray(stripes)))
@@ -132,7 +156,11 @@ def render_frame(spec: ClipSpec, t: int, size: int = 64) -> np.ndarray:
     canvas = Image.fromarray(background).resize((big, big), Image.NEAREST)
     for obj in spec.objects:
         if spec.trail and _moves(obj, spec):
-            for lag, opacity in TRAIL:
+            kind, sign = MOTIONS[spec.motion]
+            if (kind, sign) == ("scale", 1) or kind == "rotation":
+                shift = sign * SPIN_SHIFT if kind == "rotation" else 0.0
+                _draw_shadow(canvas, object_at(obj, spec, t), spec, camera, big, shift)
+            for lag, opacity in SCALE_TRAIL if kind == "scale" else TRAIL:
                 ghost = canvas.copy()
                 _draw_object(ghost, object_at(obj, spec, t - lag), spec, camera, big)
                 canvas = Image.blend(canvas, ghost, opacity)
