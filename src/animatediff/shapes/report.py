@@ -125,7 +125,7 @@ def format_rows(rows: list[Row]) -> str:
 def write_grid(media: Path, seed: int = 1, steps: int = 25, models: Path = FOLDER) -> list[tuple[str, str, str]]:
     """A few GIFs (4× enlarged for viewing) for the README: (caption, prompt, file name)."""
     examples = [
-        ("base + motion module", "a red triangle moving right on a blue background", {}),
+        ("base + motion module", "a red triangle moving right on a white background", {}),
         ("DreamBooth 'outlined'", "a green star spinning clockwise on a white background, outlinestyle",
          {"dreambooth": "shapes-outlined"}),
         ("LoRA 'striped'", "a purple square growing on a gray background, stripestyle", {"lora": "shapes-striped"}),
