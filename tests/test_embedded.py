@@ -173,18 +173,22 @@ def test_results_and_ablations_reports_run_on_a_retrain(smoke, tmp_path, monkeyp
     assert "measured on an earlier retrain" in report.read_text()
 
 
+def dataset_styles(work, name):
+    """The styles in dataset `name` of the retrain in `work`."""
+    lines = (work / "data" / name / "ground_truth.jsonl").read_text().splitlines()
+    return {json.loads(line).get("style") for line in lines}
+
+
 def autoencoder_styles(work):
     """The styles the autoencoder of the retrain in `work` learned from."""
     assert Path(yaml.safe_load((work / "configs" / "vae.yaml").read_text())["data"]["path"]).name == "autoencoder"
-    lines = (work / "data" / "autoencoder" / "ground_truth.jsonl").read_text().splitlines()
-    return {json.loads(line).get("style") for line in lines}
+    return dataset_styles(work, "autoencoder")
 
 
 def test_both_recipes_learn_the_autoencoder_from_every_style(smoke):
     # the personalized styles have to survive the latents, so the autoencoder sees them (the base does not)
     assert autoencoder_styles(smoke[0]) == {None, "outlined", "striped"}
-    lines = (smoke[0] / "data" / "images" / "ground_truth.jsonl").read_text().splitlines()
-    assert {json.loads(line).get("style") for line in lines} == {None}
+    assert dataset_styles(smoke[0], "images") == {None}
 
 
 def test_gpu_recipe_trains_on_more_clips_and_keeps_its_folder_to_itself(tmp_path, capsys):

@@ -116,18 +116,22 @@ def shadow_colour(background: str) -> tuple[int, int, int]:
     return tuple(round(0.4 * c) for c in BACKGROUNDS[background])
 
 
+def _polygon(cx: float, cy: float, shape: str, radius: float, angle: float, big: int) -> list[tuple[float, float]]:
+    """The shape's vertices around screen point (cx, cy), in pixels of the `big` supersampled canvas."""
+    return [((cx + px) * big, (cy + py) * big) for px, py in _outline(shape, radius, angle)]
+
+
 def _draw_shadow(canvas: Image.Image, obj: SceneObject, spec: ClipSpec, camera, big: int, shift: float) -> None:
     cx, cy = _to_screen(obj.x + shift, obj.y, camera)
-    outline = _outline("circle", (obj.radius + SHADOW) * camera[2], 0.0)  # camera[2]: its scale
-    ImageDraw.Draw(canvas).polygon([((cx + px) * big, (cy + py) * big) for px, py in outline],
-                                   fill=shadow_colour(spec.background))  # fmt: skip
+    points = _polygon(cx, cy, "circle", (obj.radius + SHADOW) * camera[2], 0.0, big)  # camera[2]: its scale
+    ImageDraw.Draw(canvas).polygon(points, fill=shadow_colour(spec.background))
 
 
 def _draw_object(canvas: Image.Image, obj: SceneObject, spec: ClipSpec, camera, big: int) -> None:
     dx, dy, scale, rotation = camera
     cx, cy = _to_screen(obj.x, obj.y, camera)
     radius, angle = obj.radius * scale, obj.angle + rotation
-    points = [((cx + px) * big, (cy + py) * big) for px, py in _outline(obj.shape, radius, angle)]
+    points = _polygon(cx, cy, obj.shape, radius, angle, big)
     colour = COLOURS[obj.colour]
     draw = ImageDraw.Draw(canvas)
     if spec.style == "outlined":
@@ -155,16 +159,18 @@ def render_frame(spec: ClipSpec, t: int, size: int = 64) -> np.ndarray:
     background = _background(spec, size, camera).astype(np.uint8)
     canvas = Image.fromarray(background).resize((big, big), Image.NEAREST)
     for obj in spec.objects:
+        now = object_at(obj, spec, t)
         if spec.trail and _moves(obj, spec):
             kind, sign = MOTIONS[spec.motion]
-            if (kind, sign) == ("scale", 1) or kind == "rotation":
-                shift = sign * SPIN_SHIFT if kind == "rotation" else 0.0
-                _draw_shadow(canvas, object_at(obj, spec, t), spec, camera, big, shift)
+            if kind == "rotation":
+                _draw_shadow(canvas, now, spec, camera, big, shift=sign * SPIN_SHIFT)
+            elif (kind, sign) == ("scale", 1):
+                _draw_shadow(canvas, now, spec, camera, big, shift=0.0)
             for lag, opacity in SCALE_TRAIL if kind == "scale" else TRAIL:
                 ghost = canvas.copy()
                 _draw_object(ghost, object_at(obj, spec, t - lag), spec, camera, big)
                 canvas = Image.blend(canvas, ghost, opacity)
-        _draw_object(canvas, object_at(obj, spec, t), spec, camera, big)
+        _draw_object(canvas, now, spec, camera, big)
     return np.asarray(canvas.resize((size, size), Image.BOX))
 
 
