@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from animatediff import ConfigError, read_video, write_video
+from animatediff.export import file_stem
 
 
 def moving_square(frames=5, height=32, width=48):
@@ -69,6 +70,15 @@ def test_rewriting_a_frame_folder_replaces_it_whole(tmp_path):
 def test_unknown_extension_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown output format '\.avi'"):
         write_video(moving_square(), tmp_path / "clip.avi")
+
+
+def test_file_stems_from_prompts_and_captions():
+    assert file_stem("A red circle, moving RIGHT!") == "a-red-circle-moving-right"
+    assert file_stem("base + motion module") == "base-motion-module"
+    assert file_stem("DreamBooth 'outlined'") == "dreambooth-outlined"
+    long = file_stem("a yellow star moving right on a gray background, stripestyle")
+    assert long == "a-yellow-star-moving-right-on-a-gray-background" and len(long) <= 48  # cut, no hyphen left
+    assert file_stem("?!") == "video"
 
 
 def test_a_clip_dataset_encodes_to_the_same_bytes_in_processes_running_side_by_side(tmp_path):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import secrets
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ import torch
 from animatediff import __version__
 from animatediff.embedded import DEFAULT_BASE, DEFAULT_MOTION_MODULE, listing, resolve
 from animatediff.errors import AnimateDiffError, ConfigError
-from animatediff.export import FORMATS, output_format, write_video
+from animatediff.export import FORMATS, file_stem, output_format, write_video
 from animatediff.formats import VERSION_SETTINGS, convert_checkpoint, identify
 from animatediff.loading import ModelSpec, build_pipeline
 from animatediff.prompt_config import Job, Sample, read_prompt_config
@@ -192,10 +191,6 @@ def _device_and_dtype(device: str, dtype: str) -> tuple[torch.device, torch.dtyp
     return resolved, DTYPES[dtype]
 
 
-def _slug(prompt: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:48] or "video"
-
-
 def _unused_path(folder: Path, stem: str, suffix: str) -> Path:
     path, index = folder / f"{stem}{suffix}", 1
     while path.exists():
@@ -248,10 +243,10 @@ def _jobs(args: argparse.Namespace) -> list[Job]:
 
 def _output_path(args: argparse.Namespace, sample: Sample, seed: int, number: int) -> Path:
     if args.config is None:
-        return args.output or _unused_path(Path("outputs"), f"{_slug(sample.prompt)}-{seed}", ".gif")
+        return args.output or _unused_path(Path("outputs"), f"{file_stem(sample.prompt)}-{seed}", ".gif")
     folder = args.output_dir or Path("outputs") / args.config.stem
     suffix = "" if args.format == "png" else f".{args.format}"
-    return _unused_path(folder, f"{number:03d}-{_slug(sample.prompt)}-{seed}", suffix)
+    return _unused_path(folder, f"{number:03d}-{file_stem(sample.prompt)}-{seed}", suffix)
 
 
 def run_generate(args: argparse.Namespace) -> int:

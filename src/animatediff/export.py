@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,6 +25,11 @@ FORMATS = ("gif", "mp4", "webm", "webp", "png")
 # in three when two processes encoded side by side); without it the bytes repeat, so rendered datasets do
 _VIDEO_CODECS = {"mp4": ("libx264", {"crf": "18", "x264-params": "mbtree=0"}),
                  "webm": ("libvpx-vp9", {"crf": "30", "b": "0"})}  # fmt: skip
+
+
+def file_stem(text: str, limit: int = 48) -> str:
+    """A file name stem from free text (a prompt, a caption): lowercase words joined by hyphens."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].rstrip("-") or "video"
 
 
 def output_format(path: str | os.PathLike) -> str:

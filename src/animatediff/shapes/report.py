@@ -18,7 +18,7 @@ import numpy as np
 
 from animatediff.embedded import FOLDER, MODELS
 from animatediff.evaluation.metrics import score_video
-from animatediff.export import write_video
+from animatediff.export import file_stem, write_video
 from animatediff.loading import ModelSpec, build_pipeline
 from animatediff.shapes.world import BACKGROUNDS, HELD_OUT, STYLES
 
@@ -109,10 +109,6 @@ def evaluate_row(row: Row, seeds: list[int], steps: int = 25, models: Path = FOL
     return row
 
 
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
-
-
 def format_rows(rows: list[Row]) -> str:
     metrics = [m for m in METRICS if any(m in row.scores for row in rows)]
     lines = ["| model | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
@@ -136,7 +132,7 @@ def write_grid(media: Path, seed: int = 1, steps: int = 25, models: Path = FOLDE
     for caption, prompt, choice in examples:
         pipeline = build_pipeline(_spec(Row(caption, "", [prompt], **choice), models))
         frames = pipeline(prompt, num_frames=16, steps=steps, guidance_scale=7.5, seed=seed, progress=False)
-        name = f"{_slug(caption)}.gif"
+        name = f"{file_stem(caption)}.gif"
         write_video(frames.repeat(4, axis=1).repeat(4, axis=2), media / name, fps=8)
         made.append((caption, prompt, name))
     return made
