@@ -124,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _shapes_parser(commands) -> None:
+    from animatediff.shapes.ablations import TABLES
     from animatediff.shapes.datasets import KINDS
+    from animatediff.shapes.recipe import RECIPES
     from animatediff.shapes.world import CAMERA_MOTIONS, STYLES
 
     shapes = commands.add_parser("shapes", help="the procedural shapes world").add_subparsers(
@@ -153,7 +155,7 @@ def _shapes_parser(commands) -> None:
     retrain.add_argument("folder", type=Path, help="work folder: datasets, configs, checkpoints, results")
     retrain.add_argument(
         "--recipe",
-        choices=("cpu", "gpu"),
+        choices=tuple(RECIPES),
         default="cpu",
         help="cpu: sized for 2 CPU cores (about 90 min); gpu: more data and steps, sized for about 10 min on one H200",
     )
@@ -172,7 +174,7 @@ def _shapes_parser(commands) -> None:
     ablations.add_argument("folder", type=Path, help="the work folder of `animatediff shapes retrain`")
     ablations.add_argument("--output", type=Path, default=Path("docs/ablations.json"))
     ablations.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    ablations.add_argument("--only", nargs="+", choices=["modules", "adapter", "motion_lora"],
+    ablations.add_argument("--only", nargs="+", choices=TABLES,
                            help="make just these tables (the rest of an earlier run's JSON is kept)")  # fmt: skip
     ablations.set_defaults(run=run_shapes_ablations)
 
