@@ -13,7 +13,7 @@ from animatediff.export import write_video
 from animatediff.shapes.datasets import render_dataset
 from animatediff.shapes.render import (
     SHADOW,
-    SPIN_SHIFT,
+    SHADOW_SHIFT,
     object_at,
     render_clip,
     render_frame,
@@ -79,34 +79,40 @@ def test_with_trail_a_moving_object_leaves_a_fading_copy_behind_it_and_a_still_o
             np.testing.assert_allclose(frame[row - behind[0] * near, col - behind[1] * near], white)  # none ahead
 
 
-def test_growing_and_spinning_objects_cast_a_shadow_that_tells_the_motion_and_a_shrinking_one_a_halo():
+def test_growing_shrinking_and_spinning_objects_cast_a_shadow_placed_by_the_motion():
     size, shadow = 64, np.array(shadow_colour("gray"))
-    gray, blue = np.array(BACKGROUNDS["gray"]), np.array(COLOURS["blue"])
+    gray = np.array(BACKGROUNDS["gray"])
 
-    def pixel(frame, obj, dx):  # at `dx` frame widths beside the object's centre, on its horizontal
-        return frame[round(obj.y * size), round((obj.x + dx) * size)].astype(float)
+    def pixel(frame, obj, dx, dy=0.0):  # at (dx, dy) frame widths from the object's centre
+        return frame[round((obj.y + dy) * size), round((obj.x + dx) * size)].astype(float)
 
-    for motion, side in (("growing", 0), ("spinning clockwise", 1), ("spinning anticlockwise", -1)):
-        spec = object_clips(1, motion=motion, shape="circle" if motion == "growing" else "square",
-                            colour="blue", background="gray")[0]  # fmt: skip
+    # (motion, where the shadow's centre lies in SHADOW_SHIFTs): centred for growth, below for shrinking,
+    # to the side a spinning object's top moves to
+    for motion, (sx, sy) in (("growing", (0, 0)), ("shrinking", (0, 1)),
+                             ("spinning clockwise", (1, 0)), ("spinning anticlockwise", (-1, 0))):  # fmt: skip
+        spec = object_clips(1, motion=motion, shape="square", colour="blue", background="gray")[0]
+        spec.objects[0].x = spec.objects[0].y = 0.5  # the whole shadow in the frame
         spec.trail = True
         frame = render_frame(spec, 8, size)
         obj = object_at(spec.objects[0], spec, 8)
-        reach = obj.radius + SHADOW  # the shadow's radius, around the centre shifted by `side · SPIN_SHIFT`
-        if side == 0:  # all round
+        reach = obj.radius + SHADOW  # the shadow's radius, around the centre shifted by the motion
+        far = (sx * (reach + SHADOW_SHIFT - 0.02), sy * (reach + SHADOW_SHIFT - 0.02))
+        if (sx, sy) == (0, 0):  # all round
             np.testing.assert_allclose(pixel(frame, obj, reach - 0.02), shadow)
             np.testing.assert_allclose(pixel(frame, obj, 0.02 - reach), shadow)
-        else:  # wider on the side the object's top moves to, none just outside it on the other
-            np.testing.assert_allclose(pixel(frame, obj, side * (reach + SPIN_SHIFT - 0.02)), shadow)
-            np.testing.assert_allclose(pixel(frame, obj, -side * (reach - SPIN_SHIFT + 0.02)), gray)
+        else:  # reaching far on its side, none just outside the object's reach on the other
+            np.testing.assert_allclose(pixel(frame, obj, *far), shadow)
+            near = (-sx * (reach - SHADOW_SHIFT + 0.03), -sy * (reach - SHADOW_SHIFT + 0.03))
+            assert not np.allclose(pixel(frame, obj, *near), shadow)
         spec.trail = False
-        np.testing.assert_allclose(pixel(render_frame(spec, 8, size), obj, reach - 0.02), gray)
+        assert not np.allclose(pixel(render_frame(spec, 8, size), obj, *far), shadow)
 
     spec = object_clips(1, motion="shrinking", shape="circle", colour="blue", background="gray")[0]
     spec.trail = True
     frame = render_frame(spec, 8, size)
     obj = object_at(spec.objects[0], spec, 8)
-    beside = pixel(frame, obj, obj.radius + 0.02)
+    beside = pixel(frame, obj, 0.0, -obj.radius - 0.02)  # above: away from the shadow
+    blue = np.array(COLOURS["blue"])
     share = float(np.dot(gray - beside, gray - blue) / np.dot(gray - blue, gray - blue))
     assert 0.5 < share < 0.95  # where it was a few frames before: a see-through halo of its colour
 
@@ -127,6 +133,15 @@ def test_captions_parse_back_to_the_ground_truth():
     camera = sample_camera_clip(np.random.default_rng(1), "panning left", style="striped")
     attributes = parse_prompt(caption(camera))
     assert (attributes.camera, attributes.motion, attributes.style) == ("panning left", None, "striped")
+
+
+def test_no_object_stands_on_a_background_of_its_own_colour_and_each_object_colour_shows_on_blue():
+    rng = np.random.default_rng(5)
+    for spec in object_clips(300) + [sample_camera_clip(rng) for _ in range(100)]:
+        assert all(obj.colour != spec.background for obj in spec.objects)
+    for colour in (c for c in COLOURS if c != "blue"):  # the README's first prompt uses the blue background
+        for spec in object_clips(2, colour=colour, background="blue"):
+            assert score_video(render_clip(spec), caption(spec))["text"] >= 0.95
 
 
 @pytest.mark.parametrize("motion", list(MOTIONS))

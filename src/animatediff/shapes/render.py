@@ -3,10 +3,10 @@
 Each frame is drawn analytically from the spec (object state at that frame, camera transform at that
 frame), so motion carries no resampling blur. With `spec.trail`, a moving object leaves a fading trail
 of where it was a few frames before (`TRAIL`), as a long exposure shows it, so that a still image says
-which way it moves (how the base learns the motion words: docs/shapes-model.md); growing and spinning,
-which no trail shows at this size, cast a round shadow instead (centred, or shifted the way the spin
-goes). The video domain adds what web videos have and the image domain lacks: a semi-transparent
-watermark in a fixed place, a slight blur and sensor noise.
+which way it moves (how the base learns the motion words: docs/shapes-model.md); growing, shrinking and
+spinning, which no trail shows at this size, cast a round shadow instead (centred for growth, below for
+shrinking, shifted the way the spin goes). The video domain adds what web videos have and the image
+domain lacks: a semi-transparent watermark in a fixed place, a slight blur and sensor noise.
 """
 
 from __future__ import annotations
@@ -27,11 +27,13 @@ TRAIL = ((12, 0.15), (9, 0.25), (6, 0.35), (3, 0.45))
 # a change of size moves the outline only a pixel or two a frame: its copies are drawn more opaque, so that a
 # shrinking object shows a halo of where it was that the autoencoder's 4-pixel cells keep
 SCALE_TRAIL = ((12, 0.3), (9, 0.45), (6, 0.6), (3, 0.75))
-# growing and spinning change an object in place, which no trail shows at 32×32: such an object casts a round
-# shadow this much wider (frame widths) than its reach, centred under a growing object and shifted by
-# SPIN_SHIFT to the side a spinning object's top moves to (right for clockwise)
+# growing, shrinking and spinning change an object in place, which no trail shows at 32×32: such an object
+# casts a round shadow SHADOW wider (frame widths) than its reach, centred under a growing object and shifted
+# by SHADOW_SHIFT (more than a latent cell) for the others: down for shrinking, and to the side a spinning
+# object's top moves to (right for clockwise)
 SHADOW = 0.06
-SPIN_SHIFT = 0.05
+SHADOW_SHIFT = 0.15
+SHADOW_SIDE = {("scale", 1): (0, 0), ("scale", -1): (0, 1), ("rotation", 1): (1, 0), ("rotation", -1): (-1, 0)}
 STRIPE_PERIOD = 0.2  # frame widths; a band through the centre, wide enough for the autoencoder's 4-pixel cells
 
 
@@ -121,8 +123,8 @@ def _polygon(cx: float, cy: float, shape: str, radius: float, angle: float, big:
     return [((cx + px) * big, (cy + py) * big) for px, py in _outline(shape, radius, angle)]
 
 
-def _draw_shadow(canvas: Image.Image, obj: SceneObject, spec: ClipSpec, camera, big: int, shift: float) -> None:
-    cx, cy = _to_screen(obj.x + shift, obj.y, camera)
+def _draw_shadow(canvas: Image.Image, obj: SceneObject, spec: ClipSpec, camera, big: int, side) -> None:
+    cx, cy = _to_screen(obj.x + side[0] * SHADOW_SHIFT, obj.y + side[1] * SHADOW_SHIFT, camera)
     points = _polygon(cx, cy, "circle", (obj.radius + SHADOW) * camera[2], 0.0, big)  # camera[2]: its scale
     ImageDraw.Draw(canvas).polygon(points, fill=shadow_colour(spec.background))
 
@@ -162,10 +164,8 @@ def render_frame(spec: ClipSpec, t: int, size: int = 64) -> np.ndarray:
         now = object_at(obj, spec, t)
         if spec.trail and _moves(obj, spec):
             kind, sign = MOTIONS[spec.motion]
-            if kind == "rotation":
-                _draw_shadow(canvas, now, spec, camera, big, shift=sign * SPIN_SHIFT)
-            elif (kind, sign) == ("scale", 1):
-                _draw_shadow(canvas, now, spec, camera, big, shift=0.0)
+            if (kind, sign) in SHADOW_SIDE:
+                _draw_shadow(canvas, now, spec, camera, big, SHADOW_SIDE[kind, sign])
             for lag, opacity in SCALE_TRAIL if kind == "scale" else TRAIL:
                 ghost = canvas.copy()
                 _draw_object(ghost, object_at(obj, spec, t - lag), spec, camera, big)

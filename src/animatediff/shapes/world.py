@@ -30,6 +30,7 @@ BACKGROUNDS = {
     "gray": (125, 125, 125),
     "black": (25, 25, 25),
     "brown": (105, 70, 45),
+    "blue": (85, 145, 205),  # a sky blue, apart from the blue objects (which never stand on it)
 }
 
 # object motions: (what changes, sign); translation in x/y, area, or rotation (clockwise positive)
@@ -163,7 +164,7 @@ def sample_object_clip(rng: np.random.Generator, frames: int, style: str | None 
     shapes = [s for s in SHAPES if not (s == "circle" and MOTIONS[motion][0] == "rotation")]
     shape = fixed.get("shape") or rng.choice(shapes)
     colour = fixed.get("colour") or rng.choice(list(COLOURS))
-    background = fixed.get("background") or rng.choice(list(BACKGROUNDS))
+    background = fixed.get("background") or rng.choice([b for b in BACKGROUNDS if b != colour])
     kind, sign = MOTIONS[motion]
     speed = {"x": rng.uniform(0.018, 0.03), "y": rng.uniform(0.018, 0.03), "scale": rng.uniform(0.03, 0.045),
              "rotation": rng.uniform(4.0, 7.0), "still": 0.0}[kind]  # fmt: skip
@@ -181,7 +182,8 @@ def sample_object_clip(rng: np.random.Generator, frames: int, style: str | None 
 def sample_camera_clip(rng: np.random.Generator, camera: str | None = None, style: str | None = None) -> ClipSpec:
     """A random scene of three objects on a textured background under one camera motion."""
     camera = camera or rng.choice(list(CAMERA_MOTIONS))
-    colours = rng.choice(list(COLOURS), size=3, replace=False)
+    background = str(rng.choice(list(BACKGROUNDS)))
+    colours = rng.choice([c for c in COLOURS if c != background], size=3, replace=False)
     positions = [(0.28, 0.3), (0.72, 0.35), (0.45, 0.74)]
     objects = [
         SceneObject(str(rng.choice(SHAPES)), str(c), px + rng.uniform(-0.05, 0.05), py + rng.uniform(-0.05, 0.05),
@@ -191,5 +193,5 @@ def sample_camera_clip(rng: np.random.Generator, camera: str | None = None, styl
     kind = CAMERA_MOTIONS[camera][0]
     speed = {"x": rng.uniform(0.018, 0.028), "y": rng.uniform(0.018, 0.028), "scale": rng.uniform(0.025, 0.035),
              "rotation": rng.uniform(2.5, 4.0)}[kind]  # fmt: skip
-    return ClipSpec(objects, str(rng.choice(list(BACKGROUNDS))), camera=str(camera), camera_speed=float(speed),
+    return ClipSpec(objects, background, camera=str(camera), camera_speed=float(speed),
                     style=style, seed=int(rng.integers(2**31)), textured=True)  # fmt: skip
