@@ -15,6 +15,10 @@
    draws single images for the four directions; the cosine between the prompted direction and the
    side of the object its faint trail lies on (1: behind it, as rendered; 0: unrelated). The clips of
    part 2 then have trails too.
+5. Temporal order by motion: for each object motion, the module's ε loss on rendered training-style clips
+   with the true caption, with the motion word swapped, and with the frames reversed under the true
+   caption. A module that models the motion itself loses more on reversed frames; one that only draws
+   what a single frame shows (a trail, a shadow) loses nothing.
 """
 
 from __future__ import annotations
@@ -167,6 +171,45 @@ def swapped_motion_loss(components, motion_module: Path, adapter: Path | None, c
     return rows
 
 
+@torch.no_grad()
+def loss_by_motion(components, motion_module: Path, adapter: Path | None, clips: int,
+                   bands=NOISE_BANDS[1:3]) -> dict[str, list[tuple]]:  # fmt: skip
+    """{motion: [(low, high, true, swapped, reversed)]}: ε losses on `clips` clips of each motion (with trails
+    and the video domain's defects, as the motion module trained on)."""
+    from animatediff.shapes.render import render_clip
+    from animatediff.shapes.world import caption, sample_object_clip
+
+    if adapter is not None:
+        apply_domain_adapter(components.unet, adapter, 1.0)
+    video_unet = AnimateDiffUNet(components.unet, load_motion_module(motion_module)).eval()
+    scheduler, vae = DDPMScheduler(**DEFAULT_NOISE_SCHEDULER), components.vae
+    size = AnimateDiffPipeline(video_unet, vae, components.text_encoder, components.tokenizer).default_size
+    results = {}
+    for motion in OPPOSITE:
+        rng = np.random.default_rng(123)
+        specs = [sample_object_clip(rng, 16, motion=motion) for _ in range(clips)]
+        for spec in specs:
+            spec.trail = spec.watermark = True
+        pixels = torch.tensor(np.stack([render_clip(spec, 16, size) for spec in specs])).float() / 127.5 - 1
+        latents = vae.encode(rearrange(pixels, "b f h w c -> (b f) c h w")).latent_dist.mean
+        latents = rearrange(latents, "(b f) c h w -> b c f h w", f=16) * vae.config.scaling_factor
+        captions = [caption(spec) for spec in specs]
+        swapped = [text.replace(motion, OPPOSITE[motion]) for text in captions]
+        rows = []
+        for low, high in bands:
+            losses = []
+            for texts, video in ((captions, latents), (swapped, latents), (captions, latents.flip(2))):
+                draw = torch.Generator().manual_seed(5)
+                noise = torch.randn(video.shape, generator=draw)
+                timesteps = torch.randint(low, high, (clips,), generator=draw)
+                text = encode_text(components.tokenizer, components.text_encoder, texts)
+                prediction = video_unet(scheduler.add_noise(video, noise, timesteps), timesteps, text)
+                losses.append(float((prediction - noise).pow(2).mean()))
+            rows.append((low, high, *losses))
+        results[motion] = rows
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="shapes")
@@ -190,6 +233,11 @@ def main() -> None:
     print("text encoder: relative change of its output (first 12 positions) between motion words")
     for (first, second), change in text_encoder_change(clean).items():
         print(f"  {first} ↔ {second}: {change:.3f}")
+    print(f"temporal order by motion ({args.clips // 4} clips each): loss with the word swapped / the frames reversed")
+    for motion, rows in loss_by_motion(load_base(base), module, adapter, args.clips // 4).items():
+        cells = "; ".join(f"t {low}-{high}: {swapped / true - 1:+.0%} / {reversed_ / true - 1:+.0%}"
+                          for low, high, true, swapped, reversed_ in rows)  # fmt: skip
+        print(f"  {motion}: {cells}")
     if args.trail:
         print("trail side: cosine of the drawn trail's side with 'behind' (1 = as rendered), base alone")
         print("  " + ", ".join(f"{motion} {value:+.2f}" for motion, value in trail_side(base).items()))
