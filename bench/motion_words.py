@@ -129,17 +129,41 @@ def trail_side(base: Path, seeds: int = 4) -> dict[str, float]:
     return results
 
 
+def _video_unet(components, motion_module: Path, adapter: Path | None) -> AnimateDiffUNet:
+    """The base's UNet (with the domain adapter merged in place, if given) and the motion module."""
+    if adapter is not None:
+        apply_domain_adapter(components.unet, adapter, 1.0)
+    return AnimateDiffUNet(components.unet, load_motion_module(motion_module)).eval()
+
+
+def _latents(vae, pixels: torch.Tensor) -> torch.Tensor:
+    """`b f c h w` pixels in [-1, 1] → scaled `b c f h w` latents."""
+    latents = vae.encode(rearrange(pixels, "b f c h w -> (b f) c h w")).latent_dist.mean
+    return rearrange(latents, "(b f) c h w -> b c f h w", f=pixels.shape[1]) * vae.config.scaling_factor
+
+
+def _band_loss(video_unet, components, latents: torch.Tensor, texts: list[str], low: int, high: int) -> float:
+    """Mean ε loss over the clips at timesteps drawn in [low, high), the same draws for every call."""
+    scheduler = DDPMScheduler(**DEFAULT_NOISE_SCHEDULER)
+    draw = torch.Generator().manual_seed(5)
+    total = 0.0
+    for start in range(0, len(latents), 8):
+        chunk = latents[start : start + 8]
+        noise = torch.randn(chunk.shape, generator=draw)
+        timesteps = torch.randint(low, high, (len(chunk),), generator=draw)
+        text = encode_text(components.tokenizer, components.text_encoder, texts[start : start + 8])
+        prediction = video_unet(scheduler.add_noise(chunk, noise, timesteps), timesteps, text)
+        total += float((prediction - noise).pow(2).mean()) * len(chunk)
+    return total / len(latents)
+
+
 @torch.no_grad()
 def swapped_motion_loss(components, motion_module: Path, adapter: Path | None, clips: int,
                         trail: bool = False) -> list[tuple]:  # fmt: skip
     from animatediff.shapes.datasets import render_dataset
 
-    if adapter is not None:
-        apply_domain_adapter(components.unet, adapter, 1.0)
-    video_unet = AnimateDiffUNet(components.unet, load_motion_module(motion_module)).eval()
-    scheduler = DDPMScheduler(**DEFAULT_NOISE_SCHEDULER)
-    vae = components.vae
-    size = AnimateDiffPipeline(video_unet, vae, components.text_encoder, components.tokenizer).default_size
+    video_unet = _video_unet(components, motion_module, adapter)
+    size = AnimateDiffPipeline(video_unet, components.vae, components.text_encoder, components.tokenizer).default_size
     with tempfile.TemporaryDirectory() as folder:
         render_dataset(Path(folder) / "clips", "clips", clips * 2, seed=11, size=size, frames=16, trail=trail)
         items = [item for item in jsonl_items(Path(folder) / "clips") if any(m in item.caption for m in OPPOSITE)]
@@ -151,24 +175,9 @@ def swapped_motion_loss(components, motion_module: Path, adapter: Path | None, c
     for caption in captions:
         motion = max((m for m in OPPOSITE if m in caption), key=len)
         swapped.append(caption.replace(motion, OPPOSITE[motion]))
-    latents = vae.encode(rearrange(pixels, "b f c h w -> (b f) c h w")).latent_dist.mean
-    latents = rearrange(latents, "(b f) c h w -> b c f h w", f=16) * vae.config.scaling_factor
-    rows = []
-    for low, high in NOISE_BANDS:
-        losses = []
-        for texts in (captions, swapped):
-            draw = torch.Generator().manual_seed(5)
-            total = 0.0
-            for start in range(0, len(items), 8):
-                chunk = latents[start : start + 8]
-                noise = torch.randn(chunk.shape, generator=draw)
-                timesteps = torch.randint(low, high, (len(chunk),), generator=draw)
-                text = encode_text(components.tokenizer, components.text_encoder, texts[start : start + 8])
-                prediction = video_unet(scheduler.add_noise(chunk, noise, timesteps), timesteps, text)
-                total += float((prediction - noise).pow(2).mean()) * len(chunk)
-            losses.append(total / len(items))
-        rows.append((low, high, *losses))
-    return rows
+    latents = _latents(components.vae, pixels)
+    return [(low, high, *(_band_loss(video_unet, components, latents, texts, low, high)
+                          for texts in (captions, swapped))) for low, high in NOISE_BANDS]  # fmt: skip
 
 
 @torch.no_grad()
@@ -179,11 +188,8 @@ def loss_by_motion(components, motion_module: Path, adapter: Path | None, clips:
     from animatediff.shapes.render import render_clip
     from animatediff.shapes.world import caption, sample_object_clip
 
-    if adapter is not None:
-        apply_domain_adapter(components.unet, adapter, 1.0)
-    video_unet = AnimateDiffUNet(components.unet, load_motion_module(motion_module)).eval()
-    scheduler, vae = DDPMScheduler(**DEFAULT_NOISE_SCHEDULER), components.vae
-    size = AnimateDiffPipeline(video_unet, vae, components.text_encoder, components.tokenizer).default_size
+    video_unet = _video_unet(components, motion_module, adapter)
+    size = AnimateDiffPipeline(video_unet, components.vae, components.text_encoder, components.tokenizer).default_size
     results = {}
     for motion in OPPOSITE:
         rng = np.random.default_rng(123)
@@ -191,22 +197,12 @@ def loss_by_motion(components, motion_module: Path, adapter: Path | None, clips:
         for spec in specs:
             spec.trail = spec.watermark = True
         pixels = torch.tensor(np.stack([render_clip(spec, 16, size) for spec in specs])).float() / 127.5 - 1
-        latents = vae.encode(rearrange(pixels, "b f h w c -> (b f) c h w")).latent_dist.mean
-        latents = rearrange(latents, "(b f) c h w -> b c f h w", f=16) * vae.config.scaling_factor
+        latents = _latents(components.vae, rearrange(pixels, "b f h w c -> b f c h w"))
         captions = [caption(spec) for spec in specs]
         swapped = [text.replace(motion, OPPOSITE[motion]) for text in captions]
-        rows = []
-        for low, high in bands:
-            losses = []
-            for texts, video in ((captions, latents), (swapped, latents), (captions, latents.flip(2))):
-                draw = torch.Generator().manual_seed(5)
-                noise = torch.randn(video.shape, generator=draw)
-                timesteps = torch.randint(low, high, (clips,), generator=draw)
-                text = encode_text(components.tokenizer, components.text_encoder, texts)
-                prediction = video_unet(scheduler.add_noise(video, noise, timesteps), timesteps, text)
-                losses.append(float((prediction - noise).pow(2).mean()))
-            rows.append((low, high, *losses))
-        results[motion] = rows
+        cases = ((captions, latents), (swapped, latents), (captions, latents.flip(2)))  # true, swapped, reversed
+        results[motion] = [(low, high, *(_band_loss(video_unet, components, video, texts, low, high)
+                                         for texts, video in cases)) for low, high in bands]  # fmt: skip
     return results
 
 
