@@ -24,8 +24,8 @@ WATERMARK_ALPHA = 0.4
 # (frames back, opacity) of the moving object's fading copies, oldest first: a tail about two latent cells
 # long (docs/shapes-model.md), so that the autoencoder keeps which end is the head
 TRAIL = ((12, 0.15), (9, 0.25), (6, 0.35), (3, 0.45))
-# a change of size moves the outline only a pixel or two a frame: its copies are drawn more opaque, so that a
-# shrinking object shows a halo of where it was that the autoencoder's 4-pixel cells keep
+# a change of size moves the outline by a fraction of a pixel a frame (0.1-0.3 at 32×32): its copies are drawn
+# more opaque, so that a shrinking object shows a halo of where it was that the autoencoder's 4-pixel cells keep
 SCALE_TRAIL = ((12, 0.3), (9, 0.45), (6, 0.6), (3, 0.75))
 # growing, shrinking and spinning change an object in place, which no trail shows at 32×32: such an object
 # casts a round shadow SHADOW wider (frame widths) than its reach, centred under a growing object and shifted
