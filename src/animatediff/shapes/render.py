@@ -21,12 +21,11 @@ from animatediff.shapes.world import BACKGROUNDS, CAMERA_MOTIONS, COLOURS, MOTIO
 
 SUPERSAMPLE = 4
 WATERMARK_ALPHA = 0.4
-# (frames back, opacity) of the moving object's fading copies, oldest first: a tail about two latent cells
-# long (docs/shapes-model.md), so that the autoencoder keeps which end is the head
+# (frames back, opacity) of a moving object's fading copies, oldest first: a tail about two latent cells
+# long (docs/shapes-model.md), so that the autoencoder keeps which end is the head. Only moving left, right,
+# up or down leaves one: a growing object covers its copies, a shrinking one's become a halo of its colour
+# that the base smeared into the object, and a spinning one's blur its shape
 TRAIL = ((12, 0.15), (9, 0.25), (6, 0.35), (3, 0.45))
-# a change of size moves the outline by a fraction of a pixel a frame (0.1-0.3 at 32×32): its copies are drawn
-# more opaque, so that a shrinking object shows a halo of where it was that the autoencoder's 4-pixel cells keep
-SCALE_TRAIL = ((12, 0.3), (9, 0.45), (6, 0.6), (3, 0.75))
 # growing, shrinking and spinning change an object in place, which no trail shows at 32×32: such an object
 # casts a round shadow SHADOW wider (frame widths) than its reach, centred under a growing object and shifted
 # by SHADOW_SHIFT (more than a latent cell) for the others: down for shrinking, and to the side a spinning
@@ -166,7 +165,7 @@ def render_frame(spec: ClipSpec, t: int, size: int = 64) -> np.ndarray:
             kind, sign = MOTIONS[spec.motion]
             if (kind, sign) in SHADOW_SIDE:
                 _draw_shadow(canvas, now, spec, camera, big, SHADOW_SIDE[kind, sign])
-            for lag, opacity in SCALE_TRAIL if kind == "scale" else TRAIL:
+            for lag, opacity in TRAIL if kind in ("x", "y") else ():
                 ghost = canvas.copy()
                 _draw_object(ghost, object_at(obj, spec, t - lag), spec, camera, big)
                 canvas = Image.blend(canvas, ghost, opacity)

@@ -167,7 +167,7 @@ def sample_object_clip(rng: np.random.Generator, frames: int, style: str | None 
     background = fixed.get("background") or rng.choice([b for b in BACKGROUNDS if b != colour])
     kind, sign = MOTIONS[motion]
     speed = {"x": rng.uniform(0.018, 0.03), "y": rng.uniform(0.018, 0.03), "scale": rng.uniform(0.03, 0.045),
-             "rotation": rng.uniform(4.0, 7.0), "still": 0.0}[kind]  # fmt: skip
+             "rotation": rng.uniform(12.0, 18.0), "still": 0.0}[kind]  # fmt: skip
     radius = rng.uniform(0.12, 0.16) if kind != "scale" else (0.09 if sign > 0 else 0.2)
     travel = speed * (frames - 1)
     x, y = rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7)
