@@ -148,7 +148,9 @@ def _shapes_parser(commands) -> None:
     render.add_argument("--camera", choices=sorted(CAMERA_MOTIONS))
     render.add_argument("--clean", action="store_true", help="no video-domain watermark, blur or noise")
     render.add_argument(
-        "--trail", action="store_true", help="moving objects leave a fading trail (growing and spinning ones a shadow)"
+        "--trail",
+        action="store_true",
+        help="moving objects leave a fading trail (growing, shrinking, spinning: a shadow)",
     )
     render.set_defaults(run=run_shapes_render)
     retrain = shapes.add_parser("retrain", help="train the embedded models from nothing (the shipped recipe)")
