@@ -8,7 +8,7 @@ import torch
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
 from animatediff.cli import main
-from animatediff.evaluation.metrics import motion_score, score_video, smooth_score, watermark_score
+from animatediff.evaluation.metrics import motion_score, score_video, smooth_score, track, watermark_score
 from animatediff.export import write_video
 from animatediff.shapes.datasets import render_dataset
 from animatediff.shapes.render import (
@@ -27,6 +27,7 @@ from animatediff.shapes.world import (
     MOTIONS,
     SHAPES,
     STYLES,
+    SYMMETRY,
     caption,
     parse_prompt,
     sample_camera_clip,
@@ -147,6 +148,14 @@ def test_ground_truth_clips_score_high_on_text_and_motion(motion):
     scores = [score_video(render_clip(spec), caption(spec)) for spec in object_clips(6, motion=motion)]
     assert np.mean([s["text"] for s in scores]) >= 0.95
     assert np.mean([s["motion"] for s in scores]) >= 0.95
+
+
+@pytest.mark.parametrize("shape", list(SYMMETRY))
+def test_a_spin_turns_the_rendered_object_by_its_speed_and_the_tracker_measures_it(shape):
+    for spec in object_clips(4, motion="spinning anticlockwise", shape=shape):
+        assert 12 <= spec.speed <= 18 < 180 / SYMMETRY[shape]  # over a pixel a frame; under half the symmetry
+        turns = track(render_clip(spec), spec.objects[0].colour, shape).rotation
+        np.testing.assert_allclose(np.median(turns), -spec.speed, atol=1.5)
 
 
 @pytest.mark.parametrize("camera", list(CAMERA_MOTIONS))
