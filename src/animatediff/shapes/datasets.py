@@ -75,8 +75,8 @@ def render_dataset(
     """Render `count` items of `kind` into `folder`; deterministic for a given seed and settings.
 
     `trail` draws each moving object with a fading trail behind it, or the shadow that shows growth,
-    shrinking or spin (images and clips alike: `render.render_frame`); an image then always names its motion in the
-    caption, as the picture shows it."""
+    shrinking or spin (images and clips alike: `render.render_frame`); an image then always names its
+    motion in the caption, as the picture shows it."""
     if kind not in KINDS:
         raise ConfigError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}.")
     if style is not None and style not in (*STYLES, "any"):

@@ -22,9 +22,9 @@ from animatediff.shapes.world import BACKGROUNDS, CAMERA_MOTIONS, COLOURS, MOTIO
 SUPERSAMPLE = 4
 WATERMARK_ALPHA = 0.4
 # (frames back, opacity) of a moving object's fading copies, oldest first: a tail about two latent cells
-# long (docs/shapes-model.md), so that the autoencoder keeps which end is the head. Only moving left, right,
-# up or down leaves one: a growing object covers its copies, a shrinking one's become a halo of its colour
-# that the base smeared into the object, and a spinning one's blur its shape
+# long (docs/shapes-model.md), so that the autoencoder keeps which end is the head. Only an object moving
+# left, right, up or down leaves one; the others cast a shadow instead (SHADOW_SIDE): a growing object covers
+# its copies, a shrinking one's become a halo that the base smeared into the object, a spinning one's blur it
 TRAIL = ((12, 0.15), (9, 0.25), (6, 0.35), (3, 0.45))
 # growing, shrinking and spinning change an object in place, which no trail shows at 32×32: such an object
 # casts a round shadow SHADOW wider (frame widths) than its reach, centred under a growing object and shifted
@@ -163,12 +163,13 @@ def render_frame(spec: ClipSpec, t: int, size: int = 64) -> np.ndarray:
         now = object_at(obj, spec, t)
         if spec.trail and _moves(obj, spec):
             kind, sign = MOTIONS[spec.motion]
-            if (kind, sign) in SHADOW_SIDE:
+            if (kind, sign) in SHADOW_SIDE:  # a shadow instead of a trail
                 _draw_shadow(canvas, now, spec, camera, big, SHADOW_SIDE[kind, sign])
-            for lag, opacity in TRAIL if kind in ("x", "y") else ():
-                ghost = canvas.copy()
-                _draw_object(ghost, object_at(obj, spec, t - lag), spec, camera, big)
-                canvas = Image.blend(canvas, ghost, opacity)
+            else:
+                for lag, opacity in TRAIL:
+                    ghost = canvas.copy()
+                    _draw_object(ghost, object_at(obj, spec, t - lag), spec, camera, big)
+                    canvas = Image.blend(canvas, ghost, opacity)
         _draw_object(canvas, now, spec, camera, big)
     return np.asarray(canvas.resize((size, size), Image.BOX))
 
