@@ -32,6 +32,20 @@ def test_frame_folder_and_webp_are_lossless(tmp_path):
     assert sorted(p.name for p in (tmp_path / "frames").iterdir())[:2] == ["00000.png", "00001.png"]
 
 
+def test_lossless_mp4_keeps_every_pixel_where_the_default_blurs_colour_edges(tmp_path):
+    import av
+
+    frames = moving_square(height=31, width=33)  # odd sizes: no 4:2:0 chroma to halve
+    path = write_video(frames, tmp_path / "clip.mp4", lossless=True)
+    np.testing.assert_array_equal(read_video(path), frames)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+    lossy = read_video(write_video(moving_square(), tmp_path / "lossy.mp4"))
+    assert np.abs(lossy.astype(int) - moving_square()).max() > 10  # the default blurs a colour edge
+    with pytest.raises(ConfigError, match=r"clip\.webm: lossless"):
+        write_video(frames, tmp_path / "clip.webm", lossless=True)
+
+
 def test_sidecar_holds_the_settings(tmp_path):
     write_video(moving_square(), tmp_path / "clip.mp4", fps=12, settings={"seed": 7, "prompt": "a square"})
     sidecar = json.loads((tmp_path / "clip.mp4.json").read_text())

@@ -25,6 +25,10 @@ FORMATS = ("gif", "mp4", "webm", "webp", "png")
 # in three when two processes encoded side by side); without it the bytes repeat, so rendered datasets do
 _VIDEO_CODECS = {"mp4": ("libx264", {"crf": "18", "x264-params": "mbtree=0"}),
                  "webm": ("libvpx-vp9", {"crf": "30", "b": "0"})}  # fmt: skip
+# Exact RGB frames in an MP4 (H.264 in RGB, quantizer 0), for training data: at 32×32 the usual 4:2:0
+# chroma halves the colour resolution, and crf 18 blurred the shapes world's spins past recognition.
+# Decoders built on FFmpeg (PyAV, the training reader) read it; many players do not.
+_LOSSLESS_MP4 = ("libx264rgb", {"qp": "0", "x264-params": "mbtree=0"})
 
 
 def file_stem(text: str, limit: int = 48) -> str:
@@ -64,14 +68,14 @@ def _write_pillow(frames: np.ndarray, path: Path, fps: float, fmt: str) -> None:
     )
 
 
-def _write_av(frames: np.ndarray, path: Path, fps: float, fmt: str) -> None:
+def _write_av(frames: np.ndarray, path: Path, fps: float, fmt: str, lossless: bool = False) -> None:
     height, width = frames.shape[1:3]
-    if height % 2 or width % 2:
+    if (height % 2 or width % 2) and not lossless:
         raise ConfigError(f"{path}: {fmt} (yuv420p) needs an even width and height; got {width}×{height}.")
-    codec, options = _VIDEO_CODECS[fmt]
+    codec, options = _LOSSLESS_MP4 if lossless else _VIDEO_CODECS[fmt]
     with av.open(str(path), mode="w", format=fmt) as container:
         stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = width, height, "rgb24" if lossless else "yuv420p"
         stream.options = options
         for frame in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
@@ -89,18 +93,24 @@ def sidecar_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float = 8.0, settings: dict | None = None) -> Path:
-    """Write `frames` to `path` in the format its extension names, plus a sidecar of `settings` if given."""
+def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float = 8.0, settings: dict | None = None,
+                lossless: bool = False) -> Path:  # fmt: skip
+    """Write `frames` to `path` in the format its extension names, plus a sidecar of `settings` if given.
+
+    `lossless` keeps an MP4's frames exact (H.264 in RGB at quantizer 0; about ten times the bytes);
+    GIF, WebP and PNG folders are lossless already, and WebM has no such mode here."""
     _check_frames(frames)
     if fps <= 0:
         raise ConfigError(f"fps must be positive; got {fps}.")
     path = Path(path)
     fmt = output_format(path)
+    if lossless and fmt == "webm":
+        raise ConfigError(f"{path}: lossless video is written as .mp4, .gif, .webp or a PNG folder, not .webm.")
     with atomic_path(path, directory=fmt == "png") as temporary:
         if fmt == "png":
             _write_png_folder(frames, temporary)
         elif fmt in _VIDEO_CODECS:
-            _write_av(frames, temporary, fps, fmt)
+            _write_av(frames, temporary, fps, fmt, lossless and fmt == "mp4")
         else:
             _write_pillow(frames, temporary, fps, fmt)
     if settings is not None:

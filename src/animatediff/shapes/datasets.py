@@ -99,7 +99,7 @@ def render_dataset(
                 Image.fromarray(render_frame(spec, moment, size)).save(temporary, format="PNG")
         else:
             name, text = f"{index:06d}.mp4", caption(spec)
-            write_video(render_clip(spec, frames, size), media / name, fps=8)
+            write_video(render_clip(spec, frames, size), media / name, fps=8, lossless=True)
         rows.append({"file": name, "caption": text})
         truths.append({"file": name, "caption": text, **spec.to_dict()})
     if layout == "webvid":
