@@ -23,12 +23,12 @@ from animatediff.files import atomic_path
 FORMATS = ("gif", "mp4", "webm", "webp", "png")
 # x264's macroblock tree made the same frames encode to different bytes from run to run (about one clip
 # in three when two processes encoded side by side); without it the bytes repeat, so rendered datasets do
-_VIDEO_CODECS = {"mp4": ("libx264", {"crf": "18", "x264-params": "mbtree=0"}),
-                 "webm": ("libvpx-vp9", {"crf": "30", "b": "0"})}  # fmt: skip
+_VIDEO_CODECS = {"mp4": ("libx264", "yuv420p", {"crf": "18", "x264-params": "mbtree=0"}),
+                 "webm": ("libvpx-vp9", "yuv420p", {"crf": "30", "b": "0"})}  # fmt: skip
 # Exact RGB frames in an MP4 (H.264 in RGB, quantizer 0), for training data: at 32×32 the usual 4:2:0
 # chroma halves the colour resolution, and crf 18 blurred the shapes world's spins past recognition.
 # Decoders built on FFmpeg (PyAV, the training reader) read it; many players do not.
-_LOSSLESS_MP4 = ("libx264rgb", {"qp": "0", "x264-params": "mbtree=0"})
+_LOSSLESS_MP4 = ("libx264rgb", "rgb24", {"qp": "0", "x264-params": "mbtree=0"})
 
 
 def file_stem(text: str, limit: int = 48) -> str:
@@ -68,14 +68,15 @@ def _write_pillow(frames: np.ndarray, path: Path, fps: float, fmt: str) -> None:
     )
 
 
-def _write_av(frames: np.ndarray, path: Path, fps: float, fmt: str, lossless: bool = False) -> None:
+def _write_av(frames: np.ndarray, path: Path, fps: float, fmt: str, encoding: tuple[str, str, dict]) -> None:
+    """`encoding`: (codec, pixel format, codec options), an entry of `_VIDEO_CODECS` or `_LOSSLESS_MP4`."""
+    codec, pixel_format, options = encoding
     height, width = frames.shape[1:3]
-    if (height % 2 or width % 2) and not lossless:
+    if pixel_format == "yuv420p" and (height % 2 or width % 2):  # chroma at half the size each way
         raise ConfigError(f"{path}: {fmt} (yuv420p) needs an even width and height; got {width}×{height}.")
-    codec, options = _LOSSLESS_MP4 if lossless else _VIDEO_CODECS[fmt]
     with av.open(str(path), mode="w", format=fmt) as container:
         stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height, stream.pix_fmt = width, height, "rgb24" if lossless else "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = width, height, pixel_format
         stream.options = options
         for frame in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
@@ -110,7 +111,7 @@ def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float = 8.0, s
         if fmt == "png":
             _write_png_folder(frames, temporary)
         elif fmt in _VIDEO_CODECS:
-            _write_av(frames, temporary, fps, fmt, lossless and fmt == "mp4")
+            _write_av(frames, temporary, fps, fmt, _LOSSLESS_MP4 if lossless else _VIDEO_CODECS[fmt])
         else:
             _write_pillow(frames, temporary, fps, fmt)
     if settings is not None:
