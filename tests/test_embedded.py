@@ -141,7 +141,8 @@ def test_results_and_ablations_reports_run_on_a_retrain(smoke, tmp_path, monkeyp
     output = tmp_path / "ablations.json"
     ablations.run_ablations(work, output, seeds=[1], steps=2, max_prompts=1, only=["modules"])
     modules = json.loads(output.read_text())
-    assert set(modules) == {"budgets", "base", "modules"}
+    assert set(modules) == {"budgets", "models", "modules"}
+    assert modules["models"]["motion_module"] is not None and len(set(modules["models"].values())) == 3
     with pytest.raises(ConfigError, match="lacks the tables adapter, motion_lora"):
         ablations.format_ablations(modules)
     tables = ablations.run_ablations(work, output, seeds=[1], steps=2, max_prompts=1)  # makes the other two
@@ -166,11 +167,17 @@ def test_results_and_ablations_reports_run_on_a_retrain(smoke, tmp_path, monkeyp
         assert heading in text, heading
     assert len(list((tmp_path / "media").glob("*.gif"))) == 5
     assert "measured on an earlier retrain" not in text  # the smoke retrain's own base
-    data["base"] = "0" * 16
+    data["models"]["motion_module"] = "0" * 16  # measured with another motion module than the shipped one
+    data["modules"][0]["motion"] = data["adapter"][0]["motion"] = [-1.0, 0.0]  # marks: kept or made again?
     tables.write_text(json.dumps(data))
     report = write_results(tmp_path / "results.md", tmp_path / "media", [1], ablations=tables, steps=2,
                            models=models, max_prompts=1)  # fmt: skip
     assert "measured on an earlier retrain" in report.read_text()
+    ablations.run_ablations(work, output, seeds=[1], steps=2, max_prompts=1, only=["adapter"])
+    remade = json.loads(output.read_text())
+    assert remade["modules"][0]["motion"] == [-1.0, 0.0]  # the short-budget modules use no shipped module
+    assert remade["adapter"][0]["motion"][0] >= 0 and "motion_lora" not in remade  # these use it: remade
+    assert remade["models"] == modules["models"]
 
 
 def dataset_styles(work, name):

@@ -36,7 +36,7 @@ from animatediff.shapes.recipe import (
     run_stage,
     stage_result,
 )
-from animatediff.shapes.report import Row, base_fingerprint, camera_prompts, evaluate_row, held_out_prompts
+from animatediff.shapes.report import Row, camera_prompts, evaluate_row, held_out_prompts, measured_models
 
 MODULE_STEPS, MODULE_BATCH = 1000, 4
 LORA_STEPS, LORA_BATCH = 100, 4
@@ -148,10 +148,11 @@ def run_ablations(folder: str | os.PathLike, output: str | os.PathLike, seeds: l
                   max_prompts: int | None = None, only: list[str] | None = None) -> Path:  # fmt: skip
     """Train every arm and evaluate it; write the tables as JSON, each as soon as it is done.
 
-    Resumable: finished arms are kept, and a table already in `output` (made with the same budgets and
-    seeds) is not made again. `only` makes just the named tables (`modules`, `adapter`, `motion_lora`;
-    the module table needs no shipped motion module, so it can run while that still trains). `steps`
-    (sampling) and `max_prompts` shrink the evaluation, for smoke runs."""
+    Resumable: finished arms are kept, and a table already in `output` (made with the same budgets, seeds
+    and models) is not made again; a new shipped motion module remakes only the tables that use it.
+    `only` makes just the named tables (`modules`, `adapter`, `motion_lora`; the module table needs no
+    shipped motion module, so it can run while that still trains). `steps` (sampling) and `max_prompts`
+    shrink the evaluation, for smoke runs."""
     folder, output = Path(folder), Path(output)
 
     def evaluate(prompts: list[str], spec: ModelSpec) -> Row:
@@ -163,10 +164,14 @@ def run_ablations(folder: str | os.PathLike, output: str | os.PathLike, seeds: l
     base, adapter = stage_result(folder, PLANS["base"]), stage_result(folder, PLANS["adapter"])
     shipped = stage_result(folder, PLANS["motion"])
     budgets = {**table_budgets(recipe), "seeds": seeds, "sampling_steps": steps, "prompts": max_prompts}
-    fingerprint = base_fingerprint(base)
+    models = measured_models(base, adapter, shipped)
     tables = json.loads(output.read_text()) if output.exists() else {}
-    if tables.get("budgets") != budgets or tables.get("base") != fingerprint:  # a new retrain: start again
-        tables = {"budgets": budgets, "base": fingerprint}
+    earlier = tables.get("models", {})
+    if tables.get("budgets") != budgets or any(earlier.get(name) != models[name] for name in ("base", "adapter")):
+        tables = {"budgets": budgets}  # a new retrain: start again
+    elif earlier.get("motion_module") != models["motion_module"]:  # a new shipped module: remake what uses it
+        tables = {name: table for name, table in tables.items() if name not in ("adapter", "motion_lora")}
+    tables["models"] = models
     makers = {
         "modules": lambda: _module_table(folder, base, evaluate),
         "adapter": lambda: _adapter_table(base, adapter, shipped, tables["modules"], evaluate),

@@ -139,9 +139,16 @@ def write_grid(media: Path, seed: int = 1, steps: int = 25, models: Path = FOLDE
     return made
 
 
-def base_fingerprint(base: Path) -> str:
-    """A short hash of a base model's UNet weights: which retrain a table was measured on."""
-    return hashlib.sha256((Path(base) / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()).hexdigest()[:16]
+def fingerprint(path: Path) -> str:
+    """A short hash of a weights file: which retrain a table was measured on."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def measured_models(base: Path, adapter: Path, motion_module: Path) -> dict[str, str | None]:
+    """Fingerprints of the models the ablation tables measure (`None` for a motion module not trained yet)."""
+    return {"base": fingerprint(Path(base) / "unet" / "diffusion_pytorch_model.safetensors"),
+            "adapter": fingerprint(adapter),
+            "motion_module": fingerprint(motion_module) if Path(motion_module).exists() else None}  # fmt: skip
 
 
 def write_results(output: str | os.PathLike, media: str | os.PathLike, seeds: list[int],
@@ -189,10 +196,11 @@ def write_results(output: str | os.PathLike, media: str | os.PathLike, seeds: li
                  f"`animatediff shapes ablations WORK --output {Path(ablations).as_posix()} --seeds {seeds}` on the",
                  "retrain's work folder. What they show, and where they disagree with the paper:",
                  "[shapes-model.md](shapes-model.md#the-papers-claims-what-the-tables-show).", ""]  # fmt: skip
-        if tables.get("base") != base_fingerprint(models / "base"):
-            text += ["**These tables were measured on an earlier retrain than the table above** (the JSON's base",
-                     "model is not the shipped one); rerun `animatediff shapes ablations` to measure the current one.",
-                     ""]  # fmt: skip
+        shipped = measured_models(models / "base", models / "adapter.safetensors", models / "motion_module.safetensors")
+        if tables.get("models") != shipped:
+            text += ["**These tables were measured on an earlier retrain than the table above** (the JSON's base,",
+                     "adapter or motion module is not the shipped one); rerun `animatediff shapes ablations` to",
+                     "measure the current ones.", ""]  # fmt: skip
         text += [format_ablations(tables)]
     if recipe:
         text += ["## Training (the recipe that made the shipped weights)", "",
