@@ -2,12 +2,13 @@
 layouts, and the recipe that made them runs end to end (a smoke retrain with a tiny fraction of it)."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from animatediff import read_video
 from animatediff.cli import main
@@ -15,7 +16,7 @@ from animatediff.embedded import FOLDER, MODELS, resolve
 from animatediff.errors import ConfigError
 from animatediff.formats import identify
 from animatediff.shapes import ablations
-from animatediff.shapes.recipe import EXPORT, GPU_DATASETS, GPU_PLAN, PLAN, folder_recipe, retrain
+from animatediff.shapes.recipe import EXPORT, GPU_DATASETS, GPU_PLAN, PLAN, PLANS, folder_recipe, retrain, stage_result
 
 
 def test_every_embedded_model_is_present_and_listed(capsys):
@@ -178,6 +179,26 @@ def test_results_and_ablations_reports_run_on_a_retrain(smoke, tmp_path, monkeyp
     assert remade["modules"][0]["motion"] == [-1.0, 0.0]  # the short-budget modules use no shipped module
     assert remade["adapter"][0]["motion"][0] >= 0 and "motion_lora" not in remade  # these use it: remade
     assert remade["models"] == modules["models"]
+
+
+def test_ablation_arms_made_on_other_models_are_kept_but_not_reused(smoke, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    shutil.copytree(smoke[0], work, ignore=shutil.ignore_patterns("ablation-*"))  # the retrain, no arms yet
+    monkeypatch.setattr(ablations, "MODULE_STEPS", 1)
+    output = tmp_path / "ablations.json"
+
+    def arms():
+        return {path: path.read_bytes() for path in (work / "runs").glob("ablation-*/motion_module.safetensors")}
+
+    ablations.run_ablations(work, output, seeds=[1], steps=2, max_prompts=1, only=["modules"])
+    first = arms()
+    assert len(first) == len(ablations.module_arms())
+    adapter = stage_result(work, PLANS["adapter"])  # a retrain's new adapter, in the same folder
+    save_file({name: value * 0.5 for name, value in load_file(adapter).items()}, adapter)
+    ablations.run_ablations(work, output, seeds=[1], steps=2, max_prompts=1, only=["modules"])
+    second = arms()
+    assert len(second.keys() - first.keys()) == len(ablations.module_arms())  # trained anew on the new adapter
+    assert all(second[path] == content for path, content in first.items())  # the earlier arms are untouched
 
 
 def dataset_styles(work, name):

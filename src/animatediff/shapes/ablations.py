@@ -17,9 +17,10 @@ than the shipped model's (compute), and the shipped module appears beside them f
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from animatediff.errors import ConfigError
@@ -92,10 +93,14 @@ def table_budgets(recipe: str) -> dict[str, str]:
             "motion_lora": f"{LORA_STEPS} steps × {LORA_BATCH} clips"}  # fmt: skip
 
 
-def _train(folder: Path, arm: Arm) -> Path:
-    result = stage_result(folder, arm.plan)
+def _train(folder: Path, arm: Arm, trained_on: list[str | None]) -> Path:
+    """The arm's result, trained unless there. Each set of input models (`trained_on`, fingerprints) gets
+    its own run folder, so arms made on an earlier retrain's models are kept but never reused."""
+    key = hashlib.sha256(" ".join(map(str, trained_on)).encode()).hexdigest()[:8]
+    plan = replace(arm.plan, name=f"{arm.plan.name}-{key}")
+    result = stage_result(folder, plan)
     if not result.exists():
-        run_stage(folder, arm.plan)
+        run_stage(folder, plan)
     return result
 
 
@@ -113,10 +118,10 @@ def _scores(row: Row) -> dict:
     return {metric: [round(mean, 4), round(spread, 4)] for metric, (mean, spread) in row.scores.items()}
 
 
-def _module_table(folder: Path, base: Path, evaluate) -> list[dict]:
+def _module_table(folder: Path, base: Path, models: dict, evaluate) -> list[dict]:
     modules = []
     for arm in module_arms():
-        path = _train(folder, arm)
+        path = _train(folder, arm, [models["base"], models["adapter"]])
         parameters = sum(p.numel() for p in load_motion_module(path).parameters())
         row = evaluate(held_out_prompts(), ModelSpec(base, path))
         modules.append({"arm": arm.name, "parameters": parameters, **_scores(row)})
@@ -134,11 +139,11 @@ def _adapter_table(base: Path, adapter: Path, shipped: Path, modules: list[dict]
     return rows
 
 
-def _lora_table(folder: Path, base: Path, shipped: Path, evaluate) -> list[dict]:
+def _lora_table(folder: Path, base: Path, shipped: Path, models: dict, evaluate) -> list[dict]:
     without = evaluate(camera_prompts(LORA_CAMERA), ModelSpec(base, shipped))
     loras = [{"arm": "no MotionLoRA", "rank": 0, "clips": 0, "bytes": 0, **_scores(without)}]
     for arm in lora_arms():
-        path = _train(folder, arm)
+        path = _train(folder, arm, [models["base"], models["adapter"], models["motion_module"]])
         row = evaluate(camera_prompts(LORA_CAMERA), ModelSpec(base, shipped, motion_loras=[(path, 1.0)]))
         loras.append({"arm": arm.name, **arm.extra, "bytes": path.stat().st_size, **_scores(row)})
     return loras
@@ -173,9 +178,9 @@ def run_ablations(folder: str | os.PathLike, output: str | os.PathLike, seeds: l
         tables = {name: table for name, table in tables.items() if name not in ("adapter", "motion_lora")}
     tables["models"] = models
     makers = {
-        "modules": lambda: _module_table(folder, base, evaluate),
+        "modules": lambda: _module_table(folder, base, models, evaluate),
         "adapter": lambda: _adapter_table(base, adapter, shipped, tables["modules"], evaluate),
-        "motion_lora": lambda: _lora_table(folder, base, shipped, evaluate),
+        "motion_lora": lambda: _lora_table(folder, base, shipped, models, evaluate),
     }
     for name in TABLES:
         if name in tables or (only is not None and name not in only):
