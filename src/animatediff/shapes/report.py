@@ -151,6 +151,27 @@ def measured_models(base: Path, adapter: Path, motion_module: Path) -> dict[str,
             "motion_module": fingerprint(motion_module) if Path(motion_module).exists() else None}  # fmt: skip
 
 
+def ablations_section(ablations: Path, models: Path = FOLDER) -> list[str]:
+    """Tables 2-5 of results.md from `animatediff shapes ablations`' JSON, marked stale when they were
+    measured on other models than those in `models`."""
+    from animatediff.shapes.ablations import format_ablations
+
+    tables = json.loads(Path(ablations).read_text())
+    seeds = " ".join(map(str, tables["budgets"]["seeds"]))
+    text = ["# The paper's claims, measured", "",
+            "Table 1 (transfer without tuning) is the table above: the base without and with the motion module,",
+            "and the two personalized models with a module never tuned on them. Tables 2-5 were made by",
+            f"`animatediff shapes ablations WORK --output {Path(ablations).as_posix()} --seeds {seeds}` on the",
+            "retrain's work folder. What they show, and where they disagree with the paper:",
+            "[shapes-model.md](shapes-model.md#the-papers-claims-what-the-tables-show).", ""]  # fmt: skip
+    shipped = measured_models(models / "base", models / "adapter.safetensors", models / "motion_module.safetensors")
+    if tables.get("models") != shipped:
+        text += ["**These tables were measured on an earlier retrain than the table above** (the JSON's base,",
+                 "adapter or motion module is not the shipped one); rerun `animatediff shapes ablations` to",
+                 "measure the current ones.", ""]  # fmt: skip
+    return text + [format_ablations(tables)]
+
+
 def write_results(output: str | os.PathLike, media: str | os.PathLike, seeds: list[int],
                   ablations: str | os.PathLike | None = None, steps: int = 25, models: Path = FOLDER,
                   max_prompts: int | None = None) -> Path:  # fmt: skip
@@ -186,22 +207,7 @@ def write_results(output: str | os.PathLike, media: str | os.PathLike, seeds: li
     text += ["How the world and the models were sized, with the measurements behind each choice: "
              "[shapes-model.md](shapes-model.md).", ""]  # fmt: skip
     if ablations is not None:
-        from animatediff.shapes.ablations import format_ablations
-
-        tables = json.loads(Path(ablations).read_text())
-        seeds = " ".join(map(str, tables["budgets"]["seeds"]))
-        text += ["# The paper's claims, measured", "",
-                 "Table 1 (transfer without tuning) is the table above: the base without and with the motion module,",
-                 "and the two personalized models with a module never tuned on them. Tables 2-5 were made by",
-                 f"`animatediff shapes ablations WORK --output {Path(ablations).as_posix()} --seeds {seeds}` on the",
-                 "retrain's work folder. What they show, and where they disagree with the paper:",
-                 "[shapes-model.md](shapes-model.md#the-papers-claims-what-the-tables-show).", ""]  # fmt: skip
-        shipped = measured_models(models / "base", models / "adapter.safetensors", models / "motion_module.safetensors")
-        if tables.get("models") != shipped:
-            text += ["**These tables were measured on an earlier retrain than the table above** (the JSON's base,",
-                     "adapter or motion module is not the shipped one); rerun `animatediff shapes ablations` to",
-                     "measure the current ones.", ""]  # fmt: skip
-        text += [format_ablations(tables)]
+        text += ablations_section(Path(ablations), models)
     if recipe:
         text += ["## Training (the recipe that made the shipped weights)", "",
                  "| stage | what | steps × batch | seconds on the 2-core CPU |", "|---|---|---|---|"]  # fmt: skip
