@@ -45,6 +45,9 @@ RANKS = (2, 8, 32)
 CLIP_COUNTS = (5, 20, 50)
 LORA_CAMERA = "zooming in"
 TABLES = ("modules", "adapter", "motion_lora")  # in the order they are made
+# the models each table's numbers depend on: its arms train on them, or it evaluates them
+USES = {"modules": ("base", "adapter"), "adapter": ("base", "adapter", "motion_module"),
+        "motion_lora": ("base", "adapter", "motion_module")}  # fmt: skip
 
 
 @dataclass
@@ -118,10 +121,10 @@ def _scores(row: Row) -> dict:
     return {metric: [round(mean, 4), round(spread, 4)] for metric, (mean, spread) in row.scores.items()}
 
 
-def _module_table(folder: Path, base: Path, models: dict, evaluate) -> list[dict]:
+def _module_table(folder: Path, base: Path, trained_on: list[str | None], evaluate) -> list[dict]:
     modules = []
     for arm in module_arms():
-        path = _train(folder, arm, [models["base"], models["adapter"]])
+        path = _train(folder, arm, trained_on)
         parameters = sum(p.numel() for p in load_motion_module(path).parameters())
         row = evaluate(held_out_prompts(), ModelSpec(base, path))
         modules.append({"arm": arm.name, "parameters": parameters, **_scores(row)})
@@ -139,11 +142,11 @@ def _adapter_table(base: Path, adapter: Path, shipped: Path, modules: list[dict]
     return rows
 
 
-def _lora_table(folder: Path, base: Path, shipped: Path, models: dict, evaluate) -> list[dict]:
+def _lora_table(folder: Path, base: Path, shipped: Path, trained_on: list[str | None], evaluate) -> list[dict]:
     without = evaluate(camera_prompts(LORA_CAMERA), ModelSpec(base, shipped))
     loras = [{"arm": "no MotionLoRA", "rank": 0, "clips": 0, "bytes": 0, **_scores(without)}]
     for arm in lora_arms():
-        path = _train(folder, arm, [models["base"], models["adapter"], models["motion_module"]])
+        path = _train(folder, arm, trained_on)
         row = evaluate(camera_prompts(LORA_CAMERA), ModelSpec(base, shipped, motion_loras=[(path, 1.0)]))
         loras.append({"arm": arm.name, **arm.extra, "bytes": path.stat().st_size, **_scores(row)})
     return loras
@@ -153,8 +156,9 @@ def run_ablations(folder: str | os.PathLike, output: str | os.PathLike, seeds: l
                   max_prompts: int | None = None, only: list[str] | None = None) -> Path:  # fmt: skip
     """Train every arm and evaluate it; write the tables as JSON, each as soon as it is done.
 
-    Resumable: finished arms are kept, and a table already in `output` (made with the same budgets, seeds
-    and models) is not made again; a new shipped motion module remakes only the tables that use it.
+    Resumable: finished arms are kept, and a table already in `output` (made with the same budgets and
+    seeds, on the same models of those it `USES`) is not made again: a new shipped motion module remakes
+    only the tables that use it.
     `only` makes just the named tables (`modules`, `adapter`, `motion_lora`; the module table needs no
     shipped motion module, so it can run while that still trains). `steps` (sampling) and `max_prompts`
     shrink the evaluation, for smoke runs."""
@@ -170,17 +174,18 @@ def run_ablations(folder: str | os.PathLike, output: str | os.PathLike, seeds: l
     shipped = stage_result(folder, PLANS["motion"])
     budgets = {**table_budgets(recipe), "seeds": seeds, "sampling_steps": steps, "prompts": max_prompts}
     models = measured_models(base, adapter, shipped)
-    tables = json.loads(output.read_text()) if output.exists() else {}
-    earlier = tables.get("models", {})
-    if tables.get("budgets") != budgets or any(earlier.get(name) != models[name] for name in ("base", "adapter")):
-        tables = {"budgets": budgets}  # a new retrain: start again
-    elif earlier.get("motion_module") != models["motion_module"]:  # a new shipped module: remake what uses it
-        tables = {name: table for name, table in tables.items() if name not in ("adapter", "motion_lora")}
-    tables["models"] = models
+    earlier = json.loads(output.read_text()) if output.exists() else {}
+    if earlier.get("budgets") != budgets:
+        earlier = {}
+    measured_on = earlier.get("models", {})
+    tables = {"budgets": budgets, "models": models}
+    tables |= {name: earlier[name] for name in TABLES  # kept while the models it depends on are the same
+               if name in earlier and all(measured_on.get(model) == models[model] for model in USES[name])}  # fmt: skip
+    uses = {name: [models[model] for model in USES[name]] for name in TABLES}
     makers = {
-        "modules": lambda: _module_table(folder, base, models, evaluate),
+        "modules": lambda: _module_table(folder, base, uses["modules"], evaluate),
         "adapter": lambda: _adapter_table(base, adapter, shipped, tables["modules"], evaluate),
-        "motion_lora": lambda: _lora_table(folder, base, shipped, models, evaluate),
+        "motion_lora": lambda: _lora_table(folder, base, shipped, uses["motion_lora"], evaluate),
     }
     for name in TABLES:
         if name in tables or (only is not None and name not in only):
