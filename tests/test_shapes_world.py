@@ -8,6 +8,7 @@ import torch
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
 from animatediff.cli import main
+from animatediff.errors import ConfigError
 from animatediff.evaluation.metrics import motion_score, score_video, smooth_score, track, watermark_score
 from animatediff.export import read_video, write_video
 from animatediff.shapes.datasets import render_dataset
@@ -80,6 +81,24 @@ def test_with_trail_a_moving_object_leaves_a_fading_copy_behind_it_and_a_still_o
         else:
             assert 0.9 > shares[0] > shares[1] > 0.05  # see-through copies, fading with their age
             np.testing.assert_allclose(frame[row - behind[0] * near, col - behind[1] * near], white)  # none ahead
+
+
+def test_a_shadow_coloured_trail_fades_from_the_shadow_colour_and_holds_none_of_the_objects():
+    gray, shadow = np.array(BACKGROUNDS["gray"], np.float32), np.array(shadow_colour("gray"), np.float32)
+    spec = object_clips(1, motion="moving left", shape="square", colour="red", background="gray")[0]
+    spec.trail, spec.trail_colour = True, "shadow"
+    frame = render_frame(spec, 8, 64).astype(np.float32)
+    obj = object_at(spec.objects[0], spec, 8)
+    row, col, travel = round(obj.y * 64), round(obj.x * 64), spec.speed * 64
+    shares = []  # of the shadow colour behind it (to the right): 0 is the gray background, 1 the shadow
+    for reach in (round(1.3 * obj.radius * 64), round(1.3 * obj.radius * 64 + 6 * travel)):
+        pixel = frame[row, col + reach]
+        shares.append(float(np.dot(gray - pixel, gray - shadow) / np.dot(gray - shadow, gray - shadow)))
+        np.testing.assert_allclose(pixel, gray + shares[-1] * (shadow - gray), atol=1.0)  # no red in it
+    assert 0.9 > shares[0] > shares[1] > 0.05
+    np.testing.assert_allclose(frame[row, col - round(1.3 * obj.radius * 64)], gray, atol=10)  # none ahead
+    with pytest.raises(ConfigError, match="trail_colour must be one of object, shadow; got 'red'"):
+        render_dataset("unused", "images", 1, trail=True, trail_colour="red")
 
 
 def test_growing_shrinking_and_spinning_objects_cast_a_shadow_placed_by_the_motion():
@@ -269,9 +288,10 @@ def test_shapes_render_and_eval_commands(tmp_path, capsys):
     from helpers import TOKENIZER
 
     assert main(["shapes", "render", str(tmp_path / "reference"), "--kind", "images", "--count", "3"]) == 0
-    assert main(["shapes", "render", str(tmp_path / "trail"), "--kind", "clips", "--count", "2", "--trail"]) == 0
+    assert main(["shapes", "render", str(tmp_path / "trail"), "--kind", "clips", "--count", "2", "--trail",
+                 "--trail-colour", "shadow"]) == 0  # fmt: skip
     truths = [json.loads(line) for line in (tmp_path / "trail" / "ground_truth.jsonl").read_text().splitlines()]
-    assert [truth["trail"] for truth in truths] == [True, True]
+    assert [(truth["trail"], truth["trail_colour"]) for truth in truths] == [(True, "shadow"), (True, "shadow")]
     assert not json.loads((tmp_path / "reference" / "ground_truth.jsonl").read_text().splitlines()[0])["trail"]
     videos = tmp_path / "videos"
     for index, spec in enumerate(object_clips(3, motion="moving up")):

@@ -127,7 +127,7 @@ def _shapes_parser(commands) -> None:
     from animatediff.shapes.ablations import TABLES
     from animatediff.shapes.datasets import KINDS
     from animatediff.shapes.recipe import RECIPES
-    from animatediff.shapes.world import CAMERA_MOTIONS, STYLES
+    from animatediff.shapes.world import CAMERA_MOTIONS, STYLES, TRAIL_COLOURS
 
     shapes = commands.add_parser("shapes", help="the procedural shapes world").add_subparsers(
         dest="action", required=True
@@ -151,6 +151,12 @@ def _shapes_parser(commands) -> None:
         "--trail",
         action="store_true",
         help="moving objects leave a fading trail (growing, shrinking, spinning: a shadow)",
+    )
+    render.add_argument(
+        "--trail-colour",
+        choices=TRAIL_COLOURS,
+        default="object",
+        help="what the trail's copies are drawn in: the object's colour, or the background's shadow colour",
     )
     render.set_defaults(run=run_shapes_render)
     retrain = shapes.add_parser("retrain", help="train the embedded models from nothing (the shipped recipe)")
@@ -315,7 +321,7 @@ def run_shapes_render(args: argparse.Namespace) -> int:
         raise ConfigError("--count and --frames must be at least 1 and --size at least 8.")
     folder = render_dataset(args.folder, args.kind, args.count, args.seed, args.size, args.frames, args.layout,
                             args.style, args.camera, False if args.clean else None,
-                            trail=args.trail)  # fmt: skip
+                            trail=args.trail, trail_colour=args.trail_colour)  # fmt: skip
     print(f"wrote {args.count} {args.kind} to {folder}")
     return 0
 

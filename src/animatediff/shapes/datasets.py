@@ -33,6 +33,7 @@ from animatediff.shapes.render import render_clip, render_frame
 from animatediff.shapes.world import (
     CAMERA_MOTIONS,
     STYLES,
+    TRAIL_COLOURS,
     caption,
     is_held_out,
     sample_camera_clip,
@@ -43,7 +44,7 @@ KINDS = ("images", "clips", "camera")
 
 
 def _specs(kind: str, count: int, seed: int, frames: int, style: str | None, camera: str | None, watermark: bool,
-           held_out: bool, trail: bool):  # fmt: skip
+           held_out: bool, trail: bool, trail_colour: str):  # fmt: skip
     rng = np.random.default_rng(seed)
     styles = [None, *STYLES]
     for index in range(count):
@@ -54,7 +55,7 @@ def _specs(kind: str, count: int, seed: int, frames: int, style: str | None, cam
             spec = sample_object_clip(rng, frames, style=drawn)
             while not held_out and is_held_out(spec):
                 spec = sample_object_clip(rng, frames, style=drawn)
-        spec.watermark, spec.trail = watermark, trail
+        spec.watermark, spec.trail, spec.trail_colour = watermark, trail, trail_colour
         yield spec
 
 
@@ -71,18 +72,22 @@ def render_dataset(
     watermark: bool | None = None,
     held_out: bool = False,
     trail: bool = False,
+    trail_colour: str = "object",
 ) -> Path:
     """Render `count` items of `kind` into `folder`; deterministic for a given seed and settings.
 
     `trail` draws each moving object with a fading trail behind it, or the shadow that shows growth,
     shrinking or spin (images and clips alike: `render.render_frame`); an image then always names its
-    motion in the caption, as the picture shows it."""
+    motion in the caption, as the picture shows it. `trail_colour` is what the trail's copies are drawn
+    in: the object's colour, or the background's shadow colour (`render.TRAIL_COLOURS`)."""
     if kind not in KINDS:
         raise ConfigError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}.")
     if style is not None and style not in (*STYLES, "any"):
         raise ConfigError(f"style must be one of {', '.join(STYLES)} or any; got {style!r}.")
     if camera is not None and camera not in CAMERA_MOTIONS:
         raise ConfigError(f"camera must be one of {', '.join(CAMERA_MOTIONS)}; got {camera!r}.")
+    if trail_colour not in TRAIL_COLOURS:
+        raise ConfigError(f"trail_colour must be one of {', '.join(TRAIL_COLOURS)}; got {trail_colour!r}.")
     if layout not in ("jsonl", "webvid") or (kind == "images" and layout == "webvid"):
         raise ConfigError(f"layout must be jsonl (or webvid, for clips); got {layout!r} for {kind}.")
     watermark = kind != "images" if watermark is None else watermark
@@ -90,7 +95,8 @@ def render_dataset(
     media = folder / "videos" if layout == "webvid" else folder
     media.mkdir(parents=True, exist_ok=True)
     rows, truths = [], []
-    for index, spec in enumerate(_specs(kind, count, seed, frames, style, camera, watermark, held_out, trail)):
+    specs = _specs(kind, count, seed, frames, style, camera, watermark, held_out, trail, trail_colour)
+    for index, spec in enumerate(specs):
         if kind == "images":
             moment = int(np.random.default_rng(spec.seed).integers(frames))
             name, text = f"{index:06d}.png", caption(spec, still=index % 2 == 0 and not trail)

@@ -128,6 +128,16 @@ def _draw_shadow(canvas: Image.Image, obj: SceneObject, spec: ClipSpec, camera, 
     ImageDraw.Draw(canvas).polygon(points, fill=shadow_colour(spec.background))
 
 
+def _draw_copy(canvas: Image.Image, obj: SceneObject, spec: ClipSpec, camera, big: int) -> None:
+    """One of a moving object's trail copies, before its opacity is applied."""
+    if spec.trail_colour == "object":
+        _draw_object(canvas, obj, spec, camera, big)
+        return
+    cx, cy = _to_screen(obj.x, obj.y, camera)
+    points = _polygon(cx, cy, obj.shape, obj.radius * camera[2], obj.angle + camera[3], big)
+    ImageDraw.Draw(canvas).polygon(points, fill=shadow_colour(spec.background))
+
+
 def _draw_object(canvas: Image.Image, obj: SceneObject, spec: ClipSpec, camera, big: int) -> None:
     dx, dy, scale, rotation = camera
     cx, cy = _to_screen(obj.x, obj.y, camera)
@@ -168,7 +178,7 @@ def render_frame(spec: ClipSpec, t: int, size: int = 64) -> np.ndarray:
             else:
                 for lag, opacity in TRAIL:
                     ghost = canvas.copy()
-                    _draw_object(ghost, object_at(obj, spec, t - lag), spec, camera, big)
+                    _draw_copy(ghost, object_at(obj, spec, t - lag), spec, camera, big)
                     canvas = Image.blend(canvas, ghost, opacity)
         _draw_object(canvas, now, spec, camera, big)
     return np.asarray(canvas.resize((size, size), Image.BOX))

@@ -57,6 +57,9 @@ CAMERA_MOTIONS = {
     "rolling anticlockwise": ("rotation", 1),
 }
 STYLES = {"outlined": "outlinestyle", "striped": "stripestyle"}  # style → trigger word
+# what a moving object's trail copies are drawn in: the object's colour and style, or the background's shadow
+# colour, which the autoencoder and the base do not join to the object's silhouette (docs/shapes-model.md)
+TRAIL_COLOURS = ("object", "shadow")
 
 # (colour, shape, motion) combinations no training set shows: the evaluation prompts use them, so the
 # scores measure composition, not recall. Every colour, shape and motion occurs here and in training.
@@ -101,6 +104,7 @@ class ClipSpec:
     seed: int = 0
     textured: bool = False
     trail: bool = False  # the moving object leaves a fading trail (render.TRAIL); the recipe's datasets have it
+    trail_colour: str = "object"  # one of TRAIL_COLOURS
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
