@@ -1,13 +1,14 @@
 """What a base's autoencoder keeps of the world's shapes: the ceiling it puts on `text` (docs/shapes-model.md).
 
-    python bench/autoencoder_shapes.py [--base FOLDER] [--images 24] [--clips 3]
+    python bench/autoencoder_shapes.py [--base FOLDER] [--images 24] [--clips 3] [--trail-colour shadow]
 
 1. Shapes one at a time: still images of each shape (random colour, background, size and place, plain
    style, no motion), their silhouette classified (`metrics.classify_shape`) as rendered and after
    the autoencoder's round trip (encode to the latent mean, decode).
 2. The held-out clips as the evaluation prompts name them (`--clips` rendered clips per held-out
-   combination, trails on, no watermark): `text`, its shape part and `motion`, as rendered and after the
-   round trip. A UNet draws latents, so the reconstructed row is the most the base + motion module can score.
+   combination, no watermark, trails in the object's colour or with `--trail-colour shadow` the
+   shadow's): `text`, its shape part and `motion`, as rendered and after the round trip. A UNet draws
+   latents, so the reconstructed row is the most the base + motion module can score.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from animatediff.image_models import load_base
 from animatediff.shapes.models import IMAGE_SIZE
 from animatediff.shapes.recipe import FRAMES
 from animatediff.shapes.render import render_clip, render_frame
-from animatediff.shapes.world import HELD_OUT, SHAPES, caption, parse_prompt, sample_object_clip
+from animatediff.shapes.world import HELD_OUT, SHAPES, TRAIL_COLOURS, caption, parse_prompt, sample_object_clip
 
 
 @torch.no_grad()
@@ -58,14 +59,14 @@ def still_shapes(vae, images: int, seed: int = 0) -> dict[str, tuple[Counter, Co
     return found
 
 
-def held_out_ceiling(vae, clips: int, seed: int = 5) -> dict[str, dict[str, float]]:
+def held_out_ceiling(vae, clips: int, trail_colour: str = "object", seed: int = 5) -> dict[str, dict[str, float]]:
     """Mean `text`, shape part and `motion` over rendered held-out clips, as rendered and reconstructed."""
     rng = np.random.default_rng(seed)
     scores = {"rendered": [], "reconstructed": []}
     for colour, shape, motion in HELD_OUT:
         for _ in range(clips):
             spec = sample_object_clip(rng, FRAMES, colour=colour, shape=shape, motion=motion)
-            spec.trail = True
+            spec.trail, spec.trail_colour = True, trail_colour
             prompt = caption(spec)
             rendered = render_clip(spec, FRAMES, IMAGE_SIZE)
             for name, frames in (("rendered", rendered), ("reconstructed", round_trip(vae, rendered))):
@@ -83,6 +84,7 @@ def main() -> None:
     parser.add_argument("--base", default="shapes")
     parser.add_argument("--images", type=int, default=24, help="still images per shape")
     parser.add_argument("--clips", type=int, default=3, help="rendered clips per held-out combination")
+    parser.add_argument("--trail-colour", choices=TRAIL_COLOURS, default="object")
     args = parser.parse_args()
     base = resolve(args.base, "--base")
     vae = load_base(base).vae.eval()
@@ -90,8 +92,9 @@ def main() -> None:
     for shape, (rendered, reconstructed) in still_shapes(vae, args.images).items():
         print(f"  {shape}: {rendered[shape]} → {reconstructed[shape]} classified {shape}; "
               f"reconstructions called {dict(reconstructed.most_common())}")  # fmt: skip
-    print(f"held-out clips ({args.clips} per combination, trails on): rendered → reconstructed")
-    ceiling = held_out_ceiling(vae, args.clips)
+    trails = f"{args.trail_colour}-coloured trails"
+    print(f"held-out clips ({args.clips} per combination, {trails}): rendered → reconstructed")
+    ceiling = held_out_ceiling(vae, args.clips, args.trail_colour)
     for metric in ("text", "shape", "motion"):
         print(f"  {metric}: {ceiling['rendered'][metric]:.3f} → {ceiling['reconstructed'][metric]:.3f}")
 
