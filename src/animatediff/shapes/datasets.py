@@ -79,7 +79,7 @@ def render_dataset(
     `trail` draws each moving object with a fading trail behind it, or the shadow that shows growth,
     shrinking or spin (images and clips alike: `render.render_frame`); an image then always names its
     motion in the caption, as the picture shows it. `trail_colour` is what the trail's copies are drawn
-    in: the object's colour, or the background's shadow colour (`render.TRAIL_COLOURS`)."""
+    in: the object's colour, or the background's shadow colour (`world.TRAIL_COLOURS`)."""
     if kind not in KINDS:
         raise ConfigError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}.")
     if style is not None and style not in (*STYLES, "any"):

@@ -2,7 +2,8 @@
 
 Each frame is drawn analytically from the spec (object state at that frame, camera transform at that
 frame), so motion carries no resampling blur. With `spec.trail`, a moving object leaves a fading trail
-of where it was a few frames before (`TRAIL`), as a long exposure shows it, so that a still image says
+of where it was a few frames before (`TRAIL`; in its own colour, or in the background's shadow colour
+with `spec.trail_colour = "shadow"`), as a long exposure shows it, so that a still image says
 which way it moves (how the base learns the motion words: docs/shapes-model.md); growing, shrinking and
 spinning, which no trail shows at this size, cast a round shadow instead (centred for growth, below for
 shrinking, shifted the way the spin goes). The video domain adds what web videos have and the image
@@ -133,9 +134,10 @@ def _draw_copy(canvas: Image.Image, obj: SceneObject, spec: ClipSpec, camera, bi
     if spec.trail_colour == "object":
         _draw_object(canvas, obj, spec, camera, big)
         return
+    _, _, scale, rotation = camera
     cx, cy = _to_screen(obj.x, obj.y, camera)
-    points = _polygon(cx, cy, obj.shape, obj.radius * camera[2], obj.angle + camera[3], big)
-    ImageDraw.Draw(canvas).polygon(points, fill=shadow_colour(spec.background))
+    points = _polygon(cx, cy, obj.shape, obj.radius * scale, obj.angle + rotation, big)
+    ImageDraw.Draw(canvas).polygon(points, fill=shadow_colour(spec.background))  # in any style: a plain shape
 
 
 def _draw_object(canvas: Image.Image, obj: SceneObject, spec: ClipSpec, camera, big: int) -> None:
