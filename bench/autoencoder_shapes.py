@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from animatediff.embedded import resolve
-from animatediff.evaluation.metrics import prompted_track, score_video
+from animatediff.evaluation.metrics import prompted_track, score_video, shape_part
 from animatediff.image_models import load_base
 from animatediff.shapes.models import IMAGE_SIZE
 from animatediff.shapes.recipe import FRAMES
@@ -34,13 +34,6 @@ def round_trip(vae, frames: np.ndarray) -> np.ndarray:
     pixels = torch.from_numpy(np.array(frames)).permute(0, 3, 1, 2).float() / 127.5 - 1
     decoded = vae.decode(vae.encode(pixels).latent_dist.mean).sample
     return ((decoded.permute(0, 2, 3, 1).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
-
-
-def shape_part(frames: np.ndarray, prompt: str) -> float:
-    """The share of frames (with the whole object in view) whose silhouette is the prompted shape."""
-    attributes = parse_prompt(prompt)
-    votes = [shape for shape in prompted_track(frames, attributes).shapes if shape]
-    return float(np.mean([shape == attributes.shape for shape in votes])) if votes else 0.0
 
 
 def still_shapes(vae, images: int, seed: int = 0) -> dict[str, tuple[Counter, Counter]]:
@@ -70,8 +63,9 @@ def held_out_ceiling(vae, clips: int, trail_colour: str = "object", seed: int = 
             prompt = caption(spec)
             rendered = render_clip(spec, FRAMES, IMAGE_SIZE)
             for name, frames in (("rendered", rendered), ("reconstructed", round_trip(vae, rendered))):
-                measured = score_video(frames, prompt)
-                scores[name].append((measured["text"], shape_part(frames, prompt), measured["motion"]))
+                measured, attributes = score_video(frames, prompt), parse_prompt(prompt)
+                shape_share = shape_part(prompted_track(frames, attributes), attributes.shape)
+                scores[name].append((measured["text"], shape_share, measured["motion"]))
     means = {}
     for name, rows in scores.items():
         table = np.array(rows, dtype=float)  # motion is None (NaN) for a spinning circle

@@ -193,6 +193,12 @@ def _stripe(frames: np.ndarray, attributes: PromptAttributes):
     return stripe_colour(attributes.background or _background_name(frames, attributes.colour))
 
 
+def shape_part(path: Track, shape: str) -> float:
+    """The share of frames (where the whole object is in view) whose silhouette is `shape`; 0 if none is."""
+    votes = [found for found in path.shapes if found]
+    return float(np.mean([found == shape for found in votes])) if votes else 0.0
+
+
 def text_score(frames: np.ndarray, attributes: PromptAttributes, path: Track | None = None) -> float | None:
     """Mean of: the prompted colour is there, its silhouette is the prompted shape (in frames where the
     whole object is in view), the background is right. For a camera prompt, the first frame is judged.
@@ -205,8 +211,7 @@ def text_score(frames: np.ndarray, attributes: PromptAttributes, path: Track | N
         path = path or prompted_track(frames, attributes)
         parts.append(float(path.found.mean()))
         if attributes.shape is not None:
-            votes = [s for s in path.shapes if s]
-            parts.append(float(np.mean([s == attributes.shape for s in votes])) if votes else 0.0)
+            parts.append(shape_part(path, attributes.shape))
     if attributes.background is not None:
         parts.append(float(_background_name(frames, attributes.colour) == attributes.background))
     return float(np.mean(parts)) if parts else None
