@@ -1,0 +1,56 @@
+"""Each held-out prompt's scores for a base with or without a motion module (docs/shapes-model.md's per-prompt
+numbers; `animatediff shapes results` reports only the means).
+
+    python bench/held_out.py [--base shapes] [--motion-module shapes-motion | none] [--seeds 1 2 3] [--steps 25]
+
+For each of the 12 held-out prompts (`report.held_out_prompts`), over the seeds: `text`, its shape part
+(`metrics.shape_part`), `motion` and `smooth`, with the generation settings of results.md (16 frames,
+DDIM, guidance 7.5); then the means over all videos, which match the table's row for the same models.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from animatediff.embedded import resolve
+from animatediff.evaluation.metrics import prompted_track, score_video, shape_part
+from animatediff.loading import ModelSpec, build_pipeline
+from animatediff.shapes.report import held_out_prompts
+from animatediff.shapes.world import parse_prompt
+
+COLUMNS = ("text", "shape", "motion", "smooth")
+
+
+def prompt_scores(pipeline, prompt: str, seeds: list[int], steps: int) -> list[list[float]]:
+    """One row per seed: the COLUMNS for the video of `prompt` (NaN where a metric has no value)."""
+    rows = []
+    for seed in seeds:
+        frames = pipeline(prompt, num_frames=16, steps=steps, guidance_scale=7.5, seed=seed, progress=False)
+        measured, attributes = score_video(frames, prompt), parse_prompt(prompt)
+        measured["shape"] = shape_part(prompted_track(frames, attributes), attributes.shape)
+        rows.append([np.nan if measured.get(name) is None else measured[name] for name in COLUMNS])
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", default="shapes")
+    parser.add_argument("--motion-module", default="shapes-motion", help="a file, a short name, or 'none'")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--steps", type=int, default=25)
+    args = parser.parse_args()
+    module = None if args.motion_module == "none" else resolve(args.motion_module, "--motion-module")
+    pipeline = build_pipeline(ModelSpec(base=resolve(args.base, "--base"), motion_module=module))
+    print(f"{'prompt':<64}" + "".join(f"{name:>8}" for name in COLUMNS))
+    every = []
+    for prompt in held_out_prompts():
+        rows = prompt_scores(pipeline, prompt, args.seeds, args.steps)
+        every += rows
+        print(f"{prompt:<64}" + "".join(f"{value:8.2f}" for value in np.nanmean(rows, axis=0)))
+    print(f"{'all videos':<64}" + "".join(f"{value:8.2f}" for value in np.nanmean(every, axis=0)))
+
+
+if __name__ == "__main__":
+    main()
