@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from animatediff.embedded import resolve
-from animatediff.evaluation.metrics import prompted_track, score_video, shape_part
+from animatediff.evaluation.metrics import prompted_track, score_video
 from animatediff.image_models import load_base
 from animatediff.shapes.models import IMAGE_SIZE
 from animatediff.shapes.recipe import FRAMES
@@ -63,9 +63,8 @@ def held_out_ceiling(vae, clips: int, trail_colour: str = "object", seed: int = 
             prompt = caption(spec)
             rendered = render_clip(spec, FRAMES, IMAGE_SIZE)
             for name, frames in (("rendered", rendered), ("reconstructed", round_trip(vae, rendered))):
-                measured, attributes = score_video(frames, prompt), parse_prompt(prompt)
-                shape_share = shape_part(prompted_track(frames, attributes), attributes.shape)
-                scores[name].append((measured["text"], shape_share, measured["motion"]))
+                measured = score_video(frames, prompt, with_shape=True)
+                scores[name].append((measured["text"], measured["shape"], measured["motion"]))
     means = {}
     for name, rows in scores.items():
         table = np.array(rows, dtype=float)  # motion is None (NaN) for a spinning circle

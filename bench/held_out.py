@@ -15,10 +15,9 @@ import argparse
 import numpy as np
 
 from animatediff.embedded import resolve
-from animatediff.evaluation.metrics import prompted_track, score_video, shape_part
+from animatediff.evaluation.metrics import score_video
 from animatediff.loading import ModelSpec, build_pipeline
 from animatediff.shapes.report import held_out_prompts
-from animatediff.shapes.world import parse_prompt
 
 COLUMNS = ("text", "shape", "motion", "smooth")
 
@@ -28,8 +27,7 @@ def prompt_scores(pipeline, prompt: str, seeds: list[int], steps: int) -> list[l
     rows = []
     for seed in seeds:
         frames = pipeline(prompt, num_frames=16, steps=steps, guidance_scale=7.5, seed=seed, progress=False)
-        measured, attributes = score_video(frames, prompt), parse_prompt(prompt)
-        measured["shape"] = shape_part(prompted_track(frames, attributes), attributes.shape)
+        measured = score_video(frames, prompt, with_shape=True)
         rows.append([np.nan if measured.get(name) is None else measured[name] for name in COLUMNS])
     return rows
 

@@ -213,6 +213,19 @@ def test_wrong_colour_scores_low_on_text():
         assert score_video(render_clip(spec), prompt)["text"] <= 0.5
 
 
+def test_shape_part_is_scored_only_on_request_and_falls_with_the_wrong_shape():
+    rng = np.random.default_rng(8)
+    for spec in object_clips(4, shape="square", motion="moving left"):
+        frames, prompt = render_clip(spec), caption(spec)
+        assert "shape" not in score_video(frames, prompt)
+        right = score_video(frames, prompt, with_shape=True)
+        wrong = score_video(frames, prompt.replace(" square ", " triangle ", 1), with_shape=True)
+        assert right["shape"] >= 0.8 and wrong["shape"] <= 0.2
+        assert right["text"] - wrong["text"] == pytest.approx((right["shape"] - wrong["shape"]) / 3)
+    camera = sample_camera_clip(rng)
+    assert score_video(render_clip(camera), caption(camera), with_shape=True)["shape"] is None
+
+
 def test_shuffled_frames_are_less_smooth():
     ratios = []
     rng = np.random.default_rng(3)

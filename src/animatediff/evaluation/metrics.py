@@ -312,12 +312,13 @@ def style_score(frames: np.ndarray, attributes: PromptAttributes, background: st
     return float(np.mean(scores)) if scores else 0.0
 
 
-def score_video(frames: np.ndarray, prompt: str) -> dict[str, float | None]:
-    """Every metric that applies to this prompt (None for those that do not)."""
+def score_video(frames: np.ndarray, prompt: str, with_shape: bool = False) -> dict[str, float | None]:
+    """Every metric that applies to this prompt (None for those that do not). With `with_shape`, also
+    `shape`: the shape part of `text` (`shape_part`), for a prompt that names one object and its shape."""
     attributes = parse_prompt(prompt)
     object_prompt = attributes.colour is not None and attributes.camera is None
-    path = prompted_track(frames, attributes) if object_prompt else None  # shared by text and motion
-    return {
+    path = prompted_track(frames, attributes) if object_prompt else None  # shared by text, motion and shape
+    scores = {
         "text": text_score(frames, attributes, path),
         "motion": motion_score(frames, attributes, path),
         "camera": camera_score(frames, attributes),
@@ -325,3 +326,6 @@ def score_video(frames: np.ndarray, prompt: str) -> dict[str, float | None]:
         "watermark": watermark_score(frames),
         "style": style_score(frames, attributes),
     }
+    if with_shape:
+        scores["shape"] = shape_part(path, attributes.shape) if path is not None and attributes.shape else None
+    return scores
