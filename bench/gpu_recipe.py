@@ -3,13 +3,13 @@
     python bench/gpu_recipe.py FOLDER [--budget 450] [--light] [--pack OUT]
 
 Renders the gpu recipe's datasets (in parallel processes, while the first stage trains), then, for
-vae, base, adapter and motion in turn, measures seconds per step with two short probe runs (20 and
-120 steps) and trains the stage for its share of the time left, never more steps than the recipe
-names (its counts were sized this way on an H200: docs/shapes-model.md). The probes' step times and
-the step counts chosen go to FOLDER/sized.json. With `--light` the light stages (personalized models,
-MotionLoRAs) follow at the recipe's own step counts; with `--pack OUT` the trained results are packed
-into OUT after each stage (a tar split into parts of at most 15 MiB), so that a run cut short keeps
-what it finished.
+vae, base, shadow_trails (the base's fine-tune), adapter and motion in turn, measures seconds per step
+with two short probe runs (20 and 120 steps) and trains the stage for its share of the time left, never
+more steps than the recipe names (its counts were sized this way on an H200: docs/shapes-model.md). The
+probes' step times and the step counts chosen go to FOLDER/sized.json. With `--light` the light stages
+(personalized models, MotionLoRAs) follow at the recipe's own step counts; with `--pack OUT` the trained
+results are packed into OUT after each stage (a tar split into parts of at most 15 MiB), so that a run
+cut short keeps what it finished.
 """
 
 from __future__ import annotations
@@ -28,8 +28,14 @@ from animatediff.files import atomic_path
 from animatediff.shapes import recipe
 from animatediff.shapes.recipe import GPU_DATASETS, GPU_PLAN, PLANS, claim_folder, record_time, render_data, retrain
 
-LONG = {"vae": 0.17, "base": 0.38, "adapter": 0.07, "motion": 0.38}  # shares of the budget
-NEEDS = {"vae": "autoencoder", "base": "images", "adapter": "clips", "motion": "clips"}
+LONG = {"vae": 0.16, "base": 0.34, "shadow_trails": 0.06, "adapter": 0.06, "motion": 0.38}  # shares of the budget
+NEEDS = {
+    "vae": "autoencoder",
+    "base": "images",
+    "shadow_trails": "shadow_images",
+    "adapter": "clips",
+    "motion": "clips",
+}
 
 log = logging.getLogger("gpu_recipe")
 
@@ -75,7 +81,7 @@ def pack(folder: Path, out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path)
-    parser.add_argument("--budget", type=float, default=450.0, help="seconds for the four long stages, in all")
+    parser.add_argument("--budget", type=float, default=450.0, help="seconds for the long stages, in all")
     parser.add_argument("--probes", type=int, nargs=2, default=(20, 120), help="the probe runs' step counts")
     parser.add_argument("--data-scale", type=float, default=1.0, help="shrink every dataset (smoke runs)")
     parser.add_argument("--batch-scale", type=float, default=1.0, help="shrink every batch (smoke runs)")

@@ -5,9 +5,11 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from animatediff import read_video
@@ -217,6 +219,37 @@ def test_both_recipes_learn_the_autoencoder_from_every_style(smoke):
     # the personalized styles have to survive the latents, so the autoencoder sees them (the base does not)
     assert autoencoder_styles(smoke[0]) == {None, "outlined", "striped"}
     assert dataset_styles(smoke[0], "images") == {None}
+
+
+def test_the_shipped_base_is_the_base_fine_tuned_on_the_same_scenes_with_shadow_coloured_trails(smoke):
+    work = smoke[0]
+
+    def config(name):
+        return yaml.safe_load((work / "configs" / f"{name}.yaml").read_text())
+
+    assert Path(config("shadow_trails")["base"]) == stage_result(work, PLANS["base"])
+    fine_tuned = stage_result(work, PLANS["shadow_trails"])
+    for name in ("outlined", "striped", "adapter", "motion", "zoom_in", "pan_left"):
+        assert Path(config(name)["base"]) == fine_tuned, name
+
+    def ground_truth(name):
+        return [json.loads(line) for line in (work / "data" / name / "ground_truth.jsonl").read_text().splitlines()]
+
+    bright, dark = ground_truth("images"), ground_truth("shadow_images")
+    assert [entry["caption"] for entry in bright] == [entry["caption"] for entry in dark]
+    assert {entry["trail_colour"] for entry in bright} == {"object"}
+    assert {entry["trail_colour"] for entry in dark} == {"shadow"}
+
+    def differs(file):
+        pixels = [np.asarray(Image.open(work / "data" / name / file)) for name in ("images", "shadow_images")]
+        return not np.array_equal(*pixels)
+
+    # only a translation's trail changes colour; every other picture is the same
+    moving = {entry["file"] for entry in bright if (entry["motion"] or "").startswith("moving")}
+    changed = {entry["file"] for entry in bright if differs(entry["file"])}
+    assert changed and changed <= moving
+    for name in ("clips", "outlined", "striped"):
+        assert {entry["trail_colour"] for entry in ground_truth(name)} == {"shadow"}, name
 
 
 def test_gpu_recipe_trains_on_more_clips_and_keeps_its_folder_to_itself(tmp_path, capsys):

@@ -31,6 +31,7 @@ from animatediff.shapes.recipe import (
     FRAMES,
     PLANS,
     RECIPES,
+    SHIPPED_BASE,
     StagePlan,
     folder_recipe,
     render_datasets,
@@ -72,7 +73,7 @@ def module_arms() -> list[Arm]:
     for name, change in variants.items():
         extra = {key: value for key, value in {**reference.extra, **change}.items() if value is not None}
         slug = "ablation-" + name.replace(", ", "-").replace(" ", "-")
-        arms.append(Arm(name, StagePlan(slug, "motion_module", "clips", "base", train, extra)))
+        arms.append(Arm(name, StagePlan(slug, "motion_module", "clips", SHIPPED_BASE, train, extra)))
     return arms
 
 
@@ -83,7 +84,8 @@ def lora_arms() -> list[Arm]:
         for rank in RANKS:
             train = {**reference.train, "steps": LORA_STEPS, "batch_size": LORA_BATCH, "checkpoint_every": LORA_STEPS}
             extra = {**reference.extra, "lora_rank": rank}
-            plan = StagePlan(f"ablation-lora-r{rank}-n{clips}", "motion_lora", f"zoom_in_{clips}", "base", train, extra)
+            name = f"ablation-lora-r{rank}-n{clips}"
+            plan = StagePlan(name, "motion_lora", f"zoom_in_{clips}", SHIPPED_BASE, train, extra)
             arms.append(Arm(f"rank {rank}, {clips} clips", plan, extra={"rank": rank, "clips": clips}))
     return arms
 
@@ -170,7 +172,7 @@ def run_ablations(folder: str | os.PathLike, output: str | os.PathLike, seeds: l
     recipe = folder_recipe(folder)
     render_datasets(folder, recipe=recipe)
     _render_lora_sets(folder)
-    base, adapter = stage_result(folder, PLANS["base"]), stage_result(folder, PLANS["adapter"])
+    base, adapter = stage_result(folder, PLANS[SHIPPED_BASE]), stage_result(folder, PLANS["adapter"])
     shipped = stage_result(folder, PLANS["motion"])
     budgets = {**table_budgets(recipe), "seeds": seeds, "sampling_steps": steps, "prompts": max_prompts}
     models = measured_models(base, adapter, shipped)

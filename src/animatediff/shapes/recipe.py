@@ -3,10 +3,16 @@
 `retrain(folder)` renders the datasets (seeded), writes one training config per stage and runs them in
 order with `animatediff train`'s own code, each stage reading the previous stages' results:
 
-    scaffold → vae → text_to_image (base) → image_finetune (outlined, DreamBooth-style)
-             → image_lora (striped) → domain_adapter → motion_module → motion_lora × 2
+    scaffold → vae → text_to_image (base) → text_to_image (shadow_trails: the base fine-tuned)
+             → image_finetune (outlined, DreamBooth-style) → image_lora (striped)
+             → domain_adapter → motion_module → motion_lora × 2
 
-Two recipes share that plan: `cpu` fits 2 CPU cores (about 90 minutes) and `gpu` fits one GPU (under
+The base first learns the motion words from trails drawn in the object's colour, then a short fine-tune
+on the same images with the trails in the background's shadow colour teaches it to keep the trail apart
+from the silhouette (docs/shapes-model.md); that fine-tuned base is the one shipped, and every later
+stage learns from data whose trails are shadow-coloured.
+
+Two recipes share that plan: `cpu` fits 2 CPU cores (about 130 minutes) and `gpu` fits one GPU (under
 10 minutes), with larger batches, more steps and more clips. Both autoencoders learn from images in every
 style (the personalized styles must survive the latents); the base never sees a style.
 
@@ -37,10 +43,11 @@ log = logging.getLogger(__name__)
 FRAMES = 16
 DATASETS = {  # name: render_dataset arguments; moving objects leave a trail (what tells the base motion words apart)
     "images": dict(kind="images", count=20000, seed=1, trail=True),
+    "shadow_images": dict(kind="images", count=20000, seed=1, trail=True, trail_colour="shadow"),  # the same scenes
     "autoencoder": dict(kind="images", count=20000, seed=7, style="any", trail=True),  # plain, outlined, striped
-    "clips": dict(kind="clips", count=4000, seed=2, trail=True),
-    "outlined": dict(kind="images", count=8, seed=3, style="outlined", trail=True),
-    "striped": dict(kind="images", count=40, seed=4, style="striped", trail=True),
+    "clips": dict(kind="clips", count=4000, seed=2, trail=True, trail_colour="shadow"),
+    "outlined": dict(kind="images", count=8, seed=3, style="outlined", trail=True, trail_colour="shadow"),
+    "striped": dict(kind="images", count=40, seed=4, style="striped", trail=True, trail_colour="shadow"),
     "zoom_in": dict(kind="camera", count=50, seed=5, camera="zooming in"),
     "pan_left": dict(kind="camera", count=50, seed=6, camera="panning left"),
 }
@@ -61,25 +68,29 @@ def _train(steps: int, batch: int, lr: float, **more) -> dict:
     return {**dict(steps=steps, batch_size=batch, learning_rate=lr, checkpoint_every=every, seed=0), **more}
 
 
+SHIPPED_BASE = "shadow_trails"  # the stage whose result is the shipped base, and what every later stage builds on
 PLAN = [
     StagePlan("vae", "vae", "autoencoder", "scaffold",
               _train(2500, 32, 1e-3, lr_scheduler="cosine", lr_warmup_steps=50, contrast_weight=8.0)),
     StagePlan("base", "text_to_image", "images", "vae",
               _train(7000, 64, 1e-3, lr_scheduler="cosine", lr_warmup_steps=200, snr_gamma=5.0)),
-    StagePlan("outlined", "image_finetune", "outlined", "base", _train(300, 8, 1e-4)),
-    StagePlan("striped", "image_lora", "striped", "base", _train(400, 16, 1e-3), dict(lora_rank=8)),
-    StagePlan("adapter", "domain_adapter", "clips", "base", _train(600, 32, 1e-3), dict(lora_rank=16)),
-    StagePlan("motion", "motion_module", "clips", "base",
+    StagePlan("shadow_trails", "text_to_image", "shadow_images", "base",
+              _train(1500, 64, 3e-4, lr_scheduler="cosine", lr_warmup_steps=50, snr_gamma=5.0)),
+    StagePlan("outlined", "image_finetune", "outlined", SHIPPED_BASE, _train(300, 8, 1e-4)),
+    StagePlan("striped", "image_lora", "striped", SHIPPED_BASE, _train(400, 16, 1e-3), dict(lora_rank=8)),
+    StagePlan("adapter", "domain_adapter", "clips", SHIPPED_BASE, _train(600, 32, 1e-3), dict(lora_rank=16)),
+    StagePlan("motion", "motion_module", "clips", SHIPPED_BASE,
               _train(2000, 4, 1e-3, lr_scheduler="cosine", lr_warmup_steps=100, snr_gamma=5.0),
               dict(domain_adapter="adapter", motion_module_version="v3")),
-    StagePlan("zoom_in", "motion_lora", "zoom_in", "base", _train(300, 4, 1e-3),
+    StagePlan("zoom_in", "motion_lora", "zoom_in", SHIPPED_BASE, _train(300, 4, 1e-3),
               dict(domain_adapter="adapter", motion_module="motion", lora_rank=16)),
-    StagePlan("pan_left", "motion_lora", "pan_left", "base", _train(300, 4, 1e-3),
+    StagePlan("pan_left", "motion_lora", "pan_left", SHIPPED_BASE, _train(300, 4, 1e-3),
               dict(domain_adapter="adapter", motion_module="motion", lora_rank=16)),
 ]  # fmt: skip
+PLANS = {plan.name: plan for plan in PLAN}
 GPU_DATASETS = {
     **DATASETS,
-    "clips": dict(kind="clips", count=8000, seed=2, trail=True),
+    "clips": dict(kind="clips", count=8000, seed=2, trail=True, trail_colour="shadow"),
 }
 GPU_PLAN = [  # sized from seconds per step measured on an H200 (docs/shapes-model.md): about 10 minutes in all
     StagePlan("vae", "vae", "autoencoder", "scaffold",
@@ -88,17 +99,18 @@ GPU_PLAN = [  # sized from seconds per step measured on an H200 (docs/shapes-mod
     StagePlan("base", "text_to_image", "images", "vae",
               _train(2500, 256, 1e-3, lr_scheduler="cosine", lr_warmup_steps=200, snr_gamma=5.0, num_workers=10,
                      checkpoint_every=500)),
-    *PLAN[2:4],  # the personalized models learn from 8 and 40 images: more steps would only overfit them
-    StagePlan("adapter", "domain_adapter", "clips", "base", _train(250, 32, 1e-3, num_workers=14),
+    StagePlan("shadow_trails", "text_to_image", "shadow_images", "base",
+              _train(400, 256, 3e-4, lr_scheduler="cosine", lr_warmup_steps=50, snr_gamma=5.0, num_workers=10)),
+    PLANS["outlined"], PLANS["striped"],  # they learn from 8 and 40 images: more steps would only overfit them
+    StagePlan("adapter", "domain_adapter", "clips", SHIPPED_BASE, _train(250, 32, 1e-3, num_workers=14),
               dict(lora_rank=16)),
-    StagePlan("motion", "motion_module", "clips", "base",
+    StagePlan("motion", "motion_module", "clips", SHIPPED_BASE,
               _train(1200, 32, 1e-3, lr_scheduler="cosine", lr_warmup_steps=100, snr_gamma=5.0, num_workers=14,
                      checkpoint_every=300),
               dict(domain_adapter="adapter", motion_module_version="v3")),
-    *PLAN[6:],  # MotionLoRAs: 50 clips each, as in the cpu recipe
+    PLANS["zoom_in"], PLANS["pan_left"],  # MotionLoRAs: 50 clips each, as in the cpu recipe
 ]  # fmt: skip
 RECIPES = {"cpu": (DATASETS, PLAN), "gpu": (GPU_DATASETS, GPU_PLAN)}
-PLANS = {plan.name: plan for plan in PLAN}
 
 
 def stage_result(folder: Path, plan: StagePlan) -> Path:
@@ -218,7 +230,7 @@ def record_time(folder: Path, plan: StagePlan, seconds: float) -> None:
 
 HALF_PRECISION = ("outlined",)  # shipped as float16 (a full UNet copy), to keep the package under 40 MB
 EXPORT = {  # files in the package's models/ folder ← stage results
-    "base": "base",
+    SHIPPED_BASE: "base",
     "outlined": "outlined",
     "striped": "striped.safetensors",
     "adapter": "adapter.safetensors",
