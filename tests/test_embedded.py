@@ -252,6 +252,18 @@ def test_the_shipped_base_is_the_base_fine_tuned_on_the_same_scenes_with_shadow_
         assert {entry["trail_colour"] for entry in ground_truth(name)} == {"shadow"}, name
 
 
+def test_a_moved_retrain_resumes_but_one_begun_on_other_inputs_is_refused(smoke, tmp_path):
+    work = tmp_path / "moved"
+    shutil.copytree(smoke[0], work)
+    assert retrain(work, resume=True, steps_scale=0.002, data_scale=0.002) == {}  # every stage done
+    config = work / "configs" / "adapter.yaml"
+    settings = yaml.safe_load(config.read_text())
+    settings["base"] = str(stage_result(smoke[0], PLANS["base"]))  # as before the shadow_trails stage
+    config.write_text(yaml.safe_dump(settings))
+    with pytest.raises(ConfigError, match="stage adapter of .* was trained on other inputs"):
+        retrain(work, resume=True, steps_scale=0.002, data_scale=0.002)
+
+
 def test_gpu_recipe_trains_on_more_clips_and_keeps_its_folder_to_itself(tmp_path, capsys):
     work = tmp_path / "work"
     assert main(["shapes", "retrain", str(work), "--recipe", "gpu", *SMOKE]) == 0

@@ -18,7 +18,9 @@ style (the personalized styles must survive the latents); the base never sees a 
 
 Every stage checkpoints as it goes; run it again with `resume=True` after an interruption (or to go on
 from one time-limited chunk to the next) and it skips finished stages and continues the current one
-from its last checkpoint. `export` then copies the results into the package's layout (`models/`).
+from its last checkpoint; a finished stage that learned from other data or built on another stage (a
+folder begun with an earlier version of the recipe) is refused rather than mixed in. `export` then copies
+the results into the package's layout (`models/`).
 """
 
 from __future__ import annotations
@@ -135,7 +137,8 @@ def render_data(folder: Path, name: str, data_scale: float = 1.0, recipe: str = 
         render_dataset(folder / "data" / name, size=IMAGE_SIZE, frames=FRAMES, **{**arguments, "count": count})
 
 
-def write_config(folder: Path, plan: StagePlan) -> Path:
+def stage_config(folder: Path, plan: StagePlan) -> dict:
+    """The training config of `plan` in `folder`'s run: paths name the folder's data and earlier stages."""
     from animatediff.training.config import IMAGE_STAGES
 
     base = folder / "scaffold" if plan.base == "scaffold" else stage_result(folder, PLANS[plan.base])
@@ -149,11 +152,32 @@ def write_config(folder: Path, plan: StagePlan) -> Path:
     }  # fmt: skip
     for key, value in plan.extra.items():
         config[key] = str(stage_result(folder, PLANS[value])) if value in PLANS else value
+    return config
+
+
+def write_config(folder: Path, plan: StagePlan) -> Path:
     path = folder / "configs" / f"{plan.name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as temporary:
-        temporary.write_text(yaml.safe_dump(config, sort_keys=False))
+        temporary.write_text(yaml.safe_dump(stage_config(folder, plan), sort_keys=False))
     return path
+
+
+def _inputs(config: dict) -> str:
+    """What a stage learned from and built on (all but its training budget), with the run folder's own
+    path written as FOLDER, so that a moved folder still compares equal."""
+    folder = str(Path(config["output_dir"]).parent.parent)
+    return yaml.safe_dump({key: value for key, value in config.items() if key != "train"}).replace(folder, "FOLDER")
+
+
+def check_inputs(folder: Path, plan: StagePlan) -> None:
+    """Refuse a finished stage that learned from other data or built on another stage than this recipe
+    says (a folder begun before the recipe changed): exporting it would mix two recipes' models."""
+    path = folder / "configs" / f"{plan.name}.yaml"
+    if path.exists() and _inputs(yaml.safe_load(path.read_text())) != _inputs(stage_config(folder, plan)):
+        raise ConfigError(f"stage {plan.name} of {folder} was trained on other inputs than this recipe's "
+                          f"(see {path}); retrain into a new folder, or remove {folder / 'runs' / plan.name} "
+                          "to train that stage again.")  # fmt: skip
 
 
 def run_stage(folder: Path, plan: StagePlan) -> float:
@@ -186,6 +210,7 @@ def retrain(folder: str | os.PathLike, resume: bool = False, only: list[str] | N
         if only is not None and plan.name not in only:
             continue
         if stage_result(folder, plan).exists() and only is None:
+            check_inputs(folder, plan)
             log.info("stage %s: done already", plan.name)
             continue
         if steps_scale != 1.0:
