@@ -18,7 +18,7 @@ style (the personalized styles must survive the latents); the base never sees a 
 
 Every stage checkpoints as it goes; run it again with `resume=True` after an interruption (or to go on
 from one time-limited chunk to the next) and it skips finished stages and continues the current one
-from its last checkpoint; a finished stage that learned from other data or built on another stage (a
+from its last checkpoint; a finished stage that learned from another dataset or built on another stage (a
 folder begun with an earlier version of the recipe) is refused rather than mixed in. `export` then copies
 the results into the package's layout (`models/`).
 """
@@ -171,7 +171,7 @@ def _inputs(config: dict) -> str:
 
 
 def check_inputs(folder: Path, plan: StagePlan) -> None:
-    """Refuse a finished stage that learned from other data or built on another stage than this recipe
+    """Refuse a finished stage that learned from another dataset or built on another stage than this recipe
     says (a folder begun before the recipe changed): exporting it would mix two recipes' models."""
     path = folder / "configs" / f"{plan.name}.yaml"
     if path.exists() and _inputs(yaml.safe_load(path.read_text())) != _inputs(stage_config(folder, plan)):
