@@ -29,13 +29,6 @@ from animatediff.shapes import recipe
 from animatediff.shapes.recipe import GPU_DATASETS, GPU_PLAN, PLANS, claim_folder, record_time, render_data, retrain
 
 LONG = {"vae": 0.16, "base": 0.34, "shadow_trails": 0.06, "adapter": 0.06, "motion": 0.38}  # shares of the budget
-NEEDS = {
-    "vae": "autoencoder",
-    "base": "images",
-    "shadow_trails": "shadow_images",
-    "adapter": "clips",
-    "motion": "clips",
-}
 
 log = logging.getLogger("gpu_recipe")
 
@@ -109,7 +102,7 @@ def main() -> None:
              for plan in GPU_PLAN}  # fmt: skip
     for position, name in enumerate(LONG):
         plan = plans[name]
-        rendering[NEEDS[name]].get()
+        rendering[plan.data].get()
         if recipe.stage_result(folder, plan).exists():
             log.info("%s: done already", name)
             continue

@@ -203,10 +203,14 @@ def test_ablation_arms_made_on_other_models_are_kept_but_not_reused(smoke, tmp_p
     assert all(second[path] == content for path, content in first.items())  # the earlier arms are untouched
 
 
+def ground_truth(work, name):
+    """The ground-truth entries of dataset `name` of the retrain in `work`."""
+    return [json.loads(line) for line in (work / "data" / name / "ground_truth.jsonl").read_text().splitlines()]
+
+
 def dataset_styles(work, name):
     """The styles in dataset `name` of the retrain in `work`."""
-    lines = (work / "data" / name / "ground_truth.jsonl").read_text().splitlines()
-    return {json.loads(line).get("style") for line in lines}
+    return {entry.get("style") for entry in ground_truth(work, name)}
 
 
 def autoencoder_styles(work):
@@ -232,10 +236,7 @@ def test_the_shipped_base_is_the_base_fine_tuned_on_the_same_scenes_with_shadow_
     for name in ("outlined", "striped", "adapter", "motion", "zoom_in", "pan_left"):
         assert Path(config(name)["base"]) == fine_tuned, name
 
-    def ground_truth(name):
-        return [json.loads(line) for line in (work / "data" / name / "ground_truth.jsonl").read_text().splitlines()]
-
-    bright, dark = ground_truth("images"), ground_truth("shadow_images")
+    bright, dark = ground_truth(work, "images"), ground_truth(work, "shadow_images")
     assert [entry["caption"] for entry in bright] == [entry["caption"] for entry in dark]
     assert {entry["trail_colour"] for entry in bright} == {"object"}
     assert {entry["trail_colour"] for entry in dark} == {"shadow"}
@@ -249,7 +250,7 @@ def test_the_shipped_base_is_the_base_fine_tuned_on_the_same_scenes_with_shadow_
     changed = {entry["file"] for entry in bright if differs(entry["file"])}
     assert changed and changed <= moving
     for name in ("clips", "outlined", "striped"):
-        assert {entry["trail_colour"] for entry in ground_truth(name)} == {"shadow"}, name
+        assert {entry["trail_colour"] for entry in ground_truth(work, name)} == {"shadow"}, name
 
 
 def test_a_moved_retrain_resumes_but_one_begun_on_other_inputs_is_refused(smoke, tmp_path):

@@ -155,8 +155,13 @@ def stage_config(folder: Path, plan: StagePlan) -> dict:
     return config
 
 
+def config_path(folder: Path, plan: StagePlan) -> Path:
+    """Where `plan`'s training config is written (and stays, as the record of what the stage trained on)."""
+    return folder / "configs" / f"{plan.name}.yaml"
+
+
 def write_config(folder: Path, plan: StagePlan) -> Path:
-    path = folder / "configs" / f"{plan.name}.yaml"
+    path = config_path(folder, plan)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as temporary:
         temporary.write_text(yaml.safe_dump(stage_config(folder, plan), sort_keys=False))
@@ -173,7 +178,7 @@ def _inputs(config: dict) -> str:
 def check_inputs(folder: Path, plan: StagePlan) -> None:
     """Refuse a finished stage that learned from another dataset or built on another stage than this recipe
     says (a folder begun before the recipe changed): exporting it would mix two recipes' models."""
-    path = folder / "configs" / f"{plan.name}.yaml"
+    path = config_path(folder, plan)
     if path.exists() and _inputs(yaml.safe_load(path.read_text())) != _inputs(stage_config(folder, plan)):
         raise ConfigError(f"stage {plan.name} of {folder} was trained on other inputs than this recipe's "
                           f"(see {path}); retrain into a new folder, or remove {folder / 'runs' / plan.name} "
