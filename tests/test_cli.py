@@ -104,6 +104,10 @@ def test_mismatched_base_and_motion_module_exits_2(tmp_path, tiny_base, capsys):
     )
 
 
+# output through a pipe is block-buffered, as a shell gives it; PYTHONUNBUFFERED would hide a missing flush
+BUFFERED = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+
+
 def test_installed_command_runs(tmp_path, tiny_base, tiny_motion_module_file):
     result = subprocess.run(
         [
@@ -125,10 +129,23 @@ def test_installed_command_runs(tmp_path, tiny_base, tiny_motion_module_file):
         capture_output=True,
         text=True,
         check=False,
+        env=BUFFERED,
     )
     assert result.returncode == 0, result.stderr
     assert "wrote" in result.stdout
     assert read_video(tmp_path / "c.gif").shape == (5, 24, 32, 3)
+
+
+def test_installed_command_reports_an_error_and_exits_2(tmp_path, tiny_motion_module_file):
+    missing = tmp_path / "no-such-model"
+    result = subprocess.run(
+        [sys.executable, "-m", "animatediff", "generate", "a cat", "--base", str(missing),
+         "--motion-module", str(tiny_motion_module_file), "-o", str(tmp_path / "c.gif")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert str(missing) in result.stderr
+    assert not (tmp_path / "c.gif").exists()
 
 
 def test_image_lora_given_as_motion_module_exits_2(tmp_path, tiny_base, capsys):

@@ -1,5 +1,3 @@
-import sys
+from animatediff.cli import console
 
-from animatediff.cli import main
-
-sys.exit(main())
+console()
