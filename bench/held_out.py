@@ -2,6 +2,10 @@
 numbers; `animatediff shapes results` reports only the means).
 
     python bench/held_out.py [--base shapes] [--motion-module shapes-motion | none] [--seeds 1 2 3] [--steps 25]
+                             [--dreambooth shapes-outlined | --lora shapes-striped]
+
+With a personalized model, the prompts carry its trigger word (as results.md's rows do) and `style` is
+reported too.
 
 For each of the 12 held-out prompts (`report.held_out_prompts`), over the seeds: `text`, its shape part
 (`metrics.shape_part`), `motion` and `smooth`, with the generation settings of results.md (16 frames,
@@ -18,8 +22,18 @@ from animatediff.embedded import resolve
 from animatediff.evaluation.metrics import score_video
 from animatediff.loading import ModelSpec, build_pipeline
 from animatediff.shapes.report import held_out_prompts
+from animatediff.shapes.world import STYLES
 
-COLUMNS = ("text", "shape", "motion", "smooth")
+
+def style_of(model: str) -> str:
+    """The style a personalized model was trained on, from its name (`shapes-outlined`, or a path naming it)."""
+    for style in STYLES:
+        if style in model:
+            return style
+    raise SystemExit(f"{model}: cannot tell which style it draws (expected 'outlined' or 'striped' in its path)")
+
+
+COLUMNS = ("text", "shape", "motion", "smooth", "style")
 
 
 def prompt_scores(pipeline, prompt: str, seeds: list[int], steps: int) -> list[list[float]]:
@@ -38,16 +52,25 @@ def main() -> None:
     parser.add_argument("--motion-module", default="shapes-motion", help="a file, a short name, or 'none'")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--steps", type=int, default=25)
+    personalized = parser.add_mutually_exclusive_group()
+    personalized.add_argument("--dreambooth", help="a DreamBooth model (file or short name); prompts get its trigger")
+    personalized.add_argument("--lora", help="an image LoRA (file or short name); prompts get its trigger")
     args = parser.parse_args()
     module = None if args.motion_module == "none" else resolve(args.motion_module, "--motion-module")
-    pipeline = build_pipeline(ModelSpec(base=resolve(args.base, "--base"), motion_module=module))
-    print(f"{'prompt':<64}" + "".join(f"{name:>8}" for name in COLUMNS))
+    spec = ModelSpec(base=resolve(args.base, "--base"), motion_module=module)
+    style = None
+    if args.dreambooth:
+        spec.dreambooth, style = resolve(args.dreambooth, "--dreambooth"), style_of(args.dreambooth)
+    if args.lora:
+        spec.loras, style = [(resolve(args.lora, "--lora"), 1.0)], style_of(args.lora)
+    pipeline = build_pipeline(spec)
+    print(f"{'prompt':<80}" + "".join(f"{name:>8}" for name in COLUMNS))
     every = []
-    for prompt in held_out_prompts():
+    for prompt in held_out_prompts(style):
         rows = prompt_scores(pipeline, prompt, args.seeds, args.steps)
         every += rows
-        print(f"{prompt:<64}" + "".join(f"{value:8.2f}" for value in np.nanmean(rows, axis=0)))
-    print(f"{'all videos':<64}" + "".join(f"{value:8.2f}" for value in np.nanmean(every, axis=0)))
+        print(f"{prompt:<80}" + "".join(f"{value:8.2f}" for value in np.nanmean(rows, axis=0)))
+    print(f"{'all videos':<80}" + "".join(f"{value:8.2f}" for value in np.nanmean(every, axis=0)))
 
 
 if __name__ == "__main__":

@@ -277,3 +277,81 @@ def test_image_lora_stage_saves_a_lora_that_generate_takes(tmp_path, tiny_base, 
     common = ["generate", "a cat", "--base", str(tiny_base), "--motion-module", str(tiny_motion_module_file),
               "--frames", "2", "--width", "16", "--height", "16", "--steps", "1", "--seed", "1"]  # fmt: skip
     assert main([*common, "--lora", f"{run.result}:1.0", "-o", str(tmp_path / "styled.gif")]) == 0
+
+
+@pytest.fixture(scope="module")
+def class_images(tmp_path_factory):
+    """Prior-preservation data: still shapes-world images, unlike the moving squares the stages learn from."""
+    from animatediff.shapes.datasets import render_dataset
+
+    folder = tmp_path_factory.mktemp("class_images")
+    render_dataset(folder, "images", 8, seed=5, size=32)
+    return folder
+
+
+STILLS = {"frames": 1, "stride": 1}  # the image stages learn from single frames, and so from the class images
+
+
+def test_prior_preservation_loss_adds_the_weighted_prior_mean():
+    from animatediff.training.trainer import prior_preservation_loss
+
+    losses = torch.tensor([1.0, 3.0, 10.0, 20.0])  # two personalization samples, then two prior samples
+    assert float(prior_preservation_loss(losses, 2, 0.5)) == pytest.approx(2.0 + 0.5 * 15.0)
+    assert float(prior_preservation_loss(losses, 2, 0.0)) == pytest.approx(2.0)
+
+
+def lora_update(result) -> dict[str, torch.Tensor]:
+    saved = load_file(result)
+    return {key: saved[key] @ saved[key.replace("lora_B", "lora_A")] for key in saved if ".lora_B." in key}
+
+
+def test_prior_preservation_weight_zero_trains_like_none_and_weight_one_differs(tmp_path, tiny_base, videos,
+                                                                               class_images):  # fmt: skip
+    prior = {"format": "jsonl", "path": str(class_images)}
+    runs = {}
+    for name, extra in [("none", {}), ("zero", {"prior_data": prior, "train": {"prior_loss_weight": 0.0}}),
+                        ("one", {"prior_data": prior, "train": {"prior_loss_weight": 1.0}})]:  # fmt: skip
+        extra = {**extra, "train": {"steps": 3, **extra.get("train", {})}, "data": STILLS}
+        config = load_train_config(write_config(tmp_path, tiny_base, videos, "image_lora", name=name, lora_rank=4,
+                                                **extra))  # fmt: skip
+        runs[name] = lora_update(train(config).result)
+    change = sum(float((update**2).sum()) for update in runs["none"].values()) ** 0.5
+    difference = {
+        name: sum(float(((runs[name][k] - runs["none"][k]) ** 2).sum()) for k in runs["none"]) ** 0.5
+        for name in ("zero", "one")
+    }
+    # λ = 0: the same samples, noise and timesteps, only in a batch twice the size (float rounding apart)
+    assert difference["zero"] < 0.01 * change
+    assert difference["one"] > 0.1 * change
+
+
+def test_prior_preservation_resumes_to_the_same_weights(tmp_path, tiny_base, videos, class_images):
+    prior = {"format": "jsonl", "path": str(class_images)}
+    settings = {"steps": 4, "checkpoint_every": 2, "keep_checkpoints": 5}
+    whole = train(load_train_config(write_config(tmp_path, tiny_base, videos, "image_finetune", name="whole",
+                                                 prior_data=prior, train=settings, data=STILLS)))  # fmt: skip
+    halves = write_config(tmp_path, tiny_base, videos, "image_finetune", name="halves", prior_data=prior,
+                          train={**settings, "steps": 2}, data=STILLS)  # fmt: skip
+    train(load_train_config(halves))
+    halves = write_config(tmp_path, tiny_base, videos, "image_finetune", name="halves", prior_data=prior,
+                          train=settings, data=STILLS)  # fmt: skip
+    resumed = train(load_train_config(halves), resume=True)
+    assert resumed.steps == 2
+    expected = load_file(whole.result / "diffusion_pytorch_model.safetensors")
+    final = load_file(resumed.result / "diffusion_pytorch_model.safetensors")
+    assert sum(not torch.equal(final[key], value) for key, value in expected.items()) == 0
+
+
+@pytest.mark.parametrize(
+    ("stage", "change", "message"),
+    [
+        ("motion_module", {}, "'prior_data': only the image_finetune and image_lora stages take it; this is motion"),
+        ("image_lora", {"prior_data": {"format": "jsonl", "path": "/nonexistent"}},
+         "'prior_data.path': /nonexistent does not exist"),
+        ("image_lora", {"train": {"prior_loss_weight": -1.0}}, "'train.prior_loss_weight' must be at least 0"),
+    ],
+)  # fmt: skip
+def test_prior_data_errors_name_the_field(tmp_path, tiny_base, videos, class_images, stage, change, message):
+    change = {"prior_data": {"format": "jsonl", "path": str(class_images)}, **change}
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_train_config(write_config(tmp_path, tiny_base, videos, stage, **change))

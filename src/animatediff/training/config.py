@@ -11,6 +11,8 @@
     position_encoding: true                     # stage 2, fresh module: false drops the sinusoidal table
     lora_rank: 64                               # stages 1 and 3
     data: {format: webvid, csv: results.csv, path: videos/, frames: 16, stride: 4, size: 256}
+    prior_data: {format: jsonl, path: class_images/}   # image_finetune, image_lora: DreamBooth's prior
+                                                       # preservation (frames, stride, size as in data)
     train: {steps: 1000, batch_size: 1, learning_rate: 1.0e-4, checkpoint_every: 100, ...}
     validation: {every: 100, prompts: [...], seeds: [42], steps: 25, guidance_scale: 8.0}
 
@@ -30,6 +32,7 @@ from animatediff.formats import VERSION_SETTINGS
 from animatediff.training.data import VideoItem, jsonl_items, webvid_items
 
 STAGES = ("vae", "text_to_image", "image_finetune", "image_lora", "domain_adapter", "motion_module", "motion_lora")
+PRIOR_STAGES = ("image_finetune", "image_lora")  # personalization: they can keep the base's class prior
 IMAGE_STAGES = ("vae", "text_to_image", "image_finetune", "image_lora", "domain_adapter")  # trained on single frames
 DEFAULT_NOISE_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="linear")
 
@@ -59,6 +62,7 @@ class TrainSettings:
     seed: int = 42
     snr_gamma: float = 0.0  # > 0: min-SNR-γ loss weighting (Hang et al. 2023); 0: plain ε MSE
     loss: str = "epsilon"  # or v: the ε error measured as a v-prediction model's (÷ ᾱ: high noise counts more)
+    prior_loss_weight: float = 1.0  # with prior_data: the weight of the prior images' loss (DreamBooth's λ)
     contrast_weight: float = 0.0  # vae stage: extra weight on pixels far from the image's median colour
     train_text_encoder: bool = True  # text_to_image stage: False keeps it frozen (as SD kept its CLIP encoder)
     decoder_only: bool = False  # vae stage: train the decoder alone, keeping the latent space the UNet knows
@@ -94,7 +98,9 @@ class TrainConfig:
     position_encoding: bool = True
     lora_rank: int | None = None
     noise_scheduler: dict = field(default_factory=lambda: dict(DEFAULT_NOISE_SCHEDULER))
+    prior_data: DataConfig | None = None  # images of the class the personalized ones belong to, as the base draws it
     items: list[VideoItem] = field(default_factory=list, repr=False)  # the dataset's listing, read at validation
+    prior_items: list[VideoItem] = field(default_factory=list, repr=False)
 
     @property
     def rank(self) -> int:
@@ -150,7 +156,7 @@ def load_train_config(path: str | os.PathLike) -> TrainConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"training config {path}: expected a mapping of settings.")
     folder = path.parent
-    top = {f.name for f in fields(TrainConfig)} - {"items"}
+    top = {f.name for f in fields(TrainConfig)} - {"items", "prior_items"}
     unknown = sorted(set(raw) - top)
     if unknown:
         raise ConfigError(
@@ -167,6 +173,12 @@ def load_train_config(path: str | os.PathLike) -> TrainConfig:
     if stage == "image_finetune" and "learning_rate" not in (raw.get("train") or {}):
         train.learning_rate = 1e-5
     validation = _build(ValidationSettings, raw.get("validation"), "validation")
+    prior_data = None
+    if raw.get("prior_data") is not None:
+        if stage not in PRIOR_STAGES:
+            raise ConfigError(f"'prior_data': only the {' and '.join(PRIOR_STAGES)} stages take it; this is {stage}.")
+        shared = {name: getattr(data, name) for name in ("frames", "stride", "size")}
+        prior_data = _build(DataConfig, {**shared, **(raw["prior_data"] or {})}, "prior_data")
     output_dir = Path(raw.get("output_dir") or f"runs/{stage}")
     config = TrainConfig(
         stage=stage,
@@ -182,6 +194,7 @@ def load_train_config(path: str | os.PathLike) -> TrainConfig:
         position_encoding=raw.get("position_encoding", True),
         lora_rank=raw.get("lora_rank"),
         noise_scheduler={**DEFAULT_NOISE_SCHEDULER, **(raw.get("noise_scheduler") or {})},
+        prior_data=prior_data,
     )
     _check(config, folder)
     return config
@@ -211,20 +224,24 @@ def _check(config: TrainConfig, folder: Path) -> None:
         raise ConfigError(f"'data.frames': a {config.motion_module_version} module's position table has {max_frames}.")
     if config.data.size % 8:
         raise ConfigError(f"'data.size' must be a multiple of 8; got {config.data.size}.")
+    if config.train.prior_loss_weight < 0:
+        raise ConfigError(f"'train.prior_loss_weight' must be at least 0; got {config.train.prior_loss_weight}.")
     config.items = _dataset_items(config.data, folder)
+    if config.prior_data is not None:
+        config.prior_items = _dataset_items(config.prior_data, folder, "prior_data")
 
 
-def _dataset_items(data: DataConfig, folder: Path) -> list[VideoItem]:
+def _dataset_items(data: DataConfig, folder: Path, name: str = "data") -> list[VideoItem]:
     if data.format == "webvid":
-        csv_path = _path(data.csv, folder, "data.csv", required=True)
-        videos = _path(data.path, folder, "data.path", required=True)
+        csv_path = _path(data.csv, folder, f"{name}.csv", required=True)
+        videos = _path(data.path, folder, f"{name}.path", required=True)
         items = webvid_items(csv_path, videos)
     elif data.format == "jsonl":
-        items = jsonl_items(_path(data.path, folder, "data.path", required=True))
+        items = jsonl_items(_path(data.path, folder, f"{name}.path", required=True))
     else:
-        raise ConfigError(f"'data.format': expected webvid or jsonl; got {data.format!r}.")
+        raise ConfigError(f"'{name}.format': expected webvid or jsonl; got {data.format!r}.")
     if not any(item.path.is_file() for item in items):
         raise ConfigError(
-            f"'data': none of the {len(items)} listed videos exists (e.g. {items[0].path if items else '-'})."
+            f"'{name}': none of the {len(items)} listed videos exists (e.g. {items[0].path if items else '-'})."
         )
     return items

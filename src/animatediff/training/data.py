@@ -131,6 +131,16 @@ def collate(samples: list[dict]) -> dict:
     }
 
 
+def join_batches(first: dict, second: dict) -> dict:
+    """One batch holding `first`'s samples, then `second`'s."""
+    return {
+        "pixels": torch.cat([first["pixels"], second["pixels"]]),
+        "captions": first["captions"] + second["captions"],
+        "seeds": first["seeds"] + second["seeds"],
+        "skipped": first["skipped"] + second["skipped"],
+    }
+
+
 class RunSampler(torch.utils.data.Sampler):
     """Batches of `(index, sample_seed)` for this process, from `start_step` on.
 

@@ -32,7 +32,7 @@ from animatediff.files import atomic_path
 from animatediff.formats import save_state_dict
 from animatediff.pipeline import AnimateDiffPipeline, encode_text, to_uint8
 from animatediff.training.config import TrainConfig
-from animatediff.training.data import RunSampler, VideoClips, collate
+from animatediff.training.data import RunSampler, VideoClips, collate, join_batches
 from animatediff.training.stages import RESULT_NAMES, Stage, build_stage
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,20 @@ def _sample_noise(seeds: list[int], shapes: tuple[tuple[int, ...], ...], timeste
 
 def training_loss(model, stage: Stage, noise_scheduler: DDPMScheduler, batch: dict, device,
                   snr_gamma: float = 0.0, loss: str = "epsilon") -> torch.Tensor:  # fmt: skip
-    """ε-prediction MSE for a batch of clips (`pixels`: b f 3 H W in [-1, 1]), min-SNR-γ weighted if γ > 0.
+    """The mean of `sample_losses` over the batch."""
+    return sample_losses(model, stage, noise_scheduler, batch, device, snr_gamma, loss).mean()
+
+
+def prior_preservation_loss(losses: torch.Tensor, instances: int, prior_weight: float) -> torch.Tensor:
+    """DreamBooth's loss (Ruiz et al. 2023) for a batch of `instances` personalization samples followed by
+    as many prior (class) samples: the mean over the first plus `prior_weight` × the mean over the rest."""
+    return losses[:instances].mean() + prior_weight * losses[instances:].mean()
+
+
+def sample_losses(model, stage: Stage, noise_scheduler: DDPMScheduler, batch: dict, device,
+                  snr_gamma: float = 0.0, loss: str = "epsilon") -> torch.Tensor:  # fmt: skip
+    """Each sample's ε-prediction MSE for a batch of clips (`pixels`: b f 3 H W in [-1, 1]), min-SNR-γ
+    weighted if γ > 0.
 
     `loss="v"` measures each sample's error as a v-prediction model's: the model still predicts ε (the
     base's parameterization), and the v error it implies is the ε error / √ᾱ, so its square counts
@@ -134,7 +147,7 @@ def training_loss(model, stage: Stage, noise_scheduler: DDPMScheduler, batch: di
         errors = errors * torch.clamp(snr, max=snr_gamma) / snr
     elif loss == "v":
         errors = errors / alphas
-    return errors.mean()
+    return errors
 
 
 def autoencoder_loss(model, batch: dict, device, contrast_weight: float = 0.0, kl_weight: float = 1e-5):
@@ -237,6 +250,14 @@ def train(config: TrainConfig, resume: bool = False) -> RunResult:
                          accelerator.process_index, accelerator.num_processes)  # fmt: skip
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
                                          num_workers=settings.num_workers)  # fmt: skip
+    prior_batches = None
+    if config.prior_items:  # its own permutation and noise draws, advanced step by step like the data's
+        prior = VideoClips(config.prior_items, config.prior_data.frames, config.prior_data.stride,
+                           config.prior_data.size, config.prior_data.empty_caption_rate)  # fmt: skip
+        prior_sampler = RunSampler(len(prior), settings.batch_size, settings.seed + 1, start,
+                                   accelerator.process_index, accelerator.num_processes)  # fmt: skip
+        prior_batches = iter(torch.utils.data.DataLoader(prior, batch_sampler=prior_sampler, collate_fn=collate,
+                                                         num_workers=settings.num_workers))  # fmt: skip
     noise_scheduler = DDPMScheduler(**config.noise_scheduler)
     skipped: set[str] = set()
     progress = tqdm(total=settings.steps, initial=start, desc=config.stage, disable=not accelerator.is_main_process)
@@ -248,6 +269,12 @@ def train(config: TrainConfig, resume: bool = False) -> RunResult:
         skipped.update(batch["skipped"])
         if autoencoder:
             loss = autoencoder_loss(model, batch, accelerator.device, settings.contrast_weight)
+        elif prior_batches is not None:
+            prior_batch = next(prior_batches)
+            skipped.update(prior_batch["skipped"])
+            losses = sample_losses(model, stage, noise_scheduler, join_batches(batch, prior_batch),
+                                   accelerator.device, settings.snr_gamma, settings.loss)  # fmt: skip
+            loss = prior_preservation_loss(losses, len(batch["seeds"]), settings.prior_loss_weight)
         else:
             loss = training_loss(
                 model, stage, noise_scheduler, batch, accelerator.device, settings.snr_gamma, settings.loss
