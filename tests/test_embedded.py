@@ -253,6 +253,19 @@ def test_the_shipped_base_is_the_base_fine_tuned_on_the_same_scenes_with_shadow_
         assert {entry["trail_colour"] for entry in ground_truth(work, name)} == {"shadow"}, name
 
 
+def test_the_dreambooth_stage_keeps_the_base_prior_with_the_base_images(smoke):
+    work = smoke[0]
+
+    def config(name):
+        return yaml.safe_load((work / "configs" / f"{name}.yaml").read_text())
+
+    assert Path(config("outlined")["prior_data"]["path"]) == work / "data" / "shadow_images"
+    assert dataset_styles(work, Path(config("outlined")["data"]["path"]).name) == {"outlined"}
+    assert dataset_styles(work, "shadow_images") == {None}  # the class images: plain shapes, as the base drew them
+    for name in ("striped", "adapter"):  # the LoRA keeps its style better without it (docs/shapes-model.md)
+        assert "prior_data" not in config(name), name
+
+
 def test_a_moved_retrain_resumes_but_one_begun_on_other_inputs_is_refused(smoke, tmp_path):
     work = tmp_path / "moved"
     shutil.copytree(smoke[0], work)

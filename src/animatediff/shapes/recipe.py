@@ -30,7 +30,7 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -63,6 +63,7 @@ class StagePlan:
     base: str  # a stage name whose result is the base folder, or "scaffold"
     train: dict
     extra: dict = field(default_factory=dict)  # further top-level config fields (paths name stages)
+    prior: str | None = None  # a dataset of class images for DreamBooth's prior preservation
 
 
 def _train(steps: int, batch: int, lr: float, **more) -> dict:
@@ -78,7 +79,7 @@ PLAN = [
               _train(7000, 64, 1e-3, lr_scheduler="cosine", lr_warmup_steps=200, snr_gamma=5.0)),
     StagePlan("shadow_trails", "text_to_image", "shadow_images", "base",
               _train(1500, 64, 3e-4, lr_scheduler="cosine", lr_warmup_steps=50, snr_gamma=5.0)),
-    StagePlan("outlined", "image_finetune", "outlined", SHIPPED_BASE, _train(300, 8, 1e-4)),
+    StagePlan("outlined", "image_finetune", "outlined", SHIPPED_BASE, _train(300, 8, 1e-4), prior="shadow_images"),
     StagePlan("striped", "image_lora", "striped", SHIPPED_BASE, _train(400, 16, 1e-3), dict(lora_rank=8)),
     StagePlan("adapter", "domain_adapter", "clips", SHIPPED_BASE, _train(600, 32, 1e-3), dict(lora_rank=16)),
     StagePlan("motion", "motion_module", "clips", SHIPPED_BASE,
@@ -150,6 +151,8 @@ def stage_config(folder: Path, plan: StagePlan) -> dict:
                  **({} if plan.stage in IMAGE_STAGES else {"frames": FRAMES, "stride": 1})},
         "train": plan.train,
     }  # fmt: skip
+    if plan.prior is not None:  # the base's own training images keep what it drew apart from the new style
+        config["prior_data"] = {"format": "jsonl", "path": str(folder / "data" / plan.prior)}
     for key, value in plan.extra.items():
         config[key] = str(stage_result(folder, PLANS[value])) if value in PLANS else value
     return config
@@ -221,9 +224,7 @@ def retrain(folder: str | os.PathLike, resume: bool = False, only: list[str] | N
         if steps_scale != 1.0:
             scaled = max(1, round(plan.train["steps"] * steps_scale))
             batch = min(plan.train["batch_size"], max(1, round(plan.train["batch_size"] * data_scale)))
-            plan = StagePlan(plan.name, plan.stage, plan.data, plan.base,
-                             {**plan.train, "steps": scaled, "checkpoint_every": scaled, "batch_size": batch},
-                             plan.extra)  # fmt: skip
+            plan = replace(plan, train={**plan.train, "steps": scaled, "checkpoint_every": scaled, "batch_size": batch})
         seconds[plan.name] = run_stage(folder, plan)
         record_time(folder, plan, seconds[plan.name])
         log.info("stage %s: %.0f s", plan.name, seconds[plan.name])
