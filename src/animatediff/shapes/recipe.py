@@ -10,7 +10,9 @@ order with `animatediff train`'s own code, each stage reading the previous stage
 The base first learns the motion words from trails drawn in the object's colour, then a short fine-tune
 on the same images with the trails in the background's shadow colour teaches it to keep the trail apart
 from the silhouette (docs/shapes-model.md); that fine-tuned base is the one shipped, and every later
-stage learns from data whose trails are shadow-coloured.
+stage learns from data whose trails are shadow-coloured. The DreamBooth-style stage keeps the base's prior
+(DreamBooth's prior preservation, on the base's own last training images), so that the 8 images it learns
+its style from do not overwrite what the base drew for every motion word.
 
 Two recipes share that plan: `cpu` fits 2 CPU cores (about 130 minutes) and `gpu` fits one GPU (under
 10 minutes), with larger batches, more steps and more clips. Both autoencoders learn from images in every
