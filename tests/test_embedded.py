@@ -208,6 +208,11 @@ def ground_truth(work, name):
     return [json.loads(line) for line in (work / "data" / name / "ground_truth.jsonl").read_text().splitlines()]
 
 
+def stage_config_of(work, name):
+    """The training config the retrain in `work` wrote for stage `name`."""
+    return yaml.safe_load((work / "configs" / f"{name}.yaml").read_text())
+
+
 def dataset_styles(work, name):
     """The styles in dataset `name` of the retrain in `work`."""
     return {entry.get("style") for entry in ground_truth(work, name)}
@@ -215,7 +220,7 @@ def dataset_styles(work, name):
 
 def autoencoder_styles(work):
     """The styles the autoencoder of the retrain in `work` learned from."""
-    assert Path(yaml.safe_load((work / "configs" / "vae.yaml").read_text())["data"]["path"]).name == "autoencoder"
+    assert Path(stage_config_of(work, "vae")["data"]["path"]).name == "autoencoder"
     return dataset_styles(work, "autoencoder")
 
 
@@ -228,13 +233,10 @@ def test_both_recipes_learn_the_autoencoder_from_every_style(smoke):
 def test_the_shipped_base_is_the_base_fine_tuned_on_the_same_scenes_with_shadow_coloured_trails(smoke):
     work = smoke[0]
 
-    def config(name):
-        return yaml.safe_load((work / "configs" / f"{name}.yaml").read_text())
-
-    assert Path(config("shadow_trails")["base"]) == stage_result(work, PLANS["base"])
+    assert Path(stage_config_of(work, "shadow_trails")["base"]) == stage_result(work, PLANS["base"])
     fine_tuned = stage_result(work, PLANS["shadow_trails"])
     for name in ("outlined", "striped", "adapter", "motion", "zoom_in", "pan_left"):
-        assert Path(config(name)["base"]) == fine_tuned, name
+        assert Path(stage_config_of(work, name)["base"]) == fine_tuned, name
 
     bright, dark = ground_truth(work, "images"), ground_truth(work, "shadow_images")
     assert [entry["caption"] for entry in bright] == [entry["caption"] for entry in dark]
@@ -256,14 +258,11 @@ def test_the_shipped_base_is_the_base_fine_tuned_on_the_same_scenes_with_shadow_
 def test_the_dreambooth_stage_keeps_the_base_prior_with_the_base_images(smoke):
     work = smoke[0]
 
-    def config(name):
-        return yaml.safe_load((work / "configs" / f"{name}.yaml").read_text())
-
-    assert Path(config("outlined")["prior_data"]["path"]) == work / "data" / "shadow_images"
-    assert dataset_styles(work, Path(config("outlined")["data"]["path"]).name) == {"outlined"}
+    assert Path(stage_config_of(work, "outlined")["prior_data"]["path"]) == work / "data" / "shadow_images"
+    assert dataset_styles(work, Path(stage_config_of(work, "outlined")["data"]["path"]).name) == {"outlined"}
     assert dataset_styles(work, "shadow_images") == {None}  # the class images: plain shapes, as the base drew them
     for name in ("striped", "adapter"):  # the LoRA keeps its style better without it (docs/shapes-model.md)
-        assert "prior_data" not in config(name), name
+        assert "prior_data" not in stage_config_of(work, name), name
 
 
 def test_a_moved_retrain_resumes_but_one_begun_on_other_inputs_is_refused(smoke, tmp_path):

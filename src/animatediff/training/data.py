@@ -132,13 +132,9 @@ def collate(samples: list[dict]) -> dict:
 
 
 def join_batches(first: dict, second: dict) -> dict:
-    """One batch holding `first`'s samples, then `second`'s."""
-    return {
-        "pixels": torch.cat([first["pixels"], second["pixels"]]),
-        "captions": first["captions"] + second["captions"],
-        "seeds": first["seeds"] + second["seeds"],
-        "skipped": first["skipped"] + second["skipped"],
-    }
+    """One batch (as `collate` makes them) holding `first`'s samples, then `second`'s."""
+    return {key: torch.cat([value, second[key]]) if torch.is_tensor(value) else value + second[key]
+            for key, value in first.items()}  # fmt: skip
 
 
 class RunSampler(torch.utils.data.Sampler):

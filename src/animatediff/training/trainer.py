@@ -214,6 +214,15 @@ class RunResult:
     skipped: list[str]  # videos skipped as unreadable or too short
 
 
+def _batches(items, data, settings, seed: int, start: int, accelerator: Accelerator):
+    """This process's batches of `items` read as `data` says, from step `start + 1` on."""
+    clips = VideoClips(items, data.frames, data.stride, data.size, data.empty_caption_rate)
+    sampler = RunSampler(len(clips), settings.batch_size, seed, start, accelerator.process_index,
+                         accelerator.num_processes)  # fmt: skip
+    return iter(torch.utils.data.DataLoader(clips, batch_sampler=sampler, collate_fn=collate,
+                                            num_workers=settings.num_workers))  # fmt: skip
+
+
 def train(config: TrainConfig, resume: bool = False) -> RunResult:
     """Run (or continue) a training stage and save its result in the official layout."""
     settings = config.train
@@ -244,24 +253,13 @@ def train(config: TrainConfig, resume: bool = False) -> RunResult:
         if frozen_dtype != torch.float32 and not any(p.requires_grad for p in frozen.parameters()):
             frozen.to(dtype=frozen_dtype)
     model, optimizer = accelerator.prepare(stage.model, optimizer)
-    dataset = VideoClips(config.items, config.data.frames, config.data.stride, config.data.size,
-                         config.data.empty_caption_rate)  # fmt: skip
-    sampler = RunSampler(len(dataset), settings.batch_size, settings.seed, start,
-                         accelerator.process_index, accelerator.num_processes)  # fmt: skip
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
-                                         num_workers=settings.num_workers)  # fmt: skip
+    batches = _batches(config.items, config.data, settings, settings.seed, start, accelerator)
     prior_batches = None
     if config.prior_items:  # its own permutation and noise draws, advanced step by step like the data's
-        prior = VideoClips(config.prior_items, config.prior_data.frames, config.prior_data.stride,
-                           config.prior_data.size, config.prior_data.empty_caption_rate)  # fmt: skip
-        prior_sampler = RunSampler(len(prior), settings.batch_size, settings.seed + 1, start,
-                                   accelerator.process_index, accelerator.num_processes)  # fmt: skip
-        prior_batches = iter(torch.utils.data.DataLoader(prior, batch_sampler=prior_sampler, collate_fn=collate,
-                                                         num_workers=settings.num_workers))  # fmt: skip
+        prior_batches = _batches(config.prior_items, config.prior_data, settings, settings.seed + 1, start, accelerator)
     noise_scheduler = DDPMScheduler(**config.noise_scheduler)
     skipped: set[str] = set()
     progress = tqdm(total=settings.steps, initial=start, desc=config.stage, disable=not accelerator.is_main_process)
-    batches = iter(loader)
     model.train()
     started = time.perf_counter()
     for step in range(start + 1, settings.steps + 1):
