@@ -3,8 +3,10 @@
     python bench/gpu.py                                    # fp16, 16 frames at 512², 25 steps, on CUDA
     python bench/gpu.py --device cpu --dtype float32 --config tiny --size 64 --steps 2   # a smoke run
 
-Prints seconds per denoising step, peak memory and the largest frame difference, and appends a section
-to bench/RESULTS.md.
+Prints seconds per denoising step, peak memory and how far the two pipelines' frames are apart (largest and
+mean difference, and the share of values saturated at 0 or 1 on each side: random SD1.5-sized weights can
+drive float16 frames to saturation, where a last-bit difference flips a value from 0 to 1), and appends a
+section to bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -80,7 +82,9 @@ def main() -> None:
     config["latent"] = args.size // 8 if args.config == "sd15" else args.size // 2
     ours, ours_seconds, ours_peak = run("ours", config, args)
     theirs, theirs_seconds, theirs_peak = run("diffusers", config, args)
-    difference = float((ours - theirs).abs().max())
+    gap = (ours - theirs).abs()
+    difference = float(gap.max())
+    saturated = [float(((frames <= 0) | (frames >= 1)).float().mean()) for frames in (ours, theirs)]
     name = machine() if args.device == "cpu" else torch.cuda.get_device_name()
     text = (
         f"\n## Whole pipeline on {args.device} ({name})\n\n"
@@ -89,6 +93,8 @@ def main() -> None:
         f"| ours | {ours_seconds:.3f} | {ours_peak / 1e9:.2f} | {difference:.1e} |\n"
         f"| diffusers AnimateDiffPipeline | {theirs_seconds:.3f} | {theirs_peak / 1e9:.2f} | |\n"
         f"| ratio | {ours_seconds / theirs_seconds:.2f} | {ours_peak / theirs_peak:.2f} | |\n"
+        f"\nFrame values: mean abs difference {float(gap.mean()):.1e}, {float((gap > 0.1).float().mean()):.1%} of "
+        f"them more than 0.1 apart; saturated at 0 or 1: ours {saturated[0]:.1%}, diffusers {saturated[1]:.1%}.\n"
     )  # fmt: skip
     print(text)
     if args.device != "cpu":

@@ -60,10 +60,10 @@ def probe(folder: Path, plan, probes: tuple[int, int]) -> tuple[float, float]:
 
 
 def pack(folder: Path, out: Path) -> None:
-    """Tar the finished stages' results (no checkpoints; the base holds the autoencoder) into `out`, in parts
-    of at most 15 MiB."""
-    results = [str(recipe.stage_result(folder, PLANS[name]).relative_to(folder)) for name in PLANS if name != "vae"]
-    members = [m for m in [*results, "recipe.txt", "timings.json", "sized.json"] if (folder / m).exists()]
+    """Tar the finished shipped stages' results (no checkpoints, no intermediate stages: the device's
+    64 MiB of files back hold the shipped ones alone) into `out`, in parts of at most 15 MiB."""
+    results = [str(recipe.stage_result(folder, PLANS[name]).relative_to(folder)) for name in recipe.EXPORT]
+    members = [m for m in [*results, "configs", "recipe.txt", "timings.json", "sized.json"] if (folder / m).exists()]
     for old in out.glob("results.tar.part-*"):
         old.unlink()
     subprocess.run(["tar", "cf", str(out / "results.tar"), "-C", str(folder), *members], check=True)
@@ -125,12 +125,13 @@ def main() -> None:
     pool.join()
     log.info("long stages done in %.0f s", time.perf_counter() - started)
     if args.light:
-        light = [name for name in plans if name not in LONG]
-        seconds = retrain(folder, resume=True, only=light, steps_scale=args.steps_scale, data_scale=args.data_scale,
-                          recipe="gpu")  # fmt: skip
-        log.info("light stages: %s", ", ".join(f"{name} {value:.0f} s" for name, value in seconds.items()))
-        if args.pack:
-            pack(folder, args.pack)
+        for name in [name for name in plans if name not in LONG]:  # one at a time, each packed when done
+            seconds = retrain(folder, resume=True, only=[name], steps_scale=args.steps_scale,
+                              data_scale=args.data_scale, recipe="gpu")  # fmt: skip
+            log.info("%s: %.0f s", name, seconds[name])
+            if args.pack:
+                pack(folder, args.pack)
+        log.info("all stages done in %.0f s", time.perf_counter() - started)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,18 @@ from animatediff.embedded import FOLDER, MODELS, resolve
 from animatediff.errors import ConfigError
 from animatediff.formats import identify
 from animatediff.shapes import ablations
-from animatediff.shapes.recipe import EXPORT, GPU_DATASETS, GPU_PLAN, PLAN, PLANS, folder_recipe, retrain, stage_result
+from animatediff.shapes.recipe import (
+    DATASETS,
+    EXPORT,
+    GPU_DATASETS,
+    GPU_PLAN,
+    PLAN,
+    PLANS,
+    folder_recipe,
+    render_datasets,
+    retrain,
+    stage_result,
+)
 
 
 def test_every_embedded_model_is_present_and_listed(capsys):
@@ -263,6 +274,17 @@ def test_the_dreambooth_stage_keeps_the_base_prior_with_the_base_images(smoke):
     assert dataset_styles(work, "shadow_images") == {None}  # the class images: plain shapes, as the base drew them
     for name in ("striped", "adapter"):  # the LoRA keeps its style better without it (docs/shapes-model.md)
         assert "prior_data" not in stage_config_of(work, name), name
+
+
+def test_datasets_rendered_in_parallel_are_the_ones_rendered_one_after_another(tmp_path):
+    def files(folder: Path) -> dict[str, bytes]:
+        return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+    render_datasets(tmp_path / "one", data_scale=0.002, processes=1)
+    render_datasets(tmp_path / "two", data_scale=0.002, processes=2)
+    one = files(tmp_path / "one" / "data")
+    assert {name.split("/")[0] for name in one} == set(DATASETS)
+    assert files(tmp_path / "two" / "data") == one
 
 
 def test_a_moved_retrain_resumes_but_one_begun_on_other_inputs_is_refused(smoke, tmp_path):
