@@ -14,8 +14,9 @@ stage learns from data whose trails are shadow-coloured. The DreamBooth-style st
 (DreamBooth's prior preservation, on the base's own last training images), so that the 8 images it learns
 its style from do not overwrite what the base drew for every motion word.
 
-Two recipes share that plan: `cpu` fits 2 CPU cores (about 130 minutes) and `gpu` fits one GPU (under
-10 minutes), with larger batches, more steps and more clips. Both autoencoders learn from images in every
+Two recipes share that plan: `cpu` fits 2 CPU cores (about 130 minutes; the shipped models) and `gpu`
+is for one GPU (about 15 minutes on an H200, from measured step times), with larger batches, more steps
+and more clips. Both autoencoders learn from images in every
 style (the personalized styles must survive the latents); the base never sees a style.
 
 Every stage checkpoints as it goes; run it again with `resume=True` after an interruption (or to go on
@@ -98,7 +99,7 @@ GPU_DATASETS = {
     **DATASETS,
     "clips": dict(kind="clips", count=8000, seed=2, trail=True, trail_colour="shadow"),
 }
-GPU_PLAN = [  # sized from seconds per step measured on an H200 (docs/shapes-model.md): about 10 minutes in all
+GPU_PLAN = [  # sized from seconds per step measured on an H200 (docs/shapes-model.md): about 15 minutes in all
     StagePlan("vae", "vae", "autoencoder", "scaffold",
               _train(3000, 128, 1e-3, lr_scheduler="cosine", lr_warmup_steps=100, contrast_weight=8.0, num_workers=6,
                      checkpoint_every=750)),
