@@ -135,7 +135,7 @@ def render_datasets(folder: Path, data_scale: float = 1.0, recipe: str = "cpu", 
         key=lambda name: -datasets[name]["count"] * (1 if datasets[name]["kind"] == "images" else FRAMES),
     )
     processes = min(len(names), processes or os.cpu_count() or 1)
-    if processes <= 1:
+    if processes <= 1 or "fork" not in multiprocessing.get_all_start_methods():  # Windows has no fork
         for name in names:
             render_data(folder, name, data_scale, recipe)
         return
