@@ -16,8 +16,8 @@ its style from do not overwrite what the base drew for every motion word.
 
 Two recipes share that plan: `cpu` fits 2 CPU cores (about 130 minutes; the shipped models) and `gpu`
 is for one GPU (about 15 minutes on an H200, from measured step times), with larger batches, more steps
-and more clips. Both autoencoders learn from images in every
-style (the personalized styles must survive the latents); the base never sees a style.
+and more clips. Both autoencoders learn from images in every style (the personalized styles must
+survive the latents); the base never sees a style.
 
 Every stage checkpoints as it goes; run it again with `resume=True` after an interruption (or to go on
 from one time-limited chunk to the next) and it skips finished stages and continues the current one
@@ -139,7 +139,8 @@ def render_datasets(folder: Path, data_scale: float = 1.0, recipe: str = "cpu", 
         for name in names:
             render_data(folder, name, data_scale, recipe)
         return
-    # forked, not spawned: the workers draw with numpy and PIL only, and re-importing the package costs seconds
+    # forked, not spawned: the workers draw with numpy and PIL and write with PyAV (no torch), and
+    # re-importing the package would cost seconds in each
     with multiprocessing.get_context("fork").Pool(processes) as pool:
         pool.starmap(render_data, [(folder, name, data_scale, recipe) for name in names])
 
