@@ -129,22 +129,25 @@ def _draw_shadow(canvas: Image.Image, obj: SceneObject, spec: ClipSpec, camera, 
     ImageDraw.Draw(canvas).polygon(points, fill=shadow_colour(spec.background))
 
 
+def _placed(obj: SceneObject, camera, big: int) -> tuple[float, float, float, list[tuple[float, float]]]:
+    """The object as the camera shows it: its screen centre, its angle there, and its polygon on the canvas."""
+    _, _, scale, rotation = camera
+    cx, cy = _to_screen(obj.x, obj.y, camera)
+    angle = obj.angle + rotation
+    return cx, cy, angle, _polygon(cx, cy, obj.shape, obj.radius * scale, angle, big)
+
+
 def _draw_copy(canvas: Image.Image, obj: SceneObject, spec: ClipSpec, camera, big: int) -> None:
     """One of a moving object's trail copies, before its opacity is applied."""
     if spec.trail_colour == "object":
         _draw_object(canvas, obj, spec, camera, big)
         return
-    _, _, scale, rotation = camera
-    cx, cy = _to_screen(obj.x, obj.y, camera)
-    points = _polygon(cx, cy, obj.shape, obj.radius * scale, obj.angle + rotation, big)
+    points = _placed(obj, camera, big)[3]
     ImageDraw.Draw(canvas).polygon(points, fill=shadow_colour(spec.background))  # in any style: a plain shape
 
 
 def _draw_object(canvas: Image.Image, obj: SceneObject, spec: ClipSpec, camera, big: int) -> None:
-    dx, dy, scale, rotation = camera
-    cx, cy = _to_screen(obj.x, obj.y, camera)
-    radius, angle = obj.radius * scale, obj.angle + rotation
-    points = _polygon(cx, cy, obj.shape, radius, angle, big)
+    cx, cy, angle, points = _placed(obj, camera, big)
     colour = COLOURS[obj.colour]
     draw = ImageDraw.Draw(canvas)
     if spec.style == "outlined":
