@@ -173,6 +173,16 @@ def test_results_and_ablations_reports_run_on_a_retrain(smoke, tmp_path, monkeyp
     assert len(alphas) == 3 and all(0 <= row["watermark"][0] <= 1 for row in alphas)
     parameters = {row["arm"]: row["parameters"] for row in data["modules"]}
     assert parameters["transformer, no position encoding"] == parameters["transformer"]  # the table is a buffer
+    # a longer shipped module: a new fingerprint and a new stated budget; the short-budget arms stay valid
+    data["budgets"]["shipped_motion_module"] = "1 steps × 1 clips"
+    data["models"]["motion_module"] = "an earlier module"
+    moved = tmp_path / "moved.json"
+    moved.write_text(json.dumps(data))
+    ablations.run_ablations(work, moved, seeds=[1], steps=2, max_prompts=1, only=["adapter"])
+    again = json.loads(moved.read_text())
+    assert set(again) == {"budgets", "models", "modules", "adapter"}  # motion_lora used the module: dropped
+    assert again["modules"] == data["modules"] and again["models"] == modules["models"]
+    assert again["budgets"]["shipped_motion_module"] == "2000 steps × 4 clips"
     report = write_results(tmp_path / "results.md", tmp_path / "media", [1], ablations=tables, steps=2,
                            models=models, max_prompts=1)  # fmt: skip
     text = report.read_text()
