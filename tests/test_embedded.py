@@ -162,7 +162,7 @@ def test_results_and_ablations_reports_run_on_a_retrain(smoke, tmp_path, monkeyp
     tables = ablations.run_ablations(work, output, seeds=[1], steps=2, max_prompts=1)  # makes the other two
     data = json.loads(tables.read_text())
     assert data["modules"] == modules["modules"]  # kept, not made again
-    assert data["budgets"]["shipped_motion_module"] == "2000 steps × 4 clips"  # the cpu recipe's module
+    assert data["budgets"]["shipped_motion_module"] == "4000 steps × 4 clips"  # the cpu recipe's module
     assert [row["arm"] for row in data["adapter"]][-2:] == ["transformer (short budget), α = 0",
                                                            "transformer, no adapter (short budget), α = 0"]  # fmt: skip
     assert [row["arm"] for row in data["modules"]] == [arm.name for arm in ablations.module_arms()]
@@ -193,7 +193,7 @@ def test_results_and_ablations_reports_run_on_a_retrain(smoke, tmp_path, monkeyp
     assert remade["modules"][0]["motion"] == [-1.0, 0.0]  # the short-budget modules use no shipped module
     assert remade["adapter"][0]["motion"][0] >= 0 and "motion_lora" not in remade  # these use it: remade
     assert remade["models"] == modules["models"]
-    assert remade["budgets"]["shipped_motion_module"] == "2000 steps × 4 clips"  # the budget stated now
+    assert remade["budgets"]["shipped_motion_module"] == "4000 steps × 4 clips"  # the budget stated now
 
 
 def test_ablation_arms_made_on_other_models_are_kept_but_not_reused(smoke, tmp_path, monkeypatch):

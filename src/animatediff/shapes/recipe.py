@@ -87,7 +87,7 @@ PLAN = [
     StagePlan("striped", "image_lora", "striped", SHIPPED_BASE, _train(400, 16, 1e-3), dict(lora_rank=8)),
     StagePlan("adapter", "domain_adapter", "clips", SHIPPED_BASE, _train(600, 32, 1e-3), dict(lora_rank=16)),
     StagePlan("motion", "motion_module", "clips", SHIPPED_BASE,
-              _train(2000, 4, 1e-3, lr_scheduler="cosine", lr_warmup_steps=100, snr_gamma=5.0),
+              _train(4000, 4, 1e-3, lr_scheduler="cosine", lr_warmup_steps=100, snr_gamma=5.0),
               dict(domain_adapter="adapter", motion_module_version="v3")),
     StagePlan("zoom_in", "motion_lora", "zoom_in", SHIPPED_BASE, _train(300, 4, 1e-3),
               dict(domain_adapter="adapter", motion_module="motion", lora_rank=16)),
