@@ -166,7 +166,7 @@ def _shapes_parser(commands) -> None:
         "--recipe",
         choices=tuple(RECIPES),
         default="cpu",
-        help="cpu: sized for 2 CPU cores (about 2 h 10 min; the shipped models); gpu: more data and steps, "
+        help="cpu: sized for 2 CPU cores (about 2 h 20 min; the shipped models); gpu: more data and steps, "
         "about 15 min on one H200",
     )
     retrain.add_argument("--resume", action="store_true", help="continue an interrupted or time-limited run")

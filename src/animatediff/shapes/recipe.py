@@ -14,7 +14,7 @@ stage learns from data whose trails are shadow-coloured. The DreamBooth-style st
 (DreamBooth's prior preservation, on the base's own last training images), so that the 8 images it learns
 its style from do not overwrite what the base drew for every motion word.
 
-Two recipes share that plan: `cpu` fits 2 CPU cores (about 130 minutes; the shipped models) and `gpu`
+Two recipes share that plan: `cpu` fits 2 CPU cores (about 2 h 20 min; the shipped models) and `gpu`
 is for one GPU (about 15 minutes on an H200, from measured step times), with larger batches, more steps
 and more clips. Both autoencoders learn from images in every style (the personalized styles must
 survive the latents); the base never sees a style.
