@@ -36,13 +36,13 @@ def style_of(model: str) -> str:
 COLUMNS = ("text", "shape", "motion", "smooth", "style")
 
 
-def prompt_scores(pipeline, prompt: str, seeds: list[int], steps: int) -> list[list[float]]:
-    """One row per seed: the COLUMNS for the video of `prompt` (NaN where a metric has no value)."""
+def prompt_scores(pipeline, prompt: str, seeds: list[int], steps: int, columns: tuple[str, ...]) -> list[list[float]]:
+    """One row per seed: the `columns` for the video of `prompt` (NaN where a metric has no value)."""
     rows = []
     for seed in seeds:
         frames = pipeline(prompt, num_frames=16, steps=steps, guidance_scale=7.5, seed=seed, progress=False)
         measured = score_video(frames, prompt, with_shape=True)
-        rows.append([np.nan if measured.get(name) is None else measured[name] for name in COLUMNS])
+        rows.append([np.nan if measured.get(name) is None else measured[name] for name in columns])
     return rows
 
 
@@ -64,10 +64,11 @@ def main() -> None:
     if args.lora:
         spec.loras, style = [(resolve(args.lora, "--lora"), 1.0)], style_of(args.lora)
     pipeline = build_pipeline(spec)
-    print(f"{'prompt':<80}" + "".join(f"{name:>8}" for name in COLUMNS))
+    columns = COLUMNS if style else tuple(name for name in COLUMNS if name != "style")  # no style to score
+    print(f"{'prompt':<80}" + "".join(f"{name:>8}" for name in columns))
     every = []
     for prompt in held_out_prompts(style):
-        rows = prompt_scores(pipeline, prompt, args.seeds, args.steps)
+        rows = prompt_scores(pipeline, prompt, args.seeds, args.steps, columns)
         every += rows
         print(f"{prompt:<80}" + "".join(f"{value:8.2f}" for value in np.nanmean(rows, axis=0)))
     print(f"{'all videos':<80}" + "".join(f"{value:8.2f}" for value in np.nanmean(every, axis=0)))
