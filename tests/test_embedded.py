@@ -301,6 +301,19 @@ def test_a_moved_retrain_resumes_but_one_begun_on_other_inputs_is_refused(smoke,
         retrain(work, resume=True, steps_scale=0.002, data_scale=0.002)
 
 
+def test_a_retrain_whose_data_were_rendered_otherwise_is_refused(smoke, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    shutil.copytree(smoke[0], work)
+    with pytest.raises(ConfigError, match="dataset images of .* rendered with other settings"):
+        retrain(work, resume=True, steps_scale=0.002, data_scale=0.004)  # resumed at another scale
+    render_datasets(work, data_scale=None)  # at the scale it was rendered with: nothing to do
+    monkeypatch.setitem(DATASETS, "clips", {**DATASETS["clips"], "trail_colour": "object"})  # the recipe changed
+    with pytest.raises(ConfigError, match=r"dataset clips of .* \(see .*clips.settings\.json\)"):
+        retrain(work, resume=True, steps_scale=0.002, data_scale=0.002)
+    with pytest.raises(ConfigError, match="dataset clips"):
+        ablations.run_ablations(work, tmp_path / "ablations.json", seeds=[1], steps=2, max_prompts=1)
+
+
 def test_gpu_recipe_trains_on_more_clips_and_keeps_its_folder_to_itself(tmp_path, capsys):
     work = tmp_path / "work"
     assert main(["shapes", "retrain", str(work), "--recipe", "gpu", *SMOKE]) == 0

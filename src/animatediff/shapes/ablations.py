@@ -176,7 +176,7 @@ def run_ablations(folder: str | os.PathLike, output: str | os.PathLike, seeds: l
         return evaluate_row(Row("", "", prompts, spec=spec), seeds, steps=steps, max_prompts=max_prompts)
 
     recipe = folder_recipe(folder)
-    render_datasets(folder, recipe=recipe)
+    render_datasets(folder, data_scale=None, recipe=recipe)  # the retrain's own scale
     _render_lora_sets(folder)
     base, adapter = stage_result(folder, PLANS[SHIPPED_BASE]), stage_result(folder, PLANS["adapter"])
     shipped = stage_result(folder, PLANS["motion"])

@@ -21,8 +21,9 @@ survive the latents); the base never sees a style.
 
 Every stage checkpoints as it goes; run it again with `resume=True` after an interruption (or to go on
 from one time-limited chunk to the next) and it skips finished stages and continues the current one
-from its last checkpoint; a finished stage that learned from another dataset or built on another stage (a
-folder begun with an earlier version of the recipe) is refused rather than mixed in. `export` then copies
+from its last checkpoint; a finished stage that learned from another dataset or built on another stage, or
+a dataset rendered with other settings (a folder begun with an earlier version of the recipe, or resumed at
+another `data_scale`), is refused rather than mixed in. `export` then copies
 the results into the package's layout (`models/`).
 """
 
@@ -126,10 +127,16 @@ def stage_result(folder: Path, plan: StagePlan) -> Path:
     return folder / "runs" / plan.name / RESULT_NAMES[plan.stage]
 
 
-def render_datasets(folder: Path, data_scale: float = 1.0, recipe: str = "cpu", processes: int | None = None) -> None:
+def render_datasets(folder: Path, data_scale: float | None = 1.0, recipe: str = "cpu",
+                    processes: int | None = None) -> None:  # fmt: skip
     """Render the recipe's datasets not rendered yet, in up to `processes` processes at once (default: one per
-    CPU core). Each dataset is seeded on its own, so the order they are made in changes nothing."""
+    CPU core). Each dataset is seeded on its own, so the order they are made in changes nothing. A dataset
+    rendered with other settings than the recipe's, or at another `data_scale`, is refused (`None`: at any
+    scale, for users of a finished folder such as the ablations)."""
     datasets = RECIPES[recipe][0]
+    for name in datasets:
+        check_data(folder, name, data_scale, recipe)
+    data_scale = 1.0 if data_scale is None else data_scale
     names = sorted(
         (name for name in datasets if not _rendered(folder, name)),  # the longest to draw first
         key=lambda name: -datasets[name]["count"] * (1 if datasets[name]["kind"] == "images" else FRAMES),
@@ -149,15 +156,41 @@ def _rendered(folder: Path, name: str) -> bool:
     return (folder / "data" / name / "ground_truth.jsonl").exists()  # written last
 
 
+def _data_settings(name: str, recipe: str) -> dict:
+    return {**RECIPES[recipe][0][name], "size": IMAGE_SIZE, "frames": FRAMES}
+
+
+def _settings_path(folder: Path, name: str) -> Path:
+    return folder / "data" / name / "settings.json"
+
+
+def check_data(folder: Path, name: str, data_scale: float | None, recipe: str) -> None:
+    """Refuse a rendered dataset whose recorded settings are not the recipe's (a folder begun before the
+    recipe changed): its stages would learn from other data than the recipe says."""
+    path = _settings_path(folder, name)
+    if not (_rendered(folder, name) and path.exists()):  # not rendered yet, or before settings were recorded
+        return
+    recorded = json.loads(path.read_text())
+    if recorded["arguments"] != _data_settings(name, recipe) or data_scale not in (None, recorded["data_scale"]):
+        raise ConfigError(f"dataset {name} of {folder} was rendered with other settings than this recipe's "
+                          f"(see {path}); retrain into a new folder, or remove {path.parent} to render it "
+                          "again.")  # fmt: skip
+
+
 def render_data(folder: Path, name: str, data_scale: float = 1.0, recipe: str = "cpu") -> None:
-    """Render the recipe's dataset `name` into `folder/data/name`, unless it is there already."""
+    """Render the recipe's dataset `name` into `folder/data/name`, unless it is there already; its settings
+    are recorded beside it (`settings.json`) for `check_data`."""
     from animatediff.shapes.datasets import render_dataset
 
-    arguments = RECIPES[recipe][0][name]
     if not _rendered(folder, name):
         log.info("rendering dataset %s", name)
-        count = max(8, round(arguments["count"] * data_scale))
-        render_dataset(folder / "data" / name, size=IMAGE_SIZE, frames=FRAMES, **{**arguments, "count": count})
+        settings = _data_settings(name, recipe)
+        path = _settings_path(folder, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as temporary:
+            temporary.write_text(json.dumps({"arguments": settings, "data_scale": data_scale}, indent=2) + "\n")
+        count = max(8, round(settings["count"] * data_scale))
+        render_dataset(path.parent, **{**settings, "count": count})
 
 
 def stage_config(folder: Path, plan: StagePlan) -> dict:
