@@ -304,7 +304,8 @@ def test_a_moved_retrain_resumes_but_one_begun_on_other_inputs_is_refused(smoke,
 def test_a_retrain_whose_data_were_rendered_otherwise_is_refused(smoke, tmp_path, monkeypatch):
     work = tmp_path / "work"
     shutil.copytree(smoke[0], work)
-    with pytest.raises(ConfigError, match="dataset images of .* rendered with other settings"):
+    rescaled = r"dataset images of .* rendered with other settings .*\(data_scale 0\.002, not 0\.004\)"
+    with pytest.raises(ConfigError, match=rescaled):
         retrain(work, resume=True, steps_scale=0.002, data_scale=0.004)  # resumed at another scale
     render_datasets(work, data_scale=None)  # at the scale it was rendered with: nothing to do
     monkeypatch.setitem(DATASETS, "clips", {**DATASETS["clips"], "trail_colour": "object"})  # the recipe changed

@@ -171,10 +171,14 @@ def check_data(folder: Path, name: str, data_scale: float | None, recipe: str) -
     if not (_rendered(folder, name) and path.exists()):  # not rendered yet, or before settings were recorded
         return
     recorded = json.loads(path.read_text())
-    if recorded["arguments"] != _data_settings(name, recipe) or data_scale not in (None, recorded["data_scale"]):
-        raise ConfigError(f"dataset {name} of {folder} was rendered with other settings than this recipe's "
-                          f"(see {path}); retrain into a new folder, or remove {path.parent} to render it "
-                          "again.")  # fmt: skip
+    if recorded["arguments"] != _data_settings(name, recipe):
+        what = "other settings than this recipe's"
+    elif data_scale not in (None, recorded["data_scale"]):
+        what = f"other settings than this recipe's (data_scale {recorded['data_scale']}, not {data_scale})"
+    else:
+        return
+    raise ConfigError(f"dataset {name} of {folder} was rendered with {what} (see {path}); retrain into a new "
+                      f"folder, or remove {path.parent} to render it again.")  # fmt: skip
 
 
 def render_data(folder: Path, name: str, data_scale: float = 1.0, recipe: str = "cpu") -> None:
