@@ -104,7 +104,7 @@ DIRECTIONS = {"moving right": (1, 0), "moving left": (-1, 0), "moving up": (0, -
 def trail_side(base: Path, seeds: int = 4) -> dict[str, float]:
     from scipy import ndimage
 
-    from animatediff.evaluation.metrics import colour_mask
+    from animatediff.shapes.metrics import colour_mask
     from animatediff.loading import ModelSpec, build_pipeline
     from animatediff.shapes.world import BACKGROUNDS, COLOURS
 
@@ -160,12 +160,12 @@ def _band_loss(video_unet, components, latents: torch.Tensor, texts: list[str], 
 @torch.no_grad()
 def swapped_motion_loss(components, motion_module: Path, adapter: Path | None, clips: int,
                         trail: bool = False) -> list[tuple]:  # fmt: skip
-    from animatediff.shapes.datasets import render_dataset
+    from animatediff.shapes.datasets import DatasetSpec, render_dataset
 
     video_unet = _video_unet(components, motion_module, adapter)
     size = AnimateDiffPipeline(video_unet, components.vae, components.text_encoder, components.tokenizer).default_size
     with tempfile.TemporaryDirectory() as folder:
-        render_dataset(Path(folder) / "clips", "clips", clips * 2, seed=11, size=size, frames=16, trail=trail)
+        render_dataset(Path(folder) / "clips", DatasetSpec(kind="clips", count=clips * 2, seed=11, size=size, frames=16, trail=trail))
         items = [item for item in jsonl_items(Path(folder) / "clips") if any(m in item.caption for m in OPPOSITE)]
         items = items[:clips]
         generator = torch.Generator().manual_seed(0)

@@ -10,12 +10,13 @@ from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
 from animatediff import apply_dreambooth, load_base
 from animatediff.errors import CheckpointError, ConfigError
-from animatediff.shapes.datasets import render_dataset
+from animatediff.shapes.datasets import DatasetSpec, render_dataset
 from animatediff.shapes.models import scaffold, world_tokenizer, world_words
 from animatediff.shapes.world import HELD_OUT
-from animatediff.training.config import load_train_config
-from animatediff.training.stages import Stage, latent_scaling_factor
-from animatediff.training.trainer import _sample_noise, autoencoder_loss, train, training_loss
+from animatediff.training.config import TrainSettings, load_train_config
+from animatediff.training.losses import autoencoder_loss, sample_losses, sample_noise
+from animatediff.training.stages import latent_scaling_factor
+from animatediff.training.trainer import train
 from test_training import assert_unchanged, write_config
 
 
@@ -26,7 +27,9 @@ def world_base(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    return render_dataset(tmp_path_factory.mktemp("images") / "images", "images", 10, seed=3, size=32)
+    return render_dataset(
+        tmp_path_factory.mktemp("images") / "images", DatasetSpec(kind="images", count=10, seed=3, size=32)
+    )
 
 
 def test_every_world_word_is_one_token_and_other_words_fall_back_to_characters():
@@ -77,13 +80,13 @@ def test_decoder_only_vae_stage_keeps_the_latent_space(tmp_path, world_base, ima
 
 
 def test_any_style_image_set_mixes_plain_and_every_style(tmp_path):
-    folder = render_dataset(tmp_path / "codec", "images", 30, seed=7, size=32, style="any")
+    folder = render_dataset(tmp_path / "codec", DatasetSpec(kind="images", count=30, seed=7, size=32, style="any"))
     truths = [json.loads(line) for line in (folder / "ground_truth.jsonl").read_text().splitlines()]
     assert {t["style"] for t in truths} == {None, "outlined", "striped"}
-    again = render_dataset(tmp_path / "again", "images", 30, seed=7, size=32, style="any")
+    again = render_dataset(tmp_path / "again", DatasetSpec(kind="images", count=30, seed=7, size=32, style="any"))
     assert (again / "ground_truth.jsonl").read_text() == (folder / "ground_truth.jsonl").read_text()
     with pytest.raises(ConfigError, match="style must be one of"):
-        render_dataset(tmp_path / "bad", "images", 2, style="dotted")
+        render_dataset(tmp_path / "bad", DatasetSpec(kind="images", count=2, style="dotted"))
 
 
 def test_text_to_image_stage_trains_unet_and_text_encoder_together(tmp_path, world_base, images):
@@ -118,14 +121,17 @@ def test_min_snr_and_v_loss_weighting_match_their_formulas(world_base):
             return torch.zeros_like(noisy)
 
     batch = {"pixels": torch.rand(3, 1, 3, 32, 32) * 2 - 1, "captions": ["a red circle"] * 3, "seeds": [1, 2, 3]}
-    stage = Stage(Recorder(), components, lambda path: path)
-    plain = training_loss(Recorder(), stage, scheduler, batch, "cpu")
-    weighted = training_loss(Recorder(), stage, scheduler, batch, "cpu", snr_gamma=5.0)
+
+    def loss(**settings):
+        return sample_losses(Recorder(), components, scheduler, batch, "cpu", TrainSettings(**settings)).mean()
+
+    plain = loss()
+    weighted = loss(snr_gamma=5.0)
     timesteps = predictions[0][1]
     alphas = scheduler.alphas_cumprod[timesteps]
     snr = alphas / (1 - alphas)
     # with a zero prediction each sample's error is its noise's mean square; recompute it from the seeds
-    _, noise, drawn = _sample_noise([1, 2, 3], ((1, 4, 8, 8), (4, 1, 8, 8)), 1000)
+    _, noise, drawn = sample_noise([1, 2, 3], ((1, 4, 8, 8), (4, 1, 8, 8)), 1000)
     assert torch.equal(drawn, timesteps)
     errors = noise.pow(2).mean(dim=(1, 2, 3, 4))
     assert plain.item() == pytest.approx(errors.mean().item(), rel=1e-5)
@@ -133,7 +139,7 @@ def test_min_snr_and_v_loss_weighting_match_their_formulas(world_base):
     assert weighted.item() == pytest.approx(expected.item(), rel=1e-5)
     # as a v-prediction model's loss: the zero ε prediction implies x0 = x_t / √ᾱ and so a v prediction;
     # its error against diffusers' v target is what loss="v" reports
-    v_loss = training_loss(Recorder(), stage, scheduler, batch, "cpu", loss="v")
+    v_loss = loss(loss="v")
     noisy = predictions[-1][0]
     root, rest = alphas.sqrt()[:, None, None, None, None], (1 - alphas).sqrt()[:, None, None, None, None]
     clean = (noisy - rest * noise) / root
@@ -157,12 +163,14 @@ def test_image_finetune_result_is_a_dreambooth_folder(tmp_path, world_base, imag
 
 
 def test_training_sets_leave_out_the_held_out_combinations(tmp_path):
-    folder = render_dataset(tmp_path / "clips", "clips", 300, seed=0, size=16, frames=2)
+    folder = render_dataset(tmp_path / "clips", DatasetSpec(kind="clips", count=300, seed=0, size=16, frames=2))
     truths = [json.loads(line) for line in (folder / "ground_truth.jsonl").read_text().splitlines()]
     shown = {(t["objects"][0]["colour"], t["objects"][0]["shape"], t["motion"]) for t in truths}
     assert not shown & set(HELD_OUT)
     assert len(shown) > 100  # most other combinations occur
-    everything = render_dataset(tmp_path / "all", "clips", 300, seed=0, size=16, frames=2, held_out=True)
+    everything = render_dataset(
+        tmp_path / "all", DatasetSpec(kind="clips", count=300, seed=0, size=16, frames=2, held_out=True)
+    )
     truths = [json.loads(line) for line in (everything / "ground_truth.jsonl").read_text().splitlines()]
     assert {(t["objects"][0]["colour"], t["objects"][0]["shape"], t["motion"]) for t in truths} & set(HELD_OUT)
 

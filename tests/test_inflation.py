@@ -94,12 +94,19 @@ def test_v1_resnet_norm_matches_groupnorm_on_the_5d_clip():
     unet = tiny_unet()
     video_unet = inflate(unet, MotionModule(tiny_config(image_norm_over_frames=True)))
     norm = unet.down_blocks[0].resnets[0].norm1
-    video_unet.frames.value = 4
     x = torch.randn(8, 32, 4, 4)  # (b f) c h w with b=2, f=4
     expected = torch.nn.functional.group_norm(
         rearrange(x, "(b f) c h w -> b c f h w", f=4), 32, norm.weight, norm.bias, norm.eps
     )
-    torch.testing.assert_close(norm(x), rearrange(expected, "b c f h w -> (b f) c h w"))
+    with video_unet.axis.folded(4):
+        torch.testing.assert_close(norm(x), rearrange(expected, "b c f h w -> (b f) c h w"))
+
+
+def test_a_temporal_layer_outside_a_video_forward_pass_fails_instead_of_guessing_the_frame_count():
+    unet = tiny_unet()
+    inflate(unet, MotionModule(tiny_config(image_norm_over_frames=True)))
+    with pytest.raises(RuntimeError, match="outside AnimateDiffUNet.forward"):
+        unet.down_blocks[0].resnets[0].norm1(torch.randn(8, 32, 4, 4))
 
 
 @torch.no_grad()

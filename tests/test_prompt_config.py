@@ -41,8 +41,12 @@ def test_scalars_and_lists_broadcast_like_the_official_script(files, tiny_base):
 def test_one_seed_for_all_and_minus_one_for_random(files, tiny_base):
     config = write_config(files, [{"motion_module": "mm.safetensors", "prompt": ["a", "b"], "seed": -1}])
     (job,) = read_prompt_config(config, tiny_base)
-    assert [s.seed for s in job.samples] == [None, None]
-    assert job.samples[0].steps == 25 and job.samples[0].width == 512  # official defaults
+    seeds = [s.seed for s in job.samples]
+    assert all(0 <= seed < 2**31 for seed in seeds) and seeds != [
+        s.seed for s in read_prompt_config(config, tiny_base)[0].samples
+    ]
+    assert job.samples[0].steps == 25  # the official default
+    assert (job.samples[0].width, job.samples[0].height) == (16, 16)  # the tiny base's own size, as with flags
 
 
 def test_a_list_of_motion_modules_makes_one_job_each(files, tiny_base):

@@ -9,9 +9,9 @@ from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenize
 
 from animatediff.cli import main
 from animatediff.errors import ConfigError
-from animatediff.evaluation.metrics import motion_score, score_video, smooth_score, track, watermark_score
 from animatediff.export import read_video, write_video
-from animatediff.shapes.datasets import render_dataset
+from animatediff.shapes.datasets import DatasetSpec, render_dataset
+from animatediff.shapes.metrics import motion_score, score_video, smooth_score, track, watermark_score
 from animatediff.shapes.render import (
     SHADOW,
     SHADOW_SHIFT,
@@ -98,7 +98,7 @@ def test_a_shadow_coloured_trail_fades_from_the_shadow_colour_and_holds_none_of_
     assert 0.9 > shares[0] > shares[1] > 0.05
     np.testing.assert_allclose(frame[row, col - round(1.3 * obj.radius * 64)], gray, atol=10)  # none ahead
     with pytest.raises(ConfigError, match="trail_colour must be one of object, shadow; got 'red'"):
-        render_dataset("unused", "images", 1, trail=True, trail_colour="red")
+        render_dataset("unused", DatasetSpec(kind="images", count=1, trail=True, trail_colour="red"))
 
 
 def test_growing_shrinking_and_spinning_objects_cast_a_shadow_placed_by_the_motion():
@@ -264,8 +264,8 @@ def test_style_is_recognised_and_absent_style_is_not():
 
 
 def test_datasets_load_as_training_data(tmp_path):
-    render_dataset(tmp_path / "clips", "clips", 3, seed=1, size=32, frames=8, layout="webvid")
-    render_dataset(tmp_path / "images", "images", 3, seed=2, size=32)
+    render_dataset(tmp_path / "clips", DatasetSpec(kind="clips", count=3, seed=1, size=32, frames=8, layout="webvid"))
+    render_dataset(tmp_path / "images", DatasetSpec(kind="images", count=3, seed=2, size=32))
     truth = [json.loads(line) for line in (tmp_path / "clips" / "ground_truth.jsonl").read_text().splitlines()]
     assert len(truth) == 3 and all(t["watermark"] and t["motion"] in MOTIONS for t in truth)
     for name, data in (("clips", {"format": "webvid", "csv": "clips/results.csv", "path": "clips/videos"}),
@@ -278,7 +278,7 @@ def test_datasets_load_as_training_data(tmp_path):
 
 def test_dataset_clips_hold_exactly_the_rendered_frames(tmp_path):
     # A lossy MP4 (4:2:0 chroma, crf 18) at 32×32 blurred colour edges and spins: the module learned from that.
-    render_dataset(tmp_path, "clips", 3, seed=5, size=32, frames=8, trail=True)
+    render_dataset(tmp_path, DatasetSpec(kind="clips", count=3, seed=5, size=32, frames=8, trail=True))
     for entry in map(json.loads, (tmp_path / "ground_truth.jsonl").read_text().splitlines()):
         objects = [SceneObject(**obj) for obj in entry.pop("objects")]
         spec = ClipSpec(objects, **{key: value for key, value in entry.items() if key not in ("file", "caption")})

@@ -246,10 +246,12 @@ def test_bf16_gradient_checkpointing_and_validation_clips(tmp_path, tiny_base, v
 
 
 def test_shapes_world_datasets_feed_the_stages(tmp_path, tiny_base):
-    from animatediff.shapes.datasets import render_dataset
+    from animatediff.shapes.datasets import DatasetSpec, render_dataset
 
-    render_dataset(tmp_path / "images", "images", 4, seed=1, size=32)  # the text-to-image domain, PNG files
-    render_dataset(tmp_path / "clips", "clips", 4, seed=2, size=32, frames=8, layout="webvid")
+    render_dataset(
+        tmp_path / "images", DatasetSpec(kind="images", count=4, seed=1, size=32)
+    )  # the text-to-image domain, PNG files
+    render_dataset(tmp_path / "clips", DatasetSpec(kind="clips", count=4, seed=2, size=32, frames=8, layout="webvid"))
     images = write_config(tmp_path, tiny_base, tmp_path / "images", "image_finetune",
                           data={"frames": 1, "size": 16}, train={"steps": 1})  # fmt: skip
     clips = write_config(tmp_path, tiny_base, tmp_path / "clips", "motion_module", train={"steps": 1},
@@ -282,10 +284,10 @@ def test_image_lora_stage_saves_a_lora_that_generate_takes(tmp_path, tiny_base, 
 @pytest.fixture(scope="module")
 def class_images(tmp_path_factory):
     """Prior-preservation data: still shapes-world images, unlike the moving squares the stages learn from."""
-    from animatediff.shapes.datasets import render_dataset
+    from animatediff.shapes.datasets import DatasetSpec, render_dataset
 
     folder = tmp_path_factory.mktemp("class_images")
-    render_dataset(folder, "images", 8, seed=5, size=32)
+    render_dataset(folder, DatasetSpec(kind="images", count=8, seed=5, size=32))
     return folder
 
 
@@ -293,7 +295,7 @@ STILLS = {"frames": 1, "stride": 1}  # the image stages learn from single frames
 
 
 def test_prior_preservation_loss_adds_the_weighted_prior_mean():
-    from animatediff.training.trainer import prior_preservation_loss
+    from animatediff.training.losses import prior_preservation_loss
 
     losses = torch.tensor([1.0, 3.0, 10.0, 20.0])  # two personalization samples, then two prior samples
     assert float(prior_preservation_loss(losses, 2, 0.5)) == pytest.approx(2.0 + 0.5 * 15.0)

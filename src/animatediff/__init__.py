@@ -1,36 +1,49 @@
-"""AnimateDiff: animate personalized Stable Diffusion image models with a plug-in motion module."""
+"""AnimateDiff: animate personalized Stable Diffusion image models with a plug-in motion module.
+
+The public names below are imported when first used, so that `animatediff --help` and the command's
+argument errors answer without loading torch and diffusers.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-from animatediff.errors import AnimateDiffError, CheckpointError, ConfigError  # noqa: E402
-from animatediff.export import read_video, write_video  # noqa: E402
-from animatediff.formats import load_motion_module, read_state_dict, save_motion_module  # noqa: E402
-from animatediff.image_models import Components, apply_dreambooth, apply_image_lora, load_base  # noqa: E402
-from animatediff.inflation import AnimateDiffUNet, inflate  # noqa: E402
-from animatediff.lora import apply_domain_adapter, apply_motion_lora  # noqa: E402
-from animatediff.motion_module import MotionModule, MotionModuleConfig  # noqa: E402
-from animatediff.pipeline import AnimateDiffPipeline, initial_noise, official_scheduler  # noqa: E402
+_HOMES = {
+    "AnimateDiffError": "errors",
+    "CheckpointError": "errors",
+    "ConfigError": "errors",
+    "read_video": "export",
+    "write_video": "export",
+    "load_motion_module": "formats",
+    "read_state_dict": "formats",
+    "save_motion_module": "formats",
+    "Components": "image_models",
+    "apply_dreambooth": "image_models",
+    "apply_image_lora": "image_models",
+    "load_base": "image_models",
+    "AnimateDiffUNet": "inflation",
+    "inflate": "inflation",
+    "build_pipeline": "loading",
+    "apply_domain_adapter": "lora",
+    "apply_motion_lora": "lora",
+    "MotionModule": "motion_module",
+    "MotionModuleConfig": "motion_module",
+    "AnimateDiffPipeline": "pipeline",
+    "initial_noise": "pipeline",
+    "official_scheduler": "pipeline",
+    "ModelSpec": "settings",
+    "Sample": "settings",
+}
+__all__ = sorted(_HOMES)
 
-__all__ = [
-    "AnimateDiffError",
-    "AnimateDiffPipeline",
-    "AnimateDiffUNet",
-    "CheckpointError",
-    "Components",
-    "ConfigError",
-    "MotionModule",
-    "MotionModuleConfig",
-    "apply_domain_adapter",
-    "apply_dreambooth",
-    "apply_image_lora",
-    "apply_motion_lora",
-    "inflate",
-    "initial_noise",
-    "load_base",
-    "load_motion_module",
-    "official_scheduler",
-    "read_state_dict",
-    "read_video",
-    "save_motion_module",
-    "write_video",
-]
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'animatediff' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"animatediff.{_HOMES[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])

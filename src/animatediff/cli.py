@@ -1,38 +1,128 @@
-"""The `animatediff` command: argument parsing and reporting only; the work happens in the library."""
+"""The `animatediff` command: argument parsing and reporting only; the work happens in the library.
+
+Only light modules are imported here, and each command imports what it needs when it runs, so `--help`
+and argument errors answer at once. `generate` resolves every setting (models, sizes, seeds, output
+paths) and checks it before any weights load; the `Settings` it builds are what the library receives
+and what each output's sidecar records.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
-import secrets
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-import torch
-
 from animatediff import __version__
-from animatediff.embedded import DEFAULT_BASE, DEFAULT_MOTION_MODULE, listing, resolve
+from animatediff.embedded import DEFAULT_BASE, DEFAULT_MOTION_MODULE, find, listing, resolve
 from animatediff.errors import AnimateDiffError, ConfigError
-from animatediff.export import FORMATS, file_stem, output_format, write_video
-from animatediff.formats import VERSION_SETTINGS, convert_checkpoint, identify
-from animatediff.loading import ModelSpec, build_pipeline
-from animatediff.prompt_config import Job, Sample, read_prompt_config
+from animatediff.export import FORMATS, FRAME_FOLDER, file_stem, output_format, sidecar_path
+from animatediff.families import DEFAULT, FAMILIES
+from animatediff.files import check_output
+from animatediff.settings import (
+    MAX_SEED,
+    RANDOM_SEED,
+    Job,
+    ModelSpec,
+    Sample,
+    Settings,
+    base_frame_size,
+    check_frame_size,
+    resolve_seed,
+)
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPES = ("float32", "float16", "bfloat16")
+SAMPLE_FLAGS = {"steps": "steps", "guidance_scale": "guidance_scale", "frames": "frames", "width": "width",
+                "height": "height", "seed": "seed", "negative_prompt": "negative_prompt"}  # fmt: skip
 
 
-def _path_and_scale(text: str) -> tuple[Path, float]:
-    """`PATH[:SCALE]` → (path, scale); the scale defaults to 1."""
-    path, _, scale = text.rpartition(":")
+# ---------------------------------------------------------------------------------------------------
+# Argument types: each refuses a bad value with one sentence naming what was expected
+
+
+def _parsed(text: str, kind: type, what: str):
     try:
-        return (Path(path), float(scale)) if path else (Path(text), 1.0)
+        return kind(text)
     except ValueError:
-        return Path(text), 1.0
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
+
+def whole_number(text: str) -> int:
+    value = _parsed(text, int, "a whole number")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def finite_number(text: str) -> float:
+    value = _parsed(text, float, "a number")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def positive_number(text: str) -> float:
+    value = finite_number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def seed_number(text: str) -> int:
+    value = _parsed(text, int, "a whole number")
+    if value != RANDOM_SEED and not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2**64 - 1, or -1 for a random seed; got {value}")
+    return value
+
+
+def path_and_scale(text: str) -> tuple[str, float]:
+    """`PATH[:SCALE]` → (path, scale); the scale defaults to 1. A path that exists as given is taken
+    whole (it may contain a colon)."""
+    path, colon, scale = text.rpartition(":")
+    if not colon or Path(text).exists() or not path or "/" in scale or "\\" in scale:
+        return text, 1.0
+    try:
+        value = float(scale)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: the scale after the last ':' must be a number, got {scale!r}"
+        ) from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r}: the scale must be a finite number, got {scale}")
+    return path, value
+
+
+class Parser(argparse.ArgumentParser):
+    """Argument errors in one line, exit status 2, like every other bad input."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Shows an option's default where it has one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "%(default)" in text or default in (None, False, [], argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _command(commands, name: str, help: str) -> argparse.ArgumentParser:
+    return commands.add_parser(name, help=help, description=help, formatter_class=HelpFormatter)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The parser
 
 
 def _generate_parser(commands) -> None:
-    parser = commands.add_parser("generate", help="text to video with a motion module")
+    parser = _command(commands, "generate", "text to video with a motion module")
     parser.add_argument("prompt", nargs="?", help="what the video shows")
     models = parser.add_argument_group(
         "models", "each takes a path or an embedded model's short name (see: animatediff models)"
@@ -45,7 +135,7 @@ def _generate_parser(commands) -> None:
     )
     models.add_argument(
         "--lora",
-        type=_path_and_scale,
+        type=path_and_scale,
         action="append",
         default=[],
         metavar="PATH[:SCALE]",
@@ -55,98 +145,89 @@ def _generate_parser(commands) -> None:
         "--motion-module",
         help="motion module file or MotionAdapter folder, or 'none' (default with the embedded base: 'shapes-motion')",
     )
-    models.add_argument(
-        "--motion-module-version",
-        choices=sorted(VERSION_SETTINGS),
-        help="run the motion module as this release did (default: read from its weights)",
-    )
-    models.add_argument(
-        "--motion-lora",
-        type=_path_and_scale,
-        action="append",
-        default=[],
-        metavar="PATH[:SCALE]",
-        help="MotionLoRA, repeatable (they compose)",
-    )
+    models.add_argument("--motion-module-version", choices=list(FAMILIES),
+                        help="run the motion module as this release did (default: read from its weights)")  # fmt: skip
+    models.add_argument("--motion-lora", type=path_and_scale, action="append", default=[], metavar="PATH[:SCALE]",
+                        help="MotionLoRA, repeatable (they compose by weighted sum)")  # fmt: skip
     models.add_argument("--domain-adapter", help="domain adapter LoRA (e.g. v3_sd15_adapter.ckpt)")
-    models.add_argument("--domain-adapter-scale", type=float, default=1.0, metavar="A")
-    sampling = parser.add_argument_group("sampling")
-    sampling.add_argument("--negative-prompt", default="", help="what to steer away from")
-    sampling.add_argument("--frames", type=int, default=16)
-    sampling.add_argument("--width", type=int, help="default: the image model's own size (512 for SD1.5)")
-    sampling.add_argument("--height", type=int, help="default: the image model's own size")
-    sampling.add_argument("--steps", type=int, default=25, help="denoising steps")
-    sampling.add_argument("--guidance-scale", type=float, default=7.5)
-    sampling.add_argument("--seed", type=int, help="initial-noise seed (default: a random one, recorded)")
+    models.add_argument("--domain-adapter-scale", type=finite_number, default=1.0, metavar="A",
+                        help="the domain adapter's α (0 removes it)")  # fmt: skip
+    sampling = parser.add_argument_group("sampling (with --config: each one given overrides every entry's value)")
+    sampling.add_argument("--negative-prompt", help="what to steer away from (default: nothing)")
+    sampling.add_argument("--frames", type=whole_number, help="clip length in frames (default: 16)")
+    sampling.add_argument("--width", type=whole_number, help="default: the image model's own size (512 for SD1.5)")
+    sampling.add_argument("--height", type=whole_number, help="default: the image model's own size")
+    sampling.add_argument("--steps", type=whole_number, help=f"denoising steps (default: {DEFAULT.steps})")
+    sampling.add_argument(
+        "--guidance-scale",
+        type=finite_number,
+        help=f"classifier-free guidance; 1 or less turns it off (default: {DEFAULT.guidance_scale})",
+    )
+    sampling.add_argument("--seed", type=seed_number, help="initial-noise seed; -1 or none: a random one, recorded")
     sampling.add_argument("--config", type=Path, help="official-style prompt config (YAML list of entries)")
     output = parser.add_argument_group("output")
-    output.add_argument("--output", "-o", type=Path, help="output file; its extension picks the format")
-    output.add_argument("--output-dir", type=Path, help="folder for --config runs (one output per sample)")
+    output.add_argument("--output", "-o", type=Path,
+                        help="output file; its extension picks the format (.gif .mp4 .webm .webp; none: a folder "
+                        "of PNG frames) (default: outputs/PROMPT-SEED.gif)")  # fmt: skip
+    output.add_argument("--output-dir", type=Path, help="folder for --config runs, one output per sample "
+                        "(default: outputs/CONFIG-NAME)")  # fmt: skip
     output.add_argument("--format", choices=FORMATS, default="gif", help="format of --output-dir outputs")
-    output.add_argument("--fps", type=float, default=8.0)
-    output.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 … (default: cuda if present)")
-    output.add_argument("--compile", action="store_true", help="torch.compile the UNet (slow first step)")
-    output.add_argument(
+    output.add_argument("--fps", type=positive_number, default=8.0, help="frames per second of the video")
+    runtime = parser.add_argument_group("runtime")
+    runtime.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 … (auto: cuda if present)")
+    runtime.add_argument(
+        "--dtype", default="auto", choices=["auto", *DTYPES], help="auto: float16 on CUDA, else float32"
+    )
+    runtime.add_argument("--compile", action="store_true", help="torch.compile the UNet (slow first step)")
+    runtime.add_argument(
         "--split-guidance",
         action="store_true",
         help="run the unconditional and conditional halves one after the other (less memory)",
     )
-    output.add_argument("--dtype", default="auto", choices=["auto", *DTYPES], help="default: float16 on CUDA")
     parser.set_defaults(run=run_generate)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="animatediff", description="Animate Stable Diffusion image models.")
-    parser.add_argument("--version", action="version", version=f"animatediff {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    _generate_parser(commands)
-    inspect = commands.add_parser("inspect", help="say what a checkpoint file or folder is")
-    inspect.add_argument("path", type=Path)
+def _tool_parsers(commands) -> None:
+    inspect = _command(commands, "inspect", "say what a checkpoint file or folder is")
+    inspect.add_argument("path", help="a file, a folder, or an embedded model's short name")
     inspect.set_defaults(run=run_inspect)
-    convert = commands.add_parser("convert", help="rewrite a motion module or MotionLoRA in another layout")
+    convert = _command(commands, "convert", "rewrite a motion module or MotionLoRA in another layout")
     convert.add_argument("source", type=Path)
     convert.add_argument("target", type=Path, help=".safetensors file (diffusers: or a MotionAdapter folder)")
-    convert.add_argument("--to", required=True, choices=["official", "diffusers"])
+    convert.add_argument("--to", required=True, choices=["official", "diffusers"], help="the layout to write")
     convert.set_defaults(run=run_convert)
-    train = commands.add_parser("train", help="train a domain adapter, motion module or MotionLoRA")
+    models = _command(commands, "models", "list the embedded models and their short names")
+    models.set_defaults(run=run_models)
+    train = _command(commands, "train", "train a domain adapter, motion module, MotionLoRA or image model")
     train.add_argument("config", type=Path, help="training config (YAML)")
     train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    train.add_argument("--steps", type=whole_number, help="train this many steps instead of the config's")
     train.set_defaults(run=run_train)
-    models = commands.add_parser("models", help="list the embedded models and their short names")
-    models.set_defaults(run=run_models)
-    _shapes_parser(commands)
-    evaluate = commands.add_parser("eval", help="score generated videos (shapes-world metrics, CLIP metric)")
+    evaluate = _command(commands, "eval", "score generated videos (shapes-world metrics, CLIP metric)")
     evaluate.add_argument("folder", type=Path, help="folder of videos with their JSON sidecars")
     evaluate.add_argument("--clip-model", help="a CLIP model folder, for the paper's CLIP metric")
     evaluate.add_argument("--reference-images", help="folder of PNGs for the CLIP domain similarity")
     evaluate.add_argument("--json", type=Path, help="also write the scores to this file")
     evaluate.set_defaults(run=run_eval)
-    return parser
 
 
 def _shapes_parser(commands) -> None:
-    from animatediff.shapes.ablations import TABLES
-    from animatediff.shapes.datasets import KINDS
-    from animatediff.shapes.recipe import RECIPES
-    from animatediff.shapes.world import CAMERA_MOTIONS, STYLES, TRAIL_COLOURS
+    from animatediff.shapes.world import CAMERA_MOTIONS, KINDS, STYLES, TRAIL_COLOURS
 
-    shapes = commands.add_parser("shapes", help="the procedural shapes world").add_subparsers(
-        dest="action", required=True
-    )
-    render = shapes.add_parser("render", help="write a shapes-world dataset")
+    lab = _command(commands, "shapes", "lab: the shapes world (render datasets, retrain the embedded models, "
+                   "measure them)")  # fmt: skip
+    shapes = lab.add_subparsers(dest="action", required=True, metavar="ACTION")
+    render = _command(shapes, "render", "write a shapes-world dataset")
     render.add_argument("folder", type=Path)
-    render.add_argument("--kind", choices=KINDS, default="clips")
-    render.add_argument("--count", type=int, default=100)
-    render.add_argument("--seed", type=int, default=0)
-    render.add_argument("--size", type=int, default=64)
-    render.add_argument("--frames", type=int, default=16)
-    render.add_argument("--layout", choices=["jsonl", "webvid"], default="jsonl")
-    render.add_argument(
-        "--style",
-        choices=[*sorted(STYLES), "any"],
-        help="draw every item in this style; any: each in a random style or plain",
-    )
-    render.add_argument("--camera", choices=sorted(CAMERA_MOTIONS))
+    render.add_argument("--kind", choices=KINDS, default="clips", help="what to render")
+    render.add_argument("--count", type=whole_number, default=100, help="how many items")
+    render.add_argument("--seed", type=int, default=0, help="the dataset's seed")
+    render.add_argument("--size", type=whole_number, default=64, help="frame size in pixels (at least 8)")
+    render.add_argument("--frames", type=whole_number, default=16, help="frames per clip")
+    render.add_argument("--layout", choices=["jsonl", "webvid"], default="jsonl", help="how the clips are listed")
+    render.add_argument("--style", choices=[*sorted(STYLES), "any"],
+                        help="draw every item in this style; any: each in a random style or plain")  # fmt: skip
+    render.add_argument("--camera", choices=sorted(CAMERA_MOTIONS), help="camera clips: only this motion")
     render.add_argument("--clean", action="store_true", help="no video-domain watermark, blur or noise")
     render.add_argument(
         "--trail",
@@ -157,39 +238,129 @@ def _shapes_parser(commands) -> None:
         "--trail-colour",
         choices=TRAIL_COLOURS,
         default="object",
-        help="what the trail's copies are drawn in: the object's colour, or the background's shadow colour",
+        help="what the trail's copies are drawn in: the object's colour or the background's shadow",
     )
     render.set_defaults(run=run_shapes_render)
-    retrain = shapes.add_parser("retrain", help="train the embedded models from nothing (the shipped recipe)")
+    retrain = _command(shapes, "retrain", "train the embedded models from nothing (the shipped recipe)")
     retrain.add_argument("folder", type=Path, help="work folder: datasets, configs, checkpoints, results")
     retrain.add_argument(
         "--recipe",
-        choices=tuple(RECIPES),
         default="cpu",
-        help="cpu: sized for 2 CPU cores (about 2 h 20 min; the shipped models); gpu: more data and steps, "
-        "about 15 min on one H200",
+        help="cpu: sized for 2 CPU cores (the shipped models); gpu: more data and steps, one GPU",
     )
     retrain.add_argument("--resume", action="store_true", help="continue an interrupted or time-limited run")
     retrain.add_argument("--export", type=Path, metavar="MODELS", help="then copy the results here, as shipped")
-    retrain.add_argument("--steps-scale", type=float, default=1.0, help="scale every stage's steps (smoke runs)")
-    retrain.add_argument("--data-scale", type=float, default=1.0, help="scale every dataset's size (smoke runs)")
+    retrain.add_argument("--steps-scale", type=positive_number, default=1.0,
+                         help="scale every stage's steps (smoke runs)")  # fmt: skip
+    retrain.add_argument("--data-scale", type=positive_number, default=1.0,
+                         help="scale every dataset's size (smoke runs)")  # fmt: skip
     retrain.set_defaults(run=run_shapes_retrain)
-    results = shapes.add_parser("results", help="regenerate docs/results.md: the embedded models' quality table")
-    results.add_argument("--output", type=Path, default=Path("docs/results.md"))
+    results = _command(shapes, "results", "regenerate docs/results.md: the embedded models' quality table")
+    results.add_argument("--output", type=Path, default=Path("docs/results.md"), help="the markdown file")
     results.add_argument("--media", type=Path, default=Path("docs/media"), help="folder for the example GIFs")
-    results.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    results.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds of every prompt")
     results.add_argument("--ablations", type=Path, help="JSON from `shapes ablations`, rendered as tables 2-5")
+    _evaluation_budget(results)
     results.set_defaults(run=run_shapes_results)
-    ablations = shapes.add_parser("ablations", help="train and score the paper's ablations on a retrain folder")
+    ablations = _command(shapes, "ablations", "train and score the paper's ablations on a retrain folder")
     ablations.add_argument("folder", type=Path, help="the work folder of `animatediff shapes retrain`")
-    ablations.add_argument("--output", type=Path, default=Path("docs/ablations.json"))
-    ablations.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    ablations.add_argument("--only", nargs="+", choices=TABLES,
-                           help="make just these tables (the rest of an earlier run's JSON is kept)")  # fmt: skip
+    ablations.add_argument("--output", type=Path, default=Path("docs/ablations.json"), help="the tables' JSON")
+    ablations.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds of every prompt")
+    ablations.add_argument("--only", nargs="+", metavar="TABLE",
+                           help="make just these tables: modules, adapter, motion_lora (the rest of an earlier "
+                           "run's JSON is kept)")  # fmt: skip
+    ablations.add_argument("--steps-scale", type=positive_number, default=1.0,
+                           help="scale every arm's training steps (smoke runs)")  # fmt: skip
+    _evaluation_budget(ablations)
     ablations.set_defaults(run=run_shapes_ablations)
 
 
-def _device_and_dtype(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
+def _evaluation_budget(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sampling-steps", type=whole_number, default=25, help="denoising steps of every clip")
+    parser.add_argument("--max-prompts", type=whole_number, help="score only the first N prompts of each row "
+                        "(smoke runs; default: all)")  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="animatediff", description="Animate Stable Diffusion image models.")
+    parser.add_argument("--version", action="version", version=f"animatediff {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+    _generate_parser(commands)
+    _tool_parsers(commands)
+    _shapes_parser(commands)  # the lab's commands last
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------------
+# generate: flags (or a prompt config) → complete Settings, checked before any weights load
+
+
+def _model_from_flags(args: argparse.Namespace, base: Path, default_module: Path | None) -> ModelSpec:
+    if args.motion_module is None and default_module is None:
+        raise ConfigError("--motion-module is required (a motion module file, or 'none' for still images).")
+    module = args.motion_module or DEFAULT_MOTION_MODULE
+    settings = FAMILIES[args.motion_module_version].module_settings() if args.motion_module_version else {}
+    return ModelSpec(
+        base=base,
+        motion_module=None if module == "none" else resolve(module, "--motion-module"),
+        dreambooth=resolve(args.dreambooth, "--dreambooth"),
+        loras=[(resolve(path, "--lora"), scale) for path, scale in args.lora],
+        domain_adapter=resolve(args.domain_adapter, "--domain-adapter"),
+        domain_adapter_scale=args.domain_adapter_scale,
+        motion_loras=[(resolve(path, "--motion-lora"), scale) for path, scale in args.motion_lora],
+        motion_module_settings=settings,
+    )
+
+
+def _sample_from_flags(args: argparse.Namespace, base: Path) -> Sample:
+    size = base_frame_size(base)
+    return Sample(
+        prompt=args.prompt,
+        negative_prompt=args.negative_prompt or "",
+        seed=resolve_seed(args.seed),
+        steps=args.steps or DEFAULT.steps,
+        guidance_scale=DEFAULT.guidance_scale if args.guidance_scale is None else args.guidance_scale,
+        frames=args.frames or 16,
+        width=args.width or size,
+        height=args.height or size,
+    )
+
+
+def _flag_overrides(args: argparse.Namespace) -> dict:
+    """The sample settings given as flags (with --config they replace every entry's own)."""
+    given = {name: getattr(args, flag) for name, flag in SAMPLE_FLAGS.items() if getattr(args, flag) is not None}
+    if "seed" in given:
+        given["seed"] = resolve_seed(given["seed"])
+    return given
+
+
+def _jobs(args: argparse.Namespace) -> tuple[list[Job], tuple[str, ...]]:
+    """Every model and clip to make, with the names of the sample settings that flags override."""
+    base = resolve(args.base or DEFAULT_BASE, "--base")
+    default_module = resolve(DEFAULT_MOTION_MODULE, "--motion-module") if args.base is None else None
+    if args.config is None:
+        if not args.prompt:
+            raise ConfigError(
+                'generate needs a PROMPT (or --config), e.g. animatediff generate "a red circle moving right".'
+            )
+        model = _model_from_flags(args, base, default_module)
+        model.check()
+        return [Job(model, (_sample_from_flags(args, base),))], ()
+    if args.output is not None:
+        raise ConfigError("--config writes one output per sample: use --output-dir and --format, not --output.")
+    if args.prompt:
+        raise ConfigError("a PROMPT and --config were both given; the config's entries hold the prompts.")
+    from animatediff.prompt_config import read_prompt_config
+
+    jobs = read_prompt_config(args.config, base, default_module)
+    overrides = _flag_overrides(args)
+    jobs = [Job(job.model, tuple(replace(sample, **overrides) for sample in job.samples)) for job in jobs]
+    return jobs, tuple(sorted(overrides))
+
+
+def _device_and_dtype(device: str, dtype: str) -> tuple[str, str]:
+    import torch
+
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -199,91 +370,71 @@ def _device_and_dtype(device: str, dtype: str) -> tuple[torch.device, torch.dtyp
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {device}: CUDA is not available on this machine; use --device cpu.")
     if dtype == "auto":
-        return resolved, torch.float16 if resolved.type == "cuda" else torch.float32
-    return resolved, DTYPES[dtype]
+        dtype = "float16" if resolved.type == "cuda" else "float32"
+    return str(resolved), dtype
 
 
-def _unused_path(folder: Path, stem: str, suffix: str) -> Path:
-    path, index = folder / f"{stem}{suffix}", 1
-    while path.exists():
-        path, index = folder / f"{stem}-{index}{suffix}", index + 1
-    return path
+class OutputNames:
+    """Output paths for the runs of one command: the given one, or a new name per clip."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.taken: set[Path] = set()
+
+    def __call__(self, sample: Sample, number: int) -> Path:
+        args = self.args
+        if args.config is None:
+            if args.output is not None:
+                return args.output
+            return self._unused(Path("outputs"), f"{file_stem(sample.prompt)}-{sample.seed}", ".gif")
+        folder = args.output_dir or Path("outputs") / args.config.stem
+        suffix = "" if args.format == "png" else f".{args.format}"
+        return self._unused(folder, f"{number:03d}-{file_stem(sample.prompt)}-{sample.seed}", suffix)
+
+    def _unused(self, folder: Path, stem: str, suffix: str) -> Path:
+        path, index = folder / f"{stem}{suffix}", 1
+        while path.exists() or path in self.taken:
+            path, index = folder / f"{stem}-{index}{suffix}", index + 1
+        self.taken.add(path)
+        return path
 
 
-def _job_from_flags(args: argparse.Namespace) -> Job:
-    if not args.prompt:
-        raise ConfigError(
-            'generate needs a PROMPT (or --config), e.g. animatediff generate "a red circle moving right".'
-        )
-    if args.motion_module is None:
-        raise ConfigError("--motion-module is required (a motion module file, or 'none' for still images).")
-    spec = ModelSpec(
-        base=args.base,
-        motion_module=None if args.motion_module == "none" else resolve(args.motion_module, "--motion-module"),
-        dreambooth=resolve(args.dreambooth, "--dreambooth"),
-        loras=[(resolve(path, "--lora"), scale) for path, scale in args.lora],
-        domain_adapter=resolve(args.domain_adapter, "--domain-adapter"),
-        domain_adapter_scale=args.domain_adapter_scale,
-        motion_loras=[(resolve(path, "--motion-lora"), scale) for path, scale in args.motion_lora],
-        motion_module_settings=dict(VERSION_SETTINGS.get(args.motion_module_version, {})),
-    )
-    sample = Sample(args.prompt, args.negative_prompt, args.seed, args.steps, args.guidance_scale,
-                    args.frames, args.width, args.height)  # fmt: skip
-    for name in ("frames", "width", "height", "steps"):
-        if getattr(sample, name) is not None and getattr(sample, name) < 1:
-            raise ConfigError(f"--{name} must be at least 1; got {getattr(sample, name)}.")
-    return Job(spec, [sample])
-
-
-def _jobs(args: argparse.Namespace) -> list[Job]:
-    """Everything to make, checked before any weights load."""
-    if args.base is None:  # the embedded default, with its own motion module unless told otherwise
-        args.motion_module = args.motion_module or DEFAULT_MOTION_MODULE
-    args.base = resolve(args.base or DEFAULT_BASE, "--base")
-    if args.fps <= 0:
-        raise ConfigError(f"--fps must be positive; got {args.fps}.")
-    if args.output is not None:
-        output_format(args.output)
-    if args.config is not None:
-        if args.output is not None:
-            raise ConfigError("--config writes one output per sample: use --output-dir and --format, not --output.")
-        return read_prompt_config(args.config, args.base)
-    job = _job_from_flags(args)
-    job.model.check()
-    return [job]
-
-
-def _output_path(args: argparse.Namespace, sample: Sample, seed: int, number: int) -> Path:
-    if args.config is None:
-        return args.output or _unused_path(Path("outputs"), f"{file_stem(sample.prompt)}-{seed}", ".gif")
-    folder = args.output_dir or Path("outputs") / args.config.stem
-    suffix = "" if args.format == "png" else f".{args.format}"
-    return _unused_path(folder, f"{number:03d}-{file_stem(sample.prompt)}-{seed}", suffix)
+def plan_outputs(args: argparse.Namespace) -> list[Settings]:
+    """Every output `generate` will write, each with its complete settings; output paths checked."""
+    jobs, overrides = _jobs(args)
+    device, dtype = _device_and_dtype(args.device, args.dtype)
+    names = OutputNames(args)
+    runs = []
+    for job in jobs:
+        for sample in job.samples:
+            check_frame_size(job.model.base, sample)
+            output = names(sample, len(runs))
+            directory = output_format(output) == "png"
+            check_output(output, directory=directory, replaceable=FRAME_FOLDER)
+            check_output(sidecar_path(output))
+            runs.append(Settings(sample=sample, model=job.model, output=output, fps=args.fps, device=device,
+                                 dtype=dtype, overrides=overrides))  # fmt: skip
+    return runs
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    jobs = _jobs(args)
-    device, dtype = _device_and_dtype(args.device, args.dtype)
-    number = 0
-    for job in jobs:
-        pipeline = build_pipeline(job.model, device, dtype)
-        pipeline.split_guidance = args.split_guidance
-        if args.compile:
-            pipeline.compile()
-        for sample in job.samples:
-            seed = sample.seed if sample.seed is not None else secrets.randbelow(2**31)
-            sample.width, sample.height = sample.width or pipeline.default_size, sample.height or pipeline.default_size
-            frames = pipeline(
-                sample.prompt, negative_prompt=sample.negative_prompt, num_frames=sample.frames,
-                height=sample.height, width=sample.width, steps=sample.steps,
-                guidance_scale=sample.guidance_scale, seed=seed,
-            )  # fmt: skip
-            settings = {**vars(sample), "seed": seed, **job.model.describe(), "device": str(device),
-                        "dtype": str(dtype).removeprefix("torch."), "animatediff_version": __version__}  # fmt: skip
-            output = write_video(frames, _output_path(args, sample, seed, number), fps=args.fps, settings=settings)
-            print(f"wrote {output} ({frames.shape[0]} frames, {frames.shape[2]}×{frames.shape[1]}, seed {seed})")
-            number += 1
+    runs = plan_outputs(args)
+    from animatediff.memory import check_memory
+
+    for run in runs:
+        check_memory(run, args.split_guidance)
+    from animatediff.generation import generate_outputs
+
+    outputs = generate_outputs(runs, split_guidance=args.split_guidance, compile=args.compile)
+    for number, (run, output) in enumerate(outputs, start=1):
+        count = f"[{number}/{len(runs)}] " if len(runs) > 1 else ""
+        sample = run.sample
+        print(f"{count}wrote {output} ({sample.frames} frames, {sample.width}×{sample.height}, seed {sample.seed})")
     return 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# The other commands
 
 
 def run_models(args: argparse.Namespace) -> int:
@@ -292,15 +443,24 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    info = identify(args.path)
+    from animatediff.formats import Kind, identify
+
+    path = find(args.path) or Path(args.path)
+    if not path.exists():
+        raise ConfigError(
+            f"{args.path}: no such file or folder, nor an embedded model's name (see: animatediff models)."
+        )
+    info = identify(path)
     print(f"{args.path}: {info.description}")
     for key, value in info.details.items():
         print(f"  {key}: {value}")
-    return 0 if info.kind != "unknown" else 2
+    return 0 if info.kind != Kind.UNKNOWN else 2
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    info = convert_checkpoint(args.source, args.target, args.to)
+    from animatediff.formats import Layout, convert_checkpoint
+
+    info = convert_checkpoint(args.source, args.target, Layout(args.to))
     print(f"wrote {args.target}: {info.kind.replace('_', ' ')} in the {args.to} layout")
     return 0
 
@@ -309,21 +469,30 @@ def run_train(args: argparse.Namespace) -> int:
     from animatediff.training.config import load_train_config
     from animatediff.training.trainer import train
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    config = load_train_config(args.config)
+    _log_to_terminal(logging.INFO)
+    config = load_train_config(args.config, steps=args.steps)
     run = train(config, resume=args.resume)
     print(f"wrote {run.result} ({run.steps} steps in {run.seconds:.1f} s, {len(run.skipped)} videos skipped)")
     return 0
 
 
 def run_shapes_render(args: argparse.Namespace) -> int:
-    from animatediff.shapes.datasets import render_dataset
+    from animatediff.shapes.datasets import DatasetSpec, render_dataset
 
-    if args.count < 1 or args.size < 8 or args.frames < 1:
-        raise ConfigError("--count and --frames must be at least 1 and --size at least 8.")
-    folder = render_dataset(args.folder, args.kind, args.count, args.seed, args.size, args.frames, args.layout,
-                            args.style, args.camera, False if args.clean else None,
-                            trail=args.trail, trail_colour=args.trail_colour)  # fmt: skip
+    spec = DatasetSpec(
+        kind=args.kind,
+        count=args.count,
+        seed=args.seed,
+        size=args.size,
+        frames=args.frames,
+        layout=args.layout,
+        style=args.style,
+        camera=args.camera,
+        watermark=False if args.clean else None,
+        trail=args.trail,
+        trail_colour=args.trail_colour,
+    )
+    folder = render_dataset(args.folder, spec)
     print(f"wrote {args.count} {args.kind} to {folder}")
     return 0
 
@@ -331,9 +500,7 @@ def run_shapes_render(args: argparse.Namespace) -> int:
 def run_shapes_retrain(args: argparse.Namespace) -> int:
     from animatediff.shapes.recipe import export, retrain
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.steps_scale <= 0 or args.data_scale <= 0:
-        raise ConfigError("--steps-scale and --data-scale must be positive.")
+    _log_to_terminal(logging.INFO)
     seconds = retrain(
         args.folder, resume=args.resume, steps_scale=args.steps_scale, data_scale=args.data_scale, recipe=args.recipe
     )
@@ -347,53 +514,92 @@ def run_shapes_retrain(args: argparse.Namespace) -> int:
 def run_shapes_results(args: argparse.Namespace) -> int:
     from animatediff.shapes.report import write_results
 
-    print(f"wrote {write_results(args.output, args.media, args.seeds, args.ablations)}")
+    written = write_results(args.output, args.media, args.seeds, args.ablations, steps=args.sampling_steps,
+                            max_prompts=args.max_prompts)  # fmt: skip
+    print(f"wrote {written}")
     return 0
 
 
 def run_shapes_ablations(args: argparse.Namespace) -> int:
     from animatediff.shapes.ablations import run_ablations
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    print(f"wrote {run_ablations(args.folder, args.output, args.seeds, only=args.only)}")
+    _log_to_terminal(logging.INFO)
+    written = run_ablations(args.folder, args.output, args.seeds, steps=args.sampling_steps,
+                            max_prompts=args.max_prompts, only=args.only, steps_scale=args.steps_scale)  # fmt: skip
+    print(f"wrote {written}")
     return 0
 
 
 def run_eval(args: argparse.Namespace) -> int:
     import json
 
-    from animatediff.evaluation.evaluate import evaluate_folder, format_table
+    from animatediff.evaluation.evaluate import evaluate_folder, format_table, lossy_note
+    from animatediff.files import atomic_path
+    from animatediff.shapes.metrics import score_video
 
-    rows = evaluate_folder(args.folder, args.clip_model, args.reference_images)
+    rows = evaluate_folder(args.folder, score_video, args.clip_model, args.reference_images)
     print(format_table(rows))
+    if lossy_note(rows):
+        logging.getLogger("animatediff").warning(lossy_note(rows))
     if args.json is not None:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+        with atomic_path(args.json) as temporary:
+            temporary.write_text(json.dumps(rows, indent=2) + "\n")
     return 0
 
 
-def _quiet_libraries() -> None:
-    """Keep the terminal for our own progress bar and errors."""
-    import diffusers
-    import transformers
+# ---------------------------------------------------------------------------------------------------
+# Running a command
 
-    diffusers.logging.set_verbosity_error()
-    diffusers.logging.disable_progress_bar()
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
+
+def _quiet_libraries() -> None:
+    """Keep the terminal for our own progress bar, warnings and errors (the settings are read when the
+    libraries are imported; where one already was, in a running program, it is told directly)."""
+    for name in ("diffusers", "transformers"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+        if name in sys.modules:
+            sys.modules[name].logging.disable_progress_bar()
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' "Loading weights" bar
+
+
+class _OneLine(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"animatediff: {record.levelname.lower()}: {record.getMessage()}"
+
+
+def _log_to_terminal(level: int = logging.WARNING) -> None:
+    """Log records (this package's warnings: a prompt the tokenizer cuts, …; with `logging.INFO`, a
+    training run's progress notes) go to the terminal, one line each."""
+    root = logging.getLogger()
+    if not any(getattr(handler, "_animatediff", False) for handler in root.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(_OneLine())
+        handler._animatediff = True
+        root.addHandler(handler)
+    root.setLevel(level)
 
 
 def _run(args: argparse.Namespace) -> int:
     _quiet_libraries()
+    _log_to_terminal()
     try:
         return args.run(args)
     except AnimateDiffError as error:
         print(f"animatediff {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"animatediff {args.command}: interrupted; nothing half-written was left behind.", file=sys.stderr)
+        return 130
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command in this process and return its exit status."""
-    return _run(build_parser().parse_args(argv))
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit:  # --help, --version, or an argument error (already printed)
+        return exit.code if isinstance(exit.code, int) else 2
+    return _run(args)
 
 
 def console() -> None:
@@ -405,7 +611,7 @@ def console() -> None:
     other command, and any error, exits normally."""
     args = build_parser().parse_args()
     status = _run(args)
-    if args.command == "generate" and not args.compile:
+    if args.command == "generate" and status == 0 and not args.compile:
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()

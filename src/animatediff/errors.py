@@ -11,3 +11,17 @@ class CheckpointError(AnimateDiffError):
 
 class ConfigError(AnimateDiffError):
     """A setting or prompt config value is invalid."""
+
+
+class InputError(AnimateDiffError):
+    """An input file that is not a checkpoint (a video, an image) cannot be read."""
+
+
+class OutputError(AnimateDiffError):
+    """An output cannot be written where it was asked for, or would replace something of the user's."""
+
+
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (its type's name if it has none), for quoting in an error."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__

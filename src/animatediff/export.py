@@ -18,9 +18,10 @@ import numpy as np
 from PIL import Image
 
 from animatediff.errors import ConfigError
-from animatediff.files import atomic_path
+from animatediff.files import atomic_path, holds_only
 
 FORMATS = ("gif", "mp4", "webm", "webp", "png")
+FRAME_FOLDER = holds_only("[0-9][0-9][0-9][0-9][0-9].png")  # a folder of frames this module wrote
 # x264's macroblock tree made the same frames encode to different bytes from run to run (about one clip
 # in three when two processes encoded side by side); without it the bytes repeat, so rendered datasets do
 _VIDEO_CODECS = {"mp4": ("libx264", "yuv420p", {"crf": "18", "x264-params": "mbtree=0"}),
@@ -107,7 +108,7 @@ def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float = 8.0, s
     fmt = output_format(path)
     if lossless and fmt == "webm":
         raise ConfigError(f"{path}: lossless video is written as .mp4, .gif, .webp or a PNG folder, not .webm.")
-    with atomic_path(path, directory=fmt == "png") as temporary:
+    with atomic_path(path, directory=fmt == "png", replaceable=FRAME_FOLDER) as temporary:
         if fmt == "png":
             _write_png_folder(frames, temporary)
         elif fmt in _VIDEO_CODECS:

@@ -1,7 +1,8 @@
 """Checkpoint files: reading them safely, telling what they are, and converting between layouts.
 
 A `.ckpt` is a pickle and may carry code; it is only ever read with `torch.load(weights_only=True)`,
-which refuses anything but tensors and plain containers. `.safetensors` is preferred everywhere.
+which refuses anything but tensors and plain containers. `.safetensors` is preferred everywhere. Any
+failure to read a user's file ends in a `CheckpointError` that names the file and what was expected.
 
 Motion modules and MotionLoRAs exist in two key layouts: the official release's
 (`down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.0.to_q`)
@@ -14,51 +15,119 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import pickletools
 import re
+import warnings
+import zipfile
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from animatediff.errors import CheckpointError
-from animatediff.files import atomic_path
+from animatediff.errors import CheckpointError, ConfigError, first_line
+from animatediff.families import FAMILIES, Family, detect
+from animatediff.files import atomic_path, holds_only, read_json
 from animatediff.motion_module import MotionModule, MotionModuleConfig, sinusoidal_table
 
 MOTION_MODULE_FORMAT = "animatediff-motion-module"
+DIFFUSERS_MODEL_FILES = holds_only("config.json", "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 _MODULE_KEY = re.compile(r"^(down_blocks\.(\d+)|up_blocks\.(\d+)|mid_block)\.motion_modules\.(\d+)\.")
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Tensors of a `.safetensors` or `.ckpt`/`.pt`/`.pth` file, never running pickled code.
 
-    A checkpoint nested under `state_dict` is unwrapped; non-tensor entries (such as an
-    `animatediff_config`) are dropped.
+    The format is told from the bytes, not the extension. A checkpoint nested under `state_dict` is
+    unwrapped; non-tensor entries (such as an `animatediff_config`) are dropped.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such file; expected a .safetensors or .ckpt checkpoint.")
-    if path.suffix == ".safetensors":
-        try:
-            return load_file(path)
-        except (SafetensorError, OSError) as error:
-            raise CheckpointError(f"{path}: not a readable safetensors file ({error}).") from error
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise CheckpointError(
-            f"{path}: refused to load. This pickle holds more than tensors (it would run code or build "
-            f"arbitrary objects when loaded), which is unsafe; convert it to .safetensors with a tool you "
-            f"trust. Detail: {str(error).splitlines()[0]}"
-        ) from error
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path}: not a readable checkpoint, maybe truncated ({error}).") from error
+    path = _checkpoint_file(path)
+    content = _read_safetensors(path) if _is_safetensors(path) else _read_pickle(path)
     if isinstance(content, dict) and isinstance(content.get("state_dict"), dict):
         content = content["state_dict"]
     if not isinstance(content, dict):
         raise CheckpointError(f"{path}: expected a dictionary of tensors, found {type(content).__name__}.")
-    return {key: value for key, value in content.items() if isinstance(value, torch.Tensor)}
+    return {key: value for key, value in content.items() if isinstance(key, str) and isinstance(value, torch.Tensor)}
+
+
+def _checkpoint_file(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder; expected a .safetensors or .ckpt checkpoint file here.")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file; expected a .safetensors or .ckpt checkpoint.")
+    return path
+
+
+def _is_safetensors(path: Path) -> bool:
+    """A safetensors file starts with its header's length (8 bytes) and the header's JSON."""
+    with open(path, "rb") as handle:
+        start = handle.read(9)
+    return path.suffix == ".safetensors" or start[8:9] == b"{"
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(path)
+    except Exception as error:  # the parser's own error type, or an OS error
+        raise CheckpointError(f"{path}: not a readable safetensors file ({first_line(error)}).") from error
+
+
+def _read_pickle(path: Path) -> object:
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        refused = re.search(r"GLOBAL (\S+)", str(error))
+        refused = [refused[1]] if refused is not None else _pickle_globals(path)
+        if refused:
+            raise CheckpointError(
+                f"{path}: refused to load. This pickle asks for {', '.join(refused[:3])} when loaded, more than "
+                "tensors: loading it could run code or build arbitrary objects, which is unsafe. Only tensors and "
+                "plain containers are read from a .ckpt; convert it to .safetensors with a tool you trust."
+            ) from error
+        raise CheckpointError(_unreadable(path)) from error
+    except Exception as error:  # a damaged file makes the unpickler fail in many ways (IndexError, KeyError, …)
+        raise CheckpointError(_unreadable(path)) from error
+
+
+_TENSOR_GLOBALS = ("torch.", "collections.OrderedDict", "_codecs.encode")  # what a pickle of tensors asks for
+_STRINGS = ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING")
+
+
+def _pickle_globals(path: Path) -> list[str]:
+    """The functions and classes a pickle (or a PyTorch zip checkpoint's `data.pkl`) would import when
+    loaded, other than those a pickle of tensors uses: read from its opcodes, nothing executed."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                data = archive.read(next(name for name in archive.namelist() if name.endswith("data.pkl")))
+        else:
+            data = path.read_bytes()
+    except (OSError, StopIteration, zipfile.BadZipFile, RuntimeError, ValueError):
+        return []
+    names, strings = [], []
+    try:
+        for opcode, argument, _ in pickletools.genops(data):
+            if opcode.name in _STRINGS:
+                strings.append(str(argument))
+            elif opcode.name == "GLOBAL":
+                names.append(str(argument).replace(" ", "."))
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                names.append(f"{strings[-2]}.{strings[-1]}")
+    except Exception:  # a damaged pickle: what was read up to the damage
+        pass
+    return [name for name in names if not name.startswith(_TENSOR_GLOBALS)]
+
+
+def _unreadable(path: Path) -> str:
+    return (
+        f"{path}: not a readable checkpoint: neither a PyTorch checkpoint of tensors nor a safetensors file "
+        "(it may be truncated, damaged, or another kind of file)."
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -112,14 +181,38 @@ def diffusers_to_official(state_dict: dict[str, torch.Tensor]) -> dict[str, torc
 # Telling what a file is
 
 
+class Kind(StrEnum):
+    """What a checkpoint file or folder holds."""
+
+    MOTION_MODULE = "motion_module"
+    MOTION_LORA = "motion_lora"
+    DOMAIN_ADAPTER = "domain_adapter"
+    SD_CHECKPOINT = "sd_checkpoint"
+    IMAGE_LORA = "image_lora"
+    IMAGE_MODEL = "image_model"
+    IMAGE_UNET = "image_unet"
+    UNKNOWN = "unknown"
+
+
+class Layout(StrEnum):
+    """How a checkpoint names its tensors."""
+
+    OFFICIAL = "official"
+    DIFFUSERS = "diffusers"
+    KOHYA = "kohya"
+    LDM = "ldm"
+    UNKNOWN = "unknown"
+
+
 KIND_NAMES = {
-    "motion_module": "a motion module",
-    "motion_lora": "a MotionLoRA",
-    "domain_adapter": "a domain adapter",
-    "sd_checkpoint": "a single-file Stable Diffusion checkpoint",
-    "image_lora": "an image LoRA",
-    "image_model": "a diffusers image model folder",
-    "unknown": "not a checkpoint kind this package knows",
+    Kind.MOTION_MODULE: "a motion module",
+    Kind.MOTION_LORA: "a MotionLoRA",
+    Kind.DOMAIN_ADAPTER: "a domain adapter",
+    Kind.SD_CHECKPOINT: "a single-file Stable Diffusion checkpoint",
+    Kind.IMAGE_LORA: "an image LoRA",
+    Kind.IMAGE_MODEL: "a diffusers image model folder",
+    Kind.IMAGE_UNET: "an image UNet (a personalized model's or a base's)",
+    Kind.UNKNOWN: "not a checkpoint kind this package knows",
 }
 
 
@@ -127,14 +220,17 @@ KIND_NAMES = {
 class CheckpointInfo:
     """What a checkpoint is, for `inspect` and for plain-language errors."""
 
-    kind: str  # motion_module, motion_lora, domain_adapter, sd_checkpoint, image_lora, image_model, unknown
-    layout: str  # official, diffusers, kohya, ldm, …
+    kind: Kind
+    layout: Layout
     details: dict = field(default_factory=dict)
 
     @property
     def description(self) -> str:
         name = KIND_NAMES[self.kind]
-        return f"{name} ({self.layout} layout)" if self.kind != "unknown" else name
+        return f"{name} ({self.layout} layout)" if self.kind != Kind.UNKNOWN else name
+
+
+_UNET_KEYS = ("conv_in.weight", "time_embedding.linear_1.weight")
 
 
 def classify_keys(keys: list[str]) -> CheckpointInfo:
@@ -143,39 +239,39 @@ def classify_keys(keys: list[str]) -> CheckpointInfo:
     is_lora = "_lora.down." in joined or ".lora_down." in joined or ".lora_A." in joined or ".lora.down." in joined
     if "motion_modules." in joined:
         official = "temporal_transformer." in joined or "temporal_convolution." in joined
-        layout = "official" if official else "diffusers"
-        return CheckpointInfo("motion_lora" if is_lora else "motion_module", layout)
+        layout = Layout.OFFICIAL if official else Layout.DIFFUSERS
+        return CheckpointInfo(Kind.MOTION_LORA if is_lora else Kind.MOTION_MODULE, layout)
     if is_lora and any(key.startswith(("unet.", "text_encoder.")) for key in keys):
-        return CheckpointInfo("image_lora", "diffusers")
+        return CheckpointInfo(Kind.IMAGE_LORA, Layout.DIFFUSERS)
     if "processor.to_q_lora." in joined or "processor.to_out_lora." in joined:
-        return CheckpointInfo("domain_adapter", "official")
+        return CheckpointInfo(Kind.DOMAIN_ADAPTER, Layout.OFFICIAL)
     if "lora_unet_" in joined or "lora_te_" in joined:
-        return CheckpointInfo("image_lora", "kohya")
+        return CheckpointInfo(Kind.IMAGE_LORA, Layout.KOHYA)
     if is_lora:
-        return CheckpointInfo("image_lora", "diffusers")
+        return CheckpointInfo(Kind.IMAGE_LORA, Layout.DIFFUSERS)
     if "model.diffusion_model." in joined:
         family = (
             "sdxl" if "conditioner.embedders." in joined else "sd2" if "cond_stage_model.model." in joined else "sd1"
         )
-        return CheckpointInfo("sd_checkpoint", "ldm", {"family": family})
-    return CheckpointInfo("unknown", "unknown")
+        return CheckpointInfo(Kind.SD_CHECKPOINT, Layout.LDM, {"family": family})
+    if all(key in keys for key in _UNET_KEYS):
+        return CheckpointInfo(Kind.IMAGE_UNET, Layout.DIFFUSERS)
+    return CheckpointInfo(Kind.UNKNOWN, Layout.UNKNOWN)
 
 
 def checkpoint_keys(path: str | os.PathLike) -> list[str]:
-    """The tensor names of a checkpoint file; a `.safetensors` file is not read beyond its header."""
-    path = Path(path)
-    if path.suffix != ".safetensors":
+    """The tensor names of a checkpoint file; a safetensors file is not read beyond its header."""
+    path = _checkpoint_file(path)
+    if not _is_safetensors(path):
         return list(read_state_dict(path))
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such file; expected a .safetensors or .ckpt checkpoint.")
     try:
         with safe_open(path, framework="pt") as handle:
             return list(handle.keys())
-    except (SafetensorError, OSError) as error:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({error}).") from error
+    except Exception as error:  # the parser's own error type, or an OS error
+        raise CheckpointError(f"{path}: not a readable safetensors file ({first_line(error)}).") from error
 
 
-def require_kind(path: str | os.PathLike, keys: list[str], kind: str, hint: str = "") -> CheckpointInfo:
+def require_kind(path: str | os.PathLike, keys: list[str], kind: Kind, hint: str = "") -> CheckpointInfo:
     """The file's kind and layout from its keys, or an error saying what it is instead of `kind`."""
     info = classify_keys(keys)
     if info.kind != kind:
@@ -183,11 +279,11 @@ def require_kind(path: str | os.PathLike, keys: list[str], kind: str, hint: str 
     return info
 
 
-def read_checkpoint(path: str | os.PathLike, kind: str, hint: str = "") -> dict[str, torch.Tensor]:
+def read_checkpoint(path: str | os.PathLike, kind: Kind, hint: str = "") -> dict[str, torch.Tensor]:
     """The tensors of a file that must be of `kind`; motion modules and MotionLoRAs in the official layout."""
     state_dict = read_state_dict(path)
     info = require_kind(path, list(state_dict), kind, hint)
-    if info.layout == "diffusers" and kind in ("motion_module", "motion_lora"):
+    if info.layout == Layout.DIFFUSERS and kind in (Kind.MOTION_MODULE, Kind.MOTION_LORA):
         return diffusers_to_official(state_dict)
     return state_dict
 
@@ -200,22 +296,28 @@ def identify(path: str | os.PathLike) -> CheckpointInfo:
     state_dict = read_state_dict(path)
     info = classify_keys(list(state_dict))
     info.details.update(_tensor_summary(state_dict))
-    if info.kind == "motion_module":
-        official = state_dict if info.layout == "official" else diffusers_to_official(state_dict)
-        config = infer_motion_module_config(official)
-        info.details.update(version=motion_module_version(config), **config.to_dict())
-    elif info.kind in ("motion_lora", "domain_adapter"):
+    if info.kind == Kind.MOTION_MODULE:
+        official = state_dict if info.layout == Layout.OFFICIAL else diffusers_to_official(state_dict)
+        config = _inferred_config(path, official)
+        release = module_family(config)
+        info.details.update(version=release.name, detected_by=f"weights: {release.rule()}", **config.to_dict())
+    elif info.kind in (Kind.MOTION_LORA, Kind.DOMAIN_ADAPTER):
         info.details.update(_lora_summary(state_dict))
     return info
 
 
 def _identify_folder(path: Path) -> CheckpointInfo:
     config_file = path / "config.json"
-    if config_file.is_file() and json.loads(config_file.read_text()).get("_class_name") == "MotionAdapter":
-        return CheckpointInfo("motion_module", "diffusers", {"folder": True})
+    if config_file.is_file():
+        config = read_json(config_file, "model folder's config")
+        if config.get("_class_name") == "MotionAdapter":
+            return CheckpointInfo(Kind.MOTION_MODULE, Layout.DIFFUSERS, {"folder": True})
+        if config.get("_class_name") == "UNet2DConditionModel":
+            widths = config.get("block_out_channels")
+            return CheckpointInfo(Kind.IMAGE_UNET, Layout.DIFFUSERS, {"folder": True, "block_out_channels": widths})
     if (path / "unet").is_dir() or (path / "model_index.json").is_file():
-        return CheckpointInfo("image_model", "diffusers", {"folder": True})
-    return CheckpointInfo("unknown", "unknown")
+        return CheckpointInfo(Kind.IMAGE_MODEL, Layout.DIFFUSERS, {"folder": True})
+    return CheckpointInfo(Kind.UNKNOWN, Layout.UNKNOWN)
 
 
 def _tensor_summary(state_dict: dict[str, torch.Tensor]) -> dict:
@@ -242,9 +344,9 @@ def _lora_summary(state_dict: dict[str, torch.Tensor]) -> dict:
 def infer_motion_module_config(state_dict: dict[str, torch.Tensor], **overrides) -> MotionModuleConfig:
     """Work out a motion module's layout from its official-layout weights.
 
-    Widths come from the GroupNorm sizes, the position-table length from `pe`, the version from the
-    mid block: v1 (no mid block, 24 frames) was trained with the image GroupNorms pooled over frames;
-    the SDXL module (three levels) with its own GroupNorm pooled over frames.
+    Widths come from the GroupNorm sizes, the position-table length from `pe`, the mid block from its
+    keys; the release these match (`families.detect`) says how the module ran (its GroupNorms).
+    Raises `ValueError` when no temporal module's GroupNorm is found.
     """
     down: dict[int, dict[int, int]] = {}
     mid = False
@@ -258,43 +360,47 @@ def infer_motion_module_config(state_dict: dict[str, torch.Tensor], **overrides)
             (".temporal_transformer.norm.weight", ".temporal_convolution.norm.weight")
         ):
             down.setdefault(int(match.group(2)), {})[int(match.group(4))] = value.shape[0]
-    if not down:
-        raise ValueError("no motion-module weights (down_blocks.i.motion_modules.j.…)")
+    if not down or 0 not in down or 0 not in down[0]:
+        raise ValueError("no GroupNorm weights of the temporal modules (down_blocks.0.motion_modules.0.….norm.weight)")
     widths = tuple(down[i][0] for i in sorted(down))
     first = "down_blocks.0.motion_modules.0.temporal_transformer."
     blocks = {key[len(first) :].split(".")[1] for key in state_dict if key.startswith(first + "transformer_blocks.")}
     pe_key = next((key for key in state_dict if key.startswith(first) and key.endswith("pos_encoder.pe")), None)
     max_frames = state_dict[pe_key].shape[1] if pe_key else MotionModuleConfig.max_frames
+    release = detect(levels=len(widths), mid_block=mid, max_frames=max_frames)
     values = dict(
         block_out_channels=widths,
         layers_per_block=len(down[0]),
         mid_block=mid,
         num_transformer_blocks=max(len(blocks), 1),
         max_frames=max_frames,
-        norm_over_frames=len(widths) == 3,
-        image_norm_over_frames=not mid and max_frames == 24,
         kind="convolution" if any(".temporal_convolution." in key for key in state_dict) else "transformer",
+        **release.module_settings(),
     )
     values.update(overrides)
     return MotionModuleConfig(**values)
 
 
-# How each release ran: the settings a version implies, for overriding what the weights suggest.
-VERSION_SETTINGS = {
-    "v1": {"norm_over_frames": False, "image_norm_over_frames": True},
-    "v2": {"norm_over_frames": False, "image_norm_over_frames": False},
-    "v3": {"norm_over_frames": False, "image_norm_over_frames": False},
-    "sdxl": {"norm_over_frames": True, "image_norm_over_frames": False},
-}
+def module_family(config: MotionModuleConfig) -> Family:
+    """The release whose layout a motion module has (v1, v2, v3, or the SDXL beta)."""
+    return detect(levels=len(config.block_out_channels), mid_block=config.mid_block, max_frames=config.max_frames)
 
 
-def motion_module_version(config: MotionModuleConfig) -> str:
-    """The release a layout matches: v1, v2, v3 (SD1.5) or sdxl."""
-    if len(config.block_out_channels) == 3:
-        return "sdxl"
-    if config.mid_block:
-        return "v2"
-    return "v1" if config.max_frames == 24 else "v3"
+def release_settings(name: str) -> dict:
+    """The `MotionModuleConfig` settings that run a module as the release `name` did."""
+    if name not in FAMILIES:
+        raise ConfigError(f"unknown motion-module release {name!r}; expected one of {', '.join(FAMILIES)}.")
+    return FAMILIES[name].module_settings()
+
+
+def _inferred_config(path: Path, state_dict: dict[str, torch.Tensor], **overrides) -> MotionModuleConfig:
+    try:
+        return infer_motion_module_config(state_dict, **overrides)
+    except (ValueError, TypeError) as error:
+        raise CheckpointError(
+            f"{path}: has motion-module keys but is not a complete motion module ({error}); the file may be "
+            "damaged or cut short."
+        ) from error
 
 
 def _check_position_tables(path: Path, state_dict: dict[str, torch.Tensor]) -> None:
@@ -311,7 +417,12 @@ def _check_position_tables(path: Path, state_dict: dict[str, torch.Tensor]) -> N
 def _read_motion_adapter_folder(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     from diffusers import MotionAdapter
 
-    adapter = MotionAdapter.from_pretrained(path)
+    try:
+        adapter = MotionAdapter.from_pretrained(path)
+    except Exception as error:  # diffusers' loaders raise many kinds for a damaged folder
+        raise CheckpointError(
+            f"{path}: not a loadable diffusers MotionAdapter folder (config.json and its weights): {first_line(error)}"
+        ) from error
     config = adapter.config
     settings = dict(
         num_attention_heads=config.motion_num_attention_heads,
@@ -327,11 +438,11 @@ def read_motion_module_weights(path: str | os.PathLike) -> tuple[dict[str, torch
     path = Path(path)
     if path.is_dir():
         info = _identify_folder(path)
-        if info.kind != "motion_module":
+        if info.kind != Kind.MOTION_MODULE:
             raise CheckpointError(f"{path}: this folder is {info.description}, not a motion module.")
         return _read_motion_adapter_folder(path)
     hint = " A motion module has keys such as 'down_blocks.0.motion_modules.0.temporal_transformer.norm.weight'."
-    return read_checkpoint(path, "motion_module", hint), _saved_config(path) or {}
+    return read_checkpoint(path, Kind.MOTION_MODULE, hint), _saved_config(path)
 
 
 def load_motion_module(path: str | os.PathLike, **overrides) -> MotionModule:
@@ -342,12 +453,15 @@ def load_motion_module(path: str | os.PathLike, **overrides) -> MotionModule:
     """
     path = Path(path)
     state_dict, stated = read_motion_module_weights(path)
-    if "block_out_channels" in stated:
-        config = MotionModuleConfig.from_dict({**stated, **overrides})
-    else:
-        config = infer_motion_module_config(state_dict, **{**stated, **overrides})
     _check_position_tables(path, state_dict)
-    module = MotionModule(config)
+    try:
+        if "block_out_channels" in stated:
+            config = MotionModuleConfig.from_dict({**stated, **overrides})
+        else:
+            config = _inferred_config(path, state_dict, **{**stated, **overrides})
+        module = MotionModule(config)
+    except (ValueError, TypeError, KeyError) as error:  # settings no motion module can have
+        raise CheckpointError(f"{path}: its settings do not make a motion module ({first_line(error)}).") from error
     try:
         missing, unexpected = module.load_state_dict(state_dict, strict=False)
     except RuntimeError as error:  # a tensor of the wrong shape
@@ -364,14 +478,23 @@ def load_motion_module(path: str | os.PathLike, **overrides) -> MotionModule:
     return module
 
 
-def _saved_config(path: Path) -> dict | None:
-    if path.suffix != ".safetensors":
-        return None
-    with safe_open(path, framework="pt") as handle:
-        metadata = handle.metadata() or {}
-    if metadata.get("format") != MOTION_MODULE_FORMAT:
-        return None
-    return json.loads(metadata["config"])
+def _saved_config(path: Path) -> dict:
+    """The `MotionModuleConfig` this package saved in a safetensors file's metadata, or {}."""
+    if not _is_safetensors(path):
+        return {}
+    try:
+        with safe_open(path, framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        if metadata.get("format") != MOTION_MODULE_FORMAT:
+            return {}
+        config = json.loads(metadata["config"])
+    except Exception as error:  # unreadable header, or a config entry that is not JSON
+        raise CheckpointError(
+            f"{path}: its motion-module config (metadata) is not readable ({first_line(error)})."
+        ) from error
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: its motion-module config (metadata) is not a JSON object.")
+    return config
 
 
 def save_state_dict(state_dict: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict | None = None):
@@ -383,7 +506,7 @@ def save_state_dict(state_dict: dict[str, torch.Tensor], path: str | os.PathLike
     return path
 
 
-def save_motion_module(module: MotionModule, path: str | os.PathLike, layout: str = "official") -> Path:
+def save_motion_module(module: MotionModule, path: str | os.PathLike, layout: Layout = Layout.OFFICIAL) -> Path:
     """Write `module` as safetensors in the official (default) or diffusers layout.
 
     A diffusers-layout path without the `.safetensors` extension becomes a `MotionAdapter` folder that
@@ -391,7 +514,7 @@ def save_motion_module(module: MotionModule, path: str | os.PathLike, layout: st
     """
     path = Path(path)
     metadata = {"format": MOTION_MODULE_FORMAT, "config": json.dumps(module.config.to_dict())}
-    if layout == "official":
+    if layout == Layout.OFFICIAL:
         return save_state_dict(module.state_dict(), path, metadata)
     if path.suffix == ".safetensors":
         return save_state_dict(official_to_diffusers(module.state_dict()), path, metadata)
@@ -419,22 +542,33 @@ def to_motion_adapter(module: MotionModule):
 
 def _save_motion_adapter_folder(module: MotionModule, path: Path) -> Path:
     adapter = to_motion_adapter(module)
-    with atomic_path(path, directory=True) as temporary:
+    with atomic_path(path, directory=True, replaceable=DIFFUSERS_MODEL_FILES) as temporary:
         adapter.save_pretrained(temporary)
     return path
 
 
-def convert_checkpoint(source: str | os.PathLike, target: str | os.PathLike, layout: str) -> CheckpointInfo:
-    """Rewrite a motion module or MotionLoRA in the `official` or `diffusers` layout, as safetensors."""
-    if layout not in ("official", "diffusers"):
-        raise CheckpointError(f"--to must be 'official' or 'diffusers'; got {layout!r}.")
-    source = Path(source)
+def convert_checkpoint(source: str | os.PathLike, target: str | os.PathLike, layout: Layout) -> CheckpointInfo:
+    """Rewrite a motion module or MotionLoRA in the `official` or `diffusers` layout, as safetensors
+    (a motion module in the diffusers layout may also become a `MotionAdapter` folder: a target without
+    an extension)."""
+    if layout not in (Layout.OFFICIAL, Layout.DIFFUSERS):
+        raise ConfigError(f"--to must be 'official' or 'diffusers'; got {layout!r}.")
+    source, target = Path(source), Path(target)
     info = _identify_folder(source) if source.is_dir() else classify_keys(checkpoint_keys(source))
-    if info.kind == "motion_module":
-        save_motion_module(load_motion_module(source), target, layout)
-    elif info.kind == "motion_lora":
-        official = read_checkpoint(source, "motion_lora")
-        save_state_dict(official if layout == "official" else official_to_diffusers(official, "unet."), target)
-    else:
+    if info.kind not in (Kind.MOTION_MODULE, Kind.MOTION_LORA):
         raise CheckpointError(f"{source}: this is {info.description}; convert takes a motion module or a MotionLoRA.")
+    folder = layout == Layout.DIFFUSERS and info.kind == Kind.MOTION_MODULE and not target.suffix
+    if target.suffix != ".safetensors" and not folder:
+        raise ConfigError(
+            f"{target}: convert writes safetensors, so name the target '{target.stem}.safetensors'"
+            + (" (or give no extension for a diffusers MotionAdapter folder)." if info.kind == Kind.MOTION_MODULE
+               else ".")
+        )  # fmt: skip
+    if target.resolve() == source.resolve():
+        raise ConfigError(f"{target}: is the source itself; write the converted file under another name.")
+    if info.kind == Kind.MOTION_MODULE:
+        save_motion_module(load_motion_module(source), target, layout)
+    else:
+        official = read_checkpoint(source, Kind.MOTION_LORA)
+        save_state_dict(official if layout == Layout.OFFICIAL else official_to_diffusers(official, "unet."), target)
     return info

@@ -9,6 +9,8 @@ Checkpoints are read with this package's safe reader first, so a `.ckpt` never r
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +18,8 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from animatediff.errors import CheckpointError
-from animatediff.formats import checkpoint_keys, read_checkpoint, read_state_dict, require_kind
+from animatediff.errors import CheckpointError, first_line
+from animatediff.formats import Kind, checkpoint_keys, read_checkpoint, read_state_dict, require_kind
 
 _TEXT_PREFIX = "cond_stage_model.transformer."
 
@@ -50,16 +52,28 @@ def load_base(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> Co
             f"{path}: expected a diffusers model folder with unet/, vae/, text_encoder/ and tokenizer/ "
             f"subfolders, or a single-file .safetensors/.ckpt checkpoint; {found}."
         )
-    return Components(
-        unet=UNet2DConditionModel.from_pretrained(path, subfolder="unet", torch_dtype=dtype),
-        vae=AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=dtype),
-        text_encoder=CLIPTextModel.from_pretrained(path, subfolder="text_encoder", dtype=dtype),
-        tokenizer=CLIPTokenizer.from_pretrained(path, subfolder="tokenizer"),
-    )
+    with _reading(path, "a diffusers model folder (unet/, vae/, text_encoder/, tokenizer/)"):
+        return Components(
+            unet=UNet2DConditionModel.from_pretrained(path, subfolder="unet", torch_dtype=dtype),
+            vae=AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=dtype),
+            text_encoder=CLIPTextModel.from_pretrained(path, subfolder="text_encoder", dtype=dtype),
+            tokenizer=CLIPTokenizer.from_pretrained(path, subfolder="tokenizer"),
+        )
+
+
+@contextmanager
+def _reading(path: Path, expected: str) -> Iterator[None]:
+    """Turn any failure of diffusers' or transformers' loaders on a user's files into an error naming them."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except Exception as error:  # the loaders raise OSError, ValueError, JSON and safetensors errors, …
+        raise CheckpointError(f"{path}: could not be loaded as {expected} ({first_line(error)}).") from error
 
 
 def _check_sd_checkpoint(path: Path, keys: list[str]) -> None:
-    info = require_kind(path, keys, "sd_checkpoint")
+    info = require_kind(path, keys, Kind.SD_CHECKPOINT)
     if info.details["family"] != "sd1":
         raise CheckpointError(
             f"{path}: this is an {info.details['family'].upper()} checkpoint; AnimateDiff's SD1.5 motion "
@@ -80,10 +94,10 @@ def _load_single_file_base(path: Path) -> Components:
     _check_sd_checkpoint(path, checkpoint_keys(path))
     try:
         pipeline = StableDiffusionPipeline.from_single_file(str(path), safety_checker=None)
-    except (OSError, ValueError) as error:
+    except Exception as error:  # diffusers' single-file loader: missing configs offline, or a damaged file
         raise CheckpointError(
             f"{path}: a single-file checkpoint needs the SD1.5 model configs, which could not be found "
-            f"offline or on the hub ({str(error).splitlines()[0]}). Pass a diffusers SD1.5 folder as --base "
+            f"offline or on the hub ({first_line(error)}). Pass a diffusers SD1.5 folder as --base "
             "and this file as --dreambooth instead."
         ) from error
     return Components(pipeline.unet, pipeline.vae, pipeline.text_encoder, pipeline.tokenizer)
@@ -113,14 +127,16 @@ def apply_dreambooth(components: Components, path: str | os.PathLike, base: str 
         return _apply_dreambooth_folder(components, path)
     state_dict = _read_sd_checkpoint(path)
     dtype = components.unet.dtype
-    unet = UNet2DConditionModel.from_single_file(state_dict, config=str(base), subfolder="unet", torch_dtype=dtype)
-    vae = components.vae
-    if any(key.startswith("first_stage_model.") for key in state_dict):
-        vae = AutoencoderKL.from_single_file(state_dict, config=str(base), subfolder="vae", torch_dtype=dtype)
+    with _reading(path, "a personalized SD1.x checkpoint that fits the base's configs"):
+        unet = UNet2DConditionModel.from_single_file(state_dict, config=str(base), subfolder="unet", torch_dtype=dtype)
+        vae = components.vae
+        if any(key.startswith("first_stage_model.") for key in state_dict):
+            vae = AutoencoderKL.from_single_file(state_dict, config=str(base), subfolder="vae", torch_dtype=dtype)
     text_encoder = components.text_encoder
     text_weights = _text_encoder_weights(state_dict, text_encoder)
     if text_weights:
-        missing, _ = text_encoder.load_state_dict(text_weights, strict=False)
+        with _reading(path, "a personalized SD1.x checkpoint whose text encoder fits the base's"):
+            missing, _ = text_encoder.load_state_dict(text_weights, strict=False)
         if missing:
             raise CheckpointError(
                 f"{path}: its text encoder does not fit the base's ({len(missing)} weights missing, e.g. {missing[0]})."
@@ -135,17 +151,19 @@ def _apply_dreambooth_folder(components: Components, path: Path) -> Components:
         raise CheckpointError(
             f"{path}: expected a diffusers UNet folder (config.json + weights) or a model folder with unet/."
         )
-    unet = UNet2DConditionModel.from_pretrained(unet_folder, torch_dtype=dtype)
+    with _reading(path, "a diffusers UNet folder"):
+        unet = UNet2DConditionModel.from_pretrained(unet_folder, torch_dtype=dtype)
     if unet.config.cross_attention_dim != components.unet.config.cross_attention_dim:
         raise CheckpointError(
             f"{path}: its UNet reads text of width {unet.config.cross_attention_dim}, the base's text encoder "
             f"gives {components.unet.config.cross_attention_dim}."
         )
     vae, text_encoder = components.vae, components.text_encoder
-    if (path / "vae").is_dir():
-        vae = AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=dtype)
-    if (path / "text_encoder").is_dir():
-        text_encoder = CLIPTextModel.from_pretrained(path, subfolder="text_encoder", dtype=dtype)
+    with _reading(path, "a diffusers model folder"):
+        if (path / "vae").is_dir():
+            vae = AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=dtype)
+        if (path / "text_encoder").is_dir():
+            text_encoder = CLIPTextModel.from_pretrained(path, subfolder="text_encoder", dtype=dtype)
     return Components(unet, vae, text_encoder, components.tokenizer)
 
 
@@ -156,7 +174,7 @@ def apply_image_lora(components: Components, path: str | os.PathLike, scale: flo
     ComfyUI and A1111.
     """
     path = Path(path)
-    state_dict = read_checkpoint(path, "image_lora")
+    state_dict = read_checkpoint(path, Kind.IMAGE_LORA)
     from diffusers import StableDiffusionPipeline
 
     pipeline = StableDiffusionPipeline(
@@ -170,9 +188,7 @@ def apply_image_lora(components: Components, path: str | os.PathLike, scale: flo
         requires_safety_checker=False,
     )
     name = f"lora_{abs(hash(path))}"
-    try:
+    with _reading(path, "an image LoRA that fits this image model"):
         pipeline.load_lora_weights(state_dict, adapter_name=name)
-    except (ValueError, KeyError, RuntimeError) as error:
-        raise CheckpointError(f"{path}: this LoRA does not fit the image model ({error}).") from error
     pipeline.fuse_lora(lora_scale=scale, adapter_names=[name])
     pipeline.unload_lora_weights()

@@ -9,7 +9,8 @@ parameter names stay as they are, so diffusers' LoRA and conversion machinery ke
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 
 import torch
 from diffusers import UNet2DConditionModel
@@ -17,14 +18,38 @@ from einops import rearrange, repeat
 from torch import nn
 
 from animatediff.errors import AnimateDiffError
+from animatediff.families import FAMILIES
+from animatediff.formats import module_family
 from animatediff.motion_module import MotionModule
 
 
-@dataclass
-class FrameCount:
-    """The number of frames folded into the batch of the forward pass under way."""
+class FrameAxis:
+    """How many frames are folded into the batch of the video forward pass under way.
 
-    value: int = 1
+    Forward hooks take no arguments of their own, so the temporal modules (and the frame-pooled
+    GroupNorms) read the count here. It is set for exactly the duration of one `AnimateDiffUNet`
+    forward pass and unset otherwise, so a temporal layer run any other way fails instead of using a
+    count left over from an earlier call.
+    """
+
+    def __init__(self):
+        self._frames: int | None = None
+
+    @contextmanager
+    def folded(self, frames: int) -> Iterator[None]:
+        if self._frames is not None:
+            raise RuntimeError("the video UNet was called again from inside its own forward pass")
+        self._frames = frames
+        try:
+            yield
+        finally:
+            self._frames = None
+
+    @property
+    def frames(self) -> int:
+        if self._frames is None:
+            raise RuntimeError("a temporal layer ran outside AnimateDiffUNet.forward: the frame count is unknown")
+        return self._frames
 
 
 class FramePooledGroupNorm(nn.GroupNorm):
@@ -33,13 +58,13 @@ class FramePooledGroupNorm(nn.GroupNorm):
     Shares its weight and bias with the GroupNorm it replaces, so parameter names do not change.
     """
 
-    def __init__(self, norm: nn.GroupNorm, frames: FrameCount):
+    def __init__(self, norm: nn.GroupNorm, axis: FrameAxis):
         super().__init__(norm.num_groups, norm.num_channels, norm.eps, norm.affine)
         self.weight, self.bias = norm.weight, norm.bias
-        self.frames = frames
+        self.axis = axis
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.frames.value
+        f = self.axis.frames
         pooled = super().forward(rearrange(x, "(b f) c h w -> b c f h w", f=f))
         return rearrange(pooled, "b c f h w -> (b f) c h w")
 
@@ -55,7 +80,8 @@ def _check_widths(unet: UNet2DConditionModel, motion_module: MotionModule) -> No
     unet_widths = tuple(unet.config.block_out_channels)
     if unet_widths == tuple(config.block_out_channels) and unet.config.layers_per_block == config.layers_per_block:
         return
-    kind = "an SDXL-shaped motion module (three levels)" if len(config.block_out_channels) == 3 else "the motion module"
+    sdxl = module_family(config) == FAMILIES["sdxl"]
+    kind = "an SDXL-shaped motion module (three levels)" if sdxl else "the motion module"
     raise AnimateDiffError(
         f"{kind} was made for an image UNet with block widths {config.block_out_channels} and "
         f"{config.layers_per_block} layers per block, but the base model's UNet has widths {unet_widths} and "
@@ -63,15 +89,15 @@ def _check_widths(unet: UNet2DConditionModel, motion_module: MotionModule) -> No
     )
 
 
-def _apply_after(layer: nn.Module, module: nn.Module, frames: FrameCount):
+def _apply_after(layer: nn.Module, module: nn.Module, axis: FrameAxis):
     """Run `module` on `layer`'s output, whatever form diffusers returns it in."""
 
     def hook(_layer, _inputs, output):
         if isinstance(output, torch.Tensor):
-            return module(output, frames.value)
+            return module(output, axis.frames)
         if isinstance(output, tuple):
-            return (module(output[0], frames.value), *output[1:])
-        output.sample = module(output.sample, frames.value)
+            return (module(output[0], axis.frames), *output[1:])
+        output.sample = module(output.sample, axis.frames)
         return output
 
     return layer.register_forward_hook(hook)
@@ -84,7 +110,7 @@ class AnimateDiffUNet(nn.Module):
         super().__init__()
         self.unet = unet
         self.motion_module = motion_module
-        self.frames = FrameCount()
+        self.axis = FrameAxis()
         if motion_module is not None:
             _check_widths(unet, motion_module)
             self._hooks = self._plug_in(motion_module)
@@ -100,31 +126,42 @@ class AnimateDiffUNet(nn.Module):
         for block, temporal in pairs:
             layers = _insertion_points(block)
             for layer, module in zip(layers, temporal.motion_modules, strict=True):
-                hooks.append(_apply_after(layer, module, self.frames))
+                hooks.append(_apply_after(layer, module, self.axis))
         return hooks
 
     def _pool_image_norms_over_frames(self) -> None:
         blocks = [*self.unet.down_blocks, self.unet.mid_block, *self.unet.up_blocks]
         for resnet in (r for block in blocks for r in block.resnets):
-            resnet.norm1 = FramePooledGroupNorm(resnet.norm1, self.frames)
-            resnet.norm2 = FramePooledGroupNorm(resnet.norm2, self.frames)
-        self.unet.conv_norm_out = FramePooledGroupNorm(self.unet.conv_norm_out, self.frames)
+            resnet.norm1 = FramePooledGroupNorm(resnet.norm1, self.axis)
+            resnet.norm2 = FramePooledGroupNorm(resnet.norm2, self.axis)
+        self.unet.conv_norm_out = FramePooledGroupNorm(self.unet.conv_norm_out, self.axis)
 
     @property
     def dtype(self) -> torch.dtype:
         return self.unet.dtype
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Gradient checkpointing of the image UNet's blocks (motion modules included): a block run again
+        in the backward pass sees the frame count of the forward pass it belongs to."""
+        self.unet.enable_gradient_checkpointing(self._checkpoint)
+
+    def _checkpoint(self, block: nn.Module, *args):
+        frames = self.axis.frames
+        return torch.utils.checkpoint.checkpoint(
+            block.__call__, *args, use_reentrant=False, context_fn=lambda: (nullcontext(), self.axis.folded(frames))
+        )
 
     def forward(
         self, sample: torch.Tensor, timestep: torch.Tensor | float, encoder_hidden_states: torch.Tensor
     ) -> torch.Tensor:
         """Predict noise for video latents `sample` (b c f h w) given text states (b n d)."""
         num_frames = sample.shape[2]
-        self.frames.value = num_frames
         folded = rearrange(sample, "b c f h w -> (b f) c h w")
         text = repeat(encoder_hidden_states, "b n d -> (b f) n d", f=num_frames)
         if torch.is_tensor(timestep) and timestep.ndim == 1:
             timestep = repeat(timestep, "b -> (b f)", f=num_frames)
-        out = self.unet(folded, timestep, encoder_hidden_states=text, return_dict=False)[0]
+        with self.axis.folded(num_frames):
+            out = self.unet(folded, timestep, encoder_hidden_states=text, return_dict=False)[0]
         return rearrange(out, "(b f) c h w -> b c f h w", f=num_frames)
 
 

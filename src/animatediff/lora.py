@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from animatediff.errors import CheckpointError
-from animatediff.formats import read_checkpoint
+from animatediff.formats import Kind, read_checkpoint
 from animatediff.motion_module import MotionModule
 
 _LORA_KEY = re.compile(r"^(?P<layer>.+)\.processor\.to_(?P<projection>q|k|v|out)_lora\.down\.weight$")
@@ -59,12 +59,12 @@ def merge_lora(model: nn.Module, state_dict: dict[str, torch.Tensor], scale: flo
 
 def apply_domain_adapter(unet: nn.Module, path: str | os.PathLike, scale: float = 1.0) -> int:
     """Merge an official domain adapter (e.g. `v3_sd15_adapter.ckpt`) into the image UNet at `scale`."""
-    return merge_lora(unet, read_checkpoint(path, "domain_adapter"), scale, Path(path))
+    return merge_lora(unet, read_checkpoint(path, Kind.DOMAIN_ADAPTER), scale, Path(path))
 
 
 def apply_motion_lora(motion_module: MotionModule, path: str | os.PathLike, scale: float = 1.0) -> int:
     """Merge a MotionLoRA (official or diffusers layout) into the motion module at `scale`."""
-    return merge_lora(motion_module, read_checkpoint(path, "motion_lora"), scale, Path(path))
+    return merge_lora(motion_module, read_checkpoint(path, Kind.MOTION_LORA), scale, Path(path))
 
 
 # ---------------------------------------------------------------------------------------------------

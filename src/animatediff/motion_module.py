@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from diffusers.models.attention import FeedForward
 from einops import rearrange
 from torch import nn
+
+ModuleKind = Literal["transformer", "convolution"]
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,10 @@ class MotionModuleConfig:
     norm_num_groups: int = 32
     norm_over_frames: bool = False
     image_norm_over_frames: bool = False
-    kind: str = "transformer"  # or "convolution", the paper's ablation
+    kind: ModuleKind = "transformer"  # or "convolution", the paper's ablation
 
     def __post_init__(self):
-        if self.kind not in ("transformer", "convolution"):
+        if self.kind not in get_args(ModuleKind):
             raise ValueError(f"motion module kind must be 'transformer' or 'convolution'; got {self.kind!r}")
 
     def to_dict(self) -> dict:

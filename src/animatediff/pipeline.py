@@ -8,6 +8,7 @@ with no attention mask, latents decoded a chunk of frames at a time and clamped 
 from __future__ import annotations
 
 import inspect
+import logging
 from collections import deque
 from collections.abc import Iterator
 
@@ -20,16 +21,18 @@ from tqdm.auto import tqdm
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from animatediff.errors import AnimateDiffError
+from animatediff.families import OFFICIAL_DDIM
 from animatediff.image_models import Components
 from animatediff.inflation import AnimateDiffUNet, inflate
 from animatediff.motion_module import MotionModule
+from animatediff.settings import Sample
 
-OFFICIAL_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="linear", steps_offset=1, clip_sample=False)
+log = logging.getLogger("animatediff")
 
 
 def official_scheduler() -> DDIMScheduler:
     """DDIM as the official inference configs set it (everything else at diffusers' defaults)."""
-    return DDIMScheduler(**OFFICIAL_SCHEDULER)
+    return DDIMScheduler(**OFFICIAL_DDIM)
 
 
 def initial_noise(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
@@ -43,6 +46,23 @@ def encode_text(tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel, texts: li
         texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
     ).input_ids
     return text_encoder(tokens.to(text_encoder.device))[0]
+
+
+def prompt_losses(tokenizer: CLIPTokenizer, prompt: str) -> list[str]:
+    """What the text encoder will not see of `prompt`: words past the token limit, characters it has no
+    token for. Empty when it sees all of it."""
+    ids = tokenizer(prompt, truncation=False).input_ids
+    losses = []
+    limit = tokenizer.model_max_length
+    if len(ids) > limit:
+        kept = tokenizer.decode(ids[1 : limit - 1]).split()
+        losses.append(f"it is {len(ids)} tokens long and only the first {limit} are read (it is cut after "
+                      f"'{' '.join(kept[-3:])}')")  # fmt: skip
+    unknown = tokenizer.unk_token_id
+    if unknown is not None and unknown in ids[1:-1]:
+        missing = sorted({char for char in prompt if tokenizer(char).input_ids[1:-1] == [unknown]})
+        losses.append(f"the tokenizer has no token for {', '.join(map(repr, missing)) or 'some of its characters'}")
+    return losses
 
 
 def to_uint8(video: torch.Tensor) -> np.ndarray:
@@ -63,12 +83,14 @@ class AnimateDiffPipeline:
         scheduler: SchedulerMixin | None = None,
         split_guidance: bool = False,
     ):
+        """`split_guidance` runs the guidance batch's `[uncond; cond]` halves one after the other: the
+        same result with half the UNet's activation memory."""
         self.unet = unet
         self.vae = vae
         self.text_encoder = text_encoder
         self.tokenizer = tokenizer
         self.scheduler = scheduler or official_scheduler()
-        self.split_guidance = split_guidance  # run [uncond; cond] one half at a time: less memory
+        self.split_guidance = split_guidance
 
     @classmethod
     def from_components(
@@ -76,6 +98,7 @@ class AnimateDiffPipeline:
         components: Components,
         motion_module: MotionModule | None,
         scheduler: SchedulerMixin | None = None,
+        split_guidance: bool = False,
     ) -> AnimateDiffPipeline:
         return cls(
             inflate(components.unet, motion_module),
@@ -83,6 +106,7 @@ class AnimateDiffPipeline:
             components.text_encoder,
             components.tokenizer,
             scheduler,
+            split_guidance,
         )
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None):
@@ -180,33 +204,33 @@ class AnimateDiffPipeline:
         chunks = [self.vae.decode(chunk, return_dict=False)[0] for chunk in latents.split(chunk_size)]
         return (torch.cat(chunks).float() / 2 + 0.5).clamp(0, 1)
 
-    def __call__(self, prompt: str, **settings) -> np.ndarray:
-        """Generate one clip as `F×H×W×3` uint8 frames; `settings` are those of `generate`."""
-        return to_uint8(self.generate(prompt, **settings))
+    def sample(self, prompt: str, num_frames: int = 16, height: int | None = None, width: int | None = None,
+               **settings) -> Sample:  # fmt: skip
+        """A `Sample` for this pipeline: height and width default to the image model's own size, and the
+        remaining settings (`negative_prompt`, `steps`, `guidance_scale`, `seed`) to `Sample`'s."""
+        size = self.default_size
+        return Sample(prompt=prompt, frames=num_frames, height=height or size, width=width or size,
+                      **{"seed": 0, "negative_prompt": "", **settings})  # fmt: skip
 
-    def generate(
-        self,
-        prompt: str,
-        negative_prompt: str | None = None,
-        num_frames: int = 16,
-        height: int | None = None,
-        width: int | None = None,
-        steps: int = 25,
-        guidance_scale: float = 7.5,
-        seed: int = 0,
-        progress: bool = True,
-    ) -> torch.Tensor:
+    def __call__(self, prompt: str | Sample, progress: bool = True, **settings) -> np.ndarray:
+        """Generate one clip as `F×H×W×3` uint8 frames (arguments as for `generate`)."""
+        return to_uint8(self.generate(prompt, progress, **settings))
+
+    def generate(self, prompt: str | Sample, progress: bool = True, **settings) -> torch.Tensor:
         """Generate one clip as float frames `f 3 H W` in [0, 1] (what `__call__` rounds to uint8).
 
-        Height and width default to the image model's own size (`default_size`)."""
-        height, width = height or self.default_size, width or self.default_size
-        self.check_inputs(num_frames, height, width, steps)
-        guidance = guidance_scale > 1.0
-        text_states = self.encode_prompt(prompt, negative_prompt, guidance)
+        `prompt` is a complete `Sample`, or the prompt text with the keyword settings of `sample`
+        (`negative_prompt`, `num_frames`, `height`, `width`, `steps`, `guidance_scale`, `seed`)."""
+        sample = prompt if isinstance(prompt, Sample) else self.sample(prompt, **settings)
+        self.check_inputs(sample.frames, sample.height, sample.width, sample.steps)
+        for loss in prompt_losses(self.tokenizer, sample.prompt):
+            log.warning("prompt %r: %s.", sample.prompt[:60], loss)
+        guidance = sample.guidance_scale > 1.0
+        text_states = self.encode_prompt(sample.prompt, sample.negative_prompt, guidance)
         factor = self.vae_scale_factor
         channels = self.unet.unet.config.in_channels
-        generator = torch.Generator("cpu").manual_seed(seed)
-        noise = initial_noise((1, channels, num_frames, height // factor, width // factor), generator)
-        latents = noise.to(device=self.device, dtype=self.unet.dtype)
-        latents = self.denoise(latents, text_states, steps, guidance_scale, progress, generator)
+        generator = torch.Generator("cpu").manual_seed(sample.seed)
+        shape = (1, channels, sample.frames, sample.height // factor, sample.width // factor)
+        latents = initial_noise(shape, generator).to(device=self.device, dtype=self.unet.dtype)
+        latents = self.denoise(latents, text_states, sample.steps, sample.guidance_scale, progress, generator)
         return self.decode(latents)

@@ -5,19 +5,22 @@ A config is a list of entries. Each names its models (`motion_module`, one path 
 `motion_module_lora_configs`, `inference_config`) and its samples (`prompt`, `n_prompt` one for all
 or one per prompt, `seed` one for all or one per prompt, -1 for random, `steps`, `guidance_scale`,
 `W`, `H`, `L`). Relative paths resolve against the current directory first, as the official
-`animate.py` does, then against the config's folder. The whole file is checked before any weights load.
+`animate.py` does, then against the config's folder. Sizes default to the image model's own (512 for
+SD1.5); an entry without a motion module takes the default one, where there is one (the embedded
+model's), and is refused otherwise. The whole file is checked, and random seeds drawn, before any
+weights load.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from animatediff.errors import ConfigError
-from animatediff.loading import ModelSpec
+from animatediff.settings import Job, ModelSpec, Sample, base_frame_size, resolve_seed
 
 ENTRY_KEYS = {
     "inference_config", "motion_module", "motion_module_lora_configs", "adapter_lora_path", "adapter_lora_scale",
@@ -27,26 +30,10 @@ ENTRY_KEYS = {
 _UNSUPPORTED = {"controlnet_path", "controlnet_config", "controlnet_images", "controlnet_image_indexs"}
 
 
-@dataclass
-class Sample:
-    """One video to make with a model."""
-
-    prompt: str
-    negative_prompt: str
-    seed: int | None  # None: draw a random seed
-    steps: int
-    guidance_scale: float
-    frames: int
-    width: int
-    height: int
-
-
-@dataclass
-class Job:
-    """One model and the samples to make with it."""
-
-    model: ModelSpec
-    samples: list[Sample]
+def brief(value, limit: int = 80) -> str:
+    """`repr(value)`, cut to `limit` characters: an error quotes what it refused without echoing a whole file."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 5] + " …" + text[-3:]
 
 
 def _load_yaml(path: Path, what: str):
@@ -61,8 +48,8 @@ def _load_yaml(path: Path, what: str):
 class _Entry:
     """Typed access to one config entry, with errors that name the entry and field."""
 
-    def __init__(self, values: dict, index: int, config: Path):
-        self.values, self.index, self.config = values, index, config
+    def __init__(self, values: dict, index: int, config: Path, base: Path):
+        self.values, self.index, self.config, self.base = values, index, config, base
 
     def fail(self, field: str, message: str) -> ConfigError:
         return ConfigError(f"{self.config}, entry {self.index}, '{field}': {message}")
@@ -72,23 +59,25 @@ class _Entry:
         if value in ("", None):
             return None
         if not isinstance(value, str):
-            raise self.fail(field, f"expected a path, got {value!r}.")
+            raise self.fail(field, f"expected a path, got {brief(value)}.")
         for candidate in (Path(value), self.config.parent / value):
             if candidate.exists():
                 return candidate
         raise self.fail(field, f"{value}: no such file or folder (looked in {os.getcwd()} and {self.config.parent}).")
 
-    def number(self, field: str, kind: type, default):
-        value = self.values.get(field, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
-            raise self.fail(field, f"expected {'a whole number' if kind is int else 'a number'}, got {value!r}.")
+    def number(self, field: str, kind: type, default, value=None):
+        """The entry's `field` (or `value`, an item of it) as an int or float; NaN and infinities refused."""
+        value = self.values.get(field, default) if value is None else value
+        finite = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not finite or (kind is int and value != int(value)):
+            raise self.fail(field, f"expected {'a whole number' if kind is int else 'a number'}, got {brief(value)}.")
         return kind(value)
 
     def strings(self, field: str, default: list[str]) -> list[str]:
         value = self.values.get(field, default)
         value = [value] if isinstance(value, str) else value
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise self.fail(field, f"expected a string or a list of strings, got {value!r}.")
+            raise self.fail(field, f"expected a string or a list of strings, got {brief(value)}.")
         return value
 
 
@@ -120,38 +109,55 @@ def _motion_settings(inference: dict, where: str) -> tuple[dict, bool]:
     return settings, unet.get("use_motion_module", True)
 
 
-def _model_specs(entry: _Entry, base: Path) -> list[ModelSpec]:
-    motion_settings, scheduler, use_motion = {}, None, True
+def _motion_modules(entry: _Entry, use_motion: bool, default: Path | None) -> list[Path | None]:
+    if not use_motion:
+        return [None]
+    given = entry.values.get("motion_module")
+    if not given:
+        if default is None:
+            raise entry.fail(
+                "motion_module",
+                "no motion module given, and this base has no default one; name one "
+                "(or set use_motion_module: false in an inference_config for independent frames).",
+            )
+        return [default]
+    return [entry.path("motion_module", module) for module in (given if isinstance(given, list) else [given])]
+
+
+def _motion_loras(entry: _Entry) -> list[tuple[Path, float]]:
+    loras = []
+    for item in entry.values.get("motion_module_lora_configs") or []:
+        if not isinstance(item, dict) or "path" not in item:
+            raise entry.fail(
+                "motion_module_lora_configs", f"expected entries with 'path' and 'alpha', got {brief(item)}."
+            )
+        alpha = entry.number("motion_module_lora_configs", float, 1.0, item.get("alpha", 1.0))
+        loras.append((entry.path("motion_module_lora_configs", item["path"]), alpha))
+    return loras
+
+
+def _model_specs(entry: _Entry, default_motion_module: Path | None) -> list[ModelSpec]:
+    motion_settings, scheduler, use_motion = {}, {}, True
     inference_path = entry.path("inference_config")
     if inference_path is not None:
         inference = _load_yaml(inference_path, "inference config") or {}
         motion_settings, use_motion = _motion_settings(inference, f"inference config {inference_path}")
-        scheduler = inference.get("noise_scheduler_kwargs")
-    modules = entry.values.get("motion_module", "")
-    modules = modules if isinstance(modules, list) else [modules]
-    motion_modules = [entry.path("motion_module", m) for m in modules] if use_motion else [None]
+        scheduler = inference.get("noise_scheduler_kwargs") or {}
     lora_path = entry.path("lora_model_path")
-    motion_loras = []
-    for item in entry.values.get("motion_module_lora_configs") or []:
-        if not isinstance(item, dict) or "path" not in item:
-            raise entry.fail("motion_module_lora_configs", f"expected entries with 'path' and 'alpha', got {item!r}.")
-        motion_loras.append((entry.path("motion_module_lora_configs", item["path"]), float(item.get("alpha", 1.0))))
-    specs = []
-    for motion_module in motion_modules:
-        spec = ModelSpec(
-            base=base,
-            motion_module=motion_module,
-            dreambooth=entry.path("dreambooth_path"),
-            loras=[(lora_path, entry.number("lora_alpha", float, 0.8))] if lora_path else [],
-            domain_adapter=entry.path("adapter_lora_path"),
-            domain_adapter_scale=entry.number("adapter_lora_scale", float, 1.0),
-            motion_loras=motion_loras,
-            motion_module_settings=motion_settings,
-        )
-        if scheduler:
-            spec.scheduler = dict(scheduler)
-        specs.append(spec)
-    return specs
+    shared = dict(
+        base=entry.base,
+        dreambooth=entry.path("dreambooth_path"),
+        loras=[(lora_path, entry.number("lora_alpha", float, 0.8))] if lora_path else [],
+        domain_adapter=entry.path("adapter_lora_path"),
+        domain_adapter_scale=entry.number("adapter_lora_scale", float, 1.0),
+        motion_loras=_motion_loras(entry),
+        motion_module_settings=motion_settings,
+        **({"scheduler": dict(scheduler)} if scheduler else {}),
+    )
+    return [
+        ModelSpec(motion_module=module, **shared)
+        for module in _motion_modules(entry, use_motion, default_motion_module)
+    ]
 
 
 def _samples(entry: _Entry) -> list[Sample]:
@@ -164,27 +170,34 @@ def _samples(entry: _Entry) -> list[Sample]:
     seeds = entry.values.get("seed", -1)
     seeds = seeds if isinstance(seeds, list) else [seeds]
     if len(seeds) not in (1, len(prompts)) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise entry.fail("seed", f"expected one whole number or {len(prompts)} of them, got {seeds!r}.")
+        raise entry.fail("seed", f"expected one whole number or {len(prompts)} of them, got {brief(seeds)}.")
     negatives = negatives * len(prompts) if len(negatives) == 1 else negatives
     seeds = seeds * len(prompts) if len(seeds) == 1 else seeds
+    size = base_frame_size(entry.base)
     shared = dict(
         steps=entry.number("steps", int, 25),
         guidance_scale=entry.number("guidance_scale", float, 7.5),
         frames=entry.number("L", int, 16),
-        width=entry.number("W", int, 512),
-        height=entry.number("H", int, 512),
+        width=entry.number("W", int, size),
+        height=entry.number("H", int, size),
     )
     for name, field in (("steps", "steps"), ("frames", "L"), ("width", "W"), ("height", "H")):
         if shared[name] < 1:
             raise entry.fail(field, f"must be at least 1; got {shared[name]}.")
-    return [
-        Sample(prompt, negative, None if seed == -1 else seed, **shared)
-        for prompt, negative, seed in zip(prompts, negatives, seeds, strict=True)
-    ]
+    samples = []
+    for prompt, negative, seed in zip(prompts, negatives, seeds, strict=True):
+        try:
+            seed = resolve_seed(seed)
+        except ConfigError as error:
+            raise entry.fail("seed", str(error)) from error
+        samples.append(Sample(prompt=prompt, negative_prompt=negative, seed=seed, **shared))
+    return samples
 
 
-def read_prompt_config(path: str | os.PathLike, base: str | os.PathLike) -> list[Job]:
-    """Every model and sample an official prompt config asks for, all paths checked."""
+def read_prompt_config(path: str | os.PathLike, base: str | os.PathLike,
+                       default_motion_module: Path | None = None) -> list[Job]:  # fmt: skip
+    """Every model and sample an official prompt config asks for, all paths checked; entries without a
+    motion module get `default_motion_module` (refused if None)."""
     path = Path(path)
     entries = _load_yaml(path, "config")
     if not isinstance(entries, list) or not entries:
@@ -192,7 +205,7 @@ def read_prompt_config(path: str | os.PathLike, base: str | os.PathLike) -> list
     jobs = []
     for index, values in enumerate(entries):
         if not isinstance(values, dict):
-            raise ConfigError(f"{path}, entry {index}: expected a mapping of settings, got {values!r}.")
+            raise ConfigError(f"{path}, entry {index}: expected a mapping of settings, got {brief(values)}.")
         unsupported = sorted(set(values) & _UNSUPPORTED)
         unknown = sorted(set(values) - ENTRY_KEYS - _UNSUPPORTED)
         if unsupported or unknown:
@@ -200,9 +213,9 @@ def read_prompt_config(path: str | os.PathLike, base: str | os.PathLike) -> list
                 f"{path}, entry {index}: {'unsupported' if unsupported else 'unknown'} field(s) "
                 f"{', '.join(unsupported or unknown)}; known fields: {', '.join(sorted(ENTRY_KEYS))}."
             )
-        entry = _Entry(values, index, path)
+        entry = _Entry(values, index, path, Path(base))
         samples = _samples(entry)
-        for spec in _model_specs(entry, Path(base)):
+        for spec in _model_specs(entry, default_motion_module):
             spec.check()
-            jobs.append(Job(spec, samples))
+            jobs.append(Job(spec, tuple(samples)))
     return jobs

@@ -63,6 +63,12 @@ def resolve(value: str | Path | None, flag: str) -> Path | None:
     return model.path
 
 
+def find(name: str) -> Path | None:
+    """The path of the embedded model called `name` (for any flag), or None if there is none of that name."""
+    model = MODELS.get(str(name))
+    return None if model is None else model.path
+
+
 def listing() -> str:
     """The table `animatediff models` prints."""
     width = max(len(name) for name in MODELS)

@@ -26,7 +26,7 @@ from pathlib import Path
 from animatediff.errors import ConfigError
 from animatediff.files import atomic_path
 from animatediff.formats import load_motion_module
-from animatediff.loading import ModelSpec
+from animatediff.settings import ModelSpec
 from animatediff.shapes.recipe import (
     FRAMES,
     PLANS,
@@ -38,14 +38,22 @@ from animatediff.shapes.recipe import (
     run_stage,
     stage_result,
 )
-from animatediff.shapes.report import Row, camera_prompts, evaluate_row, held_out_prompts, measured_models
+from animatediff.shapes.report import (  # noqa: F401 (format_ablations: the tables' markdown, used with them)
+    TABLES,
+    Row,
+    camera_prompts,
+    evaluate_row,
+    format_ablations,
+    held_out_prompts,
+    measured_models,
+)
+from animatediff.shapes.world import IMAGE_SIZE
 
 MODULE_STEPS, MODULE_BATCH = 1000, 4
 LORA_STEPS, LORA_BATCH = 100, 4
 RANKS = (2, 8, 32)
 CLIP_COUNTS = (5, 20, 50)
 LORA_CAMERA = "zooming in"
-TABLES = ("modules", "adapter", "motion_lora")  # in the order they are made
 # the models each table's numbers depend on: its arms train on them, or it evaluates them
 USES = {"modules": ("base", "adapter"), "adapter": ("base", "adapter", "motion_module"),
         "motion_lora": ("base", "adapter", "motion_module")}  # fmt: skip
@@ -58,11 +66,16 @@ class Arm:
     extra: dict = field(default_factory=dict)
 
 
-def module_arms() -> list[Arm]:
+def _scaled(steps: int, steps_scale: float) -> int:
+    return max(1, round(steps * steps_scale))
+
+
+def module_arms(steps_scale: float = 1.0) -> list[Arm]:
     """Short-budget motion modules: the reference and one change each."""
     reference = PLANS["motion"]
-    train = {**reference.train, "steps": MODULE_STEPS, "batch_size": MODULE_BATCH, "checkpoint_every": 200,
-             "lr_warmup_steps": 50}  # fmt: skip
+    steps = _scaled(MODULE_STEPS, steps_scale)
+    train = {**reference.train, "steps": steps, "batch_size": MODULE_BATCH, "checkpoint_every": min(200, steps),
+             "lr_warmup_steps": min(50, steps)}  # fmt: skip
     variants = {
         "transformer": {},
         "transformer, no adapter": {"domain_adapter": None},
@@ -77,12 +90,13 @@ def module_arms() -> list[Arm]:
     return arms
 
 
-def lora_arms() -> list[Arm]:
+def lora_arms(steps_scale: float = 1.0) -> list[Arm]:
     reference = PLANS["zoom_in"]
+    steps = _scaled(LORA_STEPS, steps_scale)
     arms = []
     for clips in CLIP_COUNTS:
         for rank in RANKS:
-            train = {**reference.train, "steps": LORA_STEPS, "batch_size": LORA_BATCH, "checkpoint_every": LORA_STEPS}
+            train = {**reference.train, "steps": steps, "batch_size": LORA_BATCH, "checkpoint_every": steps}
             extra = {**reference.extra, "lora_rank": rank}
             name = f"ablation-lora-r{rank}-n{clips}"
             plan = StagePlan(name, "motion_lora", f"zoom_in_{clips}", SHIPPED_BASE, train, extra)
@@ -90,12 +104,13 @@ def lora_arms() -> list[Arm]:
     return arms
 
 
-def table_budgets(recipe: str) -> dict[str, str]:
+def table_budgets(recipe: str, steps_scale: float = 1.0) -> dict[str, str]:
     """The training budgets the tables state: the arms' own, and the shipped module's under `recipe`."""
     shipped = next(plan for plan in RECIPES[recipe][1] if plan.name == "motion").train
-    return {"motion_module": f"{MODULE_STEPS} steps × {MODULE_BATCH} clips of {FRAMES} frames",
+    module, lora = _scaled(MODULE_STEPS, steps_scale), _scaled(LORA_STEPS, steps_scale)
+    return {"motion_module": f"{module} steps × {MODULE_BATCH} clips of {FRAMES} frames",
             "shipped_motion_module": f"{shipped['steps']} steps × {shipped['batch_size']} clips",
-            "motion_lora": f"{LORA_STEPS} steps × {LORA_BATCH} clips"}  # fmt: skip
+            "motion_lora": f"{lora} steps × {LORA_BATCH} clips"}  # fmt: skip
 
 
 def _own_budgets(budgets: dict) -> dict:
@@ -116,22 +131,22 @@ def _train(folder: Path, arm: Arm, trained_on: list[str | None]) -> Path:
 
 
 def _render_lora_sets(folder: Path) -> None:
-    from animatediff.shapes.datasets import render_dataset
-    from animatediff.shapes.models import IMAGE_SIZE
+    from animatediff.shapes.datasets import DatasetSpec, render_dataset
 
     for clips in CLIP_COUNTS:  # the first N clips of the shipped MotionLoRA's own set (same seed)
         target = folder / "data" / f"zoom_in_{clips}"
         if not (target / "ground_truth.jsonl").exists():
-            render_dataset(target, "camera", clips, seed=5, size=IMAGE_SIZE, frames=FRAMES, camera=LORA_CAMERA)
+            spec = DatasetSpec(kind="camera", count=clips, seed=5, size=IMAGE_SIZE, frames=FRAMES, camera=LORA_CAMERA)
+            render_dataset(target, spec)
 
 
 def _scores(row: Row) -> dict:
     return {metric: [round(mean, 4), round(spread, 4)] for metric, (mean, spread) in row.scores.items()}
 
 
-def _module_table(folder: Path, base: Path, trained_on: list[str | None], evaluate) -> list[dict]:
+def _module_table(folder: Path, arms: list[Arm], base: Path, trained_on: list[str | None], evaluate) -> list[dict]:
     modules = []
-    for arm in module_arms():
+    for arm in arms:
         path = _train(folder, arm, trained_on)
         parameters = sum(p.numel() for p in load_motion_module(path).parameters())
         row = evaluate(held_out_prompts(), ModelSpec(base, path))
@@ -150,10 +165,13 @@ def _adapter_table(base: Path, adapter: Path, shipped: Path, modules: list[dict]
     return rows
 
 
-def _lora_table(folder: Path, base: Path, shipped: Path, trained_on: list[str | None], evaluate) -> list[dict]:
+def _lora_table(folder: Path, arms: list[Arm], models: tuple[Path, Path], trained_on: list[str | None],
+                evaluate) -> list[dict]:  # fmt: skip
+    """`models`: the base and the shipped motion module the MotionLoRAs adapt."""
+    base, shipped = models
     without = evaluate(camera_prompts(LORA_CAMERA), ModelSpec(base, shipped))
     loras = [{"arm": "no MotionLoRA", "rank": 0, "clips": 0, "bytes": 0, **_scores(without)}]
-    for arm in lora_arms():
+    for arm in arms:
         path = _train(folder, arm, trained_on)
         row = evaluate(camera_prompts(LORA_CAMERA), ModelSpec(base, shipped, motion_loras=[(path, 1.0)]))
         loras.append({"arm": arm.name, **arm.extra, "bytes": path.stat().st_size, **_scores(row)})
@@ -161,7 +179,8 @@ def _lora_table(folder: Path, base: Path, shipped: Path, trained_on: list[str | 
 
 
 def run_ablations(folder: str | os.PathLike, output: str | os.PathLike, seeds: list[int], steps: int = 25,
-                  max_prompts: int | None = None, only: list[str] | None = None) -> Path:  # fmt: skip
+                  max_prompts: int | None = None, only: list[str] | None = None,
+                  steps_scale: float = 1.0) -> Path:  # fmt: skip
     """Train every arm and evaluate it; write the tables as JSON, each as soon as it is done.
 
     Resumable: finished arms are kept, and a table already in `output` (made with the same budgets and
@@ -169,8 +188,11 @@ def run_ablations(folder: str | os.PathLike, output: str | os.PathLike, seeds: l
     only the tables that use it.
     `only` makes just the named tables (`modules`, `adapter`, `motion_lora`; the module table needs no
     shipped motion module, so it can run while that still trains). `steps` (sampling) and `max_prompts`
-    shrink the evaluation, for smoke runs."""
-    folder, output = Path(folder), Path(output)
+    shrink the evaluation, and `steps_scale` every arm's training, for smoke runs."""
+    folder, output = Path(folder).absolute(), Path(output)
+    unknown = sorted(set(only or ()) - set(TABLES))
+    if unknown:
+        raise ConfigError(f"--only {' '.join(unknown)}: no such table; the tables are {', '.join(TABLES)}.")
 
     def evaluate(prompts: list[str], spec: ModelSpec) -> Row:
         return evaluate_row(Row("", "", prompts, spec=spec), seeds, steps=steps, max_prompts=max_prompts)
@@ -180,7 +202,7 @@ def run_ablations(folder: str | os.PathLike, output: str | os.PathLike, seeds: l
     _render_lora_sets(folder)
     base, adapter = stage_result(folder, PLANS[SHIPPED_BASE]), stage_result(folder, PLANS["adapter"])
     shipped = stage_result(folder, PLANS["motion"])
-    budgets = {**table_budgets(recipe), "seeds": seeds, "sampling_steps": steps, "prompts": max_prompts}
+    budgets = {**table_budgets(recipe, steps_scale), "seeds": seeds, "sampling_steps": steps, "prompts": max_prompts}
     models = measured_models(base, adapter, shipped)
     earlier = json.loads(output.read_text()) if output.exists() else {}
     if _own_budgets(earlier.get("budgets", {})) != _own_budgets(budgets):
@@ -191,9 +213,11 @@ def run_ablations(folder: str | os.PathLike, output: str | os.PathLike, seeds: l
                if name in earlier and all(measured_on.get(model) == models[model] for model in USES[name])}  # fmt: skip
     uses = {name: [models[model] for model in USES[name]] for name in TABLES}
     makers = {
-        "modules": lambda: _module_table(folder, base, uses["modules"], evaluate),
+        "modules": lambda: _module_table(folder, module_arms(steps_scale), base, uses["modules"], evaluate),
         "adapter": lambda: _adapter_table(base, adapter, shipped, tables["modules"], evaluate),
-        "motion_lora": lambda: _lora_table(folder, base, shipped, uses["motion_lora"], evaluate),
+        "motion_lora": lambda: _lora_table(
+            folder, lora_arms(steps_scale), (base, shipped), uses["motion_lora"], evaluate
+        ),
     }
     for name in TABLES:
         if name in tables or (only is not None and name not in only):
@@ -203,44 +227,3 @@ def run_ablations(folder: str | os.PathLike, output: str | os.PathLike, seeds: l
         with atomic_path(output) as temporary:
             temporary.write_text(json.dumps(tables, indent=2) + "\n")
     return output
-
-
-def _cell(entry: dict, metric: str) -> str:
-    return f"{entry[metric][0]:.2f} ± {entry[metric][1]:.2f}" if metric in entry else "–"
-
-
-def format_ablations(tables: dict) -> str:
-    """The markdown for tables 2-5 (table 1 is the results table itself)."""
-    missing = [name for name in TABLES if name not in tables]
-    if missing:
-        raise ConfigError(f"the ablations JSON lacks the tables {', '.join(missing)}; run `shapes ablations` on.")
-    budgets = tables["budgets"]
-    seeds = ", ".join(map(str, budgets["seeds"]))
-    lines = ["## 2. Domain adapter", "",
-             f"Held-out prompts, seeds {seeds}. Short-budget modules: {budgets['motion_module']}; the shipped module: "
-             f"{budgets['shipped_motion_module']}.", "",
-             "| arm | watermark | motion | text |", "|---|---|---|---|"]  # fmt: skip
-    for entry in tables["adapter"]:
-        lines.append(f"| {entry['arm']} | {_cell(entry, 'watermark')} | {_cell(entry, 'motion')} | "
-                     f"{_cell(entry, 'text')} |")  # fmt: skip
-    modules = {entry["arm"]: entry for entry in tables["modules"]}
-    lines += ["", "## 3. Motion module design", "", f"Same budget for both: {budgets['motion_module']}.", "",
-              "| module | parameters | motion | smooth | text |", "|---|---|---|---|---|"]  # fmt: skip
-    for name in ("transformer", "convolution"):
-        entry = modules[name]
-        lines.append(f"| {name} | {entry['parameters']:,} | {_cell(entry, 'motion')} | {_cell(entry, 'smooth')} | "
-                     f"{_cell(entry, 'text')} |")  # fmt: skip
-    lines += ["", "## 4. MotionLoRA (camera zooming in)", "",
-              f"Budget per LoRA: {budgets['motion_lora']}, on the shipped motion module; four scene prompts.", "",
-              "| rank | reference clips | camera | text | file size |", "|---|---|---|---|---|"]  # fmt: skip
-    for entry in tables["motion_lora"]:
-        size = f"{entry['bytes'] / 1024:.0f} KiB" if entry["bytes"] else "–"
-        rank = entry["rank"] or "no LoRA"
-        lines.append(f"| {rank} | {entry['clips'] or '–'} | {_cell(entry, 'camera')} | {_cell(entry, 'text')} | "
-                     f"{size} |")  # fmt: skip
-    lines += ["", "## 5. Position encoding", "", f"Same budget for both: {budgets['motion_module']}.", "",
-              "| module | motion | smooth |", "|---|---|---|"]  # fmt: skip
-    for name in ("transformer", "transformer, no position encoding"):
-        entry = modules[name]
-        lines.append(f"| {name} | {_cell(entry, 'motion')} | {_cell(entry, 'smooth')} |")
-    return "\n".join(lines) + "\n"

@@ -21,10 +21,12 @@ from __future__ import annotations
 import csv
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
 
 from animatediff.errors import ConfigError
 from animatediff.export import write_video
@@ -32,6 +34,7 @@ from animatediff.files import atomic_path
 from animatediff.shapes.render import render_clip, render_frame
 from animatediff.shapes.world import (
     CAMERA_MOTIONS,
+    KINDS,
     STYLES,
     TRAIL_COLOURS,
     caption,
@@ -40,75 +43,82 @@ from animatediff.shapes.world import (
     sample_object_clip,
 )
 
-KINDS = ("images", "clips", "camera")
 
-
-def _specs(kind: str, count: int, seed: int, frames: int, style: str | None, camera: str | None, watermark: bool,
-           held_out: bool, trail: bool, trail_colour: str):  # fmt: skip
-    rng = np.random.default_rng(seed)
-    styles = [None, *STYLES]
-    for index in range(count):
-        drawn = styles[rng.integers(len(styles))] if style == "any" else style
-        if kind == "camera" or (kind == "images" and index % 5 == 4):
-            spec = sample_camera_clip(rng, camera=camera, style=drawn)
-        else:
-            spec = sample_object_clip(rng, frames, style=drawn)
-            while not held_out and is_held_out(spec):
-                spec = sample_object_clip(rng, frames, style=drawn)
-        spec.watermark, spec.trail, spec.trail_colour = watermark, trail, trail_colour
-        yield spec
-
-
-def render_dataset(
-    folder: str | os.PathLike,
-    kind: str,
-    count: int,
-    seed: int = 0,
-    size: int = 64,
-    frames: int = 16,
-    layout: str = "jsonl",
-    style: str | None = None,
-    camera: str | None = None,
-    watermark: bool | None = None,
-    held_out: bool = False,
-    trail: bool = False,
-    trail_colour: str = "object",
-) -> Path:
-    """Render `count` items of `kind` into `folder`; deterministic for a given seed and settings.
+@dataclass(frozen=True, kw_only=True)
+class DatasetSpec:
+    """What a dataset holds; `render_dataset` draws the same items for the same spec, every time.
 
     `trail` draws each moving object with a fading trail behind it, or the shadow that shows growth,
     shrinking or spin (images and clips alike: `render.render_frame`); an image then always names its
     motion in the caption, as the picture shows it. `trail_colour` is what the trail's copies are drawn
-    in: the object's colour, or the background's shadow colour (`world.TRAIL_COLOURS`)."""
-    if kind not in KINDS:
-        raise ConfigError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}.")
-    if style is not None and style not in (*STYLES, "any"):
-        raise ConfigError(f"style must be one of {', '.join(STYLES)} or any; got {style!r}.")
-    if camera is not None and camera not in CAMERA_MOTIONS:
-        raise ConfigError(f"camera must be one of {', '.join(CAMERA_MOTIONS)}; got {camera!r}.")
-    if trail_colour not in TRAIL_COLOURS:
-        raise ConfigError(f"trail_colour must be one of {', '.join(TRAIL_COLOURS)}; got {trail_colour!r}.")
-    if layout not in ("jsonl", "webvid") or (kind == "images" and layout == "webvid"):
-        raise ConfigError(f"layout must be jsonl (or webvid, for clips); got {layout!r} for {kind}.")
-    watermark = kind != "images" if watermark is None else watermark
+    in: the object's colour, or the background's shadow colour (`world.TRAIL_COLOURS`). `watermark`
+    None: the video domain's defects on clips and camera clips, none on images."""
+
+    kind: str
+    count: int
+    seed: int = 0
+    size: int = 64
+    frames: int = 16
+    layout: str = "jsonl"
+    style: str | None = None
+    camera: str | None = None
+    watermark: bool | None = None
+    held_out: bool = False
+    trail: bool = False
+    trail_colour: str = "object"
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ConfigError(f"kind must be one of {', '.join(KINDS)}; got {self.kind!r}.")
+        if self.style is not None and self.style not in (*STYLES, "any"):
+            raise ConfigError(f"style must be one of {', '.join(STYLES)} or any; got {self.style!r}.")
+        if self.camera is not None and self.camera not in CAMERA_MOTIONS:
+            raise ConfigError(f"camera must be one of {', '.join(CAMERA_MOTIONS)}; got {self.camera!r}.")
+        if self.trail_colour not in TRAIL_COLOURS:
+            raise ConfigError(f"trail_colour must be one of {', '.join(TRAIL_COLOURS)}; got {self.trail_colour!r}.")
+        if self.layout not in ("jsonl", "webvid") or (self.kind == "images" and self.layout == "webvid"):
+            raise ConfigError(f"layout must be jsonl (or webvid, for clips); got {self.layout!r} for {self.kind}.")
+        if self.count < 1 or self.frames < 1 or self.size < 8:
+            raise ConfigError(f"count and frames must be at least 1 and size at least 8; got {self.count}, "
+                              f"{self.frames}, {self.size}.")  # fmt: skip
+
+
+def _specs(dataset: DatasetSpec):
+    rng = np.random.default_rng(dataset.seed)
+    styles = [None, *STYLES]
+    watermark = dataset.kind != "images" if dataset.watermark is None else dataset.watermark
+    for index in range(dataset.count):
+        drawn = styles[rng.integers(len(styles))] if dataset.style == "any" else dataset.style
+        if dataset.kind == "camera" or (dataset.kind == "images" and index % 5 == 4):
+            spec = sample_camera_clip(rng, camera=dataset.camera, style=drawn)
+        else:
+            spec = sample_object_clip(rng, dataset.frames, style=drawn)
+            while not dataset.held_out and is_held_out(spec):
+                spec = sample_object_clip(rng, dataset.frames, style=drawn)
+        spec.watermark, spec.trail, spec.trail_colour = watermark, dataset.trail, dataset.trail_colour
+        yield spec
+
+
+def render_dataset(folder: str | os.PathLike, dataset: DatasetSpec, progress: bool = False) -> Path:
+    """Render `dataset` into `folder` (deterministic for a given spec), with a progress bar if asked."""
     folder = Path(folder)
-    media = folder / "videos" if layout == "webvid" else folder
+    media = folder / "videos" if dataset.layout == "webvid" else folder
     media.mkdir(parents=True, exist_ok=True)
     rows, truths = [], []
-    specs = _specs(kind, count, seed, frames, style, camera, watermark, held_out, trail, trail_colour)
+    specs = tqdm(_specs(dataset), total=dataset.count, desc=f"rendering {dataset.kind}", disable=not progress)
     for index, spec in enumerate(specs):
-        if kind == "images":
-            moment = int(np.random.default_rng(spec.seed).integers(frames))
-            name, text = f"{index:06d}.png", caption(spec, still=index % 2 == 0 and not trail)
+        if dataset.kind == "images":
+            moment = int(np.random.default_rng(spec.seed).integers(dataset.frames))
+            name, text = f"{index:06d}.png", caption(spec, still=index % 2 == 0 and not dataset.trail)
             spec.extra["frame"] = moment
             with atomic_path(media / name) as temporary:
-                Image.fromarray(render_frame(spec, moment, size)).save(temporary, format="PNG")
+                Image.fromarray(render_frame(spec, moment, dataset.size)).save(temporary, format="PNG")
         else:
             name, text = f"{index:06d}.mp4", caption(spec)
-            write_video(render_clip(spec, frames, size), media / name, fps=8, lossless=True)
+            write_video(render_clip(spec, dataset.frames, dataset.size), media / name, fps=8, lossless=True)
         rows.append({"file": name, "caption": text})
         truths.append({"file": name, "caption": text, **spec.to_dict()})
-    if layout == "webvid":
+    if dataset.layout == "webvid":
         with atomic_path(folder / "results.csv") as temporary, open(temporary, "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["videoid", "name", "page_dir"])

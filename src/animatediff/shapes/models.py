@@ -21,11 +21,10 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from animatediff.families import OFFICIAL_DDIM
 from animatediff.files import atomic_path
-from animatediff.pipeline import OFFICIAL_SCHEDULER
-from animatediff.shapes.world import BACKGROUNDS, CAMERA_MOTIONS, COLOURS, MOTIONS, SHAPES, STYLES
+from animatediff.shapes.world import BACKGROUNDS, CAMERA_MOTIONS, COLOURS, IMAGE_SIZE, MOTIONS, SHAPES, STYLES
 
-IMAGE_SIZE = 32
 MAX_TOKENS = 32
 SPECIAL_TOKENS = ("<|startoftext|>", "<|endoftext|>")
 
@@ -129,7 +128,7 @@ def scaffold(folder: str | os.PathLike, seed: int = 0) -> Path:
             model.save_pretrained(temporary / name)
         tokenizer.save_pretrained(temporary / "tokenizer")
         (temporary / "scheduler").mkdir()
-        scheduler = {"_class_name": "DDIMScheduler", **OFFICIAL_SCHEDULER}
+        scheduler = {"_class_name": "DDIMScheduler", **OFFICIAL_DDIM}
         (temporary / "scheduler" / "scheduler_config.json").write_text(json.dumps(scheduler, indent=2))
         index = {
             "_class_name": "StableDiffusionPipeline",

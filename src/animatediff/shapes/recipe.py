@@ -42,8 +42,7 @@ import yaml
 
 from animatediff.errors import ConfigError
 from animatediff.files import atomic_path
-from animatediff.formats import save_state_dict
-from animatediff.shapes.models import IMAGE_SIZE, scaffold
+from animatediff.shapes.world import IMAGE_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +121,9 @@ RECIPES = {"cpu": (DATASETS, PLAN), "gpu": (GPU_DATASETS, GPU_PLAN)}
 
 
 def stage_result(folder: Path, plan: StagePlan) -> Path:
-    from animatediff.training.stages import RESULT_NAMES
+    from animatediff.training.stages import STAGES
 
-    return folder / "runs" / plan.name / RESULT_NAMES[plan.stage]
+    return folder / "runs" / plan.name / STAGES[plan.stage].result_name
 
 
 def render_datasets(folder: Path, data_scale: float | None = 1.0, recipe: str = "cpu",
@@ -184,7 +183,7 @@ def check_data(folder: Path, name: str, data_scale: float | None, recipe: str) -
 def render_data(folder: Path, name: str, data_scale: float = 1.0, recipe: str = "cpu") -> None:
     """Render the recipe's dataset `name` into `folder/data/name`, unless it is there already; its settings
     are recorded beside it (`settings.json`) for `check_data`."""
-    from animatediff.shapes.datasets import render_dataset
+    from animatediff.shapes.datasets import DatasetSpec, render_dataset
 
     if not _rendered(folder, name):
         log.info("rendering dataset %s", name)
@@ -194,12 +193,12 @@ def render_data(folder: Path, name: str, data_scale: float = 1.0, recipe: str = 
         with atomic_path(path) as temporary:
             temporary.write_text(json.dumps({"arguments": settings, "data_scale": data_scale}, indent=2) + "\n")
         count = max(8, round(settings["count"] * data_scale))
-        render_dataset(path.parent, **{**settings, "count": count})
+        render_dataset(path.parent, DatasetSpec(**{**settings, "count": count}))
 
 
 def stage_config(folder: Path, plan: StagePlan) -> dict:
     """The training config of `plan` in `folder`'s run: paths name the folder's data and earlier stages."""
-    from animatediff.training.config import IMAGE_STAGES
+    from animatediff.training.stages import STAGES
 
     base = folder / "scaffold" if plan.base == "scaffold" else stage_result(folder, PLANS[plan.base])
     config = {
@@ -207,7 +206,7 @@ def stage_config(folder: Path, plan: StagePlan) -> dict:
         "output_dir": str(folder / "runs" / plan.name),
         "base": str(base),
         "data": {"format": "jsonl", "path": str(folder / "data" / plan.data), "size": IMAGE_SIZE,
-                 **({} if plan.stage in IMAGE_STAGES else {"frames": FRAMES, "stride": 1})},
+                 **({"frames": FRAMES, "stride": 1} if STAGES[plan.stage].clips else {})},
         "train": plan.train,
     }  # fmt: skip
     if plan.prior is not None:  # the base's own training images keep what it drew apart from the new style
@@ -263,9 +262,11 @@ def retrain(folder: str | os.PathLike, resume: bool = False, only: list[str] | N
 
     `only` runs just the named stages (their inputs must exist); `steps_scale` and `data_scale` shrink
     every stage's step count and every dataset (the CI smoke retrain uses a tiny fraction of both)."""
-    folder = Path(folder)
+    from animatediff.shapes.models import scaffold
+
+    folder = Path(folder).absolute()  # the stage configs name their data and bases by absolute paths
     if recipe not in RECIPES:
-        raise ConfigError(f"recipe must be one of {', '.join(RECIPES)}; got {recipe!r}.")
+        raise ConfigError(f"--recipe must be one of {', '.join(RECIPES)}; got {recipe!r}.")
     if (folder / "runs").exists() and not resume and only is None:
         raise ConfigError(f"{folder} holds an earlier retrain; resume it (--resume) or choose another folder.")
     claim_folder(folder, recipe)
@@ -333,6 +334,8 @@ EXPORT = {  # files in the package's models/ folder ← stage results
 def _to_half_precision(folder: Path) -> None:
     """Rewrite every safetensors file under `folder` with float32 tensors stored as float16."""
     from safetensors import safe_open
+
+    from animatediff.formats import save_state_dict
 
     for path in folder.rglob("*.safetensors"):
         with safe_open(path, "pt") as handle:

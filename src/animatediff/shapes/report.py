@@ -17,12 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from animatediff.embedded import FOLDER, MODELS
-from animatediff.evaluation.metrics import score_video
+from animatediff.errors import ConfigError
 from animatediff.export import file_stem, write_video
 from animatediff.loading import ModelSpec, build_pipeline
+from animatediff.shapes.metrics import score_video
 from animatediff.shapes.world import BACKGROUNDS, HELD_OUT, STYLES
 
 METRICS = ("text", "motion", "camera", "style", "smooth", "watermark")
+TABLES = ("modules", "adapter", "motion_lora")  # the ablation tables, in the order `shapes ablations` makes them
 CAMERA_SCENES = (
     "a red circle, a blue square and a green star on a gray background",
     "a yellow triangle, a purple circle and an orange square on a white background",
@@ -154,8 +156,6 @@ def measured_models(base: Path, adapter: Path, motion_module: Path) -> dict[str,
 def ablations_section(ablations: Path, models: Path = FOLDER) -> list[str]:
     """Tables 2-5 of results.md from `animatediff shapes ablations`' JSON, marked stale when they were
     measured on other models than those in `models`."""
-    from animatediff.shapes.ablations import format_ablations
-
     tables = json.loads(Path(ablations).read_text())
     seeds = " ".join(map(str, tables["budgets"]["seeds"]))
     text = ["# The paper's claims, measured", "",
@@ -218,3 +218,44 @@ def write_results(output: str | os.PathLike, media: str | os.PathLike, seeds: li
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text("\n".join(text))
     return output
+
+
+def _cell(entry: dict, metric: str) -> str:
+    return f"{entry[metric][0]:.2f} ± {entry[metric][1]:.2f}" if metric in entry else "–"
+
+
+def format_ablations(tables: dict) -> str:
+    """The markdown for tables 2-5 (table 1 is the results table itself)."""
+    missing = [name for name in TABLES if name not in tables]
+    if missing:
+        raise ConfigError(f"the ablations JSON lacks the tables {', '.join(missing)}; run `shapes ablations` on.")
+    budgets = tables["budgets"]
+    seeds = ", ".join(map(str, budgets["seeds"]))
+    lines = ["## 2. Domain adapter", "",
+             f"Held-out prompts, seeds {seeds}. Short-budget modules: {budgets['motion_module']}; the shipped module: "
+             f"{budgets['shipped_motion_module']}.", "",
+             "| arm | watermark | motion | text |", "|---|---|---|---|"]  # fmt: skip
+    for entry in tables["adapter"]:
+        lines.append(f"| {entry['arm']} | {_cell(entry, 'watermark')} | {_cell(entry, 'motion')} | "
+                     f"{_cell(entry, 'text')} |")  # fmt: skip
+    modules = {entry["arm"]: entry for entry in tables["modules"]}
+    lines += ["", "## 3. Motion module design", "", f"Same budget for both: {budgets['motion_module']}.", "",
+              "| module | parameters | motion | smooth | text |", "|---|---|---|---|---|"]  # fmt: skip
+    for name in ("transformer", "convolution"):
+        entry = modules[name]
+        lines.append(f"| {name} | {entry['parameters']:,} | {_cell(entry, 'motion')} | {_cell(entry, 'smooth')} | "
+                     f"{_cell(entry, 'text')} |")  # fmt: skip
+    lines += ["", "## 4. MotionLoRA (camera zooming in)", "",
+              f"Budget per LoRA: {budgets['motion_lora']}, on the shipped motion module; four scene prompts.", "",
+              "| rank | reference clips | camera | text | file size |", "|---|---|---|---|---|"]  # fmt: skip
+    for entry in tables["motion_lora"]:
+        size = f"{entry['bytes'] / 1024:.0f} KiB" if entry["bytes"] else "–"
+        rank = entry["rank"] or "no LoRA"
+        lines.append(f"| {rank} | {entry['clips'] or '–'} | {_cell(entry, 'camera')} | {_cell(entry, 'text')} | "
+                     f"{size} |")  # fmt: skip
+    lines += ["", "## 5. Position encoding", "", f"Same budget for both: {budgets['motion_module']}.", "",
+              "| module | motion | smooth |", "|---|---|---|"]  # fmt: skip
+    for name in ("transformer", "transformer, no position encoding"):
+        entry = modules[name]
+        lines.append(f"| {name} | {_cell(entry, 'motion')} | {_cell(entry, 'smooth')} |")
+    return "\n".join(lines) + "\n"

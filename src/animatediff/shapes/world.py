@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+KINDS = ("images", "clips", "camera")  # what a dataset of the world holds: stills, object clips, camera clips
+IMAGE_SIZE = 32  # the frame size of the embedded models (the world itself renders at any size)
 SHAPES = ("circle", "square", "triangle", "star")
 SYMMETRY = {"square": 4, "triangle": 3, "star": 5}  # rotational order, for orientation tracking
 

@@ -1,12 +1,12 @@
 """The training config (`animatediff train CONFIG.yaml`), validated completely before any model loads.
 
-    stage: motion_module          # vae | text_to_image | image_finetune | image_lora | domain_adapter
-                                  # | motion_module | motion_lora
+    stage: motion_module          # any name of `stages.STAGES`: vae | text_to_image | image_finetune
+                                  # | image_lora | domain_adapter | motion_module | motion_lora
     output_dir: runs/motion
     base: models/stable-diffusion-v1-5          # diffusers folder
     domain_adapter: v3_sd15_adapter.ckpt        # stages 2-3: merged at scale 1 and frozen (optional)
     motion_module: mm.safetensors               # stage 3: the module to adapt; stage 2: optional start
-    motion_module_version: v3                   # stage 2, fresh module: v1 | v2 | v3 placement
+    motion_module_version: v3                   # stage 2, fresh module: a trainable release of `families`
     motion_module_kind: transformer             # stage 2: or convolution (the paper's ablation)
     position_encoding: true                     # stage 2, fresh module: false drops the sinusoidal table
     lora_rank: 64                               # stages 1 and 3
@@ -17,10 +17,12 @@
     validation: {every: 100, prompts: [...], seeds: [42], steps: 25, guidance_scale: 8.0}
 
 Relative paths resolve against the config file's folder. Errors name the field.
+`mixed_precision: no` may be written unquoted (YAML reads it as false).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -28,13 +30,16 @@ from pathlib import Path
 import yaml
 
 from animatediff.errors import ConfigError
-from animatediff.formats import VERSION_SETTINGS
+from animatediff.families import DEFAULT, FAMILIES
 from animatediff.training.data import VideoItem, jsonl_items, webvid_items
+from animatediff.training.stages import STAGES
 
-STAGES = ("vae", "text_to_image", "image_finetune", "image_lora", "domain_adapter", "motion_module", "motion_lora")
-PRIOR_STAGES = ("image_finetune", "image_lora")  # personalization: they can keep the base's class prior
-IMAGE_STAGES = ("vae", "text_to_image", "image_finetune", "image_lora", "domain_adapter")  # trained on single frames
-DEFAULT_NOISE_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="linear")
+# the noise schedule the official modules were trained with (the release's DDIM, as a DDPM for training)
+DEFAULT_NOISE_SCHEDULER = {
+    "num_train_timesteps": 1000,
+    **{key: DEFAULT.scheduler[key] for key in ("beta_start", "beta_end", "beta_schedule")},
+}
+MIXED_PRECISION = ("no", "fp16", "bf16")
 
 
 @dataclass
@@ -93,7 +98,7 @@ class TrainConfig:
     validation: ValidationSettings = field(default_factory=ValidationSettings)
     domain_adapter: Path | None = None
     motion_module: Path | None = None
-    motion_module_version: str = "v3"
+    motion_module_version: str = DEFAULT.name
     motion_module_kind: str = "transformer"
     position_encoding: bool = True
     lora_rank: int | None = None
@@ -104,7 +109,7 @@ class TrainConfig:
 
     @property
     def rank(self) -> int:
-        return self.lora_rank or {"domain_adapter": 128, "image_lora": 8, "motion_lora": 64}.get(self.stage, 0)
+        return self.lora_rank or STAGES[self.stage].default_rank
 
 
 def _build(cls, values, name: str):
@@ -122,7 +127,7 @@ def _build(cls, values, name: str):
         if isinstance(default, bool) and not isinstance(value, bool):
             raise ConfigError(f"'{name}.{key}': expected true or false, got {value!r}.")
         if isinstance(default, (int, float)) and not isinstance(default, bool):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(f"'{name}.{key}': expected a number, got {value!r}.")
     return cls(**values)
 
@@ -144,18 +149,15 @@ def _check_positive(settings, names: tuple[str, ...], prefix: str) -> None:
             raise ConfigError(f"'{prefix}.{name}' must be at least 1; got {getattr(settings, name)}.")
 
 
-def load_train_config(path: str | os.PathLike) -> TrainConfig:
-    """Read and check a training config: every path, the dataset listing, sizes and choices."""
-    path = Path(path)
+def _read_yaml(path: Path) -> dict:
     try:
         raw = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise ConfigError(f"training config {path}: cannot be read ({error.strerror}).") from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"training config {path}: cannot be read ({error}).") from error
     except yaml.YAMLError as error:
         raise ConfigError(f"training config {path}: not valid YAML ({error}).") from error
     if not isinstance(raw, dict):
         raise ConfigError(f"training config {path}: expected a mapping of settings.")
-    folder = path.parent
     top = {f.name for f in fields(TrainConfig)} - {"items", "prior_items"}
     unknown = sorted(set(raw) - top)
     if unknown:
@@ -164,45 +166,73 @@ def load_train_config(path: str | os.PathLike) -> TrainConfig:
         )
     if raw.get("stage") not in STAGES:
         raise ConfigError(f"'stage': expected one of {', '.join(STAGES)}; got {raw.get('stage')!r}.")
-    stage = raw["stage"]
-    data_values = dict(raw.get("data") or {})
-    if stage in IMAGE_STAGES:
-        data_values.setdefault("frames", 1)
-    data = _build(DataConfig, data_values, "data")
-    train = _build(TrainSettings, raw.get("train"), "train")
-    if stage == "image_finetune" and "learning_rate" not in (raw.get("train") or {}):
-        train.learning_rate = 1e-5
-    validation = _build(ValidationSettings, raw.get("validation"), "validation")
-    prior_data = None
-    if raw.get("prior_data") is not None:
-        if stage not in PRIOR_STAGES:
-            raise ConfigError(f"'prior_data': only the {' and '.join(PRIOR_STAGES)} stages take it; this is {stage}.")
-        shared = {name: getattr(data, name) for name in ("frames", "stride", "size")}
-        prior_data = _build(DataConfig, {**shared, **(raw["prior_data"] or {})}, "prior_data")
-    output_dir = Path(raw.get("output_dir") or f"runs/{stage}")
+    return raw
+
+
+def _train_settings(raw: dict, steps: int | None) -> TrainSettings:
+    values = raw.get("train") or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"'train': expected a mapping of settings, got {values!r}.")
+    values = {"learning_rate": STAGES[raw["stage"]].default_learning_rate, **values}
+    if values.get("mixed_precision") is False:  # YAML 1.1 reads an unquoted `no` as false
+        values["mixed_precision"] = "no"
+    if steps is not None:
+        values["steps"] = steps
+    return _build(TrainSettings, values, "train")
+
+
+def _data_configs(raw: dict) -> tuple[DataConfig, DataConfig | None]:
+    stage = STAGES[raw["stage"]]
+    data_values = raw.get("data") or {}
+    if not isinstance(data_values, dict):
+        raise ConfigError(f"'data': expected a mapping of settings, got {data_values!r}.")
+    data = _build(DataConfig, {"frames": 16 if stage.clips else 1, **data_values}, "data")
+    if raw.get("prior_data") is None:
+        return data, None
+    if not stage.takes_prior:
+        takers = " and ".join(name for name, kind in STAGES.items() if kind.takes_prior)
+        raise ConfigError(f"'prior_data': only the {takers} stages take it; this is {stage.name}.")
+    shared = {name: getattr(data, name) for name in ("frames", "stride", "size")}
+    return data, _build(DataConfig, {**shared, **(raw["prior_data"] or {})}, "prior_data")
+
+
+def load_train_config(path: str | os.PathLike, steps: int | None = None) -> TrainConfig:
+    """Read and check a training config: every path, the dataset listing, sizes and choices. `steps`
+    replaces the config's `train.steps` (a shorter run of the same config)."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    folder = path.parent
+    data, prior_data = _data_configs(raw)
+    output_dir = Path(raw.get("output_dir") or f"runs/{raw['stage']}")
     config = TrainConfig(
-        stage=stage,
+        stage=raw["stage"],
         output_dir=output_dir if output_dir.is_absolute() else folder / output_dir,
         base=_path(raw.get("base"), folder, "base", required=True),
         data=data,
-        train=train,
-        validation=validation,
+        train=_train_settings(raw, steps),
+        validation=_build(ValidationSettings, raw.get("validation"), "validation"),
         domain_adapter=_path(raw.get("domain_adapter"), folder, "domain_adapter"),
-        motion_module=_path(raw.get("motion_module"), folder, "motion_module", required=stage == "motion_lora"),
-        motion_module_version=raw.get("motion_module_version", "v3"),
+        motion_module=_path(raw.get("motion_module"), folder, "motion_module"),
+        motion_module_version=raw.get("motion_module_version", DEFAULT.name),
         motion_module_kind=raw.get("motion_module_kind", "transformer"),
         position_encoding=raw.get("position_encoding", True),
         lora_rank=raw.get("lora_rank"),
         noise_scheduler={**DEFAULT_NOISE_SCHEDULER, **(raw.get("noise_scheduler") or {})},
         prior_data=prior_data,
     )
-    _check(config, folder)
+    _check(config)
+    STAGES[config.stage].check(config)
+    config.items = _dataset_items(config.data, folder)
+    if config.prior_data is not None:
+        config.prior_items = _dataset_items(config.prior_data, folder, "prior_data")
     return config
 
 
-def _check(config: TrainConfig, folder: Path) -> None:
-    if config.motion_module_version not in VERSION_SETTINGS or config.motion_module_version == "sdxl":
-        raise ConfigError(f"'motion_module_version': expected v1, v2 or v3; got {config.motion_module_version!r}.")
+def _check_model(config: TrainConfig) -> None:
+    trainable = [name for name, release in FAMILIES.items() if release.trainable]
+    if config.motion_module_version not in trainable:
+        raise ConfigError(f"'motion_module_version': expected one of {', '.join(trainable)}; "
+                          f"got {config.motion_module_version!r}.")  # fmt: skip
     if config.motion_module_kind not in ("transformer", "convolution"):
         raise ConfigError(
             f"'motion_module_kind': expected transformer or convolution; got {config.motion_module_kind!r}."
@@ -211,24 +241,33 @@ def _check(config: TrainConfig, folder: Path) -> None:
         raise ConfigError(f"'position_encoding': expected true or false; got {config.position_encoding!r}.")
     if config.lora_rank is not None and (not isinstance(config.lora_rank, int) or config.lora_rank < 1):
         raise ConfigError(f"'lora_rank': expected a whole number ≥ 1; got {config.lora_rank!r}.")
-    if config.train.loss not in ("epsilon", "v"):
-        raise ConfigError(f"'train.loss': expected epsilon or v; got {config.train.loss!r}.")
-    if config.train.mixed_precision not in ("no", "fp16", "bf16"):
-        raise ConfigError(f"'train.mixed_precision': expected no, fp16 or bf16; got {config.train.mixed_precision!r}.")
-    _check_positive(config.train, ("steps", "batch_size", "checkpoint_every", "keep_checkpoints"), "train")
+
+
+def _check_training(settings: TrainSettings) -> None:
+    if settings.loss not in ("epsilon", "v"):
+        raise ConfigError(f"'train.loss': expected epsilon or v; got {settings.loss!r}.")
+    if settings.mixed_precision not in MIXED_PRECISION:
+        raise ConfigError(f"'train.mixed_precision': expected no, fp16 or bf16; got {settings.mixed_precision!r}.")
+    if settings.mixed_precision == "fp16" and not _cuda_available():
+        raise ConfigError("'train.mixed_precision': fp16 needs a CUDA GPU and there is none here; use bf16 (fast on "
+                          "CPUs with AMX or AVX-512 BF16) or no.")  # fmt: skip
+    _check_positive(settings, ("steps", "batch_size", "checkpoint_every", "keep_checkpoints"), "train")
+    if settings.prior_loss_weight < 0:
+        raise ConfigError(f"'train.prior_loss_weight' must be at least 0; got {settings.prior_loss_weight}.")
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _check(config: TrainConfig) -> None:
+    _check_model(config)
+    _check_training(config.train)
     _check_positive(config.data, ("frames", "stride", "size"), "data")
-    if config.stage in ("motion_module", "motion_lora") and config.data.frames < 2:
-        raise ConfigError(f"'data.frames': the {config.stage} stage trains on clips; got {config.data.frames} frame.")
-    max_frames = 24 if config.motion_module_version == "v1" else 32
-    if config.stage == "motion_module" and config.data.frames > max_frames:
-        raise ConfigError(f"'data.frames': a {config.motion_module_version} module's position table has {max_frames}.")
     if config.data.size % 8:
         raise ConfigError(f"'data.size' must be a multiple of 8; got {config.data.size}.")
-    if config.train.prior_loss_weight < 0:
-        raise ConfigError(f"'train.prior_loss_weight' must be at least 0; got {config.train.prior_loss_weight}.")
-    config.items = _dataset_items(config.data, folder)
-    if config.prior_data is not None:
-        config.prior_items = _dataset_items(config.prior_data, folder, "prior_data")
 
 
 def _dataset_items(data: DataConfig, folder: Path, name: str = "data") -> list[VideoItem]:

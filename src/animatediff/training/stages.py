@@ -1,4 +1,7 @@
-"""What each training stage trains, what it keeps frozen, and how it saves its result.
+"""The training stages: what each builds and trains, its loss, and how it saves its result.
+
+Every stage is a `TrainingStage` in `STAGES`; the trainer runs any of them without naming one, and a
+new stage is one class and one entry here.
 
 0. The image model itself, for a base trained from nothing (the shapes world's): `vae` trains the
    autoencoder on images (reconstruction + a light KL term) and sets its latent scaling factor from
@@ -7,7 +10,7 @@
 1. `domain_adapter`: a LoRA on the image UNet's self- and cross-attention q, k, v, out, on single
    video frames; saved in the official v3 adapter layout. (`image_finetune`: the whole image UNet,
    e.g. DreamBooth-style; `image_lora`: the same LoRA as the adapter, saved as a diffusers image LoRA
-   for `--lora`, e.g. a personalization style.)
+   for `--lora`, e.g. a personalization style. Both can keep the base's prior, as DreamBooth does.)
 2. `motion_module`: a fresh (zero-output) motion module, base and domain adapter frozen; saved in the
    official motion-module layout.
 3. `motion_lora`: a LoRA on the motion module's attention projections, everything else frozen; saved
@@ -17,31 +20,40 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
+from diffusers import DDPMScheduler
 from torch import nn
 
 from animatediff.errors import ConfigError
-from animatediff.files import atomic_path
-from animatediff.formats import VERSION_SETTINGS, load_motion_module, save_motion_module, save_state_dict
-from animatediff.image_models import Components, load_base
+from animatediff.families import FAMILIES
+from animatediff.files import atomic_path, holds_only
+from animatediff.formats import DIFFUSERS_MODEL_FILES, load_motion_module, save_motion_module, save_state_dict
+from animatediff.image_models import load_base
 from animatediff.inflation import AnimateDiffUNet
 from animatediff.lora import TrainableLoRA, apply_domain_adapter, attention_projections
 from animatediff.motion_module import MotionModule, MotionModuleConfig
-from animatediff.training.config import TrainConfig
+from animatediff.training.losses import autoencoder_loss, prior_preservation_loss, sample_losses
 
-RESULT_NAMES = {
-    "vae": "model",
-    "text_to_image": "model",
-    "domain_adapter": "domain_adapter.safetensors",
-    "image_finetune": "unet",
-    "image_lora": "image_lora.safetensors",
-    "motion_module": "motion_module.safetensors",
-    "motion_lora": "motion_lora.safetensors",
-}
+if TYPE_CHECKING:
+    from animatediff.training.config import TrainConfig
+
+# a model folder as the image stages write it: the base's parts, some of them retrained
+MODEL_FOLDER = holds_only("model_index.json", "*/config.json", "*/*.safetensors", "*/*.bin", "tokenizer/*",
+                          "scheduler/*", "*/*.json", "*/*.txt")  # fmt: skip
+
+
+class StageName(StrEnum):
+    VAE = "vae"
+    TEXT_TO_IMAGE = "text_to_image"
+    IMAGE_FINETUNE = "image_finetune"
+    IMAGE_LORA = "image_lora"
+    DOMAIN_ADAPTER = "domain_adapter"
+    MOTION_MODULE = "motion_module"
+    MOTION_LORA = "motion_lora"
 
 
 class TrainingModel(nn.Module):
@@ -72,53 +84,65 @@ class AutoencoderTraining(nn.Module):
         return self.trainable.decode(latents).sample, posterior
 
 
-@dataclass
-class Stage:
-    model: TrainingModel | AutoencoderTraining
-    components: Components  # the frozen VAE, text encoder and tokenizer (and the UNet, inside `model`)
-    save: Callable[[Path], Path]  # writes the result in its official layout
+class TrainingStage:
+    """One stage: the base loaded and frozen, then `build` makes what trains (`model.trainable`).
+
+    A batch holds its `instances` personalization samples first and, for a stage that keeps the base's
+    prior, as many class images after them."""
+
+    name: ClassVar[StageName]
+    result_name: ClassVar[str]  # the file or folder the result is saved as, in the run's output folder
+    clips: ClassVar[bool] = False  # learns from clips (else from single frames)
+    takes_prior: ClassVar[bool] = False  # can keep the base's class prior (DreamBooth's prior preservation)
+    default_rank: ClassVar[int] = 0  # a LoRA's rank, where the stage trains one
+    default_learning_rate: ClassVar[float] = 1e-4
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self.components = load_base(config.base)
+        for model in (self.components.unet, self.components.vae, self.components.text_encoder):
+            model.requires_grad_(False)
+        self.noise_scheduler = DDPMScheduler(**config.noise_scheduler)
+        self.model = self.build()
+
+    @classmethod
+    def check(cls, config: TrainConfig) -> None:
+        """Refuse settings this stage cannot train with, naming the field."""
+
+    def build(self) -> nn.Module:
+        raise NotImplementedError
+
+    def save(self, path: Path) -> Path:
+        """Write the trained result at `path` in its official layout."""
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, batch: dict, device) -> torch.Tensor:
+        settings = self.config.train
+        losses = sample_losses(model, self.components, self.noise_scheduler, batch, device, settings)
+        if batch["instances"] == len(losses):
+            return losses.mean()
+        return prior_preservation_loss(losses, batch["instances"], settings.prior_loss_weight)
+
+    def checkpointed(self) -> nn.Module:
+        """The model whose gradient checkpointing `train.gradient_checkpointing` turns on."""
+        return self.model.video_unet
+
+    def video_unet(self, model: nn.Module) -> AnimateDiffUNet | None:
+        """The video UNet that validation clips are sampled with, from the (unwrapped) model; None if
+        the stage trains no UNet path."""
+        return model.video_unet
+
+    def _video_model(self, trainable: nn.Module, motion_module: MotionModule | None = None) -> TrainingModel:
+        return TrainingModel(AnimateDiffUNet(self.components.unet, motion_module), trainable)
 
 
-def _fresh_motion_module(config: TrainConfig, unet) -> MotionModule:
-    widths = tuple(unet.config.block_out_channels)
-    if any(width % 32 for width in widths):
-        raise ConfigError(
-            f"'base': the motion module's GroupNorm(32) needs UNet widths that are multiples of 32; got {widths}."
-        )
-    version = config.motion_module_version
-    return MotionModule(
-        MotionModuleConfig(
-            block_out_channels=widths,
-            layers_per_block=unet.config.layers_per_block,
-            mid_block=version == "v2",
-            max_frames=24 if version == "v1" else 32,
-            kind=config.motion_module_kind,
-            position_encoding=config.position_encoding,
-            **VERSION_SETTINGS[version],
-        )
-    )
-
-
-def _save_unet(unet) -> Callable[[Path], Path]:
-    def save(path: Path) -> Path:
-        with atomic_path(path, directory=True) as temporary:
-            unet.save_pretrained(temporary)
-        return path
-
-    return save
-
-
-def _save_model_folder(base: Path, **parts: nn.Module) -> Callable[[Path], Path]:
+def _save_model_folder(base: Path, path: Path, parts: dict[str, nn.Module]) -> Path:
     """Save as a copy of the base folder with the trained parts (vae, unet, text_encoder) replaced."""
-
-    def save(path: Path) -> Path:
-        with atomic_path(path, directory=True) as temporary:
-            shutil.copytree(base, temporary, ignore=shutil.ignore_patterns(*parts), dirs_exist_ok=True)
-            for name, model in parts.items():
-                model.save_pretrained(temporary / name)
-        return path
-
-    return save
+    with atomic_path(path, directory=True, replaceable=MODEL_FOLDER) as temporary:
+        shutil.copytree(base, temporary, ignore=shutil.ignore_patterns(*parts), dirs_exist_ok=True)
+        for name, model in parts.items():
+            model.save_pretrained(temporary / name)
+    return path
 
 
 @torch.no_grad()
@@ -135,62 +159,184 @@ def latent_scaling_factor(vae, config: TrainConfig, count: int = 256) -> float:
     return float(1.0 / latents.std())
 
 
-def _vae_stage(config: TrainConfig, components: Components) -> Stage:
+class VaeStage(TrainingStage):
     """The whole autoencoder, or (`decoder_only`) its decoder alone: then the encoder, and so the latents
     a UNet was trained on and their scaling factor, stay as they are (as SD's fine-tuned VAE decoders)."""
-    vae = components.vae
-    if config.train.decoder_only:
-        vae.decoder.requires_grad_(True)
-        vae.post_quant_conv.requires_grad_(True)
-    else:
-        vae.requires_grad_(True)
-    save_folder = _save_model_folder(config.base, vae=vae)
 
-    def save(path: Path) -> Path:
-        if not config.train.decoder_only:
-            vae.register_to_config(scaling_factor=latent_scaling_factor(vae, config))
-        return save_folder(path)
+    name, result_name = StageName.VAE, "model"
 
-    return Stage(AutoencoderTraining(vae), components, save)
+    def build(self) -> nn.Module:
+        vae = self.components.vae
+        if self.config.train.decoder_only:
+            vae.decoder.requires_grad_(True)
+            vae.post_quant_conv.requires_grad_(True)
+        else:
+            vae.requires_grad_(True)
+        return AutoencoderTraining(vae)
+
+    def loss(self, model: nn.Module, batch: dict, device) -> torch.Tensor:
+        return autoencoder_loss(model, batch, device, self.config.train.contrast_weight)
+
+    def save(self, path: Path) -> Path:
+        vae = self.components.vae
+        if not self.config.train.decoder_only:
+            vae.register_to_config(scaling_factor=latent_scaling_factor(vae, self.config))
+        return _save_model_folder(self.config.base, path, {"vae": vae})
+
+    def checkpointed(self) -> nn.Module:
+        return self.components.vae
+
+    def video_unet(self, model: nn.Module) -> None:
+        return None
 
 
-def build_stage(config: TrainConfig) -> Stage:
-    """Load the models a stage needs, freeze everything but what it trains."""
-    components = load_base(config.base)
-    for model in (components.unet, components.vae, components.text_encoder):
-        model.requires_grad_(False)
-    unet = components.unet
-    if config.stage == "vae":
-        return _vae_stage(config, components)
-    if config.stage == "text_to_image":
-        unet.requires_grad_(True)
-        parts = {"unet": unet}
-        if config.train.train_text_encoder:
-            parts["text_encoder"] = components.text_encoder.requires_grad_(True)
-        return Stage(TrainingModel(AnimateDiffUNet(unet), nn.ModuleDict(parts)), components,
-                     _save_model_folder(config.base, **parts))  # fmt: skip
-    if config.stage in ("domain_adapter", "image_lora"):
-        lora = TrainableLoRA(unet, attention_projections(unet, ("attn1", "attn2")), config.rank)
-        weights = lora.official_state_dict if config.stage == "domain_adapter" else lora.diffusers_state_dict
-        return Stage(TrainingModel(AnimateDiffUNet(unet), lora), components,
-                     lambda path: save_state_dict(weights(), path))  # fmt: skip
-    if config.stage == "image_finetune":
-        unet.requires_grad_(True)
-        return Stage(TrainingModel(AnimateDiffUNet(unet), unet), components, _save_unet(unet))
-    if config.domain_adapter is not None:
-        apply_domain_adapter(unet, config.domain_adapter, 1.0)
-    if config.stage == "motion_module":
-        module = (
-            load_motion_module(config.motion_module) if config.motion_module else _fresh_motion_module(config, unet)
-        )
-        module.requires_grad_(True)
-        return Stage(TrainingModel(AnimateDiffUNet(unet, module), module), components,
-                     lambda path: save_motion_module(module, path))  # fmt: skip
-    module = load_motion_module(config.motion_module).requires_grad_(False)
-    video_unet = AnimateDiffUNet(unet, module)
-    lora = TrainableLoRA(
-        module, attention_projections(module, ("attention_blocks.0", "attention_blocks.1")), config.rank
-    )
-    return Stage(
-        TrainingModel(video_unet, lora), components, lambda path: save_state_dict(lora.official_state_dict(), path)
-    )
+class TextToImageStage(TrainingStage):
+    """The image UNet (and, unless `train_text_encoder` is false, the text encoder) on captioned images."""
+
+    name, result_name = StageName.TEXT_TO_IMAGE, "model"
+
+    def build(self) -> nn.Module:
+        self.parts = {"unet": self.components.unet.requires_grad_(True)}
+        if self.config.train.train_text_encoder:
+            self.parts["text_encoder"] = self.components.text_encoder.requires_grad_(True)
+        return self._video_model(nn.ModuleDict(self.parts))
+
+    def save(self, path: Path) -> Path:
+        return _save_model_folder(self.config.base, path, self.parts)
+
+
+class ImageFinetuneStage(TrainingStage):
+    """The whole image UNet, DreamBooth-style; saved as a diffusers UNet folder (`--dreambooth`)."""
+
+    name, result_name = StageName.IMAGE_FINETUNE, "unet"
+    takes_prior, default_learning_rate = True, 1e-5
+
+    def build(self) -> nn.Module:
+        unet = self.components.unet.requires_grad_(True)
+        return self._video_model(unet)
+
+    def save(self, path: Path) -> Path:
+        with atomic_path(path, directory=True, replaceable=DIFFUSERS_MODEL_FILES) as temporary:
+            self.components.unet.save_pretrained(temporary)
+        return path
+
+
+class _AttentionLoRAStage(TrainingStage):
+    """A LoRA on the image UNet's self- and cross-attention projections."""
+
+    def build(self) -> nn.Module:
+        unet = self.components.unet
+        self.lora = TrainableLoRA(unet, attention_projections(unet, ("attn1", "attn2")), self.config.rank)
+        return self._video_model(self.lora)
+
+
+class ImageLoraStage(_AttentionLoRAStage):
+    """A personalization LoRA, saved as a diffusers image LoRA (`--lora`)."""
+
+    name, result_name = StageName.IMAGE_LORA, "image_lora.safetensors"
+    takes_prior, default_rank = True, 8
+
+    def save(self, path: Path) -> Path:
+        return save_state_dict(self.lora.diffusers_state_dict(), path)
+
+
+class DomainAdapterStage(_AttentionLoRAStage):
+    """Stage 1: the domain adapter on single video frames, saved in the official v3 adapter layout."""
+
+    name, result_name = StageName.DOMAIN_ADAPTER, "domain_adapter.safetensors"
+    default_rank = 128
+
+    def save(self, path: Path) -> Path:
+        return save_state_dict(self.lora.official_state_dict(), path)
+
+
+class _MotionStage(TrainingStage):
+    """A stage on clips, over the base with the domain adapter (if given) merged at scale 1 and frozen."""
+
+    clips = True
+
+    @classmethod
+    def check(cls, config: TrainConfig) -> None:
+        if config.data.frames < 2:
+            raise ConfigError(f"'data.frames': the {cls.name} stage trains on clips; got {config.data.frames} frame.")
+
+    def build(self) -> nn.Module:
+        if self.config.domain_adapter is not None:
+            apply_domain_adapter(self.components.unet, self.config.domain_adapter, 1.0)
+        return self.build_motion()
+
+    def build_motion(self) -> nn.Module:
+        raise NotImplementedError
+
+
+class MotionModuleStage(_MotionStage):
+    """Stage 2: a fresh motion module of the release `motion_module_version` (or `motion_module` to go on
+    from), saved in the official layout."""
+
+    name, result_name = StageName.MOTION_MODULE, "motion_module.safetensors"
+
+    @classmethod
+    def check(cls, config: TrainConfig) -> None:
+        super().check(config)
+        release = FAMILIES[config.motion_module_version]
+        if config.data.frames > release.max_frames:
+            raise ConfigError(f"'data.frames': a {release.name} module's position table has {release.max_frames} "
+                              f"frames; got {config.data.frames}.")  # fmt: skip
+
+    def build_motion(self) -> nn.Module:
+        config = self.config
+        self.module = load_motion_module(config.motion_module) if config.motion_module else self._fresh_module()
+        self.module.requires_grad_(True)
+        return self._video_model(self.module, self.module)
+
+    def _fresh_module(self) -> MotionModule:
+        unet = self.components.unet
+        widths = tuple(unet.config.block_out_channels)
+        if any(width % 32 for width in widths):
+            raise ConfigError(
+                f"'base': the motion module's GroupNorm(32) needs UNet widths that are multiples of 32; got {widths}."
+            )
+        return MotionModule(MotionModuleConfig(
+            block_out_channels=widths,
+            layers_per_block=unet.config.layers_per_block,
+            kind=self.config.motion_module_kind,
+            position_encoding=self.config.position_encoding,
+            **FAMILIES[self.config.motion_module_version].fresh_module_settings(),
+        ))  # fmt: skip
+
+    def save(self, path: Path) -> Path:
+        return save_motion_module(self.module, path)
+
+
+class MotionLoraStage(_MotionStage):
+    """Stage 3: a MotionLoRA on a frozen motion module, saved in the official layout."""
+
+    name, result_name = StageName.MOTION_LORA, "motion_lora.safetensors"
+    default_rank = 64
+
+    @classmethod
+    def check(cls, config: TrainConfig) -> None:
+        super().check(config)
+        if config.motion_module is None:
+            raise ConfigError("'motion_module' is required: the motion_lora stage adapts a trained motion module.")
+
+    def build_motion(self) -> nn.Module:
+        module = load_motion_module(self.config.motion_module).requires_grad_(False)
+        targets = attention_projections(module, ("attention_blocks.0", "attention_blocks.1"))
+        self.lora = TrainableLoRA(module, targets, self.config.rank)
+        return self._video_model(self.lora, module)
+
+    def save(self, path: Path) -> Path:
+        return save_state_dict(self.lora.official_state_dict(), path)
+
+
+STAGES: dict[StageName, type[TrainingStage]] = {
+    stage.name: stage
+    for stage in (VaeStage, TextToImageStage, ImageFinetuneStage, ImageLoraStage, DomainAdapterStage,
+                  MotionModuleStage, MotionLoraStage)
+}  # fmt: skip
+
+
+def build_stage(config: TrainConfig) -> TrainingStage:
+    """Load the models `config.stage` needs and freeze everything but what it trains."""
+    return STAGES[config.stage](config)

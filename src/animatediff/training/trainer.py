@@ -1,4 +1,4 @@
-"""The training loop shared by all stages: ε-prediction MSE on video latents, with `accelerate`.
+"""The training loop shared by all stages (each stage's own model, loss and result: `stages`), with `accelerate`.
 
 One process or many (`accelerate launch`): each process takes its share of every global batch and
 gradients are averaged, so N processes train exactly like one process with the whole global batch.
@@ -20,22 +20,21 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from diffusers import DDPMScheduler
 from diffusers.optimization import get_scheduler
-from einops import rearrange
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from animatediff.errors import ConfigError
 from animatediff.export import write_video
-from animatediff.files import atomic_path
+from animatediff.files import atomic_path, holds_only
 from animatediff.formats import save_state_dict
-from animatediff.pipeline import AnimateDiffPipeline, encode_text, to_uint8
-from animatediff.training.config import TrainConfig
+from animatediff.pipeline import AnimateDiffPipeline, to_uint8
+from animatediff.training.config import TrainConfig, TrainSettings
 from animatediff.training.data import RunSampler, VideoClips, collate, join_batches
-from animatediff.training.stages import RESULT_NAMES, Stage, build_stage
+from animatediff.training.stages import TrainingStage, build_stage
 
 log = logging.getLogger(__name__)
+CHECKPOINT = holds_only("trainable.safetensors", "state.pt")  # a checkpoint folder as `save_checkpoint` writes it
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -48,9 +47,9 @@ def checkpoint_folders(output_dir: Path) -> list[Path]:
     return sorted(folder.glob("step-*")) if folder.is_dir() else []
 
 
-def save_checkpoint(output_dir: Path, step: int, stage: Stage, optimizer, lr_scheduler, keep: int) -> Path:
+def save_checkpoint(output_dir: Path, step: int, stage: TrainingStage, optimizer, lr_scheduler, keep: int) -> Path:
     target = output_dir / "checkpoints" / f"step-{step:07d}"
-    with atomic_path(target, directory=True) as temporary:
+    with atomic_path(target, directory=True, replaceable=CHECKPOINT) as temporary:
         save_state_dict(stage.model.trainable.state_dict(), temporary / "trainable.safetensors")
         state = {
             "step": step,
@@ -65,7 +64,7 @@ def save_checkpoint(output_dir: Path, step: int, stage: Stage, optimizer, lr_sch
     return target
 
 
-def load_checkpoint(folder: Path, stage: Stage, optimizer, lr_scheduler) -> int:
+def load_checkpoint(folder: Path, stage: TrainingStage, optimizer, lr_scheduler) -> int:
     """Restore everything a checkpoint holds; returns the number of steps already done."""
     stage.model.trainable.load_state_dict(load_file(folder / "trainable.safetensors"))
     state = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
@@ -87,92 +86,11 @@ def _clear_temporaries(output_dir: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# One step
-
-
-def _sample_noise(seeds: list[int], shapes: tuple[tuple[int, ...], ...], timesteps: int):
-    """Per-sample draws from each sample's own seed: VAE posterior noise, diffusion noise, timestep."""
-    draws = [[], [], []]
-    for seed in seeds:
-        generator = torch.Generator().manual_seed(seed)
-        draws[0].append(torch.randn(shapes[0], generator=generator))
-        draws[1].append(torch.randn(shapes[1], generator=generator))
-        draws[2].append(torch.randint(0, timesteps, (), generator=generator))
-    return torch.stack(draws[0]), torch.stack(draws[1]), torch.stack(draws[2])
-
-
-def training_loss(model, stage: Stage, noise_scheduler: DDPMScheduler, batch: dict, device,
-                  snr_gamma: float = 0.0, loss: str = "epsilon") -> torch.Tensor:  # fmt: skip
-    """The mean of `sample_losses` over the batch."""
-    return sample_losses(model, stage, noise_scheduler, batch, device, snr_gamma, loss).mean()
-
-
-def prior_preservation_loss(losses: torch.Tensor, instances: int, prior_weight: float) -> torch.Tensor:
-    """DreamBooth's loss (Ruiz et al. 2023) for a batch of `instances` personalization samples followed by
-    as many prior (class) samples: the mean over the first plus `prior_weight` × the mean over the rest."""
-    return losses[:instances].mean() + prior_weight * losses[instances:].mean()
-
-
-def sample_losses(model, stage: Stage, noise_scheduler: DDPMScheduler, batch: dict, device,
-                  snr_gamma: float = 0.0, loss: str = "epsilon") -> torch.Tensor:  # fmt: skip
-    """Each sample's ε-prediction MSE for a batch of clips (`pixels`: b f 3 H W in [-1, 1]), min-SNR-γ
-    weighted if γ > 0.
-
-    `loss="v"` measures each sample's error as a v-prediction model's: the model still predicts ε (the
-    base's parameterization), and the v error it implies is the ε error / √ᾱ, so its square counts
-    1 / ᾱ times: the high-noise steps, where a clip's layout and motion are decided and the ε error is
-    small, weigh about as much as the rest. (min-SNR-γ is the same weighting in either space.)"""
-    vae, text_encoder, tokenizer = stage.components.vae, stage.components.text_encoder, stage.components.tokenizer
-    pixels = batch["pixels"].to(device)
-    frames = pixels.shape[1]
-    with torch.no_grad():
-        posterior = vae.encode(rearrange(pixels, "b f c h w -> (b f) c h w").to(vae.dtype)).latent_dist
-        latent_shape = posterior.mean.shape[1:]
-        posterior_noise, noise, timesteps = _sample_noise(
-            batch["seeds"], ((frames, *latent_shape), (latent_shape[0], frames, *latent_shape[1:])),
-            noise_scheduler.config.num_train_timesteps,
-        )  # fmt: skip
-        sampled = posterior.mean + posterior.std * rearrange(posterior_noise.to(device), "b f c h w -> (b f) c h w")
-        latents = rearrange(sampled.float(), "(b f) c h w -> b c f h w", f=frames) * vae.config.scaling_factor
-        noise, timesteps = noise.to(device), timesteps.to(device)
-        noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-    trains_text = any(p.requires_grad for p in text_encoder.parameters())
-    with torch.set_grad_enabled(torch.is_grad_enabled() and trains_text):
-        text = encode_text(tokenizer, text_encoder, batch["captions"])
-    prediction = model(noisy, timesteps, text)
-    errors = (prediction.float() - noise.float()).pow(2).mean(dim=(1, 2, 3, 4))
-    alphas = noise_scheduler.alphas_cumprod.to(device)[timesteps]
-    if snr_gamma > 0:
-        snr = alphas / (1 - alphas)
-        errors = errors * torch.clamp(snr, max=snr_gamma) / snr
-    elif loss == "v":
-        errors = errors / alphas
-    return errors
-
-
-def autoencoder_loss(model, batch: dict, device, contrast_weight: float = 0.0, kl_weight: float = 1e-5):
-    """The `vae` stage: L1 reconstruction of single frames plus a light KL term (per latent element).
-
-    With `contrast_weight` c > 0 each pixel's error counts 1 + c·d times, d being its largest channel
-    distance (in [-1, 1] units) from the image's median colour: small objects on a plain background
-    otherwise carry a few percent of the loss and are learned last (see docs/shapes-model.md)."""
-    pixels = rearrange(batch["pixels"].to(device), "b f c h w -> (b f) c h w")
-    reconstruction, posterior = model(pixels, batch["seeds"])
-    weights = torch.ones_like(pixels[:, :1])
-    if contrast_weight > 0:
-        median = pixels.flatten(2).median(dim=2).values[:, :, None, None]
-        weights = 1 + contrast_weight * (pixels - median).abs().amax(dim=1, keepdim=True)
-    error = ((reconstruction - pixels).abs() * weights).mean() / weights.mean()
-    kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).mean()
-    return error + kl_weight * kl
-
-
-# ---------------------------------------------------------------------------------------------------
 # Validation clips
 
 
 @torch.no_grad()
-def write_validation(config: TrainConfig, stage: Stage, video_unet, step: int) -> None:
+def write_validation(config: TrainConfig, stage: TrainingStage, video_unet, step: int) -> None:
     settings = config.validation
     pipeline = AnimateDiffPipeline(video_unet, stage.components.vae, stage.components.text_encoder,
                                    stage.components.tokenizer)  # fmt: skip
@@ -192,7 +110,7 @@ def write_validation(config: TrainConfig, stage: Stage, video_unet, step: int) -
 # The run
 
 
-def _check_ranks_agree(accelerator: Accelerator, stage: Stage) -> None:
+def _check_ranks_agree(accelerator: Accelerator, stage: TrainingStage) -> None:
     """With several processes, the trained weights must be identical everywhere; say so, or fail."""
     if accelerator.num_processes == 1:
         return
@@ -207,11 +125,33 @@ def _check_ranks_agree(accelerator: Accelerator, stage: Stage) -> None:
 
 @dataclass
 class RunResult:
-    result: Path  # the saved adapter, motion module, MotionLoRA or UNet
-    stage: Stage  # the models as trained
+    result: Path  # the saved adapter, motion module, MotionLoRA, UNet or model folder
+    stage: TrainingStage  # the models as trained
     steps: int  # steps run in this call (after any resume)
     seconds: float
     skipped: list[str]  # videos skipped as unreadable or too short
+
+
+class StepBatches:
+    """This process's batch for each step from `start + 1` on: the data's samples, then (for a stage that
+    keeps the base's prior) as many class images, drawn by a sampler of their own."""
+
+    def __init__(self, config: TrainConfig, start: int, accelerator: Accelerator):
+        settings = config.train
+        self.data = _batches(config.items, config.data, settings, settings.seed, start, accelerator)
+        self.prior = None
+        if config.prior_items:  # its own permutation and noise draws, advanced step by step like the data's
+            self.prior = _batches(config.prior_items, config.prior_data, settings, settings.seed + 1, start,
+                                  accelerator)  # fmt: skip
+        self.skipped: set[str] = set()
+
+    def __next__(self) -> dict:
+        batch = next(self.data)
+        instances = len(batch["seeds"])
+        if self.prior is not None:
+            batch = join_batches(batch, next(self.prior))
+        self.skipped.update(batch["skipped"])
+        return {**batch, "instances": instances}
 
 
 def _batches(items, data, settings, seed: int, start: int, accelerator: Accelerator):
@@ -223,81 +163,100 @@ def _batches(items, data, settings, seed: int, start: int, accelerator: Accelera
                                             num_workers=settings.num_workers))  # fmt: skip
 
 
-def train(config: TrainConfig, resume: bool = False) -> RunResult:
-    """Run (or continue) a training stage and save its result in the official layout."""
-    settings = config.train
+def _accelerator(settings: TrainSettings) -> Accelerator:
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:
         # accelerate keeps one global state per process; let successive single-process runs differ
         AcceleratorState._reset_state(reset_partial_state=True)
-    accelerator = Accelerator(mixed_precision=settings.mixed_precision, cpu=not torch.cuda.is_available())
-    random.seed(settings.seed)
-    torch.manual_seed(settings.seed)
-    stage = build_stage(config)
-    autoencoder = config.stage == "vae"
-    if settings.gradient_checkpointing:
-        (stage.model.trainable if autoencoder else stage.model.video_unet.unet).enable_gradient_checkpointing()
+    return Accelerator(mixed_precision=settings.mixed_precision, cpu=not torch.cuda.is_available())
+
+
+def _optimizer(stage: TrainingStage, settings: TrainSettings):
     trainable = [p for p in stage.model.trainable.parameters() if p.requires_grad]
     if not trainable:
-        raise ConfigError(f"stage {config.stage}: nothing to train (no layers matched).")
+        raise ConfigError(f"stage {stage.name}: nothing to train (no layers matched).")
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay)
     lr_scheduler = get_scheduler(settings.lr_scheduler, optimizer, num_warmup_steps=settings.lr_warmup_steps,
                                  num_training_steps=settings.steps)  # fmt: skip
-    start = 0
-    if resume and checkpoint_folders(config.output_dir):
-        _clear_temporaries(config.output_dir)
-        start = load_checkpoint(checkpoint_folders(config.output_dir)[-1], stage, optimizer, lr_scheduler)
-        log.info("resuming after step %d", start)
-    frozen_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(settings.mixed_precision, torch.float32)
+    return trainable, optimizer, lr_scheduler
+
+
+def _resume(output_dir: Path, stage: TrainingStage, optimizer, lr_scheduler) -> int:
+    """Restore the newest checkpoint, if any; the number of steps already done."""
+    if not checkpoint_folders(output_dir):
+        return 0
+    _clear_temporaries(output_dir)
+    start = load_checkpoint(checkpoint_folders(output_dir)[-1], stage, optimizer, lr_scheduler)
+    log.info("resuming after step %d", start)
+    return start
+
+
+def _cast_frozen(stage: TrainingStage, mixed_precision: str, device) -> None:
+    """Move the frozen VAE and text encoder to the device, in the mixed-precision dtype if one is set."""
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed_precision, torch.float32)
     for frozen in (stage.components.vae, stage.components.text_encoder):
-        frozen.to(accelerator.device)
-        if frozen_dtype != torch.float32 and not any(p.requires_grad for p in frozen.parameters()):
-            frozen.to(dtype=frozen_dtype)
+        frozen.to(device)
+        if dtype != torch.float32 and not any(p.requires_grad for p in frozen.parameters()):
+            frozen.to(dtype=dtype)
+
+
+def _report(progress, loss: torch.Tensor, lr_scheduler) -> None:
+    progress.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr_scheduler.get_last_lr()[0]:.2e}", refresh=False)
+    progress.update(1)  # redraws at most ten times a second (the postfix alone would redraw every step)
+
+
+def _after_step(step: int, config: TrainConfig, stage: TrainingStage, accelerator: Accelerator, state) -> None:
+    """Checkpoint and write validation clips when their step comes (`state`: the model, optimizer and LR
+    schedule, as prepared)."""
+    model, optimizer, lr_scheduler = state
+    if accelerator.is_main_process and step % config.train.checkpoint_every == 0:
+        save_checkpoint(config.output_dir, step, stage, optimizer, lr_scheduler, config.train.keep_checkpoints)
+    video_unet = stage.video_unet(accelerator.unwrap_model(model))
+    every = config.validation.every
+    if accelerator.is_main_process and video_unet is not None and every and step % every == 0:
+        with accelerator.autocast():
+            write_validation(config, stage, video_unet, step)
+    accelerator.wait_for_everyone()
+
+
+def train(config: TrainConfig, resume: bool = False) -> RunResult:
+    """Run (or continue) a training stage and save its result in the official layout."""
+    settings = config.train
+    accelerator = _accelerator(settings)
+    random.seed(settings.seed)
+    torch.manual_seed(settings.seed)
+    stage = build_stage(config)
+    if settings.gradient_checkpointing:
+        stage.checkpointed().enable_gradient_checkpointing()
+    trainable, optimizer, lr_scheduler = _optimizer(stage, settings)
+    start = _resume(config.output_dir, stage, optimizer, lr_scheduler) if resume else 0
+    _cast_frozen(stage, settings.mixed_precision, accelerator.device)
     model, optimizer = accelerator.prepare(stage.model, optimizer)
-    batches = _batches(config.items, config.data, settings, settings.seed, start, accelerator)
-    prior_batches = None
-    if config.prior_items:  # its own permutation and noise draws, advanced step by step like the data's
-        prior_batches = _batches(config.prior_items, config.prior_data, settings, settings.seed + 1, start, accelerator)
-    noise_scheduler = DDPMScheduler(**config.noise_scheduler)
-    skipped: set[str] = set()
+    batches = StepBatches(config, start, accelerator)
     progress = tqdm(total=settings.steps, initial=start, desc=config.stage, disable=not accelerator.is_main_process)
     model.train()
     started = time.perf_counter()
     for step in range(start + 1, settings.steps + 1):
-        batch = next(batches)
-        skipped.update(batch["skipped"])
-        if autoencoder:
-            loss = autoencoder_loss(model, batch, accelerator.device, settings.contrast_weight)
-        elif prior_batches is not None:
-            prior_batch = next(prior_batches)
-            skipped.update(prior_batch["skipped"])
-            losses = sample_losses(model, stage, noise_scheduler, join_batches(batch, prior_batch),
-                                   accelerator.device, settings.snr_gamma, settings.loss)  # fmt: skip
-            loss = prior_preservation_loss(losses, len(batch["seeds"]), settings.prior_loss_weight)
-        else:
-            loss = training_loss(
-                model, stage, noise_scheduler, batch, accelerator.device, settings.snr_gamma, settings.loss
-            )
+        loss = stage.loss(model, next(batches), accelerator.device)
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(trainable, settings.max_grad_norm)
         optimizer.step()
         lr_scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        progress.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr_scheduler.get_last_lr()[0]:.2e}", refresh=False)
-        progress.update(1)  # redraws at most ten times a second (the postfix alone would redraw every step)
-        if step % settings.checkpoint_every == 0 and accelerator.is_main_process:
-            save_checkpoint(config.output_dir, step, stage, optimizer, lr_scheduler, settings.keep_checkpoints)
-        validate = config.validation.every and step % config.validation.every == 0 and not autoencoder
-        if validate and accelerator.is_main_process:
-            with accelerator.autocast():
-                write_validation(config, stage, accelerator.unwrap_model(model).video_unet, step)
-        accelerator.wait_for_everyone()
+        _report(progress, loss, lr_scheduler)
+        _after_step(step, config, stage, accelerator, (model, optimizer, lr_scheduler))
     progress.close()
+    result = _finish(config, stage, accelerator, sorted(batches.skipped))
+    return RunResult(result, stage, settings.steps - start, time.perf_counter() - started, sorted(batches.skipped))
+
+
+def _finish(config: TrainConfig, stage: TrainingStage, accelerator: Accelerator, skipped: list[str]) -> Path:
+    """Check the processes agree, then save the result (main process) and report skipped videos."""
     _check_ranks_agree(accelerator, stage)
-    result = config.output_dir / RESULT_NAMES[config.stage]
+    result = config.output_dir / stage.result_name
     if accelerator.is_main_process:
         stage.save(result)
         if skipped:
-            log.warning("skipped %d unreadable or too-short videos: %s", len(skipped), ", ".join(sorted(skipped)))
+            log.warning("skipped %d unreadable or too-short videos: %s", len(skipped), ", ".join(skipped))
         log.info("saved %s", result)
     accelerator.wait_for_everyone()
-    return RunResult(result, stage, settings.steps - start, time.perf_counter() - started, sorted(skipped))
+    return result

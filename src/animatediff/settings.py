@@ -1,0 +1,187 @@
+"""What one output is made with, resolved completely before any weights load.
+
+`ModelSpec` names every file of the video model and its scales; `Sample` is the clip (prompt, seed,
+size, steps, guidance); `Settings` adds where and how it is written. The same `Settings` object goes
+to the pipeline (its `sample`) and into the output's JSON sidecar, so a sidecar repeats its run
+exactly. Nothing here imports torch: the command line builds and checks these before loading anything.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from animatediff import __version__
+from animatediff.errors import ConfigError
+from animatediff.families import DEFAULT
+from animatediff.files import read_json
+
+MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes 0 … 2**64 - 1
+RANDOM_SEED = -1  # as in the official prompt configs: draw one (and record it)
+
+
+def random_seed() -> int:
+    return secrets.randbelow(2**31)
+
+
+def resolve_seed(seed: int | None) -> int:
+    """`None` or -1 → a random seed; anything else must be a seed torch can take."""
+    if seed is None or seed == RANDOM_SEED:
+        return random_seed()
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"seed must be between 0 and 2**64 - 1, or -1 for a random one; got {seed}.")
+    return seed
+
+
+def check_finite(value: float, name: str) -> float:
+    """`value`, or an error naming `name` when it is NaN or infinite."""
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number; got {value}.")
+    return value
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Every file that makes up one video model, with its scale."""
+
+    base: Path
+    motion_module: Path | None
+    dreambooth: Path | None = None
+    loras: tuple[tuple[Path, float], ...] = ()
+    domain_adapter: Path | None = None
+    domain_adapter_scale: float = 1.0
+    motion_loras: tuple[tuple[Path, float], ...] = ()
+    motion_module_settings: dict = field(default_factory=dict)  # MotionModuleConfig fields to override
+    scheduler: dict = field(default_factory=lambda: dict(DEFAULT.scheduler))  # DDIMScheduler settings
+
+    def __post_init__(self):
+        object.__setattr__(self, "loras", tuple(self.loras))
+        object.__setattr__(self, "motion_loras", tuple(self.motion_loras))
+        check_finite(self.domain_adapter_scale, "the domain adapter scale")
+        for name, entries in (("LoRA", self.loras), ("MotionLoRA", self.motion_loras)):
+            for path, scale in entries:
+                check_finite(scale, f"the scale of {name} {path}")
+
+    def files(self) -> list[tuple[str, Path]]:
+        named = [
+            ("base", self.base),
+            ("motion module", self.motion_module),
+            ("dreambooth", self.dreambooth),
+            ("domain adapter", self.domain_adapter),
+        ]
+        named += [("lora", path) for path, _ in self.loras]
+        named += [("motion lora", path) for path, _ in self.motion_loras]
+        return [(name, Path(path)) for name, path in named if path is not None]
+
+    def check(self) -> None:
+        """Fail early, naming the file, if anything is missing or does not fit together."""
+        for name, path in self.files():
+            if not path.exists():
+                raise ConfigError(f"{name} {path}: no such file or folder.")
+        if self.dreambooth is not None and Path(self.dreambooth).is_file() and not Path(self.base).is_dir():
+            raise ConfigError(
+                f"dreambooth {self.dreambooth}: a personalized checkpoint takes its configs from the base, "
+                f"so the base must be a diffusers folder; {self.base} is a file."
+            )
+        if self.motion_loras and self.motion_module is None:
+            raise ConfigError("a MotionLoRA needs a motion module to adapt; none was given.")
+
+    def describe(self) -> dict:
+        """The resolved settings, for the output's sidecar."""
+
+        def absolute(path: Path | None) -> str | None:
+            return None if path is None else str(Path(path).resolve())
+
+        return {
+            "base": absolute(self.base),
+            "motion_module": absolute(self.motion_module),
+            "dreambooth": absolute(self.dreambooth),
+            "loras": [{"path": absolute(p), "scale": s} for p, s in self.loras],
+            "domain_adapter": absolute(self.domain_adapter),
+            "domain_adapter_scale": self.domain_adapter_scale if self.domain_adapter is not None else None,
+            "motion_loras": [{"path": absolute(p), "scale": s} for p, s in self.motion_loras],
+            "motion_module_settings": self.motion_module_settings,
+            "scheduler": {"class": "DDIMScheduler", **self.scheduler},
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sample:
+    """One clip to make with a model: every value resolved (a random seed already drawn)."""
+
+    prompt: str
+    negative_prompt: str = ""
+    seed: int
+    steps: int = DEFAULT.steps
+    guidance_scale: float = DEFAULT.guidance_scale
+    frames: int = 16
+    width: int
+    height: int
+
+    def __post_init__(self):
+        for name in ("steps", "frames", "width", "height"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a whole number of at least 1; got {value!r}.")
+        check_finite(self.guidance_scale, "guidance_scale")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed must be between 0 and 2**64 - 1; got {self.seed}.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything one output is made with: what the pipeline receives and what its sidecar records."""
+
+    sample: Sample
+    model: ModelSpec
+    output: Path
+    fps: float = 8.0
+    device: str = "cpu"
+    dtype: str = "float32"
+    overrides: tuple[str, ...] = ()  # settings a command-line flag gave over a prompt config's own
+
+    def sidecar(self) -> dict:
+        record = {**asdict(self.sample), **self.model.describe(), "device": self.device, "dtype": self.dtype,
+                  "animatediff_version": __version__}  # fmt: skip
+        if self.overrides:
+            record["overridden_by_flags"] = list(self.overrides)
+        return record
+
+
+def base_geometry(base: Path) -> tuple[int, int]:
+    """(the frame size an image model was trained at, its VAE's downscale factor), read from a diffusers
+    folder's configs (the UNet's sample size × the factor); (512, 8) for a single-file SD1.x checkpoint."""
+    base = Path(base)
+    if not base.is_dir():
+        return 512, 8
+    unet, vae = (read_json(base / part / "config.json", f"{part} config") for part in ("unet", "vae"))
+    try:
+        factor = 2 ** (len(vae["block_out_channels"]) - 1)
+        return int(unet["sample_size"]) * factor, factor
+    except (KeyError, TypeError, ValueError) as error:
+        raise ConfigError(f"{base}: its unet/ and vae/ configs do not give a frame size ({error}).") from error
+
+
+def base_frame_size(base: Path) -> int:
+    """The frame size an image model was trained at (512 for SD1.5)."""
+    return base_geometry(base)[0]
+
+
+def check_frame_size(base: Path, sample: Sample) -> None:
+    """Refuse a width or height the base's VAE cannot take (not a multiple of its downscale factor)."""
+    factor = base_geometry(base)[1]
+    if sample.width % factor or sample.height % factor:
+        raise ConfigError(
+            f"width and height must be positive multiples of {factor} (this VAE's downscale factor); "
+            f"got {sample.width}×{sample.height}."
+        )
+
+
+@dataclass(frozen=True)
+class Job:
+    """One model and the clips to make with it (one pipeline serves them all)."""
+
+    model: ModelSpec
+    samples: tuple[Sample, ...]

@@ -1,0 +1,133 @@
+"""The package's shape: no import circles, the shapes world a client of the library, release rules in the
+release table only, training stages in a registry, and a command line that answers without torch."""
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import animatediff
+
+PACKAGE = Path(animatediff.__file__).parent
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _type_checking_lines(tree: ast.AST) -> set[int]:
+    lines = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            lines |= {n.lineno for child in node.body for n in ast.walk(child) if hasattr(n, "lineno")}
+    return lines
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Every module of the package → the package's modules it imports, at the top or inside a function
+    (imports only for type checkers left out)."""
+    modules = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text())
+        skipped = _type_checking_lines(tree)
+        imported = set()
+        for node in ast.walk(tree):
+            if getattr(node, "lineno", None) in skipped:
+                continue
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("animatediff"):
+                names = [f"{node.module}.{alias.name}" for alias in node.names]
+                imported |= {n for n in names if n in modules} or {node.module}
+            elif isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names if alias.name.startswith("animatediff")}
+        graph[name] = {target for target in imported if target in modules and target != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles of `graph` (each found once, from a depth-first search)."""
+    found, state = [], {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = "open"
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == "open":
+                found.append(stack[stack.index(target) :] + [target])
+            elif target not in state:
+                visit(target, [*stack, target])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    return found
+
+
+def part(module: str) -> str:
+    """The part of the package a module belongs to: a subpackage, the command line, or the core library."""
+    pieces = module.split(".")
+    if len(pieces) > 2 or module in ("animatediff.shapes", "animatediff.training", "animatediff.evaluation"):
+        return ".".join(pieces[:2])
+    return "animatediff.cli" if module in ("animatediff.cli", "animatediff.__main__") else "core"
+
+
+def test_no_module_imports_itself_through_others():
+    assert cycles(import_graph()) == []
+
+
+def test_the_parts_of_the_package_depend_on_each_other_one_way():
+    graph = import_graph()
+    parts: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        parts.setdefault(part(module), set()).update(part(t) for t in targets if part(t) != part(module))
+    assert cycles(parts) == []
+
+
+def test_the_library_is_not_built_on_the_shapes_world():
+    graph = import_graph()
+    users = {module for module, targets in graph.items() if any(t.startswith("animatediff.shapes") for t in targets)}
+    assert {part(module) for module in users} <= {"animatediff.shapes", "animatediff.cli"}
+
+
+def test_release_rules_live_in_the_release_table_only():
+    rule = re.compile(r"== 24|24 if|== 32")
+    found = [
+        f"{path.relative_to(PACKAGE)}:{number}"
+        for path in PACKAGE.rglob("*.py")
+        if path.name != "families.py"
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if rule.search(line)
+    ]
+    assert found == []
+
+
+def test_the_trainer_names_no_stage():
+    source = (PACKAGE / "training" / "trainer.py").read_text()
+    from animatediff.training.stages import STAGES
+
+    assert [name for name in STAGES if f'"{name}"' in source] == []
+
+
+def test_every_stage_says_what_it_saves_and_how_it_learns():
+    from animatediff.training.stages import STAGES, TrainingStage
+
+    for name, stage in STAGES.items():
+        assert issubclass(stage, TrainingStage) and stage.name == name
+        assert stage.result_name and stage.save is not TrainingStage.save and stage.build is not TrainingStage.build
+
+
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["generate", "--help"], ["generate", "--frames", "0"], ["shapes", "--help"]]
+)
+def test_help_and_argument_errors_load_no_model_library(argv):
+    script = (
+        "import sys\nfrom animatediff.cli import main\ncode = main(sys.argv[1:])\n"
+        "heavy = sorted({'torch', 'diffusers', 'transformers', 'scipy'} & set(sys.modules))\n"
+        "print('HEAVY', heavy, code)"
+    )
+    result = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, check=False)
+    assert result.stdout.strip().splitlines()[-1] in ("HEAVY [] 0", "HEAVY [] 2"), result.stdout + result.stderr
