@@ -19,7 +19,7 @@ from pathlib import Path
 from animatediff import __version__
 from animatediff.embedded import DEFAULT_BASE, DEFAULT_MOTION_MODULE, find, listing, resolve
 from animatediff.errors import AnimateDiffError, ConfigError
-from animatediff.export import FORMATS, FRAME_FOLDER, file_stem, output_format, sidecar_path
+from animatediff.export import FORMATS, FRAME_FOLDER, check_fps, file_stem, output_format, sidecar_path
 from animatediff.families import DEFAULT, FAMILIES
 from animatediff.files import check_output
 from animatediff.settings import (
@@ -30,7 +30,7 @@ from animatediff.settings import (
     Sample,
     Settings,
     base_frame_size,
-    check_frame_size,
+    check_sample,
     resolve_seed,
 )
 
@@ -407,10 +407,10 @@ def plan_outputs(args: argparse.Namespace) -> list[Settings]:
     runs = []
     for job in jobs:
         for sample in job.samples:
-            check_frame_size(job.model.base, sample)
+            check_sample(job.model, sample)
             output = names(sample, len(runs))
-            directory = output_format(output) == "png"
-            check_output(output, directory=directory, replaceable=FRAME_FOLDER)
+            check_fps(args.fps, output_format(output))
+            check_output(output, directory=output_format(output) == "png", replaceable=FRAME_FOLDER)
             check_output(sidecar_path(output))
             runs.append(Settings(sample=sample, model=job.model, output=output, fps=args.fps, device=device,
                                  dtype=dtype, overrides=overrides))  # fmt: skip
@@ -492,15 +492,17 @@ def run_shapes_render(args: argparse.Namespace) -> int:
         trail=args.trail,
         trail_colour=args.trail_colour,
     )
-    folder = render_dataset(args.folder, spec)
+    folder = render_dataset(args.folder, spec, progress=True)
     print(f"wrote {args.count} {args.kind} to {folder}")
     return 0
 
 
 def run_shapes_retrain(args: argparse.Namespace) -> int:
-    from animatediff.shapes.recipe import export, retrain
+    from animatediff.shapes.recipe import EXPORTED, export, retrain
 
     _log_to_terminal(logging.INFO)
+    if args.export is not None:  # a target holding files of the user's is refused before hours of training
+        check_output(args.export, directory=True, replaceable=EXPORTED)
     seconds = retrain(
         args.folder, resume=args.resume, steps_scale=args.steps_scale, data_scale=args.data_scale, recipe=args.recipe
     )
@@ -563,20 +565,27 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' "Loading weights" bar
 
 
-class _OneLine(logging.Formatter):
+class _Terminal(logging.StreamHandler):
+    """Log records as `animatediff: warning: …` lines on whatever `sys.stderr` is when they are emitted."""
+
     def format(self, record: logging.LogRecord) -> str:
         return f"animatediff: {record.levelname.lower()}: {record.getMessage()}"
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass  # always the current sys.stderr
 
 
 def _log_to_terminal(level: int = logging.WARNING) -> None:
     """Log records (this package's warnings: a prompt the tokenizer cuts, …; with `logging.INFO`, a
     training run's progress notes) go to the terminal, one line each."""
     root = logging.getLogger()
-    if not any(getattr(handler, "_animatediff", False) for handler in root.handlers):
-        handler = logging.StreamHandler()
-        handler.setFormatter(_OneLine())
-        handler._animatediff = True
-        root.addHandler(handler)
+    if not any(isinstance(handler, _Terminal) for handler in root.handlers):
+        root.addHandler(_Terminal())
     root.setLevel(level)
 
 

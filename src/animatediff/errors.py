@@ -25,3 +25,9 @@ def first_line(error: BaseException, limit: int = 300) -> str:
     """The first line of an exception's message (its type's name if it has none), for quoting in an error."""
     text = str(error).strip()
     return text.splitlines()[0][:limit] if text else type(error).__name__
+
+
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """An exception's whole message on one line (whitespace runs joined), for quoting in an error."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,6 +1,10 @@
 """Writing `F×H×W×3` uint8 frames as GIF, MP4, WebM, animated WebP or a folder of PNG frames.
 
 The output path's extension picks the format; a path without one is a folder of lossless frames.
+What each format keeps: PNG frames and WebP (lossless) keep every pixel; GIF quantises each frame to a
+palette of 256 colours (pixels can move by tens of levels in smooth gradients) and stores frame times
+in hundredths of a second; MP4 (H.264) and WebM (VP9) compress and halve the colour resolution. Frame
+times are spread so that the clip lasts exactly `frames / fps` (8 fps in a GIF: 0.13, 0.12, 0.13, … s).
 Every output is written to a temporary name and renamed into place, and gets a JSON sidecar with the
 settings that made it.
 """
@@ -55,15 +59,43 @@ def _check_frames(frames: np.ndarray) -> None:
         raise ValueError(f"expected uint8 frames of shape F×H×W×3, got {frames.dtype} {frames.shape}")
 
 
+GIF_MAX_FPS = 50  # browsers play a GIF frame shorter than 2/100 s for 1/10 s instead
+_TICK_MS = {"gif": 10, "webp": 1}  # the unit each format stores frame times in
+_LONGEST_MS = {"gif": 655_350, "webp": 16_777_215}  # the longest frame time each can store
+
+
+def frame_durations(count: int, fps: float, tick_ms: int) -> list[int]:
+    """Frame times in milliseconds, multiples of `tick_ms`, whose running sum stays within half a tick of
+    the exact `i / fps`: the clip lasts `count / fps` however coarse the format's clock."""
+    ends = [round((index + 1) * 1000 / fps / tick_ms) * tick_ms for index in range(count)]
+    return [end - start for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+
+
+def check_fps(fps: float, fmt: str) -> None:
+    """Refuse a frame rate the format cannot store or players would not play as asked."""
+    if not (fps > 0 and np.isfinite(fps)):
+        raise ConfigError(f"fps must be a positive finite number; got {fps}.")
+    if fmt == "gif" and fps > GIF_MAX_FPS:
+        raise ConfigError(f"a GIF plays at most {GIF_MAX_FPS} fps (browsers slow shorter frames to 10 fps); got "
+                          f"{fps:g}: use .mp4, .webm or .webp for faster clips.")  # fmt: skip
+    if fmt in _LONGEST_MS and 1000 / fps > _LONGEST_MS[fmt]:
+        raise ConfigError(f"a {fmt} frame lasts at most {_LONGEST_MS[fmt] / 1000:g} s; fps {fps:g} asks for longer.")
+    rate = Fraction(fps).limit_denominator(1001)
+    if fmt in _VIDEO_CODECS and (rate == 0 or abs(rate - fps) > fps * 1e-3):
+        raise ConfigError(f"fps {fps:g} cannot be stored in {fmt} (rates are fractions with a denominator up to "
+                          "1001, e.g. 30000/1001); use at least 0.001 fps.")  # fmt: skip
+
+
 def _write_pillow(frames: np.ndarray, path: Path, fps: float, fmt: str) -> None:
     images = [Image.fromarray(frame) for frame in frames]
     options = {"lossless": True} if fmt == "webp" else {"disposal": 2}
+    durations = frame_durations(len(images), fps, _TICK_MS[fmt])
     images[0].save(
         path,
         format=fmt.upper(),
         save_all=True,
         append_images=images[1:],
-        duration=round(1000 / fps),
+        duration=durations if len(images) > 1 else durations[0],
         loop=0,
         **options,
     )
@@ -100,14 +132,13 @@ def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float = 8.0, s
     """Write `frames` to `path` in the format its extension names, plus a sidecar of `settings` if given.
 
     `lossless` keeps an MP4's frames exact (H.264 in RGB at quantizer 0; about ten times the bytes);
-    GIF, WebP and PNG folders are lossless already, and WebM has no such mode here."""
+    WebP and PNG folders are lossless already, GIF is palette-quantised, and WebM has no lossless mode here."""
     _check_frames(frames)
-    if fps <= 0:
-        raise ConfigError(f"fps must be positive; got {fps}.")
     path = Path(path)
     fmt = output_format(path)
+    check_fps(fps, fmt)
     if lossless and fmt == "webm":
-        raise ConfigError(f"{path}: lossless video is written as .mp4, .gif, .webp or a PNG folder, not .webm.")
+        raise ConfigError(f"{path}: lossless video is written as .mp4, .webp or a PNG folder, not .webm.")
     with atomic_path(path, directory=fmt == "png", replaceable=FRAME_FOLDER) as temporary:
         if fmt == "png":
             _write_png_folder(frames, temporary)

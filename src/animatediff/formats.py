@@ -498,12 +498,25 @@ def _saved_config(path: Path) -> dict:
 
 
 def save_state_dict(state_dict: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict | None = None):
-    """Write tensors as safetensors, atomically."""
+    """Write tensors as safetensors, atomically; the same tensors and metadata always give the same bytes."""
     path = Path(path)
     tensors = {key: value.detach().contiguous().cpu() for key, value in state_dict.items()}
     with atomic_path(path) as temporary:
         save_file(tensors, temporary, metadata=metadata)
+        _sort_header(temporary)
     return path
+
+
+def _sort_header(path: Path) -> None:
+    """Rewrite a safetensors header with its keys in sorted order. The writer orders the metadata as a hash
+    map iterates, which changes from run to run; the data offsets do not depend on the header's order."""
+    with open(path, "r+b") as handle:
+        length = int.from_bytes(handle.read(8), "little")
+        header = handle.read(length)
+        ordered = json.dumps(json.loads(header), sort_keys=True, separators=(",", ":")).encode()
+        if len(ordered) <= length:
+            handle.seek(8)
+            handle.write(ordered.ljust(length))  # safetensors pads its header with spaces
 
 
 def save_motion_module(module: MotionModule, path: str | os.PathLike, layout: Layout = Layout.OFFICIAL) -> Path:

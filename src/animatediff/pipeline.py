@@ -60,7 +60,7 @@ def prompt_losses(tokenizer: CLIPTokenizer, prompt: str) -> list[str]:
                       f"'{' '.join(kept[-3:])}')")  # fmt: skip
     unknown = tokenizer.unk_token_id
     if unknown is not None and unknown in ids[1:-1]:
-        missing = sorted({char for char in prompt if tokenizer(char).input_ids[1:-1] == [unknown]})
+        missing = sorted({char for char in prompt if set(tokenizer(char).input_ids[1:-1]) == {unknown}})
         losses.append(f"the tokenizer has no token for {', '.join(map(repr, missing)) or 'some of its characters'}")
     return losses
 
@@ -156,6 +156,9 @@ class AnimateDiffPipeline:
             )
         if num_frames < 1 or steps < 1:
             raise AnimateDiffError(f"frames and steps must be at least 1; got {num_frames} and {steps}.")
+        schedule = self.scheduler.config.num_train_timesteps
+        if steps > schedule:
+            raise AnimateDiffError(f"steps must be at most {schedule} (the noise schedule's length); got {steps}.")
 
     @torch.no_grad()
     def denoising_steps(

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from animatediff.errors import ConfigError
+from animatediff.errors import ConfigError, one_line
 from animatediff.settings import Job, ModelSpec, Sample, base_frame_size, resolve_seed
 
 ENTRY_KEYS = {
@@ -33,16 +33,16 @@ _UNSUPPORTED = {"controlnet_path", "controlnet_config", "controlnet_images", "co
 def brief(value, limit: int = 80) -> str:
     """`repr(value)`, cut to `limit` characters: an error quotes what it refused without echoing a whole file."""
     text = repr(value)
-    return text if len(text) <= limit else text[: limit - 5] + " …" + text[-3:]
+    return text if len(text) <= limit else text[: limit - 14] + " … " + text[-11:]
 
 
 def _load_yaml(path: Path, what: str):
     try:
         return yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise ConfigError(f"{what} {path}: cannot be read ({error.strerror}).") from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{what} {path}: cannot be read as text ({one_line(error)}).") from error
     except yaml.YAMLError as error:
-        raise ConfigError(f"{what} {path}: not valid YAML ({error}).") from error
+        raise ConfigError(f"{what} {path}: not valid YAML ({one_line(error)}).") from error
 
 
 class _Entry:

@@ -169,14 +169,18 @@ def base_frame_size(base: Path) -> int:
     return base_geometry(base)[0]
 
 
-def check_frame_size(base: Path, sample: Sample) -> None:
-    """Refuse a width or height the base's VAE cannot take (not a multiple of its downscale factor)."""
-    factor = base_geometry(base)[1]
+def check_sample(model: ModelSpec, sample: Sample) -> None:
+    """Refuse a clip the model cannot make: a width or height that is not a multiple of the VAE's
+    downscale factor, more steps than the noise schedule has."""
+    factor = base_geometry(model.base)[1]
     if sample.width % factor or sample.height % factor:
         raise ConfigError(
             f"width and height must be positive multiples of {factor} (this VAE's downscale factor); "
             f"got {sample.width}×{sample.height}."
         )
+    schedule = model.scheduler.get("num_train_timesteps", 1000)
+    if sample.steps > schedule:
+        raise ConfigError(f"steps must be at most {schedule} (the noise schedule's length); got {sample.steps}.")
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,7 +42,7 @@ from pathlib import Path
 import yaml
 
 from animatediff.errors import ConfigError
-from animatediff.files import atomic_path
+from animatediff.files import atomic_path, check_output, holds_only
 from animatediff.shapes.world import IMAGE_SIZE
 
 log = logging.getLogger(__name__)
@@ -319,8 +320,7 @@ def record_time(folder: Path, plan: StagePlan, seconds: float) -> None:
         temporary.write_text(json.dumps(timings, indent=2) + "\n")
 
 
-HALF_PRECISION = ("outlined",)  # shipped as float16 (a full UNet copy), to keep the package under 40 MB
-EXPORT = {  # files in the package's models/ folder ← stage results
+EXPORT = {  # files in the package's models/ folder ← stage results (every weight stored in float16)
     SHIPPED_BASE: "base",
     "outlined": "outlined",
     "striped": "striped.safetensors",
@@ -329,20 +329,22 @@ EXPORT = {  # files in the package's models/ folder ← stage results
     "zoom_in": "motion_lora_zoom_in.safetensors",
     "pan_left": "motion_lora_pan_left.safetensors",
 }
+EXPORTED = holds_only("recipe.json", *EXPORT.values(), *(f"{name}/*" for name in EXPORT.values()))
 
 
-def _to_half_precision(folder: Path) -> None:
-    """Rewrite every safetensors file under `folder` with float32 tensors stored as float16."""
+def _to_half_precision(path: Path) -> None:
+    """Rewrite a safetensors file (or every one under a folder) with its float tensors stored as float16:
+    half the bytes, and the measured results hold (docs/shapes-model.md)."""
     from safetensors import safe_open
 
     from animatediff.formats import save_state_dict
 
-    for path in folder.rglob("*.safetensors"):
-        with safe_open(path, "pt") as handle:
+    for file in [path] if path.is_file() else path.rglob("*.safetensors"):
+        with safe_open(file, "pt") as handle:
             metadata = handle.metadata()
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
         tensors = {key: value.half() if value.is_floating_point() else value for key, value in tensors.items()}
-        save_state_dict(tensors, path, metadata)
+        save_state_dict(tensors, file, metadata)
 
 
 def _drop_build_paths(folder: Path) -> None:
@@ -353,19 +355,40 @@ def _drop_build_paths(folder: Path) -> None:
             path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
+def _write_export(folder: Path, models: Path) -> None:
+    models.mkdir(parents=True)
+    for name, destination in EXPORT.items():
+        source = stage_result(folder, PLANS[name])
+        if source.is_dir():
+            shutil.copytree(source, models / destination)
+            _drop_build_paths(models / destination)
+        else:
+            shutil.copyfile(source, models / destination)
+        _to_half_precision(models / destination)
+    if (folder / "timings.json").exists():
+        shutil.copyfile(folder / "timings.json", models / "recipe.json")
+
+
+def _model_files(models: Path) -> dict[str, bytes]:
+    """Every file of an exported models folder but the timings (`recipe.json`), by its path inside."""
+    files = (path for path in models.rglob("*") if path.is_file() and path.name != "recipe.json")
+    return {path.relative_to(models).as_posix(): path.read_bytes() for path in files}
+
+
 def export(folder: str | os.PathLike, target: str | os.PathLike) -> Path:
-    """Copy the recipe's results into a models folder laid out as the package ships it."""
+    """Copy the recipe's results into a models folder laid out as the package ships it.
+
+    A retrain that made the same models (the same recipe and seeds give byte-identical files) leaves the
+    target untouched, its timings included, so shipping it again adds nothing to the repository."""
     folder, target = Path(folder), Path(target)
-    with atomic_path(target, directory=True) as temporary:
-        for name, destination in EXPORT.items():
-            source = stage_result(folder, PLANS[name])
-            if source.is_dir():
-                shutil.copytree(source, temporary / destination)
-                _drop_build_paths(temporary / destination)
-                if name in HALF_PRECISION:
-                    _to_half_precision(temporary / destination)
-            else:
-                shutil.copyfile(source, temporary / destination)
-        if (folder / "timings.json").exists():
-            shutil.copyfile(folder / "timings.json", temporary / "recipe.json")
+    check_output(target, directory=True, replaceable=EXPORTED)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}.staging-", dir=target.parent) as staging:
+        staged = Path(staging) / "models"
+        _write_export(folder, staged)
+        if target.is_dir() and _model_files(staged) == _model_files(target):
+            log.info("the models are byte-identical to those in %s: nothing rewritten", target)
+            return target
+        with atomic_path(target, directory=True, replaceable=EXPORTED) as temporary:
+            shutil.copytree(staged, temporary, dirs_exist_ok=True)
     return target

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from animatediff.embedded import FOLDER, MODELS
 from animatediff.errors import ConfigError
@@ -142,8 +143,17 @@ def write_grid(media: Path, seed: int = 1, steps: int = 25, models: Path = FOLDE
 
 
 def fingerprint(path: Path) -> str:
-    """A short hash of a weights file: which retrain a table was measured on."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    """A short hash of a weights file's tensors, rounded to float16 as the package ships them: which retrain
+    a table was measured on (a model and its float16 export share it)."""
+    from safetensors import safe_open
+
+    digest = hashlib.sha256()
+    with safe_open(path, framework="pt") as handle:
+        for key in sorted(handle.keys()):
+            tensor = handle.get_tensor(key)
+            tensor = tensor.half() if tensor.is_floating_point() else tensor
+            digest.update(key.encode() + tensor.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def measured_models(base: Path, adapter: Path, motion_module: Path) -> dict[str, str | None]:

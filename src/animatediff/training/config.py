@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from animatediff.errors import ConfigError
+from animatediff.errors import ConfigError, one_line
 from animatediff.families import DEFAULT, FAMILIES
 from animatediff.training.data import VideoItem, jsonl_items, webvid_items
 from animatediff.training.stages import STAGES
@@ -153,9 +153,9 @@ def _read_yaml(path: Path) -> dict:
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"training config {path}: cannot be read ({error}).") from error
+        raise ConfigError(f"training config {path}: cannot be read as text ({one_line(error)}).") from error
     except yaml.YAMLError as error:
-        raise ConfigError(f"training config {path}: not valid YAML ({error}).") from error
+        raise ConfigError(f"training config {path}: not valid YAML ({one_line(error)}).") from error
     if not isinstance(raw, dict):
         raise ConfigError(f"training config {path}: expected a mapping of settings.")
     top = {f.name for f in fields(TrainConfig)} - {"items", "prior_items"}

@@ -1,0 +1,169 @@
+"""Every command and config README.md shows runs as written.
+
+The README's blocks run in order in one scratch folder, each `animatediff`, `accelerate`, `torchrun` and
+`python` command as a process of its own. The files a user brings (an SD1.5 folder, a DreamBooth
+checkpoint, the official motion modules, LoRAs, training videos, a CLIP model) are stood in for by tiny
+seeded files of the same kinds under the same names. Commands that train or measure for hours are
+shrunk by flags appended to them (their step counts, data sizes, sampling budgets), and nothing else
+about them changes. The install and test commands of the first screen are what `.ci/run` runs.
+"""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from safetensors.torch import save_file
+
+from animatediff.shapes.datasets import DatasetSpec, render_dataset
+from helpers import TOKENIZER, random_motion_module, tiny_config, tiny_text_encoder, tiny_unet
+from ldm_layout import to_ldm_checkpoint
+from test_image_models import kohya_lora
+from test_lora_merges import adapter_state
+from test_shapes_world import tiny_clip
+
+ROOT = Path(__file__).parent.parent
+README = (ROOT / "README.md").read_text()
+SHRINK = {  # command prefix → flags appended, for the commands that train or measure at full scale
+    "animatediff train": ["--steps", "1"],
+    "accelerate launch -m animatediff train": ["--steps", "1"],
+    "torchrun --nproc_per_node 2 -m animatediff train": ["--steps", "1"],
+    "animatediff shapes retrain": ["--steps-scale", "0.002", "--data-scale", "0.002"],
+    "animatediff shapes ablations": [
+        "--steps-scale",
+        "0.001",
+        "--sampling-steps",
+        "2",
+        "--max-prompts",
+        "1",
+        "--seeds",
+        "1",
+    ],  # fmt: skip
+    "animatediff shapes results": ["--sampling-steps", "2", "--max-prompts", "1", "--seeds", "1"],
+    "animatediff shapes render": ["--count", "8"],
+}
+INSTALLING = ("python3 -m venv", ". .venv/bin/activate", "pip install", "ruff check", "python -m pytest")
+
+
+def blocks(language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", README, flags=re.S | re.M)
+
+
+def commands(block: str) -> list[list[str]]:
+    """The block's commands as argument lists: continued lines joined, `&&` chains split, comments dropped."""
+    found = []
+    for line in block.replace("\\\n", " ").splitlines():
+        for part in line.split(" && "):
+            words = shlex.split(part, comments=True)
+            if words and not " ".join(words).startswith(INSTALLING):
+                found.append(words)
+    return found
+
+
+def shrunk(words: list[str]) -> list[str]:
+    line = " ".join(words)
+    extra = next((flags for prefix, flags in SHRINK.items() if line.startswith(prefix)), [])
+    return words + extra
+
+
+def stand_in_base(folder: Path) -> Path:
+    """An SD1.5-like diffusers folder: 512×512 frames (sample size 32, a VAE that downscales 16×)."""
+    unet = UNet2DConditionModel.from_config({**tiny_unet().config, "sample_size": 32})
+    unet.load_state_dict(tiny_unet().state_dict())
+    torch.manual_seed(0)
+    vae = AutoencoderKL(block_out_channels=(32,) * 5, down_block_types=("DownEncoderBlock2D",) * 5,
+                        up_block_types=("UpDecoderBlock2D",) * 5, latent_channels=4, norm_num_groups=32,
+                        layers_per_block=1)  # fmt: skip
+    unet.save_pretrained(folder / "unet")
+    vae.save_pretrained(folder / "vae")
+    tiny_text_encoder().save_pretrained(folder / "text_encoder")
+    (folder / "tokenizer").mkdir(parents=True)
+    for file in TOKENIZER.iterdir():
+        (folder / "tokenizer" / file.name).write_bytes(file.read_bytes())
+    return folder
+
+
+def official_motion_lora(module, seed: int) -> dict[str, torch.Tensor]:
+    """An official-layout MotionLoRA (rank 2) on every attention projection of `module`."""
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for name, layer in module.named_modules():
+        if isinstance(layer, torch.nn.Linear) and ".attention_blocks." in name and ".to_" in name:
+            attention, projection = name.rsplit(".to_", 1)
+            prefix = f"{attention}.processor.to_{projection.removesuffix('.0')}_lora"
+            state[f"{prefix}.down.weight"] = torch.randn(2, layer.in_features, generator=generator) * 0.05
+            state[f"{prefix}.up.weight"] = torch.randn(layer.out_features, 2, generator=generator) * 0.05
+    return state
+
+
+def stand_ins(folder: Path) -> None:
+    """Every file the README's commands name that a user would bring, as a tiny file of its kind."""
+    base = stand_in_base(folder / "path/to/stable-diffusion-v1-5")
+    stand_in_base(folder / "models/stable-diffusion-v1-5")
+    unet = UNet2DConditionModel.from_pretrained(base / "unet")
+    vae = AutoencoderKL.from_pretrained(base / "vae")
+    save_file(to_ldm_checkpoint(tiny_unet(7), vae, tiny_text_encoder(7)), folder / "toonyou_beta6.safetensors")
+    save_file(kohya_lora(), folder / "style.safetensors")
+    v3 = random_motion_module(tiny_config(mid_block=False), seed=1, std=0.02)
+    torch.save(v3.state_dict(), folder / "v3_sd15_mm.ckpt")
+    torch.save(random_motion_module(tiny_config(mid_block=True), seed=2, std=0.02).state_dict(),
+               folder / "mm_sd_v15_v2.ckpt")  # fmt: skip
+    torch.save(adapter_state(unet), folder / "v3_sd15_adapter.ckpt")
+    torch.save(official_motion_lora(v3, 3), folder / "v2_lora_ZoomIn.ckpt")
+    torch.save(official_motion_lora(v3, 4), folder / "v2_lora_PanLeft.ckpt")
+    (folder / "runs/adapter").mkdir(parents=True)
+    save_file(adapter_state(unet, seed=5), folder / "runs/adapter/domain_adapter.safetensors")
+    clips = DatasetSpec(kind="clips", count=4, seed=1, size=32, frames=64, layout="webvid")
+    render_dataset(folder / "data", clips)  # results.csv and videos/ (16 frames 4 apart need 61 of them)
+    tiny_clip(folder / "path/to/clip", TOKENIZER)
+    (folder / "tests").symlink_to(ROOT / "tests")  # the tiny-model recipe imports the tests' helpers
+    for index, config in enumerate(blocks("yaml")):
+        name = "motion.yaml" if index == 0 else f"config-{index}.yaml"
+        (folder / name).write_text(config)
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("readme")
+    stand_ins(folder)
+    return folder
+
+
+def run(words: list[str], folder: Path) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                   "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}  # fmt: skip
+    return subprocess.run(words, cwd=folder, env=environment, capture_output=True, text=True, check=False)
+
+
+def test_the_first_screen_gives_the_install_and_test_commands_ci_runs():
+    install, tests = blocks("bash")[:2]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "animatediff generate" in install and "pip install -e ." in install
+    for step in ("pip install torch==2.13.0", 'pip install -e ".[test]" -c constraints.txt', "ruff check src tests",
+                 "python -m pytest -q"):  # fmt: skip
+        assert step in tests and step in ci.replace("pip install -q", "pip install")
+
+
+def test_every_readme_command_runs_as_written(sandbox):
+    ran = []
+    for block in blocks("bash"):
+        for words in commands(block):
+            result = run(shrunk(words), sandbox)
+            assert result.returncode == 0, f"{' '.join(words)}\n{result.stderr[-3000:]}"
+            assert "Traceback" not in result.stderr, result.stderr[-3000:]
+            ran.append(words[0] if words[0] != "animatediff" else " ".join(words[:2]))
+    assert len(ran) >= 24 and {"animatediff train", "torchrun", "accelerate", "python"} <= set(ran)
+    assert (sandbox / "corgi.mp4").is_file() and (sandbox / "mm_v2_diffusers" / "config.json").is_file()
+    assert (sandbox / "src/animatediff/embedded/shapes/motion_module.safetensors").is_file()
+
+
+def test_the_readme_python_example_runs_as_written(sandbox):
+    (python,) = blocks("python")
+    result = run([sys.executable, "-c", python], sandbox)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (sandbox / "corgi.gif").is_file() and (sandbox / "corgi.gif.json").is_file()
