@@ -75,12 +75,12 @@ def shrunk(words: list[str]) -> list[str]:
 
 
 def stand_in_base(folder: Path) -> Path:
-    """An SD1.5-like diffusers folder: 512×512 frames (sample size 32, a VAE that downscales 16×)."""
-    unet = UNet2DConditionModel.from_config({**tiny_unet().config, "sample_size": 32})
+    """An SD1.5-like diffusers folder: 512×512 frames (sample size 16, a VAE that downscales 32×)."""
+    unet = UNet2DConditionModel.from_config({**tiny_unet().config, "sample_size": 16})
     unet.load_state_dict(tiny_unet().state_dict())
     torch.manual_seed(0)
-    vae = AutoencoderKL(block_out_channels=(32,) * 5, down_block_types=("DownEncoderBlock2D",) * 5,
-                        up_block_types=("UpDecoderBlock2D",) * 5, latent_channels=4, norm_num_groups=32,
+    vae = AutoencoderKL(block_out_channels=(32,) * 6, down_block_types=("DownEncoderBlock2D",) * 6,
+                        up_block_types=("UpDecoderBlock2D",) * 6, latent_channels=4, norm_num_groups=32,
                         layers_per_block=1)  # fmt: skip
     unet.save_pretrained(folder / "unet")
     vae.save_pretrained(folder / "vae")
@@ -170,8 +170,8 @@ def test_every_readme_command_runs_as_written(sandbox, monkeypatch, capsys):
     assert (sandbox / "src/animatediff/embedded/shapes/motion_module.safetensors").is_file()
 
 
-def test_the_readme_python_example_runs_as_written(sandbox):
+def test_the_readme_python_example_runs_as_written(sandbox, monkeypatch):
     (python,) = blocks("python")
-    result = run([sys.executable, "-c", python], sandbox)
-    assert result.returncode == 0, result.stderr[-3000:]
+    monkeypatch.chdir(sandbox)
+    exec(compile(python, "README.md", "exec"), {})
     assert (sandbox / "corgi.gif").is_file() and (sandbox / "corgi.gif.json").is_file()

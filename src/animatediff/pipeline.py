@@ -180,15 +180,16 @@ class AnimateDiffPipeline:
         accepted = inspect.signature(self.scheduler.step).parameters
         extra = {"eta": 0.0, "generator": generator}
         extra = {name: value for name, value in extra.items() if name in accepted}
-        for t in tqdm(self.scheduler.timesteps, desc="denoising", disable=not progress):
-            model_input = torch.cat([latents] * 2) if guidance else latents
-            model_input = self.scheduler.scale_model_input(model_input, t)
-            eps = self._predict_noise(model_input, t, text_states).to(latents.dtype)
-            if guidance:
-                uncond, cond = eps.chunk(2)
-                eps = uncond + guidance_scale * (cond - uncond)
-            latents = self.scheduler.step(eps, t, latents, **extra, return_dict=False)[0]
-            yield latents
+        with tqdm(self.scheduler.timesteps, desc="denoising", disable=not progress) as bar:  # closed on Ctrl-C too
+            for t in bar:
+                model_input = torch.cat([latents] * 2) if guidance else latents
+                model_input = self.scheduler.scale_model_input(model_input, t)
+                eps = self._predict_noise(model_input, t, text_states).to(latents.dtype)
+                if guidance:
+                    uncond, cond = eps.chunk(2)
+                    eps = uncond + guidance_scale * (cond - uncond)
+                latents = self.scheduler.step(eps, t, latents, **extra, return_dict=False)[0]
+                yield latents
 
     def _predict_noise(self, model_input: torch.Tensor, t, text_states: torch.Tensor) -> torch.Tensor:
         if not self.split_guidance or len(model_input) == 1:
