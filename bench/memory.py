@@ -18,12 +18,13 @@ from pathlib import Path
 
 CASES = [  # (frames, size, guidance)
     (16, 32, 7.5),
-    (64, 32, 7.5),
     (256, 32, 7.5),
     (1024, 32, 7.5),
-    (256, 32, 1.0),
-    (64, 64, 7.5),
-    (16, 128, 7.5),
+    (4096, 32, 7.5),
+    (1024, 32, 1.0),
+    (256, 64, 7.5),
+    (64, 128, 7.5),
+    (16, 256, 7.5),
 ]
 
 RUN = """
@@ -50,10 +51,12 @@ def main() -> None:
     print("frames  size  guidance  measured peak  estimate  estimate / peak")
     with tempfile.TemporaryDirectory() as folder:
         for frames, size, guidance in CASES:
-            output = str(Path(folder) / f"{frames}-{size}-{guidance}")
+            output = str(Path(folder) / f"{frames}-{size}-{guidance:g}".replace(".", "_"))  # a frame folder
             result = subprocess.run([sys.executable, "-c", RUN, str(frames), str(size), str(guidance), output],
                                     capture_output=True, text=True, check=True)  # fmt: skip
             row = json.loads(result.stdout.strip().splitlines()[-1])
+            if row["code"] != 0:
+                raise SystemExit(f"generate failed for {frames} frames at {size}²: {result.stderr[-500:]}")
             print(f"{frames:6d}  {size:4d}  {guidance:8.1f}  {row['peak'] / 2**20:10.0f} MiB  "
                   f"{row['estimate'] / 2**20:6.0f} MiB  {row['estimate'] / row['peak']:.2f}")  # fmt: skip
 

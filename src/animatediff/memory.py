@@ -2,9 +2,10 @@
 when the machine does not have it.
 
 The estimate is the weights plus what grows with the clip: the UNet's activations (frames folded into
-the batch, twice with guidance), the VAE decoder's for one chunk of frames, and the decoded frames.
-Its constants were measured on this package's models (bench/memory.py): the estimate is meant to be
-above the true peak, so that what it refuses would not have fitted.
+the batch, twice with guidance), the VAE decoder's for one chunk of frames, and the decoded frames,
+on top of what the loaded libraries take. Its constants were measured on the embedded model from 16 to
+4096 frames and 32² to 256² (bench/memory.py): the estimate came to 0.98-1.42× the real peak, so what
+it refuses would not have fitted.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from animatediff.settings import Settings
 
 BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 DECODE_CHUNK = 8  # frames the VAE decodes at a time (AnimateDiffPipeline.decode)
-UNET_ACTIVATIONS = 40  # live activation tensors of the first level's width, per latent pixel and frame
+PROCESS = 450 * 2**20  # torch, diffusers and transformers loaded, before any model (measured: bench/memory.py)
+UNET_ACTIVATIONS = 30  # live activation tensors of the first level's width, per latent pixel and frame
 VAE_ACTIVATIONS = 8  # live activation tensors of the decoder's first width, per output pixel and frame
 WEIGHTS_SLACK = 2.0  # weights are held by the loaders while merging: count them twice
 
@@ -45,7 +47,7 @@ def estimate_bytes(settings: Settings, split_guidance: bool = False) -> int:
     pixels = sample.height * sample.width
     decoder_bytes = VAE_ACTIVATIONS * min(sample.frames, DECODE_CHUNK) * vae["block_out_channels"][0] * pixels * size
     frames_bytes = sample.frames * 3 * pixels * (4 + 4 + 1)  # float frames, their clamped copy, uint8
-    return _weights_bytes(settings) + unet_bytes + decoder_bytes + frames_bytes
+    return PROCESS + _weights_bytes(settings) + unet_bytes + decoder_bytes + frames_bytes
 
 
 def _configs(base: Path) -> tuple[dict, dict]:
