@@ -20,11 +20,12 @@ from torch import nn
 from animatediff.errors import AnimateDiffError
 from animatediff.families import FAMILIES
 from animatediff.formats import module_family
-from animatediff.motion_module import MotionModule
+from animatediff.motion_module import MotionModule, Windows
 
 
 class FrameAxis:
-    """How many frames are folded into the batch of the video forward pass under way.
+    """How many frames are folded into the batch of the video forward pass under way (and, for context
+    windows of the motion modules alone, which frames each window holds).
 
     Forward hooks take no arguments of their own, so the temporal modules (and the frame-pooled
     GroupNorms) read the count here. It is set for exactly the duration of one `AnimateDiffUNet`
@@ -34,16 +35,17 @@ class FrameAxis:
 
     def __init__(self):
         self._frames: int | None = None
+        self.windows: Windows | None = None
 
     @contextmanager
-    def folded(self, frames: int) -> Iterator[None]:
+    def folded(self, frames: int, windows: Windows | None = None) -> Iterator[None]:
         if self._frames is not None:
             raise RuntimeError("the video UNet was called again from inside its own forward pass")
-        self._frames = frames
+        self._frames, self.windows = frames, windows
         try:
             yield
         finally:
-            self._frames = None
+            self._frames, self.windows = None, None
 
     @property
     def frames(self) -> int:
@@ -94,10 +96,10 @@ def _apply_after(layer: nn.Module, module: nn.Module, axis: FrameAxis):
 
     def hook(_layer, _inputs, output):
         if isinstance(output, torch.Tensor):
-            return module(output, axis.frames)
+            return module(output, axis.frames, axis.windows)
         if isinstance(output, tuple):
-            return (module(output[0], axis.frames), *output[1:])
-        output.sample = module(output.sample, axis.frames)
+            return (module(output[0], axis.frames, axis.windows), *output[1:])
+        output.sample = module(output.sample, axis.frames, axis.windows)
         return output
 
     return layer.register_forward_hook(hook)
@@ -146,21 +148,32 @@ class AnimateDiffUNet(nn.Module):
         self.unet.enable_gradient_checkpointing(self._checkpoint)
 
     def _checkpoint(self, block: nn.Module, *args):
-        frames = self.axis.frames
+        frames, windows = self.axis.frames, self.axis.windows
         return torch.utils.checkpoint.checkpoint(
-            block.__call__, *args, use_reentrant=False, context_fn=lambda: (nullcontext(), self.axis.folded(frames))
+            block.__call__,
+            *args,
+            use_reentrant=False,
+            context_fn=lambda: (nullcontext(), self.axis.folded(frames, windows)),
         )
 
     def forward(
-        self, sample: torch.Tensor, timestep: torch.Tensor | float, encoder_hidden_states: torch.Tensor
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float,
+        encoder_hidden_states: torch.Tensor,
+        motion_windows: Windows | None = None,
     ) -> torch.Tensor:
-        """Predict noise for video latents `sample` (b c f h w) given text states (b n d)."""
+        """Predict noise for video latents `sample` (b c f h w) given text states: one per clip (b n d) or
+        one per frame ((b f) n d). `motion_windows` runs the motion modules' attention on those windows of
+        frames alone, fused per frame (the image layers see every frame); None: on all frames at once."""
         num_frames = sample.shape[2]
         folded = rearrange(sample, "b c f h w -> (b f) c h w")
-        text = repeat(encoder_hidden_states, "b n d -> (b f) n d", f=num_frames)
+        text = encoder_hidden_states
+        if text.shape[0] != folded.shape[0] or num_frames == 1:
+            text = repeat(text, "b n d -> (b f) n d", f=num_frames)
         if torch.is_tensor(timestep) and timestep.ndim == 1:
             timestep = repeat(timestep, "b -> (b f)", f=num_frames)
-        with self.axis.folded(num_frames):
+        with self.axis.folded(num_frames, motion_windows):
             out = self.unet(folded, timestep, encoder_hidden_states=text, return_dict=False)[0]
         return rearrange(out, "(b f) c h w -> b c f h w", f=num_frames)
 

@@ -15,6 +15,7 @@ the image model. Parameter names follow the official release
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal, get_args
 
@@ -25,6 +26,8 @@ from einops import rearrange
 from torch import nn
 
 ModuleKind = Literal["transformer", "convolution"]
+# Context windows over the frame axis: each a (frame indices, fuse weights) pair of length-L tensors
+Windows = Sequence[tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -134,11 +137,26 @@ class TemporalTransformerBlock(nn.Module):
         self.ff = FeedForward(dim, activation_fn="geglu")
         self.ff_norm = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, windows: Windows | None = None) -> torch.Tensor:
         # x: (b h w) f c
+        x = self._attend(x) if windows is None else self._attend_in_windows(x, windows)
+        return self.ff(self.ff_norm(x)) + x
+
+    def _attend(self, x: torch.Tensor) -> torch.Tensor:
         for norm, attention in zip(self.norms, self.attention_blocks, strict=True):
             x = attention(norm(x)) + x
-        return self.ff(self.ff_norm(x)) + x
+        return x
+
+    def _attend_in_windows(self, x: torch.Tensor, windows: Windows) -> torch.Tensor:
+        """The attentions run on each window of frames alone (positions counted from the window's first
+        frame), and each frame's results are averaged over the windows that hold it, by their weights."""
+        total = torch.zeros_like(x)
+        count = torch.zeros(1, x.shape[1], 1, device=x.device)
+        for frames, weights in windows:
+            frames, weights = frames.to(x.device), weights.to(x.device)[None, :, None]
+            total.index_add_(1, frames, self._attend(x[:, frames]) * weights)
+            count.index_add_(1, frames, weights)
+        return torch.where(count > 0, total / count, total).to(x.dtype)
 
 
 class TemporalTransformer(nn.Module):
@@ -156,7 +174,7 @@ class TemporalTransformer(nn.Module):
         nn.init.zeros_(self.proj_out.weight)
         nn.init.zeros_(self.proj_out.bias)
 
-    def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, num_frames: int, windows: Windows | None = None) -> torch.Tensor:
         # x: (b f) c h w
         height, width = x.shape[-2:]
         if self.norm_over_frames:
@@ -166,7 +184,7 @@ class TemporalTransformer(nn.Module):
             h = rearrange(self.norm(x), "(b f) c h w -> (b h w) f c", f=num_frames)
         h = self.proj_in(h)
         for block in self.transformer_blocks:
-            h = block(h)
+            h = block(h, windows)
         h = self.proj_out(h)
         return rearrange(h, "(b h w) f c -> (b f) c h w", h=height, w=width) + x
 
@@ -178,8 +196,8 @@ class TemporalModule(nn.Module):
         super().__init__()
         self.temporal_transformer = TemporalTransformer(channels, config)
 
-    def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
-        return self.temporal_transformer(x, num_frames)
+    def forward(self, x: torch.Tensor, num_frames: int, windows: Windows | None = None) -> torch.Tensor:
+        return self.temporal_transformer(x, num_frames, windows)
 
 
 class TemporalConvolution(nn.Module):
@@ -211,7 +229,8 @@ class ConvolutionModule(nn.Module):
         super().__init__()
         self.temporal_convolution = TemporalConvolution(channels, config)
 
-    def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, num_frames: int, windows: Windows | None = None) -> torch.Tensor:
+        """A convolution sees three neighbouring frames at a time, so it needs no context windows."""
         return self.temporal_convolution(x, num_frames)
 
 

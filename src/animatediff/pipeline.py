@@ -25,6 +25,11 @@ from animatediff.families import OFFICIAL_DDIM
 from animatediff.image_models import Components
 from animatediff.inflation import AnimateDiffUNet, inflate
 from animatediff.motion_module import MotionModule
+from animatediff.sampling.context import fuse_weights, windows
+from animatediff.sampling.freeinit import butterworth_low_pass, mix_frequencies
+from animatediff.sampling.noise import shuffle_noise
+from animatediff.sampling.options import ContextSettings
+from animatediff.sampling.prompts import frame_states
 from animatediff.settings import Sample
 
 log = logging.getLogger("animatediff")
@@ -141,24 +146,31 @@ class AnimateDiffPipeline:
         texts = [negative_prompt or "", prompt] if guidance else [prompt]
         return encode_text(self.tokenizer, self.text_encoder, texts)
 
-    def check_inputs(self, num_frames: int, height: int, width: int, steps: int) -> None:
+    def check_inputs(self, num_frames: int, height: int, width: int, steps: int,
+                     context: ContextSettings | None = None) -> None:  # fmt: skip
         factor = self.vae_scale_factor
         if height % factor or width % factor or height <= 0 or width <= 0:
             raise AnimateDiffError(
                 f"width and height must be positive multiples of {factor} (this VAE's downscale factor); "
                 f"got {width}×{height}."
             )
-        motion_module = self.unet.motion_module
-        if motion_module is not None and not 1 <= num_frames <= motion_module.config.max_frames:
-            raise AnimateDiffError(
-                f"frames must be between 1 and {motion_module.config.max_frames} (the motion module's "
-                f"position table); got {num_frames}."
-            )
         if num_frames < 1 or steps < 1:
             raise AnimateDiffError(f"frames and steps must be at least 1; got {num_frames} and {steps}.")
         schedule = self.scheduler.config.num_train_timesteps
         if steps > schedule:
             raise AnimateDiffError(f"steps must be at most {schedule} (the noise schedule's length); got {steps}.")
+        motion_module = self.unet.motion_module
+        table = motion_module.config.max_frames if motion_module is not None else None
+        if table is not None and context is not None and context.length > table:
+            raise AnimateDiffError(
+                f"the context length {context.length} is longer than the motion module's position table "
+                f"({table} frames); use at most {table}."
+            )
+        if table is not None and context is None and num_frames > table:
+            raise AnimateDiffError(
+                f"frames must be between 1 and {table} (the motion module's position table) without context "
+                f"windows; got {num_frames} (give a context: ContextSettings(length=16, overlap=4))."
+            )
 
     @torch.no_grad()
     def denoising_steps(
@@ -169,9 +181,12 @@ class AnimateDiffPipeline:
         guidance_scale: float,
         progress: bool = True,
         generator: torch.Generator | None = None,
+        context: ContextSettings | None = None,
     ) -> Iterator[torch.Tensor]:
         """Run the scheduler's reverse process on `b c f h w` latents, yielding them after each step.
 
+        `text_states` are one per clip (b, tokens, dim) or one per frame (b, f, tokens, dim), `[uncond;
+        cond]` when b is 2. `context` denoises a clip longer than its `length` in windows (`sampling`).
         `generator` feeds stochastic schedulers (ancestral, SDE); DDIM at eta 0 draws nothing.
         """
         self.scheduler.set_timesteps(steps, device=self.device)
@@ -181,21 +196,51 @@ class AnimateDiffPipeline:
         extra = {"eta": 0.0, "generator": generator}
         extra = {name: value for name, value in extra.items() if name in accepted}
         with tqdm(self.scheduler.timesteps, desc="denoising", disable=not progress) as bar:  # closed on Ctrl-C too
-            for t in bar:
+            for step, t in enumerate(bar):
                 model_input = torch.cat([latents] * 2) if guidance else latents
                 model_input = self.scheduler.scale_model_input(model_input, t)
-                eps = self._predict_noise(model_input, t, text_states).to(latents.dtype)
+                eps = self._predict_noise(model_input, t, text_states, context, step).to(latents.dtype)
                 if guidance:
                     uncond, cond = eps.chunk(2)
                     eps = uncond + guidance_scale * (cond - uncond)
                 latents = self.scheduler.step(eps, t, latents, **extra, return_dict=False)[0]
                 yield latents
 
-    def _predict_noise(self, model_input: torch.Tensor, t, text_states: torch.Tensor) -> torch.Tensor:
+    def _predict_noise(self, model_input: torch.Tensor, t, text_states: torch.Tensor,
+                       context: ContextSettings | None = None, step: int = 0) -> torch.Tensor:  # fmt: skip
+        num_frames = model_input.shape[2]
+        if context is None or num_frames <= context.length:
+            return self._call_unet(model_input, t, text_states)
+        frame_windows = windows(num_frames, step, context)
+        weights = fuse_weights(context.length, context.fuse, context.overlap)
+        if context.scope == "motion":
+            pairs = [(torch.tensor(frames), weights) for frames in frame_windows]
+            return self._call_unet(model_input, t, text_states, pairs)
+        return self._predict_in_windows(model_input, t, text_states, frame_windows, weights)
+
+    def _predict_in_windows(self, model_input: torch.Tensor, t, text_states: torch.Tensor,
+                            frame_windows: list[list[int]], weights: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        """Each window of frames through the whole video UNet on its own; the predictions averaged per frame."""
+        total = torch.zeros_like(model_input, dtype=torch.float32)
+        count = torch.zeros(model_input.shape[2], device=model_input.device)
+        weights = weights.to(model_input.device)
+        for frames in frame_windows:
+            index = torch.tensor(frames, device=model_input.device)
+            text = text_states[:, index] if text_states.ndim == 4 else text_states
+            eps = self._call_unet(model_input[:, :, index], t, text).float()
+            total.index_add_(2, index, eps * weights[None, None, :, None, None])
+            count.index_add_(0, index, weights)
+        return total / count[None, None, :, None, None]
+
+    def _call_unet(self, model_input: torch.Tensor, t, text_states: torch.Tensor, motion_windows=None):
+        """The video UNet on `model_input`, per-frame text states folded as it takes them, the guidance
+        batch's halves one after the other with `split_guidance`."""
+        if text_states.ndim == 4:  # b f n d
+            text_states = rearrange(text_states, "b f n d -> (b f) n d")
         if not self.split_guidance or len(model_input) == 1:
-            return self.unet(model_input, t, text_states)
+            return self.unet(model_input, t, text_states, motion_windows)
         halves = zip(model_input.chunk(2), text_states.chunk(2), strict=True)
-        return torch.cat([self.unet(latents, t, text) for latents, text in halves])
+        return torch.cat([self.unet(latents, t, text, motion_windows) for latents, text in halves])
 
     def denoise(self, latents: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         """The final latents of `denoising_steps` (same arguments)."""
@@ -224,17 +269,54 @@ class AnimateDiffPipeline:
         """Generate one clip as float frames `f 3 H W` in [0, 1] (what `__call__` rounds to uint8).
 
         `prompt` is a complete `Sample`, or the prompt text with the keyword settings of `sample`
-        (`negative_prompt`, `num_frames`, `height`, `width`, `steps`, `guidance_scale`, `seed`)."""
+        (`negative_prompt`, `num_frames`, `height`, `width`, `steps`, `guidance_scale`, `seed`, and the
+        time controls: `context`, `noise_shuffle`, `free_init`, `prompt_map`, `prompt_interpolation`)."""
         sample = prompt if isinstance(prompt, Sample) else self.sample(prompt, **settings)
-        self.check_inputs(sample.frames, sample.height, sample.width, sample.steps)
-        for loss in prompt_losses(self.tokenizer, sample.prompt):
-            log.warning("prompt %r: %s.", sample.prompt[:60], loss)
+        self.check_inputs(sample.frames, sample.height, sample.width, sample.steps, sample.context)
+        text_states = self.text_states(sample)
+        generator = torch.Generator("cpu").manual_seed(sample.seed)
+        noise = self.initial_latents(sample, generator)
+        latents = noise
+        for iteration in range(sample.free_init or 1):
+            if iteration:
+                latents = self.reinitialize(latents, noise, generator)
+            latents = self.denoise(latents, text_states, sample.steps, sample.guidance_scale, progress, generator,
+                                   sample.context)  # fmt: skip
+        return self.decode(latents)
+
+    def text_states(self, sample: Sample) -> torch.Tensor:
+        """The clip's text states: (1 or 2, tokens, dim), or with a prompt map one per frame (1 or 2, frames,
+        tokens, dim), interpolated between the keyframes; the negative prompt stays one."""
+        prompts = dict(sample.prompt_map) or {0: sample.prompt}
+        for text in prompts.values():
+            for loss in prompt_losses(self.tokenizer, text):
+                log.warning("prompt %r: %s.", text[:60], loss)
         guidance = sample.guidance_scale > 1.0
-        text_states = self.encode_prompt(sample.prompt, sample.negative_prompt, guidance)
+        if len(prompts) == 1:
+            return self.encode_prompt(prompts[0], sample.negative_prompt, guidance)
+        keyframes = sorted(prompts)
+        states = encode_text(self.tokenizer, self.text_encoder, [prompts[frame] for frame in keyframes])
+        per_frame = frame_states(keyframes, states, sample.frames, sample.prompt_interpolation)[None]
+        if not guidance:
+            return per_frame
+        uncond = encode_text(self.tokenizer, self.text_encoder, [sample.negative_prompt or ""])
+        return torch.cat([uncond[:, None].expand_as(per_frame), per_frame])
+
+    def initial_latents(self, sample: Sample, generator: torch.Generator) -> torch.Tensor:
+        """The noise contract's draw for the clip, with FreeNoise's rescheduling if the sample asks for it."""
         factor = self.vae_scale_factor
         channels = self.unet.unet.config.in_channels
-        generator = torch.Generator("cpu").manual_seed(sample.seed)
         shape = (1, channels, sample.frames, sample.height // factor, sample.width // factor)
-        latents = initial_noise(shape, generator).to(device=self.device, dtype=self.unet.dtype)
-        latents = self.denoise(latents, text_states, sample.steps, sample.guidance_scale, progress, generator)
-        return self.decode(latents)
+        noise = initial_noise(shape, generator)
+        if sample.noise_shuffle and sample.context is not None:
+            noise = shuffle_noise(noise, sample.context.length, sample.context.stride, generator)
+        return noise.to(device=self.device, dtype=self.unet.dtype)
+
+    def reinitialize(self, latents: torch.Tensor, noise: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """FreeInit: the denoised `latents` noised back to the last timestep with the clip's own `noise`, low
+        frequencies kept, high ones from fresh noise drawn from `generator`."""
+        last = torch.full((latents.shape[0],), self.scheduler.config.num_train_timesteps - 1, device=latents.device)
+        noised = self.scheduler.add_noise(latents, noise, last.long()).float()
+        fresh = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(latents.device)
+        low_pass = butterworth_low_pass(*latents.shape[2:]).to(latents.device)
+        return mix_frequencies(noised, fresh, low_pass).to(latents.dtype)

@@ -17,6 +17,7 @@ from animatediff import __version__
 from animatediff.errors import ConfigError
 from animatediff.families import DEFAULT
 from animatediff.files import read_json
+from animatediff.sampling.options import ContextSettings, Interpolation
 
 MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes 0 … 2**64 - 1
 RANDOM_SEED = -1  # as in the official prompt configs: draw one (and record it)
@@ -107,9 +108,18 @@ class ModelSpec:
         }
 
 
+MAX_FREE_INIT = 10  # FreeInit iterations: each one samples the whole clip again
+
+
 @dataclass(frozen=True, kw_only=True)
 class Sample:
-    """One clip to make with a model: every value resolved (a random seed already drawn)."""
+    """One clip to make with a model: every value resolved (a random seed already drawn).
+
+    Time controls (`animatediff.sampling`): `prompt_map` keyframes prompts, frame → text, frame 0
+    included (empty: `prompt` for every frame), interpolated per frame by `prompt_interpolation`;
+    `context` denoises a clip longer than one window in windows; `noise_shuffle` reschedules the noise
+    of later windows from the first's (FreeNoise); `free_init` samples that many times, each from the
+    last result's low frequencies (FreeInit; None: once, as usual)."""
 
     prompt: str
     negative_prompt: str = ""
@@ -119,6 +129,11 @@ class Sample:
     frames: int = 16
     width: int
     height: int
+    prompt_map: tuple[tuple[int, str], ...] = ()
+    prompt_interpolation: Interpolation = "linear"
+    context: ContextSettings | None = None
+    noise_shuffle: bool = False
+    free_init: int | None = None
 
     def __post_init__(self):
         for name in ("steps", "frames", "width", "height"):
@@ -128,6 +143,22 @@ class Sample:
         check_finite(self.guidance_scale, "guidance_scale")
         if not 0 <= self.seed <= MAX_SEED:
             raise ConfigError(f"seed must be between 0 and 2**64 - 1; got {self.seed}.")
+        self._check_time_controls()
+
+    def _check_time_controls(self) -> None:
+        if self.free_init is not None and not 1 <= self.free_init <= MAX_FREE_INIT:
+            raise ConfigError(f"free_init must be between 1 and {MAX_FREE_INIT} iterations; got {self.free_init}.")
+        if self.prompt_interpolation not in ("linear", "slerp", "none"):
+            raise ConfigError(f"prompt_interpolation must be linear, slerp or none; got {self.prompt_interpolation!r}.")
+        frames = [frame for frame, _ in self.prompt_map]
+        if self.prompt_map and (frames[0] != 0 or frames != sorted(set(frames)) or frames[-1] >= self.frames):
+            raise ConfigError(
+                f"prompt_map keyframes must start at frame 0, increase and lie inside the {self.frames}-frame "
+                f"clip; got frames {frames}."
+            )
+        empty = [frame for frame, text in self.prompt_map if not text.strip()]
+        if empty:
+            raise ConfigError(f"the prompt at keyframe {empty[0]} is empty; every keyframe needs a prompt.")
 
 
 @dataclass(frozen=True, kw_only=True)
