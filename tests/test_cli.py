@@ -74,7 +74,7 @@ def test_motion_module_changes_the_frames(tmp_path, tiny_base, tiny_motion_modul
         ({"--motion-module": "missing.ckpt"}, "motion module missing.ckpt: no such file or folder"),
         ({"--width": "33"}, "multiples of 2"),
         ({"--frames": "0"}, "argument --frames: must be at least 1"),
-        ({"--frames": "40"}, "frames must be between 1 and 32"),
+        ({"--context-length": "40"}, "the context length 40 is longer than the motion module's position table (32"),
         ({"-o": "out.avi"}, "unknown output format"),
     ],
 )

@@ -190,3 +190,88 @@ def test_unet_scope_windows_fuse_per_frame_and_every_frame_changes(models):
     assert np.abs(long[0] - alone[0]).max() > 1e-4  # the windows' fusion reached the first frames too
     looped = our_frames(pipeline, "a red circle", 12, context=ContextSettings(length=6, overlap=2, schedule="looped"))
     assert np.abs(looped - long).mean() > 1e-4
+
+
+# ---------------------------------------------------------------------------------------------------
+# The command line and prompt configs
+
+
+def cli(tiny_base, motion_module, output, *extra):
+    from animatediff.cli import main
+
+    models = ["--base", str(tiny_base), "--motion-module", str(motion_module)]
+    small = ["--width", "16", "--height", "16", "--steps", "1", "--seed", "2"]
+    return main(["generate", "a red circle", *models, *small, "-o", str(output), *extra])
+
+
+def test_frames_beyond_the_table_use_windows_of_16_and_the_sidecar_says_so(
+    tmp_path, tiny_base, tiny_motion_module_file
+):
+    import json
+
+    from animatediff import read_video
+
+    assert cli(tiny_base, tiny_motion_module_file, tmp_path / "long", "--frames", "40") == 0
+    assert read_video(tmp_path / "long").shape == (40, 16, 16, 3)
+    settings = json.loads((tmp_path / "long.json").read_text())
+    assert settings["context"] == {"length": 16, "overlap": 4, "schedule": "uniform", "fuse": "pyramid",
+                                   "scope": "unet"}  # fmt: skip
+    assert "exceed the motion module's 32-frame position table" in settings["notes"][0]
+    assert settings["noise_shuffle"] is False and settings["free_init"] is None
+
+
+def test_every_time_flag_reaches_the_sidecar(tmp_path, tiny_base, tiny_motion_module_file):
+    import json
+
+    flags = ["--frames", "12", "--context-length", "6", "--context-overlap", "2", "--context-fuse", "flat",
+             "--context-scope", "motion", "--noise-shuffle", "--free-init", "2", "--prompt-at", "-4:a blue square",
+             "--prompt-interpolation", "slerp", "--loop"]  # fmt: skip
+    assert cli(tiny_base, tiny_motion_module_file, tmp_path / "all.gif", *flags) == 0
+    settings = json.loads((tmp_path / "all.gif.json").read_text())
+    assert settings["context"] == {"length": 6, "overlap": 2, "schedule": "looped", "fuse": "flat", "scope": "motion"}
+    assert settings["prompt_map"] == {"0": "a red circle", "8": "a blue square"}
+    assert (settings["noise_shuffle"], settings["free_init"], settings["prompt_interpolation"]) == (True, 2, "slerp")
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--frames", "20", "--context-length", "8", "--context-overlap", "8"],
+         "the context overlap (8) must be less than the context length (8)"),
+        (["--context-length", "40"], "longer than the motion module's position table (32 frames)"),
+        (["--frames", "8", "--prompt-at", "8:a dog"], "the prompt keyframe 8 is outside the 8-frame clip"),
+        (["--prompt-at", "two:a dog"], "expected FRAME:TEXT with a whole-number frame, got 'two:a dog'"),
+        (["--prompt-at", "4: "], "the prompt at keyframe 4 is empty"),
+        (["--frames", "12", "--loop"], "a loop needs more frames than one context window (16); got 12"),
+        (["--free-init", "0"], "argument --free-init: must be between 1 and 10, got 0"),
+        (["--free-init", "11"], "argument --free-init: must be between 1 and 10, got 11"),
+        (["--frames", "8", "--noise-shuffle"], "this clip has none"),
+    ],
+)  # fmt: skip
+def test_bad_time_settings_exit_2_with_one_sentence(tmp_path, tiny_base, tiny_motion_module_file, capsys, flags, said):
+    assert cli(tiny_base, tiny_motion_module_file, tmp_path / "o.gif", *flags) == 2
+    error = capsys.readouterr().err
+    assert said in error and error.count("\n") == 1 and "Traceback" not in error
+    assert not (tmp_path / "o.gif").exists()
+
+
+def test_a_prompt_config_takes_a_prompt_map_and_the_time_keys(tmp_path, tiny_base, tiny_motion_module_file):
+    import json
+
+    import yaml
+
+    from animatediff.cli import main
+
+    entry = {"motion_module": str(tiny_motion_module_file), "prompt_map": {"0": "a red circle", "6": "a blue square"},
+             "seed": [1, 2], "steps": 1, "W": 16, "H": 16, "L": 10, "context_length": 8, "context_overlap": 2,
+             "prompt_interpolation": "none", "free_init": 2}  # fmt: skip
+    config = tmp_path / "travel.yaml"
+    config.write_text(yaml.safe_dump([entry]))
+    out = tmp_path / "out"
+    assert main(["generate", "--config", str(config), "--base", str(tiny_base), "--output-dir", str(out)]) == 0
+    sidecars = sorted(out.glob("*.json"))
+    assert [path.name for path in sidecars] == ["000-a-red-circle-1.gif.json", "001-a-red-circle-2.gif.json"]
+    settings = json.loads(sidecars[0].read_text())
+    assert settings["prompt_map"] == {"0": "a red circle", "6": "a blue square"}
+    assert settings["context"]["length"] == 8 and settings["free_init"] == 2
+    assert settings["prompt_interpolation"] == "none"

@@ -15,6 +15,7 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import get_args
 
 from animatediff import __version__
 from animatediff.embedded import DEFAULT_BASE, DEFAULT_MOTION_MODULE, find, listing, resolve
@@ -22,13 +23,16 @@ from animatediff.errors import AnimateDiffError, ConfigError
 from animatediff.export import FORMATS, FRAME_FOLDER, check_fps, file_stem, output_format, sidecar_path
 from animatediff.families import DEFAULT, FAMILIES
 from animatediff.files import check_output
+from animatediff.sampling.options import ContextRequest, Fuse, Interpolation, Schedule, Scope
 from animatediff.settings import (
+    MAX_FREE_INIT,
     MAX_SEED,
     RANDOM_SEED,
     Job,
     ModelSpec,
     Sample,
     Settings,
+    TimeControls,
     base_frame_size,
     check_sample,
     resolve_seed,
@@ -76,6 +80,32 @@ def seed_number(text: str) -> int:
     if value != RANDOM_SEED and not 0 <= value <= MAX_SEED:
         raise argparse.ArgumentTypeError(f"must be between 0 and 2**64 - 1, or -1 for a random seed; got {value}")
     return value
+
+
+def count(text: str) -> int:
+    value = _parsed(text, int, "a whole number")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def iterations(text: str) -> int:
+    value = _parsed(text, int, "a whole number")
+    if not 1 <= value <= MAX_FREE_INIT:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_FREE_INIT}, got {value}")
+    return value
+
+
+def keyframe(text: str) -> tuple[int, str]:
+    """`FRAME:TEXT` → (frame, prompt); a negative frame counts from the clip's end."""
+    frame, colon, prompt = text.partition(":")
+    try:
+        number = int(frame)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected FRAME:TEXT with a whole-number frame, got {text!r}") from None
+    if not colon or not prompt.strip():
+        raise argparse.ArgumentTypeError(f"the prompt at keyframe {number} is empty; expected FRAME:TEXT")
+    return number, prompt.strip()
 
 
 def path_and_scale(text: str) -> tuple[str, float]:
@@ -165,6 +195,7 @@ def _generate_parser(commands) -> None:
     )
     sampling.add_argument("--seed", type=seed_number, help="initial-noise seed; -1 or none: a random one, recorded")
     sampling.add_argument("--config", type=Path, help="official-style prompt config (YAML list of entries)")
+    _time_arguments(parser)
     output = parser.add_argument_group("output")
     output.add_argument("--output", "-o", type=Path,
                         help="output file; its extension picks the format (.gif .mp4 .webm .webp; none: a folder "
@@ -185,6 +216,46 @@ def _generate_parser(commands) -> None:
         help="run the unconditional and conditional halves one after the other (less memory)",
     )
     parser.set_defaults(run=run_generate)
+
+
+def _time_arguments(parser: argparse.ArgumentParser) -> None:
+    time = parser.add_argument_group(
+        "long videos and time (with --config: each one given replaces every entry's own)",
+        "a clip longer than the motion module's position table is made in context windows of 16 frames "
+        "overlapping by 4 unless told otherwise",
+    )
+    time.add_argument("--context-length", type=whole_number, help="frames per context window (default: 16)")
+    time.add_argument("--context-overlap", type=count, help="frames shared by neighbouring windows (default: 4)")
+    time.add_argument("--context-schedule", choices=get_args(Schedule),
+                      help="uniform: windows side by side; looped: windows wrapping around the end "
+                      "(default: uniform)")  # fmt: skip
+    time.add_argument("--context-fuse", choices=get_args(Fuse), help="how overlapping windows are averaged "
+                      "(default: pyramid)")  # fmt: skip
+    time.add_argument("--context-scope", choices=get_args(Scope), help="unet: every layer sees one window; motion: "
+                      "only the motion modules are windowed, as diffusers' FreeNoise (default: unet)")  # fmt: skip
+    time.add_argument("--noise-shuffle", action="store_true",
+                      help="FreeNoise: later windows start from a shuffle of the first window's noise")  # fmt: skip
+    time.add_argument("--loop", action="store_true", help="a closed loop: the last frame flows into the first")
+    time.add_argument("--free-init", type=iterations, metavar="N",
+                      help=f"FreeInit: sample N times (1-{MAX_FREE_INIT}), each from the last result's low "
+                      "frequencies")  # fmt: skip
+    time.add_argument("--prompt-at", type=keyframe, action="append", default=[], metavar="FRAME:TEXT",
+                      help="prompt travel: the prompt from this frame on (repeatable; negative frames count from "
+                      "the end; PROMPT is frame 0's unless 0: is given)")  # fmt: skip
+    time.add_argument("--prompt-interpolation", choices=get_args(Interpolation), default="linear",
+                      help="how text states change between keyframes")  # fmt: skip
+
+
+def _time_controls(args: argparse.Namespace) -> TimeControls:
+    request = ContextRequest(args.context_length, args.context_overlap, args.context_schedule, args.context_fuse,
+                             args.context_scope, args.loop)  # fmt: skip
+    return TimeControls(keyframes=tuple(args.prompt_at), interpolation=args.prompt_interpolation, context=request,
+                        noise_shuffle=args.noise_shuffle, free_init=args.free_init)  # fmt: skip
+
+
+def _time_given(args: argparse.Namespace) -> bool:
+    controls = _time_controls(args)
+    return bool(controls.keyframes or controls.context.given() or controls.noise_shuffle or controls.free_init)
 
 
 def _tool_parsers(commands) -> None:
@@ -315,7 +386,7 @@ def _model_from_flags(args: argparse.Namespace, base: Path, default_module: Path
 def _sample_from_flags(args: argparse.Namespace, base: Path) -> Sample:
     size = base_frame_size(base)
     return Sample(
-        prompt=args.prompt,
+        prompt=args.prompt or "",
         negative_prompt=args.negative_prompt or "",
         seed=resolve_seed(args.seed),
         steps=args.steps or DEFAULT.steps,
@@ -339,13 +410,16 @@ def _jobs(args: argparse.Namespace) -> tuple[list[Job], tuple[str, ...]]:
     base = resolve(args.base or DEFAULT_BASE, "--base")
     default_module = resolve(DEFAULT_MOTION_MODULE, "--motion-module") if args.base is None else None
     if args.config is None:
-        if not args.prompt:
+        starts = any(frame == 0 for frame, _ in args.prompt_at)
+        if not args.prompt and not starts:
             raise ConfigError(
                 'generate needs a PROMPT (or --config), e.g. animatediff generate "a red circle moving right".'
             )
+        if args.prompt and starts:
+            raise ConfigError("PROMPT and --prompt-at 0:… both give frame 0's prompt; give one of them.")
         model = _model_from_flags(args, base, default_module)
         model.check()
-        return [Job(model, (_sample_from_flags(args, base),))], ()
+        return [Job(model, (_sample_from_flags(args, base),), _time_controls(args))], ()
     if args.output is not None:
         raise ConfigError("--config writes one output per sample: use --output-dir and --format, not --output.")
     if args.prompt:
@@ -354,8 +428,10 @@ def _jobs(args: argparse.Namespace) -> tuple[list[Job], tuple[str, ...]]:
 
     jobs = read_prompt_config(args.config, base, default_module)
     overrides = _flag_overrides(args)
-    jobs = [Job(job.model, tuple(replace(sample, **overrides) for sample in job.samples)) for job in jobs]
-    return jobs, tuple(sorted(overrides))
+    time = _time_controls(args) if _time_given(args) else None
+    jobs = [Job(job.model, tuple(replace(sample, **overrides) for sample in job.samples), time or job.time)
+            for job in jobs]  # fmt: skip
+    return jobs, tuple(sorted(overrides)) + (("time controls",) if time else ())
 
 
 def _device_and_dtype(device: str, dtype: str) -> tuple[str, str]:
@@ -406,15 +482,28 @@ def plan_outputs(args: argparse.Namespace) -> list[Settings]:
     names = OutputNames(args)
     runs = []
     for job in jobs:
+        table = motion_table(job.model)
         for sample in job.samples:
+            sample, note = job.time.apply(sample, table)
             check_sample(job.model, sample)
             output = names(sample, len(runs))
             check_fps(args.fps, output_format(output))
             check_output(output, directory=output_format(output) == "png", replaceable=FRAME_FOLDER)
             check_output(sidecar_path(output))
             runs.append(Settings(sample=sample, model=job.model, output=output, fps=args.fps, device=device,
-                                 dtype=dtype, overrides=overrides))  # fmt: skip
+                                 dtype=dtype, overrides=overrides, notes=(note,) if note else ()))  # fmt: skip
     return runs
+
+
+def motion_table(model: ModelSpec) -> int | None:
+    """The length of the model's motion-module position table, read without loading it (None: no module)."""
+    if model.motion_module is None:
+        return None
+    if "max_frames" in model.motion_module_settings:
+        return int(model.motion_module_settings["max_frames"])
+    from animatediff.formats import motion_module_table
+
+    return motion_module_table(model.motion_module)
 
 
 def run_generate(args: argparse.Namespace) -> int:

@@ -478,6 +478,44 @@ def load_motion_module(path: str | os.PathLike, **overrides) -> MotionModule:
     return module
 
 
+def motion_module_table(path: str | os.PathLike) -> int:
+    """The length of a motion module's position table (the most frames one pass can take), read without
+    loading the module: a MotionAdapter's config, a safetensors header, or a memory-mapped `.ckpt`."""
+    path = Path(path)
+    if path.is_dir():
+        config = read_json(path / "config.json", "MotionAdapter's config")
+        return int(config.get("motion_max_seq_length", MotionModuleConfig.max_frames))
+    if _is_safetensors(path):
+        stated = _saved_config(path)
+        if "max_frames" in stated:
+            return int(stated["max_frames"])
+        shapes = _safetensors_shapes(path)
+    else:
+        shapes = {key: tuple(value.shape) for key, value in _mapped_checkpoint(path).items()}
+    tables = [shape[1] for key, shape in shapes.items() if key.endswith(("pos_encoder.pe", "pos_embed.pe"))]
+    return tables[0] if tables else MotionModuleConfig.max_frames
+
+
+def _safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    try:
+        with safe_open(path, framework="pt") as handle:
+            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    except Exception as error:  # the parser's own error type, or an OS error
+        raise CheckpointError(f"{path}: not a readable safetensors file ({first_line(error)}).") from error
+
+
+def _mapped_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """A zip `.ckpt`'s tensors memory-mapped (read only where used), else read whole; safely, as always."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            content = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        content = content.get("state_dict", content) if isinstance(content, dict) else content
+        return {k: v for k, v in content.items() if isinstance(v, torch.Tensor)} if isinstance(content, dict) else {}
+    except Exception:  # not a zip checkpoint (or a damaged one): the full, checked reader says what it is
+        return read_state_dict(path)
+
+
 def _saved_config(path: Path) -> dict:
     """The `MotionModuleConfig` this package saved in a safetensors file's metadata, or {}."""
     if not _is_safetensors(path):
@@ -485,10 +523,13 @@ def _saved_config(path: Path) -> dict:
     try:
         with safe_open(path, framework="pt") as handle:
             metadata = handle.metadata() or {}
-        if metadata.get("format") != MOTION_MODULE_FORMAT:
-            return {}
+    except Exception as error:  # the parser's own error type, or an OS error
+        raise CheckpointError(f"{path}: not a readable safetensors file ({first_line(error)}).") from error
+    if metadata.get("format") != MOTION_MODULE_FORMAT:
+        return {}
+    try:
         config = json.loads(metadata["config"])
-    except Exception as error:  # unreadable header, or a config entry that is not JSON
+    except (KeyError, TypeError, json.JSONDecodeError) as error:
         raise CheckpointError(
             f"{path}: its motion-module config (metadata) is not readable ({first_line(error)})."
         ) from error

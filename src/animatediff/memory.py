@@ -1,11 +1,11 @@
 """How much memory a clip needs, estimated from the model's configs before anything loads, and a refusal
 when the machine does not have it.
 
-The estimate is the weights plus what grows with the clip: the UNet's activations (frames folded into
-the batch, twice with guidance), the VAE decoder's for one chunk of frames, and the decoded frames,
-on top of what the loaded libraries take. Its constants were measured on the embedded model from 16 to
-4096 frames and 32² to 256² (bench/memory.py): the estimate came to 0.98-1.42× the real peak, so what
-it refuses would not have fitted.
+The estimate is the weights plus what grows with the clip: the UNet's activations (the frames of one
+context window, or the whole clip, folded into the batch, twice with guidance), the VAE decoder's for
+one chunk of frames, and the decoded frames, on top of what the loaded libraries take. Its constants
+were measured on the embedded model from 16 to 4096 frames and 32² to 256² (bench/memory.py): the
+estimate came to 0.98-1.42× the real peak, so what it refuses would not have fitted.
 """
 
 from __future__ import annotations
@@ -43,7 +43,9 @@ def estimate_bytes(settings: Settings, split_guidance: bool = False) -> int:
     latent_pixels = (sample.height // factor) * (sample.width // factor)
     batch = 1 if split_guidance or sample.guidance_scale <= 1 else 2
     size = BYTES[settings.dtype]
-    unet_bytes = UNET_ACTIVATIONS * batch * sample.frames * unet["block_out_channels"][0] * latent_pixels * size
+    context = sample.context
+    in_flight = min(sample.frames, context.length) if context and context.scope == "unet" else sample.frames
+    unet_bytes = UNET_ACTIVATIONS * batch * in_flight * unet["block_out_channels"][0] * latent_pixels * size
     pixels = sample.height * sample.width
     decoder_bytes = VAE_ACTIVATIONS * min(sample.frames, DECODE_CHUNK) * vae["block_out_channels"][0] * pixels * size
     frames_bytes = sample.frames * 3 * pixels * (4 + 4 + 1)  # float frames, their clamped copy, uint8

@@ -16,16 +16,22 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import get_args
 
 import yaml
 
 from animatediff.errors import ConfigError, one_line
-from animatediff.settings import Job, ModelSpec, Sample, base_frame_size, resolve_seed
+from animatediff.sampling.options import ContextRequest, Fuse, Interpolation, Schedule, Scope
+from animatediff.settings import Job, ModelSpec, Sample, TimeControls, base_frame_size, resolve_seed
 
+TIME_KEYS = {  # long videos and prompt travel (animatediff-cli-prompt-travel's `prompt_map` schema)
+    "prompt_map", "prompt_interpolation", "context_length", "context_overlap", "context_schedule", "context_fuse",
+    "context_scope", "noise_shuffle", "loop", "free_init",
+}  # fmt: skip
 ENTRY_KEYS = {
     "inference_config", "motion_module", "motion_module_lora_configs", "adapter_lora_path", "adapter_lora_scale",
     "dreambooth_path", "lora_model_path", "lora_alpha", "seed", "steps", "guidance_scale", "prompt", "n_prompt",
-    "W", "H", "L",
+    "W", "H", "L", *TIME_KEYS,
 }  # fmt: skip
 _UNSUPPORTED = {"controlnet_path", "controlnet_config", "controlnet_images", "controlnet_image_indexs"}
 
@@ -160,10 +166,65 @@ def _model_specs(entry: _Entry, default_motion_module: Path | None) -> list[Mode
     ]
 
 
+def _keyframes(entry: _Entry) -> tuple[tuple[int, str], ...]:
+    """`prompt_map: {0: "…", 16: "…"}` (keys numbers or numeric strings; negative ones count from the end)."""
+    mapping = entry.values.get("prompt_map")
+    if mapping is None:
+        return ()
+    if not isinstance(mapping, dict) or not mapping:
+        raise entry.fail("prompt_map", f"expected a mapping of frame numbers to prompts, got {brief(mapping)}.")
+    keyframes = []
+    for frame, text in mapping.items():
+        try:
+            number = int(frame)
+        except (TypeError, ValueError):
+            raise entry.fail("prompt_map", f"expected whole-number frames, got {brief(frame)}.") from None
+        if not isinstance(text, str) or not text.strip():
+            raise entry.fail("prompt_map", f"the prompt at frame {number} is {brief(text)}; expected a text.")
+        keyframes.append((number, text.strip()))
+    return tuple(keyframes)
+
+
+def _choice(entry: _Entry, field: str, kind) -> str | None:
+    value = entry.values.get(field)
+    if value is not None and value not in get_args(kind):
+        raise entry.fail(field, f"expected one of {', '.join(get_args(kind))}, got {brief(value)}.")
+    return value
+
+
+def _flag(entry: _Entry, field: str) -> bool:
+    value = entry.values.get(field, False)
+    if not isinstance(value, bool):
+        raise entry.fail(field, f"expected true or false, got {brief(value)}.")
+    return value
+
+
+def _time_controls(entry: _Entry) -> TimeControls:
+    def whole(field: str) -> int | None:
+        return entry.number(field, int, None) if entry.values.get(field) is not None else None
+
+    context = ContextRequest(whole("context_length"), whole("context_overlap"),
+                             _choice(entry, "context_schedule", Schedule), _choice(entry, "context_fuse", Fuse),
+                             _choice(entry, "context_scope", Scope), _flag(entry, "loop"))  # fmt: skip
+    interpolation = _choice(entry, "prompt_interpolation", Interpolation) or "linear"
+    return TimeControls(keyframes=_keyframes(entry), interpolation=interpolation, context=context,
+                        noise_shuffle=_flag(entry, "noise_shuffle"), free_init=whole("free_init"))  # fmt: skip
+
+
+def _prompts(entry: _Entry) -> list[str]:
+    if entry.values.get("prompt_map") is None:
+        prompts = entry.strings("prompt", [])
+        if not prompts:
+            raise entry.fail("prompt", "expected at least one prompt.")
+        return prompts
+    if "prompt" in entry.values:
+        raise entry.fail("prompt", "an entry with a prompt_map takes its prompts from it; leave 'prompt' out.")
+    seeds = entry.values.get("seed", -1)
+    return [""] * (len(seeds) if isinstance(seeds, list) else 1)  # one clip per seed; frame 0's text is in the map
+
+
 def _samples(entry: _Entry) -> list[Sample]:
-    prompts = entry.strings("prompt", [])
-    if not prompts:
-        raise entry.fail("prompt", "expected at least one prompt.")
+    prompts = _prompts(entry)
     negatives = entry.strings("n_prompt", [""])
     if len(negatives) not in (1, len(prompts)):
         raise entry.fail("n_prompt", f"expected 1 or {len(prompts)} negative prompts, got {len(negatives)}.")
@@ -214,8 +275,8 @@ def read_prompt_config(path: str | os.PathLike, base: str | os.PathLike,
                 f"{', '.join(unsupported or unknown)}; known fields: {', '.join(sorted(ENTRY_KEYS))}."
             )
         entry = _Entry(values, index, path, Path(base))
-        samples = _samples(entry)
+        samples, time = _samples(entry), _time_controls(entry)
         for spec in _model_specs(entry, default_motion_module):
             spec.check()
-            jobs.append(Job(spec, tuple(samples)))
+            jobs.append(Job(spec, tuple(samples), time))
     return jobs

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import math
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from animatediff import __version__
 from animatediff.errors import ConfigError
 from animatediff.families import DEFAULT
 from animatediff.files import read_json
-from animatediff.sampling.options import ContextSettings, Interpolation
+from animatediff.sampling.options import ContextRequest, ContextSettings, Interpolation
 
 MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes 0 … 2**64 - 1
 RANDOM_SEED = -1  # as in the official prompt configs: draw one (and record it)
@@ -162,6 +162,51 @@ class Sample:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TimeControls:
+    """The time controls a user asked for, before the clip's length and the motion module are known:
+    keyframed prompts (`keyframes`: frame → text; a negative frame counts from the clip's end), context
+    windows, FreeNoise's noise shuffle and FreeInit."""
+
+    keyframes: tuple[tuple[int, str], ...] = ()
+    interpolation: Interpolation = "linear"
+    context: ContextRequest = field(default_factory=ContextRequest)
+    noise_shuffle: bool = False
+    free_init: int | None = None
+
+    def apply(self, sample: Sample, table: int | None) -> tuple[Sample, str | None]:
+        """`sample` with these controls resolved for its length and a motion module whose position table holds
+        `table` frames (None: none), and a note when context windows were chosen for the user."""
+        try:
+            context, note = self.context.resolve(sample.frames, table)
+        except ValueError as error:
+            raise ConfigError(f"{error}.") from error
+        if self.noise_shuffle and context is None:
+            raise ConfigError("the noise shuffle (FreeNoise) reschedules the noise of later context windows; this "
+                              "clip has none (give a context length shorter than the clip).")  # fmt: skip
+        prompt_map = self._prompt_map(sample)
+        prompt = dict(prompt_map).get(0, sample.prompt)
+        changed = replace(sample, prompt=prompt, prompt_map=prompt_map, prompt_interpolation=self.interpolation,
+                          context=context, noise_shuffle=self.noise_shuffle, free_init=self.free_init)  # fmt: skip
+        return changed, note
+
+    def _prompt_map(self, sample: Sample) -> tuple[tuple[int, str], ...]:
+        if not self.keyframes:
+            return ()
+        frames = {}
+        for frame, text in self.keyframes:
+            resolved = frame + sample.frames if frame < 0 else frame
+            if not 0 <= resolved < sample.frames:
+                raise ConfigError(f"the prompt keyframe {frame} is outside the {sample.frames}-frame clip (frames "
+                                  f"0 to {sample.frames - 1}, or -1 to -{sample.frames} from the end).")  # fmt: skip
+            frames[resolved] = text
+        if 0 not in frames:
+            if not sample.prompt:
+                raise ConfigError("frame 0 needs a prompt: give PROMPT or a keyframe at frame 0.")
+            frames[0] = sample.prompt
+        return tuple(sorted(frames.items()))
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything one output is made with: what the pipeline receives and what its sidecar records."""
 
@@ -172,12 +217,16 @@ class Settings:
     device: str = "cpu"
     dtype: str = "float32"
     overrides: tuple[str, ...] = ()  # settings a command-line flag gave over a prompt config's own
+    notes: tuple[str, ...] = ()  # what was decided for the user (context windows chosen for a long clip, …)
 
     def sidecar(self) -> dict:
         record = {**asdict(self.sample), **self.model.describe(), "device": self.device, "dtype": self.dtype,
                   "animatediff_version": __version__}  # fmt: skip
+        record["prompt_map"] = {str(frame): text for frame, text in self.sample.prompt_map}
         if self.overrides:
             record["overridden_by_flags"] = list(self.overrides)
+        if self.notes:
+            record["notes"] = list(self.notes)
         return record
 
 
@@ -216,7 +265,9 @@ def check_sample(model: ModelSpec, sample: Sample) -> None:
 
 @dataclass(frozen=True)
 class Job:
-    """One model and the clips to make with it (one pipeline serves them all)."""
+    """One model and the clips to make with it (one pipeline serves them all), with the time controls
+    asked for them (resolved per clip: `TimeControls.apply`)."""
 
     model: ModelSpec
     samples: tuple[Sample, ...]
+    time: TimeControls = field(default_factory=TimeControls)
