@@ -22,6 +22,7 @@ from animatediff.errors import ConfigError
 from animatediff.export import file_stem, write_video
 from animatediff.loading import ModelSpec, build_pipeline
 from animatediff.shapes.metrics import score_video
+from animatediff.shapes.time_report import format_time_rows, time_rows, write_time_media
 from animatediff.shapes.world import BACKGROUNDS, HELD_OUT, STYLES
 
 METRICS = ("text", "motion", "camera", "style", "smooth", "watermark")
@@ -182,6 +183,22 @@ def ablations_section(ablations: Path, models: Path = FOLDER) -> list[str]:
     return text + [format_ablations(tables)]
 
 
+def time_section(media: Path, relative: str, seeds: list[int], steps: int, models: Path,
+                 max_prompts: int | None, reference: dict) -> list[str]:  # fmt: skip
+    """The long-video rows (`time_report`) on the default model, with their GIFs (written into `media`,
+    linked as `relative`), as markdown lines."""
+    pipeline = build_pipeline(_spec(Row("", "", []), models))
+    rows = time_rows(pipeline, held_out_prompts()[:max_prompts], seeds, steps)
+    made = write_time_media(pipeline, media, steps)
+    return ["## Long videos: context windows, prompt travel, loops", "",
+            "The default model (base + motion module) on the held-out prompts, seeds as above; made by the same "
+            "command (`animatediff.shapes.time_report` says how each number is measured).", "",
+            *format_time_rows(rows, reference), "",
+            "| " + " | ".join(caption for caption, _, _ in made) + " |", "|" + "---|" * len(made),
+            "| " + " | ".join(f"![{caption}]({Path(relative, name).as_posix()})" for caption, _, name in made) + " |",
+            "| " + " | ".join(f"`{prompt}`" for _, prompt, _ in made) + " |", ""]  # fmt: skip
+
+
 def write_results(output: str | os.PathLike, media: str | os.PathLike, seeds: list[int],
                   ablations: str | os.PathLike | None = None, steps: int = 25, models: Path = FOLDER,
                   max_prompts: int | None = None) -> Path:  # fmt: skip
@@ -190,8 +207,9 @@ def write_results(output: str | os.PathLike, media: str | os.PathLike, seeds: li
     output, media, models = Path(output), Path(media), Path(models)
     rows = [evaluate_row(row, seeds, steps=steps, models=models, max_prompts=max_prompts) for row in default_rows()]
     grid = write_grid(media, steps=steps, models=models)
-    recipe = json.loads((models / "recipe.json").read_text()) if (models / "recipe.json").exists() else {}
     relative = os.path.relpath(media, output.parent)
+    long_videos = time_section(media, relative, seeds, steps, models, max_prompts, reference=rows[1].scores)
+    recipe = json.loads((models / "recipe.json").read_text()) if (models / "recipe.json").exists() else {}
     text = [
         "# The embedded shapes-world models: measured quality",
         "",
@@ -216,6 +234,7 @@ def write_results(output: str | os.PathLike, media: str | os.PathLike, seeds: li
     ]
     text += ["How the world and the models were sized, with the measurements behind each choice: "
              "[shapes-model.md](shapes-model.md).", ""]  # fmt: skip
+    text += long_videos
     if ablations is not None:
         text += ablations_section(Path(ablations), models)
     if recipe:
