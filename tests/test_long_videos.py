@@ -275,3 +275,18 @@ def test_a_prompt_config_takes_a_prompt_map_and_the_time_keys(tmp_path, tiny_bas
     assert settings["prompt_map"] == {"0": "a red circle", "6": "a blue square"}
     assert settings["context"]["length"] == 8 and settings["free_init"] == 2
     assert settings["prompt_interpolation"] == "none"
+
+
+def test_the_seam_ratio_finds_a_jump_where_a_window_ends():
+    from animatediff.shapes.time_report import seam_ratio, travel_pairs
+    from animatediff.shapes.world import parse_prompt
+
+    smooth = np.repeat(np.linspace(0, 150, 64)[:, None, None, None], 4, axis=1).repeat(4, 2).repeat(3, 3)
+    assert seam_ratio(smooth.astype(np.uint8)) == pytest.approx(1.0, abs=0.05)
+    jumpy = smooth.copy()
+    jumpy[16:] += 40  # the first window ends on frame 15
+    assert seam_ratio(np.clip(jumpy, 0, 255).astype(np.uint8)) > 1.5  # one jump among 20 edge changes
+    from animatediff.shapes.report import held_out_prompts
+
+    pairs = travel_pairs(held_out_prompts())
+    assert len(pairs) == 12 and all(parse_prompt(a).colour != parse_prompt(b).colour for a, b in pairs)

@@ -125,9 +125,9 @@ def stand_ins(folder: Path) -> None:
     render_dataset(folder / "data", clips)  # results.csv and videos/ (16 frames 4 apart need 61 of them)
     tiny_clip(folder / "path/to/clip", TOKENIZER)
     (folder / "tests").symlink_to(ROOT / "tests")  # the tiny-model recipe imports the tests' helpers
-    for index, config in enumerate(blocks("yaml")):
-        name = "motion.yaml" if index == 0 else f"config-{index}.yaml"
-        (folder / name).write_text(config)
+    for config in blocks("yaml"):  # a block names its file in a first-line comment, else it is the training config
+        named = re.match(r"# (\S+\.yaml)\n", config)
+        (folder / (named[1] if named else "motion.yaml")).write_text(config)
 
 
 @pytest.fixture(scope="module")
