@@ -21,7 +21,7 @@ from animatediff import __version__
 from animatediff.embedded import DEFAULT_BASE, DEFAULT_MOTION_MODULE, find, listing, resolve
 from animatediff.errors import AnimateDiffError, ConfigError
 from animatediff.export import FORMATS, FRAME_FOLDER, check_fps, file_stem, output_format, sidecar_path
-from animatediff.families import DEFAULT, FAMILIES
+from animatediff.families import DEFAULT, FAMILIES, SCHEDULERS
 from animatediff.files import check_output
 from animatediff.sampling.options import ContextRequest, Fuse, Interpolation, Schedule, Scope
 from animatediff.settings import (
@@ -188,6 +188,8 @@ def _generate_parser(commands) -> None:
     sampling.add_argument("--width", type=whole_number, help="default: the image model's own size (512 for SD1.5)")
     sampling.add_argument("--height", type=whole_number, help="default: the image model's own size")
     sampling.add_argument("--steps", type=whole_number, help=f"denoising steps (default: {DEFAULT.steps})")
+    sampling.add_argument("--scheduler", choices=list(SCHEDULERS), help="the sampler, on the release's own noise "
+                          "schedule (default: ddim, the official settings)")  # fmt: skip
     sampling.add_argument(
         "--guidance-scale",
         type=finite_number,
@@ -380,6 +382,7 @@ def _model_from_flags(args: argparse.Namespace, base: Path, default_module: Path
         domain_adapter_scale=args.domain_adapter_scale,
         motion_loras=[(resolve(path, "--motion-lora"), scale) for path, scale in args.motion_lora],
         motion_module_settings=settings,
+        sampler=args.scheduler or "ddim",
     )
 
 
@@ -429,9 +432,10 @@ def _jobs(args: argparse.Namespace) -> tuple[list[Job], tuple[str, ...]]:
     jobs = read_prompt_config(args.config, base, default_module)
     overrides = _flag_overrides(args)
     time = _time_controls(args) if _time_given(args) else None
-    jobs = [Job(job.model, tuple(replace(sample, **overrides) for sample in job.samples), time or job.time)
-            for job in jobs]  # fmt: skip
-    return jobs, tuple(sorted(overrides)) + (("time controls",) if time else ())
+    models = {"sampler": args.scheduler} if args.scheduler else {}
+    jobs = [Job(replace(job.model, **models), tuple(replace(sample, **overrides) for sample in job.samples),
+                time or job.time) for job in jobs]  # fmt: skip
+    return jobs, tuple(sorted(overrides)) + (("time controls",) if time else ()) + (("scheduler",) if models else ())
 
 
 def _device_and_dtype(device: str, dtype: str) -> tuple[str, str]:

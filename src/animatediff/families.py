@@ -22,6 +22,32 @@ from dataclasses import dataclass, field
 # DDIM as the official inference configs set it (every other setting at diffusers' defaults)
 OFFICIAL_DDIM = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="linear", steps_offset=1, clip_sample=False)
 
+# `--scheduler` names → a diffusers scheduler class and the options that make it that sampler. Each is built
+# on the release's own noise schedule (the official linear betas for v1-v3: what the motion modules were
+# trained with), so only the sampler changes. Names follow the A1111/ComfyUI ones users know.
+SCHEDULERS = {
+    "ddim": ("DDIMScheduler", {}),
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler-ancestral": ("EulerAncestralDiscreteScheduler", {}),
+    "dpm++2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "dpm++2m-karras": ("DPMSolverMultistepScheduler",
+                       {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True}),
+    "dpm++sde-karras": ("DPMSolverMultistepScheduler",  # DPM++ 2M SDE Karras: needs no torchsde
+                        {"algorithm_type": "sde-dpmsolver++", "solver_order": 2, "use_karras_sigmas": True}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+    "lcm": ("LCMScheduler", {}),
+    "tcd": ("TCDScheduler", {}),
+}  # fmt: skip
+
+
+def make_scheduler(name: str, noise_schedule: dict):
+    """The diffusers scheduler called `name` (a key of `SCHEDULERS`) on `noise_schedule` (betas, offset)."""
+    import diffusers
+
+    class_name, options = SCHEDULERS[name]
+    settings = noise_schedule if name == "ddim" else {k: v for k, v in noise_schedule.items() if k != "clip_sample"}
+    return getattr(diffusers, class_name).from_config({**settings, **options})
+
 
 @dataclass(frozen=True)
 class Family:

@@ -9,8 +9,8 @@ fails before the base model has been loaded.) Merges happen in float32; the pipe
 from __future__ import annotations
 
 import torch
-from diffusers import DDIMScheduler
 
+from animatediff.families import make_scheduler
 from animatediff.formats import load_motion_module
 from animatediff.image_models import apply_dreambooth, apply_image_lora, load_base
 from animatediff.lora import apply_domain_adapter, apply_motion_lora
@@ -44,7 +44,7 @@ def build_pipeline(spec: ModelSpec, device: torch.device | str = "cpu", dtype: t
         apply_image_lora(components, path, scale)
     if spec.domain_adapter is not None:
         apply_domain_adapter(components.unet, spec.domain_adapter, spec.domain_adapter_scale)
-    scheduler = DDIMScheduler(**spec.scheduler)
+    scheduler = make_scheduler(spec.sampler, spec.scheduler)
     pipeline = AnimateDiffPipeline.from_components(components, motion_module, scheduler, split_guidance)
     pipeline.to(device, dtype)
     return pipeline.compile() if compile else pipeline

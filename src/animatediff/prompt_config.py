@@ -21,6 +21,7 @@ from typing import get_args
 import yaml
 
 from animatediff.errors import ConfigError, one_line
+from animatediff.families import SCHEDULERS
 from animatediff.sampling.options import ContextRequest, Fuse, Interpolation, Schedule, Scope
 from animatediff.settings import Job, ModelSpec, Sample, TimeControls, base_frame_size, resolve_seed
 
@@ -31,7 +32,7 @@ TIME_KEYS = {  # long videos and prompt travel (animatediff-cli-prompt-travel's 
 ENTRY_KEYS = {
     "inference_config", "motion_module", "motion_module_lora_configs", "adapter_lora_path", "adapter_lora_scale",
     "dreambooth_path", "lora_model_path", "lora_alpha", "seed", "steps", "guidance_scale", "prompt", "n_prompt",
-    "W", "H", "L", *TIME_KEYS,
+    "W", "H", "L", "scheduler", *TIME_KEYS,
 }  # fmt: skip
 _UNSUPPORTED = {"controlnet_path", "controlnet_config", "controlnet_images", "controlnet_image_indexs"}
 
@@ -142,6 +143,13 @@ def _motion_loras(entry: _Entry) -> list[tuple[Path, float]]:
     return loras
 
 
+def _sampler(entry: _Entry) -> str:
+    name = entry.values.get("scheduler", "ddim")
+    if name not in SCHEDULERS:
+        raise entry.fail("scheduler", f"expected one of {', '.join(SCHEDULERS)}, got {brief(name)}.")
+    return name
+
+
 def _model_specs(entry: _Entry, default_motion_module: Path | None) -> list[ModelSpec]:
     motion_settings, scheduler, use_motion = {}, {}, True
     inference_path = entry.path("inference_config")
@@ -158,6 +166,7 @@ def _model_specs(entry: _Entry, default_motion_module: Path | None) -> list[Mode
         domain_adapter_scale=entry.number("adapter_lora_scale", float, 1.0),
         motion_loras=_motion_loras(entry),
         motion_module_settings=motion_settings,
+        sampler=_sampler(entry),
         **({"scheduler": dict(scheduler)} if scheduler else {}),
     )
     return [

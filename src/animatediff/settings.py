@@ -15,7 +15,7 @@ from pathlib import Path
 
 from animatediff import __version__
 from animatediff.errors import ConfigError
-from animatediff.families import DEFAULT
+from animatediff.families import DEFAULT, SCHEDULERS
 from animatediff.files import read_json
 from animatediff.sampling.options import ContextRequest, ContextSettings, Interpolation
 
@@ -55,12 +55,15 @@ class ModelSpec:
     domain_adapter_scale: float = 1.0
     motion_loras: tuple[tuple[Path, float], ...] = ()
     motion_module_settings: dict = field(default_factory=dict)  # MotionModuleConfig fields to override
-    scheduler: dict = field(default_factory=lambda: dict(DEFAULT.scheduler))  # DDIMScheduler settings
+    scheduler: dict = field(default_factory=lambda: dict(DEFAULT.scheduler))  # the noise schedule (betas, offset)
+    sampler: str = "ddim"  # a key of families.SCHEDULERS
 
     def __post_init__(self):
         object.__setattr__(self, "loras", tuple(self.loras))
         object.__setattr__(self, "motion_loras", tuple(self.motion_loras))
         check_finite(self.domain_adapter_scale, "the domain adapter scale")
+        if self.sampler not in SCHEDULERS:
+            raise ConfigError(f"unknown scheduler {self.sampler!r}; expected one of {', '.join(SCHEDULERS)}.")
         for name, entries in (("LoRA", self.loras), ("MotionLoRA", self.motion_loras)):
             for path, scale in entries:
                 check_finite(scale, f"the scale of {name} {path}")
@@ -104,7 +107,12 @@ class ModelSpec:
             "domain_adapter_scale": self.domain_adapter_scale if self.domain_adapter is not None else None,
             "motion_loras": [{"path": absolute(p), "scale": s} for p, s in self.motion_loras],
             "motion_module_settings": self.motion_module_settings,
-            "scheduler": {"class": "DDIMScheduler", **self.scheduler},
+            "scheduler": {
+                "name": self.sampler,
+                "class": SCHEDULERS[self.sampler][0],
+                **self.scheduler,
+                **SCHEDULERS[self.sampler][1],
+            },
         }
 
 
