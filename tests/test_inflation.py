@@ -124,3 +124,24 @@ def test_motion_module_for_another_unet_is_refused():
     wrong = MotionModule(MotionModuleConfig(block_out_channels=(64, 128), layers_per_block=2))
     with pytest.raises(AnimateDiffError, match=r"widths \(64, 128\).*widths \(32, 64\)"):
         inflate(tiny_unet(), wrong)
+
+
+@torch.no_grad()
+def test_text_states_given_per_frame_are_used_exactly_as_one_per_clip():
+    video_unet = inflate(tiny_unet(), random_motion_module())
+    sample, t, text = video_inputs(frames=3)
+    per_clip = video_unet(sample, t, text)
+    per_frame = video_unet(sample, t, text.repeat_interleave(3, dim=0))  # (b f) n d
+    assert torch.equal(per_clip, per_frame)
+    changed = text.repeat_interleave(3, dim=0).clone()
+    changed[2] += 1  # the last frame reads other text
+    differs = (video_unet(sample, t, changed) - per_clip).abs().amax(dim=(0, 1, 3, 4))
+    assert differs[2] > 1e-4
+
+
+@torch.no_grad()
+def test_motion_windows_covering_all_frames_once_compute_exactly_as_without():
+    video_unet = inflate(tiny_unet(), random_motion_module())
+    sample, t, text = video_inputs(frames=4)
+    whole = [(torch.arange(4), torch.ones(4))]
+    assert torch.equal(video_unet(sample, t, text), video_unet(sample, t, text, whole))
