@@ -114,7 +114,7 @@ def format_time_rows(rows: list[TimeScores], short: dict[str, tuple[float, float
 
 
 def write_time_media(pipeline, media: Path, steps: int = 25) -> list[tuple[str, str, str]]:
-    """Three 64-frame GIFs (4× enlarged): a long clip, prompt travel, a loop; (caption, prompt, file name)."""
+    """Three 64-frame GIFs (2× enlarged): a long clip, prompt travel, a loop; (caption, prompt, file name)."""
     first, second = "a red triangle moving right on a white background", "a blue circle growing on a gray background"
     travel_map = ((0, first), (21, first), (42, second))
     examples = [
@@ -128,6 +128,6 @@ def write_time_media(pipeline, media: Path, steps: int = 25) -> list[tuple[str, 
         text = prompt.split(" → ")[0]
         frames = pipeline(text, num_frames=LONG, seed=1, steps=steps, progress=False, **settings)
         name = f"{caption.replace(' ', '-')}-64.gif"
-        write_video(frames.repeat(4, axis=1).repeat(4, axis=2), media / name, fps=8)
+        write_video(frames.repeat(2, axis=1).repeat(2, axis=2), media / name, fps=8)
         made.append((caption, prompt, name))
     return made
