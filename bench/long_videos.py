@@ -2,6 +2,7 @@
 
     python bench/long_videos.py                  # embedded model (25 steps) and SD1.5-shaped UNet (1 step)
     python bench/long_videos.py --model embedded
+    python bench/long_videos.py --write          # and put the table into bench/RESULTS.md
 
 Each clip is generated in a fresh process (its peak resident memory is its own), with context windows of
 16 frames overlapping by 4 (`--context-scope unet`, the default): one window's activations at a time, so
@@ -68,25 +69,44 @@ def measure(script: str, frames: int) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+MARK = "<!-- bench/long_videos.py -->"
+
+
+def write_section(lines: list[str]) -> None:
+    """Replace (or add) this benchmark's section of bench/RESULTS.md, between two markers."""
+    path = Path(__file__).parent / "RESULTS.md"
+    before, _, rest = path.read_text().partition(MARK)
+    after = rest.partition(MARK)[2]
+    section = [MARK, "## Long clips in context windows (`python bench/long_videos.py`)", "", *lines, MARK]
+    path.write_text(before.rstrip() + "\n\n" + "\n".join(section) + (after or "\n"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=["embedded", "sd15", "both"], default="both")
+    parser.add_argument("--write", action="store_true", help="put the table into bench/RESULTS.md")
     args = parser.parse_args()
     models = {
         "embedded": ("embedded model, 32×32, 25 steps", EMBEDDED),
         "sd15": ("SD1.5-shaped, 128×128, 1 step", SD15),
     }
     chosen = list(models) if args.model == "both" else [args.model]
-    print("| model | frames | seconds | seconds per frame | peak memory | vs 16 frames |")
-    print("|---|---|---|---|---|---|")
+    lines = [
+        "| model | frames | seconds | seconds per frame | peak memory | vs 16 frames |",
+        "|---|---|---|---|---|---|",
+    ]
+    print("\n".join(lines))
     for name in chosen:
         label, script = models[name]
         first = None
         for frames in FRAMES:
             row = measure(script, frames)
             first = first or row
-            print(f"| {label} | {frames} | {row['seconds']:.1f} | {row['seconds'] / frames:.3f} | "
-                  f"{row['peak'] / 2**20:.0f} MiB | {row['peak'] / first['peak']:.2f}× |", flush=True)  # fmt: skip
+            lines.append(f"| {label} | {frames} | {row['seconds']:.1f} | {row['seconds'] / frames:.3f} | "
+                         f"{row['peak'] / 2**20:.0f} MiB | {row['peak'] / first['peak']:.2f}× |")  # fmt: skip
+            print(lines[-1], flush=True)
+    if args.write:
+        write_section(lines)
 
 
 if __name__ == "__main__":
