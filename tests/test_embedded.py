@@ -179,7 +179,7 @@ def test_results_and_ablations_reports_run_on_a_retrain(smoke, tmp_path, monkeyp
     for heading in ("| base + motion module", "## 2. Domain adapter", "## 3. Motion module design",
                     "## 4. MotionLoRA", "## 5. Position encoding", "## Training"):  # fmt: skip
         assert heading in text, heading
-    assert len(list((tmp_path / "media").glob("*.gif"))) == 5
+    assert len(list((tmp_path / "media").glob("*.gif"))) == 5 + 3  # the grid, and the three 64-frame clips
     assert "measured on an earlier retrain" not in text  # the smoke retrain's own base
     data["models"]["motion_module"] = "0" * 16  # measured with another motion module than the shipped one
     data["budgets"]["shipped_motion_module"] = "1 steps × 1 clips"  # and a shorter one: only stated, not used

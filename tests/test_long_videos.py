@@ -288,5 +288,6 @@ def test_the_seam_ratio_finds_a_jump_where_a_window_ends():
     assert seam_ratio(np.clip(jumpy, 0, 255).astype(np.uint8)) > 1.5  # one jump among 20 edge changes
     from animatediff.shapes.report import held_out_prompts
 
-    pairs = travel_pairs(held_out_prompts())
+    pairs = travel_pairs(held_out_prompts(), held_out_prompts())
     assert len(pairs) == 12 and all(parse_prompt(a).colour != parse_prompt(b).colour for a, b in pairs)
+    assert len(travel_pairs(held_out_prompts()[:1], held_out_prompts())) == 1

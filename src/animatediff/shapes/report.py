@@ -188,7 +188,7 @@ def time_section(media: Path, relative: str, seeds: list[int], steps: int, model
     """The long-video rows (`time_report`) on the default model, with their GIFs (written into `media`,
     linked as `relative`), as markdown lines."""
     pipeline = build_pipeline(_spec(Row("", "", []), models))
-    rows = time_rows(pipeline, held_out_prompts()[:max_prompts], seeds, steps)
+    rows = time_rows(pipeline, held_out_prompts()[:max_prompts], held_out_prompts(), seeds, steps)
     made = write_time_media(pipeline, media, steps)
     return ["## Long videos: context windows, prompt travel, loops", "",
             "The default model (base + motion module) on the held-out prompts, seeds as above; made by the same "

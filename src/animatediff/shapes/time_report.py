@@ -53,12 +53,14 @@ def long_clip(pipeline, prompt: str, seed: int, steps: int) -> dict[str, float]:
             "seam ratio": seam_ratio(frames)}  # fmt: skip
 
 
-def travel_pairs(prompts: list[str]) -> list[tuple[str, str]]:
-    """Each held-out prompt with the next one of another colour."""
+def travel_pairs(prompts: list[str], pool: list[str]) -> list[tuple[str, str]]:
+    """Each of `prompts` with the next prompt of `pool` (the prompts' own list, or a longer one) that shows
+    another colour."""
     pairs = []
-    for index, first in enumerate(prompts):
-        second = next(p for p in prompts[index + 1 :] + prompts if parse_prompt(p).colour != parse_prompt(first).colour)
-        pairs.append((first, second))
+    for first in prompts:
+        start = pool.index(first) + 1 if first in pool else 0
+        others = pool[start:] + pool[:start]
+        pairs.append((first, next(p for p in others if parse_prompt(p).colour != parse_prompt(first).colour)))
     return pairs
 
 
@@ -91,10 +93,11 @@ def measure(pipeline, name: str, cases: list, make, seeds: list[int], steps: int
     return TimeScores(name, values)
 
 
-def time_rows(pipeline, prompts: list[str], seeds: list[int], steps: int = 25) -> list[TimeScores]:
+def time_rows(pipeline, prompts: list[str], pool: list[str], seeds: list[int], steps: int = 25) -> list[TimeScores]:
+    """The three rows on `prompts`; prompt travel pairs each with another colour's prompt of `pool`."""
     return [
         measure(pipeline, f"{LONG} frames, windows of 16 (overlap 4)", prompts, long_clip, seeds, steps),
-        measure(pipeline, f"prompt travel, {TRAVEL} frames", travel_pairs(prompts), travel, seeds, steps),
+        measure(pipeline, f"prompt travel, {TRAVEL} frames", travel_pairs(prompts, pool), travel, seeds, steps),
         measure(pipeline, f"loop, {LOOP} frames", prompts, loop, seeds, steps),
     ]
 
