@@ -17,6 +17,7 @@ from diffusers import UNet2DConditionModel
 from einops import rearrange, repeat
 from torch import nn
 
+from animatediff.control.controlnet import Residuals
 from animatediff.errors import AnimateDiffError
 from animatediff.families import FAMILIES
 from animatediff.formats import module_family
@@ -162,10 +163,14 @@ class AnimateDiffUNet(nn.Module):
         timestep: torch.Tensor | float,
         encoder_hidden_states: torch.Tensor,
         motion_windows: Windows | None = None,
+        residuals: Residuals | None = None,
+        image_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict noise for video latents `sample` (b c f h w) given text states: one per clip (b n d) or
         one per frame ((b f) n d). `motion_windows` runs the motion modules' attention on those windows of
-        frames alone, fused per frame (the image layers see every frame); None: on all frames at once."""
+        frames alone, fused per frame (the image layers see every frame); None: on all frames at once.
+        `residuals` (ControlNet, SparseCtrl) are added to the down blocks' and the mid block's outputs,
+        `(b f) c h w` each; `image_embeds` (b, tokens, dim) are an IP-Adapter's image prompt per clip."""
         num_frames = sample.shape[2]
         folded = rearrange(sample, "b c f h w -> (b f) c h w")
         text = encoder_hidden_states
@@ -173,8 +178,14 @@ class AnimateDiffUNet(nn.Module):
             text = repeat(text, "b n d -> (b f) n d", f=num_frames)
         if torch.is_tensor(timestep) and timestep.ndim == 1:
             timestep = repeat(timestep, "b -> (b f)", f=num_frames)
+        extra = {}
+        if residuals is not None:
+            extra["down_block_additional_residuals"] = residuals.down
+            extra["mid_block_additional_residual"] = residuals.mid
+        if image_embeds is not None:
+            extra["added_cond_kwargs"] = {"image_embeds": [image_embeds.repeat_interleave(num_frames, dim=0)]}
         with self.axis.folded(num_frames, motion_windows):
-            out = self.unet(folded, timestep, encoder_hidden_states=text, return_dict=False)[0]
+            out = self.unet(folded, timestep, encoder_hidden_states=text, return_dict=False, **extra)[0]
         return rearrange(out, "(b f) c h w -> b c f h w", f=num_frames)
 
 

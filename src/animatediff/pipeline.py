@@ -11,6 +11,7 @@ import inspect
 import logging
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -20,6 +21,9 @@ from einops import rearrange
 from tqdm.auto import tqdm
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from animatediff.control.conditions import Conditions
+from animatediff.control.controlnet import control_residuals
+from animatediff.control.init_latents import encode_frames, first_step, noised_latents
 from animatediff.errors import AnimateDiffError
 from animatediff.families import OFFICIAL_DDIM
 from animatediff.image_models import Components
@@ -70,10 +74,33 @@ def prompt_losses(tokenizer: CLIPTokenizer, prompt: str) -> list[str]:
     return losses
 
 
+def _halves(value):
+    """The two halves of a guidance batch's tensor, residuals or nothing."""
+    if value is None:
+        return (None, None)
+    if isinstance(value, torch.Tensor):
+        return value.chunk(2)
+    return tuple(type(value)([d.chunk(2)[i] for d in value.down], value.mid.chunk(2)[i]) for i in range(2))
+
+
 def to_uint8(video: torch.Tensor) -> np.ndarray:
     """Float frames in [0, 1], `f c h w`, to `F×H×W×3` uint8 by rounding."""
     video = rearrange(video.clamp(0, 1), "f c h w -> f h w c")
     return (video.float() * 255).round().to(torch.uint8).cpu().numpy()
+
+
+@dataclass(frozen=True)
+class StepControls:
+    """What steers every denoising step besides the text: context windows, and the conditions of the clip
+    (control residuals and an image prompt; an init video only sets where sampling starts)."""
+
+    context: ContextSettings | None = None
+    conditions: Conditions = field(default_factory=Conditions)
+
+    def start(self, steps: int) -> int:
+        """The index of the first timestep run: 0, or later for a video-to-video clip."""
+        init = self.conditions.init
+        return 0 if init is None else first_step(steps, init.strength)
 
 
 class AnimateDiffPipeline:
@@ -181,45 +208,56 @@ class AnimateDiffPipeline:
         guidance_scale: float,
         progress: bool = True,
         generator: torch.Generator | None = None,
-        context: ContextSettings | None = None,
+        controls: StepControls | None = None,
     ) -> Iterator[torch.Tensor]:
         """Run the scheduler's reverse process on `b c f h w` latents, yielding them after each step.
 
         `text_states` are one per clip (b, tokens, dim) or one per frame (b, f, tokens, dim), `[uncond;
-        cond]` when b is 2. `context` denoises a clip longer than its `length` in windows (`sampling`).
+        cond]` when b is 2. `controls`: context windows for a clip longer than their `length`
+        (`sampling`), and the clip's conditions (`control`); with an init video the latents are already
+        noised to the timestep it starts from, and the steps before it are skipped.
         `generator` feeds stochastic schedulers (ancestral, SDE); DDIM at eta 0 draws nothing.
         """
+        controls = controls or StepControls()
         self.scheduler.set_timesteps(steps, device=self.device)
-        latents = latents * self.scheduler.init_noise_sigma
+        start = controls.start(steps)
+        if start == 0:
+            latents = latents * self.scheduler.init_noise_sigma
+        elif hasattr(self.scheduler, "set_begin_index"):
+            self.scheduler.set_begin_index(start * self.scheduler.order)
         guidance = text_states.shape[0] == 2
         accepted = inspect.signature(self.scheduler.step).parameters
         extra = {"eta": 0.0, "generator": generator}
         extra = {name: value for name, value in extra.items() if name in accepted}
-        with tqdm(self.scheduler.timesteps, desc="denoising", disable=not progress) as bar:  # closed on Ctrl-C too
-            for step, t in enumerate(bar):
+        timesteps = self.scheduler.timesteps[start * self.scheduler.order :]
+        with tqdm(timesteps, desc="denoising", disable=not progress) as bar:  # closed on Ctrl-C too
+            for step, t in enumerate(bar, start=start):
                 model_input = torch.cat([latents] * 2) if guidance else latents
                 model_input = self.scheduler.scale_model_input(model_input, t)
-                eps = self._predict_noise(model_input, t, text_states, context, step).to(latents.dtype)
+                eps = self._predict_noise(model_input, t, text_states, controls, (step, steps)).to(latents.dtype)
                 if guidance:
                     uncond, cond = eps.chunk(2)
                     eps = uncond + guidance_scale * (cond - uncond)
                 latents = self.scheduler.step(eps, t, latents, **extra, return_dict=False)[0]
                 yield latents
 
-    def _predict_noise(self, model_input: torch.Tensor, t, text_states: torch.Tensor,
-                       context: ContextSettings | None = None, step: int = 0) -> torch.Tensor:  # fmt: skip
-        num_frames = model_input.shape[2]
+    def _predict_noise(self, model_input: torch.Tensor, t, text_states: torch.Tensor, controls: StepControls,
+                       step: tuple[int, int]) -> torch.Tensor:  # fmt: skip
+        """The noise prediction for the whole clip; `step` is (index, of how many) in the full schedule."""
+        num_frames, context = model_input.shape[2], controls.context
         if context is None or num_frames <= context.length:
-            return self._call_unet(model_input, t, text_states)
-        frame_windows = windows(num_frames, step, context)
+            return self._call_unet(model_input, t, text_states, controls.conditions, step)
+        frame_windows = windows(num_frames, step[0], context)
         weights = fuse_weights(context.length, context.fuse, context.overlap)
         if context.scope == "motion":
             pairs = [(torch.tensor(frames), weights) for frames in frame_windows]
-            return self._call_unet(model_input, t, text_states, pairs)
-        return self._predict_in_windows(model_input, t, text_states, frame_windows, weights)
+            return self._call_unet(model_input, t, text_states, controls.conditions, step, motion_windows=pairs)
+        return self._predict_in_windows(model_input, t, text_states, controls.conditions, step, frame_windows,
+                                        weights)  # fmt: skip
 
-    def _predict_in_windows(self, model_input: torch.Tensor, t, text_states: torch.Tensor,
-                            frame_windows: list[list[int]], weights: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    def _predict_in_windows(self, model_input: torch.Tensor, t, text_states: torch.Tensor, conditions: Conditions,
+                            step: tuple[int, int], frame_windows: list[list[int]],
+                            weights: torch.Tensor) -> torch.Tensor:  # fmt: skip
         """Each window of frames through the whole video UNet on its own; the predictions averaged per frame."""
         total = torch.zeros_like(model_input, dtype=torch.float32)
         count = torch.zeros(model_input.shape[2], device=model_input.device)
@@ -227,20 +265,25 @@ class AnimateDiffPipeline:
         for frames in frame_windows:
             index = torch.tensor(frames, device=model_input.device)
             text = text_states[:, index] if text_states.ndim == 4 else text_states
-            eps = self._call_unet(model_input[:, :, index], t, text).float()
+            eps = self._call_unet(model_input[:, :, index], t, text, conditions, step, frame_index=index).float()
             total.index_add_(2, index, eps * weights[None, None, :, None, None])
             count.index_add_(0, index, weights)
         return total / count[None, None, :, None, None]
 
-    def _call_unet(self, model_input: torch.Tensor, t, text_states: torch.Tensor, motion_windows=None):
-        """The video UNet on `model_input`, per-frame text states folded as it takes them, the guidance
-        batch's halves one after the other with `split_guidance`."""
+    def _call_unet(self, model_input: torch.Tensor, t, text_states: torch.Tensor, conditions: Conditions,
+                   step: tuple[int, int], motion_windows=None, frame_index=None):  # fmt: skip
+        """The video UNet on `model_input` (the frames `frame_index` of the clip; None: all of them), with
+        the clip's control residuals and image prompt; per-frame text states folded as it takes them; the
+        guidance batch's halves one after the other with `split_guidance`."""
+        residuals = control_residuals(conditions.controlnets, model_input, t, text_states, *step, frame_index)
+        image = conditions.image_prompt.embeds if conditions.image_prompt is not None else None
         if text_states.ndim == 4:  # b f n d
             text_states = rearrange(text_states, "b f n d -> (b f) n d")
         if not self.split_guidance or len(model_input) == 1:
-            return self.unet(model_input, t, text_states, motion_windows)
-        halves = zip(model_input.chunk(2), text_states.chunk(2), strict=True)
-        return torch.cat([self.unet(latents, t, text, motion_windows) for latents, text in halves])
+            return self.unet(model_input, t, text_states, motion_windows, residuals, image)
+        halves = [model_input.chunk(2), text_states.chunk(2), _halves(residuals), _halves(image)]
+        return torch.cat([self.unet(latents, t, text, motion_windows, res, emb) for latents, text, res, emb
+                          in zip(*halves, strict=True)])  # fmt: skip
 
     def denoise(self, latents: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         """The final latents of `denoising_steps` (same arguments)."""
@@ -261,28 +304,57 @@ class AnimateDiffPipeline:
         return Sample(prompt=prompt, frames=num_frames, height=height or size, width=width or size,
                       **{"seed": 0, "negative_prompt": "", **settings})  # fmt: skip
 
-    def __call__(self, prompt: str | Sample, progress: bool = True, **settings) -> np.ndarray:
+    def __call__(self, prompt: str | Sample, progress: bool = True, conditions: Conditions | None = None,
+                 **settings) -> np.ndarray:  # fmt: skip
         """Generate one clip as `F×H×W×3` uint8 frames (arguments as for `generate`)."""
-        return to_uint8(self.generate(prompt, progress, **settings))
+        return to_uint8(self.generate(prompt, progress, conditions, **settings))
 
-    def generate(self, prompt: str | Sample, progress: bool = True, **settings) -> torch.Tensor:
+    def generate(self, prompt: str | Sample, progress: bool = True, conditions: Conditions | None = None,
+                 **settings) -> torch.Tensor:  # fmt: skip
         """Generate one clip as float frames `f 3 H W` in [0, 1] (what `__call__` rounds to uint8).
 
         `prompt` is a complete `Sample`, or the prompt text with the keyword settings of `sample`
         (`negative_prompt`, `num_frames`, `height`, `width`, `steps`, `guidance_scale`, `seed`, and the
-        time controls: `context`, `noise_shuffle`, `free_init`, `prompt_map`, `prompt_interpolation`)."""
+        time controls: `context`, `noise_shuffle`, `free_init`, `prompt_map`, `prompt_interpolation`).
+        `conditions` (`animatediff.control`): an init video, ControlNets, an image prompt."""
         sample = prompt if isinstance(prompt, Sample) else self.sample(prompt, **settings)
+        conditions = conditions or Conditions()
         self.check_inputs(sample.frames, sample.height, sample.width, sample.steps, sample.context)
+        self.check_conditions(conditions, sample)
         text_states = self.text_states(sample)
         generator = torch.Generator("cpu").manual_seed(sample.seed)
-        noise = self.initial_latents(sample, generator)
+        controls = StepControls(sample.context, conditions)
+        noise = self.initial_latents(sample, generator, conditions)
         latents = noise
         for iteration in range(sample.free_init or 1):
             if iteration:
                 latents = self.reinitialize(latents, noise, generator)
             latents = self.denoise(latents, text_states, sample.steps, sample.guidance_scale, progress, generator,
-                                   sample.context)  # fmt: skip
+                                   controls)  # fmt: skip
         return self.decode(latents)
+
+    def check_conditions(self, conditions: Conditions, sample: Sample) -> None:
+        """Refuse conditions that do not fit the clip: frames of another size or too few of them, a strength
+        that leaves no step to run, time controls that an init video leaves no room for."""
+        init = conditions.init
+        if init is not None and first_step(sample.steps, init.strength) >= sample.steps:
+            raise AnimateDiffError(
+                f"strength {init.strength} leaves none of the {sample.steps} steps to run (it runs "
+                f"int(steps × strength)); raise the strength or the steps."
+            )
+        if init is not None and (sample.free_init or sample.noise_shuffle):
+            raise AnimateDiffError("an init video sets the clip's starting latents itself; FreeInit and the noise "
+                                   "shuffle work on clips made from noise (leave them out).")  # fmt: skip
+        size = (sample.height, sample.width)
+        inputs = [("the init video", conditions.init.frames)] if conditions.init is not None else []
+        inputs += [(f"control video {number}", control.frames)
+                   for number, control in enumerate(conditions.controlnets, start=1)]  # fmt: skip
+        for name, frames in inputs:
+            if tuple(frames.shape[2:]) != size or len(frames) != sample.frames:
+                raise AnimateDiffError(
+                    f"{name} has {len(frames)} frames of {frames.shape[3]}×{frames.shape[2]}; the clip needs "
+                    f"{sample.frames} of {sample.width}×{sample.height}."
+                )
 
     def text_states(self, sample: Sample) -> torch.Tensor:
         """The clip's text states: (1 or 2, tokens, dim), or with a prompt map one per frame (1 or 2, frames,
@@ -302,8 +374,16 @@ class AnimateDiffPipeline:
         uncond = encode_text(self.tokenizer, self.text_encoder, [sample.negative_prompt or ""])
         return torch.cat([uncond[:, None].expand_as(per_frame), per_frame])
 
-    def initial_latents(self, sample: Sample, generator: torch.Generator) -> torch.Tensor:
-        """The noise contract's draw for the clip, with FreeNoise's rescheduling if the sample asks for it."""
+    def initial_latents(self, sample: Sample, generator: torch.Generator,
+                        conditions: Conditions | None = None) -> torch.Tensor:  # fmt: skip
+        """The noise contract's draw for the clip, with FreeNoise's rescheduling if the sample asks for it; for
+        video-to-video, the init video's latents noised to the timestep its strength starts from."""
+        init = conditions.init if conditions is not None else None
+        if init is not None:
+            self.scheduler.set_timesteps(sample.steps, device=self.device)
+            start = first_step(sample.steps, init.strength) * self.scheduler.order
+            latents = encode_frames(self.vae, init.frames, generator).to(self.unet.dtype)
+            return noised_latents(latents, self.scheduler, self.scheduler.timesteps[start], generator)
         factor = self.vae_scale_factor
         channels = self.unet.unet.config.in_channels
         shape = (1, channels, sample.frames, sample.height // factor, sample.width // factor)

@@ -1,0 +1,57 @@
+"""The conditions of one clip: an init video, ControlNets with their control frames, an image prompt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from diffusers import ControlNetModel
+
+
+@dataclass(frozen=True)
+class InitVideo:
+    """Video-to-video: `frames` (f 3 H W, floats in [0, 1], the clip's own size) are kept more the lower
+    `strength` is (0 < strength ≤ 1; 1 starts from pure noise)."""
+
+    frames: torch.Tensor
+    strength: float = 0.6
+
+
+@dataclass(frozen=True)
+class ControlNetInput:
+    """One ControlNet with its control frames (f 3 H W, floats in [0, 1], kept on the CPU until a step
+    uses them), its residuals' scale, and the part of the steps it acts on (`start` to `end`, fractions).
+    `guess_mode` runs it on the conditional half of the guidance batch alone, without text."""
+
+    model: ControlNetModel
+    frames: torch.Tensor
+    scale: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+    guess_mode: bool = False
+
+    def active(self, step: int, steps: int) -> bool:
+        """Whether it acts on step `step` of `steps` (diffusers' `controlnet_keep`)."""
+        return not (step / steps < self.start or (step + 1) / steps > self.end)
+
+
+@dataclass(frozen=True)
+class ImagePrompt:
+    """An IP-Adapter's image embedding, `[uncond; cond]` stacked when guidance is on: (1 or 2, tokens or 1,
+    dim); the adapter itself is loaded into the UNet's attention (`image_prompt.load_ip_adapter`)."""
+
+    embeds: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """Everything besides text that conditions one clip (each part optional)."""
+
+    init: InitVideo | None = None
+    controlnets: tuple[ControlNetInput, ...] = ()
+    image_prompt: ImagePrompt | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "controlnets", tuple(self.controlnets))
+        if self.init is not None and not 0 < self.init.strength <= 1:
+            raise ValueError(f"strength must be in (0, 1]; got {self.init.strength}")

@@ -1,0 +1,68 @@
+"""Control residuals: each ControlNet runs on every frame folded into the batch, with the text states of
+its frames and its own control frame, and returns residuals for the video UNet's down blocks and mid
+block. Several ControlNets add up (as diffusers' `MultiControlNetModel`). In guess mode a ControlNet sees
+the conditional half of the guidance batch alone and the unconditional half gets zero residuals (as
+diffusers' Stable Diffusion ControlNet pipeline)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from einops import rearrange, repeat
+
+from animatediff.control.conditions import ControlNetInput
+
+
+@dataclass
+class Residuals:
+    """What the video UNet's down blocks and mid block add to their outputs, `(b f) c h w` each."""
+
+    down: list[torch.Tensor]
+    mid: torch.Tensor
+
+    def __add__(self, other: Residuals) -> Residuals:
+        return Residuals([a + b for a, b in zip(self.down, other.down, strict=True)], self.mid + other.mid)
+
+
+def _per_frame_text(text_states: torch.Tensor, frames: int) -> torch.Tensor:
+    """Text states one per folded frame, `(b f) n d`, from one per clip (b n d) or per frame (b f n d)."""
+    if text_states.ndim == 4:
+        return rearrange(text_states, "b f n d -> (b f) n d")
+    return repeat(text_states, "b n d -> (b f) n d", f=frames)
+
+
+def _run(control: ControlNetInput, model_input: torch.Tensor, t, text_states: torch.Tensor,
+         frame_index: torch.Tensor | None) -> Residuals:  # fmt: skip
+    batch, frames = model_input.shape[0], model_input.shape[2]
+    guessing = control.guess_mode and batch == 2
+    if guessing:  # the conditional half alone
+        model_input, text_states = model_input[1:], text_states[1:]
+    images = control.frames if frame_index is None else control.frames[frame_index.cpu()]
+    images = images.to(device=model_input.device, dtype=control.model.dtype)
+    down, mid = control.model(
+        rearrange(model_input, "b c f h w -> (b f) c h w").to(control.model.dtype),
+        t,
+        encoder_hidden_states=_per_frame_text(text_states, frames).to(control.model.dtype),
+        controlnet_cond=repeat(images, "f c h w -> (b f) c h w", b=model_input.shape[0]),
+        conditioning_scale=control.scale,
+        guess_mode=control.guess_mode,
+        return_dict=False,
+    )
+    if guessing:
+        down, mid = [torch.cat([torch.zeros_like(d), d]) for d in down], torch.cat([torch.zeros_like(mid), mid])
+    return Residuals(list(down), mid)
+
+
+def control_residuals(controls: tuple[ControlNetInput, ...], model_input: torch.Tensor, t, text_states: torch.Tensor,
+                      step: int, steps: int, frame_index: torch.Tensor | None = None) -> Residuals | None:  # fmt: skip
+    """The summed residuals of the ControlNets active at `step` of `steps` for `model_input` (b c f h w,
+    the guidance batch), or None when none is. `frame_index`: which of the clip's frames `model_input`
+    holds (a context window), None for all of them."""
+    total = None
+    for control in controls:
+        if not control.active(step, steps):
+            continue
+        residuals = _run(control, model_input, t, text_states, frame_index)
+        total = residuals if total is None else total + residuals
+    return total

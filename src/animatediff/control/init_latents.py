@@ -1,0 +1,37 @@
+"""Video-to-video as diffusers' `AnimateDiffVideoToVideoPipeline` computes it: the input frames through
+the VAE (a posterior sample drawn from the clip's generator), scaled, noised with the scheduler's
+`add_noise` to the first timestep that `strength` leaves, and denoised from there."""
+
+from __future__ import annotations
+
+import torch
+from diffusers import AutoencoderKL
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from einops import rearrange
+
+ENCODE_CHUNK = 16  # frames through the VAE encoder at once (diffusers' default decode_chunk_size)
+
+
+def first_step(steps: int, strength: float) -> int:
+    """The index of the first of `steps` timesteps that a clip at `strength` is denoised from."""
+    kept = min(int(steps * strength), steps)
+    return max(steps - kept, 0)
+
+
+@torch.no_grad()
+def encode_frames(vae: AutoencoderKL, frames: torch.Tensor, generator: torch.Generator,
+                  chunk: int = ENCODE_CHUNK) -> torch.Tensor:  # fmt: skip
+    """Frames (f 3 H W in [0, 1]) to scaled latents (f c h w): a sample of each frame's posterior, drawn
+    from `generator` a chunk of frames at a time."""
+    pixels = frames.to(device=vae.device, dtype=vae.dtype) * 2 - 1
+    latents = [vae.encode(part).latent_dist.sample(generator) for part in pixels.split(chunk)]
+    return torch.cat(latents) * vae.config.scaling_factor
+
+
+def noised_latents(latents: torch.Tensor, scheduler: SchedulerMixin, timestep: torch.Tensor,
+                   generator: torch.Generator) -> torch.Tensor:  # fmt: skip
+    """Scaled frame latents (f c h w) noised to `timestep` with noise drawn from `generator` in frame-major
+    order, as one clip (1 c f h w)."""
+    noise = torch.randn((1, *latents.shape), generator=generator, dtype=torch.float32).to(latents.device)
+    noised = scheduler.add_noise(latents[None].float(), noise, timestep.reshape(1))
+    return rearrange(noised, "b f c h w -> b c f h w").to(latents.dtype)

@@ -1,0 +1,248 @@
+"""Video-to-video, ControlNet and IP-Adapter reproduce diffusers' `AnimateDiffVideoToVideoPipeline`,
+`AnimateDiffControlNetPipeline`, their combination and `AnimateDiffPipeline` with an IP-Adapter, on the
+same tiny weights with the motion GroupNorm pooled as diffusers computes it."""
+
+import numpy as np
+import pytest
+import torch
+from diffusers import (
+    AnimateDiffControlNetPipeline,
+    AnimateDiffVideoToVideoControlNetPipeline,
+    AnimateDiffVideoToVideoPipeline,
+    ControlNetModel,
+)
+from diffusers import AnimateDiffPipeline as DiffusersAnimateDiffPipeline
+from PIL import Image
+from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+from animatediff import AnimateDiffPipeline, load_base, official_scheduler
+from animatediff.control import Conditions, ControlNetInput, InitVideo
+from animatediff.control.image_prompt import image_prompt, load_ip_adapter, reads_hidden_states
+from animatediff.control.init_latents import first_step
+from animatediff.control.preprocess import canny
+from animatediff.errors import AnimateDiffError
+from animatediff.formats import to_motion_adapter
+from helpers import random_motion_module, save_tiny_base, tiny_config
+
+SIZE = dict(height=32, width=32)
+FRAMES, SEED = 6, 11
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    folder = save_tiny_base(tmp_path_factory.mktemp("base"), seed=3)
+    return folder, random_motion_module(tiny_config(norm_over_frames=True), seed=5)
+
+
+def random_controlnet(folder, seed: int = 7) -> ControlNetModel:
+    """A ControlNet shaped for the tiny base, every weight random (its zero convolutions too)."""
+    controlnet = ControlNetModel.from_unet(load_base(folder).unet, conditioning_embedding_out_channels=(16, 32))
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for parameter in controlnet.parameters():
+            parameter.normal_(0, 0.05)
+    return controlnet.eval()
+
+
+def video(seed: int, frames: int = FRAMES) -> np.ndarray:
+    """A moving gradient with noise: F×32×32×3 uint8."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, 255, 32)
+    clips = [np.stack([np.roll(ramp, 3 * f)[None].repeat(32, 0), ramp[:, None].repeat(32, 1),
+                       rng.uniform(0, 255, (32, 32))], axis=-1) for f in range(frames)]  # fmt: skip
+    return np.stack(clips).astype(np.uint8)
+
+
+def as_pil(frames: np.ndarray) -> list[Image.Image]:
+    return [Image.fromarray(frame) for frame in frames]
+
+
+def as_tensor(frames: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+
+
+def ours(models) -> AnimateDiffPipeline:
+    folder, motion_module = models
+    return AnimateDiffPipeline.from_components(load_base(folder), motion_module)
+
+
+def theirs(models, kind=DiffusersAnimateDiffPipeline, **extra):
+    folder, motion_module = models
+    base = load_base(folder)
+    parts = dict(vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer, unet=base.unet)
+    pipeline = kind(**parts, motion_adapter=to_motion_adapter(motion_module), scheduler=official_scheduler(), **extra)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def diffusers_frames(pipeline, steps: int = 5, **inputs) -> np.ndarray:
+    output = pipeline(prompt="a red circle", negative_prompt="blurry", num_inference_steps=steps,
+                      generator=torch.Generator("cpu").manual_seed(SEED), output_type="np", guidance_scale=7.5,
+                      **SIZE, **inputs)  # fmt: skip
+    return output.frames[0]
+
+
+def our_frames(pipeline, conditions: Conditions, steps: int = 5, frames: int = FRAMES, **settings) -> np.ndarray:
+    clip = pipeline.generate("a red circle", negative_prompt="blurry", steps=steps, seed=SEED, num_frames=frames,
+                             progress=False, guidance_scale=7.5, conditions=conditions, **SIZE, **settings)  # fmt: skip
+    return clip.permute(0, 2, 3, 1).numpy()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Video-to-video
+
+
+@pytest.mark.parametrize(("steps", "strength", "first"), [(10, 0.6, 4), (10, 1.0, 0), (5, 0.5, 3), (4, 0.1, 4)])
+def test_strength_selects_the_first_step_as_diffusers(steps, strength, first):
+    assert first_step(steps, strength) == first
+
+
+@pytest.mark.parametrize("strength", [0.6, 1.0])
+def test_video_to_video_reproduces_diffusers(models, strength):
+    clip = video(1)
+    expected = diffusers_frames(theirs(models, AnimateDiffVideoToVideoPipeline), video=as_pil(clip), strength=strength)
+    frames = our_frames(ours(models), Conditions(init=InitVideo(as_tensor(clip), strength)))
+    assert frames.shape == expected.shape == (FRAMES, 32, 32, 3)
+    assert np.abs(frames - expected).max() < 1e-4
+
+
+def test_the_clip_follows_its_input_video_and_a_strength_that_leaves_no_step_is_refused(models):
+    pipeline = ours(models)
+    first, second = (our_frames(pipeline, Conditions(init=InitVideo(as_tensor(video(s)), 0.4))) for s in (1, 5))
+    assert np.abs(first - second).mean() > 1e-2
+    with pytest.raises(AnimateDiffError, match="strength 0.1 leaves none of the 5 steps"):
+        our_frames(pipeline, Conditions(init=InitVideo(as_tensor(video(1)), 0.1)))
+
+
+# ---------------------------------------------------------------------------------------------------
+# ControlNet
+
+
+def test_controlnet_reproduces_diffusers(models):
+    folder = models[0]
+    controlnet, control = random_controlnet(folder), video(2)
+    reference = theirs(models, AnimateDiffControlNetPipeline, controlnet=controlnet)
+    expected = diffusers_frames(reference, conditioning_frames=as_pil(control), num_frames=FRAMES,
+                                controlnet_conditioning_scale=0.8, control_guidance_start=0.2,
+                                control_guidance_end=0.8)  # fmt: skip
+    inputs = ControlNetInput(controlnet, as_tensor(control), scale=0.8, start=0.2, end=0.8)
+    frames = our_frames(ours(models), Conditions(controlnets=(inputs,)))
+    assert np.abs(frames - expected).max() < 1e-4
+    plain = our_frames(ours(models), Conditions())
+    assert np.abs(frames - plain).mean() > 1e-3  # the ControlNet changed the clip
+
+
+def test_video_to_video_with_controlnet_reproduces_diffusers(models):
+    folder = models[0]
+    controlnet, clip, control = random_controlnet(folder), video(1), video(2)
+    reference = theirs(models, AnimateDiffVideoToVideoControlNetPipeline, controlnet=controlnet)
+    expected = diffusers_frames(reference, video=as_pil(clip), conditioning_frames=as_pil(control), strength=0.6)
+    conditions = Conditions(init=InitVideo(as_tensor(clip), 0.6),
+                            controlnets=(ControlNetInput(controlnet, as_tensor(control)),))  # fmt: skip
+    assert np.abs(our_frames(ours(models), conditions) - expected).max() < 1e-4
+
+
+def test_two_controlnets_add_up_as_diffusers_multicontrolnet(models):
+    folder = models[0]
+    first, second = random_controlnet(folder, 7), random_controlnet(folder, 8)
+    controls = video(2), video(3)
+    reference = theirs(models, AnimateDiffControlNetPipeline, controlnet=[first, second])
+    expected = diffusers_frames(reference, conditioning_frames=[as_pil(c) for c in controls], num_frames=FRAMES,
+                                controlnet_conditioning_scale=[1.0, 0.5])  # fmt: skip
+    inputs = (ControlNetInput(first, as_tensor(controls[0])), ControlNetInput(second, as_tensor(controls[1]), 0.5))
+    assert np.abs(our_frames(ours(models), Conditions(controlnets=inputs)) - expected).max() < 1e-4
+
+
+def test_guess_mode_gives_the_unconditional_half_no_residuals(models):
+    folder = models[0]
+    controlnet, control = random_controlnet(folder), as_tensor(video(2))
+    pipeline = ours(models)
+    guessing = our_frames(pipeline, Conditions(controlnets=(ControlNetInput(controlnet, control, guess_mode=True),)))
+    normal = our_frames(pipeline, Conditions(controlnets=(ControlNetInput(controlnet, control),)))
+    plain = our_frames(pipeline, Conditions())
+    assert np.abs(guessing - normal).mean() > 1e-4 and np.abs(guessing - plain).mean() > 1e-4
+
+
+def test_controlnet_in_context_windows_slices_the_control_frames_per_window(models):
+    from animatediff.sampling.options import ContextSettings
+
+    folder = models[0]
+    controlnet, control = random_controlnet(folder), as_tensor(video(2, frames=10))
+    pipeline = ours(models)
+    conditions = Conditions(controlnets=(ControlNetInput(controlnet, control),))
+    long = our_frames(pipeline, conditions, frames=10, context=ContextSettings(length=6, overlap=2))
+    whole = our_frames(pipeline, conditions, frames=10)
+    assert long.shape == whole.shape == (10, 32, 32, 3)
+    assert np.abs(long - whole).mean() > 1e-5  # windows differ from the whole clip, yet both ran
+    first = our_frames(pipeline, Conditions(controlnets=(ControlNetInput(controlnet, control[:6]),)), frames=6)
+    alone = our_frames(pipeline, Conditions(), frames=6)
+    assert np.abs(first - alone).mean() > 1e-3
+
+
+def test_split_guidance_computes_the_same_clip_with_control(models):
+    folder = models[0]
+    controlnet = random_controlnet(folder)
+    conditions = Conditions(controlnets=(ControlNetInput(controlnet, as_tensor(video(2))),))
+    together = our_frames(ours(models), conditions)
+    pipeline = ours(models)
+    pipeline.split_guidance = True
+    assert np.abs(our_frames(pipeline, conditions) - together).max() < 1e-5
+
+
+# ---------------------------------------------------------------------------------------------------
+# IP-Adapter
+
+
+def tiny_image_encoder() -> tuple[CLIPVisionModelWithProjection, CLIPImageProcessor]:
+    torch.manual_seed(4)
+    config = CLIPVisionConfig(hidden_size=32, intermediate_size=37, projection_dim=16, num_hidden_layers=2,
+                              num_attention_heads=4, image_size=32, patch_size=8)  # fmt: skip
+    processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    return CLIPVisionModelWithProjection(config).eval(), processor
+
+
+def tiny_ip_adapter(unet, embed_dim: int = 16, tokens: int = 4) -> dict[str, torch.Tensor]:
+    """An IP-Adapter's flat state dict for `unet`: image projection and key/value weights per cross-attention."""
+    generator = torch.Generator().manual_seed(6)
+    width = unet.config.cross_attention_dim
+    weights = {"image_proj.proj.weight": torch.randn(width * tokens, embed_dim, generator=generator) * 0.1,
+               "image_proj.proj.bias": torch.zeros(width * tokens),
+               "image_proj.norm.weight": torch.ones(width), "image_proj.norm.bias": torch.zeros(width)}  # fmt: skip
+    names = [name for name in unet.attn_processors if name.endswith("attn2.processor")]
+    for number, name in enumerate(names):
+        inner = unet.get_submodule(name.removesuffix(".processor")).to_k.out_features
+        for kind in ("to_k_ip", "to_v_ip"):
+            weights[f"ip_adapter.{2 * number + 1}.{kind}.weight"] = torch.randn(inner, width, generator=generator) * 0.3
+    return weights
+
+
+def test_ip_adapter_reproduces_diffusers(models):
+    folder, _ = models
+    encoder, processor = tiny_image_encoder()
+    image = video(4, frames=1)[0]
+    state = tiny_ip_adapter(load_base(folder).unet)
+    reference = theirs(models, image_encoder=encoder, feature_extractor=processor)
+    parts = {part: {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith(part)}
+             for part in ("image_proj", "ip_adapter")}  # fmt: skip
+    reference.load_ip_adapter(parts, subfolder="", weight_name="", image_encoder_folder=None)
+    reference.set_ip_adapter_scale(0.7)
+    expected = diffusers_frames(reference, num_frames=FRAMES, ip_adapter_image=Image.fromarray(image))
+    pipeline = ours(models)
+    load_ip_adapter(pipeline.unet.unet, state, scale=0.7)
+    prompt = image_prompt(encoder, processor, image, reads_hidden_states(pipeline.unet.unet), guidance=True)
+    frames = our_frames(pipeline, Conditions(image_prompt=prompt))
+    assert np.abs(frames - expected).max() < 1e-4
+    assert np.abs(frames - our_frames(ours(models), Conditions())).mean() > 1e-3
+
+
+# ---------------------------------------------------------------------------------------------------
+# Preprocessing
+
+
+def test_canny_draws_white_edges_on_black_where_the_image_changes():
+    frame = np.zeros((1, 32, 32, 3), np.uint8)
+    frame[:, 8:24, 8:24] = 255
+    edges = canny(frame)
+    assert edges.shape == (1, 32, 32, 3) and set(np.unique(edges)) == {0, 255}
+    assert edges[0, 16, 16].max() == 0 and edges[0, 2, 2].max() == 0  # inside and outside the square: no edge
+    assert edges[0, 8:24, 7:9].any() and edges[0, 7:9, 8:24].any()  # its left and top sides
