@@ -246,3 +246,147 @@ def test_canny_draws_white_edges_on_black_where_the_image_changes():
     assert edges.shape == (1, 32, 32, 3) and set(np.unique(edges)) == {0, 255}
     assert edges[0, 16, 16].max() == 0 and edges[0, 2, 2].max() == 0  # inside and outside the square: no edge
     assert edges[0, 8:24, 7:9].any() and edges[0, 7:9, 8:24].any()  # its left and top sides
+
+
+# ---------------------------------------------------------------------------------------------------
+# The command line and prompt configs
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, tiny_base):
+    """Files a user would pass: an MP4, a folder of control frames, a ControlNet folder, an IP-Adapter with
+    its image encoder folder, an image."""
+    from animatediff.export import write_video
+
+    folder = tmp_path_factory.mktemp("inputs")
+    write_video(video(1, frames=8), folder / "input.mp4", fps=12)
+    write_video(video(2, frames=8), folder / "edges")
+    random_controlnet(tiny_base).save_pretrained(folder / "controlnet")
+    encoder, processor = tiny_image_encoder()
+    encoder.save_pretrained(folder / "image_encoder")
+    processor.save_pretrained(folder / "image_encoder")
+    from safetensors.torch import save_file
+
+    save_file(tiny_ip_adapter(load_base(tiny_base).unet), folder / "ip-adapter.safetensors")
+    Image.fromarray(video(4, frames=1)[0]).save(folder / "look.png")
+    return folder
+
+
+def cli(tiny_base, motion_module, output, *extra):
+    from animatediff.cli import main
+
+    models = ["--base", str(tiny_base), "--motion-module", str(motion_module)]
+    small = ["--width", "16", "--height", "16", "--steps", "2", "--seed", "2", "--frames", "4"]
+    return main(["generate", "a red circle", *models, *small, "-o", str(output), *extra])
+
+
+def test_every_control_flag_runs_and_reaches_the_sidecar(tmp_path, tiny_base, tiny_motion_module_file, inputs):
+    import json
+
+    from animatediff import read_video
+
+    flags = ["--init-video", str(inputs / "input.mp4"), "--strength", "0.5", "--stride", "2",
+             "--controlnet", f"{inputs / 'controlnet'}:0.7", "--control-video", str(inputs / "edges"),
+             "--control-start", "0.1", "--control-end", "0.9", "--guess-mode",
+             "--ip-adapter", f"{inputs / 'ip-adapter.safetensors'}:0.6",
+             "--ip-image", str(inputs / "look.png")]  # fmt: skip
+    assert cli(tiny_base, tiny_motion_module_file, tmp_path / "all", *flags) == 0
+    assert read_video(tmp_path / "all").shape == (4, 16, 16, 3)
+    settings = json.loads((tmp_path / "all.json").read_text())
+    assert settings["init_video"] == str(inputs / "input.mp4") and settings["strength"] == 0.5
+    assert settings["stride"] == 2 and settings["fps"] == 6.0  # the input's 12 fps over the stride
+    controlnet = {"path": str(inputs / "controlnet"), "scale": 0.7, "video": str(inputs / "edges")}
+    assert settings["controlnets"] == [controlnet]
+    assert (settings["control_start"], settings["control_end"], settings["guess_mode"]) == (0.1, 0.9, True)
+    assert settings["ip_adapter"] == {"path": str(inputs / "ip-adapter.safetensors"), "scale": 0.6}
+    assert settings["image_encoder"] == str(inputs / "image_encoder")
+
+
+def test_the_command_line_computes_what_the_library_does(tmp_path, tiny_base, tiny_motion_module_file, inputs):
+    from animatediff import read_video
+    from animatediff.formats import load_motion_module
+
+    flags = ["--init-video", str(inputs / "edges"), "--strength", "0.5", "--controlnet", str(inputs / "controlnet"),
+             "--control-video", str(inputs / "edges")]  # fmt: skip
+    assert cli(tiny_base, tiny_motion_module_file, tmp_path / "frames", *flags) == 0
+    pipeline = AnimateDiffPipeline.from_components(load_base(tiny_base), load_motion_module(tiny_motion_module_file))
+    edges = read_video(inputs / "edges")[:4]
+    resized = np.stack([np.asarray(Image.fromarray(f).resize((16, 16), Image.Resampling.LANCZOS)) for f in edges])
+    controlnet = ControlNetModel.from_pretrained(inputs / "controlnet")
+    conditions = Conditions(init=InitVideo(as_tensor(resized), 0.5),
+                            controlnets=(ControlNetInput(controlnet, as_tensor(resized)),))  # fmt: skip
+    expected = pipeline("a red circle", progress=False, conditions=conditions, num_frames=4, height=16, width=16,
+                        steps=2, seed=2)  # fmt: skip
+    assert np.array_equal(read_video(tmp_path / "frames"), expected)
+
+
+def test_a_prompt_config_takes_the_control_keys(tmp_path, tiny_base, tiny_motion_module_file, inputs):
+    import json
+
+    import yaml
+
+    from animatediff.cli import main
+
+    entry = {"motion_module": str(tiny_motion_module_file), "prompt": "a red circle", "seed": 1, "steps": 2, "W": 16,
+             "H": 16, "L": 4, "init_video": str(inputs / "input.mp4"), "strength": 0.75,
+             "controlnet": [f"{inputs / 'controlnet'}:0.5"], "control_video": [str(inputs / "edges")]}  # fmt: skip
+    config = tmp_path / "restyle.yaml"
+    config.write_text(yaml.safe_dump([entry]))
+    out = tmp_path / "out"
+    assert main(["generate", "--config", str(config), "--base", str(tiny_base), "--output-dir", str(out)]) == 0
+    settings = json.loads(next(out.glob("*.json")).read_text())
+    assert settings["strength"] == 0.75 and settings["controlnets"][0]["scale"] == 0.5
+    assert settings["fps"] == 12.0
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory, tiny_base):
+    folder = tmp_path_factory.mktemp("bad")
+    (folder / "noise.mp4").write_bytes(b"not a video at all")
+    (folder / "empty").mkdir()
+    from animatediff.export import write_video
+
+    write_video(video(1, frames=2), folder / "short.mp4", fps=8)
+    unet = load_base(tiny_base).unet
+    config = {**unet.config, "cross_attention_dim": 2048}
+    torch.manual_seed(0)
+    ControlNetModel.from_config(config, conditioning_embedding_out_channels=(16, 32)).save_pretrained(folder / "sdxl")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--init-video", "{bad}/noise.mp4"], "noise.mp4: cannot be read as a video or frames"),
+        (["--init-video", "{bad}/empty"], "the folder holds no images"),
+        (["--init-video", "{bad}/short.mp4"], "short.mp4 gives 2 frames; the clip needs 4"),
+        (["--controlnet", "{inputs}/controlnet", "--control-video", "{bad}/short.mp4"], "gives 2 frames; the clip"),
+        (["--controlnet", "{bad}/sdxl", "--control-video", "{inputs}/edges"], "is an SDXL ControlNet"),
+        (["--controlnet", "{inputs}/controlnet"], "each --controlnet takes one --control-video, in the same order; "
+                                                  "got 1 ControlNets and 0 control videos"),
+        (["--init-video", "{inputs}/input.mp4", "--strength", "0"], "strength must be more than 0 and at most 1"),
+        (["--init-video", "{inputs}/input.mp4", "--strength", "1.5"], "strength must be more than 0 and at most 1"),
+        (["--init-video", "{inputs}/input.mp4", "--strength", "0.2"], "strength 0.2 leaves none of the 2 steps"),
+        (["--strength", "0.5"], "need an --init-video, a --controlnet or an --ip-adapter"),
+        (["--ip-adapter", "{inputs}/ip-adapter.safetensors"], "give both --ip-adapter and --ip-image"),
+        (["--ip-adapter", "{inputs}/ip-adapter.safetensors", "--ip-image", "{inputs}/look.png", "--image-encoder",
+          "{bad}/empty"], "expected a CLIP vision model folder"),
+    ],
+)  # fmt: skip
+def test_bad_control_inputs_exit_2_with_one_sentence(tmp_path, tiny_base, tiny_motion_module_file, inputs,
+                                                     bad_inputs, capsys, flags, said):  # fmt: skip
+    flags = [flag.format(bad=bad_inputs, inputs=inputs) for flag in flags]
+    assert cli(tiny_base, tiny_motion_module_file, tmp_path / "o.gif", *flags) == 2
+    error = capsys.readouterr().err
+    assert said in error and error.count("\n") == 1 and "Traceback" not in error, error
+    assert not (tmp_path / "o.gif").exists()
+
+
+def test_preprocess_canny_writes_edge_frames_of_a_video(tmp_path, inputs):
+    from animatediff import read_video
+    from animatediff.cli import main
+
+    assert main(["preprocess", "canny", str(inputs / "input.mp4"), "-o", str(tmp_path / "edges"), "--frames", "3",
+                 "--width", "16", "--height", "16"]) == 0  # fmt: skip
+    edges = read_video(tmp_path / "edges")
+    assert edges.shape == (3, 16, 16, 3) and set(np.unique(edges)) <= {0, 255} and edges.any()

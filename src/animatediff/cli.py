@@ -28,6 +28,8 @@ from animatediff.settings import (
     MAX_FREE_INIT,
     MAX_SEED,
     RANDOM_SEED,
+    ControlNetSpec,
+    ControlSpec,
     Job,
     ModelSpec,
     Sample,
@@ -198,6 +200,7 @@ def _generate_parser(commands) -> None:
     sampling.add_argument("--seed", type=seed_number, help="initial-noise seed; -1 or none: a random one, recorded")
     sampling.add_argument("--config", type=Path, help="official-style prompt config (YAML list of entries)")
     _time_arguments(parser)
+    _control_arguments(parser)
     output = parser.add_argument_group("output")
     output.add_argument("--output", "-o", type=Path,
                         help="output file; its extension picks the format (.gif .mp4 .webm .webp; none: a folder "
@@ -205,7 +208,8 @@ def _generate_parser(commands) -> None:
     output.add_argument("--output-dir", type=Path, help="folder for --config runs, one output per sample "
                         "(default: outputs/CONFIG-NAME)")  # fmt: skip
     output.add_argument("--format", choices=FORMATS, default="gif", help="format of --output-dir outputs")
-    output.add_argument("--fps", type=positive_number, default=8.0, help="frames per second of the video")
+    output.add_argument("--fps", type=positive_number, help="frames per second of the video (default: 8; with "
+                        "--init-video, the input's own rate over --stride)")  # fmt: skip
     runtime = parser.add_argument_group("runtime")
     runtime.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 … (auto: cuda if present)")
     runtime.add_argument(
@@ -248,6 +252,57 @@ def _time_arguments(parser: argparse.ArgumentParser) -> None:
                       help="how text states change between keyframes")  # fmt: skip
 
 
+def _control_arguments(parser: argparse.ArgumentParser) -> None:
+    control = parser.add_argument_group(
+        "video to video, ControlNet, IP-Adapter (with --config: given flags replace every entry's own)",
+        "videos: any file PyAV reads or a folder of per-frame images, resized to cover the clip and "
+        "centre-cropped; frames taken from the first",
+    )
+    control.add_argument("--init-video", help="restyle this video: its frames are noised to --strength and denoised")
+    control.add_argument("--strength", type=finite_number, help="how much of the init video is redrawn, in (0, 1] "
+                         "(default: 0.6; 1: all of it)")  # fmt: skip
+    control.add_argument("--stride", type=whole_number, help="take every n-th frame of the init and control videos "
+                         "(default: 1)")  # fmt: skip
+    control.add_argument("--controlnet", type=path_and_scale, action="append", default=[], metavar="PATH[:SCALE]",
+                         help="an SD1.5 ControlNet (diffusers folder or single file), repeatable; each takes the "
+                         "--control-video in the same place")  # fmt: skip
+    control.add_argument("--control-video", action="append", default=[], metavar="PATH",
+                         help="control frames (edges, pose, depth …) for the ControlNet in the same place")  # fmt: skip
+    control.add_argument("--control-start", type=finite_number, help="fraction of the steps before the ControlNets "
+                         "act (default: 0)")  # fmt: skip
+    control.add_argument("--control-end", type=finite_number, help="fraction of the steps after which they stop "
+                         "(default: 1)")  # fmt: skip
+    control.add_argument("--guess-mode", action="store_true", help="ControlNets see no text (the conditional half)")
+    control.add_argument("--ip-adapter", type=path_and_scale, metavar="PATH[:SCALE]",
+                         help="an SD1.5 IP-Adapter (.safetensors or .bin) steered by --ip-image")  # fmt: skip
+    control.add_argument("--ip-image", help="the image prompt of --ip-adapter")
+    control.add_argument("--image-encoder", help="CLIP vision model folder for --ip-adapter (default: image_encoder/ "
+                         "beside the IP-Adapter file)")  # fmt: skip
+
+
+def _control_spec(args: argparse.Namespace) -> ControlSpec | None:
+    """The control inputs the flags give (None: none given)."""
+    if len(args.controlnet) != len(args.control_video):
+        raise ConfigError(f"each --controlnet takes one --control-video, in the same order; got {len(args.controlnet)} "
+                          f"ControlNets and {len(args.control_video)} control videos.")  # fmt: skip
+    values = {name: getattr(args, name) for name in ("strength", "stride", "control_start", "control_end")}
+    values = {name: value for name, value in values.items() if value is not None}
+    controlnets = tuple(ControlNetSpec(resolve(path, "--controlnet"), scale, Path(video))
+                        for (path, scale), video in zip(args.controlnet, args.control_video, strict=True))  # fmt: skip
+    ip_adapter, ip_scale = args.ip_adapter or (None, 1.0)
+    spec = ControlSpec(init_video=_path(args.init_video), controlnets=controlnets, guess_mode=args.guess_mode,
+                       ip_adapter=_path(ip_adapter), ip_adapter_scale=ip_scale, ip_image=_path(args.ip_image),
+                       image_encoder=_path(args.image_encoder), **values)  # fmt: skip
+    if not spec.given and (values or args.guess_mode or args.ip_image or args.image_encoder):
+        raise ConfigError("--strength, --stride, --control-start/--control-end, --guess-mode and the IP-Adapter image "
+                          "need an --init-video, a --controlnet or an --ip-adapter.")  # fmt: skip
+    return spec if spec.given else None
+
+
+def _path(value: str | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
 def _time_controls(args: argparse.Namespace) -> TimeControls:
     request = ContextRequest(args.context_length, args.context_overlap, args.context_schedule, args.context_fuse,
                              args.context_scope, args.loop)  # fmt: skip
@@ -282,6 +337,22 @@ def _tool_parsers(commands) -> None:
     evaluate.add_argument("--reference-images", help="folder of PNGs for the CLIP domain similarity")
     evaluate.add_argument("--json", type=Path, help="also write the scores to this file")
     evaluate.set_defaults(run=run_eval)
+
+
+def _preprocess_parser(commands) -> None:
+    preprocess = _command(commands, "preprocess", "control frames from a video: canny edges")
+    preprocess.add_argument("kind", choices=["canny"], help="what to draw: canny (white edges on black)")
+    preprocess.add_argument("input", type=Path, help="a video file or a folder of frames")
+    preprocess.add_argument("--output", "-o", type=Path, required=True,
+                            help="video file (its extension picks the format) or a folder of PNG frames")  # fmt: skip
+    preprocess.add_argument("--frames", type=whole_number, help="only the first N frames (after --stride)")
+    preprocess.add_argument("--stride", type=whole_number, default=1, help="take every n-th frame")
+    preprocess.add_argument("--width", type=whole_number, help="resize and centre-crop to this width")
+    preprocess.add_argument("--height", type=whole_number, help="… and height (both or neither)")
+    preprocess.add_argument("--low", type=count, default=100, help="Canny's lower threshold (default: 100)")
+    preprocess.add_argument("--high", type=count, default=200, help="Canny's upper threshold (default: 200)")
+    preprocess.add_argument("--fps", type=positive_number, default=8.0, help="frame rate of a video output")
+    preprocess.set_defaults(run=run_preprocess)
 
 
 def _shapes_parser(commands) -> None:
@@ -360,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     _generate_parser(commands)
     _tool_parsers(commands)
+    _preprocess_parser(commands)
     _shapes_parser(commands)  # the lab's commands last
     return parser
 
@@ -422,7 +494,9 @@ def _jobs(args: argparse.Namespace) -> tuple[list[Job], tuple[str, ...]]:
             raise ConfigError("PROMPT and --prompt-at 0:… both give frame 0's prompt; give one of them.")
         model = _model_from_flags(args, base, default_module)
         model.check()
-        return [Job(model, (_sample_from_flags(args, base),), _time_controls(args))], ()
+        control = _control_spec(args) or ControlSpec()
+        control.check()
+        return [Job(model, (_sample_from_flags(args, base),), _time_controls(args), control)], ()
     if args.output is not None:
         raise ConfigError("--config writes one output per sample: use --output-dir and --format, not --output.")
     if args.prompt:
@@ -432,10 +506,14 @@ def _jobs(args: argparse.Namespace) -> tuple[list[Job], tuple[str, ...]]:
     jobs = read_prompt_config(args.config, base, default_module)
     overrides = _flag_overrides(args)
     time = _time_controls(args) if _time_given(args) else None
+    control = _control_spec(args)
     models = {"sampler": args.scheduler} if args.scheduler else {}
     jobs = [Job(replace(job.model, **models), tuple(replace(sample, **overrides) for sample in job.samples),
-                time or job.time) for job in jobs]  # fmt: skip
-    return jobs, tuple(sorted(overrides)) + (("time controls",) if time else ()) + (("scheduler",) if models else ())
+                time or job.time, control or job.control) for job in jobs]  # fmt: skip
+    for job in jobs:
+        job.control.check()
+    replaced = [name for name, given in (("time controls", time), ("scheduler", models), ("control", control)) if given]
+    return jobs, tuple(sorted(overrides)) + tuple(replaced)
 
 
 def _device_and_dtype(device: str, dtype: str) -> tuple[str, str]:
@@ -491,12 +569,26 @@ def plan_outputs(args: argparse.Namespace) -> list[Settings]:
             sample, note = job.time.apply(sample, table)
             check_sample(job.model, sample)
             output = names(sample, len(runs))
-            check_fps(args.fps, output_format(output))
+            fps = output_fps(args.fps, job.control)
+            check_fps(fps, output_format(output))
             check_output(output, directory=output_format(output) == "png", replaceable=FRAME_FOLDER)
             check_output(sidecar_path(output))
-            runs.append(Settings(sample=sample, model=job.model, output=output, fps=args.fps, device=device,
-                                 dtype=dtype, overrides=overrides, notes=(note,) if note else ()))  # fmt: skip
+            runs.append(Settings(sample=sample, model=job.model, output=output, fps=fps, device=device, dtype=dtype,
+                                 overrides=overrides, notes=(note,) if note else (), control=job.control))  # fmt: skip
     return runs
+
+
+def output_fps(given: float | None, control: ControlSpec) -> float:
+    """The output's frame rate: the one given; else a restyled video's own over the stride; else 8."""
+    if given is not None:
+        return given
+    if control.init_video is not None:
+        from animatediff.media import video_fps
+
+        rate = video_fps(control.init_video)
+        if rate:
+            return rate / control.stride
+    return 8.0
 
 
 def motion_table(model: ModelSpec) -> int | None:
@@ -555,6 +647,25 @@ def run_convert(args: argparse.Namespace) -> int:
 
     info = convert_checkpoint(args.source, args.target, Layout(args.to))
     print(f"wrote {args.target}: {info.kind.replace('_', ' ')} in the {args.to} layout")
+    return 0
+
+
+def run_preprocess(args: argparse.Namespace) -> int:
+    if (args.width is None) != (args.height is None):
+        raise ConfigError("give both --width and --height, or neither (the input's own size).")
+    if args.low > args.high:
+        raise ConfigError(f"--low must not be above --high; got {args.low} and {args.high}.")
+    check_output(args.output, directory=output_format(args.output) == "png", replaceable=FRAME_FOLDER)
+    from animatediff.control.preprocess import canny
+    from animatediff.export import write_video
+    from animatediff.media import read_frames
+
+    size = (args.width, args.height) if args.width else None
+    frames = read_frames(args.input, "input", args.frames, size, args.stride)
+    settings = {"preprocess": args.kind, "input": str(args.input.resolve()), "low": args.low, "high": args.high,
+                "stride": args.stride}  # fmt: skip
+    written = write_video(canny(frames, args.low, args.high), args.output, fps=args.fps, settings=settings)
+    print(f"wrote {written} ({len(frames)} frames of {args.kind} edges, {frames.shape[2]}×{frames.shape[1]})")
     return 0
 
 

@@ -20,11 +20,15 @@ def generate_outputs(runs: list[Settings], split_guidance: bool = False, compile
     """Make and write each output of `runs` in order; yields each run with the path written.
 
     The sidecar beside each output is the run's own `Settings.sidecar()`."""
-    pipeline, built_for = None, None
+    pipeline, built_for, conditions = None, None, None
     for run in runs:
-        if (run.model, run.device, run.dtype) != built_for:
-            pipeline = None  # free the last one before loading the next
+        if (run.model, run.device, run.dtype, run.control) != built_for:
+            pipeline = conditions = None  # free the last ones before loading the next
             pipeline = build_pipeline(run.model, torch.device(run.device), DTYPES[run.dtype], split_guidance, compile)
-            built_for = (run.model, run.device, run.dtype)
-        frames = pipeline(run.sample, progress)
+            if run.control.given:
+                from animatediff.conditioning import ConditionLoader
+
+                conditions = ConditionLoader(pipeline, run.control)
+            built_for = (run.model, run.device, run.dtype, run.control)
+        frames = pipeline(run.sample, progress, conditions(run.sample) if conditions else None)
         yield run, write_video(frames, run.output, fps=run.fps, settings=run.sidecar())

@@ -183,7 +183,8 @@ class AnimateDiffUNet(nn.Module):
             extra["down_block_additional_residuals"] = residuals.down
             extra["mid_block_additional_residual"] = residuals.mid
         if image_embeds is not None:
-            extra["added_cond_kwargs"] = {"image_embeds": [image_embeds.repeat_interleave(num_frames, dim=0)]}
+            embeds = image_embeds.to(self.dtype).repeat_interleave(num_frames, dim=0)
+            extra["added_cond_kwargs"] = {"image_embeds": [embeds]}
         with self.axis.folded(num_frames, motion_windows):
             out = self.unet(folded, timestep, encoder_hidden_states=text, return_dict=False, **extra)[0]
         return rearrange(out, "(b f) c h w -> b c f h w", f=num_frames)

@@ -23,16 +23,29 @@ import yaml
 from animatediff.errors import ConfigError, one_line
 from animatediff.families import SCHEDULERS
 from animatediff.sampling.options import ContextRequest, Fuse, Interpolation, Schedule, Scope
-from animatediff.settings import Job, ModelSpec, Sample, TimeControls, base_frame_size, resolve_seed
+from animatediff.settings import (
+    ControlNetSpec,
+    ControlSpec,
+    Job,
+    ModelSpec,
+    Sample,
+    TimeControls,
+    base_frame_size,
+    resolve_seed,
+)
 
 TIME_KEYS = {  # long videos and prompt travel (animatediff-cli-prompt-travel's `prompt_map` schema)
     "prompt_map", "prompt_interpolation", "context_length", "context_overlap", "context_schedule", "context_fuse",
     "context_scope", "noise_shuffle", "loop", "free_init",
 }  # fmt: skip
+CONTROL_KEYS = {  # video to video, ControlNet, IP-Adapter (the command line's flags, as keys)
+    "init_video", "strength", "stride", "controlnet", "control_video", "control_start", "control_end", "guess_mode",
+    "ip_adapter", "ip_image", "image_encoder",
+}  # fmt: skip
 ENTRY_KEYS = {
     "inference_config", "motion_module", "motion_module_lora_configs", "adapter_lora_path", "adapter_lora_scale",
     "dreambooth_path", "lora_model_path", "lora_alpha", "seed", "steps", "guidance_scale", "prompt", "n_prompt",
-    "W", "H", "L", "scheduler", *TIME_KEYS,
+    "W", "H", "L", "scheduler", *TIME_KEYS, *CONTROL_KEYS,
 }  # fmt: skip
 _UNSUPPORTED = {"controlnet_path", "controlnet_config", "controlnet_images", "controlnet_image_indexs"}
 
@@ -220,6 +233,48 @@ def _time_controls(entry: _Entry) -> TimeControls:
                         noise_shuffle=_flag(entry, "noise_shuffle"), free_init=whole("free_init"))  # fmt: skip
 
 
+def _path_and_scale(entry: _Entry, field: str, text) -> tuple[Path | None, float]:
+    """`PATH` or `PATH:SCALE` (a number after the last colon), as on the command line."""
+    if not isinstance(text, str):
+        raise entry.fail(field, f"expected PATH or PATH:SCALE, got {brief(text)}.")
+    path, colon, scale = text.rpartition(":")
+    try:
+        value = float(scale) if colon else None
+    except ValueError:
+        value = None
+    if value is None:
+        return entry.path(field, text), 1.0
+    if not math.isfinite(value):
+        raise entry.fail(field, f"the scale must be a finite number, got {scale}.")
+    return entry.path(field, path), value
+
+
+def _control(entry: _Entry) -> ControlSpec:
+    """`init_video`, `strength`, `stride`, `controlnet` + `control_video` (one each or lists in the same
+    order), `control_start`, `control_end`, `guess_mode`, `ip_adapter` (PATH[:SCALE]), `ip_image`,
+    `image_encoder`: the command line's flags as keys."""
+    values = entry.values
+    nets = [_path_and_scale(entry, "controlnet", text) for text in entry.strings("controlnet", [])]
+    videos = [entry.path("control_video", text) for text in entry.strings("control_video", [])]
+    if len(nets) != len(videos):
+        raise entry.fail("control_video", f"each controlnet takes one control_video, in the same order; got "
+                         f"{len(nets)} and {len(videos)}.")  # fmt: skip
+    ip_adapter, ip_scale = _path_and_scale(entry, "ip_adapter", values["ip_adapter"]) if "ip_adapter" in values else (
+        None, 1.0)  # fmt: skip
+    numbers = {name: entry.number(name, float, None) for name in ("strength", "control_start", "control_end")
+               if values.get(name) is not None}  # fmt: skip
+    if values.get("stride") is not None:
+        numbers["stride"] = entry.number("stride", int, 1)
+    try:
+        return ControlSpec(init_video=entry.path("init_video"), guess_mode=_flag(entry, "guess_mode"),
+                           controlnets=tuple(ControlNetSpec(path, scale, video) for (path, scale), video
+                                             in zip(nets, videos, strict=True)),
+                           ip_adapter=ip_adapter, ip_adapter_scale=ip_scale, ip_image=entry.path("ip_image"),
+                           image_encoder=entry.path("image_encoder"), **numbers)  # fmt: skip
+    except ConfigError as error:
+        raise ConfigError(f"{entry.config}, entry {entry.index}: {error}") from error
+
+
 def _prompts(entry: _Entry) -> list[str]:
     if entry.values.get("prompt_map") is None:
         prompts = entry.strings("prompt", [])
@@ -284,8 +339,8 @@ def read_prompt_config(path: str | os.PathLike, base: str | os.PathLike,
                 f"{', '.join(unsupported or unknown)}; known fields: {', '.join(sorted(ENTRY_KEYS))}."
             )
         entry = _Entry(values, index, path, Path(base))
-        samples, time = _samples(entry), _time_controls(entry)
+        samples, time, control = _samples(entry), _time_controls(entry), _control(entry)
         for spec in _model_specs(entry, default_motion_module):
             spec.check()
-            jobs.append(Job(spec, tuple(samples), time))
+            jobs.append(Job(spec, tuple(samples), time, control))
     return jobs

@@ -214,6 +214,95 @@ class TimeControls:
         return tuple(sorted(frames.items()))
 
 
+@dataclass(frozen=True)
+class ControlNetSpec:
+    """One ControlNet (a diffusers folder or a single file), its residuals' scale, and its control video
+    (a video file or a folder of per-frame images)."""
+
+    path: Path
+    scale: float
+    video: Path
+
+
+@dataclass(frozen=True, kw_only=True)
+class ControlSpec:
+    """What conditions a clip besides its text, as files (`animatediff.control` gets them as tensors):
+    an init video denoised from `strength`, ControlNets active from `control_start` to `control_end`
+    (fractions of the steps), an IP-Adapter with its image and CLIP image encoder folder. `stride` takes
+    every n-th frame of the input and control videos."""
+
+    init_video: Path | None = None
+    strength: float = 0.6
+    stride: int = 1
+    controlnets: tuple[ControlNetSpec, ...] = ()
+    control_start: float = 0.0
+    control_end: float = 1.0
+    guess_mode: bool = False
+    ip_adapter: Path | None = None
+    ip_adapter_scale: float = 1.0
+    ip_image: Path | None = None
+    image_encoder: Path | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "controlnets", tuple(self.controlnets))
+        for name in ("strength", "control_start", "control_end", "ip_adapter_scale"):
+            check_finite(getattr(self, name), name)
+        for controlnet in self.controlnets:
+            check_finite(controlnet.scale, f"the scale of ControlNet {controlnet.path}")
+        if not 0 < self.strength <= 1:
+            raise ConfigError(f"strength must be more than 0 and at most 1; got {self.strength}.")
+        if not 0 <= self.control_start < self.control_end <= 1:
+            raise ConfigError("control_start and control_end must satisfy 0 ≤ start < end ≤ 1; got "
+                              f"{self.control_start} and {self.control_end}.")  # fmt: skip
+        if isinstance(self.stride, bool) or not isinstance(self.stride, int) or self.stride < 1:
+            raise ConfigError(f"stride must be a whole number of at least 1; got {self.stride!r}.")
+        if (self.ip_adapter is None) != (self.ip_image is None):
+            raise ConfigError("an IP-Adapter and its image go together: give both --ip-adapter and --ip-image.")
+
+    @property
+    def given(self) -> bool:
+        return self.init_video is not None or bool(self.controlnets) or self.ip_adapter is not None
+
+    def encoder_folder(self) -> Path | None:
+        """The CLIP image encoder folder: the one given, else `image_encoder/` beside the IP-Adapter file."""
+        if self.ip_adapter is None:
+            return None
+        return self.image_encoder or Path(self.ip_adapter).parent / "image_encoder"
+
+    def check(self) -> None:
+        """Fail early, naming the file, if an input is missing."""
+        files = [("init video", self.init_video), ("ip-adapter", self.ip_adapter), ("ip image", self.ip_image)]
+        files += [(what, path) for c in self.controlnets for what, path in (("controlnet", c.path),
+                                                                              ("control video", c.video))]  # fmt: skip
+        for what, path in files:
+            if path is not None and not Path(path).exists():
+                raise ConfigError(f"{what} {path}: no such file or folder.")
+        encoder = self.encoder_folder()
+        if encoder is not None and not (Path(encoder) / "config.json").is_file():
+            raise ConfigError(f"image encoder {encoder}: expected a CLIP vision model folder (config.json and weights)"
+                              "; give it with --image-encoder.")  # fmt: skip
+
+    def describe(self) -> dict:
+        """The sidecar's fields for these inputs (absolute paths; nothing when none is given)."""
+        if not self.given:
+            return {}
+
+        def absolute(path: Path | None) -> str | None:
+            return None if path is None else str(Path(path).resolve())
+
+        record = {"init_video": absolute(self.init_video), "stride": self.stride,
+                  "controlnets": [{"path": absolute(c.path), "scale": c.scale, "video": absolute(c.video)}
+                                  for c in self.controlnets]}  # fmt: skip
+        if self.init_video is not None:
+            record["strength"] = self.strength
+        if self.controlnets:
+            record.update(control_start=self.control_start, control_end=self.control_end, guess_mode=self.guess_mode)
+        if self.ip_adapter is not None:
+            record.update(ip_adapter={"path": absolute(self.ip_adapter), "scale": self.ip_adapter_scale},
+                          ip_image=absolute(self.ip_image), image_encoder=absolute(self.encoder_folder()))  # fmt: skip
+        return record
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything one output is made with: what the pipeline receives and what its sidecar records."""
@@ -226,10 +315,11 @@ class Settings:
     dtype: str = "float32"
     overrides: tuple[str, ...] = ()  # settings a command-line flag gave over a prompt config's own
     notes: tuple[str, ...] = ()  # what was decided for the user (context windows chosen for a long clip, …)
+    control: ControlSpec = field(default_factory=ControlSpec)
 
     def sidecar(self) -> dict:
-        record = {**asdict(self.sample), **self.model.describe(), "device": self.device, "dtype": self.dtype,
-                  "animatediff_version": __version__}  # fmt: skip
+        record = {**asdict(self.sample), **self.model.describe(), **self.control.describe(), "device": self.device,
+                  "dtype": self.dtype, "animatediff_version": __version__}  # fmt: skip
         record["prompt_map"] = {str(frame): text for frame, text in self.sample.prompt_map}
         if self.overrides:
             record["overridden_by_flags"] = list(self.overrides)
@@ -279,3 +369,4 @@ class Job:
     model: ModelSpec
     samples: tuple[Sample, ...]
     time: TimeControls = field(default_factory=TimeControls)
+    control: ControlSpec = field(default_factory=ControlSpec)

@@ -1,0 +1,122 @@
+"""From a `ControlSpec` (files) to the `Conditions` of one clip (tensors and loaded models).
+
+Videos and images are read by `media` at the clip's size; ControlNets are loaded by diffusers'
+`ControlNetModel` loaders (a diffusers folder, or a single SD1.x file with its config taken from the
+base's UNet); the IP-Adapter goes into the pipeline's UNet through diffusers' IP-Adapter loader, with
+the CLIP image encoder folder the user gives. Each ControlNet is loaded once per command."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+from diffusers import ControlNetModel, UNet2DConditionModel
+
+from animatediff.control import Conditions, ControlNetInput, InitVideo
+from animatediff.control.image_prompt import image_prompt, load_ip_adapter, reads_hidden_states
+from animatediff.errors import CheckpointError, ConfigError, first_line
+from animatediff.formats import read_state_dict
+from animatediff.media import read_frames, read_image
+from animatediff.pipeline import AnimateDiffPipeline
+from animatediff.settings import ControlSpec, Sample
+
+_CONTROLNET_SHAPE = ("block_out_channels", "cross_attention_dim", "layers_per_block")
+
+
+def as_tensor(frames) -> torch.Tensor:
+    """F×H×W×3 uint8 frames as f 3 H W floats in [0, 1] (on the CPU)."""
+    return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+
+
+def _shape(config) -> dict:
+    return {name: tuple(v) if isinstance(v := config[name], list) else v for name in _CONTROLNET_SHAPE}
+
+
+def load_controlnet(path: Path, unet: UNet2DConditionModel) -> ControlNetModel:
+    """A ControlNet from a diffusers folder or a single file, checked to fit the base model's UNet."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            controlnet = ControlNetModel.from_pretrained(path)
+        else:
+            with tempfile.TemporaryDirectory() as folder:  # the single file's config: the base UNet's shape
+                ControlNetModel.from_config(unet.config).save_config(folder)
+                controlnet = ControlNetModel.from_single_file(str(path), config=folder)
+    except Exception as error:  # diffusers' loaders fail in many ways on a file that is not a ControlNet
+        message = f"controlnet {path}: could not be loaded as a ControlNet ({first_line(error)})."
+        raise CheckpointError(message) from error
+    wanted, found = _shape(unet.config), _shape(controlnet.config)
+    if wanted != found:
+        kind = "an SDXL" if found["cross_attention_dim"] == 2048 else "another base model's"
+        raise ConfigError(
+            f"controlnet {path} is {kind} ControlNet (widths {found['block_out_channels']}, text width "
+            f"{found['cross_attention_dim']}); the base model's UNet has widths {wanted['block_out_channels']} "
+            f"and text width {wanted['cross_attention_dim']}."
+        )
+    return controlnet.eval()
+
+
+def load_image_encoder(folder: Path, device: torch.device):
+    """A CLIP vision encoder folder and its image processor (CLIP's defaults when the folder has none)."""
+    from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+
+    encoder = CLIPVisionModelWithProjection.from_pretrained(folder).to(device).eval()
+    has_processor = (Path(folder) / "preprocessor_config.json").is_file()
+    return encoder, CLIPImageProcessor.from_pretrained(folder) if has_processor else CLIPImageProcessor()
+
+
+def read_ip_adapter(path: Path) -> dict[str, torch.Tensor]:
+    """An IP-Adapter's tensors with flat keys `image_proj.…` and `ip_adapter.…`: a .safetensors holds them
+    so; a .bin nests them under `image_proj` and `ip_adapter` (read with `weights_only`)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        state = read_state_dict(path)
+    else:
+        with path.open("rb"):  # an unreadable file fails here, naming it
+            pass
+        nested = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(nested, dict) or not {"image_proj", "ip_adapter"} <= set(nested):
+            raise CheckpointError(f"ip-adapter {path}: expected image_proj and ip_adapter weights.")
+        state = {f"{part}.{key}": value for part in ("image_proj", "ip_adapter") for key, value in nested[part].items()}
+    if not any(key.startswith("ip_adapter.") for key in state):
+        raise CheckpointError(f"ip-adapter {path}: holds no ip_adapter.* weights; expected an IP-Adapter.")
+    return state
+
+
+class ConditionLoader:
+    """Builds each clip's `Conditions`, keeping the ControlNets and the image encoder loaded between clips."""
+
+    def __init__(self, pipeline: AnimateDiffPipeline, spec: ControlSpec):
+        self.pipeline, self.spec = pipeline, spec
+        unet = pipeline.unet.unet
+        self.controlnets = [load_controlnet(c.path, unet).to(pipeline.device, unet.dtype) for c in spec.controlnets]
+        self.encoder = None
+        if spec.ip_adapter is not None:
+            folder = spec.encoder_folder()
+            try:
+                self.encoder, self.processor = load_image_encoder(folder, pipeline.device)
+                load_ip_adapter(unet, read_ip_adapter(spec.ip_adapter), spec.ip_adapter_scale)
+            except (CheckpointError, ConfigError):
+                raise
+            except Exception as error:  # transformers' and diffusers' loaders on files that do not fit
+                raise CheckpointError(f"ip-adapter {spec.ip_adapter} with image encoder {folder}: could not be "
+                                      f"loaded ({first_line(error)}).") from error  # fmt: skip
+
+    def __call__(self, sample: Sample) -> Conditions:
+        spec, size = self.spec, (sample.width, sample.height)
+        init = None
+        if spec.init_video is not None:
+            frames = read_frames(spec.init_video, "init video", sample.frames, size, spec.stride)
+            init = InitVideo(as_tensor(frames), spec.strength)
+        controls = tuple(
+            ControlNetInput(model, as_tensor(read_frames(c.video, "control video", sample.frames, size, spec.stride)),
+                            c.scale, spec.control_start, spec.control_end, spec.guess_mode)
+            for model, c in zip(self.controlnets, spec.controlnets, strict=True)
+        )  # fmt: skip
+        prompt = None
+        if self.encoder is not None:
+            image = read_image(spec.ip_image, "ip image")
+            prompt = image_prompt(self.encoder, self.processor, image, reads_hidden_states(self.pipeline.unet.unet),
+                                  guidance=sample.guidance_scale > 1.0)  # fmt: skip
+        return Conditions(init=init, controlnets=controls, image_prompt=prompt)
