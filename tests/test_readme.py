@@ -17,15 +17,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
+from PIL import Image
 from safetensors.torch import save_file
 
 from animatediff.cli import main
 from animatediff.shapes.datasets import DatasetSpec, render_dataset
 from helpers import TOKENIZER, random_motion_module, tiny_config, tiny_text_encoder, tiny_unet
 from ldm_layout import to_ldm_checkpoint
+from test_control import tiny_image_encoder, tiny_ip_adapter
 from test_image_models import kohya_lora
 from test_lora_merges import adapter_state
 from test_shapes_world import tiny_clip
@@ -124,10 +127,23 @@ def stand_ins(folder: Path) -> None:
     clips = DatasetSpec(kind="clips", count=4, seed=1, size=32, frames=64, layout="webvid")
     render_dataset(folder / "data", clips)  # results.csv and videos/ (16 frames 4 apart need 61 of them)
     tiny_clip(folder / "path/to/clip", TOKENIZER)
+    control_stand_ins(folder, unet)
     (folder / "tests").symlink_to(ROOT / "tests")  # the tiny-model recipe imports the tests' helpers
     for config in blocks("yaml"):  # a block names its file in a first-line comment, else it is the training config
         named = re.match(r"# (\S+\.yaml)\n", config)
         (folder / (named[1] if named else "motion.yaml")).write_text(config)
+
+
+def control_stand_ins(folder: Path, unet: UNet2DConditionModel) -> None:
+    """A canny ControlNet for the stand-in base (its VAE downscales 32×), an IP-Adapter with its image
+    encoder folder, and an image."""
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16,) * 5 + (32,))
+    controlnet.save_pretrained(folder / "control_v11p_sd15_canny")
+    encoder, processor = tiny_image_encoder()
+    encoder.save_pretrained(folder / "image_encoder")
+    processor.save_pretrained(folder / "image_encoder")
+    save_file(tiny_ip_adapter(unet), folder / "ip-adapter_sd15.safetensors")
+    Image.fromarray(np.full((48, 64, 3), 200, np.uint8)).save(folder / "corgi.png")
 
 
 @pytest.fixture(scope="module")
