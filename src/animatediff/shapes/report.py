@@ -21,8 +21,9 @@ from animatediff.embedded import FOLDER, MODELS
 from animatediff.errors import ConfigError
 from animatediff.export import file_stem, write_video
 from animatediff.loading import ModelSpec, build_pipeline
+from animatediff.shapes.control_report import control_rows, write_control_media
 from animatediff.shapes.metrics import score_video
-from animatediff.shapes.time_report import format_time_rows, time_rows, write_time_media
+from animatediff.shapes.time_report import format_time_rows, time_rows, world_long_clips, write_time_media
 from animatediff.shapes.world import BACKGROUNDS, HELD_OUT, STYLES
 
 METRICS = ("text", "motion", "camera", "style", "smooth", "watermark")
@@ -188,13 +189,38 @@ def time_section(media: Path, relative: str, seeds: list[int], steps: int, model
     """The long-video rows (`time_report`) on the default model, with their GIFs (written into `media`,
     linked as `relative`), as markdown lines."""
     pipeline = build_pipeline(_spec(Row("", "", []), models))
-    rows = time_rows(pipeline, held_out_prompts()[:max_prompts], held_out_prompts(), seeds, steps)
+    prompts = held_out_prompts()[:max_prompts]
+    rows = time_rows(pipeline, prompts, held_out_prompts(), seeds, steps)
+    world = world_long_clips(prompts, seeds, pipeline.default_size)
     made = write_time_media(pipeline, media, steps)
     return ["## Long videos: context windows, prompt travel, loops", "",
             "The default model (base + motion module) on the held-out prompts, seeds as above; made by the same "
             "command (`animatediff.shapes.time_report` says how each number is measured).", "",
-            *format_time_rows(rows, reference), "",
+            *format_time_rows(rows, reference, world), "",
             "| " + " | ".join(caption for caption, _, _ in made) + " |", "|" + "---|" * len(made),
+            "| " + " | ".join(f"![{caption}]({Path(relative, name).as_posix()})" for caption, _, name in made) + " |",
+            "| " + " | ".join(f"`{prompt}`" for _, prompt, _ in made) + " |", ""]  # fmt: skip
+
+
+def control_section(media: Path, relative: str, seeds: list[int], steps: int, models: Path,
+                    max_prompts: int | None) -> list[str]:  # fmt: skip
+    """The video-to-video rows (`control_report`) with the striped LoRA, and their GIF pair, as markdown."""
+    striped = build_pipeline(_spec(Row("", "", [], lora="shapes-striped"), models))
+    pipelines = {"LoRA 'striped'": striped, "no LoRA, for contrast": build_pipeline(_spec(Row("", "", []), models))}
+    rows = control_rows(pipelines, held_out_prompts()[:max_prompts], seeds, steps)
+    made = write_control_media(striped, media, steps)
+    lines = ["## Video to video", "",
+             "Held-out clips rendered by the world itself (16 frames at 32×32), restyled with the LoRA 'striped' and "
+             "the prompt plus its style trigger (the contrast row: the default model and the plain prompt); "
+             "`motion` against the input's own caption (`input motion`: the inputs' own score); made by the same "
+             "command (`animatediff.shapes.control_report`).", "",
+             "| clips | metric | mean ± spread over seeds |", "|---|---|---|"]  # fmt: skip
+    for row in rows:
+        for metric, per_seed in row.values.items():
+            means = [np.mean(values) for values in per_seed if values]
+            mean = float(np.mean([v for values in per_seed for v in values]))
+            lines.append(f"| {row.name} | {metric} | {mean:.2f} ± {float(np.std(means)):.2f} |")
+    return [*lines, "", "| " + " | ".join(caption for caption, _, _ in made) + " |", "|" + "---|" * len(made),
             "| " + " | ".join(f"![{caption}]({Path(relative, name).as_posix()})" for caption, _, name in made) + " |",
             "| " + " | ".join(f"`{prompt}`" for _, prompt, _ in made) + " |", ""]  # fmt: skip
 
@@ -209,6 +235,7 @@ def write_results(output: str | os.PathLike, media: str | os.PathLike, seeds: li
     grid = write_grid(media, steps=steps, models=models)
     relative = os.path.relpath(media, output.parent)
     long_videos = time_section(media, relative, seeds, steps, models, max_prompts, reference=rows[1].scores)
+    long_videos += control_section(media, relative, seeds, steps, models, max_prompts)
     recipe = json.loads((models / "recipe.json").read_text()) if (models / "recipe.json").exists() else {}
     text = [
         "# The embedded shapes-world models: measured quality",

@@ -5,7 +5,10 @@ docs/media, on the held-out prompts:
 
 - long clips (64 frames, context windows of 16 overlapping by 4): `motion` of each 16-frame stretch
   against the prompt, `smooth` of the whole clip, and the seam: the mean frame-to-frame change where a
-  window begins or ends, over the mean change elsewhere (1.0: no seam);
+  window begins or ends, over the mean change elsewhere (1.0: no seam). The world's own 64-frame clips
+  of the same prompts (`world_long_clips`: a 16-frame clip's placement and speed, rendered on) score the
+  stretch motion a model that moves as the world does would reach: objects that keep moving leave the
+  frame or fill it;
 - prompt travel (48 frames): two held-out prompts of different colours, the first held to frame 16 and
   the second from frame 32; `text` of the first and of the last 12 frames against their own prompts;
 - loops (48 frames, `--loop`): `smooth` across the seam (frames 46, 47, 0, 1) against the clip's own.
@@ -22,7 +25,8 @@ from animatediff.export import write_video
 from animatediff.sampling.context import uniform_windows
 from animatediff.sampling.options import ContextSettings
 from animatediff.shapes.metrics import score_video, smooth_score
-from animatediff.shapes.world import parse_prompt
+from animatediff.shapes.render import render_clip
+from animatediff.shapes.world import parse_prompt, prompt_clip
 
 LONG, TRAVEL, LOOP, STRETCH = 64, 48, 48, 16
 TRAVEL_KEYFRAMES = (0, 16, 32)  # first prompt, held; then the second from here
@@ -44,6 +48,19 @@ def seam_ratio(frames: np.ndarray, length: int = 16, overlap: int = 4) -> float:
     at_edges = [index for index in range(len(change)) if index in edges or index + 1 in edges]
     elsewhere = [index for index in range(len(change)) if index not in at_edges]
     return float(change[at_edges].mean() / max(change[elsewhere].mean(), 1e-6))
+
+
+def world_long_clips(prompts: list[str], seeds: list[int], size: int) -> dict[str, float]:
+    """The world's own 64-frame clips of `prompts` (a 16-frame clip of each seed, rendered on): their mean
+    stretch motion and smoothness."""
+    scores: dict[str, list[float]] = {"stretch motion": [], "smooth": []}
+    for prompt in prompts:
+        for seed in seeds:
+            frames = render_clip(prompt_clip(prompt, seed, STRETCH), LONG, size=size)
+            stretches = [score_video(frames[i : i + STRETCH], prompt)["motion"] for i in range(0, LONG, STRETCH)]
+            scores["stretch motion"].append(float(np.mean([v for v in stretches if v is not None])))
+            scores["smooth"].append(score_video(frames, prompt)["smooth"])
+    return {metric: float(np.mean(values)) for metric, values in scores.items()}
 
 
 def long_clip(pipeline, prompt: str, seed: int, steps: int) -> dict[str, float]:
@@ -102,9 +119,13 @@ def time_rows(pipeline, prompts: list[str], pool: list[str], seeds: list[int], s
     ]
 
 
-def format_time_rows(rows: list[TimeScores], short: dict[str, tuple[float, float]]) -> list[str]:
-    """Markdown: one table per row, `short` the 16-frame default's (mean, spread) per metric for comparison."""
-    lines = ["| clips | metric | mean ± spread over seeds | 16-frame clips of the default |", "|---|---|---|---|"]
+def format_time_rows(rows: list[TimeScores], short: dict[str, tuple[float, float]],
+                     world: dict[str, float] | None = None) -> list[str]:  # fmt: skip
+    """Markdown: one table per row, `short` the 16-frame default's (mean, spread) per metric for comparison,
+    `world` the world's own long clips' means (`world_long_clips`)."""
+    world = world or {}
+    lines = ["| clips | metric | mean ± spread over seeds | 16-frame clips of the default | the world's own clips |",
+             "|---|---|---|---|---|"]  # fmt: skip
     compare = {"stretch motion": "motion", "smooth": "smooth"}
     for row in rows:
         for metric, per_seed in row.values.items():
@@ -112,7 +133,8 @@ def format_time_rows(rows: list[TimeScores], short: dict[str, tuple[float, float
             mean, spread = float(np.mean([v for values in per_seed for v in values])), float(np.std(means))
             reference = short.get(compare.get(metric, ""))
             cell = f"{reference[0]:.2f}" if reference else "–"
-            lines.append(f"| {row.name} | {metric} | {mean:.2f} ± {spread:.2f} | {cell} |")
+            own = f"{world[metric]:.2f}" if metric in world and row is rows[0] else "–"
+            lines.append(f"| {row.name} | {metric} | {mean:.2f} ± {spread:.2f} | {cell} | {own} |")
     return lines
 
 

@@ -185,6 +185,14 @@ def sample_object_clip(rng: np.random.Generator, frames: int, style: str | None 
                     seed=int(rng.integers(2**31)))  # fmt: skip
 
 
+def prompt_clip(prompt: str, seed: int, frames: int = 16) -> ClipSpec:
+    """The clip of a single-object `prompt` (its colour, shape, motion and background) as the world places
+    and paces a `frames`-frame clip drawn with `seed`."""
+    wanted = parse_prompt(prompt)
+    return sample_object_clip(np.random.default_rng(seed), frames, shape=wanted.shape, colour=wanted.colour,
+                              motion=wanted.motion, background=wanted.background)  # fmt: skip
+
+
 def sample_camera_clip(rng: np.random.Generator, camera: str | None = None, style: str | None = None) -> ClipSpec:
     """A random scene of three objects on a textured background under one camera motion."""
     camera = camera or rng.choice(list(CAMERA_MOTIONS))

@@ -1,0 +1,73 @@
+"""Video to video on the embedded model, measured: held-out clips of the world itself restyled into the
+striped LoRA's style.
+
+`animatediff shapes results` renders these rows into docs/results.md and a GIF pair (input, output) into
+docs/media. The inputs are the world's own renderings of the held-out prompts (16 frames at the model's
+size, a clip per prompt and seed, placed as the world places a clip of that seed); each is denoised
+from strength S with the striped LoRA and the prompt plus its style trigger. `motion` is scored against
+the input's own caption (its object, stripes counted as its body), `style` and `text` as for any clip;
+the inputs' own `motion` is the ceiling.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from animatediff.control import Conditions, InitVideo
+from animatediff.export import write_video
+from animatediff.shapes.metrics import score_video
+from animatediff.shapes.render import render_clip
+from animatediff.shapes.time_report import TimeScores, measure
+from animatediff.shapes.world import STYLES, prompt_clip
+
+FRAMES = 16
+ARMS = (("LoRA 'striped'", 0.6), ("LoRA 'striped'", 0.3), ("no LoRA, for contrast", 0.6))  # (model, strength)
+
+
+def input_clip(prompt: str, seed: int, size: int, frames: int = FRAMES) -> np.ndarray:
+    """The world's own clip of `prompt` (F×size×size×3 uint8), placed as the world places a clip of `seed`."""
+    return render_clip(prompt_clip(prompt, seed, frames), frames, size=size)
+
+
+def _as_tensor(frames: np.ndarray):
+    import torch
+
+    return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+
+
+def restyle(pipeline, prompt: str, seed: int, steps: int, strength: float,
+            style: bool = True) -> dict[str, float | None]:  # fmt: skip
+    clip = input_clip(prompt, seed, pipeline.default_size)
+    styled = f"{prompt}, {STYLES['striped']}" if style else prompt
+    conditions = Conditions(init=InitVideo(_as_tensor(clip), strength))
+    frames = pipeline(styled, progress=False, conditions=conditions, num_frames=FRAMES, seed=seed, steps=steps)
+    scores = score_video(frames, styled)
+    return {"motion": scores["motion"], "style": scores["style"], "text": scores["text"],
+            "input motion": score_video(clip, prompt)["motion"]}  # fmt: skip
+
+
+def control_rows(pipelines: dict[str, object], prompts: list[str], seeds: list[int],
+                 steps: int = 25) -> list[TimeScores]:  # fmt: skip
+    """A row per arm of `ARMS` whose strength leaves a step of `steps` to run; `pipelines` maps each arm's
+    model name to its pipeline."""
+    return [measure(pipelines[model], f"{model}, strength {strength}", prompts,
+                    partial(restyle, strength=strength, style="striped" in model), seeds, steps)
+            for model, strength in ARMS if int(steps * strength) >= 1]  # fmt: skip
+
+
+def write_control_media(pipeline, media: Path, steps: int = 25) -> list[tuple[str, str, str]]:
+    """The input clip and its restyling at strength 0.6 (4× enlarged): (caption, prompt, file name) each."""
+    prompt = "a red triangle moving right on a white background"
+    clip = input_clip(prompt, 1, pipeline.default_size)
+    styled = f"{prompt}, {STYLES['striped']}"
+    conditions = Conditions(init=InitVideo(_as_tensor(clip), ARMS[0][1]))
+    frames = pipeline(styled, progress=False, conditions=conditions, num_frames=FRAMES, seed=1, steps=steps)
+    made = []
+    for caption, text, video in (("input clip", prompt, clip), ("restyled, strength 0.6", styled, frames)):
+        name = f"v2v-{'input' if video is clip else 'striped'}.gif"
+        write_video(video.repeat(4, axis=1).repeat(4, axis=2), media / name, fps=8)
+        made.append((caption, text, name))
+    return made
