@@ -126,6 +126,27 @@ def test_motion_lora_stage_trains_only_the_lora(tmp_path, tiny_base, videos, tin
     assert apply_motion_lora(module, run.result, 1.0) == len(saved) // 2 == 4 * 2 * (2 * 2 + 2 * 3 + 1)
 
 
+def test_controlnet_stage_trains_only_the_controlnet_on_edges_and_generate_takes_it(tmp_path, tiny_base, videos):
+    config = write_config(tmp_path, tiny_base, videos, "controlnet", data={"frames": 1},
+                          train={"steps": 4, "learning_rate": 1e-2})  # fmt: skip
+    run = train(load_train_config(config))
+    base = load_base(tiny_base)
+    for name in ("unet", "vae", "text_encoder"):
+        assert_unchanged(getattr(run.stage.components, name), getattr(base, name))
+    saved = load_file(run.result / "diffusion_pytorch_model.safetensors")
+    zero_convolutions = [v for k, v in saved.items() if k.startswith(("controlnet_down_blocks", "controlnet_mid"))]
+    assert zero_convolutions and max(v.abs().max() for v in zero_convolutions) > 0  # they started at zero
+    edges = tmp_path / "edges"
+    assert main(["preprocess", "canny", str(videos / "0.mp4"), "-o", str(edges), "--frames", "4", "--width", "16",
+                 "--height", "16"]) == 0  # fmt: skip
+    common = ["generate", "a square", "--base", str(tiny_base), "--frames", "4", "--width", "16", "--height", "16",
+              "--steps", "2", "--seed", "1", "--motion-module", "none"]  # fmt: skip
+    controlled = ["--controlnet", str(run.result), "--control-video", str(edges)]
+    assert main([*common, *controlled, "-o", str(tmp_path / "a")]) == 0
+    assert main([*common, "-o", str(tmp_path / "b")]) == 0
+    assert np.abs(read_video(tmp_path / "a").astype(int) - read_video(tmp_path / "b")).max() > 0
+
+
 def test_webvid_csv_layout_trains(tmp_path, tiny_base, videos):
     webvid = {"format": "webvid", "csv": str(videos / "results.csv"), "path": str(videos)}
     config = write_config(tmp_path, tiny_base, videos, "domain_adapter", data=webvid)

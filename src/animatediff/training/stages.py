@@ -15,6 +15,10 @@ new stage is one class and one entry here.
    official motion-module layout.
 3. `motion_lora`: a LoRA on the motion module's attention projections, everything else frozen; saved
    in the official MotionLoRA layout.
+
+Beside them, `controlnet`: a ControlNet made from the image UNet (its encoder copied, zero convolutions
+at zero), trained on single frames with their Canny edges as the control image, the UNet frozen;
+saved as a diffusers ControlNet folder (`--controlnet`).
 """
 
 from __future__ import annotations
@@ -25,9 +29,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
-from diffusers import DDPMScheduler
+from diffusers import ControlNetModel, DDPMScheduler
+from einops import rearrange, repeat
 from torch import nn
 
+from animatediff.control.controlnet import Residuals
+from animatediff.control.preprocess import canny
 from animatediff.errors import ConfigError
 from animatediff.families import FAMILIES
 from animatediff.files import atomic_path, holds_only
@@ -54,6 +61,7 @@ class StageName(StrEnum):
     DOMAIN_ADAPTER = "domain_adapter"
     MOTION_MODULE = "motion_module"
     MOTION_LORA = "motion_lora"
+    CONTROLNET = "controlnet"
 
 
 class TrainingModel(nn.Module):
@@ -330,10 +338,68 @@ class MotionLoraStage(_MotionStage):
         return save_state_dict(self.lora.official_state_dict(), path)
 
 
+class ControlNetTraining(nn.Module):
+    """The `controlnet` stage's model: the frozen video UNet with the ControlNet's residuals added."""
+
+    def __init__(self, video_unet: AnimateDiffUNet, controlnet: ControlNetModel):
+        super().__init__()
+        self.video_unet = video_unet
+        self.trainable = controlnet
+
+    def forward(self, sample, timestep, encoder_hidden_states, control: torch.Tensor):
+        """`control`: the control images of every frame, `(b f) 3 H W` in [0, 1]."""
+        frames = sample.shape[2]
+        down, mid = self.trainable(
+            rearrange(sample, "b c f h w -> (b f) c h w"),
+            repeat(timestep, "b -> (b f)", f=frames),
+            encoder_hidden_states=repeat(encoder_hidden_states, "b n d -> (b f) n d", f=frames),
+            controlnet_cond=control,
+            return_dict=False,
+        )
+        return self.video_unet(sample, timestep, encoder_hidden_states, residuals=Residuals(list(down), mid))
+
+
+class ControlNetStage(TrainingStage):
+    """A ControlNet on Canny edges of the training frames (thresholds `controlnet_thresholds`)."""
+
+    name, result_name = StageName.CONTROLNET, "controlnet"
+    default_learning_rate = 1e-5
+
+    def build(self) -> nn.Module:
+        unet, vae = self.components.unet, self.components.vae
+        halvings = len(vae.config.block_out_channels) - 1  # the control image enters at the latents' size
+        channels = ((16,) * halvings + (16, 32, 96, 256))[-halvings - 1 :]  # SD's (16, 32, 96, 256) for 3 halvings
+        self.controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=channels)
+        self.controlnet.requires_grad_(True)
+        return ControlNetTraining(AnimateDiffUNet(unet), self.controlnet)
+
+    def loss(self, model: nn.Module, batch: dict, device) -> torch.Tensor:
+        pixels = rearrange(batch["pixels"], "b f c h w -> (b f) h w c")
+        frames = ((pixels.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+        edges = torch.from_numpy(canny(frames)).permute(0, 3, 1, 2).float().to(device) / 255
+
+        def with_control(sample, timestep, text):
+            return model(sample, timestep, text, edges)
+
+        return sample_losses(with_control, self.components, self.noise_scheduler, batch, device,
+                             self.config.train).mean()  # fmt: skip
+
+    def save(self, path: Path) -> Path:
+        with atomic_path(path, directory=True, replaceable=DIFFUSERS_MODEL_FILES) as temporary:
+            self.controlnet.save_pretrained(temporary)
+        return path
+
+    def checkpointed(self) -> nn.Module:
+        return self.controlnet
+
+    def video_unet(self, model: nn.Module) -> None:
+        return None  # its clips need control frames: measured by `shapes results`, not by validation
+
+
 STAGES: dict[StageName, type[TrainingStage]] = {
     stage.name: stage
     for stage in (VaeStage, TextToImageStage, ImageFinetuneStage, ImageLoraStage, DomainAdapterStage,
-                  MotionModuleStage, MotionLoraStage)
+                  MotionModuleStage, MotionLoraStage, ControlNetStage)
 }  # fmt: skip
 
 
