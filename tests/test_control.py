@@ -390,3 +390,13 @@ def test_preprocess_canny_writes_edge_frames_of_a_video(tmp_path, inputs):
                  "--width", "16", "--height", "16"]) == 0  # fmt: skip
     edges = read_video(tmp_path / "edges")
     assert edges.shape == (3, 16, 16, 3) and set(np.unique(edges)) <= {0, 255} and edges.any()
+
+
+def test_the_embedded_restyling_rows_score_the_worlds_own_input_clips():
+    from animatediff.shapes.control_report import input_clip
+    from animatediff.shapes.metrics import score_video
+
+    prompt = "a blue square moving up on a black background"
+    clip = input_clip(prompt, 2, 32)
+    assert clip.shape == (16, 32, 32, 3) and score_video(clip, prompt)["motion"] == 1.0
+    assert np.array_equal(clip, input_clip(prompt, 2, 32)) and not np.array_equal(clip, input_clip(prompt, 3, 32))

@@ -291,3 +291,12 @@ def test_the_seam_ratio_finds_a_jump_where_a_window_ends():
     pairs = travel_pairs(held_out_prompts(), held_out_prompts())
     assert len(pairs) == 12 and all(parse_prompt(a).colour != parse_prompt(b).colour for a, b in pairs)
     assert len(travel_pairs(held_out_prompts()[:1], held_out_prompts())) == 1
+
+
+def test_the_worlds_own_long_clips_lose_a_translation_but_keep_a_spin():
+    from animatediff.shapes.time_report import world_long_clips
+
+    right = world_long_clips(["a red triangle moving right on a white background"], [1, 2], 32)
+    spin = world_long_clips(["a red star spinning clockwise on a black background"], [1], 32)
+    assert right["stretch motion"] == pytest.approx(0.5)  # two stretches in the frame, two after it left
+    assert spin["stretch motion"] == pytest.approx(1.0) and spin["smooth"] > 0.8
