@@ -2,6 +2,7 @@
 
     stage: motion_module          # any name of `stages.STAGES`: vae | text_to_image | image_finetune
                                   # | image_lora | domain_adapter | motion_module | motion_lora
+                                  # | controlnet
     output_dir: runs/motion
     base: models/stable-diffusion-v1-5          # diffusers folder
     domain_adapter: v3_sd15_adapter.ckpt        # stages 2-3: merged at scale 1 and frozen (optional)
