@@ -400,3 +400,44 @@ def test_the_embedded_restyling_rows_score_the_worlds_own_input_clips():
     clip = input_clip(prompt, 2, 32)
     assert clip.shape == (16, 32, 32, 3) and score_video(clip, prompt)["motion"] == 1.0
     assert np.array_equal(clip, input_clip(prompt, 2, 32)) and not np.array_equal(clip, input_clip(prompt, 3, 32))
+
+
+def controlnet_to_ldm(controlnet: ControlNetModel, unet) -> dict[str, torch.Tensor]:
+    """A ControlNet in the single-file layout the original ControlNet releases use (`control_model.*` keys)."""
+    from diffusers import UNet2DConditionModel
+
+    from ldm_layout import unet_to_ldm
+
+    carrier = UNet2DConditionModel.from_config(unet.config)
+    carrier.load_state_dict(controlnet.state_dict(), strict=False)  # the encoder half the two share
+    shared = ("input_blocks.", "middle_block.", "time_embed.")
+    state = {f"control_model.{key.removeprefix('model.diffusion_model.')}": value
+             for key, value in unet_to_ldm(carrier).items()
+             if key.removeprefix("model.diffusion_model.").startswith(shared)}  # fmt: skip
+    weights = controlnet.state_dict()
+    blocks = len(controlnet.controlnet_cond_embedding.blocks)
+    renames = {"controlnet_mid_block": "middle_block_out.0", "controlnet_cond_embedding.conv_in": "input_hint_block.0",
+               "controlnet_cond_embedding.conv_out": "input_hint_block.14"}  # fmt: skip
+    zero = len(controlnet.controlnet_down_blocks)
+    renames |= {f"controlnet_down_blocks.{i}": f"zero_convs.{i}.0" for i in range(zero)}
+    renames |= {f"controlnet_cond_embedding.blocks.{i}": f"input_hint_block.{2 * (i + 1)}" for i in range(blocks)}
+    for diffusers_name, ldm_name in renames.items():
+        for kind in ("weight", "bias"):
+            state[f"control_model.{ldm_name}.{kind}"] = weights[f"{diffusers_name}.{kind}"]
+    return state
+
+
+@pytest.mark.parametrize("layout", ["ldm", "diffusers"])
+def test_a_single_file_controlnet_loads_through_diffusers_with_the_bases_config(tmp_path, models, layout):
+    from safetensors.torch import save_file
+
+    from animatediff.conditioning import load_controlnet
+
+    folder = models[0]
+    unet, controlnet = load_base(folder).unet, random_controlnet(folder)
+    state = controlnet_to_ldm(controlnet, unet) if layout == "ldm" else controlnet.state_dict()
+    save_file({key: value.contiguous() for key, value in state.items()}, tmp_path / "control.safetensors")
+    loaded = load_controlnet(tmp_path / "control.safetensors", unet)
+    expected = controlnet.state_dict()
+    assert set(loaded.state_dict()) == set(expected)
+    assert all(torch.equal(value, expected[key]) for key, value in loaded.state_dict().items())

@@ -33,6 +33,40 @@ def _shape(config) -> dict:
     return {name: tuple(v) if isinstance(v := config[name], list) else v for name in _CONTROLNET_SHAPE}
 
 
+def _shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape in a checkpoint (a safetensors file's from its header alone)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    except Exception:  # not a safetensors file: read it (safely) as a checkpoint
+        return {key: tuple(value.shape) for key, value in read_state_dict(path).items()}
+
+
+def _hint_channels(shapes: dict[str, tuple[int, ...]]) -> tuple[int, ...] | None:
+    """The control image encoder's widths, read from a single file in either layout (None: not found)."""
+    ldm = sorted((int(key.split(".")[2]), shape[0]) for key, shape in shapes.items()
+                 if key.startswith("control_model.input_hint_block.") and key.endswith(".weight"))  # fmt: skip
+    blocks = [shapes[f"controlnet_cond_embedding.blocks.{i}.weight"][0]
+              for i in range(len(shapes)) if f"controlnet_cond_embedding.blocks.{i}.weight" in shapes]  # fmt: skip
+    if ldm:  # conv_in, then pairs of blocks (the second of each pair widens), then conv_out
+        return (ldm[0][1], *(width for _, width in ldm[2:-1:2]))
+    if "controlnet_cond_embedding.conv_in.weight" in shapes:
+        return (shapes["controlnet_cond_embedding.conv_in.weight"][0], *blocks[1::2])
+    return None
+
+
+def _single_file_config(path: Path, unet: UNet2DConditionModel) -> dict:
+    """A ControlNet config for a single file: the base UNet's shape, the file's control image encoder."""
+    import inspect
+
+    accepted = inspect.signature(ControlNetModel.__init__).parameters
+    config = {key: value for key, value in unet.config.items() if key in accepted}
+    channels = _hint_channels(_shapes(path))
+    return {**config, **({"conditioning_embedding_out_channels": channels} if channels else {})}
+
+
 def load_controlnet(path: Path, unet: UNet2DConditionModel) -> ControlNetModel:
     """A ControlNet from a diffusers folder or a single file, checked to fit the base model's UNet."""
     path = Path(path)
@@ -41,7 +75,7 @@ def load_controlnet(path: Path, unet: UNet2DConditionModel) -> ControlNetModel:
             controlnet = ControlNetModel.from_pretrained(path)
         else:
             with tempfile.TemporaryDirectory() as folder:  # the single file's config: the base UNet's shape
-                ControlNetModel.from_config(unet.config).save_config(folder)
+                ControlNetModel.from_config(_single_file_config(path, unet)).save_config(folder)
                 controlnet = ControlNetModel.from_single_file(str(path), config=folder)
     except Exception as error:  # diffusers' loaders fail in many ways on a file that is not a ControlNet
         message = f"controlnet {path}: could not be loaded as a ControlNet ({first_line(error)})."
