@@ -177,9 +177,11 @@ def test_results_and_ablations_reports_run_on_a_retrain(smoke, tmp_path, monkeyp
                            models=models, max_prompts=1)  # fmt: skip
     text = report.read_text()
     for heading in ("| base + motion module", "## 2. Domain adapter", "## 3. Motion module design",
-                    "## 4. MotionLoRA", "## 5. Position encoding", "## Training"):  # fmt: skip
+                    "## 4. MotionLoRA", "## 5. Position encoding", "## Training", "## Video to video",
+                    "| LoRA 'striped', strength 0.6 | style |"):  # fmt: skip
         assert heading in text, heading
-    assert len(list((tmp_path / "media").glob("*.gif"))) == 5 + 3  # the grid, and the three 64-frame clips
+    assert "strength 0.3" not in text  # 2 steps at strength 0.3 would run none of them: that row is left out
+    assert len(list((tmp_path / "media").glob("*.gif"))) == 5 + 3 + 2  # the grid, three 64-frame clips, v2v
     assert "measured on an earlier retrain" not in text  # the smoke retrain's own base
     data["models"]["motion_module"] = "0" * 16  # measured with another motion module than the shipped one
     data["budgets"]["shipped_motion_module"] = "1 steps × 1 clips"  # and a shorter one: only stated, not used
