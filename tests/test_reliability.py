@@ -4,6 +4,7 @@ Each test is one defect found by trying the command as a new user would; each fa
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -133,7 +134,8 @@ def test_a_write_that_fails_midway_is_reported_naming_the_file(tmp_path, monkeyp
         (["--lora", "style.safetensors:nan"], "argument --lora"),
         (["--motion-lora", "zoom.ckpt:abc"], "the scale after the last ':' must be a number"),
         (["--frames", "many"], "argument --frames"),
-        (["--steps", "100000"], "steps must be at most 1000"),
+        (["--steps", "100000"], "steps must be at most 999 (the noise schedule's length less its timestep offset)"),
+        (["--steps", "1000"], "steps must be at most 999"),  # DDIM's offset timesteps would reach past the table
         (["--fps", "60", "-o", "fast.gif"], "a GIF plays at most 50 fps"),
         (["--fps", "0.00001", "-o", "slow.mp4"], "cannot be stored in mp4"),
     ],
@@ -252,15 +254,15 @@ def test_a_refused_config_value_is_quoted_briefly(tmp_path, tiny_base, tiny_moti
 
 def test_ctrl_c_exits_130_with_one_line_and_no_partial_output(tmp_path, tiny_base, tiny_motion_module_file):
     command = [sys.executable, "-m", "animatediff", "generate", "a cat", "--base", str(tiny_base), "--motion-module",
-               str(tiny_motion_module_file), "--frames", "4", "--width", "16", "--height", "16", "--steps", "1000",
+               str(tiny_motion_module_file), "--frames", "4", "--width", "16", "--height", "16", "--steps", "999",
                "-o", str(tmp_path / "out.gif")]  # fmt: skip
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     seen = ""
-    while "denoising" not in seen:  # the progress bar has started: the run is under way
+    while not re.search(r"\| *[1-9]\d*/999", seen):  # a step done: under way, past every first-call setup
         seen += process.stderr.read(1)
     process.send_signal(signal.SIGINT)
     rest = process.stderr.read()
-    assert process.wait(timeout=60) == 130
+    assert process.wait(timeout=60) == 130, rest[-2000:]
     assert "Traceback" not in rest and "animatediff generate: interrupted" in rest.strip().splitlines()[-1]
     assert list(tmp_path.iterdir()) == []
 

@@ -183,9 +183,11 @@ class AnimateDiffPipeline:
             )
         if num_frames < 1 or steps < 1:
             raise AnimateDiffError(f"frames and steps must be at least 1; got {num_frames} and {steps}.")
-        schedule = self.scheduler.config.num_train_timesteps
-        if steps > schedule:
-            raise AnimateDiffError(f"steps must be at most {schedule} (the noise schedule's length); got {steps}.")
+        config = self.scheduler.config
+        most = config.num_train_timesteps - config.get("steps_offset", 0)  # offset timesteps stay inside the schedule
+        if steps > most:
+            raise AnimateDiffError(f"steps must be at most {most} (the noise schedule's length less its timestep "
+                                   f"offset); got {steps}.")  # fmt: skip
         motion_module = self.unet.motion_module
         table = motion_module.config.max_frames if motion_module is not None else None
         if table is not None and context is not None and context.length > table:

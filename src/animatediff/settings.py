@@ -356,9 +356,10 @@ def check_sample(model: ModelSpec, sample: Sample) -> None:
             f"width and height must be positive multiples of {factor} (this VAE's downscale factor); "
             f"got {sample.width}×{sample.height}."
         )
-    schedule = model.scheduler.get("num_train_timesteps", 1000)
-    if sample.steps > schedule:
-        raise ConfigError(f"steps must be at most {schedule} (the noise schedule's length); got {sample.steps}.")
+    most = model.scheduler.get("num_train_timesteps", 1000) - model.scheduler.get("steps_offset", 0)
+    if sample.steps > most:
+        raise ConfigError(f"steps must be at most {most} (the noise schedule's length less its timestep offset); "
+                          f"got {sample.steps}.")  # fmt: skip
 
 
 @dataclass(frozen=True)
