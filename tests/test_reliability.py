@@ -256,7 +256,10 @@ def test_ctrl_c_exits_130_with_one_line_and_no_partial_output(tmp_path, tiny_bas
     command = [sys.executable, "-m", "animatediff", "generate", "a cat", "--base", str(tiny_base), "--motion-module",
                str(tiny_motion_module_file), "--frames", "4", "--width", "16", "--height", "16", "--steps", "999",
                "-o", str(tmp_path / "out.gif")]  # fmt: skip
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    # as from a shell: Ctrl-C delivered (another test's worker pool may have left this process ignoring it,
+    # and an ignored signal stays ignored in a child)
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     seen = ""
     while not re.search(r"\| *[1-9]\d*/999", seen):  # a step done: under way, past every first-call setup
         seen += process.stderr.read(1)
