@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from animatediff.conditioning import as_tensor
 from animatediff.control import Conditions, InitVideo
 from animatediff.export import write_video
 from animatediff.shapes.metrics import score_video
@@ -32,17 +33,11 @@ def input_clip(prompt: str, seed: int, size: int, frames: int = FRAMES) -> np.nd
     return render_clip(prompt_clip(prompt, seed, frames), frames, size=size)
 
 
-def _as_tensor(frames: np.ndarray):
-    import torch
-
-    return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
-
-
 def restyle(pipeline, prompt: str, seed: int, steps: int, strength: float,
             style: bool = True) -> dict[str, float | None]:  # fmt: skip
     clip = input_clip(prompt, seed, pipeline.default_size)
     styled = f"{prompt}, {STYLES['striped']}" if style else prompt
-    conditions = Conditions(init=InitVideo(_as_tensor(clip), strength))
+    conditions = Conditions(init=InitVideo(as_tensor(clip), strength))
     frames = pipeline(styled, progress=False, conditions=conditions, num_frames=FRAMES, seed=seed, steps=steps)
     scores = score_video(frames, styled)
     return {"motion": scores["motion"], "style": scores["style"], "text": scores["text"],
@@ -63,7 +58,7 @@ def write_control_media(pipeline, media: Path, steps: int = 25) -> list[tuple[st
     prompt = "a red triangle moving right on a white background"
     clip = input_clip(prompt, 1, pipeline.default_size)
     styled = f"{prompt}, {STYLES['striped']}"
-    conditions = Conditions(init=InitVideo(_as_tensor(clip), ARMS[0][1]))
+    conditions = Conditions(init=InitVideo(as_tensor(clip), ARMS[0][1]))
     frames = pipeline(styled, progress=False, conditions=conditions, num_frames=FRAMES, seed=1, steps=steps)
     made = []
     for caption, text, video in (("input clip", prompt, clip), ("restyled, strength 0.6", styled, frames)):
