@@ -11,7 +11,7 @@ from animatediff.cli import main
 from animatediff.errors import ConfigError
 from animatediff.export import read_video, write_video
 from animatediff.shapes.datasets import DatasetSpec, render_dataset
-from animatediff.shapes.metrics import motion_score, score_video, smooth_score, track, watermark_score
+from animatediff.shapes.metrics import edge_f1, motion_score, score_video, smooth_score, track, watermark_score
 from animatediff.shapes.render import (
     SHADOW,
     SHADOW_SHIFT,
@@ -239,6 +239,21 @@ def test_flicker_is_not_smooth():
     clip = render_clip(object_clips(1, motion="staying still")[0]).astype(np.int16)
     clip[::2] = np.clip(clip[::2] + 60, 0, 255)
     assert smooth_score(clip.astype(np.uint8)) < 0.2
+
+
+def test_edge_f1_is_one_for_the_same_edges_high_a_pixel_off_and_low_for_another_clip():
+    from animatediff.control.preprocess import canny
+
+    first, second = (render_clip(spec) for spec in object_clips(2, motion="moving right"))
+    edges = canny(first)
+    assert edge_f1(edges, edges) == 1.0
+    assert edge_f1(np.roll(edges, 1, axis=2), edges) == 1.0  # within the one-pixel reach
+    assert edge_f1(np.roll(edges, 3, axis=2), edges) < 0.6
+    assert edge_f1(canny(second), edges) < 0.3
+    assert edge_f1(np.zeros_like(edges), edges) == 0.0
+    one_frame = edges.copy()
+    one_frame[1:] = 0  # the first frame's edges alone: precision 1, recall a sixteenth
+    assert edge_f1(one_frame, edges) == pytest.approx(2 * (1 / 16) / (1 + 1 / 16), abs=0.03)
 
 
 def test_watermark_detection_separates_the_domains():

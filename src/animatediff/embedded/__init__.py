@@ -43,6 +43,8 @@ MODELS = {
                       "MotionLoRA: camera zooming in (official layout)"),
         EmbeddedModel("shapes-pan-left", "--motion-lora", "motion_lora_pan_left.safetensors",
                       "MotionLoRA: camera panning left (official layout)"),
+        EmbeddedModel("shapes-edges", "--controlnet", "controlnet_edges",
+                      "ControlNet on Canny edges, with --control-video of edge maps (diffusers folder)"),
     )
 }  # fmt: skip
 DEFAULT_BASE = "shapes"

@@ -1,12 +1,14 @@
-"""Video to video on the embedded model, measured: held-out clips of the world itself restyled into the
-striped LoRA's style.
+"""Video to video and ControlNet on the embedded model, measured: held-out clips of the world itself
+restyled into the striped LoRA's style, and their Canny edges followed by the `shapes-edges` ControlNet.
 
 `animatediff shapes results` renders these rows into docs/results.md and a GIF pair (input, output) into
 docs/media. The inputs are the world's own renderings of the held-out prompts (16 frames at the model's
 size, a clip per prompt and seed, placed as the world places a clip of that seed); each is denoised
 from strength S with the striped LoRA and the prompt plus its style trigger. `motion` is scored against
 the input's own caption (its object, stripes counted as its body), `style` and `text` as for any clip;
-the inputs' own `motion` is the ceiling.
+the inputs' own `motion` is the ceiling. The ControlNet rows give the default model each input's Canny
+edges as the control video and the input's own prompt; `edge F1` scores the output's Canny edges against
+them (`metrics.edge_f1`, within one pixel), beside the same model without the ControlNet.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from animatediff.conditioning import as_tensor
-from animatediff.control import Conditions, InitVideo
+from animatediff.control import Conditions, ControlNetInput, InitVideo
+from animatediff.control.preprocess import canny
 from animatediff.export import write_video
-from animatediff.shapes.metrics import score_video
+from animatediff.shapes.metrics import edge_f1, score_video
 from animatediff.shapes.render import render_clip
 from animatediff.shapes.time_report import TimeScores, measure
 from animatediff.shapes.world import STYLES, prompt_clip
@@ -44,6 +47,17 @@ def restyle(pipeline, prompt: str, seed: int, steps: int, strength: float,
             "input motion": score_video(clip, prompt)["motion"]}  # fmt: skip
 
 
+def follow_edges(pipeline, prompt: str, seed: int, steps: int, controlnet=None) -> dict[str, float | None]:
+    """The input clip's Canny edges as the control video of `controlnet` (None: no ControlNet, for contrast)."""
+    edges = canny(input_clip(prompt, seed, pipeline.default_size))
+    controls = () if controlnet is None else (ControlNetInput(controlnet, as_tensor(edges)),)
+    frames = pipeline(prompt, progress=False, conditions=Conditions(controlnets=controls), num_frames=FRAMES,
+                      seed=seed, steps=steps)  # fmt: skip
+    scores = score_video(frames, prompt)
+    return {"edge F1": edge_f1(canny(frames), edges), "motion": scores["motion"], "text": scores["text"],
+            "smooth": scores["smooth"]}  # fmt: skip
+
+
 def control_rows(pipelines: dict[str, object], prompts: list[str], seeds: list[int],
                  steps: int = 25) -> list[TimeScores]:  # fmt: skip
     """A row per arm of `ARMS` whose strength leaves a step of `steps` to run; `pipelines` maps each arm's
@@ -51,6 +65,13 @@ def control_rows(pipelines: dict[str, object], prompts: list[str], seeds: list[i
     return [measure(pipelines[model], f"{model}, strength {strength}", prompts,
                     partial(restyle, strength=strength, style="striped" in model), seeds, steps)
             for model, strength in ARMS if int(steps * strength) >= 1]  # fmt: skip
+
+
+def edge_rows(pipeline, controlnet, prompts: list[str], seeds: list[int], steps: int = 25) -> list[TimeScores]:
+    """The default model following the inputs' edges with `controlnet`, and without it."""
+    return [measure(pipeline, "no ControlNet, for contrast", prompts, follow_edges, seeds, steps),
+            measure(pipeline, "ControlNet 'shapes-edges'", prompts, partial(follow_edges, controlnet=controlnet),
+                    seeds, steps)]  # fmt: skip
 
 
 def write_control_media(pipeline, media: Path, steps: int = 25) -> list[tuple[str, str, str]]:
@@ -65,4 +86,18 @@ def write_control_media(pipeline, media: Path, steps: int = 25) -> list[tuple[st
         name = f"v2v-{'input' if video is clip else 'striped'}.gif"
         write_video(video.repeat(4, axis=1).repeat(4, axis=2), media / name, fps=8)
         made.append((caption, text, name))
+    return made
+
+
+def write_edge_media(pipeline, controlnet, media: Path, steps: int = 25) -> list[tuple[str, str, str]]:
+    """An input clip's Canny edges and the clip the ControlNet drew from them (4× enlarged), as above."""
+    prompt = "a purple circle moving left on a black background"
+    edges = canny(input_clip(prompt, 1, pipeline.default_size))
+    conditions = Conditions(controlnets=(ControlNetInput(controlnet, as_tensor(edges)),))
+    frames = pipeline(prompt, progress=False, conditions=conditions, num_frames=FRAMES, seed=1, steps=steps)
+    made = []
+    for caption, name, video in (("control video: the input's edges", "controlnet-edges.gif", edges),
+                                 ("ControlNet 'shapes-edges'", "controlnet-output.gif", frames)):  # fmt: skip
+        write_video(video.repeat(4, axis=1).repeat(4, axis=2), media / name, fps=8)
+        made.append((caption, prompt, name))
     return made

@@ -272,6 +272,20 @@ def smooth_score(frames: np.ndarray, tolerance: float = 0.02) -> float:
     return float(np.exp(-jumps.mean() / tolerance))
 
 
+def edge_f1(edges: np.ndarray, reference: np.ndarray, reach: int = 1) -> float:
+    """How well the edge maps `edges` follow `reference` (both F×H×W[×3], nonzero on an edge): the F1 of
+    edge pixels within `reach` pixels of an edge of the other map (precision: `edges` near `reference`)."""
+    found, wanted = (np.asarray(e)[..., 0] if np.ndim(e) == 4 else np.asarray(e) for e in (edges, reference))
+    found, wanted = found > 0, wanted > 0
+    structure = ndimage.generate_binary_structure(3, 1)
+    structure[0] = structure[2] = False  # grow within each frame, not across frames
+    near_found = ndimage.binary_dilation(found, structure, iterations=reach)
+    near_wanted = ndimage.binary_dilation(wanted, structure, iterations=reach)
+    precision = (found & near_wanted).sum() / max(found.sum(), 1)
+    recall = (wanted & near_found).sum() / max(wanted.sum(), 1)
+    return float(2 * precision * recall / max(precision + recall, 1e-9))
+
+
 def watermark_score(frames: np.ndarray) -> float:
     """How clearly the video-only watermark shows: ≈ 1 with it, ≈ 0 without."""
     template = watermark_template(frames.shape[1])

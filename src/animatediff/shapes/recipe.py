@@ -6,6 +6,7 @@ order with `animatediff train`'s own code, each stage reading the previous stage
     scaffold → vae → text_to_image (base) → text_to_image (shadow_trails: the base fine-tuned)
              → image_finetune (outlined, DreamBooth-style) → image_lora (striped)
              → domain_adapter → motion_module → motion_lora × 2
+             → controlnet (edges: Canny edge maps of the shadow-trail images)
 
 The base first learns the motion words from trails drawn in the object's colour, then a short fine-tune
 on the same images with the trails in the background's shadow colour teaches it to keep the trail apart
@@ -94,6 +95,8 @@ PLAN = [
               dict(domain_adapter="adapter", motion_module="motion", lora_rank=16)),
     StagePlan("pan_left", "motion_lora", "pan_left", SHIPPED_BASE, _train(300, 4, 1e-3),
               dict(domain_adapter="adapter", motion_module="motion", lora_rank=16)),
+    StagePlan("edges", "controlnet", "shadow_images", SHIPPED_BASE,
+              _train(600, 16, 3e-4, lr_scheduler="cosine", lr_warmup_steps=20)),
 ]  # fmt: skip
 PLANS = {plan.name: plan for plan in PLAN}
 GPU_DATASETS = {
@@ -117,6 +120,7 @@ GPU_PLAN = [  # sized from seconds per step measured on an H200 (docs/shapes-mod
                      checkpoint_every=300),
               dict(domain_adapter="adapter", motion_module_version="v3")),
     PLANS["zoom_in"], PLANS["pan_left"],  # MotionLoRAs: 50 clips each, as in the cpu recipe
+    PLANS["edges"],  # a few CPU minutes already
 ]  # fmt: skip
 RECIPES = {"cpu": (DATASETS, PLAN), "gpu": (GPU_DATASETS, GPU_PLAN)}
 
@@ -328,6 +332,7 @@ EXPORT = {  # files in the package's models/ folder ← stage results (every wei
     "motion": "motion_module.safetensors",
     "zoom_in": "motion_lora_zoom_in.safetensors",
     "pan_left": "motion_lora_pan_left.safetensors",
+    "edges": "controlnet_edges",
 }
 EXPORTED = holds_only("recipe.json", *EXPORT.values(), *(f"{name}/*" for name in EXPORT.values()))
 

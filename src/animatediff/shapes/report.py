@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from animatediff.conditioning import load_controlnet
 from animatediff.embedded import FOLDER, MODELS
 from animatediff.errors import ConfigError
 from animatediff.export import file_stem, write_video
 from animatediff.loading import ModelSpec, build_pipeline
-from animatediff.shapes.control_report import control_rows, write_control_media
+from animatediff.shapes.control_report import control_rows, edge_rows, write_control_media, write_edge_media
 from animatediff.shapes.metrics import score_video
 from animatediff.shapes.time_report import format_time_rows, time_rows, world_long_clips, write_time_media
 from animatediff.shapes.world import BACKGROUNDS, HELD_OUT, STYLES
@@ -196,33 +197,51 @@ def time_section(media: Path, relative: str, seeds: list[int], steps: int, model
     return ["## Long videos: context windows, prompt travel, loops", "",
             "The default model (base + motion module) on the held-out prompts, seeds as above; made by the same "
             "command (`animatediff.shapes.time_report` says how each number is measured).", "",
-            *format_time_rows(rows, reference, world), "",
-            "| " + " | ".join(caption for caption, _, _ in made) + " |", "|" + "---|" * len(made),
-            "| " + " | ".join(f"![{caption}]({Path(relative, name).as_posix()})" for caption, _, name in made) + " |",
-            "| " + " | ".join(f"`{prompt}`" for _, prompt, _ in made) + " |", ""]  # fmt: skip
+            *format_time_rows(rows, reference, world), "", *_media_table(made, relative), ""]  # fmt: skip
 
 
 def control_section(media: Path, relative: str, seeds: list[int], steps: int, models: Path,
                     max_prompts: int | None) -> list[str]:  # fmt: skip
-    """The video-to-video rows (`control_report`) with the striped LoRA, and their GIF pair, as markdown."""
+    """The video-to-video rows (`control_report`) with the striped LoRA, the ControlNet rows (when `models`
+    holds the ControlNet), and their GIFs, as markdown."""
     striped = build_pipeline(_spec(Row("", "", [], lora="shapes-striped"), models))
-    pipelines = {"LoRA 'striped'": striped, "no LoRA, for contrast": build_pipeline(_spec(Row("", "", []), models))}
-    rows = control_rows(pipelines, held_out_prompts()[:max_prompts], seeds, steps)
-    made = write_control_media(striped, media, steps)
+    default = build_pipeline(_spec(Row("", "", []), models))
+    prompts = held_out_prompts()[:max_prompts]
+    rows = control_rows({"LoRA 'striped'": striped, "no LoRA, for contrast": default}, prompts, seeds, steps)
     lines = ["## Video to video", "",
              "Held-out clips rendered by the world itself (16 frames at 32×32), restyled with the LoRA 'striped' and "
              "the prompt plus its style trigger (the contrast row: the default model and the plain prompt); "
              "`motion` against the input's own caption (`input motion`: the inputs' own score); made by the same "
              "command (`animatediff.shapes.control_report`).", "",
-             "| clips | metric | mean ± spread over seeds |", "|---|---|---|"]  # fmt: skip
+             *_metric_table(rows), "", *_media_table(write_control_media(striped, media, steps), relative),
+             ""]  # fmt: skip
+    path = models / MODELS["shapes-edges"].file
+    if not path.exists():
+        return lines
+    controlnet = load_controlnet(path, default.unet.unet).to(default.device, default.unet.unet.dtype)
+    rows = edge_rows(default, controlnet, prompts, seeds, steps)
+    return [*lines, "## ControlNet on edges", "",
+            "The same held-out clips' Canny edges as the control video of the ControlNet 'shapes-edges' on the "
+            "default model with each clip's own prompt (the contrast row: no ControlNet); `edge F1`: the output's "
+            "Canny edges against the control video's, within one pixel.", "",
+            *_metric_table(rows), "", *_media_table(write_edge_media(default, controlnet, media, steps), relative),
+            ""]  # fmt: skip
+
+
+def _metric_table(rows: list) -> list[str]:
+    lines = ["| clips | metric | mean ± spread over seeds |", "|---|---|---|"]
     for row in rows:
         for metric, per_seed in row.values.items():
             means = [np.mean(values) for values in per_seed if values]
             mean = float(np.mean([v for values in per_seed for v in values]))
             lines.append(f"| {row.name} | {metric} | {mean:.2f} ± {float(np.std(means)):.2f} |")
-    return [*lines, "", "| " + " | ".join(caption for caption, _, _ in made) + " |", "|" + "---|" * len(made),
+    return lines
+
+
+def _media_table(made: list[tuple[str, str, str]], relative: str) -> list[str]:
+    return ["| " + " | ".join(caption for caption, _, _ in made) + " |", "|" + "---|" * len(made),
             "| " + " | ".join(f"![{caption}]({Path(relative, name).as_posix()})" for caption, _, name in made) + " |",
-            "| " + " | ".join(f"`{prompt}`" for _, prompt, _ in made) + " |", ""]  # fmt: skip
+            "| " + " | ".join(f"`{prompt}`" for _, prompt, _ in made) + " |"]  # fmt: skip
 
 
 def write_results(output: str | os.PathLike, media: str | os.PathLike, seeds: list[int],
