@@ -21,7 +21,7 @@ from animatediff import __version__
 from animatediff.embedded import DEFAULT_BASE, DEFAULT_MOTION_MODULE, find, listing, resolve
 from animatediff.errors import AnimateDiffError, ConfigError
 from animatediff.export import FORMATS, FRAME_FOLDER, check_fps, file_stem, output_format, sidecar_path
-from animatediff.families import DEFAULT, FAMILIES, SCHEDULERS
+from animatediff.families import DEFAULT, FAMILIES, SCHEDULERS, Family
 from animatediff.files import check_output
 from animatediff.sampling.options import ContextRequest, Fuse, Interpolation, Schedule, Scope
 from animatediff.settings import (
@@ -177,8 +177,11 @@ def _generate_parser(commands) -> None:
         "--motion-module",
         help="motion module file or MotionAdapter folder, or 'none' (default with the embedded base: 'shapes-motion')",
     )
-    models.add_argument("--motion-module-version", choices=list(FAMILIES),
-                        help="run the motion module as this release did (default: read from its weights)")  # fmt: skip
+    models.add_argument("--family", choices=list(FAMILIES),
+                        help="the motion module's release, for its sampling preset and how it runs (default: "
+                             "decided from its weights, metadata or file name; README, 'Model families')")  # fmt: skip
+    models.add_argument("--motion-module-version", choices=list(FAMILIES), dest="family",
+                        help=argparse.SUPPRESS)  # the earlier name of --family
     models.add_argument("--motion-lora", type=path_and_scale, action="append", default=[], metavar="PATH[:SCALE]",
                         help="MotionLoRA, repeatable (they compose by weighted sum)")  # fmt: skip
     models.add_argument("--domain-adapter", help="domain adapter LoRA (e.g. v3_sd15_adapter.ckpt)")
@@ -189,13 +192,15 @@ def _generate_parser(commands) -> None:
     sampling.add_argument("--frames", type=whole_number, help="clip length in frames (default: 16)")
     sampling.add_argument("--width", type=whole_number, help="default: the image model's own size (512 for SD1.5)")
     sampling.add_argument("--height", type=whole_number, help="default: the image model's own size")
-    sampling.add_argument("--steps", type=whole_number, help=f"denoising steps (default: {DEFAULT.steps})")
+    sampling.add_argument("--steps", type=whole_number,
+                          help=f"denoising steps (default: the family's; {DEFAULT.steps} for v1-v3)")  # fmt: skip
     sampling.add_argument("--scheduler", choices=list(SCHEDULERS), help="the sampler, on the release's own noise "
-                          "schedule (default: ddim, the official settings)")  # fmt: skip
+                          "schedule (default: the family's; ddim, the official settings, for v1-v3)")  # fmt: skip
     sampling.add_argument(
         "--guidance-scale",
         type=finite_number,
-        help=f"classifier-free guidance; 1 or less turns it off (default: {DEFAULT.guidance_scale})",
+        help=f"classifier-free guidance; 1 or less turns it off (default: the family's; {DEFAULT.guidance_scale} "
+        "for v1-v3)",
     )
     sampling.add_argument("--seed", type=seed_number, help="initial-noise seed; -1 or none: a random one, recorded")
     sampling.add_argument("--config", type=Path, help="official-style prompt config (YAML list of entries)")
@@ -444,8 +449,7 @@ def _model_from_flags(args: argparse.Namespace, base: Path, default_module: Path
     if args.motion_module is None and default_module is None:
         raise ConfigError("--motion-module is required (a motion module file, or 'none' for still images).")
     module = args.motion_module or DEFAULT_MOTION_MODULE
-    settings = FAMILIES[args.motion_module_version].module_settings() if args.motion_module_version else {}
-    return ModelSpec(
+    model = ModelSpec(
         base=base,
         motion_module=None if module == "none" else resolve(module, "--motion-module"),
         dreambooth=resolve(args.dreambooth, "--dreambooth"),
@@ -453,19 +457,19 @@ def _model_from_flags(args: argparse.Namespace, base: Path, default_module: Path
         domain_adapter=resolve(args.domain_adapter, "--domain-adapter"),
         domain_adapter_scale=args.domain_adapter_scale,
         motion_loras=[(resolve(path, "--motion-lora"), scale) for path, scale in args.motion_lora],
-        motion_module_settings=settings,
-        sampler=args.scheduler or "ddim",
+        sampler=args.scheduler,
     )
+    return model.with_family(args.family)
 
 
-def _sample_from_flags(args: argparse.Namespace, base: Path) -> Sample:
+def _sample_from_flags(args: argparse.Namespace, base: Path, release: Family) -> Sample:
     size = base_frame_size(base)
     return Sample(
         prompt=args.prompt or "",
         negative_prompt=args.negative_prompt or "",
         seed=resolve_seed(args.seed),
-        steps=args.steps or DEFAULT.steps,
-        guidance_scale=DEFAULT.guidance_scale if args.guidance_scale is None else args.guidance_scale,
+        steps=args.steps or release.steps,
+        guidance_scale=release.guidance_scale if args.guidance_scale is None else args.guidance_scale,
         frames=args.frames or 16,
         width=args.width or size,
         height=args.height or size,
@@ -496,14 +500,14 @@ def _jobs(args: argparse.Namespace) -> tuple[list[Job], tuple[str, ...]]:
         model.check()
         control = _control_spec(args) or ControlSpec()
         control.check()
-        return [Job(model, (_sample_from_flags(args, base),), _time_controls(args), control)], ()
+        return [Job(model, (_sample_from_flags(args, base, model.release),), _time_controls(args), control)], ()
     if args.output is not None:
         raise ConfigError("--config writes one output per sample: use --output-dir and --format, not --output.")
     if args.prompt:
         raise ConfigError("a PROMPT and --config were both given; the config's entries hold the prompts.")
     from animatediff.prompt_config import read_prompt_config
 
-    jobs = read_prompt_config(args.config, base, default_module)
+    jobs = read_prompt_config(args.config, base, default_module, family=args.family)
     overrides = _flag_overrides(args)
     time = _time_controls(args) if _time_given(args) else None
     control = _control_spec(args)
@@ -512,7 +516,8 @@ def _jobs(args: argparse.Namespace) -> tuple[list[Job], tuple[str, ...]]:
                 time or job.time, control or job.control) for job in jobs]  # fmt: skip
     for job in jobs:
         job.control.check()
-    replaced = [name for name, given in (("time controls", time), ("scheduler", models), ("control", control)) if given]
+    replaced = [name for name, given in (("time controls", time), ("scheduler", models), ("family", args.family),
+                                         ("control", control)) if given]  # fmt: skip
     return jobs, tuple(sorted(overrides)) + tuple(replaced)
 
 

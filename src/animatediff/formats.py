@@ -28,7 +28,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from animatediff.errors import CheckpointError, ConfigError, first_line
-from animatediff.families import FAMILIES, Family, detect
+from animatediff.families import FAMILIES, METADATA_KEY, Family, detect, resolve
 from animatediff.files import atomic_path, holds_only, read_json
 from animatediff.motion_module import MotionModule, MotionModuleConfig, sinusoidal_table
 
@@ -299,8 +299,8 @@ def identify(path: str | os.PathLike) -> CheckpointInfo:
     if info.kind == Kind.MOTION_MODULE:
         official = state_dict if info.layout == Layout.OFFICIAL else diffusers_to_official(state_dict)
         config = _inferred_config(path, official)
-        release = module_family(config)
-        info.details.update(version=release.name, detected_by=f"weights: {release.rule()}", **config.to_dict())
+        release, rule = motion_module_family(path)
+        info.details.update(version=release.name, detected_by=rule, sampling=release.sampling(), **config.to_dict())
     elif info.kind in (Kind.MOTION_LORA, Kind.DOMAIN_ADAPTER):
         info.details.update(_lora_summary(state_dict))
     return info
@@ -366,8 +366,9 @@ def infer_motion_module_config(state_dict: dict[str, torch.Tensor], **overrides)
     first = "down_blocks.0.motion_modules.0.temporal_transformer."
     blocks = {key[len(first) :].split(".")[1] for key in state_dict if key.startswith(first + "transformer_blocks.")}
     pe_key = next((key for key in state_dict if key.startswith(first) and key.endswith("pos_encoder.pe")), None)
-    max_frames = state_dict[pe_key].shape[1] if pe_key else MotionModuleConfig.max_frames
-    release = detect(levels=len(widths), mid_block=mid, max_frames=max_frames)
+    table = state_dict[pe_key].shape[1] if pe_key else None
+    release = detect(levels=len(widths), mid_block=mid, max_frames=table)
+    max_frames = table or release.max_frames  # a file without its table (AnimateLCM's): the release's length
     values = dict(
         block_out_channels=widths,
         layers_per_block=len(down[0]),
@@ -384,6 +385,48 @@ def infer_motion_module_config(state_dict: dict[str, torch.Tensor], **overrides)
 def module_family(config: MotionModuleConfig) -> Family:
     """The release whose layout a motion module has (v1, v2, v3, or the SDXL beta)."""
     return detect(levels=len(config.block_out_channels), mid_block=config.mid_block, max_frames=config.max_frames)
+
+
+@dataclass(frozen=True)
+class ModuleHeader:
+    """What a motion module file says about its release, read without loading its weights."""
+
+    levels: int
+    mid_block: bool
+    max_frames: int | None  # None: no position table stored
+    metadata: str | None  # the release its metadata names (`families.METADATA_KEY`)
+
+
+def module_header(path: str | os.PathLike) -> ModuleHeader:
+    """The layout facts of a motion module file (a safetensors header, a memory-mapped `.ckpt`) or a
+    MotionAdapter folder (its config)."""
+    path = Path(path)
+    if path.is_dir():
+        config = read_json(path / "config.json", "MotionAdapter's config")
+        return ModuleHeader(len(config.get("block_out_channels", (320, 640, 1280, 1280))),
+                            bool(config.get("use_motion_mid_block", True)),
+                            int(config.get("motion_max_seq_length", MotionModuleConfig.max_frames)), None)  # fmt: skip
+    metadata = None
+    if _is_safetensors(path):
+        shapes = _safetensors_shapes(path)
+        with safe_open(path, framework="pt") as handle:
+            metadata = (handle.metadata() or {}).get(METADATA_KEY)
+    else:
+        shapes = {key: tuple(value.shape) for key, value in _mapped_checkpoint(path).items()}
+    levels = {match.group(2) for key in shapes if (match := _MODULE_KEY.match(key)) and match.group(2) is not None}
+    tables = [shape[1] for key, shape in shapes.items() if key.endswith(("pos_encoder.pe", "pos_embed.pe"))]
+    mid_block = any(key.startswith("mid_block.") for key in shapes)
+    return ModuleHeader(len(levels), mid_block, tables[0] if tables else None, metadata)
+
+
+def motion_module_family(path: str | os.PathLike, override: str | None = None) -> tuple[Family, str]:
+    """A motion module's release and the rule that decided it (`families.resolve`)."""
+    path = Path(path)
+    header = module_header(path)
+    if header.metadata is not None and header.metadata not in FAMILIES:
+        raise CheckpointError(f"{path}: its metadata names the release {header.metadata!r}; expected one of "
+                              f"{', '.join(FAMILIES)}.")  # fmt: skip
+    return resolve(path.name, header.levels, header.mid_block, header.max_frames, header.metadata, override)
 
 
 def release_settings(name: str) -> dict:
@@ -560,14 +603,18 @@ def _sort_header(path: Path) -> None:
             handle.write(ordered.ljust(length))  # safetensors pads its header with spaces
 
 
-def save_motion_module(module: MotionModule, path: str | os.PathLike, layout: Layout = Layout.OFFICIAL) -> Path:
-    """Write `module` as safetensors in the official (default) or diffusers layout.
+def save_motion_module(module: MotionModule, path: str | os.PathLike, layout: Layout = Layout.OFFICIAL,
+                       family: str | None = None) -> Path:  # fmt: skip
+    """Write `module` as safetensors in the official (default) or diffusers layout; `family` names its
+    release in the metadata (for a release its weights do not tell, such as a distilled one).
 
     A diffusers-layout path without the `.safetensors` extension becomes a `MotionAdapter` folder that
     diffusers' `MotionAdapter.from_pretrained` loads.
     """
     path = Path(path)
     metadata = {"format": MOTION_MODULE_FORMAT, "config": json.dumps(module.config.to_dict())}
+    if family is not None:
+        metadata[METADATA_KEY] = FAMILIES[family].name
     if layout == Layout.OFFICIAL:
         return save_state_dict(module.state_dict(), path, metadata)
     if path.suffix == ".safetensors":

@@ -44,7 +44,7 @@ def build_pipeline(spec: ModelSpec, device: torch.device | str = "cpu", dtype: t
         apply_image_lora(components, path, scale)
     if spec.domain_adapter is not None:
         apply_domain_adapter(components.unet, spec.domain_adapter, spec.domain_adapter_scale)
-    scheduler = make_scheduler(spec.sampler, spec.scheduler)
+    scheduler = make_scheduler(spec.sampler_name, spec.noise_schedule)
     pipeline = AnimateDiffPipeline.from_components(components, motion_module, scheduler, split_guidance)
     pipeline.to(device, dtype)
     return pipeline.compile() if compile else pipeline

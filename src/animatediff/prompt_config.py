@@ -4,11 +4,12 @@ A config is a list of entries. Each names its models (`motion_module`, one path 
 `dreambooth_path`, `lora_model_path` + `lora_alpha`, `adapter_lora_path` + `adapter_lora_scale`,
 `motion_module_lora_configs`, `inference_config`) and its samples (`prompt`, `n_prompt` one for all
 or one per prompt, `seed` one for all or one per prompt, -1 for random, `steps`, `guidance_scale`,
-`W`, `H`, `L`). Relative paths resolve against the current directory first, as the official
-`animate.py` does, then against the config's folder. Sizes default to the image model's own (512 for
-SD1.5); an entry without a motion module takes the default one, where there is one (the embedded
-model's), and is refused otherwise. The whole file is checked, and random seeds drawn, before any
-weights load.
+`W`, `H`, `L`), and this package's own keys: `scheduler` and `family` (as the flags; steps and guidance
+not given are the family's), the time and control keys. Relative paths resolve against the current
+directory first, as the official `animate.py` does, then against the config's folder. Sizes default to
+the image model's own (512 for SD1.5); an entry without a motion module takes the default one, where
+there is one (the embedded model's), and is refused otherwise. The whole file is checked, and random
+seeds drawn, before any weights load.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import get_args
 import yaml
 
 from animatediff.errors import ConfigError, one_line
-from animatediff.families import SCHEDULERS
+from animatediff.families import FAMILIES, SCHEDULERS, Family
 from animatediff.sampling.options import ContextRequest, Fuse, Interpolation, Schedule, Scope
 from animatediff.settings import (
     ControlNetSpec,
@@ -45,7 +46,7 @@ CONTROL_KEYS = {  # video to video, ControlNet, IP-Adapter (the command line's f
 ENTRY_KEYS = {
     "inference_config", "motion_module", "motion_module_lora_configs", "adapter_lora_path", "adapter_lora_scale",
     "dreambooth_path", "lora_model_path", "lora_alpha", "seed", "steps", "guidance_scale", "prompt", "n_prompt",
-    "W", "H", "L", "scheduler", *TIME_KEYS, *CONTROL_KEYS,
+    "W", "H", "L", "scheduler", "family", *TIME_KEYS, *CONTROL_KEYS,
 }  # fmt: skip
 _UNSUPPORTED = {"controlnet_path", "controlnet_config", "controlnet_images", "controlnet_image_indexs"}
 
@@ -156,14 +157,21 @@ def _motion_loras(entry: _Entry) -> list[tuple[Path, float]]:
     return loras
 
 
-def _sampler(entry: _Entry) -> str:
-    name = entry.values.get("scheduler", "ddim")
-    if name not in SCHEDULERS:
+def _sampler(entry: _Entry) -> str | None:
+    name = entry.values.get("scheduler")
+    if name is not None and name not in SCHEDULERS:
         raise entry.fail("scheduler", f"expected one of {', '.join(SCHEDULERS)}, got {brief(name)}.")
     return name
 
 
-def _model_specs(entry: _Entry, default_motion_module: Path | None) -> list[ModelSpec]:
+def _family(entry: _Entry, override: str | None) -> str | None:
+    name = override or entry.values.get("family")
+    if name is not None and name not in FAMILIES:
+        raise entry.fail("family", f"expected one of {', '.join(FAMILIES)}, got {brief(name)}.")
+    return name
+
+
+def _model_specs(entry: _Entry, default_motion_module: Path | None, family: str | None) -> list[ModelSpec]:
     motion_settings, scheduler, use_motion = {}, {}, True
     inference_path = entry.path("inference_config")
     if inference_path is not None:
@@ -183,7 +191,7 @@ def _model_specs(entry: _Entry, default_motion_module: Path | None) -> list[Mode
         **({"scheduler": dict(scheduler)} if scheduler else {}),
     )
     return [
-        ModelSpec(motion_module=module, **shared)
+        ModelSpec(motion_module=module, **shared).with_family(_family(entry, family))
         for module in _motion_modules(entry, use_motion, default_motion_module)
     ]
 
@@ -287,7 +295,8 @@ def _prompts(entry: _Entry) -> list[str]:
     return [""] * (len(seeds) if isinstance(seeds, list) else 1)  # one clip per seed; frame 0's text is in the map
 
 
-def _samples(entry: _Entry) -> list[Sample]:
+def _samples(entry: _Entry, release: Family, drawn: list[int] | None = None) -> list[Sample]:
+    """The entry's clips; steps and guidance not given are `release`'s; `drawn`: the seeds already resolved."""
     prompts = _prompts(entry)
     negatives = entry.strings("n_prompt", [""])
     if len(negatives) not in (1, len(prompts)):
@@ -300,8 +309,8 @@ def _samples(entry: _Entry) -> list[Sample]:
     seeds = seeds * len(prompts) if len(seeds) == 1 else seeds
     size = base_frame_size(entry.base)
     shared = dict(
-        steps=entry.number("steps", int, 25),
-        guidance_scale=entry.number("guidance_scale", float, 7.5),
+        steps=entry.number("steps", int, release.steps),
+        guidance_scale=entry.number("guidance_scale", float, release.guidance_scale),
         frames=entry.number("L", int, 16),
         width=entry.number("W", int, size),
         height=entry.number("H", int, size),
@@ -310,6 +319,7 @@ def _samples(entry: _Entry) -> list[Sample]:
         if shared[name] < 1:
             raise entry.fail(field, f"must be at least 1; got {shared[name]}.")
     samples = []
+    seeds = drawn or seeds
     for prompt, negative, seed in zip(prompts, negatives, seeds, strict=True):
         try:
             seed = resolve_seed(seed)
@@ -320,9 +330,10 @@ def _samples(entry: _Entry) -> list[Sample]:
 
 
 def read_prompt_config(path: str | os.PathLike, base: str | os.PathLike,
-                       default_motion_module: Path | None = None) -> list[Job]:  # fmt: skip
+                       default_motion_module: Path | None = None, family: str | None = None) -> list[Job]:  # fmt: skip
     """Every model and sample an official prompt config asks for, all paths checked; entries without a
-    motion module get `default_motion_module` (refused if None)."""
+    motion module get `default_motion_module` (refused if None); `family` (--family) replaces every
+    entry's own."""
     path = Path(path)
     entries = _load_yaml(path, "config")
     if not isinstance(entries, list) or not entries:
@@ -339,8 +350,14 @@ def read_prompt_config(path: str | os.PathLike, base: str | os.PathLike,
                 f"{', '.join(unsupported or unknown)}; known fields: {', '.join(sorted(ENTRY_KEYS))}."
             )
         entry = _Entry(values, index, path, Path(base))
-        samples, time, control = _samples(entry), _time_controls(entry), _control(entry)
-        for spec in _model_specs(entry, default_motion_module):
+        time, control = _time_controls(entry), _control(entry)
+        samples = {}  # per release (its default steps and guidance); one seed drawn for all of them
+        for spec in _model_specs(entry, default_motion_module, family):
             spec.check()
-            jobs.append(Job(spec, tuple(samples), time, control))
+            if not samples:
+                samples[spec.release.name] = _samples(entry, spec.release)
+            first = next(iter(samples.values()))
+            if spec.release.name not in samples:
+                samples[spec.release.name] = _samples(entry, spec.release, [sample.seed for sample in first])
+            jobs.append(Job(spec, tuple(samples[spec.release.name]), time, control))
     return jobs

@@ -8,6 +8,7 @@ exactly. Nothing here imports torch: the command line builds and checks these be
 
 from __future__ import annotations
 
+import logging
 import math
 import secrets
 from dataclasses import asdict, dataclass, field, replace
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from animatediff import __version__
 from animatediff.errors import ConfigError
-from animatediff.families import DEFAULT, SCHEDULERS
+from animatediff.families import DEFAULT, FAMILIES, SCHEDULERS, Family
 from animatediff.files import read_json
 from animatediff.sampling.options import ContextRequest, ContextSettings, Interpolation
 
@@ -55,15 +56,49 @@ class ModelSpec:
     domain_adapter_scale: float = 1.0
     motion_loras: tuple[tuple[Path, float], ...] = ()
     motion_module_settings: dict = field(default_factory=dict)  # MotionModuleConfig fields to override
-    scheduler: dict = field(default_factory=lambda: dict(DEFAULT.scheduler))  # the noise schedule (betas, offset)
-    sampler: str = "ddim"  # a key of families.SCHEDULERS
+    scheduler: dict | None = None  # the noise schedule (betas, offset, spacing); None: the release's
+    sampler: str | None = None  # a key of families.SCHEDULERS; None: the release's
+    family: str | None = None  # the motion module's release (`with_family`); None: not decided yet (v3's defaults)
+    family_rule: str | None = None  # what decided it
 
     def __post_init__(self):
         object.__setattr__(self, "loras", tuple(self.loras))
         object.__setattr__(self, "motion_loras", tuple(self.motion_loras))
         check_finite(self.domain_adapter_scale, "the domain adapter scale")
-        if self.sampler not in SCHEDULERS:
+        if self.sampler is not None and self.sampler not in SCHEDULERS:
             raise ConfigError(f"unknown scheduler {self.sampler!r}; expected one of {', '.join(SCHEDULERS)}.")
+        if self.family is not None and self.family not in FAMILIES:
+            raise ConfigError(f"unknown family {self.family!r}; expected one of {', '.join(FAMILIES)}.")
+
+    @property
+    def release(self) -> Family:
+        """The motion module's release: what its clips sample with by default."""
+        return FAMILIES[self.family] if self.family is not None else DEFAULT
+
+    @property
+    def sampler_name(self) -> str:
+        return self.sampler or self.release.sampler
+
+    @property
+    def noise_schedule(self) -> dict:
+        return dict(self.scheduler if self.scheduler is not None else self.release.scheduler)
+
+    def with_family(self, override: str | None = None) -> ModelSpec:
+        """This model with its motion module's release decided (`families.resolve`, from the file's weights,
+        metadata or name; `override`: --family) and the rule that decided it recorded. A release given by
+        `override` also runs the module as that release did (its GroupNorm settings)."""
+        if override is not None and override not in FAMILIES:
+            raise ConfigError(f"unknown family {override!r}; expected one of {', '.join(FAMILIES)}.")
+        release, rule = (FAMILIES[override], "--family") if override is not None else (None, None)
+        if self.motion_module is not None and Path(self.motion_module).exists():
+            from animatediff.formats import motion_module_family
+
+            release, rule = motion_module_family(self.motion_module, override)
+        settings = self.motion_module_settings
+        if override is not None:
+            settings = {**release.module_settings(), **settings}
+        return replace(self, family=release.name if release else None, family_rule=rule,
+                       motion_module_settings=settings)  # fmt: skip
         for name, entries in (("LoRA", self.loras), ("MotionLoRA", self.motion_loras)):
             for path, scale in entries:
                 check_finite(scale, f"the scale of {name} {path}")
@@ -107,11 +142,12 @@ class ModelSpec:
             "domain_adapter_scale": self.domain_adapter_scale if self.domain_adapter is not None else None,
             "motion_loras": [{"path": absolute(p), "scale": s} for p, s in self.motion_loras],
             "motion_module_settings": self.motion_module_settings,
+            "family": None if self.family is None else {"name": self.family, "decided_by": self.family_rule},
             "scheduler": {
-                "name": self.sampler,
-                "class": SCHEDULERS[self.sampler][0],
-                **self.scheduler,
-                **SCHEDULERS[self.sampler][1],
+                "name": self.sampler_name,
+                "class": SCHEDULERS[self.sampler_name][0],
+                **self.noise_schedule,
+                **SCHEDULERS[self.sampler_name][1],
             },
         }
 
@@ -356,10 +392,17 @@ def check_sample(model: ModelSpec, sample: Sample) -> None:
             f"width and height must be positive multiples of {factor} (this VAE's downscale factor); "
             f"got {sample.width}×{sample.height}."
         )
-    most = model.scheduler.get("num_train_timesteps", 1000) - model.scheduler.get("steps_offset", 0)
+    schedule = model.noise_schedule
+    most = schedule.get("num_train_timesteps", 1000) - schedule.get("steps_offset", 0)
     if sample.steps > most:
         raise ConfigError(f"steps must be at most {most} (the noise schedule's length less its timestep offset); "
                           f"got {sample.steps}.")  # fmt: skip
+    made_for = model.release.made_for_steps
+    if made_for and sample.steps not in made_for:
+        counts = " or ".join(map(str, made_for))
+        logging.getLogger("animatediff").warning(
+            f"the motion module {model.motion_module} ({model.release.description}) was made for {counts} "
+            f"step{'s' * (made_for != (1,))}; {sample.steps} steps may give a blurred or noisy clip.")  # fmt: skip
 
 
 @dataclass(frozen=True)
