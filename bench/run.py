@@ -116,14 +116,21 @@ def inputs(config: dict):
 # Workers: one measurement each, printed as JSON
 
 
+def _dtype(options) -> torch.dtype:
+    return getattr(torch, options.get("dtype", "float32"))
+
+
 def ours_step(config, device, options):
     from animatediff import inflate
 
     unet = build_unet(config)
-    video_unet = inflate(unet, build_motion_module(config)).to(device)
+    video_unet = inflate(unet, build_motion_module(config)).to(device, _dtype(options))
+    if options.get("channels_last"):
+        unet.to(memory_format=torch.channels_last)
     if options.get("compile"):
         unet.compile()  # the motion modules run inside the UNet's blocks, so they are compiled too
-    latents, t, text = (x.to(device) for x in inputs(config))
+    latents, t, text = inputs(config)
+    latents, t, text = latents.to(device, _dtype(options)), t.to(device), text.to(device, _dtype(options))
     if options.get("split"):  # guidance halves one after the other, as AnimateDiffPipeline(split_guidance=True)
         return lambda: torch.cat([video_unet(latents[:1], t, text[:1]), video_unet(latents[1:], t, text[1:])])
     return lambda: video_unet(latents, t, text)
@@ -135,8 +142,9 @@ def diffusers_step(config, device, options):
     from animatediff.formats import to_motion_adapter
 
     adapter = to_motion_adapter(build_motion_module(config))
-    model = UNetMotionModel.from_unet2d(build_unet(config), adapter).eval().to(device)
-    latents, t, text = (x.to(device) for x in inputs(config))
+    model = UNetMotionModel.from_unet2d(build_unet(config), adapter).eval().to(device, _dtype(options))
+    latents, t, text = inputs(config)
+    latents, t, text = latents.to(device, _dtype(options)), t.to(device), text.to(device, _dtype(options))
     text = text.repeat_interleave(config["frames"], dim=0)  # as diffusers' AnimateDiffPipeline passes it
     return lambda: model(latents, t, encoder_hidden_states=text).sample
 
@@ -144,19 +152,21 @@ def diffusers_step(config, device, options):
 def ours_decode(config, device, options):
     from animatediff.pipeline import AnimateDiffPipeline
 
-    vae = build_vae(config).to(device)
+    vae = build_vae(config).to(device, _dtype(options))
+    if options.get("channels_last"):
+        vae.to(memory_format=torch.channels_last)
     pipeline = AnimateDiffPipeline(None, vae, None, None)
-    latents = inputs(config)[0][:1].to(device)
+    latents = inputs(config)[0][:1].to(device, _dtype(options))
     return lambda: pipeline.decode(latents, chunk_size=options.get("chunk", 8))
 
 
 def diffusers_decode(config, device, options):
     from diffusers import AnimateDiffPipeline
 
-    vae = build_vae(config).to(device)
+    vae = build_vae(config).to(device, _dtype(options))
     pipeline = AnimateDiffPipeline(vae=vae, text_encoder=None, tokenizer=None, unet=None, motion_adapter=None,
                                    scheduler=None)  # fmt: skip
-    latents = inputs(config)[0][:1].to(device)
+    latents = inputs(config)[0][:1].to(device, _dtype(options))
     # (1, 3, f, H, W) → (f, 3, H, W), as ours returns it
     return lambda: (pipeline.decode_latents(latents, decode_chunk_size=16)[0].transpose(0, 1) / 2 + 0.5).clamp(0, 1)
 

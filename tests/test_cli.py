@@ -160,7 +160,8 @@ def test_sdxl_motion_module_with_sd15_base_exits_2(tmp_path, tiny_base, capsys):
     sdxl_shaped = MotionModule(MotionModuleConfig(block_out_channels=(32, 64, 96), layers_per_block=2, mid_block=False))
     save_motion_module(sdxl_shaped, tmp_path / "mm_sdxl.safetensors")
     assert generate(tiny_base, tmp_path / "mm_sdxl.safetensors", tmp_path / "o.gif") == 2
-    assert "an SDXL-shaped motion module (three levels) was made for" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "an SDXL motion module (three levels) on an SD1.x base: the motion module was made for" in error
 
 
 def test_truncated_motion_module_exits_2(tmp_path, tiny_base, tiny_motion_module_file, capsys):

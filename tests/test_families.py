@@ -141,3 +141,22 @@ def test_the_presets_reproduce_diffusers_as_the_model_cards_set_it_up(tmp_path, 
     frames = video.permute(0, 2, 3, 1).numpy()
     assert frames.shape == expected.shape and frames.std() > 0.01
     assert np.abs(frames - expected).max() < 1e-4
+
+
+def test_an_lcm_lora_for_another_base_is_refused_naming_both_widths(tmp_path, tiny_base, capsys):
+    unet = load_base(tiny_base).unet
+    lora = {}  # AnimateLCM's SDXL LoRA in kohya's naming: its cross-attention reads 2048-wide text states
+    for name, layer in unet.named_modules():
+        if name.endswith(("attn2.to_k", "attn2.to_v")):
+            prefix = "lora_unet_" + name.replace(".", "_")
+            lora[f"{prefix}.lora_down.weight"] = torch.randn(4, 2048)
+            lora[f"{prefix}.lora_up.weight"] = torch.zeros(layer.out_features, 4)
+    path = tmp_path / "AnimateLCM_sdxl_t2v_lora.safetensors"
+    save_file(lora, str(path))
+    module = animatelcm_file(tmp_path)
+    code = main(["generate", "a red circle", "--base", str(tiny_base), "--motion-module", str(module), "--lora",
+                 str(path), *SMALL, "-o", str(tmp_path / "x.gif")])  # fmt: skip
+    assert code == 2
+    width = unet.config.cross_attention_dim
+    expected = f"lora {path}: made for an image model whose text states are 2048 wide (SDXL); this base's are {width}"
+    assert expected in capsys.readouterr().err

@@ -25,6 +25,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from animatediff.cli import main
+from animatediff.motion_module import MotionModuleConfig
 from animatediff.shapes.datasets import DatasetSpec, render_dataset
 from helpers import TOKENIZER, random_motion_module, tiny_config, tiny_text_encoder, tiny_unet
 from ldm_layout import to_ldm_checkpoint
@@ -128,6 +129,7 @@ def stand_ins(folder: Path) -> None:
     render_dataset(folder / "data", clips)  # results.csv and videos/ (16 frames 4 apart need 61 of them)
     tiny_clip(folder / "path/to/clip", TOKENIZER)
     control_stand_ins(folder, unet)
+    family_stand_ins(folder)
     (folder / "tests").symlink_to(ROOT / "tests")  # the tiny-model recipe imports the tests' helpers
     for config in blocks("yaml"):  # a block names its file in a first-line comment, else it is the training config
         named = re.match(r"# (\S+\.yaml)\n", config)
@@ -144,6 +146,20 @@ def control_stand_ins(folder: Path, unet: UNet2DConditionModel) -> None:
     processor.save_pretrained(folder / "image_encoder")
     save_file(tiny_ip_adapter(unet), folder / "ip-adapter_sd15.safetensors")
     Image.fromarray(np.full((48, 64, 3), 200, np.uint8)).save(folder / "corgi.png")
+
+
+def family_stand_ins(folder: Path) -> None:
+    """AnimateLCM's module (official keys, no position tables) and its image LoRA, and a Lightning module
+    (diffusers keys, v2's mid block), under their released names."""
+    from test_families import animatelcm_file, lightning_file
+    from test_sdxl import SDXL_WIDTHS, save_tiny_sdxl_base
+
+    animatelcm_file(folder)
+    save_file(kohya_lora(), folder / "AnimateLCM_sd15_t2v_lora.safetensors")
+    lightning_file(folder)
+    save_tiny_sdxl_base(folder / "path/to/stable-diffusion-xl-base-1.0")
+    config = MotionModuleConfig(block_out_channels=SDXL_WIDTHS, layers_per_block=2, mid_block=False)
+    torch.save(random_motion_module(config, seed=5, std=0.02).state_dict(), folder / "mm_sdxl_v10_beta.ckpt")
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from diffusers import DDPMScheduler
 from safetensors.torch import load_file
 
 from animatediff import ConfigError, apply_domain_adapter, apply_motion_lora, load_base, load_motion_module, read_video
@@ -145,6 +146,63 @@ def test_controlnet_stage_trains_only_the_controlnet_on_edges_and_generate_takes
     assert main([*common, *controlled, "-o", str(tmp_path / "a")]) == 0
     assert main([*common, "-o", str(tmp_path / "b")]) == 0
     assert np.abs(read_video(tmp_path / "a").astype(int) - read_video(tmp_path / "b")).max() > 0
+
+
+def test_distill_stage_trains_the_student_alone_and_generate_runs_it_as_its_family(
+    tmp_path, tiny_base, videos, tiny_motion_module_file
+):
+    config = write_config(tmp_path, tiny_base, videos, "distill", motion_module=str(tiny_motion_module_file),
+                          lora_rank=2, train={"steps": 3, "solver_steps": 10, "teacher_guidance": 3.0})  # fmt: skip
+    run = train(load_train_config(config))
+    stage = run.stage
+    assert_unchanged(stage.model.teacher.motion_module, load_motion_module(tiny_motion_module_file))
+    for name in ("unet", "vae", "text_encoder"):  # the teacher's image model (the student's is a copy with a LoRA)
+        assert_unchanged(getattr(stage.components, name), getattr(load_base(tiny_base), name))
+    student = load_motion_module(run.result / "motion_module.safetensors")
+    teacher = load_motion_module(tiny_motion_module_file).state_dict()
+    assert any(not torch.equal(v, teacher[k]) for k, v in student.state_dict().items())
+    lora = load_file(run.result / "image_lora.safetensors")
+    assert lora and max(v.abs().max() for k, v in lora.items() if "lora_B" in k) > 0  # B started at zero
+    output = tmp_path / "fast"
+    assert main(["generate", "a square", "--base", str(tiny_base), "--frames", "4", "--width", "16", "--height",
+                 "16", "--seed", "1", "--motion-module", str(run.result / "motion_module.safetensors"),
+                 "-o", str(output)]) == 0  # fmt: skip
+    settings = json.loads((tmp_path / "fast.json").read_text())
+    assert settings["family"] == {"name": "distilled", "decided_by": "metadata: animatediff.family = distilled"}
+    assert (settings["steps"], settings["guidance_scale"], settings["scheduler"]["name"]) == (4, 1.0, "lcm")
+    assert [entry["path"] for entry in settings["loras"]] == [str((run.result / "image_lora.safetensors").resolve())]
+
+
+def test_consistency_loss_is_the_distance_to_the_teachers_next_point(tiny_base):
+    from animatediff.training.config import TrainSettings
+    from animatediff.training.losses import boundary_scalings, consistency_losses
+
+    components = load_base(tiny_base)
+    scheduler = DDPMScheduler(beta_schedule="linear", beta_start=0.00085, beta_end=0.012)
+    batch = {"pixels": torch.rand(2, 3, 3, 16, 16) * 2 - 1, "seeds": [1, 2], "captions": ["a", "b"]}
+    calls = []
+
+    class Recording(torch.nn.Module):  # predicts no noise at all, and notes what it was asked
+        def forward(self, sample, t, text, teacher=False):
+            calls.append((sample.detach().clone(), t.clone(), teacher))
+            return torch.full_like(sample, 0.0)
+
+    settings = TrainSettings(solver_steps=10, teacher_guidance=3.0)
+    losses = consistency_losses(Recording(), components, scheduler, batch, "cpu", settings)
+    (both, starts, teacher), (previous, end, first), (noisy, start, second) = calls
+    assert teacher and not first and not second
+    assert torch.equal(starts, torch.cat([start, start])) and torch.equal(both[:2], noisy)
+    assert all((int(t) + 1) % 100 == 0 for t in start) and torch.equal(end, (start - 100).clamp(min=0))
+    alphas = scheduler.alphas_cumprod
+    a_start, a_end = (alphas[t].view(-1, 1, 1, 1, 1) for t in (start, end))
+    torch.testing.assert_close(previous, a_end.sqrt() / a_start.sqrt() * noisy)  # one DDIM step with ε = 0
+    (skip_s, out_s), (skip_e, out_e) = boundary_scalings(start), boundary_scalings(end)
+    difference = (skip_s + out_s / a_start.sqrt()) * noisy - (skip_e + out_e / a_end.sqrt()) * previous
+    expected = ((difference**2 + 1e-6).sqrt() - 1e-3).mean(dim=(1, 2, 3, 4))
+    torch.testing.assert_close(losses, expected)
+    c_skip, c_out = boundary_scalings(torch.tensor([0, 999]))
+    assert float(c_skip[0]) == 1.0 and float(c_out[0]) == 0.0  # the identity at t = 0
+    assert float(c_skip[1]) < 1e-6 and abs(float(c_out[1]) - 1) < 1e-6  # a clean-sample predictor at high noise
 
 
 def test_webvid_csv_layout_trains(tmp_path, tiny_base, videos):

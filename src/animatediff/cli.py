@@ -180,8 +180,9 @@ def _generate_parser(commands) -> None:
     models.add_argument("--family", choices=list(FAMILIES),
                         help="the motion module's release, for its sampling preset and how it runs (default: "
                              "decided from its weights, metadata or file name; README, 'Model families')")  # fmt: skip
-    models.add_argument("--motion-module-version", choices=list(FAMILIES), dest="family",
-                        help=argparse.SUPPRESS)  # the earlier name of --family
+    models.add_argument(
+        "--motion-module-version", choices=list(FAMILIES), dest="family", help=argparse.SUPPRESS
+    )  # the earlier name of --family
     models.add_argument("--motion-lora", type=path_and_scale, action="append", default=[], metavar="PATH[:SCALE]",
                         help="MotionLoRA, repeatable (they compose by weighted sum)")  # fmt: skip
     models.add_argument("--domain-adapter", help="domain adapter LoRA (e.g. v3_sd15_adapter.ckpt)")
@@ -521,7 +522,16 @@ def _jobs(args: argparse.Namespace) -> tuple[list[Job], tuple[str, ...]]:
     return jobs, tuple(sorted(overrides)) + tuple(replaced)
 
 
-def _device_and_dtype(device: str, dtype: str) -> tuple[str, str]:
+def fast_bfloat16() -> bool:
+    """Whether this CPU runs bfloat16 matmuls and convolutions natively (AMX or AVX-512 BF16), as torch reports."""
+    import torch
+
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
+
+
+def _device_and_dtype(device: str, dtype: str) -> tuple[str, str, str]:
+    """The device, the dtype and why that dtype (`--dtype auto`: float16 on CUDA, float32 on the CPU)."""
     import torch
 
     if device == "auto":
@@ -532,9 +542,11 @@ def _device_and_dtype(device: str, dtype: str) -> tuple[str, str]:
         raise ConfigError(f"--device {device!r} is not a device name such as cpu, cuda or cuda:0.") from error
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {device}: CUDA is not available on this machine; use --device cpu.")
-    if dtype == "auto":
-        dtype = "float16" if resolved.type == "cuda" else "float32"
-    return str(resolved), dtype
+    if dtype != "auto":
+        return str(resolved), dtype, "--dtype"
+    if resolved.type == "cuda":
+        return str(resolved), "float16", "auto: float16 on CUDA"
+    return str(resolved), "float32", "auto: float32 on the CPU"
 
 
 class OutputNames:
@@ -565,7 +577,7 @@ class OutputNames:
 def plan_outputs(args: argparse.Namespace) -> list[Settings]:
     """Every output `generate` will write, each with its complete settings; output paths checked."""
     jobs, overrides = _jobs(args)
-    device, dtype = _device_and_dtype(args.device, args.dtype)
+    device, dtype, dtype_reason = _device_and_dtype(args.device, args.dtype)
     names = OutputNames(args)
     runs = []
     for job in jobs:
@@ -579,7 +591,8 @@ def plan_outputs(args: argparse.Namespace) -> list[Settings]:
             check_output(output, directory=output_format(output) == "png", replaceable=FRAME_FOLDER)
             check_output(sidecar_path(output))
             runs.append(Settings(sample=sample, model=job.model, output=output, fps=fps, device=device, dtype=dtype,
-                                 overrides=overrides, notes=(note,) if note else (), control=job.control))  # fmt: skip
+                                 dtype_reason=dtype_reason, overrides=overrides, notes=(note,) if note else (),
+                                 control=job.control))  # fmt: skip
     return runs
 
 

@@ -13,6 +13,7 @@ guidance) and training (a fresh module's layout):
 | sdxl (beta) | 32 frames | no | 3 (SDXL) | pooled over frames | per frame |
 | animatelcm | none stored (64 frames) | as stored | 4 (SD1.x) | per frame | per frame |
 | lightning-N | 32 frames | yes (v2's) | 4 (SD1.x) | per frame | per frame |
+| distilled | as its teacher's | as its teacher's | as its teacher's | per frame | per frame |
 
 How a file's release is decided (`resolve`), first rule that answers: `--family`; the weights, where
 they alone tell (three UNet levels: sdxl; no position table: animatelcm; a 24-frame table: v1); the
@@ -23,7 +24,9 @@ and AnimateLCM releases keep theirs: `animatediff_lightning_4step_diffusers.safe
 The few-step families sample as their releases' model cards say: AnimateLCM with diffusers'
 `LCMScheduler` on linear betas (`beta_schedule="linear"`), 6 steps, guidance 2.0; AnimateDiff-Lightning
 with `EulerDiscreteScheduler` on linear betas with `timestep_spacing="trailing"`, guidance 1.0 and the
-step count the module was distilled for.
+step count the module was distilled for. A module distilled by this package's `distill` stage (family
+`distilled`, named in its metadata, as the embedded `shapes-lcm`) samples as AnimateLCM but in 4 steps
+without guidance (its teacher's guidance is distilled into it), with the image LoRA its metadata names.
 
 Importing this module is cheap (no torch): the command line reads it to build its options.
 """
@@ -131,6 +134,8 @@ FAMILIES = {
         Family("v1", "the official v1 modules (mm_sd_v14, mm_sd_v15)", 24, False, False, True,
                signature={"mid_block": False, "max_frames": 24}, distinctive=True),
         *(_lightning(steps) for steps in (1, 2, 4, 8)),
+        Family("distilled", "consistency-distilled by this package's distill stage (shapes-lcm), with its image LoRA",
+               32, False, False, False, signature=None, trainable=False, steps=4, guidance_scale=1.0, sampler="lcm"),
         Family("v2", "the official v2 module (mm_sd_v15_v2)", 32, True, False, False, signature={"mid_block": True}),
         Family("v3", "the official v3 module (v3_sd15_mm)", 32, False, False, False, signature={"mid_block": False}),
     )

@@ -33,6 +33,7 @@ from animatediff.files import atomic_path, holds_only, read_json
 from animatediff.motion_module import MotionModule, MotionModuleConfig, sinusoidal_table
 
 MOTION_MODULE_FORMAT = "animatediff-motion-module"
+IMAGE_LORA_KEY = "animatediff.image_lora"  # a motion module's metadata: the image LoRA beside it that it runs with
 DIFFUSERS_MODEL_FILES = holds_only("config.json", "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 _MODULE_KEY = re.compile(r"^(down_blocks\.(\d+)|up_blocks\.(\d+)|mid_block)\.motion_modules\.(\d+)\.")
 
@@ -395,6 +396,7 @@ class ModuleHeader:
     mid_block: bool
     max_frames: int | None  # None: no position table stored
     metadata: str | None  # the release its metadata names (`families.METADATA_KEY`)
+    image_lora: str | None = None  # the image LoRA file beside it that its metadata names (`IMAGE_LORA_KEY`)
 
 
 def module_header(path: str | os.PathLike) -> ModuleHeader:
@@ -406,23 +408,28 @@ def module_header(path: str | os.PathLike) -> ModuleHeader:
         return ModuleHeader(len(config.get("block_out_channels", (320, 640, 1280, 1280))),
                             bool(config.get("use_motion_mid_block", True)),
                             int(config.get("motion_max_seq_length", MotionModuleConfig.max_frames)), None)  # fmt: skip
-    metadata = None
+    metadata = {}
     if _is_safetensors(path):
         shapes = _safetensors_shapes(path)
         with safe_open(path, framework="pt") as handle:
-            metadata = (handle.metadata() or {}).get(METADATA_KEY)
+            metadata = handle.metadata() or {}
     else:
         shapes = {key: tuple(value.shape) for key, value in _mapped_checkpoint(path).items()}
     levels = {match.group(2) for key in shapes if (match := _MODULE_KEY.match(key)) and match.group(2) is not None}
     tables = [shape[1] for key, shape in shapes.items() if key.endswith(("pos_encoder.pe", "pos_embed.pe"))]
     mid_block = any(key.startswith("mid_block.") for key in shapes)
-    return ModuleHeader(len(levels), mid_block, tables[0] if tables else None, metadata)
+    lora = metadata.get(IMAGE_LORA_KEY)
+    if lora is not None and (Path(lora).name != lora or not (path.parent / lora).is_file()):
+        raise CheckpointError(f"{path}: its metadata names the image LoRA {lora!r}, which should be a file beside it "
+                              f"({path.parent / Path(lora).name} is missing).")  # fmt: skip
+    return ModuleHeader(len(levels), mid_block, tables[0] if tables else None, metadata.get(METADATA_KEY), lora)
 
 
-def motion_module_family(path: str | os.PathLike, override: str | None = None) -> tuple[Family, str]:
+def motion_module_family(path: str | os.PathLike, override: str | None = None,
+                         header: ModuleHeader | None = None) -> tuple[Family, str]:  # fmt: skip
     """A motion module's release and the rule that decided it (`families.resolve`)."""
     path = Path(path)
-    header = module_header(path)
+    header = header or module_header(path)
     if header.metadata is not None and header.metadata not in FAMILIES:
         raise CheckpointError(f"{path}: its metadata names the release {header.metadata!r}; expected one of "
                               f"{', '.join(FAMILIES)}.")  # fmt: skip
@@ -604,9 +611,10 @@ def _sort_header(path: Path) -> None:
 
 
 def save_motion_module(module: MotionModule, path: str | os.PathLike, layout: Layout = Layout.OFFICIAL,
-                       family: str | None = None) -> Path:  # fmt: skip
+                       family: str | None = None, image_lora: str | None = None) -> Path:  # fmt: skip
     """Write `module` as safetensors in the official (default) or diffusers layout; `family` names its
-    release in the metadata (for a release its weights do not tell, such as a distilled one).
+    release in the metadata (for a release its weights do not tell, such as a distilled one), `image_lora`
+    the image LoRA file beside it that it runs with (loading applies it at scale 1).
 
     A diffusers-layout path without the `.safetensors` extension becomes a `MotionAdapter` folder that
     diffusers' `MotionAdapter.from_pretrained` loads.
@@ -615,6 +623,8 @@ def save_motion_module(module: MotionModule, path: str | os.PathLike, layout: La
     metadata = {"format": MOTION_MODULE_FORMAT, "config": json.dumps(module.config.to_dict())}
     if family is not None:
         metadata[METADATA_KEY] = FAMILIES[family].name
+    if image_lora is not None:
+        metadata[IMAGE_LORA_KEY] = image_lora
     if layout == Layout.OFFICIAL:
         return save_state_dict(module.state_dict(), path, metadata)
     if path.suffix == ".safetensors":

@@ -9,6 +9,7 @@ Checkpoints are read with this package's safe reader first, so a `.ckpt` never r
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
-from transformers import CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from animatediff.errors import CheckpointError, first_line
 from animatediff.formats import Kind, checkpoint_keys, read_checkpoint, read_state_dict, require_kind
@@ -26,22 +27,32 @@ _TEXT_PREFIX = "cond_stage_model.transformer."
 
 @dataclass
 class Components:
-    """The image-model parts a video pipeline is assembled from."""
+    """The image-model parts a video pipeline is assembled from; SDXL's second text encoder (with the
+    pooled projection) and its tokenizer beside the first."""
 
     unet: UNet2DConditionModel
     vae: AutoencoderKL
     text_encoder: CLIPTextModel
     tokenizer: CLIPTokenizer
+    text_encoder_2: CLIPTextModelWithProjection | None = None
+    tokenizer_2: CLIPTokenizer | None = None
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Components:
-        for model in (self.unet, self.vae, self.text_encoder):
-            model.to(device=device, dtype=dtype)
+        for model in (self.unet, self.vae, self.text_encoder, self.text_encoder_2):
+            if model is not None:
+                model.to(device=device, dtype=dtype)
         return self
 
 
+def is_sdxl(unet: UNet2DConditionModel) -> bool:
+    """Whether an image UNet is SDXL's (it takes pooled text embeddings and size ids)."""
+    return unet.config.addition_embed_type == "text_time"
+
+
 def load_base(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> Components:
-    """An SD1.x image model from a diffusers folder (unet/, vae/, text_encoder/, tokenizer/) or a
-    single-file checkpoint (the latter needs the SD1.5 configs from the hub or its local cache)."""
+    """An SD1.x or SDXL image model from a diffusers folder (unet/, vae/, text_encoder/, tokenizer/, and
+    SDXL's text_encoder_2/ and tokenizer_2/) or a single-file checkpoint (the latter needs the model's
+    configs from the hub or its local cache)."""
     path = Path(path)
     if path.is_file():
         return _load_single_file_base(path).to(dtype=dtype)
@@ -53,12 +64,23 @@ def load_base(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> Co
             f"subfolders, or a single-file .safetensors/.ckpt checkpoint; {found}."
         )
     with _reading(path, "a diffusers model folder (unet/, vae/, text_encoder/, tokenizer/)"):
-        return Components(
+        components = Components(
             unet=UNet2DConditionModel.from_pretrained(path, subfolder="unet", torch_dtype=dtype),
             vae=AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=dtype),
             text_encoder=CLIPTextModel.from_pretrained(path, subfolder="text_encoder", dtype=dtype),
             tokenizer=CLIPTokenizer.from_pretrained(path, subfolder="tokenizer"),
         )
+    if not is_sdxl(components.unet):
+        return components
+    missing = [name for name in ("text_encoder_2", "tokenizer_2") if not (path / name).is_dir()]
+    if missing:
+        raise CheckpointError(f"{path}: its UNet is SDXL's, which needs a second text encoder; missing: "
+                              f"{', '.join(missing)}.")  # fmt: skip
+    with _reading(path, "an SDXL diffusers folder (text_encoder_2/, tokenizer_2/)"):
+        components.text_encoder_2 = CLIPTextModelWithProjection.from_pretrained(path, subfolder="text_encoder_2",
+                                                                                 dtype=dtype)  # fmt: skip
+        components.tokenizer_2 = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer_2")
+    return components
 
 
 @contextmanager
@@ -72,35 +94,52 @@ def _reading(path: Path, expected: str) -> Iterator[None]:
         raise CheckpointError(f"{path}: could not be loaded as {expected} ({first_line(error)}).") from error
 
 
-def _check_sd_checkpoint(path: Path, keys: list[str]) -> None:
+def _check_sd_checkpoint(path: Path, keys: list[str], family: str | None = None) -> str:
+    """The checkpoint's family (sd1 or sdxl); `family`: the one it must be (the base's)."""
     info = require_kind(path, keys, Kind.SD_CHECKPOINT)
-    if info.details["family"] != "sd1":
-        raise CheckpointError(
-            f"{path}: this is an {info.details['family'].upper()} checkpoint; AnimateDiff's SD1.5 motion "
-            "modules need an SD1.x image model."
-        )
-
-
-def _read_sd_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    state_dict = read_state_dict(path)
-    _check_sd_checkpoint(path, list(state_dict))
-    return state_dict
+    found = info.details["family"]
+    if found not in ("sd1", "sdxl"):
+        raise CheckpointError(f"{path}: this is an {found.upper()} checkpoint; AnimateDiff's motion modules need an "
+                              "SD1.x or SDXL image model.")  # fmt: skip
+    if family is not None and found != family:
+        names = {"sd1": "SD1.x", "sdxl": "SDXL"}
+        raise CheckpointError(f"{path}: this is an {names[found]} checkpoint and the base is {names[family]}; a "
+                              "personalized model must be made from the base it is given with.")  # fmt: skip
+    return found
 
 
 def _load_single_file_base(path: Path) -> Components:
-    from diffusers import StableDiffusionPipeline  # imported here: it pulls in much of transformers
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline  # they pull in much of transformers
 
     # refuse unsafe pickles and other kinds of file before diffusers reads it (safetensors: keys only)
-    _check_sd_checkpoint(path, checkpoint_keys(path))
+    sdxl = _check_sd_checkpoint(path, checkpoint_keys(path)) == "sdxl"
     try:
-        pipeline = StableDiffusionPipeline.from_single_file(str(path), safety_checker=None)
+        if sdxl:
+            pipeline = StableDiffusionXLPipeline.from_single_file(str(path))
+        else:
+            pipeline = StableDiffusionPipeline.from_single_file(str(path), safety_checker=None)
     except Exception as error:  # diffusers' single-file loader: missing configs offline, or a damaged file
+        name = "SDXL" if sdxl else "SD1.5"
         raise CheckpointError(
-            f"{path}: a single-file checkpoint needs the SD1.5 model configs, which could not be found "
-            f"offline or on the hub ({first_line(error)}). Pass a diffusers SD1.5 folder as --base "
+            f"{path}: a single-file checkpoint needs the {name} model configs, which could not be found "
+            f"offline or on the hub ({first_line(error)}). Pass a diffusers {name} folder as --base "
             "and this file as --dreambooth instead."
         ) from error
+    if sdxl:
+        return Components(pipeline.unet, pipeline.vae, pipeline.text_encoder, pipeline.tokenizer,
+                          pipeline.text_encoder_2, pipeline.tokenizer_2)  # fmt: skip
     return Components(pipeline.unet, pipeline.vae, pipeline.text_encoder, pipeline.tokenizer)
+
+
+def _apply_sdxl_checkpoint(components: Components, path: Path, base: Path) -> Components:
+    """An SDXL personalized single file, through diffusers' single-file loader with the base folder's configs."""
+    from diffusers import StableDiffusionXLPipeline
+
+    with _reading(path, "a personalized SDXL checkpoint that fits the base's configs"):
+        pipeline = StableDiffusionXLPipeline.from_single_file(str(path), config=str(base),
+                                                              torch_dtype=components.unet.dtype)  # fmt: skip
+    return Components(pipeline.unet, pipeline.vae, pipeline.text_encoder, components.tokenizer,
+                      pipeline.text_encoder_2, components.tokenizer_2)  # fmt: skip
 
 
 def _text_encoder_weights(state_dict: dict[str, torch.Tensor], text_encoder: CLIPTextModel) -> dict:
@@ -125,7 +164,12 @@ def apply_dreambooth(components: Components, path: str | os.PathLike, base: str 
     path = Path(path)
     if path.is_dir():
         return _apply_dreambooth_folder(components, path)
-    state_dict = _read_sd_checkpoint(path)
+    sdxl = components.text_encoder_2 is not None
+    if sdxl:
+        _check_sd_checkpoint(path, checkpoint_keys(path), "sdxl")
+        return _apply_sdxl_checkpoint(components, path, Path(base))
+    state_dict = read_state_dict(path)
+    _check_sd_checkpoint(path, list(state_dict), "sd1")
     dtype = components.unet.dtype
     with _reading(path, "a personalized SD1.x checkpoint that fits the base's configs"):
         unet = UNet2DConditionModel.from_single_file(state_dict, config=str(base), subfolder="unet", torch_dtype=dtype)
@@ -141,7 +185,8 @@ def apply_dreambooth(components: Components, path: str | os.PathLike, base: str 
             raise CheckpointError(
                 f"{path}: its text encoder does not fit the base's ({len(missing)} weights missing, e.g. {missing[0]})."
             )
-    return Components(unet, vae, text_encoder, components.tokenizer)
+    return Components(unet, vae, text_encoder, components.tokenizer, components.text_encoder_2,
+                      components.tokenizer_2)  # fmt: skip
 
 
 def _apply_dreambooth_folder(components: Components, path: Path) -> Components:
@@ -164,7 +209,26 @@ def _apply_dreambooth_folder(components: Components, path: Path) -> Components:
             vae = AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=dtype)
         if (path / "text_encoder").is_dir():
             text_encoder = CLIPTextModel.from_pretrained(path, subfolder="text_encoder", dtype=dtype)
-    return Components(unet, vae, text_encoder, components.tokenizer)
+    return Components(unet, vae, text_encoder, components.tokenizer, components.text_encoder_2,
+                      components.tokenizer_2)  # fmt: skip
+
+
+TEXT_WIDTHS = {768: "SD1.x", 1024: "SD2.x", 2048: "SDXL"}  # the width of the text states cross-attention reads
+
+
+def _check_text_width(path: Path, state_dict: dict[str, torch.Tensor], width: int) -> None:
+    """Refuse a LoRA whose cross-attention keys and values read text states of another width than the
+    base's (an SDXL LoRA, or an SDXL release's LCM LoRA, on an SD1.5 base, or the reverse)."""
+    down = re.compile(r"attn2[._]to_[kv].*(lora_down|lora_A|\.down)\.weight$")
+    found = {value.shape[1] for key, value in state_dict.items() if down.search(key) and value.ndim == 2}
+    if found and width not in found:
+        other = found.pop()
+
+        def named(size: int) -> str:
+            return f"{size} wide ({TEXT_WIDTHS[size]})" if size in TEXT_WIDTHS else f"{size} wide"
+
+        raise CheckpointError(f"lora {path}: made for an image model whose text states are {named(other)}; this "
+                              f"base's are {named(width)}. Use a LoRA made for this base.")  # fmt: skip
 
 
 def apply_image_lora(components: Components, path: str | os.PathLike, scale: float = 1.0) -> None:
@@ -175,18 +239,21 @@ def apply_image_lora(components: Components, path: str | os.PathLike, scale: flo
     """
     path = Path(path)
     state_dict = read_checkpoint(path, Kind.IMAGE_LORA)
-    from diffusers import StableDiffusionPipeline
+    _check_text_width(path, state_dict, components.unet.config.cross_attention_dim)
+    if components.text_encoder_2 is not None:
+        from diffusers import StableDiffusionXLPipeline
 
-    pipeline = StableDiffusionPipeline(
-        vae=components.vae,
-        text_encoder=components.text_encoder,
-        tokenizer=components.tokenizer,
-        unet=components.unet,
-        scheduler=None,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+        pipeline = StableDiffusionXLPipeline(vae=components.vae, text_encoder=components.text_encoder,
+                                             text_encoder_2=components.text_encoder_2, tokenizer=components.tokenizer,
+                                             tokenizer_2=components.tokenizer_2, unet=components.unet,
+                                             scheduler=None)  # fmt: skip
+    else:
+        from diffusers import StableDiffusionPipeline
+
+        pipeline = StableDiffusionPipeline(vae=components.vae, text_encoder=components.text_encoder,
+                                           tokenizer=components.tokenizer, unet=components.unet, scheduler=None,
+                                           safety_checker=None, feature_extractor=None,
+                                           requires_safety_checker=False)  # fmt: skip
     name = f"lora_{abs(hash(path))}"
     with _reading(path, "an image LoRA that fits this image model"):
         pipeline.load_lora_weights(state_dict, adapter_name=name)

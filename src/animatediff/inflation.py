@@ -83,10 +83,13 @@ def _check_widths(unet: UNet2DConditionModel, motion_module: MotionModule) -> No
     unet_widths = tuple(unet.config.block_out_channels)
     if unet_widths == tuple(config.block_out_channels) and unet.config.layers_per_block == config.layers_per_block:
         return
-    sdxl = module_family(config) == FAMILIES["sdxl"]
-    kind = "an SDXL-shaped motion module (three levels)" if sdxl else "the motion module"
+    levels = len(config.block_out_channels)
+    module_kind = "SDXL" if module_family(config) == FAMILIES["sdxl"] else "SD1.x"
+    base_kind = "SDXL" if unet.config.addition_embed_type == "text_time" else "SD1.x"
+    counted = {2: "two", 3: "three", 4: "four"}.get(levels, str(levels))
+    mixed = f"an {module_kind} motion module ({counted} levels) on an {base_kind} base: " * (module_kind != base_kind)
     raise AnimateDiffError(
-        f"{kind} was made for an image UNet with block widths {config.block_out_channels} and "
+        f"{mixed}the motion module was made for an image UNet with block widths {config.block_out_channels} and "
         f"{config.layers_per_block} layers per block, but the base model's UNet has widths {unet_widths} and "
         f"{unet.config.layers_per_block} layers per block; use a motion module made for this base model."
     )
@@ -165,12 +168,14 @@ class AnimateDiffUNet(nn.Module):
         motion_windows: Windows | None = None,
         residuals: Residuals | None = None,
         image_embeds: torch.Tensor | None = None,
+        added_cond: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Predict noise for video latents `sample` (b c f h w) given text states: one per clip (b n d) or
         one per frame ((b f) n d). `motion_windows` runs the motion modules' attention on those windows of
         frames alone, fused per frame (the image layers see every frame); None: on all frames at once.
         `residuals` (ControlNet, SparseCtrl) are added to the down blocks' and the mid block's outputs,
-        `(b f) c h w` each; `image_embeds` (b, tokens, dim) are an IP-Adapter's image prompt per clip."""
+        `(b f) c h w` each; `image_embeds` (b, tokens, dim) are an IP-Adapter's image prompt per clip;
+        `added_cond` SDXL's pooled text embeddings and size ids per clip (`text_embeds`, `time_ids`)."""
         num_frames = sample.shape[2]
         folded = rearrange(sample, "b c f h w -> (b f) c h w")
         text = encoder_hidden_states
@@ -182,9 +187,11 @@ class AnimateDiffUNet(nn.Module):
         if residuals is not None:
             extra["down_block_additional_residuals"] = residuals.down
             extra["mid_block_additional_residual"] = residuals.mid
+        added = {key: value.repeat_interleave(num_frames, dim=0) for key, value in (added_cond or {}).items()}
         if image_embeds is not None:
-            embeds = image_embeds.to(self.dtype).repeat_interleave(num_frames, dim=0)
-            extra["added_cond_kwargs"] = {"image_embeds": [embeds]}
+            added["image_embeds"] = [image_embeds.to(self.dtype).repeat_interleave(num_frames, dim=0)]
+        if added:
+            extra["added_cond_kwargs"] = added
         with self.axis.folded(num_frames, motion_windows):
             out = self.unet(folded, timestep, encoder_hidden_states=text, return_dict=False, **extra)[0]
         return rearrange(out, "(b f) c h w -> b c f h w", f=num_frames)

@@ -19,7 +19,7 @@ from diffusers import AutoencoderKL, DDIMScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from einops import rearrange
 from tqdm.auto import tqdm
-from transformers import CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from animatediff.control.conditions import Conditions
 from animatediff.control.controlnet import control_residuals
@@ -55,6 +55,19 @@ def encode_text(tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel, texts: li
         texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
     ).input_ids
     return text_encoder(tokens.to(text_encoder.device))[0]
+
+
+def encode_text_sdxl(tokenizers: tuple[CLIPTokenizer, CLIPTokenizer], encoders: tuple,
+                     texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """SDXL's text states and pooled embeddings, as diffusers computes them: each encoder's penultimate hidden
+    states, side by side; the pooled (projected) output of the second."""
+    states = []
+    for tokenizer, encoder in zip(tokenizers, encoders, strict=True):
+        tokens = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                           return_tensors="pt").input_ids  # fmt: skip
+        output = encoder(tokens.to(encoder.device), output_hidden_states=True)
+        states.append(output.hidden_states[-2])
+    return torch.cat(states, dim=-1), output[0]
 
 
 def prompt_losses(tokenizer: CLIPTokenizer, prompt: str) -> list[str]:
@@ -96,6 +109,7 @@ class StepControls:
 
     context: ContextSettings | None = None
     conditions: Conditions = field(default_factory=Conditions)
+    added: dict | None = None  # SDXL's pooled text embeddings and size ids (`text_embeds`, `time_ids`), per clip
 
     def start(self, steps: int) -> int:
         """The index of the first timestep run: 0, or later for a video-to-video clip."""
@@ -114,15 +128,19 @@ class AnimateDiffPipeline:
         tokenizer: CLIPTokenizer,
         scheduler: SchedulerMixin | None = None,
         split_guidance: bool = False,
+        text_encoder_2: CLIPTextModelWithProjection | None = None,
+        tokenizer_2: CLIPTokenizer | None = None,
     ):
         """`split_guidance` runs the guidance batch's `[uncond; cond]` halves one after the other: the
-        same result with half the UNet's activation memory."""
+        same result with half the UNet's activation memory. `text_encoder_2` and `tokenizer_2`: SDXL's."""
         self.unet = unet
         self.vae = vae
         self.text_encoder = text_encoder
         self.tokenizer = tokenizer
         self.scheduler = scheduler or official_scheduler()
         self.split_guidance = split_guidance
+        self.text_encoder_2 = text_encoder_2
+        self.tokenizer_2 = tokenizer_2
 
     @classmethod
     def from_components(
@@ -139,12 +157,19 @@ class AnimateDiffPipeline:
             components.tokenizer,
             scheduler,
             split_guidance,
+            components.text_encoder_2,
+            components.tokenizer_2,
         )
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None):
-        for model in (self.unet, self.vae, self.text_encoder):
-            model.to(device=device, dtype=dtype)
+        for model in (self.unet, self.vae, self.text_encoder, self.text_encoder_2):
+            if model is not None:
+                model.to(device=device, dtype=dtype)
         return self
+
+    @property
+    def sdxl(self) -> bool:
+        return self.text_encoder_2 is not None
 
     def compile(self) -> AnimateDiffPipeline:
         """Compile the UNet, motion modules included, with `torch.compile`; the first call pays for it.
@@ -170,8 +195,33 @@ class AnimateDiffPipeline:
     @torch.no_grad()
     def encode_prompt(self, prompt: str, negative_prompt: str | None, guidance: bool) -> torch.Tensor:
         """Text states, `[uncond; cond]` stacked when guidance is on: (1 or 2, tokens, dim)."""
+        if self.sdxl:
+            return self._encode_sdxl(prompt, negative_prompt, guidance)[0]
         texts = [negative_prompt or "", prompt] if guidance else [prompt]
         return encode_text(self.tokenizer, self.text_encoder, texts)
+
+    def _encode_sdxl(self, prompt: str, negative_prompt: str | None, guidance: bool):
+        """SDXL's text states and pooled embeddings, `[uncond; cond]` with guidance; no negative prompt gives
+        zeros for both, as diffusers' SDXL pipelines do (`force_zeros_for_empty_prompt`)."""
+        encoders, tokenizers = (self.text_encoder, self.text_encoder_2), (self.tokenizer, self.tokenizer_2)
+        states, pooled = encode_text_sdxl(tokenizers, encoders, [prompt])
+        if not guidance:
+            return states, pooled
+        if negative_prompt:
+            negative, negative_pooled = encode_text_sdxl(tokenizers, encoders, [negative_prompt])
+        else:
+            negative, negative_pooled = torch.zeros_like(states), torch.zeros_like(pooled)
+        return torch.cat([negative, states]), torch.cat([negative_pooled, pooled])
+
+    @torch.no_grad()
+    def added_conditions(self, sample: Sample) -> dict | None:
+        """SDXL's added conditioning for the clip: the pooled text embeddings and the size ids (original size,
+        crop corner, target size: the clip's size, no crop), `[uncond; cond]` with guidance; None for SD1.x."""
+        if not self.sdxl:
+            return None
+        _, pooled = self._encode_sdxl(sample.prompt, sample.negative_prompt, sample.guidance_scale > 1.0)
+        ids = torch.tensor([[sample.height, sample.width, 0, 0, sample.height, sample.width]], dtype=pooled.dtype)
+        return {"text_embeds": pooled, "time_ids": ids.repeat(len(pooled), 1).to(pooled.device)}
 
     def check_inputs(self, num_frames: int, height: int, width: int, steps: int,
                      context: ContextSettings | None = None) -> None:  # fmt: skip
@@ -248,16 +298,15 @@ class AnimateDiffPipeline:
         """The noise prediction for the whole clip; `step` is (index, of how many) in the full schedule."""
         num_frames, context = model_input.shape[2], controls.context
         if context is None or num_frames <= context.length:
-            return self._call_unet(model_input, t, text_states, controls.conditions, step)
+            return self._call_unet(model_input, t, text_states, controls, step)
         frame_windows = windows(num_frames, step[0], context)
         weights = fuse_weights(context.length, context.fuse, context.overlap)
         if context.scope == "motion":
             pairs = [(torch.tensor(frames), weights) for frames in frame_windows]
-            return self._call_unet(model_input, t, text_states, controls.conditions, step, motion_windows=pairs)
-        return self._predict_in_windows(model_input, t, text_states, controls.conditions, step, frame_windows,
-                                        weights)  # fmt: skip
+            return self._call_unet(model_input, t, text_states, controls, step, motion_windows=pairs)
+        return self._predict_in_windows(model_input, t, text_states, controls, step, frame_windows, weights)
 
-    def _predict_in_windows(self, model_input: torch.Tensor, t, text_states: torch.Tensor, conditions: Conditions,
+    def _predict_in_windows(self, model_input: torch.Tensor, t, text_states: torch.Tensor, controls: StepControls,
                             step: tuple[int, int], frame_windows: list[list[int]],
                             weights: torch.Tensor) -> torch.Tensor:  # fmt: skip
         """Each window of frames through the whole video UNet on its own; the predictions averaged per frame."""
@@ -267,24 +316,26 @@ class AnimateDiffPipeline:
         for frames in frame_windows:
             index = torch.tensor(frames, device=model_input.device)
             text = text_states[:, index] if text_states.ndim == 4 else text_states
-            eps = self._call_unet(model_input[:, :, index], t, text, conditions, step, frame_index=index).float()
+            eps = self._call_unet(model_input[:, :, index], t, text, controls, step, frame_index=index).float()
             total.index_add_(2, index, eps * weights[None, None, :, None, None])
             count.index_add_(0, index, weights)
         return total / count[None, None, :, None, None]
 
-    def _call_unet(self, model_input: torch.Tensor, t, text_states: torch.Tensor, conditions: Conditions,
+    def _call_unet(self, model_input: torch.Tensor, t, text_states: torch.Tensor, controls: StepControls,
                    step: tuple[int, int], motion_windows=None, frame_index=None):  # fmt: skip
         """The video UNet on `model_input` (the frames `frame_index` of the clip; None: all of them), with
-        the clip's control residuals and image prompt; per-frame text states folded as it takes them; the
-        guidance batch's halves one after the other with `split_guidance`."""
+        the clip's control residuals, image prompt and SDXL conditioning; per-frame text states folded as it
+        takes them; the guidance batch's halves one after the other with `split_guidance`."""
+        conditions, added = controls.conditions, controls.added
         residuals = control_residuals(conditions.controlnets, model_input, t, text_states, *step, frame_index)
         image = conditions.image_prompt.embeds if conditions.image_prompt is not None else None
         if text_states.ndim == 4:  # b f n d
             text_states = rearrange(text_states, "b f n d -> (b f) n d")
         if not self.split_guidance or len(model_input) == 1:
-            return self.unet(model_input, t, text_states, motion_windows, residuals, image)
-        halves = [model_input.chunk(2), text_states.chunk(2), _halves(residuals), _halves(image)]
-        return torch.cat([self.unet(latents, t, text, motion_windows, res, emb) for latents, text, res, emb
+            return self.unet(model_input, t, text_states, motion_windows, residuals, image, added)
+        added_halves = [None, None] if added is None else [{k: v.chunk(2)[i] for k, v in added.items()} for i in (0, 1)]
+        halves = [model_input.chunk(2), text_states.chunk(2), _halves(residuals), _halves(image), added_halves]
+        return torch.cat([self.unet(latents, t, text, motion_windows, res, emb, more) for latents, text, res, emb, more
                           in zip(*halves, strict=True)])  # fmt: skip
 
     def denoise(self, latents: torch.Tensor, *args, **kwargs) -> torch.Tensor:
@@ -325,7 +376,7 @@ class AnimateDiffPipeline:
         self.check_conditions(conditions, sample)
         text_states = self.text_states(sample)
         generator = torch.Generator("cpu").manual_seed(sample.seed)
-        controls = StepControls(sample.context, conditions)
+        controls = StepControls(sample.context, conditions, self.added_conditions(sample))
         noise = self.initial_latents(sample, generator, conditions)
         latents = noise
         for iteration in range(sample.free_init or 1):
@@ -338,6 +389,9 @@ class AnimateDiffPipeline:
     def check_conditions(self, conditions: Conditions, sample: Sample) -> None:
         """Refuse conditions that do not fit the clip: frames of another size or too few of them, a strength
         that leaves no step to run, time controls that an init video leaves no room for."""
+        if self.sdxl and (sample.prompt_map or conditions.controlnets or conditions.image_prompt is not None):
+            what = "a prompt map" if sample.prompt_map else "ControlNets" if conditions.controlnets else "an IP-Adapter"
+            raise AnimateDiffError(f"{what} with an SDXL base is not supported yet; use an SD1.x base for it.")
         init = conditions.init
         if init is not None and first_step(sample.steps, init.strength) >= sample.steps:
             raise AnimateDiffError(

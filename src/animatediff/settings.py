@@ -90,14 +90,19 @@ class ModelSpec:
         if override is not None and override not in FAMILIES:
             raise ConfigError(f"unknown family {override!r}; expected one of {', '.join(FAMILIES)}.")
         release, rule = (FAMILIES[override], "--family") if override is not None else (None, None)
+        loras = self.loras
         if self.motion_module is not None and Path(self.motion_module).exists():
-            from animatediff.formats import motion_module_family
+            from animatediff.formats import module_header, motion_module_family
 
-            release, rule = motion_module_family(self.motion_module, override)
+            header = module_header(self.motion_module)
+            release, rule = motion_module_family(self.motion_module, override, header)
+            companion = None if header.image_lora is None else Path(self.motion_module).parent / header.image_lora
+            if companion is not None and all(Path(p).resolve() != companion.resolve() for p, _ in loras):
+                loras = (*loras, (companion, 1.0))  # the image LoRA the module was distilled with
         settings = self.motion_module_settings
         if override is not None:
             settings = {**release.module_settings(), **settings}
-        return replace(self, family=release.name if release else None, family_rule=rule,
+        return replace(self, family=release.name if release else None, family_rule=rule, loras=loras,
                        motion_module_settings=settings)  # fmt: skip
         for name, entries in (("LoRA", self.loras), ("MotionLoRA", self.motion_loras)):
             for path, scale in entries:
@@ -349,13 +354,15 @@ class Settings:
     fps: float = 8.0
     device: str = "cpu"
     dtype: str = "float32"
+    dtype_reason: str = "--dtype"  # what chose the dtype (`--dtype auto` says which rule)
     overrides: tuple[str, ...] = ()  # settings a command-line flag gave over a prompt config's own
     notes: tuple[str, ...] = ()  # what was decided for the user (context windows chosen for a long clip, …)
     control: ControlSpec = field(default_factory=ControlSpec)
 
     def sidecar(self) -> dict:
         record = {**asdict(self.sample), **self.model.describe(), **self.control.describe(), "device": self.device,
-                  "dtype": self.dtype, "animatediff_version": __version__}  # fmt: skip
+                  "dtype": self.dtype, "dtype_chosen_by": self.dtype_reason,
+                  "animatediff_version": __version__}  # fmt: skip
         record["prompt_map"] = {str(frame): text for frame, text in self.sample.prompt_map}
         if self.overrides:
             record["overridden_by_flags"] = list(self.overrides)

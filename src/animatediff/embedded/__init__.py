@@ -43,6 +43,8 @@ MODELS = {
                       "MotionLoRA: camera zooming in (official layout)"),
         EmbeddedModel("shapes-pan-left", "--motion-lora", "motion_lora_pan_left.safetensors",
                       "MotionLoRA: camera panning left (official layout)"),
+        EmbeddedModel("shapes-lcm", "--motion-module", "lcm/motion_module.safetensors",
+                      "few-step motion module (4 steps, LCM), distilled from shapes-motion; applies its image LoRA"),
         EmbeddedModel("shapes-edges", "--controlnet", "controlnet_edges",
                       "ControlNet on Canny edges, with --control-video of edge maps (diffusers folder)"),
     )

@@ -7,6 +7,7 @@ order with `animatediff train`'s own code, each stage reading the previous stage
              → image_finetune (outlined, DreamBooth-style) → image_lora (striped)
              → domain_adapter → motion_module → motion_lora × 2
              → controlnet (edges: Canny edge maps of the shadow-trail images)
+             → distill (lcm: a 4-step student of the base with the motion module)
 
 The base first learns the motion words from trails drawn in the object's colour, then a short fine-tune
 on the same images with the trails in the background's shadow colour teaches it to keep the trail apart
@@ -77,6 +78,7 @@ def _train(steps: int, batch: int, lr: float, **more) -> dict:
     return {**dict(steps=steps, batch_size=batch, learning_rate=lr, checkpoint_every=every, seed=0), **more}
 
 
+LCM_STEPS = 300  # enough: the student matches the 25-step teacher (docs/shapes-model.md)
 SHIPPED_BASE = "shadow_trails"  # the stage whose result is the shipped base, and what every later stage builds on
 PLAN = [
     StagePlan("vae", "vae", "autoencoder", "scaffold",
@@ -97,6 +99,9 @@ PLAN = [
               dict(domain_adapter="adapter", motion_module="motion", lora_rank=16)),
     StagePlan("edges", "controlnet", "shadow_images", SHIPPED_BASE,
               _train(600, 16, 3e-4, lr_scheduler="cosine", lr_warmup_steps=20)),
+    StagePlan("lcm", "distill", "clips", SHIPPED_BASE,
+              _train(LCM_STEPS, 4, 1e-4, lr_scheduler="cosine", lr_warmup_steps=50),
+              dict(motion_module="motion", lora_rank=32)),
 ]  # fmt: skip
 PLANS = {plan.name: plan for plan in PLAN}
 GPU_DATASETS = {
@@ -120,7 +125,7 @@ GPU_PLAN = [  # sized from seconds per step measured on an H200 (docs/shapes-mod
                      checkpoint_every=300),
               dict(domain_adapter="adapter", motion_module_version="v3")),
     PLANS["zoom_in"], PLANS["pan_left"],  # MotionLoRAs: 50 clips each, as in the cpu recipe
-    PLANS["edges"],  # a few CPU minutes already
+    PLANS["edges"], PLANS["lcm"],  # the ControlNet and the few-step student as in the cpu recipe
 ]  # fmt: skip
 RECIPES = {"cpu": (DATASETS, PLAN), "gpu": (GPU_DATASETS, GPU_PLAN)}
 
@@ -333,6 +338,7 @@ EXPORT = {  # files in the package's models/ folder ← stage results (every wei
     "zoom_in": "motion_lora_zoom_in.safetensors",
     "pan_left": "motion_lora_pan_left.safetensors",
     "edges": "controlnet_edges",
+    "lcm": "lcm",
 }
 EXPORTED = holds_only("recipe.json", *EXPORT.values(), *(f"{name}/*" for name in EXPORT.values()))
 

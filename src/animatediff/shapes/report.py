@@ -62,6 +62,7 @@ class Row:
     dreambooth: str | None = None
     lora: str | None = None
     motion_lora: str | None = None
+    module: str = "shapes-motion"  # the embedded motion module; a few-step one samples with its family's preset
     spec: ModelSpec | None = None  # explicit files (ablation arms) instead of the embedded names above
     scores: dict = field(default_factory=dict)  # metric → (mean, spread over seeds)
 
@@ -70,6 +71,8 @@ def default_rows() -> list[Row]:
     return [
         Row("base, no motion module", "each frame an independent image", held_out_prompts(), motion_module=False),
         Row("base + motion module", "the embedded default", held_out_prompts()),
+        Row("base + shapes-lcm", "4 steps, LCM, no guidance: distilled from the default", held_out_prompts(),
+            module="shapes-lcm"),
         Row("DreamBooth 'outlined' + motion module", "personalized; module never tuned on it",
             held_out_prompts("outlined"), dreambooth="shapes-outlined"),
         Row("LoRA 'striped' + motion module", "personalized; module never tuned on it",
@@ -90,7 +93,7 @@ def _spec(row: Row, models: Path) -> ModelSpec:
 
     return ModelSpec(
         base=path("shapes"),
-        motion_module=path("shapes-motion") if row.motion_module else None,
+        motion_module=path(row.module) if row.motion_module else None,
         dreambooth=path(row.dreambooth) if row.dreambooth else None,
         loras=[(path(row.lora), 1.0)] if row.lora else [],
         motion_loras=[(path(row.motion_lora), 1.0)] if row.motion_lora else [],
@@ -101,11 +104,14 @@ def evaluate_row(row: Row, seeds: list[int], steps: int = 25, models: Path = FOL
                  max_prompts: int | None = None) -> Row:  # fmt: skip
     """Generate and score every prompt × seed of a row (the first `max_prompts`, if given).
     `models` is the folder of the embedded models' files."""
-    pipeline = build_pipeline(_spec(row, models))
+    spec = _spec(row, models).with_family()
+    pipeline = build_pipeline(spec)
+    few_steps = spec.release.sampler != "ddim"  # a distilled module samples with its own preset
+    steps, guidance = (spec.release.steps, spec.release.guidance_scale) if few_steps else (steps, 7.5)
     per_seed: dict[str, list[list[float]]] = {metric: [[] for _ in seeds] for metric in METRICS}
     for prompt in row.prompts[:max_prompts]:
         for s, seed in enumerate(seeds):
-            frames = pipeline(prompt, num_frames=16, steps=steps, guidance_scale=7.5, seed=seed, progress=False)
+            frames = pipeline(prompt, num_frames=16, steps=steps, guidance_scale=guidance, seed=seed, progress=False)
             for metric, value in score_video(frames, prompt).items():
                 if value is not None:
                     per_seed[metric][s].append(value)
@@ -262,8 +268,9 @@ def write_results(output: str | os.PathLike, media: str | os.PathLike, seeds: li
         "Made by `animatediff shapes results` (this file and the GIFs beside it). Prompts are the 12 held-out",
         "(colour, shape, motion) combinations of `animatediff.shapes.world.HELD_OUT`, none of which any training",
         f"set showed, each on its own background; seeds {', '.join(map(str, seeds))}; 16 frames at 32×32, DDIM",
-        "25 steps, guidance 7.5. Camera rows use four scene prompts with the camera motion. Each cell is the",
-        "mean over all videos ± the standard deviation of the per-seed means. Metrics: `animatediff eval`.",
+        "25 steps, guidance 7.5 (the few-step row: its family's preset). Camera rows use four scene prompts with",
+        "the camera motion. Each cell is the mean over all videos ± the standard deviation of the per-seed",
+        "means. Metrics: `animatediff eval`.",
         "",
         format_rows(rows),
         "",

@@ -2,11 +2,12 @@
 
     stage: motion_module          # any name of `stages.STAGES`: vae | text_to_image | image_finetune
                                   # | image_lora | domain_adapter | motion_module | motion_lora
-                                  # | controlnet
+                                  # | controlnet | distill
     output_dir: runs/motion
     base: models/stable-diffusion-v1-5          # diffusers folder
     domain_adapter: v3_sd15_adapter.ckpt        # stages 2-3: merged at scale 1 and frozen (optional)
-    motion_module: mm.safetensors               # stage 3: the module to adapt; stage 2: optional start
+    motion_module: mm.safetensors               # stage 3: the module to adapt; stage 2: optional start;
+                                                # distill: the teacher's module (the student starts from it)
     motion_module_version: v3                   # stage 2, fresh module: a trainable release of `families`
     motion_module_kind: transformer             # stage 2: or convolution (the paper's ablation)
     position_encoding: true                     # stage 2, fresh module: false drops the sinusoidal table
@@ -72,6 +73,8 @@ class TrainSettings:
     contrast_weight: float = 0.0  # vae stage: extra weight on pixels far from the image's median colour
     train_text_encoder: bool = True  # text_to_image stage: False keeps it frozen (as SD kept its CLIP encoder)
     decoder_only: bool = False  # vae stage: train the decoder alone, keeping the latent space the UNet knows
+    teacher_guidance: float = 7.5  # distill stage: the teacher's classifier-free guidance
+    solver_steps: int = 50  # distill stage: the teacher's DDIM grid (one solver step skips 1000 / this timesteps)
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     num_workers: int = 0
@@ -252,7 +255,7 @@ def _check_training(settings: TrainSettings) -> None:
     if settings.mixed_precision == "fp16" and not _cuda_available():
         raise ConfigError("'train.mixed_precision': fp16 needs a CUDA GPU and there is none here; use bf16 (fast on "
                           "CPUs with AMX or AVX-512 BF16) or no.")  # fmt: skip
-    _check_positive(settings, ("steps", "batch_size", "checkpoint_every", "keep_checkpoints"), "train")
+    _check_positive(settings, ("steps", "batch_size", "checkpoint_every", "keep_checkpoints", "solver_steps"), "train")
     if settings.prior_loss_weight < 0:
         raise ConfigError(f"'train.prior_loss_weight' must be at least 0; got {settings.prior_loss_weight}.")
 

@@ -1,5 +1,6 @@
 """The training losses: ε-prediction MSE on video latents (optionally min-SNR-γ or v weighted),
-DreamBooth's prior preservation, and the autoencoder's reconstruction loss."""
+DreamBooth's prior preservation, latent consistency distillation, and the autoencoder's reconstruction
+loss."""
 
 from __future__ import annotations
 
@@ -29,9 +30,9 @@ def sample_noise(seeds: list[int], shapes: tuple[tuple[int, ...], ...], timestep
 
 
 @torch.no_grad()
-def _noisy_latents(components: Components, noise_scheduler: DDPMScheduler, batch: dict, device):
-    """Video latents of the batch's clips (`pixels`: b f 3 H W in [-1, 1]) noised to each sample's own
-    timestep: (noisy latents, noise, timesteps)."""
+def _video_latents(components: Components, noise_scheduler: DDPMScheduler, batch: dict, device):
+    """Video latents of the batch's clips (`pixels`: b f 3 H W in [-1, 1]), with each sample's own noise
+    and timestep: (latents, noise, timesteps)."""
     vae = components.vae
     pixels = batch["pixels"].to(device)
     frames = pixels.shape[1]
@@ -43,7 +44,12 @@ def _noisy_latents(components: Components, noise_scheduler: DDPMScheduler, batch
     )  # fmt: skip
     sampled = posterior.mean + posterior.std * rearrange(posterior_noise.to(device), "b f c h w -> (b f) c h w")
     latents = rearrange(sampled.float(), "(b f) c h w -> b c f h w", f=frames) * vae.config.scaling_factor
-    noise, timesteps = noise.to(device), timesteps.to(device)
+    return latents, noise.to(device), timesteps.to(device)
+
+
+def _noisy_latents(components: Components, noise_scheduler: DDPMScheduler, batch: dict, device):
+    """The batch's video latents noised to each sample's own timestep: (noisy latents, noise, timesteps)."""
+    latents, noise, timesteps = _video_latents(components, noise_scheduler, batch, device)
     return noise_scheduler.add_noise(latents, noise, timesteps), noise, timesteps
 
 
@@ -69,6 +75,52 @@ def sample_losses(model: nn.Module, components: Components, noise_scheduler: DDP
     elif settings.loss == "v":
         errors = errors / alphas
     return errors
+
+
+def boundary_scalings(timesteps: torch.Tensor, sigma_data: float = 0.5, timestep_scaling: float = 10.0):
+    """A consistency model's skip and output weights at `timesteps` (Song et al. 2023, as LCM scales them and
+    diffusers' `LCMScheduler` samples with them): the model is the identity at t = 0."""
+    scaled = timesteps.float() * timestep_scaling
+    c_skip = sigma_data**2 / (scaled**2 + sigma_data**2)
+    c_out = scaled / (scaled**2 + sigma_data**2) ** 0.5
+    return c_skip.view(-1, 1, 1, 1, 1), c_out.view(-1, 1, 1, 1, 1)
+
+
+def consistency_losses(model: nn.Module, components: Components, noise_scheduler: DDPMScheduler, batch: dict,
+                       device, settings: TrainSettings) -> torch.Tensor:  # fmt: skip
+    """Latent consistency distillation (Luo et al. 2023; AnimateLCM for video): each sample's pseudo-Huber
+    distance between the student's consistency function at a noised clip and at the point one DDIM step
+    of the guided teacher (`settings.teacher_guidance`) takes it to, on a grid of `settings.solver_steps`
+    timesteps. The target is the student itself without gradients (no EMA copy: θ⁻ = θ).
+
+    `model(sample, timestep, text, teacher=False)` runs the student, `teacher=True` the frozen teacher."""
+    latents, noise, drawn = _video_latents(components, noise_scheduler, batch, device)
+    ratio = noise_scheduler.config.num_train_timesteps // settings.solver_steps
+    start = (drawn // ratio + 1) * ratio - 1  # the grid: ratio - 1, 2·ratio - 1, …, T - 1
+    end = (start - ratio).clamp(min=0)
+    noisy = noise_scheduler.add_noise(latents, noise, start)
+    alphas = noise_scheduler.alphas_cumprod.to(device)
+
+    def clean(sample, eps, t):
+        alpha = alphas[t].view(-1, 1, 1, 1, 1)
+        return (sample - (1 - alpha).sqrt() * eps) / alpha.sqrt()
+
+    def consistency(sample, t, text):
+        c_skip, c_out = boundary_scalings(t)
+        return c_skip * sample + c_out * clean(sample, model(sample, t, text).float(), t)
+
+    with torch.no_grad():
+        text = encode_text(components.tokenizer, components.text_encoder, batch["captions"])
+        empty = encode_text(components.tokenizer, components.text_encoder, [""] * len(batch["captions"]))
+        both = model(torch.cat([noisy, noisy]), torch.cat([start, start]), torch.cat([empty, text]), teacher=True)
+        unconditional, conditional = both.float().chunk(2)
+        guided = unconditional + settings.teacher_guidance * (conditional - unconditional)
+        alpha_end = alphas[end].view(-1, 1, 1, 1, 1)
+        previous = alpha_end.sqrt() * clean(noisy, guided, start) + (1 - alpha_end).sqrt() * guided
+        target = consistency(previous, end, text)
+    prediction = consistency(noisy, start, text)
+    huber = 1e-3  # LCM's pseudo-Huber c: L2 for small errors, L1 for large ones
+    return (((prediction - target) ** 2 + huber**2).sqrt() - huber).mean(dim=(1, 2, 3, 4))
 
 
 def prior_preservation_loss(losses: torch.Tensor, instances: int, prior_weight: float) -> torch.Tensor:

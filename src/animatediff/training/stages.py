@@ -19,10 +19,17 @@ new stage is one class and one entry here.
 Beside them, `controlnet`: a ControlNet made from the image UNet (its encoder copied, zero convolutions
 at zero), trained on single frames with their Canny edges as the control image, the UNet frozen;
 saved as a diffusers ControlNet folder (`--controlnet`).
+
+And `distill`: a few-step model by latent consistency distillation, as AnimateLCM does it: the student
+(the teacher's motion module, trained whole, and a LoRA on the image UNet's attention) learns the
+consistency function of the guided teacher (the base with its motion module, frozen); saved as a folder
+with the motion module (its metadata naming the `distilled` family and the LoRA beside it, which loading
+then applies) and the image LoRA.
 """
 
 from __future__ import annotations
 
+import copy
 import shutil
 from enum import StrEnum
 from pathlib import Path
@@ -43,7 +50,7 @@ from animatediff.image_models import load_base
 from animatediff.inflation import AnimateDiffUNet
 from animatediff.lora import TrainableLoRA, apply_domain_adapter, attention_projections
 from animatediff.motion_module import MotionModule, MotionModuleConfig
-from animatediff.training.losses import autoencoder_loss, prior_preservation_loss, sample_losses
+from animatediff.training.losses import autoencoder_loss, consistency_losses, prior_preservation_loss, sample_losses
 
 if TYPE_CHECKING:
     from animatediff.training.config import TrainConfig
@@ -62,6 +69,7 @@ class StageName(StrEnum):
     MOTION_MODULE = "motion_module"
     MOTION_LORA = "motion_lora"
     CONTROLNET = "controlnet"
+    DISTILL = "distill"
 
 
 class TrainingModel(nn.Module):
@@ -396,10 +404,65 @@ class ControlNetStage(TrainingStage):
         return None  # its clips need control frames: measured by `shapes results`, not by validation
 
 
+class DistillTraining(nn.Module):
+    """The `distill` stage's model: the student video UNet (trainable: its motion module and the image LoRA)
+    beside the frozen teacher."""
+
+    def __init__(self, student: AnimateDiffUNet, teacher: AnimateDiffUNet, lora: TrainableLoRA):
+        super().__init__()
+        self.video_unet, self.teacher = student, teacher
+        self.trainable = nn.ModuleDict({"motion_module": student.motion_module, "lora": lora})
+
+    def forward(self, sample, timestep, encoder_hidden_states, teacher: bool = False):
+        return (self.teacher if teacher else self.video_unet)(sample, timestep, encoder_hidden_states)
+
+
+class DistillStage(_MotionStage):
+    """A few-step student of the base with `motion_module` (the teacher), saved as a folder: the motion module
+    (family `distilled` in its metadata, naming the image LoRA beside it) and the image LoRA."""
+
+    name, result_name = StageName.DISTILL, "distilled"
+    default_rank, default_learning_rate = 32, 1e-4
+    lora_name = "image_lora.safetensors"
+
+    @classmethod
+    def check(cls, config: TrainConfig) -> None:
+        super().check(config)
+        if config.motion_module is None:
+            raise ConfigError("'motion_module' is required: the distill stage's teacher is the base with it.")
+        if config.train.solver_steps > config.noise_scheduler["num_train_timesteps"]:
+            raise ConfigError(f"'train.solver_steps' must be at most the noise schedule's "
+                              f"{config.noise_scheduler['num_train_timesteps']} timesteps; "
+                              f"got {config.train.solver_steps}.")  # fmt: skip
+
+    def build_motion(self) -> nn.Module:
+        unet = copy.deepcopy(self.components.unet)  # before the teacher's motion module hooks into the original
+        teacher = AnimateDiffUNet(self.components.unet, load_motion_module(self.config.motion_module))
+        teacher.requires_grad_(False)
+        self.module = load_motion_module(self.config.motion_module).requires_grad_(True)
+        self.lora = TrainableLoRA(unet, attention_projections(unet, ("attn1", "attn2")), self.config.rank)
+        return DistillTraining(AnimateDiffUNet(unet, self.module), teacher, self.lora)
+
+    def loss(self, model: nn.Module, batch: dict, device) -> torch.Tensor:
+        return consistency_losses(model, self.components, self.noise_scheduler, batch, device,
+                                  self.config.train).mean()  # fmt: skip
+
+    def save(self, path: Path) -> Path:
+        with atomic_path(path, directory=True, replaceable=DISTILLED_FOLDER) as temporary:
+            save_state_dict(self.lora.diffusers_state_dict(), temporary / self.lora_name)
+            save_motion_module(self.module, temporary / "motion_module.safetensors", family="distilled",
+                               image_lora=self.lora_name)  # fmt: skip
+        return path
+
+    def video_unet(self, model: nn.Module) -> None:
+        return None  # its clips sample with the LCM scheduler in a few steps: measured by `shapes results`
+
+
+DISTILLED_FOLDER = holds_only("motion_module.safetensors", DistillStage.lora_name)
 STAGES: dict[StageName, type[TrainingStage]] = {
     stage.name: stage
     for stage in (VaeStage, TextToImageStage, ImageFinetuneStage, ImageLoraStage, DomainAdapterStage,
-                  MotionModuleStage, MotionLoraStage, ControlNetStage)
+                  MotionModuleStage, MotionLoraStage, ControlNetStage, DistillStage)
 }  # fmt: skip
 
 

@@ -1,0 +1,140 @@
+"""SDXL: the official SDXL beta motion module's layout (three levels, motion GroupNorm pooled over frames) on
+an SDXL base with both text encoders, pooled embeddings and size ids; diffusers' AnimateDiffSDXLPipeline
+reproduced on tiny SDXL-shaped weights; SD1.5 and SDXL parts refused together."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from diffusers import AnimateDiffSDXLPipeline, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+from animatediff import load_base, read_video
+from animatediff.cli import main
+from animatediff.formats import to_motion_adapter
+from animatediff.loading import build_pipeline
+from animatediff.motion_module import MotionModuleConfig
+from animatediff.pipeline import official_scheduler
+from animatediff.settings import ModelSpec
+from helpers import TOKENIZER, random_motion_module, tiny_text_encoder, tiny_vae
+
+SDXL_WIDTHS = (32, 64, 64)  # SDXL's three levels, its block types and size embedding, made tiny
+
+
+def tiny_sdxl_unet(seed: int = 0) -> UNet2DConditionModel:
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(
+        sample_size=8,
+        block_out_channels=SDXL_WIDTHS,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        layers_per_block=2,
+        transformer_layers_per_block=(1, 1, 2),
+        attention_head_dim=(2, 4, 8),
+        use_linear_projection=True,
+        cross_attention_dim=64,  # the two encoders' hidden states side by side (32 + 32)
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=6 * 8 + 32,  # six size ids + the pooled projection
+        norm_num_groups=32,
+    ).eval()
+
+
+def tiny_projection_encoder(seed: int = 1) -> CLIPTextModelWithProjection:
+    torch.manual_seed(seed)
+    config = CLIPTextConfig(vocab_size=514, hidden_size=32, intermediate_size=37, num_attention_heads=4,
+                            num_hidden_layers=2, max_position_embeddings=77, bos_token_id=512, eos_token_id=513,
+                            pad_token_id=513, projection_dim=32)  # fmt: skip
+    return CLIPTextModelWithProjection(config).eval()
+
+
+def save_tiny_sdxl_base(folder):
+    """A diffusers folder of a tiny SDXL-shaped image model, both text encoders and tokenizers."""
+    tiny_sdxl_unet().save_pretrained(folder / "unet")
+    tiny_vae(2).save_pretrained(folder / "vae")
+    tiny_text_encoder(3).save_pretrained(folder / "text_encoder")
+    tiny_projection_encoder(4).save_pretrained(folder / "text_encoder_2")
+    for name in ("tokenizer", "tokenizer_2"):
+        shutil.copytree(TOKENIZER, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sdxl_base(tmp_path_factory):
+    return save_tiny_sdxl_base(tmp_path_factory.mktemp("sdxl") / "base")
+
+
+@pytest.fixture(scope="module")
+def sdxl_module(tmp_path_factory):
+    config = MotionModuleConfig(block_out_channels=SDXL_WIDTHS, layers_per_block=2, mid_block=False)
+    module = random_motion_module(config, seed=5, std=0.05)
+    path = tmp_path_factory.mktemp("sdxl_module") / "mm_sdxl_v10_beta.ckpt"  # as released: a pickled state dict
+    torch.save(module.state_dict(), path)
+    return path
+
+
+@pytest.mark.parametrize("negative", ["blurry", None])
+def test_frames_match_diffusers_animatediff_sdxl_pipeline(sdxl_base, sdxl_module, negative):
+    spec = ModelSpec(base=sdxl_base, motion_module=sdxl_module).with_family()
+    assert (spec.family, spec.family_rule) == ("sdxl", "weights: levels 3")
+    ours = build_pipeline(spec)
+    assert ours.sdxl and ours.unet.motion_module.config.norm_over_frames  # pooled, as the SDXL beta runs it
+    base = load_base(sdxl_base)
+    reference = AnimateDiffSDXLPipeline(
+        vae=base.vae, text_encoder=base.text_encoder, text_encoder_2=base.text_encoder_2, tokenizer=base.tokenizer,
+        tokenizer_2=base.tokenizer_2, unet=base.unet, scheduler=official_scheduler(),
+        motion_adapter=to_motion_adapter(ours.unet.motion_module))  # fmt: skip
+    # diffusers' `UNetMotionModel.from_unet2d` leaves SDXL's `add_embedding` (pooled text and size ids) at its
+    # random initialization (noted in the review of diffusers PR #6721); copy it over as a correct conversion would
+    reference.unet.add_embedding.load_state_dict(base.unet.add_embedding.state_dict())
+    reference.set_progress_bar_config(disable=True)
+    settings = dict(num_frames=4, height=32, width=48, guidance_scale=6.0)
+    expected = reference("a red circle", negative_prompt=negative, num_inference_steps=3, output_type="np",
+                         generator=torch.Generator("cpu").manual_seed(7), **settings).frames[0]  # fmt: skip
+    video = ours.generate("a red circle", negative_prompt=negative or "", steps=3, seed=7, progress=False, **settings)
+    frames = video.permute(0, 2, 3, 1).numpy()
+    assert frames.shape == expected.shape == (4, 32, 48, 3) and frames.std() > 0.01
+    assert np.abs(frames - expected).max() < 1e-4
+
+
+def test_the_cli_runs_an_sdxl_base_at_its_own_size_and_refuses_mixed_parts(
+    tmp_path, sdxl_base, sdxl_module, tiny_base, tiny_motion_module_file, capsys
+):
+    output = tmp_path / "sdxl.gif"
+    assert main(["generate", "a red circle", "--base", str(sdxl_base), "--motion-module", str(sdxl_module),
+                 "--frames", "3", "--steps", "2", "--seed", "1", "-o", str(output)]) == 0  # fmt: skip
+    settings = json.loads((tmp_path / "sdxl.gif.json").read_text())
+    assert (settings["width"], settings["height"], settings["family"]["name"]) == (16, 16, "sdxl")  # 8 latents × 2
+    assert read_video(output).shape == (3, 16, 16, 3)
+    capsys.readouterr()
+    common = ["--frames", "3", "--steps", "2", "-o", str(tmp_path / "x.gif")]
+    assert main(["generate", "a", "--base", str(sdxl_base), "--motion-module", str(tiny_motion_module_file),
+                 *common]) == 2  # fmt: skip
+    assert "an SD1.x motion module (two levels) on an SDXL base" in capsys.readouterr().err
+    assert main(["generate", "a", "--base", str(tiny_base), "--motion-module", str(sdxl_module), *common]) == 2
+    assert "an SDXL motion module (three levels) on an SD1.x base" in capsys.readouterr().err
+    assert main(["generate", "a", "--base", str(sdxl_base), "--motion-module", str(sdxl_module), "--width", "35",
+                 *common]) == 2  # fmt: skip
+    assert "multiples of 2" in capsys.readouterr().err
+
+
+def test_an_sdxl_lora_merges_into_the_sdxl_base_and_changes_the_frames(tmp_path, sdxl_base, sdxl_module):
+    from safetensors.torch import save_file
+
+    from animatediff.lora import TrainableLoRA, attention_projections
+
+    unet = load_base(sdxl_base).unet
+    lora = TrainableLoRA(unet, attention_projections(unet, ("attn1", "attn2")), 2)
+    torch.manual_seed(0)
+    for up in lora.up:
+        torch.nn.init.normal_(up.weight, std=0.5)
+    path = tmp_path / "style_xl.safetensors"
+    save_file({k: v.contiguous() for k, v in lora.diffusers_state_dict().items()}, str(path))
+    common = ["generate", "a red circle", "--base", str(sdxl_base), "--motion-module", str(sdxl_module),
+              "--frames", "3", "--steps", "2", "--seed", "1"]  # fmt: skip
+    assert main([*common, "-o", str(tmp_path / "plain.gif")]) == 0
+    assert main([*common, "--lora", str(path), "-o", str(tmp_path / "lora.gif")]) == 0
+    plain, styled = read_video(tmp_path / "plain.gif"), read_video(tmp_path / "lora.gif")
+    assert np.abs(plain.astype(int) - styled).mean() > 1
