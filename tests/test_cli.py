@@ -40,6 +40,17 @@ def test_generate_writes_every_format(tmp_path, tiny_base, tiny_motion_module_fi
     assert sidecar["motion_module"] == str(tiny_motion_module_file.resolve())
 
 
+def test_the_sidecar_says_which_dtype_ran_and_what_chose_it(tmp_path, tiny_base, tiny_motion_module_file):
+    assert generate(tiny_base, tiny_motion_module_file, tmp_path / "auto", "--seed", "2") == 0
+    assert generate(tiny_base, tiny_motion_module_file, tmp_path / "bf16", "--seed", "2", "--dtype", "bfloat16") == 0
+    auto, bf16 = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("auto", "bf16"))
+    assert (auto["dtype"], auto["dtype_chosen_by"]) == ("float32", "auto: float32 on the CPU, the parity path "
+                                                        "(--dtype bfloat16: faster, README)")  # fmt: skip
+    assert (bf16["dtype"], bf16["dtype_chosen_by"]) == ("bfloat16", "--dtype")
+    difference = np.abs(read_video(tmp_path / "auto").astype(int) - read_video(tmp_path / "bf16")).mean()
+    assert 0 < difference < 4  # another rounding, the same clip
+
+
 def test_same_seed_gives_identical_frames(tmp_path, tiny_base, tiny_motion_module_file):
     generate(tiny_base, tiny_motion_module_file, tmp_path / "a", "--seed", "5")
     generate(tiny_base, tiny_motion_module_file, tmp_path / "b", "--seed", "5")

@@ -25,6 +25,19 @@ def test_half_precision_stays_close_to_float32(tiny_base, dtype):
     assert np.abs(frames - reference).mean() < 4
 
 
+def test_in_bfloat16_the_scheduler_still_steps_float32_latents(tiny_base):
+    pipe = pipeline(tiny_base, torch.bfloat16)
+    seen, step = [], pipe.scheduler.step
+
+    def recording(eps, t, latents, *args, **kwargs):
+        seen.append((eps.dtype, latents.dtype))
+        return step(eps, t, latents, *args, **kwargs)
+
+    pipe.scheduler.step = recording
+    pipe("a cat", **SETTINGS)
+    assert seen == [(torch.float32, torch.float32)] * 3  # the UNet runs in bfloat16; guidance and steps do not
+
+
 def test_guidance_scale_one_skips_the_unconditional_batch(tiny_base):
     calls = []
     pipe = pipeline(tiny_base)

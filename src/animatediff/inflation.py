@@ -177,7 +177,7 @@ class AnimateDiffUNet(nn.Module):
         `(b f) c h w` each; `image_embeds` (b, tokens, dim) are an IP-Adapter's image prompt per clip;
         `added_cond` SDXL's pooled text embeddings and size ids per clip (`text_embeds`, `time_ids`)."""
         num_frames = sample.shape[2]
-        folded = rearrange(sample, "b c f h w -> (b f) c h w")
+        folded = rearrange(sample.to(self.dtype), "b c f h w -> (b f) c h w")
         text = encoder_hidden_states
         if text.shape[0] != folded.shape[0] or num_frames == 1:
             text = repeat(text, "b n d -> (b f) n d", f=num_frames)

@@ -346,7 +346,8 @@ class AnimateDiffPipeline:
     def decode(self, latents: torch.Tensor, chunk_size: int = 8) -> torch.Tensor:
         """Video latents (1 c f h w) to float frames (f 3 H W) in [0, 1], `chunk_size` frames at a time."""
         latents = rearrange(latents, "b c f h w -> (b f) c h w") / self.vae.config.scaling_factor
-        chunks = [self.vae.decode(chunk, return_dict=False)[0] for chunk in latents.split(chunk_size)]
+        chunks = [self.vae.decode(chunk.to(self.vae.dtype), return_dict=False)[0]
+                  for chunk in latents.split(chunk_size)]  # fmt: skip
         return (torch.cat(chunks).float() / 2 + 0.5).clamp(0, 1)
 
     def sample(self, prompt: str, num_frames: int = 16, height: int | None = None, width: int | None = None,
@@ -438,7 +439,7 @@ class AnimateDiffPipeline:
         if init is not None:
             self.scheduler.set_timesteps(sample.steps, device=self.device)
             start = first_step(sample.steps, init.strength) * self.scheduler.order
-            latents = encode_frames(self.vae, init.frames, generator).to(self.unet.dtype)
+            latents = encode_frames(self.vae, init.frames, generator).float()
             return noised_latents(latents, self.scheduler, self.scheduler.timesteps[start], generator)
         factor = self.vae_scale_factor
         channels = self.unet.unet.config.in_channels
@@ -446,7 +447,7 @@ class AnimateDiffPipeline:
         noise = initial_noise(shape, generator)
         if sample.noise_shuffle and sample.context is not None:
             noise = shuffle_noise(noise, sample.context.length, sample.context.stride, generator)
-        return noise.to(device=self.device, dtype=self.unet.dtype)
+        return noise.to(device=self.device)  # float32 whatever the UNet's dtype: the scheduler's arithmetic stays in it
 
     def reinitialize(self, latents: torch.Tensor, noise: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """FreeInit: the denoised `latents` noised back to the last timestep with the clip's own `noise`, low
