@@ -146,6 +146,7 @@ def control_stand_ins(folder: Path, unet: UNet2DConditionModel) -> None:
     processor.save_pretrained(folder / "image_encoder")
     save_file(tiny_ip_adapter(unet), folder / "ip-adapter_sd15.safetensors")
     Image.fromarray(np.full((48, 64, 3), 200, np.uint8)).save(folder / "corgi.png")
+    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(folder / "first.png")  # an init image
 
 
 def family_stand_ins(folder: Path) -> None:

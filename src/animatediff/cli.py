@@ -288,6 +288,13 @@ def _control_arguments(parser: argparse.ArgumentParser) -> None:
     control.add_argument("--ip-image", help="the image prompt of --ip-adapter")
     control.add_argument("--image-encoder", help="CLIP vision model folder for --ip-adapter (default: image_encoder/ "
                          "beside the IP-Adapter file)")  # fmt: skip
+    control.add_argument("--init-image", help="start the clip from this image (any motion module): blended into "
+                         "each frame's starting latents, less each frame, then noised to --init-strength")  # fmt: skip
+    control.add_argument("--init-strength", type=finite_number, help="how much of the blend is redrawn, in (0, 1] "
+                         "(default: 0.75)")  # fmt: skip
+    control.add_argument("--init-falloff", type=finite_number, metavar="FRAMES", help="the image's weight falls "
+                         "from 1 to 0 over this many frames (default: 32)")  # fmt: skip
+    control.add_argument("--last-image", help="end the clip on this image, blended in the same way from the end")
 
 
 def _control_spec(args: argparse.Namespace) -> ControlSpec | None:
@@ -295,17 +302,20 @@ def _control_spec(args: argparse.Namespace) -> ControlSpec | None:
     if len(args.controlnet) != len(args.control_video):
         raise ConfigError(f"each --controlnet takes one --control-video, in the same order; got {len(args.controlnet)} "
                           f"ControlNets and {len(args.control_video)} control videos.")  # fmt: skip
-    values = {name: getattr(args, name) for name in ("strength", "stride", "control_start", "control_end")}
+    names = ("strength", "stride", "control_start", "control_end", "init_strength", "init_falloff")
+    values = {name: getattr(args, name) for name in names}
     values = {name: value for name, value in values.items() if value is not None}
     controlnets = tuple(ControlNetSpec(resolve(path, "--controlnet"), scale, Path(video))
                         for (path, scale), video in zip(args.controlnet, args.control_video, strict=True))  # fmt: skip
     ip_adapter, ip_scale = args.ip_adapter or (None, 1.0)
     spec = ControlSpec(init_video=_path(args.init_video), controlnets=controlnets, guess_mode=args.guess_mode,
                        ip_adapter=_path(ip_adapter), ip_adapter_scale=ip_scale, ip_image=_path(args.ip_image),
-                       image_encoder=_path(args.image_encoder), **values)  # fmt: skip
+                       image_encoder=_path(args.image_encoder), init_image=_path(args.init_image),
+                       last_image=_path(args.last_image), **values)  # fmt: skip
     if not spec.given and (values or args.guess_mode or args.ip_image or args.image_encoder):
-        raise ConfigError("--strength, --stride, --control-start/--control-end, --guess-mode and the IP-Adapter image "
-                          "need an --init-video, a --controlnet or an --ip-adapter.")  # fmt: skip
+        raise ConfigError("--strength, --stride, --control-start/--control-end, --guess-mode, --init-strength, "
+                          "--init-falloff and the IP-Adapter image need an --init-video, an --init-image, a "
+                          "--controlnet or an --ip-adapter.")  # fmt: skip
     return spec if spec.given else None
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from diffusers import ControlNetModel, UNet2DConditionModel
 
-from animatediff.control import Conditions, ControlNetInput, InitVideo
+from animatediff.control import Conditions, ControlNetInput, InitImage, InitVideo
 from animatediff.control.image_prompt import image_prompt, load_ip_adapter, reads_hidden_states
 from animatediff.errors import CheckpointError, ConfigError, first_line
 from animatediff.formats import read_state_dict
@@ -143,6 +143,11 @@ class ConditionLoader:
         if spec.init_video is not None:
             frames = read_frames(spec.init_video, "init video", sample.frames, size, spec.stride)
             init = InitVideo(as_tensor(frames), spec.strength)
+        if spec.init_image is not None:
+            images = ((spec.init_image, "init image"), (spec.last_image, "last image"))
+            first, last = (None if path is None else as_tensor(read_image(path, what, size)[None])[0]
+                           for path, what in images)  # fmt: skip
+            init = InitImage(first, last, spec.init_strength, spec.init_falloff)
         controls = tuple(
             ControlNetInput(model, as_tensor(read_frames(c.video, "control video", sample.frames, size, spec.stride)),
                             c.scale, spec.control_start, spec.control_end, spec.guess_mode)

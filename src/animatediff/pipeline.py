@@ -21,9 +21,9 @@ from einops import rearrange
 from tqdm.auto import tqdm
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from animatediff.control.conditions import Conditions
+from animatediff.control.conditions import Conditions, InitImage, InitVideo
 from animatediff.control.controlnet import control_residuals
-from animatediff.control.init_latents import encode_frames, first_step, noised_latents
+from animatediff.control.init_latents import encode_frames, first_step, image_latents, noised_latents
 from animatediff.errors import AnimateDiffError
 from animatediff.families import OFFICIAL_DDIM
 from animatediff.image_models import Components
@@ -399,11 +399,16 @@ class AnimateDiffPipeline:
                 f"strength {init.strength} leaves none of the {sample.steps} steps to run (it runs "
                 f"int(steps × strength)); raise the strength or the steps."
             )
+        what = "an init video" if isinstance(init, InitVideo) else "an init image"
         if init is not None and (sample.free_init or sample.noise_shuffle):
-            raise AnimateDiffError("an init video sets the clip's starting latents itself; FreeInit and the noise "
-                                   "shuffle work on clips made from noise (leave them out).")  # fmt: skip
+            raise AnimateDiffError(f"{what} sets the clip's starting latents itself; FreeInit and the noise shuffle "
+                                   "work on clips made from noise (leave them out).")  # fmt: skip
         size = (sample.height, sample.width)
-        inputs = [("the init video", conditions.init.frames)] if conditions.init is not None else []
+        inputs = [("the init video", init.frames)] if isinstance(init, InitVideo) else []
+        if isinstance(init, InitImage):
+            images = [("the init image", init.first), ("the last image", init.last)]
+            inputs += [(name, image[None].expand(sample.frames, -1, -1, -1)) for name, image in images
+                       if image is not None]  # fmt: skip
         inputs += [(f"control video {number}", control.frames)
                    for number, control in enumerate(conditions.controlnets, start=1)]  # fmt: skip
         for name, frames in inputs:
@@ -439,7 +444,10 @@ class AnimateDiffPipeline:
         if init is not None:
             self.scheduler.set_timesteps(sample.steps, device=self.device)
             start = first_step(sample.steps, init.strength) * self.scheduler.order
-            latents = encode_frames(self.vae, init.frames, generator).float()
+            if isinstance(init, InitVideo):
+                latents = encode_frames(self.vae, init.frames, generator).float()
+            else:
+                latents = image_latents(self.vae, init, sample.frames, generator)
             return noised_latents(latents, self.scheduler, self.scheduler.timesteps[start], generator)
         factor = self.vae_scale_factor
         channels = self.unet.unet.config.in_channels

@@ -41,7 +41,7 @@ TIME_KEYS = {  # long videos and prompt travel (animatediff-cli-prompt-travel's 
 }  # fmt: skip
 CONTROL_KEYS = {  # video to video, ControlNet, IP-Adapter (the command line's flags, as keys)
     "init_video", "strength", "stride", "controlnet", "control_video", "control_start", "control_end", "guess_mode",
-    "ip_adapter", "ip_image", "image_encoder",
+    "ip_adapter", "ip_image", "image_encoder", "init_image", "init_strength", "init_falloff", "last_image",
 }  # fmt: skip
 ENTRY_KEYS = {
     "inference_config", "motion_module", "motion_module_lora_configs", "adapter_lora_path", "adapter_lora_scale",
@@ -260,7 +260,7 @@ def _path_and_scale(entry: _Entry, field: str, text) -> tuple[Path | None, float
 def _control(entry: _Entry) -> ControlSpec:
     """`init_video`, `strength`, `stride`, `controlnet` + `control_video` (one each or lists in the same
     order), `control_start`, `control_end`, `guess_mode`, `ip_adapter` (PATH[:SCALE]), `ip_image`,
-    `image_encoder`: the command line's flags as keys."""
+    `image_encoder`, `init_image`, `init_strength`, `init_falloff`, `last_image`: the command line's flags as keys."""
     values = entry.values
     nets = [_path_and_scale(entry, "controlnet", text) for text in entry.strings("controlnet", [])]
     videos = [entry.path("control_video", text) for text in entry.strings("control_video", [])]
@@ -269,7 +269,8 @@ def _control(entry: _Entry) -> ControlSpec:
                          f"{len(nets)} and {len(videos)}.")  # fmt: skip
     ip_adapter, ip_scale = _path_and_scale(entry, "ip_adapter", values["ip_adapter"]) if "ip_adapter" in values else (
         None, 1.0)  # fmt: skip
-    numbers = {name: entry.number(name, float, None) for name in ("strength", "control_start", "control_end")
+    numbers = {name: entry.number(name, float, None)
+               for name in ("strength", "control_start", "control_end", "init_strength", "init_falloff")
                if values.get(name) is not None}  # fmt: skip
     if values.get("stride") is not None:
         numbers["stride"] = entry.number("stride", int, 1)
@@ -278,7 +279,8 @@ def _control(entry: _Entry) -> ControlSpec:
                            controlnets=tuple(ControlNetSpec(path, scale, video) for (path, scale), video
                                              in zip(nets, videos, strict=True)),
                            ip_adapter=ip_adapter, ip_adapter_scale=ip_scale, ip_image=entry.path("ip_image"),
-                           image_encoder=entry.path("image_encoder"), **numbers)  # fmt: skip
+                           image_encoder=entry.path("image_encoder"), init_image=entry.path("init_image"),
+                           last_image=entry.path("last_image"), **numbers)  # fmt: skip
     except ConfigError as error:
         raise ConfigError(f"{entry.config}, entry {entry.index}: {error}") from error
 

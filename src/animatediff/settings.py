@@ -283,11 +283,16 @@ class ControlSpec:
     ip_adapter_scale: float = 1.0
     ip_image: Path | None = None
     image_encoder: Path | None = None
+    init_image: Path | None = None
+    last_image: Path | None = None
+    init_strength: float = 0.75
+    init_falloff: float = 32.0
 
     def __post_init__(self):
         object.__setattr__(self, "controlnets", tuple(self.controlnets))
-        for name in ("strength", "control_start", "control_end", "ip_adapter_scale"):
+        for name in ("strength", "control_start", "control_end", "ip_adapter_scale", "init_strength", "init_falloff"):
             check_finite(getattr(self, name), name)
+        self._check_init_image()
         for controlnet in self.controlnets:
             check_finite(controlnet.scale, f"the scale of ControlNet {controlnet.path}")
         if not 0 < self.strength <= 1:
@@ -300,9 +305,20 @@ class ControlSpec:
         if (self.ip_adapter is None) != (self.ip_image is None):
             raise ConfigError("an IP-Adapter and its image go together: give both --ip-adapter and --ip-image.")
 
+    def _check_init_image(self) -> None:
+        if self.init_image is not None and self.init_video is not None:
+            raise ConfigError("an init image and an init video both give the clip's start; give one of them.")
+        if self.last_image is not None and self.init_image is None:
+            raise ConfigError("a last image goes with an init image (--init-image).")
+        if not 0 < self.init_strength <= 1:
+            raise ConfigError(f"init_strength must be more than 0 and at most 1; got {self.init_strength}.")
+        if self.init_falloff <= 0:
+            raise ConfigError(f"init_falloff must be more than 0 frames; got {self.init_falloff}.")
+
     @property
     def given(self) -> bool:
-        return self.init_video is not None or bool(self.controlnets) or self.ip_adapter is not None
+        return (self.init_video is not None or self.init_image is not None or bool(self.controlnets)
+                or self.ip_adapter is not None)  # fmt: skip
 
     def encoder_folder(self) -> Path | None:
         """The CLIP image encoder folder: the one given, else `image_encoder/` beside the IP-Adapter file."""
@@ -312,7 +328,8 @@ class ControlSpec:
 
     def check(self) -> None:
         """Fail early, naming the file, if an input is missing."""
-        files = [("init video", self.init_video), ("ip-adapter", self.ip_adapter), ("ip image", self.ip_image)]
+        files = [("init video", self.init_video), ("ip-adapter", self.ip_adapter), ("ip image", self.ip_image),
+                 ("init image", self.init_image), ("last image", self.last_image)]
         files += [(what, path) for c in self.controlnets for what, path in (("controlnet", c.path),
                                                                               ("control video", c.video))]  # fmt: skip
         for what, path in files:
@@ -336,6 +353,9 @@ class ControlSpec:
                                   for c in self.controlnets]}  # fmt: skip
         if self.init_video is not None:
             record["strength"] = self.strength
+        if self.init_image is not None:
+            record.update(init_image=absolute(self.init_image), last_image=absolute(self.last_image),
+                          init_strength=self.init_strength, init_falloff=self.init_falloff)  # fmt: skip
         if self.controlnets:
             record.update(control_start=self.control_start, control_end=self.control_end, guess_mode=self.guess_mode)
         if self.ip_adapter is not None:

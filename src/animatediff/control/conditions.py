@@ -1,4 +1,4 @@
-"""The conditions of one clip: an init video, ControlNets with their control frames, an image prompt."""
+"""The conditions of one clip: an init video or image, ControlNets with their control frames, an image prompt."""
 
 from __future__ import annotations
 
@@ -15,6 +15,26 @@ class InitVideo:
 
     frames: torch.Tensor
     strength: float = 0.6
+
+
+@dataclass(frozen=True)
+class InitImage:
+    """Image to video without SparseCtrl, as the A1111 extension does it: `first` (3 H W in [0, 1], the clip's
+    size) blended into each frame's starting latents with a weight 1 − i / `falloff` at frame i (never below
+    0), `last` likewise from the end; the rest random; then noised to `strength` as video-to-video."""
+
+    first: torch.Tensor
+    last: torch.Tensor | None = None
+    strength: float = 0.75
+    falloff: float = 32.0
+
+    def weights(self, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each frame's weight of the first and of the last image (summing to at most 1)."""
+        index = torch.arange(frames, dtype=torch.float32)
+        first = (1 - index / self.falloff).clamp(min=0)
+        last = (1 - index.flip(0) / self.falloff).clamp(min=0) if self.last is not None else torch.zeros(frames)
+        total = (first + last).clamp(min=1)
+        return first / total, last / total
 
 
 @dataclass(frozen=True)
@@ -47,7 +67,7 @@ class ImagePrompt:
 class Conditions:
     """Everything besides text that conditions one clip (each part optional)."""
 
-    init: InitVideo | None = None
+    init: InitVideo | InitImage | None = None
     controlnets: tuple[ControlNetInput, ...] = ()
     image_prompt: ImagePrompt | None = None
 

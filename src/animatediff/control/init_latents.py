@@ -1,6 +1,7 @@
 """Video-to-video as diffusers' `AnimateDiffVideoToVideoPipeline` computes it: the input frames through
 the VAE (a posterior sample drawn from the clip's generator), scaled, noised with the scheduler's
-`add_noise` to the first timestep that `strength` leaves, and denoised from there."""
+`add_noise` to the first timestep that `strength` leaves, and denoised from there. An init image takes
+the same road from latents that blend it (and a last image) into random ones frame by frame."""
 
 from __future__ import annotations
 
@@ -26,6 +27,18 @@ def encode_frames(vae: AutoencoderKL, frames: torch.Tensor, generator: torch.Gen
     pixels = frames.to(device=vae.device, dtype=vae.dtype) * 2 - 1
     latents = [vae.encode(part).latent_dist.sample(generator) for part in pixels.split(chunk)]
     return torch.cat(latents) * vae.config.scaling_factor
+
+
+@torch.no_grad()
+def image_latents(vae: AutoencoderKL, init, frames: int, generator: torch.Generator) -> torch.Tensor:
+    """Scaled frame latents (f c h w) for an `InitImage`: each frame the weighted first (and last) image's
+    latents (posterior samples from `generator`) plus random latents for the rest of the weight."""
+    images = torch.stack([init.first] + ([init.last] if init.last is not None else []))
+    encoded = encode_frames(vae, images, generator).float()
+    noise = torch.randn((frames, *encoded.shape[1:]), generator=generator, dtype=torch.float32).to(encoded.device)
+    first, last = (w.to(encoded.device)[:, None, None, None] for w in init.weights(frames))
+    blend = first * encoded[0] + (last * encoded[1] if init.last is not None else 0)
+    return blend + (1 - first - last) * noise
 
 
 def noised_latents(latents: torch.Tensor, scheduler: SchedulerMixin, timestep: torch.Tensor,
