@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -171,6 +172,22 @@ def test_distill_stage_trains_the_student_alone_and_generate_runs_it_as_its_fami
     assert settings["family"] == {"name": "distilled", "decided_by": "metadata: animatediff.family = distilled"}
     assert (settings["steps"], settings["guidance_scale"], settings["scheduler"]["name"]) == (4, 1.0, "lcm")
     assert [entry["path"] for entry in settings["loras"]] == [str((run.result / "image_lora.safetensors").resolve())]
+
+
+def test_a_distill_run_cut_after_its_first_checkpoint_resumes_to_the_same_student(
+    tmp_path, tiny_base, videos, tiny_motion_module_file
+):
+    config = write_config(tmp_path, tiny_base, videos, "distill", motion_module=str(tiny_motion_module_file),
+                          lora_rank=2, train={"steps": 4, "checkpoint_every": 2, "solver_steps": 10})  # fmt: skip
+    run = train(load_train_config(config))
+    reference = {name: load_file(run.result / name) for name in ("motion_module.safetensors", "image_lora.safetensors")}
+    shutil.rmtree(run.result)  # as if the run had been killed after its step-2 checkpoint
+    shutil.rmtree(run.result.parent / "checkpoints" / "step-0000004")
+    resumed = train(load_train_config(config), resume=True)
+    assert resumed.steps == 2  # from the step-2 checkpoint, not from the start
+    for name, expected in reference.items():
+        final = load_file(resumed.result / name)
+        assert all(torch.equal(final[key], value) for key, value in expected.items()), name
 
 
 def test_consistency_loss_is_the_distance_to_the_teachers_next_point(tiny_base):
