@@ -95,6 +95,8 @@ class ModelSpec:
             from animatediff.formats import module_header, motion_module_family
 
             header = module_header(self.motion_module)
+            if header.levels == 0:  # not a motion module: loading says what it is
+                return replace(self, family=override, family_rule="--family" if override else None)
             release, rule = motion_module_family(self.motion_module, override, header)
             companion = None if header.image_lora is None else Path(self.motion_module).parent / header.image_lora
             if companion is not None and all(Path(p).resolve() != companion.resolve() for p, _ in loras):
