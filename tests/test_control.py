@@ -367,7 +367,7 @@ def bad_inputs(tmp_path_factory, tiny_base):
         (["--init-video", "{inputs}/input.mp4", "--strength", "0"], "strength must be more than 0 and at most 1"),
         (["--init-video", "{inputs}/input.mp4", "--strength", "1.5"], "strength must be more than 0 and at most 1"),
         (["--init-video", "{inputs}/input.mp4", "--strength", "0.2"], "strength 0.2 leaves none of the 2 steps"),
-        (["--strength", "0.5"], "need an --init-video, a --controlnet or an --ip-adapter"),
+        (["--strength", "0.5"], "need an --init-video, an --init-image, a --controlnet or an --ip-adapter"),
         (["--ip-adapter", "{inputs}/ip-adapter.safetensors"], "give both --ip-adapter and --ip-image"),
         (["--ip-adapter", "{inputs}/ip-adapter.safetensors", "--ip-image", "{inputs}/look.png", "--image-encoder",
           "{bad}/empty"], "expected a CLIP vision model folder"),
