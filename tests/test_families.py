@@ -13,7 +13,13 @@ from safetensors.torch import save_file
 from animatediff import load_base, load_motion_module, read_video, save_motion_module
 from animatediff.cli import main
 from animatediff.families import FAMILIES, resolve
-from animatediff.formats import module_header, motion_module_family, official_to_diffusers, to_motion_adapter
+from animatediff.formats import (
+    module_header,
+    motion_module_family,
+    motion_module_table,
+    official_to_diffusers,
+    to_motion_adapter,
+)
 from animatediff.loading import build_pipeline
 from animatediff.settings import ModelSpec
 from helpers import random_motion_module, tiny_config
@@ -47,6 +53,7 @@ def test_each_rule_decides_the_release_in_its_order(tmp_path):
     assert motion_module_family(renamed, "lightning-8") == (FAMILIES["lightning-8"], "--family")
     lcm = animatelcm_file(tmp_path, name="renamed.ckpt")  # no position table: its weights alone tell
     assert module_header(lcm).max_frames is None
+    assert motion_module_table(lcm) == load_motion_module(lcm).config.max_frames == 64  # the table it loads with
     assert motion_module_family(lcm) == (FAMILIES["animatelcm"], "weights: no position table")
     module = random_motion_module(tiny_config(mid_block=True))
     stated = save_motion_module(module, tmp_path / "x_lightning_2step.safetensors", family="lightning-1")

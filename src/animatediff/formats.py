@@ -530,20 +530,14 @@ def load_motion_module(path: str | os.PathLike, **overrides) -> MotionModule:
 
 def motion_module_table(path: str | os.PathLike) -> int:
     """The length of a motion module's position table (the most frames one pass can take), read without
-    loading the module: a MotionAdapter's config, a safetensors header, or a memory-mapped `.ckpt`."""
+    loading the module (`module_header`); a file that stores no table has its release's length, as loading
+    gives it (AnimateLCM's 64)."""
     path = Path(path)
-    if path.is_dir():
-        config = read_json(path / "config.json", "MotionAdapter's config")
-        return int(config.get("motion_max_seq_length", MotionModuleConfig.max_frames))
-    if _is_safetensors(path):
-        stated = _saved_config(path)
-        if "max_frames" in stated:
-            return int(stated["max_frames"])
-        shapes = _safetensors_shapes(path)
-    else:
-        shapes = {key: tuple(value.shape) for key, value in _mapped_checkpoint(path).items()}
-    tables = [shape[1] for key, shape in shapes.items() if key.endswith(("pos_encoder.pe", "pos_embed.pe"))]
-    return tables[0] if tables else MotionModuleConfig.max_frames
+    stated = {} if path.is_dir() else _saved_config(path)
+    if "max_frames" in stated:
+        return int(stated["max_frames"])
+    header = module_header(path)
+    return header.max_frames or detect(header.levels, header.mid_block, None).max_frames
 
 
 def _safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
