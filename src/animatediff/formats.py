@@ -41,13 +41,15 @@ _MODULE_KEY = re.compile(r"^(down_blocks\.(\d+)|up_blocks\.(\d+)|mid_block)\.mot
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Tensors of a `.safetensors` or `.ckpt`/`.pt`/`.pth` file, never running pickled code.
 
-    The format is told from the bytes, not the extension. A checkpoint nested under `state_dict` is
-    unwrapped; non-tensor entries (such as an `animatediff_config`) are dropped.
+    The format is told from the bytes, not the extension. A checkpoint nested under `state_dict` (or
+    `controlnet`, as the official SparseCtrl files) is unwrapped; non-tensor entries (such as an
+    `animatediff_config`) are dropped.
     """
     path = _checkpoint_file(path)
     content = _read_safetensors(path) if _is_safetensors(path) else _read_pickle(path)
-    if isinstance(content, dict) and isinstance(content.get("state_dict"), dict):
-        content = content["state_dict"]
+    for wrapper in ("state_dict", "controlnet"):
+        if isinstance(content, dict) and isinstance(content.get(wrapper), dict):
+            content = content[wrapper]
     if not isinstance(content, dict):
         raise CheckpointError(f"{path}: expected a dictionary of tensors, found {type(content).__name__}.")
     return {key: value for key, value in content.items() if isinstance(key, str) and isinstance(value, torch.Tensor)}
@@ -192,6 +194,8 @@ class Kind(StrEnum):
     IMAGE_LORA = "image_lora"
     IMAGE_MODEL = "image_model"
     IMAGE_UNET = "image_unet"
+    SPARSECTRL = "sparsectrl"
+    CONTROLNET = "controlnet"
     UNKNOWN = "unknown"
 
 
@@ -213,6 +217,8 @@ KIND_NAMES = {
     Kind.IMAGE_LORA: "an image LoRA",
     Kind.IMAGE_MODEL: "a diffusers image model folder",
     Kind.IMAGE_UNET: "an image UNet (a personalized model's or a base's)",
+    Kind.SPARSECTRL: "a SparseCtrl encoder",
+    Kind.CONTROLNET: "a ControlNet",
     Kind.UNKNOWN: "not a checkpoint kind this package knows",
 }
 
@@ -238,6 +244,10 @@ def classify_keys(keys: list[str]) -> CheckpointInfo:
     """Name the kind and layout of a state dict from its keys alone."""
     joined = "\n".join(keys)
     is_lora = "_lora.down." in joined or ".lora_down." in joined or ".lora_A." in joined or ".lora.down." in joined
+    if "controlnet_cond_embedding." in joined or "control_model.input_hint_block." in joined:
+        official = "motion_modules." not in joined or "temporal_transformer." in joined
+        kind = Kind.SPARSECTRL if "motion_modules." in joined else Kind.CONTROLNET
+        return CheckpointInfo(kind, Layout.OFFICIAL if official else Layout.DIFFUSERS)
     if "motion_modules." in joined:
         official = "temporal_transformer." in joined or "temporal_convolution." in joined
         layout = Layout.OFFICIAL if official else Layout.DIFFUSERS
@@ -304,6 +314,10 @@ def identify(path: str | os.PathLike) -> CheckpointInfo:
         info.details.update(version=release.name, detected_by=rule, sampling=release.sampling(), **config.to_dict())
     elif info.kind in (Kind.MOTION_LORA, Kind.DOMAIN_ADAPTER):
         info.details.update(_lora_summary(state_dict))
+    elif info.kind == Kind.SPARSECTRL:
+        from animatediff.control.sparsectrl import describe
+
+        info.details.update(describe(path))
     return info
 
 
@@ -313,6 +327,12 @@ def _identify_folder(path: Path) -> CheckpointInfo:
         config = read_json(config_file, "model folder's config")
         if config.get("_class_name") == "MotionAdapter":
             return CheckpointInfo(Kind.MOTION_MODULE, Layout.DIFFUSERS, {"folder": True})
+        if config.get("_class_name") == "SparseControlNetModel":
+            from animatediff.control.sparsectrl import describe
+
+            return CheckpointInfo(Kind.SPARSECTRL, Layout.DIFFUSERS, {"folder": True, **describe(path)})
+        if config.get("_class_name") == "ControlNetModel":
+            return CheckpointInfo(Kind.CONTROLNET, Layout.DIFFUSERS, {"folder": True})
         if config.get("_class_name") == "UNet2DConditionModel":
             widths = config.get("block_out_channels")
             return CheckpointInfo(Kind.IMAGE_UNET, Layout.DIFFUSERS, {"folder": True, "block_out_channels": widths})

@@ -45,6 +45,7 @@ class MotionModuleConfig:
     mid_block: bool = True
     num_attention_heads: int = 8
     num_transformer_blocks: int = 1
+    self_attentions: int = 2  # per transformer block (SparseCtrl's encoder has 1)
     max_frames: int = 32
     position_encoding: bool = True
     norm_num_groups: int = 32
@@ -125,15 +126,16 @@ class TemporalAttention(nn.Module):
 
 
 class TemporalTransformerBlock(nn.Module):
-    """Two pre-norm temporal self-attentions, then a pre-norm GEGLU feed-forward, each residual."""
+    """Two (`self_attentions`) pre-norm temporal self-attentions, then a pre-norm GEGLU feed-forward, each
+    residual."""
 
     def __init__(self, dim: int, config: MotionModuleConfig):
         super().__init__()
         self.attention_blocks = nn.ModuleList(
             TemporalAttention(dim, config.num_attention_heads, config.max_frames, config.position_encoding)
-            for _ in range(2)
+            for _ in range(config.self_attentions)
         )
-        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(2))
+        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(config.self_attentions))
         self.ff = FeedForward(dim, activation_fn="geglu")
         self.ff_norm = nn.LayerNorm(dim)
 

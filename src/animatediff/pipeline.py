@@ -327,7 +327,7 @@ class AnimateDiffPipeline:
         the clip's control residuals, image prompt and SDXL conditioning; per-frame text states folded as it
         takes them; the guidance batch's halves one after the other with `split_guidance`."""
         conditions, added = controls.conditions, controls.added
-        residuals = control_residuals(conditions.controlnets, model_input, t, text_states, *step, frame_index)
+        residuals = control_residuals(conditions, model_input, t, text_states, *step, frame_index, motion_windows)
         image = conditions.image_prompt.embeds if conditions.image_prompt is not None else None
         if text_states.ndim == 4:  # b f n d
             text_states = rearrange(text_states, "b f n d -> (b f) n d")
@@ -390,8 +390,10 @@ class AnimateDiffPipeline:
     def check_conditions(self, conditions: Conditions, sample: Sample) -> None:
         """Refuse conditions that do not fit the clip: frames of another size or too few of them, a strength
         that leaves no step to run, time controls that an init video leaves no room for."""
-        if self.sdxl and (sample.prompt_map or conditions.controlnets or conditions.image_prompt is not None):
-            what = "a prompt map" if sample.prompt_map else "ControlNets" if conditions.controlnets else "an IP-Adapter"
+        controls = conditions.controlnets or conditions.sparsectrl is not None
+        if self.sdxl and (sample.prompt_map or controls or conditions.image_prompt is not None):
+            what = ("a prompt map" if sample.prompt_map else "ControlNets and SparseCtrl" if controls
+                    else "an IP-Adapter")  # fmt: skip
             raise AnimateDiffError(f"{what} with an SDXL base is not supported yet; use an SD1.x base for it.")
         init = conditions.init
         if init is not None and first_step(sample.steps, init.strength) >= sample.steps:
@@ -417,6 +419,21 @@ class AnimateDiffPipeline:
                     f"{name} has {len(frames)} frames of {frames.shape[3]}×{frames.shape[2]}; the clip needs "
                     f"{sample.frames} of {sample.width}×{sample.height}."
                 )
+        if conditions.sparsectrl is not None:
+            self._check_keyframes(conditions.sparsectrl, sample)
+
+    def _check_keyframes(self, sparse, sample: Sample) -> None:
+        """SparseCtrl keyframes must be what its encoder takes, at the clip's size and length."""
+        config = sparse.model.config
+        factor = self.vae_scale_factor if config.latent_condition else 1
+        wanted = (config.conditioning_channels, sample.height // factor, sample.width // factor)
+        what = "latents" if config.latent_condition else "images"
+        if tuple(sparse.keyframes.shape[1:]) != wanted or sparse.frames != sample.frames:
+            raise AnimateDiffError(
+                f"the SparseCtrl keyframes are {tuple(sparse.keyframes.shape[1:])} (channels, height, width) for "
+                f"{sparse.frames} frames; this {config.kind} SparseCtrl takes {what} of {wanted} for the clip's "
+                f"{sample.frames} frames."
+            )
 
     def text_states(self, sample: Sample) -> torch.Tensor:
         """The clip's text states: (1 or 2, tokens, dim), or with a prompt map one per frame (1 or 2, frames,

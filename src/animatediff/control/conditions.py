@@ -1,11 +1,16 @@
-"""The conditions of one clip: an init video or image, ControlNets with their control frames, an image prompt."""
+"""The conditions of one clip: an init video or image, ControlNets with their control frames, SparseCtrl keyframes,
+an image prompt."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from diffusers import ControlNetModel
+
+if TYPE_CHECKING:
+    from animatediff.control.sparsectrl import SparseCtrlInput
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class Conditions:
     init: InitVideo | InitImage | None = None
     controlnets: tuple[ControlNetInput, ...] = ()
     image_prompt: ImagePrompt | None = None
+    sparsectrl: SparseCtrlInput | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "controlnets", tuple(self.controlnets))

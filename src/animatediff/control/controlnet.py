@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from einops import rearrange, repeat
 
-from animatediff.control.conditions import ControlNetInput
+from animatediff.control.conditions import Conditions, ControlNetInput
 
 
 @dataclass
@@ -54,13 +54,18 @@ def _run(control: ControlNetInput, model_input: torch.Tensor, t, text_states: to
     return Residuals(list(down), mid)
 
 
-def control_residuals(controls: tuple[ControlNetInput, ...], model_input: torch.Tensor, t, text_states: torch.Tensor,
-                      step: int, steps: int, frame_index: torch.Tensor | None = None) -> Residuals | None:  # fmt: skip
-    """The summed residuals of the ControlNets active at `step` of `steps` for `model_input` (b c f h w,
-    the guidance batch), or None when none is. `frame_index`: which of the clip's frames `model_input`
-    holds (a context window), None for all of them."""
+def control_residuals(conditions: Conditions, model_input: torch.Tensor, t, text_states: torch.Tensor,
+                      step: int, steps: int, frame_index: torch.Tensor | None = None,
+                      windows=None) -> Residuals | None:  # fmt: skip
+    """The summed residuals of the clip's SparseCtrl and of its ControlNets active at `step` of `steps` for
+    `model_input` (b c f h w, the guidance batch), or None when none acts. `frame_index`: which of the
+    clip's frames `model_input` holds (a context window), None for all of them; `windows`: the motion
+    modules' context windows (SparseCtrl's encoder has motion modules of its own)."""
     total = None
-    for control in controls:
+    if conditions.sparsectrl is not None:
+        text = _per_frame_text(text_states, model_input.shape[2])
+        total = conditions.sparsectrl.residuals(model_input, t, text, frame_index, windows)
+    for control in conditions.controlnets:
         if not control.active(step, steps):
             continue
         residuals = _run(control, model_input, t, text_states, frame_index)
