@@ -277,3 +277,142 @@ def test_normalized_condition_images_are_grey_and_stretched():
     normalized = normalize_condition(images)
     assert torch.equal(normalized[:, 0], normalized[:, 1]) and torch.equal(normalized[:, 0], normalized[:, 2])
     assert normalized[0].max() == 1 and normalized[0].min() == 0 and normalized[1].min() == 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# The command line and official prompt configs
+
+
+@pytest.fixture(scope="module")
+def cli_files(tmp_path_factory, models):
+    """An official-layout RGB SparseCtrl (.ckpt under `controlnet`, per-frame motion GroupNorm as the
+    official encoders), a scribble one, two keyframe images and the conftest's base and motion module."""
+    folder = tmp_path_factory.mktemp("sparse_cli")
+    unet = load_base(models[0]).unet
+    rgb = random_sparsectrl(models[0], "rgb", over_frames=False)
+    torch.save({"controlnet": rgb.official_state_dict()}, folder / "v3_sd15_sparsectrl_rgb.ckpt")
+    save_sparsectrl(random_sparsectrl(models[0], "scribble", over_frames=False), folder / "scribble.safetensors")
+    rng = np.random.default_rng(1)
+    for name in ("first.png", "last.png"):
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(folder / name)
+    (folder / "notes.txt").write_text("not an image")
+    del unet
+    return folder
+
+
+def run_cli(tiny_base, tiny_motion_module_file, *extra) -> int:
+    from animatediff.cli import main
+
+    return main(["generate", "a red circle", "--base", str(tiny_base), "--motion-module", str(tiny_motion_module_file),
+                 "--frames", "6", "--steps", "3", "--seed", "4", "--width", "32", "--height", "32",
+                 *map(str, extra)])  # fmt: skip
+
+
+def read_frames_folder(folder) -> np.ndarray:
+    return np.stack([np.asarray(Image.open(path)) for path in sorted(folder.glob("*.png"))]).astype(int)
+
+
+def test_cli_keyframes_match_the_library_and_are_recorded(tiny_base, tiny_motion_module_file, cli_files, tmp_path):
+    import json
+
+    from animatediff import load_motion_module
+    from animatediff.media import read_image
+
+    ckpt = cli_files / "v3_sd15_sparsectrl_rgb.ckpt"
+    assert run_cli(tiny_base, tiny_motion_module_file, "--sparsectrl", f"{ckpt}:0.8", "--control-image",
+                   f"0:{cli_files / 'first.png'}", f"--control-image=-1:{cli_files / 'last.png'}",
+                   "-o", tmp_path / "flags") == 0  # fmt: skip
+    pipeline = AnimateDiffPipeline.from_components(load_base(tiny_base), load_motion_module(tiny_motion_module_file))
+    images = torch.stack([as_tensor(read_image(cli_files / name, "", (32, 32), crop_like_official)[None])[0]
+                          for name in ("first.png", "last.png")])  # fmt: skip
+    sparse = SparseCtrlInput(load_sparsectrl(ckpt, pipeline.unet.unet), images, (0, -1), 6, 0.8, encode=True)
+    clip = pipeline("a red circle", num_frames=6, steps=3, seed=4, height=32, width=32, progress=False,
+                    conditions=Conditions(sparsectrl=sparse))  # fmt: skip
+    assert np.abs(read_frames_folder(tmp_path / "flags") - clip.astype(int)).max() <= 1
+    settings = json.loads((tmp_path / "flags.json").read_text())
+    assert settings["sparsectrl"]["path"] == str(ckpt.resolve()) and settings["sparsectrl"]["scale"] == 0.8
+    assert settings["control_frames"] == [0, -1] and settings["control_images"][1] == str(cli_files / "last.png")
+    assert "right after its initial noise" in settings["keyframe_noise"]
+
+
+def test_the_official_prompt_config_runs_unchanged(tiny_base, tiny_motion_module_file, cli_files, tmp_path):
+    import yaml
+
+    settings = {"controlnet_additional_kwargs": {"set_noisy_sample_input_to_zero": True,
+                                                 "use_simplified_condition_embedding": True,
+                                                 "conditioning_channels": 4, "use_motion_module": True,
+                                                 "motion_module_resolutions": [1, 2, 4, 8],
+                                                 "motion_module_mid_block": False, "motion_module_type": "Vanilla",
+                                                 "motion_module_kwargs": {"num_attention_heads": 8}}}  # fmt: skip
+    (tmp_path / "latent_condition.yaml").write_text(yaml.safe_dump(settings))
+    entry = {"motion_module": str(tiny_motion_module_file), "controlnet_config": "latent_condition.yaml",
+             "controlnet_path": str(cli_files / "v3_sd15_sparsectrl_rgb.ckpt"), "controlnet_image_indexs": [0, -1],
+             "controlnet_images": [str(cli_files / "first.png"), str(cli_files / "last.png")],
+             "H": 32, "W": 32, "L": 6, "seed": [4], "steps": 3, "guidance_scale": 7.5, "prompt": ["a red circle"],
+             "n_prompt": [""]}  # fmt: skip
+    (tmp_path / "prompts.yaml").write_text(yaml.safe_dump([entry]))
+    from animatediff.cli import main
+
+    assert main(["generate", "--base", str(tiny_base), "--config", str(tmp_path / "prompts.yaml"), "--output-dir",
+                 str(tmp_path / "out"), "--format", "png"]) == 0  # fmt: skip
+    assert run_cli(tiny_base, tiny_motion_module_file, "--sparsectrl", cli_files / "v3_sd15_sparsectrl_rgb.ckpt",
+                   "--control-image", f"0:{cli_files / 'first.png'}", f"--control-image=-1:{cli_files / 'last.png'}",
+                   "-o", tmp_path / "flags") == 0  # fmt: skip
+    (made,) = [path for path in (tmp_path / "out").iterdir() if path.is_dir()]
+    assert np.array_equal(read_frames_folder(made), read_frames_folder(tmp_path / "flags"))
+
+
+def test_control_latents_replace_the_encoding(tiny_base, tiny_motion_module_file, cli_files, tmp_path):
+    from animatediff import load_motion_module
+
+    latents = np.random.default_rng(3).standard_normal((2, 4, 16, 16)).astype(np.float32)
+    np.save(tmp_path / "latents.npy", latents)
+    ckpt = cli_files / "v3_sd15_sparsectrl_rgb.ckpt"
+    assert run_cli(tiny_base, tiny_motion_module_file, "--sparsectrl", ckpt, "--control-latents",
+                   tmp_path / "latents.npy", "--control-frames", "0,5", "-o", tmp_path / "lat") == 0  # fmt: skip
+    pipeline = AnimateDiffPipeline.from_components(load_base(tiny_base), load_motion_module(tiny_motion_module_file))
+    sparse = SparseCtrlInput(load_sparsectrl(ckpt, pipeline.unet.unet), torch.from_numpy(latents), (0, 5), 6)
+    clip = pipeline("a red circle", num_frames=6, steps=3, seed=4, height=32, width=32, progress=False,
+                    conditions=Conditions(sparsectrl=sparse))  # fmt: skip
+    assert np.abs(read_frames_folder(tmp_path / "lat") - clip.astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--sparsectrl", "rgb.ckpt", "--control-image", "6:first.png"], "keyframe index 6 is outside the clip's 6"),
+        (["--sparsectrl", "rgb.ckpt", "--control-image=-7:first.png"], "keyframe index -7 is outside"),
+        (["--sparsectrl", "rgb.ckpt", "--control-image", "0:notes.txt"], "control image notes.txt: not an image"),
+        (["--sparsectrl", "rgb.ckpt", "--control-image", "0:missing.png"], "control image missing.png: no such file"),
+        (["--sparsectrl", "cn.safetensors", "--control-image", "0:first.png"], "this file is a ControlNet (give it"),
+        (["--sparsectrl", "lora.safetensors", "--control-image", "0:first.png"], "this file is an image LoRA, not a"),
+        (["--sparsectrl", "wide.safetensors", "--control-image", "0:first.png"], "was made for an image UNet with"),
+        (["--sparsectrl", "scribble.safetensors", "--control-latents", "latents.npy"], "scribble SparseCtrl takes"),
+        (["--sparsectrl", "rgb.ckpt", "--control-latents", "bad.npy"], "control latents bad.npy: expected floats of"),
+        (["--control-image", "0:first.png"], "give the SparseCtrl encoder with --sparsectrl"),
+        (["--sparsectrl", "rgb.ckpt"], "needs keyframes: --control-image FRAME:PATH"),
+        (["--sparsectrl", "rgb.ckpt", "--control-image", "first.png"], "expected FRAME:PATH with a whole-number"),
+    ],
+)
+def test_bad_sparsectrl_inputs_exit_2_naming_the_value(tiny_base, tiny_motion_module_file, cli_files, tmp_path,
+                                                       monkeypatch, capsys, extra, message):  # fmt: skip
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("first.png", "notes.txt", "scribble.safetensors"):
+        (tmp_path / name).write_bytes((cli_files / name).read_bytes())
+    (tmp_path / "rgb.ckpt").write_bytes((cli_files / "v3_sd15_sparsectrl_rgb.ckpt").read_bytes())
+    np.save(tmp_path / "latents.npy", np.zeros((1, 4, 16, 16), np.float32))
+    np.save(tmp_path / "bad.npy", np.zeros((1, 3, 16), np.float32))
+    unet = load_base(tiny_base).unet
+    if "cn.safetensors" in extra:
+        controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32))
+        save_state_dict({k: v.contiguous() for k, v in controlnet.state_dict().items()}, tmp_path / "cn.safetensors")
+    save_state_dict({"lora_unet_down.lora_down.weight": torch.zeros(4, 8)}, tmp_path / "lora.safetensors")
+    if "wide.safetensors" in extra:
+        wide = UNet2DConditionModel(block_out_channels=(64, 64), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+                                    down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), cross_attention_dim=32,
+                                    norm_num_groups=32, sample_size=8)  # fmt: skip
+        save_sparsectrl(build_sparsectrl(wide, SparseCtrlConfig()), tmp_path / "wide.safetensors")
+    assert run_cli(tiny_base, tiny_motion_module_file, *extra, "-o", "x.gif") == 2
+    assert message in capsys.readouterr().err

@@ -98,6 +98,26 @@ def iterations(text: str) -> int:
     return value
 
 
+def frame_and_path(text: str) -> tuple[int, str]:
+    """`FRAME:PATH` → (frame, path); a negative frame counts from the clip's end."""
+    frame, colon, path = text.partition(":")
+    try:
+        number = int(frame)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected FRAME:PATH with a whole-number frame, got {text!r}") from None
+    if not colon or not path:
+        raise argparse.ArgumentTypeError(f"the image of keyframe {number} is missing; expected FRAME:PATH")
+    return number, path
+
+
+def frame_list(text: str) -> tuple[int, ...]:
+    """`0,8,15` → the frames (negative ones count from the clip's end)."""
+    try:
+        return tuple(int(item) for item in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole-number frames separated by commas, got {text!r}") from None
+
+
 def keyframe(text: str) -> tuple[int, str]:
     """`FRAME:TEXT` → (frame, prompt); a negative frame counts from the clip's end."""
     frame, colon, prompt = text.partition(":")
@@ -264,7 +284,8 @@ def _time_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _control_arguments(parser: argparse.ArgumentParser) -> None:
     control = parser.add_argument_group(
-        "video to video, ControlNet, IP-Adapter (with --config: given flags replace every entry's own)",
+        "video to video, ControlNet, IP-Adapter, image to video (init image, SparseCtrl) (with --config: given "
+        "flags replace every entry's own)",
         "videos: any file PyAV reads or a folder of per-frame images, resized to cover the clip and "
         "centre-cropped; frames taken from the first",
     )
@@ -295,6 +316,19 @@ def _control_arguments(parser: argparse.ArgumentParser) -> None:
     control.add_argument("--init-falloff", type=finite_number, metavar="FRAMES", help="the image's weight falls "
                          "from 1 to 0 over this many frames (default: 32)")  # fmt: skip
     control.add_argument("--last-image", help="end the clip on this image, blended in the same way from the end")
+    control.add_argument("--sparsectrl", type=path_and_scale, metavar="PATH[:SCALE]",
+                         help="a SparseCtrl encoder (RGB or scribble; official .ckpt/.safetensors or diffusers "
+                         "folder) steered by keyframes")  # fmt: skip
+    control.add_argument("--control-image", type=frame_and_path, action="append", default=[], metavar="FRAME:PATH",
+                         help="a SparseCtrl keyframe: the image (scribbles: white lines on black) at FRAME (negative: "
+                         "from the end, as --control-image=-1:PATH), repeatable; cropped to the clip's aspect ratio "
+                         "and resized")  # fmt: skip
+    control.add_argument("--control-latents", metavar="FILE.npy", help="precomputed RGB keyframe latents, (keyframes, "
+                         "4, h, w) scaled by the VAE's scaling factor, instead of --control-image")  # fmt: skip
+    control.add_argument("--control-frames", type=frame_list, metavar="I,J,…", help="the frames of the "
+                         "--control-latents (default: 0, 1, …)")  # fmt: skip
+    control.add_argument("--normalize-condition-images", action="store_true", help="turn control images grey and "
+                         "stretch them to [0, 1] (the official key of that name)")  # fmt: skip
 
 
 def _control_spec(args: argparse.Namespace) -> ControlSpec | None:
@@ -308,10 +342,17 @@ def _control_spec(args: argparse.Namespace) -> ControlSpec | None:
     controlnets = tuple(ControlNetSpec(resolve(path, "--controlnet"), scale, Path(video))
                         for (path, scale), video in zip(args.controlnet, args.control_video, strict=True))  # fmt: skip
     ip_adapter, ip_scale = args.ip_adapter or (None, 1.0)
+    sparsectrl, sparse_scale = args.sparsectrl or (None, 1.0)
+    if args.control_image and args.control_frames:
+        raise ConfigError("--control-frames places --control-latents; each --control-image gives its own FRAME.")
     spec = ControlSpec(init_video=_path(args.init_video), controlnets=controlnets, guess_mode=args.guess_mode,
                        ip_adapter=_path(ip_adapter), ip_adapter_scale=ip_scale, ip_image=_path(args.ip_image),
                        image_encoder=_path(args.image_encoder), init_image=_path(args.init_image),
-                       last_image=_path(args.last_image), **values)  # fmt: skip
+                       last_image=_path(args.last_image), sparsectrl=resolve(sparsectrl, "--sparsectrl"),
+                       sparsectrl_scale=sparse_scale, control_images=tuple(Path(p) for _, p in args.control_image),
+                       control_frames=tuple(f for f, _ in args.control_image) or args.control_frames or (),
+                       control_latents=_path(args.control_latents),
+                       normalize_condition_images=args.normalize_condition_images, **values)  # fmt: skip
     if not spec.given and (values or args.guess_mode or args.ip_image or args.image_encoder):
         raise ConfigError("--strength, --stride, --control-start/--control-end, --guess-mode, --init-strength, "
                           "--init-falloff and the IP-Adapter image need an --init-video, an --init-image, a "

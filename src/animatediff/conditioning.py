@@ -15,6 +15,7 @@ from diffusers import ControlNetModel, UNet2DConditionModel
 
 from animatediff.control import Conditions, ControlNetInput, InitImage, InitVideo
 from animatediff.control.image_prompt import image_prompt, load_ip_adapter, reads_hidden_states
+from animatediff.control.sparsectrl import SparseCtrlInput, crop_like_official, load_sparsectrl, normalize_condition
 from animatediff.errors import CheckpointError, ConfigError, first_line
 from animatediff.formats import read_state_dict
 from animatediff.media import read_frames, read_image
@@ -125,6 +126,9 @@ class ConditionLoader:
         self.pipeline, self.spec = pipeline, spec
         unet = pipeline.unet.unet
         self.controlnets = [load_controlnet(c.path, unet).to(pipeline.device, unet.dtype) for c in spec.controlnets]
+        self.sparsectrl = None
+        if spec.sparsectrl is not None:
+            self.sparsectrl = load_sparsectrl(spec.sparsectrl, unet, spec.sparsectrl_settings)
         self.encoder = None
         if spec.ip_adapter is not None:
             folder = spec.encoder_folder()
@@ -158,4 +162,39 @@ class ConditionLoader:
             image = read_image(spec.ip_image, "ip image")
             prompt = image_prompt(self.encoder, self.processor, image, reads_hidden_states(self.pipeline.unet.unet),
                                   guidance=sample.guidance_scale > 1.0)  # fmt: skip
-        return Conditions(init=init, controlnets=controls, image_prompt=prompt)
+        return Conditions(init=init, controlnets=controls, image_prompt=prompt, sparsectrl=self._keyframes(sample))
+
+    def _keyframes(self, sample: Sample) -> SparseCtrlInput | None:
+        """The SparseCtrl encoder with the clip's keyframes: control images cropped as the official script
+        crops them (RGB ones encoded by the pipeline with the clip's generator), or the control latents."""
+        spec = self.spec
+        if self.sparsectrl is None:
+            return None
+        if spec.control_latents is not None:
+            latents = read_control_latents(spec.control_latents)
+            return SparseCtrlInput(self.sparsectrl, latents, spec.keyframe_indices(len(latents)), sample.frames,
+                                   spec.sparsectrl_scale)  # fmt: skip
+        size = (sample.width, sample.height)
+        images = torch.stack([as_tensor(read_image(path, "control image", size, crop_like_official)[None])[0]
+                              for path in spec.control_images])  # fmt: skip
+        if spec.normalize_condition_images:
+            images = normalize_condition(images)
+        return SparseCtrlInput(self.sparsectrl, images, spec.keyframe_indices(), sample.frames, spec.sparsectrl_scale,
+                               encode=self.sparsectrl.config.latent_condition)  # fmt: skip
+
+
+def read_control_latents(path: Path) -> torch.Tensor:
+    """Precomputed keyframe latents from a `.npy` file: (keyframes, 4, h, w), already scaled by the VAE's
+    scaling factor."""
+    import numpy as np
+
+    try:
+        latents = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"control latents {path}: not a readable .npy array ({first_line(error)}).") from error
+    if latents.ndim != 4 or latents.shape[1] != 4 or not np.issubdtype(latents.dtype, np.floating):
+        raise ConfigError(f"control latents {path}: expected floats of shape (keyframes, 4, latent height, latent "
+                          f"width); got {latents.dtype} of shape {latents.shape}.")  # fmt: skip
+    if not np.isfinite(latents).all():
+        raise ConfigError(f"control latents {path}: holds NaN or infinite values.")
+    return torch.from_numpy(latents.astype(np.float32))

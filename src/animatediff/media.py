@@ -5,7 +5,7 @@ clip's size and centre-cropped to it. Errors name the file and what was expected
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
 
@@ -28,12 +28,13 @@ def fit(image: Image.Image, width: int, height: int) -> np.ndarray:
     return np.asarray(image.crop((left, top, left + width, top + height)))
 
 
-def read_image(path: str | os.PathLike, what: str, size: tuple[int, int] | None = None) -> np.ndarray:
-    """One image as H×W×3 uint8 (fitted to `size` = (width, height) if given)."""
+def read_image(path: str | os.PathLike, what: str, size: tuple[int, int] | None = None,
+               fitting: Callable[[Image.Image, int, int], np.ndarray] = fit) -> np.ndarray:  # fmt: skip
+    """One image as H×W×3 uint8 (fitted to `size` = (width, height) by `fitting` if given)."""
     try:
         with Image.open(path) as image:
             image.load()
-            return fit(image, *size) if size else np.asarray(image.convert("RGB"))
+            return fitting(image, *size) if size else np.asarray(image.convert("RGB"))
     except FileNotFoundError as error:
         raise ConfigError(f"{what} {path}: no such file.") from error
     except (UnidentifiedImageError, OSError) as error:

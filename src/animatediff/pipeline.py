@@ -11,7 +11,7 @@ import inspect
 import logging
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -377,8 +377,10 @@ class AnimateDiffPipeline:
         self.check_conditions(conditions, sample)
         text_states = self.text_states(sample)
         generator = torch.Generator("cpu").manual_seed(sample.seed)
-        controls = StepControls(sample.context, conditions, self.added_conditions(sample))
         noise = self.initial_latents(sample, generator, conditions)
+        if conditions.sparsectrl is not None:  # RGB keyframes: posterior samples drawn right after the noise
+            conditions = replace(conditions, sparsectrl=conditions.sparsectrl.encoded(self.vae, generator))
+        controls = StepControls(sample.context, conditions, self.added_conditions(sample))
         latents = noise
         for iteration in range(sample.free_init or 1):
             if iteration:
@@ -425,9 +427,11 @@ class AnimateDiffPipeline:
     def _check_keyframes(self, sparse, sample: Sample) -> None:
         """SparseCtrl keyframes must be what its encoder takes, at the clip's size and length."""
         config = sparse.model.config
-        factor = self.vae_scale_factor if config.latent_condition else 1
-        wanted = (config.conditioning_channels, sample.height // factor, sample.width // factor)
-        what = "latents" if config.latent_condition else "images"
+        latents = config.latent_condition and not sparse.encode
+        factor = self.vae_scale_factor if latents else 1
+        channels = 3 if sparse.encode else config.conditioning_channels
+        wanted = (channels, sample.height // factor, sample.width // factor)
+        what = "latents" if latents else "images"
         if tuple(sparse.keyframes.shape[1:]) != wanted or sparse.frames != sample.frames:
             raise AnimateDiffError(
                 f"the SparseCtrl keyframes are {tuple(sparse.keyframes.shape[1:])} (channels, height, width) for "

@@ -42,13 +42,17 @@ TIME_KEYS = {  # long videos and prompt travel (animatediff-cli-prompt-travel's 
 CONTROL_KEYS = {  # video to video, ControlNet, IP-Adapter (the command line's flags, as keys)
     "init_video", "strength", "stride", "controlnet", "control_video", "control_start", "control_end", "guess_mode",
     "ip_adapter", "ip_image", "image_encoder", "init_image", "init_strength", "init_falloff", "last_image",
+    "sparsectrl", "control_image", "control_latents", "control_frames", "normalize_condition_images",
+}  # fmt: skip
+SPARSECTRL_KEYS = {  # the official SparseCtrl entries' keys
+    "controlnet_path", "controlnet_config", "controlnet_images", "controlnet_image_indexs", "controlnet_scale",
 }  # fmt: skip
 ENTRY_KEYS = {
     "inference_config", "motion_module", "motion_module_lora_configs", "adapter_lora_path", "adapter_lora_scale",
     "dreambooth_path", "lora_model_path", "lora_alpha", "seed", "steps", "guidance_scale", "prompt", "n_prompt",
-    "W", "H", "L", "scheduler", "family", *TIME_KEYS, *CONTROL_KEYS,
+    "W", "H", "L", "scheduler", "family", *TIME_KEYS, *CONTROL_KEYS, *SPARSECTRL_KEYS,
 }  # fmt: skip
-_UNSUPPORTED = {"controlnet_path", "controlnet_config", "controlnet_images", "controlnet_image_indexs"}
+_UNSUPPORTED: set[str] = set()
 
 
 def brief(value, limit: int = 80) -> str:
@@ -272,6 +276,7 @@ def _control(entry: _Entry) -> ControlSpec:
     numbers = {name: entry.number(name, float, None)
                for name in ("strength", "control_start", "control_end", "init_strength", "init_falloff")
                if values.get(name) is not None}  # fmt: skip
+    numbers.update(_sparsectrl(entry))
     if values.get("stride") is not None:
         numbers["stride"] = entry.number("stride", int, 1)
     try:
@@ -283,6 +288,63 @@ def _control(entry: _Entry) -> ControlSpec:
                            last_image=entry.path("last_image"), **numbers)  # fmt: skip
     except ConfigError as error:
         raise ConfigError(f"{entry.config}, entry {entry.index}: {error}") from error
+
+
+def _sparsectrl(entry: _Entry) -> dict:
+    """SparseCtrl, by the official keys (`controlnet_path`, `controlnet_config`, `controlnet_images`,
+    `controlnet_image_indexs`, `controlnet_scale`, `normalize_condition_images`) or by the command line's
+    (`sparsectrl` PATH[:SCALE], `control_image` FRAME:PATH, `control_latents`, `control_frames`)."""
+    values = entry.values
+    official = values.get("controlnet_path") not in (None, "")
+    if official and "sparsectrl" in values:
+        raise entry.fail("sparsectrl", "give the SparseCtrl encoder once: as controlnet_path or as sparsectrl.")
+    found = {"normalize_condition_images": _flag(entry, "normalize_condition_images")}
+    if official:
+        found["sparsectrl"] = entry.path("controlnet_path")
+        images = [entry.path("controlnet_images", text) for text in entry.strings("controlnet_images", [])]
+        indices = _frames(entry, "controlnet_image_indexs", [0])
+        if len(indices) > len(images):
+            raise entry.fail("controlnet_images", f"{len(indices)} keyframe indices (controlnet_image_indexs) but "
+                             f"{len(images)} images; give one image per index.")  # fmt: skip
+        # as the official pipeline: the first len(indices) images are the keyframes
+        found.update(sparsectrl_scale=entry.number("controlnet_scale", float, 1.0),
+                     control_images=tuple(images[: len(indices)]), control_frames=indices,
+                     sparsectrl_settings=_controlnet_settings(entry))  # fmt: skip
+    elif "sparsectrl" in values:
+        found["sparsectrl"], found["sparsectrl_scale"] = _path_and_scale(entry, "sparsectrl", values["sparsectrl"])
+        pairs = [_frame_and_path(entry, text) for text in entry.strings("control_image", [])]
+        found["control_images"] = tuple(path for _, path in pairs)
+        found["control_frames"] = tuple(frame for frame, _ in pairs) or _frames(entry, "control_frames", [])
+    if "control_latents" in values:
+        found["control_latents"] = entry.path("control_latents")
+    return found
+
+
+def _frames(entry: _Entry, field: str, default: list[int]) -> tuple[int, ...]:
+    value = entry.values.get(field, default)
+    value = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(value, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in value):
+        raise entry.fail(field, f"expected a frame index or a list of them, got {brief(value)}.")
+    return tuple(value)
+
+
+def _frame_and_path(entry: _Entry, text) -> tuple[int, Path]:
+    frame, colon, path = text.partition(":") if isinstance(text, str) else ("", "", "")
+    if not colon or not frame.lstrip("-").isdigit():
+        raise entry.fail("control_image", f"expected FRAME:PATH, got {brief(text)}.")
+    return int(frame), entry.path("control_image", path)
+
+
+def _controlnet_settings(entry: _Entry) -> dict | None:
+    """The official `controlnet_config` YAML's `controlnet_additional_kwargs` (None when not given)."""
+    path = entry.path("controlnet_config")
+    if path is None:
+        return None
+    loaded = _load_yaml(path, "controlnet_config")
+    settings = loaded.get("controlnet_additional_kwargs", {}) if isinstance(loaded, dict) else None
+    if not isinstance(settings, dict):
+        raise entry.fail("controlnet_config", f"{path}: expected a YAML mapping with controlnet_additional_kwargs.")
+    return settings
 
 
 def _prompts(entry: _Entry) -> list[str]:

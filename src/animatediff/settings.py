@@ -267,12 +267,17 @@ class ControlNetSpec:
     video: Path
 
 
+KEYFRAME_NOISE = ("RGB keyframes: the VAE posterior sample, drawn for all keyframes at once from the clip's "
+                  "generator right after its initial noise")  # fmt: skip
+
+
 @dataclass(frozen=True, kw_only=True)
 class ControlSpec:
     """What conditions a clip besides its text, as files (`animatediff.control` gets them as tensors):
     an init video denoised from `strength`, ControlNets active from `control_start` to `control_end`
-    (fractions of the steps), an IP-Adapter with its image and CLIP image encoder folder. `stride` takes
-    every n-th frame of the input and control videos."""
+    (fractions of the steps), an IP-Adapter with its image and CLIP image encoder folder, an init image, a
+    SparseCtrl encoder with its keyframes (control images or precomputed latents at `control_frames`).
+    `stride` takes every n-th frame of the input and control videos."""
 
     init_video: Path | None = None
     strength: float = 0.6
@@ -289,12 +294,24 @@ class ControlSpec:
     last_image: Path | None = None
     init_strength: float = 0.75
     init_falloff: float = 32.0
+    sparsectrl: Path | None = None
+    sparsectrl_scale: float = 1.0
+    sparsectrl_settings: dict | None = None  # the official YAML's controlnet_additional_kwargs
+    control_images: tuple[Path, ...] = ()
+    control_frames: tuple[int, ...] = ()  # each keyframe's frame (negative: from the end); default 0, 1, … (null
+    # in the sidecar for control latents: one per latent from frame 0)
+    control_latents: Path | None = None
+    normalize_condition_images: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "controlnets", tuple(self.controlnets))
-        for name in ("strength", "control_start", "control_end", "ip_adapter_scale", "init_strength", "init_falloff"):
+        object.__setattr__(self, "control_images", tuple(self.control_images))
+        object.__setattr__(self, "control_frames", tuple(self.control_frames))
+        for name in ("strength", "control_start", "control_end", "ip_adapter_scale", "init_strength", "init_falloff",
+                     "sparsectrl_scale"):  # fmt: skip
             check_finite(getattr(self, name), name)
         self._check_init_image()
+        self._check_keyframes()
         for controlnet in self.controlnets:
             check_finite(controlnet.scale, f"the scale of ControlNet {controlnet.path}")
         if not 0 < self.strength <= 1:
@@ -317,10 +334,30 @@ class ControlSpec:
         if self.init_falloff <= 0:
             raise ConfigError(f"init_falloff must be more than 0 frames; got {self.init_falloff}.")
 
+    def _check_keyframes(self) -> None:
+        keyframes = bool(self.control_images) or self.control_latents is not None
+        if self.sparsectrl is None and (keyframes or self.control_frames):
+            raise ConfigError("control images and control latents are SparseCtrl keyframes; give the SparseCtrl "
+                              "encoder with --sparsectrl.")  # fmt: skip
+        if self.sparsectrl is not None and not keyframes:
+            raise ConfigError(f"sparsectrl {self.sparsectrl} needs keyframes: --control-image FRAME:PATH (repeatable) "
+                              "or --control-latents FILE.npy.")  # fmt: skip
+        if self.control_images and self.control_latents is not None:
+            raise ConfigError("give SparseCtrl keyframes as control images or as control latents, not both.")
+        if self.control_images and self.control_frames and len(self.control_frames) != len(self.control_images):
+            raise ConfigError(f"{len(self.control_images)} control images but {len(self.control_frames)} keyframe "
+                              "indices; give one index per image.")  # fmt: skip
+
     @property
     def given(self) -> bool:
         return (self.init_video is not None or self.init_image is not None or bool(self.controlnets)
-                or self.ip_adapter is not None)  # fmt: skip
+                or self.ip_adapter is not None or self.sparsectrl is not None)  # fmt: skip
+
+    def keyframe_indices(self, count: int | None = None) -> tuple[int, ...]:
+        """Each keyframe's frame: as given, else 0, 1, … for `count` keyframes (the control images' count)."""
+        if self.control_frames:
+            return self.control_frames
+        return tuple(range(len(self.control_images) if count is None else count))
 
     def encoder_folder(self) -> Path | None:
         """The CLIP image encoder folder: the one given, else `image_encoder/` beside the IP-Adapter file."""
@@ -331,7 +368,9 @@ class ControlSpec:
     def check(self) -> None:
         """Fail early, naming the file, if an input is missing."""
         files = [("init video", self.init_video), ("ip-adapter", self.ip_adapter), ("ip image", self.ip_image),
-                 ("init image", self.init_image), ("last image", self.last_image)]
+                 ("init image", self.init_image), ("last image", self.last_image), ("sparsectrl", self.sparsectrl),
+                 ("control latents", self.control_latents)]
+        files += [("control image", path) for path in self.control_images]
         files += [(what, path) for c in self.controlnets for what, path in (("controlnet", c.path),
                                                                               ("control video", c.video))]  # fmt: skip
         for what, path in files:
@@ -360,6 +399,15 @@ class ControlSpec:
                           init_strength=self.init_strength, init_falloff=self.init_falloff)  # fmt: skip
         if self.controlnets:
             record.update(control_start=self.control_start, control_end=self.control_end, guess_mode=self.guess_mode)
+        if self.sparsectrl is not None:
+            record.update(sparsectrl={"path": absolute(self.sparsectrl), "scale": self.sparsectrl_scale,
+                                      "settings": self.sparsectrl_settings or {}},
+                          control_images=[absolute(path) for path in self.control_images],
+                          control_frames=list(self.keyframe_indices()) or None,
+                          control_latents=absolute(self.control_latents),
+                          normalize_condition_images=self.normalize_condition_images)  # fmt: skip
+            if self.control_images:
+                record["keyframe_noise"] = KEYFRAME_NOISE
         if self.ip_adapter is not None:
             record.update(ip_adapter={"path": absolute(self.ip_adapter), "scale": self.ip_adapter_scale},
                           ip_image=absolute(self.ip_image), image_encoder=absolute(self.encoder_folder()))  # fmt: skip

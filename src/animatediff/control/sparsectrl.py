@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -357,13 +357,16 @@ def describe(path: str | os.PathLike) -> dict:
 class SparseCtrlInput:
     """A SparseCtrl encoder with its keyframes for a clip of `frames` frames: `keyframes` (n c h w: VAE
     latents for an RGB encoder, pixels in [0, 1] for a scribble one) at frames `indices` (negative: from the
-    end, as the official `controlnet_image_indexs: [0, -1]`), and the residuals' `scale`."""
+    end, as the official `controlnet_image_indexs: [0, -1]`), and the residuals' `scale`. `encode`: the
+    keyframes are RGB images (n 3 H W in [0, 1]) that the pipeline turns into latents with the clip's
+    generator (`encoded`) before the first step."""
 
     model: SparseCtrl
     keyframes: torch.Tensor
     indices: tuple[int, ...]
     frames: int
     scale: float = 1.0
+    encode: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "indices", tuple(int(i) for i in self.indices))
@@ -375,8 +378,16 @@ class SparseCtrlInput:
                 raise ConfigError(f"keyframe index {index} is outside the clip's {self.frames} frames (0 to "
                                   f"{self.frames - 1}, or negative from the end).")  # fmt: skip
 
+    def encoded(self, vae, generator: torch.Generator) -> SparseCtrlInput:
+        """The same input with RGB keyframe images replaced by their latents (`keyframe_latents`)."""
+        if not self.encode:
+            return self
+        return replace(self, keyframes=keyframe_latents(vae, self.keyframes, generator), encode=False)
+
     def condition(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The clip's condition (c f h w) and mask (1 f h w): keyframes where they are, zeros elsewhere."""
+        if self.encode:
+            raise RuntimeError("RGB keyframe images must be encoded (SparseCtrlInput.encoded) before a step uses them")
         channels, height, width = self.keyframes.shape[1:]
         condition = torch.zeros(channels, self.frames, height, width)
         mask = torch.zeros(1, self.frames, height, width)
@@ -413,7 +424,7 @@ def crop_like_official(image: Image.Image, width: int, height: int) -> np.ndarra
             crop_width, crop_height = own_width, own_height
     top, left = (own_height - crop_height) // 2, (own_width - crop_width) // 2
     cropped = image.crop((left, top, left + crop_width, top + crop_height))
-    return np.asarray(cropped.resize((width, height), Image.Resampling.BILINEAR))
+    return np.array(cropped.resize((width, height), Image.Resampling.BILINEAR))
 
 
 def normalize_condition(images: torch.Tensor) -> torch.Tensor:
