@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 from diffusers import DDPMScheduler
+from PIL import Image
 from safetensors.torch import load_file
 
 from animatediff import ConfigError, apply_domain_adapter, apply_motion_lora, load_base, load_motion_module, read_video
@@ -188,6 +189,42 @@ def test_a_distill_run_cut_after_its_first_checkpoint_resumes_to_the_same_studen
     for name, expected in reference.items():
         final = load_file(resumed.result / name)
         assert all(torch.equal(final[key], value) for key, value in expected.items()), name
+
+
+def test_sparsectrl_stage_trains_the_encoder_alone_resumes_and_generate_takes_it(
+    tmp_path, tiny_base, videos, tiny_motion_module_file
+):
+    config = write_config(tmp_path, tiny_base, videos, "sparsectrl", motion_module=str(tiny_motion_module_file),
+                          train={"steps": 4, "checkpoint_every": 2, "learning_rate": 1e-2})  # fmt: skip
+    run = train(load_train_config(config))
+    assert_unchanged(run.stage.model.video_unet.motion_module, load_motion_module(tiny_motion_module_file))
+    for name in ("unet", "vae", "text_encoder"):
+        assert_unchanged(getattr(run.stage.components, name), getattr(load_base(tiny_base), name))
+    saved = load_file(run.result)
+    assert "controlnet_cond_embedding.weight" in saved  # an RGB encoder, in the official layout
+    zero = [v for k, v in saved.items() if k.startswith(("controlnet_down", "controlnet_mid", "controlnet_cond"))]
+    assert max(v.abs().max() for v in zero) > 0  # they started at zero
+    shutil.rmtree(tmp_path / "sparsectrl" / "checkpoints" / "step-0000004")
+    run.result.unlink()  # as if the run had been killed after its step-2 checkpoint
+    resumed = train(load_train_config(config), resume=True)
+    assert resumed.steps == 2 and all(torch.equal(load_file(resumed.result)[k], v) for k, v in saved.items())
+    frame = tmp_path / "first.png"
+    Image.fromarray(moving_square(0)[0]).resize((16, 16)).save(frame)
+    common = ["generate", "a square", "--base", str(tiny_base), "--frames", "4", "--width", "16", "--height", "16",
+              "--steps", "2", "--seed", "1", "--motion-module", str(tiny_motion_module_file)]  # fmt: skip
+    keyframe = ["--sparsectrl", str(run.result), "--control-image", f"0:{frame}"]
+    assert main([*common, *keyframe, "-o", str(tmp_path / "a")]) == 0
+    assert main([*common, "-o", str(tmp_path / "b")]) == 0
+    assert np.abs(read_video(tmp_path / "a").astype(int) - read_video(tmp_path / "b")).max() > 0
+
+
+def test_sparse_keyframes_cover_first_frame_interpolation_and_sparse_frames():
+    from animatediff.training.stages import sparse_keyframes
+
+    drawn = [tuple(sparse_keyframes(16, torch.Generator().manual_seed(seed))) for seed in range(400)]
+    first, both = drawn.count((0,)), drawn.count((0, 15))
+    assert 160 < first < 260 and 70 < both < 140
+    assert all(1 <= len(d) <= 3 and list(d) == sorted(set(d)) and 0 <= min(d) and max(d) < 16 for d in drawn)
 
 
 def test_consistency_loss_is_the_distance_to_the_teachers_next_point(tiny_base):

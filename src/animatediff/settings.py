@@ -369,7 +369,7 @@ class ControlSpec:
         """Fail early, naming the file, if an input is missing."""
         files = [("init video", self.init_video), ("ip-adapter", self.ip_adapter), ("ip image", self.ip_image),
                  ("init image", self.init_image), ("last image", self.last_image), ("sparsectrl", self.sparsectrl),
-                 ("control latents", self.control_latents)]
+                 ("control latents", self.control_latents)]  # fmt: skip
         files += [("control image", path) for path in self.control_images]
         files += [(what, path) for c in self.controlnets for what, path in (("controlnet", c.path),
                                                                               ("control video", c.video))]  # fmt: skip

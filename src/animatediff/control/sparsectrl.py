@@ -115,13 +115,21 @@ class SparseCtrl(nn.Module):
                 mask: torch.Tensor, scale: float = 1.0, windows: Windows | None = None) -> Residuals:  # fmt: skip
         """Residuals for the video UNet at `sample` (b c f h w, the guidance batch) and `timestep`, given the
         text states (b n d, or (b f) n d per frame) and the clip's `condition` (c f H W) and `mask` (1 f H W),
-        zeros on frames without a keyframe. `windows`: the motion modules' context windows, as the UNet's."""
+        zeros on frames without a keyframe (or one of each per clip of the batch: b c f H W, b 1 f H W).
+        `windows`: the motion modules' context windows, as the UNet's."""
         batch, frames = sample.shape[0], sample.shape[2]
         latents = torch.zeros_like(sample) if self.config.zero_input else sample
-        condition = torch.cat([condition, mask]) if self.config.mask else condition
-        condition = repeat(condition.to(sample.device, self.dtype), "c f h w -> (b f) c h w", b=batch)
+        if self.config.mask:
+            condition = torch.cat([condition, mask], dim=-4)
+        condition = condition.to(sample.device, self.dtype)
+        if condition.ndim == 5:  # one per clip of the batch (training)
+            condition = rearrange(condition, "b c f h w -> (b f) c h w")
+        else:
+            condition = repeat(condition, "c f h w -> (b f) c h w", b=batch)
         if text_states.shape[0] == batch:
             text_states = repeat(text_states, "b n d -> (b f) n d", f=frames)
+        if torch.is_tensor(timestep) and timestep.ndim == 1 and len(timestep) == batch:
+            timestep = repeat(timestep, "b -> (b f)", f=frames)
         with self.axis.folded(frames, windows):
             down, mid = self.controlnet(
                 rearrange(latents, "b c f h w -> (b f) c h w").to(self.dtype),

@@ -20,6 +20,11 @@ Beside them, `controlnet`: a ControlNet made from the image UNet (its encoder co
 at zero), trained on single frames with their Canny edges as the control image, the UNet frozen;
 saved as a diffusers ControlNet folder (`--controlnet`).
 
+And `sparsectrl` (the official release never published SparseCtrl training): an RGB SparseCtrl encoder
+made from the image UNet (its down blocks copied, fresh one-attention motion modules, zero convolutions
+at zero), trained on clips whose own frames, at random sparse indices, are the keyframes (their VAE
+latents and the mask); the base and the motion module frozen; saved in the official layout.
+
 And `distill`: a few-step model by latent consistency distillation, as AnimateLCM does it: the student
 (the teacher's motion module, trained whole, and a LoRA on the image UNet's attention) learns the
 consistency function of the guided teacher (the base with its motion module, frozen); saved as a folder
@@ -42,6 +47,13 @@ from torch import nn
 
 from animatediff.control.controlnet import Residuals
 from animatediff.control.preprocess import canny
+from animatediff.control.sparsectrl import (
+    SparseCtrl,
+    SparseCtrlConfig,
+    build_sparsectrl,
+    keyframe_latents,
+    save_sparsectrl,
+)
 from animatediff.errors import ConfigError
 from animatediff.families import FAMILIES
 from animatediff.files import atomic_path, holds_only
@@ -70,6 +82,7 @@ class StageName(StrEnum):
     MOTION_LORA = "motion_lora"
     CONTROLNET = "controlnet"
     DISTILL = "distill"
+    SPARSECTRL = "sparsectrl"
 
 
 class TrainingModel(nn.Module):
@@ -404,6 +417,87 @@ class ControlNetStage(TrainingStage):
         return None  # its clips need control frames: measured by `shapes results`, not by validation
 
 
+class SparseCtrlTraining(nn.Module):
+    """The `sparsectrl` stage's model: the frozen video UNet with the SparseCtrl encoder's residuals added."""
+
+    def __init__(self, video_unet: AnimateDiffUNet, sparsectrl: SparseCtrl):
+        super().__init__()
+        self.video_unet = video_unet
+        self.trainable = sparsectrl
+
+    def forward(self, sample, timestep, encoder_hidden_states, condition: torch.Tensor, mask: torch.Tensor):
+        """`condition` (b c f h w) and `mask` (b 1 f h w): each clip's keyframe latents where it has keyframes."""
+        residuals = self.trainable(sample, timestep, encoder_hidden_states, condition, mask)
+        return self.video_unet(sample, timestep, encoder_hidden_states, residuals=residuals)
+
+
+def sparse_keyframes(frames: int, generator: torch.Generator) -> list[int]:
+    """Which frames of a training clip are its keyframes: the first alone (half the clips), the first and the
+    last (a quarter), or one to three frames anywhere (the rest): image to video, interpolation, and the
+    sparse keyframes in between."""
+    draw = torch.rand((), generator=generator).item()
+    if draw < 0.5:
+        return [0]
+    if draw < 0.75:
+        return [0, frames - 1]
+    count = int(torch.randint(1, 4, (), generator=generator))
+    return sorted(torch.randperm(frames, generator=generator)[:count].tolist())
+
+
+class SparseCtrlStage(_MotionStage):
+    """An RGB SparseCtrl encoder for the base with `motion_module` (frozen), saved in the official layout."""
+
+    name, result_name = StageName.SPARSECTRL, "sparsectrl.safetensors"
+    default_learning_rate = 1e-4
+
+    @classmethod
+    def check(cls, config: TrainConfig) -> None:
+        super().check(config)
+        if config.motion_module is None:
+            raise ConfigError("'motion_module' is required: the sparsectrl stage steers the base with that module.")
+        if config.data.frames > SparseCtrlConfig.max_frames:
+            raise ConfigError(f"'data.frames': the SparseCtrl encoder's position table has "
+                              f"{SparseCtrlConfig.max_frames} frames; got {config.data.frames}.")  # fmt: skip
+
+    def build_motion(self) -> nn.Module:
+        unet = self.components.unet
+        video_unet = AnimateDiffUNet(unet, load_motion_module(self.config.motion_module).requires_grad_(False))
+        self.sparsectrl = build_sparsectrl(unet, SparseCtrlConfig()).train().requires_grad_(True)
+        return SparseCtrlTraining(video_unet, self.sparsectrl)
+
+    @torch.no_grad()
+    def keyframes(self, batch: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each clip's condition and mask: its own frames' latents (a posterior sample, as inference takes
+        them) at its keyframes, drawn from generators seeded by the clip's seed."""
+        vae, pixels = self.components.vae, batch["pixels"]
+        conditions, masks = [], []
+        for clip, seed in zip(pixels, batch["seeds"], strict=True):
+            generator = torch.Generator().manual_seed(seed + 1)  # the seed itself draws the clip's noise
+            index = sparse_keyframes(len(clip), generator)
+            latents = keyframe_latents(vae, (clip[index].float() + 1) / 2, generator)
+            condition = torch.zeros(latents.shape[1], len(clip), *latents.shape[2:])
+            mask = torch.zeros(1, len(clip), *latents.shape[2:])
+            condition[:, index], mask[:, index] = rearrange(latents.cpu(), "n c h w -> c n h w"), 1
+            conditions.append(condition)
+            masks.append(mask)
+        return torch.stack(conditions).to(device), torch.stack(masks).to(device)
+
+    def loss(self, model: nn.Module, batch: dict, device) -> torch.Tensor:
+        condition, mask = self.keyframes(batch, device)
+
+        def with_keyframes(sample, timestep, text):
+            return model(sample, timestep, text, condition, mask)
+
+        return sample_losses(with_keyframes, self.components, self.noise_scheduler, batch, device,
+                             self.config.train).mean()  # fmt: skip
+
+    def save(self, path: Path) -> Path:
+        return save_sparsectrl(self.sparsectrl, path)
+
+    def video_unet(self, model: nn.Module) -> None:
+        return None  # its clips need keyframes: measured by `shapes results`
+
+
 class DistillTraining(nn.Module):
     """The `distill` stage's model: the student video UNet (trainable: its motion module and the image LoRA)
     beside the frozen teacher."""
@@ -462,7 +556,7 @@ DISTILLED_FOLDER = holds_only("motion_module.safetensors", DistillStage.lora_nam
 STAGES: dict[StageName, type[TrainingStage]] = {
     stage.name: stage
     for stage in (VaeStage, TextToImageStage, ImageFinetuneStage, ImageLoraStage, DomainAdapterStage,
-                  MotionModuleStage, MotionLoraStage, ControlNetStage, DistillStage)
+                  MotionModuleStage, MotionLoraStage, ControlNetStage, DistillStage, SparseCtrlStage)
 }  # fmt: skip
 
 
