@@ -133,7 +133,9 @@ def stand_ins(folder: Path) -> None:
     (folder / "tests").symlink_to(ROOT / "tests")  # the tiny-model recipe imports the tests' helpers
     for config in blocks("yaml"):  # a block names its file in a first-line comment, else it is the training config
         named = re.match(r"# (\S+\.yaml)\n", config)
-        (folder / (named[1] if named else "motion.yaml")).write_text(config)
+        path = folder / (named[1] if named else "motion.yaml")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(config)
 
 
 def control_stand_ins(folder: Path, unet: UNet2DConditionModel) -> None:
@@ -146,7 +148,24 @@ def control_stand_ins(folder: Path, unet: UNet2DConditionModel) -> None:
     processor.save_pretrained(folder / "image_encoder")
     save_file(tiny_ip_adapter(unet), folder / "ip-adapter_sd15.safetensors")
     Image.fromarray(np.full((48, 64, 3), 200, np.uint8)).save(folder / "corgi.png")
-    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(folder / "first.png")  # an init image
+    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(folder / "first.png")  # an init image, a keyframe
+    Image.fromarray(np.full((32, 32, 3), 160, np.uint8)).save(folder / "last.png")
+    Image.fromarray(np.full((48, 64, 3), 120, np.uint8)).save(folder / "painting.png")
+    scribble = np.zeros((64, 64, 3), np.uint8)
+    scribble[30:34] = 255
+    Image.fromarray(scribble).save(folder / "scribble.png")
+    sparsectrl_stand_ins(folder, unet)
+
+
+def sparsectrl_stand_ins(folder: Path, unet: UNet2DConditionModel) -> None:
+    """The official RGB and scribble SparseCtrl files for the stand-in base (tensors under `controlnet`)."""
+    from animatediff.control.sparsectrl import SparseCtrlConfig, build_sparsectrl
+
+    rgb = build_sparsectrl(unet, SparseCtrlConfig())
+    torch.save({"controlnet": rgb.official_state_dict()}, folder / "v3_sd15_sparsectrl_rgb.ckpt")
+    scribble = SparseCtrlConfig(latent_condition=False, conditioning_channels=3, embedding_channels=(16,) * 5 + (32,))
+    torch.save({"controlnet": build_sparsectrl(unet, scribble).official_state_dict()},
+               folder / "v3_sd15_sparsectrl_scribble.ckpt")  # fmt: skip
 
 
 def family_stand_ins(folder: Path) -> None:

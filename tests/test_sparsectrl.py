@@ -416,3 +416,23 @@ def test_bad_sparsectrl_inputs_exit_2_naming_the_value(tiny_base, tiny_motion_mo
         save_sparsectrl(build_sparsectrl(wide, SparseCtrlConfig()), tmp_path / "wide.safetensors")
     assert run_cli(tiny_base, tiny_motion_module_file, *extra, "-o", "x.gif") == 2
     assert message in capsys.readouterr().err
+
+
+def test_inspect_names_it_and_convert_writes_either_layout(models, cli_files, tmp_path, capsys):
+    from animatediff.cli import main
+
+    source = cli_files / "v3_sd15_sparsectrl_rgb.ckpt"
+    assert main(["inspect", str(source)]) == 0
+    shown = capsys.readouterr().out
+    assert "a SparseCtrl encoder (official layout)" in shown and "condition: rgb" in shown
+    assert "motion_modules: 4" in shown and "block_out_channels: (32, 64)" in shown
+    assert main(["convert", str(source), str(tmp_path / "folder"), "--to", "diffusers"]) == 0
+    assert main(["convert", str(tmp_path / "folder"), str(tmp_path / "back.safetensors"), "--to", "official"]) == 0
+    assert main(["inspect", str(tmp_path / "folder")]) == 0
+    assert "a SparseCtrl encoder (diffusers layout)" in capsys.readouterr().out
+    reference = SparseControlNetModel.from_pretrained(tmp_path / "folder")  # diffusers reads what convert wrote
+    assert reference.config.use_simplified_condition_embedding and reference.config.motion_max_seq_length == 32
+    unet = load_base(models[0]).unet
+    expected = load_sparsectrl(source, unet).official_state_dict()
+    again = load_sparsectrl(tmp_path / "back.safetensors", unet).official_state_dict()
+    assert all(torch.equal(again[key], value) for key, value in expected.items())

@@ -673,25 +673,29 @@ def _save_motion_adapter_folder(module: MotionModule, path: Path) -> Path:
 
 
 def convert_checkpoint(source: str | os.PathLike, target: str | os.PathLike, layout: Layout) -> CheckpointInfo:
-    """Rewrite a motion module or MotionLoRA in the `official` or `diffusers` layout, as safetensors
-    (a motion module in the diffusers layout may also become a `MotionAdapter` folder: a target without
-    an extension)."""
+    """Rewrite a motion module, MotionLoRA or SparseCtrl encoder in the `official` or `diffusers` layout, as
+    safetensors (a motion module or SparseCtrl in the diffusers layout may also become a `MotionAdapter` or
+    `SparseControlNetModel` folder: a target without an extension)."""
     if layout not in (Layout.OFFICIAL, Layout.DIFFUSERS):
         raise ConfigError(f"--to must be 'official' or 'diffusers'; got {layout!r}.")
     source, target = Path(source), Path(target)
     info = _identify_folder(source) if source.is_dir() else classify_keys(checkpoint_keys(source))
-    if info.kind not in (Kind.MOTION_MODULE, Kind.MOTION_LORA):
-        raise CheckpointError(f"{source}: this is {info.description}; convert takes a motion module or a MotionLoRA.")
-    folder = layout == Layout.DIFFUSERS and info.kind == Kind.MOTION_MODULE and not target.suffix
+    if info.kind not in (Kind.MOTION_MODULE, Kind.MOTION_LORA, Kind.SPARSECTRL):
+        raise CheckpointError(f"{source}: this is {info.description}; convert takes a motion module, a MotionLoRA "
+                              "or a SparseCtrl encoder.")  # fmt: skip
+    folder = layout == Layout.DIFFUSERS and info.kind in (Kind.MOTION_MODULE, Kind.SPARSECTRL) and not target.suffix
     if target.suffix != ".safetensors" and not folder:
         raise ConfigError(
             f"{target}: convert writes safetensors, so name the target '{target.stem}.safetensors'"
-            + (" (or give no extension for a diffusers MotionAdapter folder)." if info.kind == Kind.MOTION_MODULE
-               else ".")
+            + (" (or give no extension for a diffusers model folder)." if info.kind != Kind.MOTION_LORA else ".")
         )  # fmt: skip
     if target.resolve() == source.resolve():
         raise ConfigError(f"{target}: is the source itself; write the converted file under another name.")
-    if info.kind == Kind.MOTION_MODULE:
+    if info.kind == Kind.SPARSECTRL:
+        from animatediff.control.sparsectrl import convert_sparsectrl
+
+        convert_sparsectrl(source, target, layout)
+    elif info.kind == Kind.MOTION_MODULE:
         save_motion_module(load_motion_module(source), target, layout)
     else:
         official = read_checkpoint(source, Kind.MOTION_LORA)

@@ -306,45 +306,66 @@ def check_settings(path, config: SparseCtrlConfig, settings: dict) -> None:
 def save_sparsectrl(model: SparseCtrl, path: str | os.PathLike, layout: str = "official") -> Path:
     """Write the encoder: `official` keys as `.safetensors`, or `diffusers` as a `SparseControlNetModel`
     folder (a path without an extension) or `.safetensors` with its keys."""
+    unet = model.controlnet.config
+    image = {name: unet[name] for name in _IMAGE_SETTINGS if name in unet}
+    return write_sparsectrl(model.official_state_dict(), model.config, path, layout, image)
+
+
+_IMAGE_SETTINGS = ("attention_head_dim", "num_attention_heads", "norm_num_groups", "flip_sin_to_cos", "freq_shift",
+                   "use_linear_projection")  # fmt: skip
+
+
+def write_sparsectrl(state: dict[str, torch.Tensor], config: SparseCtrlConfig, path: str | os.PathLike,
+                     layout: str = "official", image: dict | None = None) -> Path:  # fmt: skip
+    """Write official-layout tensors in `layout`; `image`: the image UNet's settings that weights cannot show
+    (attention heads, GroupNorm groups), SD1.5's when not given."""
     from diffusers import SparseControlNetModel
 
     from animatediff.formats import DIFFUSERS_MODEL_FILES, official_to_diffusers, save_state_dict
 
     path = Path(path)
-    state = {key: value.contiguous() for key, value in model.official_state_dict().items()}
-    metadata = {"animatediff.sparsectrl": model.config.kind}
+    state = {key: value.detach().contiguous() for key, value in state.items()}
+    metadata = {"animatediff.sparsectrl": config.kind}
     if layout == "official":
         return save_state_dict(state, path, metadata)
     converted = official_to_diffusers(state)
     if path.suffix:
         return save_state_dict(converted, path, metadata)
-    diffusers_model = SparseControlNetModel.from_config(diffusers_config(model))
+    diffusers_model = SparseControlNetModel.from_config(diffusers_config(state, config, image or {}))
     diffusers_model.load_state_dict(converted)
-    if model.dtype != diffusers_model.dtype:
-        diffusers_model = diffusers_model.to(model.dtype)
+    dtype = next(iter(state.values())).dtype
+    if dtype != diffusers_model.dtype:
+        diffusers_model = diffusers_model.to(dtype)
     with atomic_path(path, directory=True, replaceable=DIFFUSERS_MODEL_FILES) as temporary:
         diffusers_model.save_pretrained(temporary)
     return path
 
 
-def diffusers_config(model: SparseCtrl) -> dict:
-    """diffusers' `SparseControlNetModel` config for this encoder."""
-    unet, config = model.controlnet.config, model.config
-    levels = len(unet.block_out_channels)
-    down = [("CrossAttnDownBlockMotion" if kind.startswith("CrossAttn") else "DownBlockMotion")
-            for kind in unet.down_block_types]  # fmt: skip
+def diffusers_config(state: dict[str, torch.Tensor], config: SparseCtrlConfig, image: dict) -> dict:
+    """diffusers' `SparseControlNetModel` config for an encoder's (official-layout) weights."""
+    shape = encoder_shape(state)
+    levels = len(shape["block_out_channels"])
+    down = ["CrossAttnDownBlockMotion" if f"down_blocks.{i}.attentions.0.proj_in.weight" in state else "DownBlockMotion"
+            for i in range(levels)]  # fmt: skip
+    projections = (value for key, value in state.items() if key.endswith("attentions.0.proj_in.weight"))
+    linear = next((value.ndim == 2 for value in projections), False)
     return {
-        "in_channels": unet.in_channels, "conditioning_channels": config.conditioning_channels,
-        "down_block_types": down, "block_out_channels": list(unet.block_out_channels),
-        "layers_per_block": unet.layers_per_block, "norm_num_groups": unet.norm_num_groups,
-        "cross_attention_dim": unet.cross_attention_dim, "attention_head_dim": unet.attention_head_dim,
-        "num_attention_heads": unet.num_attention_heads, "use_linear_projection": unet.use_linear_projection,
+        "attention_head_dim": 8, "norm_num_groups": 32, "use_linear_projection": linear, **image,
+        "in_channels": state["conv_in.weight"].shape[1], "conditioning_channels": config.conditioning_channels,
+        "down_block_types": down, "block_out_channels": list(shape["block_out_channels"]),
+        "layers_per_block": shape["layers_per_block"], "cross_attention_dim": shape["cross_attention_dim"],
         "conditioning_embedding_out_channels": list(config.embedding_channels),
         "temporal_transformer_layers_per_block": [config.motion_blocks] * levels,
         "motion_max_seq_length": config.max_frames, "motion_num_attention_heads": config.motion_heads,
         "concat_conditioning_mask": config.mask, "use_simplified_condition_embedding": config.latent_condition,
-        "flip_sin_to_cos": unet.flip_sin_to_cos, "freq_shift": unet.freq_shift,
     }  # fmt: skip
+
+
+def convert_sparsectrl(source: str | os.PathLike, target: str | os.PathLike, layout: str) -> None:
+    """Rewrite a SparseCtrl file or folder in `layout` (`official` or `diffusers`)."""
+    state, saved = read_sparsectrl(source)
+    image = {name: saved[name] for name in _IMAGE_SETTINGS if name in saved}
+    write_sparsectrl(state, infer_config(state, saved), target, layout, image)
 
 
 def describe(path: str | os.PathLike) -> dict:

@@ -47,6 +47,8 @@ MODELS = {
                       "few-step motion module (4 steps, LCM), distilled from shapes-motion; applies its image LoRA"),
         EmbeddedModel("shapes-edges", "--controlnet", "controlnet_edges",
                       "ControlNet on Canny edges, with --control-video of edge maps (diffusers folder)"),
+        EmbeddedModel("shapes-sparsectrl", "--sparsectrl", "sparsectrl.safetensors",
+                      "RGB SparseCtrl: image to video from --control-image FRAME:PATH keyframes (official layout)"),
     )
 }  # fmt: skip
 DEFAULT_BASE = "shapes"

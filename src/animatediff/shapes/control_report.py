@@ -9,6 +9,12 @@ the input's own caption (its object, stripes counted as its body), `style` and `
 the inputs' own `motion` is the ceiling. The ControlNet rows give the default model each input's Canny
 edges as the control video and the input's own prompt; `edge F1` scores the output's Canny edges against
 them (`metrics.edge_f1`, within one pixel), beside the same model without the ControlNet.
+
+The image-to-video rows give the default model the input's first frame (and, for interpolation, its last
+frame too) as SparseCtrl keyframes with the input's own prompt: `first text` / `last text` are the `text`
+metric of the generated first / last frame alone against the caption, `first diff` / `last diff` the mean
+absolute pixel difference (0-255) between that frame and its keyframe, beside the same model without
+SparseCtrl (whose frames are compared with the same keyframes).
 """
 
 from __future__ import annotations
@@ -17,15 +23,17 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from animatediff.conditioning import as_tensor
 from animatediff.control import Conditions, ControlNetInput, InitVideo
 from animatediff.control.preprocess import canny
+from animatediff.control.sparsectrl import SparseCtrlInput
 from animatediff.export import write_video
-from animatediff.shapes.metrics import edge_f1, score_video
+from animatediff.shapes.metrics import edge_f1, score_video, text_score
 from animatediff.shapes.render import render_clip
 from animatediff.shapes.time_report import TimeScores, measure
-from animatediff.shapes.world import STYLES, prompt_clip
+from animatediff.shapes.world import STYLES, parse_prompt, prompt_clip
 
 FRAMES = 16
 ARMS = (("LoRA 'striped'", 0.6), ("LoRA 'striped'", 0.3), ("no LoRA, for contrast", 0.6))  # (model, strength)
@@ -99,5 +107,53 @@ def write_edge_media(pipeline, controlnet, media: Path, steps: int = 25) -> list
     for caption, name, video in (("control video: the input's edges", "controlnet-edges.gif", edges),
                                  ("ControlNet 'shapes-edges'", "controlnet-output.gif", frames)):  # fmt: skip
         write_video(video.repeat(4, axis=1).repeat(4, axis=2), media / name, fps=8)
+        made.append((caption, prompt, name))
+    return made
+
+
+def from_keyframes(pipeline, prompt: str, seed: int, steps: int, sparsectrl=None,
+                   ends: bool = False) -> dict[str, float | None]:  # fmt: skip
+    """The input clip's first frame (and its last, with `ends`) as SparseCtrl keyframes of `sparsectrl` (None:
+    no SparseCtrl, for contrast); each end's text and pixel difference, the clip's motion and smoothness."""
+    clip = input_clip(prompt, seed, pipeline.default_size)
+    indices = (0, FRAMES - 1) if ends else (0,)
+    conditions = Conditions()
+    if sparsectrl is not None:
+        keyframes = SparseCtrlInput(sparsectrl, as_tensor(clip[list(indices)]), indices, FRAMES, encode=True)
+        conditions = Conditions(sparsectrl=keyframes)
+    frames = pipeline(prompt, progress=False, conditions=conditions, num_frames=FRAMES, seed=seed, steps=steps)
+    attributes, scores = parse_prompt(prompt), score_video(frames, prompt)
+    found = {}
+    for end, index in (("first", 0), ("last", FRAMES - 1))[: len(indices)]:
+        found[f"{end} text"] = text_score(frames[index : index + 1], attributes)
+        found[f"{end} diff"] = float(np.abs(frames[index].astype(np.float32) - clip[index]).mean())
+    return {**found, "motion": scores["motion"], "smooth": scores["smooth"]}
+
+
+def keyframe_rows(pipeline, sparsectrl, prompts: list[str], seeds: list[int], steps: int = 25) -> list[TimeScores]:
+    """The default model from the inputs' first frame, and from their first and last frames, with
+    `sparsectrl`; the contrast row without it."""
+    return [measure(pipeline, "no SparseCtrl, for contrast", prompts, partial(from_keyframes, ends=True), seeds,
+                    steps),
+            measure(pipeline, "SparseCtrl, keyframe 0", prompts, partial(from_keyframes, sparsectrl=sparsectrl),
+                    seeds, steps),
+            measure(pipeline, "SparseCtrl, keyframes 0 and 15", prompts,
+                    partial(from_keyframes, sparsectrl=sparsectrl, ends=True), seeds, steps)]  # fmt: skip
+
+
+def write_keyframe_media(pipeline, sparsectrl, media: Path, steps: int = 25) -> list[tuple[str, str, str]]:
+    """A held-out clip's first frame as the keyframe (PNG) and the clips made from it and from its first and
+    last frames (GIFs), 4× enlarged: (caption, prompt, file name) each."""
+    prompt = "a red triangle moving right on a white background"
+    clip = input_clip(prompt, 1, pipeline.default_size)
+    made = []
+    Image.fromarray(clip[0].repeat(4, axis=0).repeat(4, axis=1)).save(media / "sparsectrl-keyframe.png")
+    made.append(("keyframe: the input's first frame", prompt, "sparsectrl-keyframe.png"))
+    for caption, name, indices in (("SparseCtrl from keyframe 0", "sparsectrl-first.gif", (0,)),
+                                   ("SparseCtrl from keyframes 0 and 15", "sparsectrl-ends.gif", (0, FRAMES - 1))):
+        keyframes = SparseCtrlInput(sparsectrl, as_tensor(clip[list(indices)]), indices, FRAMES, encode=True)
+        frames = pipeline(prompt, progress=False, conditions=Conditions(sparsectrl=keyframes), num_frames=FRAMES,
+                          seed=1, steps=steps)  # fmt: skip
+        write_video(frames.repeat(4, axis=1).repeat(4, axis=2), media / name, fps=8)
         made.append((caption, prompt, name))
     return made

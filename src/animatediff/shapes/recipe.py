@@ -8,6 +8,7 @@ order with `animatediff train`'s own code, each stage reading the previous stage
              → domain_adapter → motion_module → motion_lora × 2
              → controlnet (edges: Canny edge maps of the shadow-trail images)
              → distill (lcm: a 4-step student of the base with the motion module)
+             → sparsectrl (keyframes: an RGB SparseCtrl for the base with the motion module)
 
 The base first learns the motion words from trails drawn in the object's colour, then a short fine-tune
 on the same images with the trails in the background's shadow colour teaches it to keep the trail apart
@@ -79,6 +80,7 @@ def _train(steps: int, batch: int, lr: float, **more) -> dict:
 
 
 LCM_STEPS = 300  # enough: the student matches the 25-step teacher (docs/shapes-model.md)
+KEYFRAME_STEPS = 1200
 SHIPPED_BASE = "shadow_trails"  # the stage whose result is the shipped base, and what every later stage builds on
 PLAN = [
     StagePlan("vae", "vae", "autoencoder", "scaffold",
@@ -102,6 +104,9 @@ PLAN = [
     StagePlan("lcm", "distill", "clips", SHIPPED_BASE,
               _train(LCM_STEPS, 4, 1e-4, lr_scheduler="cosine", lr_warmup_steps=50),
               dict(motion_module="motion", lora_rank=32)),
+    StagePlan("keyframes", "sparsectrl", "clips", SHIPPED_BASE,
+              _train(KEYFRAME_STEPS, 4, 3e-4, lr_scheduler="cosine", lr_warmup_steps=20),
+              dict(motion_module="motion")),
 ]  # fmt: skip
 PLANS = {plan.name: plan for plan in PLAN}
 GPU_DATASETS = {
@@ -125,7 +130,7 @@ GPU_PLAN = [  # sized from seconds per step measured on an H200 (docs/shapes-mod
                      checkpoint_every=300),
               dict(domain_adapter="adapter", motion_module_version="v3")),
     PLANS["zoom_in"], PLANS["pan_left"],  # MotionLoRAs: 50 clips each, as in the cpu recipe
-    PLANS["edges"], PLANS["lcm"],  # the ControlNet and the few-step student as in the cpu recipe
+    PLANS["edges"], PLANS["lcm"], PLANS["keyframes"],  # ControlNet, few-step student, SparseCtrl: as in cpu
 ]  # fmt: skip
 RECIPES = {"cpu": (DATASETS, PLAN), "gpu": (GPU_DATASETS, GPU_PLAN)}
 
@@ -339,6 +344,7 @@ EXPORT = {  # files in the package's models/ folder ← stage results (every wei
     "pan_left": "motion_lora_pan_left.safetensors",
     "edges": "controlnet_edges",
     "lcm": "lcm",
+    "keyframes": "sparsectrl.safetensors",
 }
 EXPORTED = holds_only("recipe.json", *EXPORT.values(), *(f"{name}/*" for name in EXPORT.values()))
 

@@ -18,11 +18,19 @@ import numpy as np
 import torch
 
 from animatediff.conditioning import load_controlnet
+from animatediff.control.sparsectrl import load_sparsectrl
 from animatediff.embedded import FOLDER, MODELS
 from animatediff.errors import ConfigError
 from animatediff.export import file_stem, write_video
 from animatediff.loading import ModelSpec, build_pipeline
-from animatediff.shapes.control_report import control_rows, edge_rows, write_control_media, write_edge_media
+from animatediff.shapes.control_report import (
+    control_rows,
+    edge_rows,
+    keyframe_rows,
+    write_control_media,
+    write_edge_media,
+    write_keyframe_media,
+)
 from animatediff.shapes.metrics import score_video
 from animatediff.shapes.time_report import format_time_rows, time_rows, world_long_clips, write_time_media
 from animatediff.shapes.world import BACKGROUNDS, HELD_OUT, STYLES
@@ -231,6 +239,25 @@ def control_section(media: Path, relative: str, seeds: list[int], steps: int, mo
             "default model with each clip's own prompt (the contrast row: no ControlNet); `edge F1`: the output's "
             "Canny edges against the control video's, within one pixel.", "",
             *_metric_table(rows), "", *_media_table(write_edge_media(default, controlnet, media, steps), relative),
+            "", *keyframe_section(default, media, relative, seeds, steps, models, prompts)]  # fmt: skip
+
+
+def keyframe_section(default, media: Path, relative: str, seeds: list[int], steps: int, models: Path,
+                     prompts: list[str]) -> list[str]:  # fmt: skip
+    """The image-to-video rows (`control_report.keyframe_rows`) with the embedded SparseCtrl, when `models`
+    holds it, and their media, as markdown."""
+    path = models / MODELS["shapes-sparsectrl"].file
+    if not path.exists():
+        return []
+    sparsectrl = load_sparsectrl(path, default.unet.unet)
+    rows = keyframe_rows(default, sparsectrl, prompts, seeds, steps)
+    return ["## Image to video (SparseCtrl)", "",
+            "The same held-out clips' first frame (and, for interpolation, also their last) as keyframes of the "
+            "SparseCtrl 'shapes-sparsectrl' on the default model with each clip's own prompt (the contrast row: no "
+            "SparseCtrl, its frames compared with the same keyframes); `first text` / `last text`: the `text` "
+            "metric of the generated first / last frame alone; `first diff` / `last diff`: its mean absolute "
+            "difference from the keyframe in pixel levels (0-255).", "",
+            *_metric_table(rows), "", *_media_table(write_keyframe_media(default, sparsectrl, media, steps), relative),
             ""]  # fmt: skip
 
 
