@@ -376,6 +376,26 @@ def _time_given(args: argparse.Namespace) -> bool:
     return bool(controls.keyframes or controls.context.given() or controls.noise_shuffle or controls.free_init)
 
 
+def _serve_parser(commands) -> None:
+    serve = _command(commands, "serve", "the web app and HTTP API (127.0.0.1:7860)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (another than loopback: say who may "
+                       "connect with --auth or --token-file)")  # fmt: skip
+    serve.add_argument("--port", type=whole_number, default=7860)
+    serve.add_argument("--models", type=Path, help="a folder whose checkpoints the page lists (the embedded models "
+                       "are always listed)")  # fmt: skip
+    serve.add_argument("--outputs", type=Path, default=Path("outputs"), help="where outputs and job records go")
+    serve.add_argument("--auth", metavar="USER:PASSWORD", help="ask for this user (page and API: HTTP Basic)")
+    serve.add_argument("--token-file", type=Path, help="API clients may send this file's token as a Bearer token")
+    serve.add_argument("--device", action="append", default=[], help="a device with a worker of its own, repeatable "
+                       "(default: cuda if available, else cpu)")  # fmt: skip
+    serve.add_argument("--queue", type=whole_number, default=8, help="jobs that may wait; more answer 429")
+    for name, what in (("frames", "frames"), ("size", "width or height"), ("steps", "steps"),
+                       ("prompt-length", "prompt characters")):  # fmt: skip
+        serve.add_argument(f"--max-{name}", type=whole_number, help=f"the most {what} a request may ask for "
+                           "(default: what fits the device)")  # fmt: skip
+    serve.set_defaults(run=run_serve)
+
+
 def _tool_parsers(commands) -> None:
     inspect = _command(commands, "inspect", "say what a checkpoint file or folder is")
     inspect.add_argument("path", help="a file, a folder, or an embedded model's short name")
@@ -492,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     _generate_parser(commands)
     _tool_parsers(commands)
+    _serve_parser(commands)
     _preprocess_parser(commands)
     _shapes_parser(commands)  # the lab's commands last
     return parser
@@ -698,6 +719,60 @@ def run_generate(args: argparse.Namespace) -> int:
 
 def run_models(args: argparse.Namespace) -> int:
     print(listing())
+    return 0
+
+
+def serve_options(args: argparse.Namespace):
+    """The server's options from `serve`'s flags."""
+    import torch
+
+    from animatediff.app.requests import Limits
+    from animatediff.app.server import ServerOptions
+
+    devices = tuple(args.device) or ("cuda" if torch.cuda.is_available() else "cpu",)
+    limits = Limits.for_device(devices[0])
+    given = {"frames": args.max_frames, "size": args.max_size, "steps": args.max_steps,
+             "prompt_length": args.max_prompt_length}  # fmt: skip
+    limits = replace(limits, **{name: value for name, value in given.items() if value is not None})
+    auth = None
+    if args.auth is not None:
+        user, colon, password = args.auth.partition(":")
+        if not colon or not user or not password:
+            raise ConfigError(f"--auth expects USER:PASSWORD; got {args.auth!r}.")
+        auth = (user, password)
+    token = None
+    if args.token_file is not None:
+        try:
+            token = args.token_file.read_text().strip()
+        except OSError as error:
+            raise ConfigError(f"--token-file {args.token_file}: cannot be read ({error.strerror}).") from error
+        if len(token) < 16:
+            raise ConfigError(f"--token-file {args.token_file}: the token must be at least 16 characters.")
+    if args.models is not None and not args.models.is_dir():
+        raise ConfigError(f"--models {args.models}: no such folder.")
+    args.outputs.mkdir(parents=True, exist_ok=True)
+    return ServerOptions(outputs=args.outputs, models=args.models, limits=limits, devices=devices,
+                         capacity=args.queue, auth=auth, token=token)  # fmt: skip
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import ipaddress
+
+    options = serve_options(args)
+    try:
+        loopback = ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        loopback = args.host == "localhost"
+    if not loopback and options.auth is None and options.token is None:
+        print(f"animatediff serve: warning: listening on {args.host} without authentication: anyone who can reach "
+              "this address can generate and read outputs; give --auth USER:PASSWORD or --token-file.",
+              file=sys.stderr)  # fmt: skip
+    import uvicorn
+
+    from animatediff.app.server import create_app
+
+    print(f"animatediff serve: http://{args.host}:{args.port}/ (API: /api, schema: /docs)")
+    uvicorn.run(create_app(options), host=args.host, port=args.port, log_level="warning")
     return 0
 
 

@@ -3,7 +3,7 @@ calls. Consecutive outputs with the same models share one pipeline."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -15,20 +15,40 @@ from animatediff.settings import Settings
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
+class OutputMaker:
+    """Makes outputs one at a time, keeping the last pipeline (and its conditions' models) loaded while the
+    next output uses the same models: the command line's loop and the web app's workers both use one."""
+
+    def __init__(self, split_guidance: bool = False, compile: bool = False, progress: bool = True):
+        self.split_guidance, self.compile, self.progress = split_guidance, compile, progress
+        self.pipeline, self.conditions, self.built_for = None, None, None
+
+    def make(self, run: Settings, on_step: Callable[[int, int], None] | None = None) -> Path:
+        """Make and write `run`'s output (its sidecar is `run.sidecar()`); `on_step(done, steps)` after each
+        denoising step."""
+        if (run.model, run.device, run.dtype, run.control) != self.built_for:
+            self.pipeline = self.conditions = None  # free the last ones before loading the next
+            self.pipeline = build_pipeline(run.model, torch.device(run.device), DTYPES[run.dtype], self.split_guidance,
+                                           self.compile)  # fmt: skip
+            if run.control.given:
+                from animatediff.conditioning import ConditionLoader
+
+                self.conditions = ConditionLoader(self.pipeline, run.control)
+            self.built_for = (run.model, run.device, run.dtype, run.control)
+        self.pipeline.on_step = on_step
+        try:
+            conditions = self.conditions(run.sample) if self.conditions else None
+            frames = self.pipeline(run.sample, self.progress, conditions)
+        finally:
+            self.pipeline.on_step = None
+        return write_video(frames, run.output, fps=run.fps, settings=run.sidecar())
+
+
 def generate_outputs(runs: list[Settings], split_guidance: bool = False, compile: bool = False,
                      progress: bool = True) -> Iterator[tuple[Settings, Path]]:  # fmt: skip
     """Make and write each output of `runs` in order; yields each run with the path written.
 
     The sidecar beside each output is the run's own `Settings.sidecar()`."""
-    pipeline, built_for, conditions = None, None, None
+    maker = OutputMaker(split_guidance, compile, progress)
     for run in runs:
-        if (run.model, run.device, run.dtype, run.control) != built_for:
-            pipeline = conditions = None  # free the last ones before loading the next
-            pipeline = build_pipeline(run.model, torch.device(run.device), DTYPES[run.dtype], split_guidance, compile)
-            if run.control.given:
-                from animatediff.conditioning import ConditionLoader
-
-                conditions = ConditionLoader(pipeline, run.control)
-            built_for = (run.model, run.device, run.dtype, run.control)
-        frames = pipeline(run.sample, progress, conditions(run.sample) if conditions else None)
-        yield run, write_video(frames, run.output, fps=run.fps, settings=run.sidecar())
+        yield run, maker.make(run)

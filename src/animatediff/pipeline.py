@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -139,6 +139,7 @@ class AnimateDiffPipeline:
         self.tokenizer = tokenizer
         self.scheduler = scheduler or official_scheduler()
         self.split_guidance = split_guidance
+        self.on_step: Callable[[int, int], None] | None = None  # called with (steps done, steps) after each step
         self.text_encoder_2 = text_encoder_2
         self.tokenizer_2 = tokenizer_2
 
@@ -291,6 +292,8 @@ class AnimateDiffPipeline:
                     uncond, cond = eps.chunk(2)
                     eps = uncond + guidance_scale * (cond - uncond)
                 latents = self.scheduler.step(eps, t, latents, **extra, return_dict=False)[0]
+                if self.on_step is not None:
+                    self.on_step(step + 1, steps)
                 yield latents
 
     def _predict_noise(self, model_input: torch.Tensor, t, text_states: torch.Tensor, controls: StepControls,

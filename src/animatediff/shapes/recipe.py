@@ -80,7 +80,7 @@ def _train(steps: int, batch: int, lr: float, **more) -> dict:
 
 
 LCM_STEPS = 300  # enough: the student matches the 25-step teacher (docs/shapes-model.md)
-KEYFRAME_STEPS = 1200
+KEYFRAME_STEPS = 1500
 SHIPPED_BASE = "shadow_trails"  # the stage whose result is the shipped base, and what every later stage builds on
 PLAN = [
     StagePlan("vae", "vae", "autoencoder", "scaffold",
@@ -105,7 +105,7 @@ PLAN = [
               _train(LCM_STEPS, 4, 1e-4, lr_scheduler="cosine", lr_warmup_steps=50),
               dict(motion_module="motion", lora_rank=32)),
     StagePlan("keyframes", "sparsectrl", "clips", SHIPPED_BASE,
-              _train(KEYFRAME_STEPS, 4, 3e-4, lr_scheduler="cosine", lr_warmup_steps=20),
+              _train(KEYFRAME_STEPS, 4, 1e-3, lr_scheduler="cosine", lr_warmup_steps=20, loss="v"),
               dict(motion_module="motion")),
 ]  # fmt: skip
 PLANS = {plan.name: plan for plan in PLAN}

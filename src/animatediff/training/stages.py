@@ -22,8 +22,9 @@ saved as a diffusers ControlNet folder (`--controlnet`).
 
 And `sparsectrl` (the official release never published SparseCtrl training): an RGB SparseCtrl encoder
 made from the image UNet (its down blocks copied, fresh one-attention motion modules, zero convolutions
-at zero), trained on clips whose own frames, at random sparse indices, are the keyframes (their VAE
-latents and the mask); the base and the motion module frozen; saved in the official layout.
+at zero, the condition's convolution starting as the UNet's own input convolution), trained on clips
+whose own frames, at random sparse indices, are the keyframes (their VAE latents and the mask); the base
+and the motion module frozen; saved in the official layout.
 
 And `distill`: a few-step model by latent consistency distillation, as AnimateLCM does it: the student
 (the teacher's motion module, trained whole, and a LoRA on the image UNet's attention) learns the
@@ -463,6 +464,9 @@ class SparseCtrlStage(_MotionStage):
         unet = self.components.unet
         video_unet = AnimateDiffUNet(unet, load_motion_module(self.config.motion_module).requires_grad_(False))
         self.sparsectrl = build_sparsectrl(unet, SparseCtrlConfig()).train().requires_grad_(True)
+        embedding = self.sparsectrl.controlnet.controlnet_cond_embedding
+        with torch.no_grad():  # it starts by reading a keyframe's latents as the UNet reads latents
+            embedding.weight[:, : unet.config.in_channels] = unet.conv_in.weight
         return SparseCtrlTraining(video_unet, self.sparsectrl)
 
     @torch.no_grad()

@@ -1,0 +1,111 @@
+"""The job queue: accepted jobs wait in a bounded queue; one worker thread per device takes them in order and
+makes each with its own `OutputMaker` (the pipeline stays loaded while the next job uses the same models).
+Every accepted job keeps its record in memory and as `<id>.job.json` in the outputs folder (written whole
+and renamed), so a job that fails keeps its error and settings and none is lost while the app runs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from animatediff.files import atomic_path
+from animatediff.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class State(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class QueueFull(RuntimeError):
+    """The queue holds as many jobs as it may; the client should try again later."""
+
+
+@dataclass
+class Job:
+    """One output to make: what the client asked for (`request`), the complete settings it resolved to
+    (the sidecar's), and how far it has come."""
+
+    id: str
+    request: dict
+    settings: dict
+    output: str  # the output's file name in the outputs folder
+    state: State = State.QUEUED
+    progress: float = 0.0
+    error: str | None = None
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+
+    def record(self) -> dict:
+        return asdict(self)
+
+
+class JobQueue:
+    """Jobs for `devices` (one worker each), at most `capacity` waiting; `run(job, settings, device,
+    on_progress)` makes one."""
+
+    def __init__(self, outputs: Path, devices: list[str], capacity: int, run):
+        self.outputs, self.capacity, self.run = Path(outputs), capacity, run
+        self.jobs: dict[str, Job] = {}
+        self._settings: dict[str, Settings] = {}
+        self._waiting: queue.Queue[str] = queue.Queue()
+        self._lock = threading.Lock()
+        self._workers = [threading.Thread(target=self._work, args=(device,), daemon=True, name=f"worker-{device}")
+                         for device in devices]  # fmt: skip
+        for worker in self._workers:
+            worker.start()
+
+    def submit(self, request: dict, settings: Settings) -> Job:
+        """Accept a job (or raise `QueueFull`); its record is written before this returns."""
+        with self._lock:
+            if self._waiting.qsize() >= self.capacity:
+                raise QueueFull(f"the queue is full ({self.capacity} jobs waiting); try again when one has started")
+            job = Job(id=settings.output.name.split(".")[0], request=request, settings=settings.sidecar(),
+                      output=settings.output.name)  # fmt: skip
+            self.jobs[job.id] = job
+            self._settings[job.id] = settings
+            self._save(job)
+            self._waiting.put(job.id)
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        return self.jobs.get(job_id)
+
+    def _save(self, job: Job) -> None:
+        with atomic_path(self.outputs / f"{job.id}.job.json") as temporary:
+            temporary.write_text(json.dumps(job.record(), indent=2, default=str))
+
+    def _work(self, device: str) -> None:
+        while True:
+            job_id = self._waiting.get()
+            job = self.jobs[job_id]
+            job.state, job.started = State.RUNNING, time.time()
+            self._save(job)
+
+            def on_progress(done: int, steps: int, job: Job = job) -> None:
+                job.progress = max(job.progress, min(done / steps, 1.0))
+
+            try:
+                self.run(job, self._settings.pop(job_id), device, on_progress)
+                job.state, job.progress = State.DONE, 1.0
+            except Exception as error:  # the job fails; the worker goes on with the next
+                log.exception("job %s failed", job_id)
+                job.state, job.error = State.FAILED, f"{type(error).__name__}: {error}"
+            job.finished = time.time()
+            self._save(job)
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex[:16]

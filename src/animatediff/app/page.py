@@ -1,0 +1,166 @@
+"""The page: a gradio form over the same `GenerateRequest` the API takes. Models are picked from the app's
+lists (the browser sends names, never paths); an uploaded init image is stored in the outputs folder's
+`uploads/` under a name the app chooses. Generating queues a job like any API client's and follows its
+progress. No font, script or style comes from outside the app (system fonts only)."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import time
+from pathlib import Path
+
+import gradio as gr
+
+from animatediff.app.jobs import State, new_job_id
+from animatediff.app.requests import GenerateRequest, Scaled
+
+THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+LORA_SLOTS = 2  # LoRAs and MotionLoRAs the page offers at once
+NONE = "(none)"
+FAMILIES = [NONE, "v1", "v2", "v3", "sdxl", "animatelcm", "lightning-1", "lightning-2", "lightning-4", "lightning-8",
+            "distilled"]  # fmt: skip
+SCHEDULERS = [NONE, "ddim", "euler", "euler-ancestral", "dpm++2m", "dpm++2m-karras", "dpm++sde-karras", "unipc", "lcm",
+              "tcd"]  # fmt: skip
+
+
+def _choice(value: str | None) -> str | None:
+    return None if value in (None, "", NONE) else value
+
+
+def _prompt_map(text: str) -> dict[int, str]:
+    """'FRAME: prompt' lines → {frame: prompt}."""
+    found = {}
+    for line in text.splitlines():
+        frame, colon, prompt = line.partition(":")
+        if colon and frame.strip().isdigit() and prompt.strip():
+            found[int(frame)] = prompt.strip()
+        elif line.strip():
+            raise gr.Error(f"prompt travel: expected 'FRAME: prompt' lines; got {line.strip()!r}")
+    return found
+
+
+def build_page(app) -> gr.Blocks:
+    """The page for `app` (a `server.App`)."""
+    catalog = app.catalog
+    limits = app.options.limits
+
+    def names(kind: str, optional: bool = False) -> list[str]:
+        return ([NONE] if optional else []) + catalog.names(kind)
+
+    with gr.Blocks(title="animatediff", analytics_enabled=False) as page:
+        gr.Markdown("# animatediff\nText to video with a motion module plugged into a Stable Diffusion image model.")
+        with gr.Row():
+            with gr.Column(scale=3):
+                prompt = gr.Textbox(label="Prompt", lines=2, max_length=limits.prompt_length, elem_id="prompt",
+                                    value="a red circle moving right on a blue background")  # fmt: skip
+                negative = gr.Textbox(label="Negative prompt", max_length=limits.prompt_length, elem_id="negative")
+                with gr.Row():
+                    base = gr.Dropdown(names("base"), value="shapes", label="Base model", elem_id="base")
+                    dreambooth = gr.Dropdown(names("dreambooth", True), value=NONE, label="Personalized model")
+                    module = gr.Dropdown(names("motion_module", True), value="shapes-motion", label="Motion module")
+                with gr.Row():
+                    adapter = gr.Dropdown(names("domain_adapter", True), value=NONE, label="Domain adapter")
+                    alpha = gr.Slider(0, 1, value=1, step=0.05, label="Domain adapter α")
+                with gr.Accordion("LoRAs and MotionLoRAs", open=False):
+                    loras = [_scaled_slot(names("lora", True), f"LoRA {i + 1}") for i in range(LORA_SLOTS)]
+                    motion_loras = [_scaled_slot(names("motion_lora", True), f"MotionLoRA {i + 1}")
+                                    for i in range(LORA_SLOTS)]  # fmt: skip
+                with gr.Row():
+                    frames = gr.Slider(2, limits.frames, value=min(16, limits.frames), step=1, label="Frames")
+                    width = gr.Number(value=None, label="Width (empty or 0: the model's)", precision=0)
+                    height = gr.Number(value=None, label="Height (empty or 0: the model's)", precision=0)
+                with gr.Row():
+                    steps = gr.Number(None, label="Steps (empty or 0: the family's)", precision=0, elem_id="steps")
+                    guidance = gr.Number(value=None, label="Guidance (empty or 0: the family's)")
+                    seed = gr.Number(value=1, label="Seed", precision=0, elem_id="seed")
+                    dice = gr.Button("🎲 random", elem_id="random-seed", scale=0)
+                with gr.Row():
+                    fps = gr.Number(value=8, label="fps")
+                    output_format = gr.Dropdown(["mp4", "webm", "gif", "webp"], value="mp4", label="Format")
+                with gr.Accordion("Long video and prompt travel", open=False):
+                    context = gr.Number(value=None, label="Context window length (empty or 0: none)", precision=0)
+                    overlap = gr.Number(value=None, label="Context overlap", precision=0)
+                    loop = gr.Checkbox(label="Loop")
+                    travel = gr.Textbox(label="Prompt travel ('FRAME: prompt' per line)", lines=3)
+                with gr.Accordion("Image to video", open=False):
+                    init_image = gr.Image(label="Init image (the clip starts from it)", type="filepath")
+                with gr.Accordion("Model family and scheduler", open=False):
+                    family = gr.Dropdown(FAMILIES, value=NONE, label="Family (empty: told from the module)")
+                    scheduler = gr.Dropdown(SCHEDULERS, value=NONE, label="Scheduler (empty: the family's)")
+                run = gr.Button("Generate", variant="primary", elem_id="generate")
+            with gr.Column(scale=2):
+                video = gr.Video(label="Result", elem_id="result", autoplay=True, loop=True, format=None)
+                download = gr.File(label="Download", elem_id="download")
+                settings = gr.JSON(label="Settings (the sidecar)", elem_id="settings")
+                gallery = gr.Gallery(label="Made since the app started", columns=4, elem_id="gallery")
+
+        dice.click(lambda: random.randrange(2**31), outputs=seed)
+        lora_inputs = [part for pair in loras + motion_loras for part in pair]
+        inputs = [prompt, negative, base, dreambooth, module, adapter, alpha, frames, width, height, steps, guidance,
+                  seed, fps, output_format, context, overlap, loop, travel, init_image, family, scheduler,
+                  *lora_inputs]  # fmt: skip
+
+        def generate(*values, progress=gr.Progress()):  # noqa: B008 (how gradio hands over its progress bar)
+            request = _request(values, app)
+            job = _submit(app, request)
+            progress(0, desc="queued")
+            while job.state in (State.QUEUED, State.RUNNING):
+                progress(job.progress, desc="denoising" if job.state == State.RUNNING else "queued")
+                time.sleep(0.2)
+            if job.state == State.FAILED:
+                raise gr.Error(job.error or "the job failed")
+            path = str(app.outputs / job.output)
+            made = [str(app.outputs / j.output) for j in app.jobs.jobs.values() if j.state == State.DONE]
+            return path, path, job.settings, made
+
+        run.click(generate, inputs=inputs, outputs=[video, download, settings, gallery])
+    return page
+
+
+def _scaled_slot(choices: list[str], label: str) -> tuple:
+    with gr.Row():
+        return gr.Dropdown(choices, value=NONE, label=label), gr.Slider(0, 1.5, value=1, step=0.05, label="scale")
+
+
+def _number(value) -> int | None:
+    """A number field's value; empty (which gradio hands over as 0) is None."""
+    return None if value in (None, "", 0) else int(value)
+
+
+def _request(values: tuple, app) -> GenerateRequest:
+    """The form's values as a request (checked as the API checks it)."""
+    (prompt, negative, base, dreambooth, module, adapter, alpha, frames, width, height, steps, guidance, seed, fps,
+     output_format, context, overlap, loop, travel, init_image, family, scheduler, *lora_values) = values  # fmt: skip
+    pairs = list(zip(lora_values[::2], lora_values[1::2], strict=True))
+    loras = [Scaled(name=name, scale=scale) for name, scale in pairs[:LORA_SLOTS] if _choice(name)]
+    motion_loras = [Scaled(name=name, scale=scale) for name, scale in pairs[LORA_SLOTS:] if _choice(name)]
+    uploaded = None
+    if init_image:  # gradio's own copy of the upload: kept under a name the app chooses
+        uploaded = f"{new_job_id()}{Path(init_image).suffix.lower() or '.png'}"
+        shutil.copyfile(init_image, app.uploads / uploaded)
+    try:
+        return GenerateRequest(
+            prompt=prompt, negative_prompt=negative or "", frames=int(frames), width=_number(width),
+            height=_number(height), steps=_number(steps), guidance_scale=guidance or None,
+            seed=_number(seed), fps=fps or 8, format=output_format, base=base, dreambooth=_choice(dreambooth),
+            motion_module=_choice(module) or "none", domain_adapter=_choice(adapter), domain_adapter_scale=alpha,
+            loras=loras, motion_loras=motion_loras, family=_choice(family), scheduler=_choice(scheduler),
+            context_length=_number(context), context_overlap=_number(overlap), loop=bool(loop),
+            prompt_map=_prompt_map(travel or ""), init_image=uploaded,
+        )  # fmt: skip
+    except ValueError as error:
+        raise gr.Error(str(error)) from error
+
+
+def _submit(app, request: GenerateRequest):
+    from fastapi import HTTPException
+
+    try:
+        return app.submit(request)
+    except HTTPException as error:
+        detail = error.detail
+        if isinstance(detail, list):
+            detail = "; ".join(f"{'.'.join(map(str, item['loc'][1:]))}: {item['msg']}" for item in detail)
+        raise gr.Error(str(detail)) from error
+

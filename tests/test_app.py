@@ -1,0 +1,168 @@
+"""The HTTP API (`animatediff serve`): the round trip on the embedded model, the queue under 20 concurrent
+requests, limits, and requests that try to reach files outside the app's folders."""
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from fastapi.testclient import TestClient
+
+from animatediff.app.requests import Limits
+from animatediff.app.server import ServerOptions, create_app
+from animatediff.cli import main
+
+SMALL = {"prompt": "a red circle moving right on a blue background", "frames": 4, "steps": 2, "seed": 3,
+         "format": "gif"}  # fmt: skip
+
+
+def wait(client: TestClient, job_id: str, timeout: float = 120) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        record = client.get(f"/api/jobs/{job_id}").json()
+        if record["state"] in ("done", "failed"):
+            return record
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    outputs = tmp_path_factory.mktemp("outputs")
+    app = create_app(ServerOptions(outputs=outputs, limits=Limits(frames=8, size=64, steps=4), capacity=4),
+                     page=False)  # fmt: skip
+    with TestClient(app) as client:
+        client.outputs = outputs
+        yield client
+
+
+def test_a_job_goes_from_request_to_video_and_settings(client):
+    answer = client.post("/api/generate", json=SMALL)
+    assert answer.status_code == 202
+    job_id = answer.json()["id"]
+    record = wait(client, job_id)
+    assert record["state"] == "done" and record["progress"] == 1.0 and record["error"] is None
+    video = client.get(f"/api/jobs/{job_id}/video")
+    assert video.status_code == 200 and video.content[:6] == b"GIF89a"
+    settings = client.get(f"/api/jobs/{job_id}/settings").json()
+    assert (settings["seed"], settings["frames"], settings["steps"], settings["prompt"]) == (3, 4, 2, SMALL["prompt"])
+    assert settings["motion_module"].endswith("motion_module.safetensors")
+    saved = json.loads((client.outputs / f"{job_id}.job.json").read_text())
+    assert saved["state"] == "done" and saved["settings"]["seed"] == 3
+    assert client.get("/api/jobs/0123456789abcdef").status_code == 404
+    schema = client.get("/openapi.json").json()
+    assert "/api/generate" in schema["paths"] and "/api/jobs/{job_id}/video" in schema["paths"]
+
+
+def test_the_same_request_makes_the_same_frames_as_the_command_line(client, tmp_path):
+    job_id = client.post("/api/generate", json={**SMALL, "format": "webp"}).json()["id"]
+    assert wait(client, job_id)["state"] == "done"
+    assert main(["generate", SMALL["prompt"], "--frames", "4", "--steps", "2", "--seed", "3",
+                 "-o", str(tmp_path / "cli.webp")]) == 0  # fmt: skip
+    from animatediff import read_video
+
+    assert (read_video(client.outputs / f"{job_id}.webp") == read_video(tmp_path / "cli.webp")).all()
+
+
+def test_twenty_concurrent_requests_are_all_done_or_refused_with_429(client):
+    def post(seed):
+        return client.post("/api/generate", json={**SMALL, "seed": seed, "frames": 2, "steps": 1})
+
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(post, range(20)))
+    codes = [answer.status_code for answer in answers]
+    assert set(codes) <= {202, 429} and codes.count(202) >= 4 and 429 in codes
+    refused = next(answer for answer in answers if answer.status_code == 429)
+    assert "queue is full" in refused.text and refused.headers["content-type"].startswith("text/plain")
+    records = [wait(client, answer.json()["id"]) for answer in answers if answer.status_code == 202]
+    assert all(record["state"] == "done" for record in records)  # none accepted was lost
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"frames": 9}, "frames"),
+        ({"width": 128}, "width"),
+        ({"steps": 0}, "steps"),
+        ({"prompt": "x" * 1001}, "prompt"),
+        ({"guidance_scale": 80}, "guidance_scale"),
+        ({"prompt_map": {"12": "a blue square"}}, "prompt_map"),
+        ({"fps": -1}, "fps"),
+        ({"format": "exe"}, "format"),
+        ({"unknown": 1}, "unknown"),
+    ],
+)
+def test_values_out_of_bounds_answer_422_naming_the_field(client, change, field):
+    answer = client.post("/api/generate", json={**SMALL, **change})
+    assert answer.status_code == 422
+    assert any(field in map(str, item["loc"]) for item in answer.json()["detail"]), answer.json()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"base": "../x"},
+        {"base": "/etc"},
+        {"motion_module": "../../src/animatediff/embedded/shapes/motion_module.safetensors"},
+        {"loras": [{"name": "/etc/passwd"}]},
+        {"dreambooth": "shapes-outlined/../../x"},
+        {"motion_loras": [{"name": "shapes-striped"}]},  # a name, but of another kind
+    ],
+)
+def test_model_names_not_in_the_lists_answer_404(client, change):
+    answer = client.post("/api/generate", json={**SMALL, **change})
+    assert answer.status_code == 404 and "not one of the models this app offers" in answer.text
+
+
+def test_a_failing_job_keeps_its_error_and_settings(client, monkeypatch):
+    state = client.app.state.animatediff
+    original = state.makers["cpu"].make
+
+    def broken(settings, on_step=None):
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(state.makers["cpu"], "make", broken)
+    job_id = client.post("/api/generate", json=SMALL).json()["id"]
+    record = wait(client, job_id)
+    monkeypatch.setattr(state.makers["cpu"], "make", original)
+    assert record["state"] == "failed" and "out of memory (simulated)" in record["error"]
+    assert record["settings"]["seed"] == 3
+    assert client.get(f"/api/jobs/{job_id}/video").status_code == 409
+
+
+def test_models_lists_the_embedded_models_and_a_folders_checkpoints(tmp_path):
+    from animatediff.embedded import MODELS
+
+    folder = tmp_path / "models"
+    (folder / "loras").mkdir(parents=True)
+    (folder / "loras" / "striped.safetensors").write_bytes(MODELS["shapes-striped"].path.read_bytes())
+    (folder / "notes.safetensors").write_text("not a checkpoint")
+    app = create_app(ServerOptions(outputs=tmp_path / "out", models=folder), page=False)
+    with TestClient(app) as client:
+        listing = client.get("/api/models").json()
+    assert "shapes-motion" in listing["models"]["motion_module"] and "shapes" in listing["models"]["base"]
+    assert "loras/striped.safetensors" in listing["models"]["lora"]
+    assert all("notes" not in name for names in listing["models"].values() for name in names)
+    assert listing["limits"]["frames"] == 32
+
+
+def test_with_credentials_every_route_asks_for_them(tmp_path):
+    app = create_app(ServerOptions(outputs=tmp_path, auth=("ann", "secret"), token="t" * 20), page=False)
+    with TestClient(app) as client:
+        assert client.get("/api/models").status_code == 401
+        assert client.get("/api/models", auth=("ann", "wrong")).status_code == 401
+        assert client.get("/api/models", auth=("ann", "secret")).status_code == 200
+        assert client.get("/api/models", headers={"Authorization": "Bearer " + "t" * 20}).status_code == 200
+
+
+def test_serve_warns_without_authentication_off_loopback(monkeypatch, tmp_path, capsys):
+    import uvicorn
+
+    ran = threading.Event()
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: ran.set())
+    assert main(["serve", "--host", "0.0.0.0", "--outputs", str(tmp_path)]) == 0
+    assert ran.is_set() and "without authentication" in capsys.readouterr().err
+    assert main(["serve", "--outputs", str(tmp_path)]) == 0
+    assert "without authentication" not in capsys.readouterr().err
+    assert main(["serve", "--auth", "nopassword", "--outputs", str(tmp_path)]) == 2
