@@ -91,6 +91,7 @@ def test_twenty_concurrent_requests_are_all_done_or_refused_with_429(client):
         ({"fps": -1}, "fps"),
         ({"format": "exe"}, "format"),
         ({"unknown": 1}, "unknown"),
+        ({"steps": None}, "steps"),  # the family's 25 is above this app's limit of 4
     ],
 )
 def test_values_out_of_bounds_answer_422_naming_the_field(client, change, field):
@@ -166,3 +167,35 @@ def test_serve_warns_without_authentication_off_loopback(monkeypatch, tmp_path, 
     assert main(["serve", "--outputs", str(tmp_path)]) == 0
     assert "without authentication" not in capsys.readouterr().err
     assert main(["serve", "--auth", "nopassword", "--outputs", str(tmp_path)]) == 2
+
+
+def test_accelerate_launch_splits_a_config_over_two_processes(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    prompts = ["a red circle moving right on a blue background", "a green square moving left on a white background",
+               "a blue triangle moving up on a black background"]  # fmt: skip
+    config = tmp_path / "prompts.yaml"
+    config.write_text(json.dumps([{"prompt": prompts, "seed": [1, 2, 3], "steps": 2, "L": 4}]))
+    assert main(["generate", "--config", str(config), "--output-dir", str(tmp_path / "one"), "--format", "png"]) == 0
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launched = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "animatediff", "generate",
+         "--config", str(config), "--output-dir", str(tmp_path / "two"), "--format", "png"],
+        capture_output=True, text=True, env=environment, check=False,
+    )  # fmt: skip
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    said = launched.stdout
+    assert said.count("wrote ") == 3 and "[1/2] wrote" in said and "[2/2] wrote" in said  # each clip made once
+    one, two = sorted((tmp_path / "one").iterdir()), sorted((tmp_path / "two").iterdir())
+    assert [path.name for path in one] == [path.name for path in two] and len(one) == 6  # 3 clips, 3 sidecars
+    for first, second in zip(one, two, strict=True):
+        if first.is_dir():
+            frames = [(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+                      for a, b in zip(sorted(first.iterdir()), sorted(second.iterdir()), strict=True)]  # fmt: skip
+            assert len(frames) == 4 and all(np.array_equal(a, b) for a, b in frames)

@@ -30,7 +30,7 @@ def server(tmp_path_factory):
     import uvicorn
 
     outputs = tmp_path_factory.mktemp("outputs")
-    app = create_app(ServerOptions(outputs=outputs, limits=Limits(frames=16, size=64, steps=8)))
+    app = create_app(ServerOptions(outputs=outputs, limits=Limits(frames=16, size=64, steps=25)))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -79,3 +79,60 @@ def test_the_page_generates_plays_shows_the_seed_and_downloads(server, browser, 
     assert hosts == {"127.0.0.1"}  # nothing from a CDN: every request went to the app itself
     page.locator("#random-seed").click()
     page.wait_for_function("document.querySelector('#seed input').value !== '4242'", timeout=10_000)
+
+
+def readme_curl_commands() -> list[list[str]]:
+    """The README's curl example (a `console` block), one argument list per `$ curl` line."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = next(b for b in re.findall(r"^```console\n(.*?)^```", readme, flags=re.S | re.M) if "$ curl" in b)
+    return [shlex.split(line[2:]) for line in block.splitlines() if line.startswith("$ curl")]
+
+
+def as_curl(words: list[str], base: str, job_id: str | None, folder) -> tuple[int, bytes]:
+    """What curl does with these arguments (-s, -X, -H, -d, -o and the URL), done with httpx."""
+    import httpx
+
+    method, headers, data, output, url = "GET", {}, None, None, None
+    items = iter(words[1:])
+    for word in items:
+        if word == "-X":
+            method = next(items)
+        elif word == "-H":
+            name, _, value = next(items).partition(": ")
+            headers[name] = value
+        elif word == "-d":
+            data = next(items)
+        elif word == "-o":
+            output = folder / next(items)
+        elif not word.startswith("-"):
+            url = word.replace("http://127.0.0.1:7860/", base).replace("<id>", job_id or "<id>")
+    answer = httpx.request(method, url, headers=headers, content=data, timeout=60)
+    if output is not None:
+        output.write_bytes(answer.content)
+    return answer.status_code, answer.content
+
+
+def test_the_readme_curl_example_runs_against_the_app(server, tmp_path):
+    import json
+
+    url, _ = server
+    post, *rest = readme_curl_commands()
+    status, body = as_curl(post, url, None, tmp_path)
+    assert status == 202
+    job_id = json.loads(body)["id"]
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        status, body = as_curl(rest[0], url, job_id, tmp_path)
+        if json.loads(body)["state"] in ("done", "failed"):
+            break
+        time.sleep(0.2)
+    assert status == 200 and json.loads(body)["state"] == "done"
+    for words in rest[1:]:
+        status, body = as_curl(words, url, job_id, tmp_path)
+        assert status == 200
+    assert json.loads(as_curl(rest[1], url, job_id, tmp_path)[1])["seed"] == 3
+    assert (tmp_path / "clip.mp4").read_bytes()[4:8] == b"ftyp"

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 from PIL import Image
 from safetensors.torch import save_file
@@ -131,6 +132,8 @@ def stand_ins(folder: Path) -> None:
     control_stand_ins(folder, unet)
     family_stand_ins(folder)
     (folder / "tests").symlink_to(ROOT / "tests")  # the tiny-model recipe imports the tests' helpers
+    (folder / "prompts.yaml").write_text(yaml.safe_dump([{"prompt": ["a red circle moving right", "a blue square"],
+                                                          "seed": [1, 2], "steps": 2, "L": 4}]))  # fmt: skip
     for config in blocks("yaml"):  # a block names its file in a first-line comment, else it is the training config
         named = re.match(r"# (\S+\.yaml)\n", config)
         path = folder / (named[1] if named else "motion.yaml")
@@ -204,8 +207,21 @@ def test_the_first_screen_gives_the_install_and_test_commands_ci_runs():
         assert step in tests and step in ci.replace("pip install -q", "pip install")
 
 
+def serve_briefly(app, **options) -> None:
+    """`animatediff serve` in the README's commands: the app answers through a test client, then returns."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as client:
+        answer = client.get("/api/models", auth=("ann", "secret"))
+        assert answer.status_code == 200 and "shapes" in answer.json()["models"]["base"], answer.text
+        assert client.get("/").status_code in (200, 401)  # the page (behind its login when --auth is given)
+
+
 def test_every_readme_command_runs_as_written(sandbox, monkeypatch, capsys):
+    import uvicorn
+
     monkeypatch.chdir(sandbox)
+    monkeypatch.setattr(uvicorn, "run", serve_briefly)
     ran = []
     for block in blocks("bash"):
         for words in commands(block):

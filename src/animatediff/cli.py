@@ -697,8 +697,25 @@ def motion_table(model: ModelSpec) -> int | None:
     return motion_module_table(model.motion_module)
 
 
+def _this_process_share(runs: list[Settings]) -> list[Settings]:
+    """Under `accelerate launch` (or torchrun) with several processes: this process's share of the outputs
+    (accelerate's `split_between_processes`, in order), each made on this process's device. Every process
+    plans the same outputs, so names and settings are those one process would give."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return runs
+    import torch
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not torch.cuda.is_available())  # CPU processes: gloo, as `train` runs them
+    with state.split_between_processes(runs) as share:
+        share = list(share)
+    if state.device.type != "cpu":
+        share = [replace(run, device=str(state.device)) for run in share]
+    return share
+
+
 def run_generate(args: argparse.Namespace) -> int:
-    runs = plan_outputs(args)
+    runs = _this_process_share(plan_outputs(args))
     from animatediff.memory import check_memory
 
     for run in runs:

@@ -74,7 +74,7 @@ def build_page(app) -> gr.Blocks:
                     steps = gr.Number(None, label="Steps (empty or 0: the family's)", precision=0, elem_id="steps")
                     guidance = gr.Number(value=None, label="Guidance (empty or 0: the family's)")
                     seed = gr.Number(value=1, label="Seed", precision=0, elem_id="seed")
-                    dice = gr.Button("🎲 random", elem_id="random-seed", scale=0)
+                    dice = gr.Button("Random seed", elem_id="random-seed", scale=0)
                 with gr.Row():
                     fps = gr.Number(value=8, label="fps")
                     output_format = gr.Dropdown(["mp4", "webm", "gif", "webp"], value="mp4", label="Format")
@@ -93,7 +93,7 @@ def build_page(app) -> gr.Blocks:
                 video = gr.Video(label="Result", elem_id="result", autoplay=True, loop=True, format=None)
                 download = gr.File(label="Download", elem_id="download")
                 settings = gr.JSON(label="Settings (the sidecar)", elem_id="settings")
-                gallery = gr.Gallery(label="Made since the app started", columns=4, elem_id="gallery")
+                gallery = gr.Gallery(label="Made since the app started", columns=4, height=220, elem_id="gallery")
 
         dice.click(lambda: random.randrange(2**31), outputs=seed)
         lora_inputs = [part for pair in loras + motion_loras for part in pair]

@@ -91,6 +91,16 @@ def limit_errors(request: GenerateRequest, limits: Limits) -> list[tuple[str, st
     return errors
 
 
+def resolved_errors(settings: Settings, limits: Limits) -> list[tuple[str, str]]:
+    """(field, message) for the values a request left to the model (its size, its family's steps) that are
+    beyond the limits."""
+    sample = settings.sample
+    checks = [("width", sample.width, limits.size), ("height", sample.height, limits.size),
+              ("steps", sample.steps, limits.steps)]  # fmt: skip
+    return [(name, f"the model's default {value} is above the limit {high}; give a smaller {name}")
+            for name, value, high in checks if value > high]  # fmt: skip
+
+
 def flags(request: GenerateRequest, catalog: Catalog, output: Path, uploads: Path | None = None) -> list[str]:
     """The `generate` command line that makes `request` (models by their paths from `catalog`, which refuses
     names it does not list)."""

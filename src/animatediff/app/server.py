@@ -25,7 +25,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from animatediff import __version__
 from animatediff.app.catalog import Catalog, UnknownModel, scan
 from animatediff.app.jobs import JobQueue, QueueFull, State, new_job_id
-from animatediff.app.requests import GenerateRequest, Limits, limit_errors, plan
+from animatediff.app.requests import GenerateRequest, Limits, limit_errors, plan, resolved_errors
 from animatediff.errors import AnimateDiffError
 
 
@@ -83,6 +83,9 @@ class App:
             raise HTTPException(404, str(error)) from error
         except AnimateDiffError as error:
             raise _unprocessable([("settings", str(error))]) from error
+        errors = resolved_errors(settings, self.options.limits)
+        if errors:
+            raise _unprocessable(errors)
         try:
             return self.jobs.submit(request.model_dump(), settings)
         except QueueFull as error:
