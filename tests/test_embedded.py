@@ -180,10 +180,13 @@ def test_results_and_ablations_reports_run_on_a_retrain(smoke, tmp_path, monkeyp
                     "## 4. MotionLoRA", "## 5. Position encoding", "## Training", "## Video to video",
                     "| LoRA 'striped', strength 0.6 | style |", "## ControlNet on edges",
                     "| ControlNet 'shapes-edges' | edge F1 |",
-                    "| no ControlNet, for contrast | edge F1 |"):  # fmt: skip
+                    "| no ControlNet, for contrast | edge F1 |", "## Image to video (SparseCtrl)",
+                    "| SparseCtrl, keyframe 0 | first text |",
+                    "| SparseCtrl, keyframes 0 and 15 | last diff |"):  # fmt: skip
         assert heading in text, heading
     assert "strength 0.3" not in text  # 2 steps at strength 0.3 would run none of them: that row is left out
-    assert len(list((tmp_path / "media").glob("*.gif"))) == 5 + 3 + 2 + 2  # grid, 64-frame clips, v2v, ControlNet
+    assert len(list((tmp_path / "media").glob("*.gif"))) == 5 + 3 + 2 + 2 + 2  # grid, 64 frames, v2v, ControlNet,
+    assert (tmp_path / "media" / "sparsectrl-keyframe.png").is_file()  # SparseCtrl (its keyframe, two clips)
     assert "measured on an earlier retrain" not in text  # the smoke retrain's own base
     data["models"]["motion_module"] = "0" * 16  # measured with another motion module than the shipped one
     data["budgets"]["shipped_motion_module"] = "1 steps × 1 clips"  # and a shorter one: only stated, not used

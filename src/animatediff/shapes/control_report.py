@@ -11,10 +11,11 @@ edges as the control video and the input's own prompt; `edge F1` scores the outp
 them (`metrics.edge_f1`, within one pixel), beside the same model without the ControlNet.
 
 The image-to-video rows give the default model the input's first frame (and, for interpolation, its last
-frame too) as SparseCtrl keyframes with the input's own prompt: `first text` / `last text` are the `text`
-metric of the generated first / last frame alone against the caption, `first diff` / `last diff` the mean
-absolute pixel difference (0-255) between that frame and its keyframe, beside the same model without
-SparseCtrl (whose frames are compared with the same keyframes).
+frame too; the input drawn with the shadow trail, as the training clips are) as SparseCtrl keyframes with
+the input's own prompt: `first text` / `last text` are the `text` metric of the generated first / last
+frame alone against the caption, `first diff` / `last diff` the mean absolute pixel difference (0-255)
+between that frame and its keyframe, beside the same model without SparseCtrl (whose frames are compared
+with the same keyframes).
 """
 
 from __future__ import annotations
@@ -39,9 +40,13 @@ FRAMES = 16
 ARMS = (("LoRA 'striped'", 0.6), ("LoRA 'striped'", 0.3), ("no LoRA, for contrast", 0.6))  # (model, strength)
 
 
-def input_clip(prompt: str, seed: int, size: int, frames: int = FRAMES) -> np.ndarray:
-    """The world's own clip of `prompt` (F×size×size×3 uint8), placed as the world places a clip of `seed`."""
-    return render_clip(prompt_clip(prompt, seed, frames), frames, size=size)
+def input_clip(prompt: str, seed: int, size: int, frames: int = FRAMES, trail: bool = False) -> np.ndarray:
+    """The world's own clip of `prompt` (F×size×size×3 uint8), placed as the world places a clip of `seed`;
+    with `trail`, drawn as the recipe's training clips are (a shadow-coloured trail behind a moving object)."""
+    spec = prompt_clip(prompt, seed, frames)
+    if trail:
+        spec.trail, spec.trail_colour = True, "shadow"
+    return render_clip(spec, frames, size=size)
 
 
 def restyle(pipeline, prompt: str, seed: int, steps: int, strength: float,
@@ -114,8 +119,10 @@ def write_edge_media(pipeline, controlnet, media: Path, steps: int = 25) -> list
 def from_keyframes(pipeline, prompt: str, seed: int, steps: int, sparsectrl=None,
                    ends: bool = False) -> dict[str, float | None]:  # fmt: skip
     """The input clip's first frame (and its last, with `ends`) as SparseCtrl keyframes of `sparsectrl` (None:
-    no SparseCtrl, for contrast); each end's text and pixel difference, the clip's motion and smoothness."""
-    clip = input_clip(prompt, seed, pipeline.default_size)
+    no SparseCtrl, for contrast); each end's text and pixel difference, the clip's motion and smoothness. The
+    input is drawn as the training clips are (with the trail), so the keyframe is an image of the world the
+    models know."""
+    clip = input_clip(prompt, seed, pipeline.default_size, trail=True)
     indices = (0, FRAMES - 1) if ends else (0,)
     conditions = Conditions()
     if sparsectrl is not None:
@@ -145,7 +152,7 @@ def write_keyframe_media(pipeline, sparsectrl, media: Path, steps: int = 25) -> 
     """A held-out clip's first frame as the keyframe (PNG) and the clips made from it and from its first and
     last frames (GIFs), 4× enlarged: (caption, prompt, file name) each."""
     prompt = "a red triangle moving right on a white background"
-    clip = input_clip(prompt, 1, pipeline.default_size)
+    clip = input_clip(prompt, 1, pipeline.default_size, trail=True)
     made = []
     Image.fromarray(clip[0].repeat(4, axis=0).repeat(4, axis=1)).save(media / "sparsectrl-keyframe.png")
     made.append(("keyframe: the input's first frame", prompt, "sparsectrl-keyframe.png"))

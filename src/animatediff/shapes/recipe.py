@@ -80,7 +80,7 @@ def _train(steps: int, batch: int, lr: float, **more) -> dict:
 
 
 LCM_STEPS = 300  # enough: the student matches the 25-step teacher (docs/shapes-model.md)
-KEYFRAME_STEPS = 1500
+KEYFRAME_STEPS = 3500
 SHIPPED_BASE = "shadow_trails"  # the stage whose result is the shipped base, and what every later stage builds on
 PLAN = [
     StagePlan("vae", "vae", "autoencoder", "scaffold",
