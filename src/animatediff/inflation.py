@@ -72,7 +72,7 @@ class FramePooledGroupNorm(nn.GroupNorm):
         return rearrange(pooled, "b c f h w -> (b f) c h w")
 
 
-def _insertion_points(block: nn.Module) -> list[nn.Module]:
+def insertion_points(block: nn.Module) -> list[nn.Module]:
     """The layers after which a block's temporal modules run: its attentions, else its resnets."""
     attentions = getattr(block, "attentions", None)
     return list(attentions) if attentions else list(block.resnets)
@@ -95,7 +95,7 @@ def _check_widths(unet: UNet2DConditionModel, motion_module: MotionModule) -> No
     )
 
 
-def _apply_after(layer: nn.Module, module: nn.Module, axis: FrameAxis):
+def apply_after(layer: nn.Module, module: nn.Module, axis: FrameAxis):
     """Run `module` on `layer`'s output, whatever form diffusers returns it in."""
 
     def hook(_layer, _inputs, output):
@@ -130,9 +130,9 @@ class AnimateDiffUNet(nn.Module):
             pairs.append((self.unet.mid_block, motion_module.mid_block))
         hooks = []
         for block, temporal in pairs:
-            layers = _insertion_points(block)
+            layers = insertion_points(block)
             for layer, module in zip(layers, temporal.motion_modules, strict=True):
-                hooks.append(_apply_after(layer, module, self.axis))
+                hooks.append(apply_after(layer, module, self.axis))
         return hooks
 
     def _pool_image_norms_over_frames(self) -> None:

@@ -38,6 +38,7 @@ from torch import nn
 from animatediff.control.controlnet import Residuals
 from animatediff.errors import CheckpointError, ConfigError, first_line
 from animatediff.files import atomic_path, read_json
+from animatediff.inflation import FrameAxis, apply_after, insertion_points
 from animatediff.motion_module import MotionModuleConfig, TemporalModule, Windows
 
 SPARSECTRL_CLASS = "SparseControlNetModel"  # diffusers' class name, in a folder's config.json
@@ -89,16 +90,14 @@ class SparseCtrl(nn.Module):
 
     def __init__(self, controlnet: ControlNetModel, config: SparseCtrlConfig):
         super().__init__()
-        from animatediff.inflation import FrameAxis, _apply_after, _insertion_points
-
         self.controlnet, self.config = controlnet, config
         self.axis = FrameAxis()
         unet_config = controlnet.config
         motion = config.motion_config(tuple(unet_config.block_out_channels), unet_config.layers_per_block)
         for block, width in zip(controlnet.down_blocks, unet_config.block_out_channels, strict=True):
             block.motion_modules = nn.ModuleList(TemporalModule(width, motion) for _ in range(motion.layers_per_block))
-            for layer, module in zip(_insertion_points(block), block.motion_modules, strict=True):
-                _apply_after(layer, module, self.axis)
+            for layer, module in zip(insertion_points(block), block.motion_modules, strict=True):
+                apply_after(layer, module, self.axis)
 
     @property
     def dtype(self) -> torch.dtype:

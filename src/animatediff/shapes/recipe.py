@@ -17,7 +17,7 @@ stage learns from data whose trails are shadow-coloured. The DreamBooth-style st
 (DreamBooth's prior preservation, on the base's own last training images), so that the 8 images it learns
 its style from do not overwrite what the base drew for every motion word.
 
-Two recipes share that plan: `cpu` fits 2 CPU cores (about 2 h 20 min; the shipped models) and `gpu`
+Two recipes share that plan: `cpu` fits 2 CPU cores (about 3 h; the shipped models) and `gpu`
 is for one GPU (about 15 minutes on an H200, from measured step times), with larger batches, more steps
 and more clips. Both autoencoders learn from images in every style (the personalized styles must
 survive the latents); the base never sees a style.
@@ -80,7 +80,7 @@ def _train(steps: int, batch: int, lr: float, **more) -> dict:
 
 
 LCM_STEPS = 300  # enough: the student matches the 25-step teacher (docs/shapes-model.md)
-KEYFRAME_STEPS = 3500
+KEYFRAME_STEPS = 1500
 SHIPPED_BASE = "shadow_trails"  # the stage whose result is the shipped base, and what every later stage builds on
 PLAN = [
     StagePlan("vae", "vae", "autoencoder", "scaffold",
