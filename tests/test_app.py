@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from animatediff.app.requests import Limits
 from animatediff.app.server import ServerOptions, create_app
-from animatediff.cli import main
+from animatediff.cli import app_callbacks, main
 
 SMALL = {"prompt": "a red circle moving right on a blue background", "frames": 4, "steps": 2, "seed": 3,
          "format": "gif"}  # fmt: skip
@@ -30,8 +30,8 @@ def wait(client: TestClient, job_id: str, timeout: float = 120) -> dict:
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     outputs = tmp_path_factory.mktemp("outputs")
-    app = create_app(ServerOptions(outputs=outputs, limits=Limits(frames=8, size=64, steps=4), capacity=4),
-                     page=False)  # fmt: skip
+    options = ServerOptions(**app_callbacks(), outputs=outputs, limits=Limits(frames=8, size=64, steps=4), capacity=4)
+    app = create_app(options, page=False)
     with TestClient(app) as client:
         client.outputs = outputs
         yield client
@@ -139,7 +139,7 @@ def test_models_lists_the_embedded_models_and_a_folders_checkpoints(tmp_path):
     (folder / "loras").mkdir(parents=True)
     (folder / "loras" / "striped.safetensors").write_bytes(MODELS["shapes-striped"].path.read_bytes())
     (folder / "notes.safetensors").write_text("not a checkpoint")
-    app = create_app(ServerOptions(outputs=tmp_path / "out", models=folder), page=False)
+    app = create_app(ServerOptions(**app_callbacks(), outputs=tmp_path / "out", models=folder), page=False)
     with TestClient(app) as client:
         listing = client.get("/api/models").json()
     assert "shapes-motion" in listing["models"]["motion_module"] and "shapes" in listing["models"]["base"]
@@ -149,7 +149,8 @@ def test_models_lists_the_embedded_models_and_a_folders_checkpoints(tmp_path):
 
 
 def test_with_credentials_every_route_asks_for_them(tmp_path):
-    app = create_app(ServerOptions(outputs=tmp_path, auth=("ann", "secret"), token="t" * 20), page=False)
+    options = ServerOptions(**app_callbacks(), outputs=tmp_path, auth=("ann", "secret"), token="t" * 20)
+    app = create_app(options, page=False)
     with TestClient(app) as client:
         assert client.get("/api/models").status_code == 401
         assert client.get("/api/models", auth=("ann", "wrong")).status_code == 401

@@ -102,8 +102,8 @@ def test_inference_config_sets_motion_module_and_scheduler(monkeypatch):
         ({"motion_module": "mm.safetensors", "prompt": ["a"], "W": "wide"}, "'W': expected a whole number"),
         ({"motion_module": "mm.safetensors", "prompt": []}, "'prompt': expected at least one prompt"),
         ({"motion_module": "mm.safetensors", "prompt": ["a"], "sampler": "ddim"}, "unknown field(s) sampler"),
-        ({"motion_module": "mm.safetensors", "prompt": ["a"], "controlnet_path": "c"},
-         "unsupported field(s) controlnet_path"),
+        ({"motion_module": "mm.safetensors", "prompt": ["a"], "controlnet_path": "mm.safetensors",
+          "controlnet_image_indexs": [0, -1]}, "2 keyframe indices (controlnet_image_indexs) but 0 images"),
     ],
 )  # fmt: skip
 def test_bad_entries_are_named(files, tiny_base, entry, message):

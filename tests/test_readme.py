@@ -162,7 +162,7 @@ def control_stand_ins(folder: Path, unet: UNet2DConditionModel) -> None:
 
 def sparsectrl_stand_ins(folder: Path, unet: UNet2DConditionModel) -> None:
     """The official RGB and scribble SparseCtrl files for the stand-in base (tensors under `controlnet`)."""
-    from animatediff.control.sparsectrl import SparseCtrlConfig, build_sparsectrl
+    from animatediff.sparsectrl import SparseCtrlConfig, build_sparsectrl
 
     rgb = build_sparsectrl(unet, SparseCtrlConfig())
     torch.save({"controlnet": rgb.official_state_dict()}, folder / "v3_sd15_sparsectrl_rgb.ckpt")

@@ -9,6 +9,8 @@ and what each output's sidecar records.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import math
 import os
@@ -380,7 +382,7 @@ def _serve_parser(commands) -> None:
     serve = _command(commands, "serve", "the web app and HTTP API (127.0.0.1:7860)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (another than loopback: say who may "
                        "connect with --auth or --token-file)")  # fmt: skip
-    serve.add_argument("--port", type=whole_number, default=7860)
+    serve.add_argument("--port", type=whole_number, default=7860, help="port to listen on")
     serve.add_argument("--models", type=Path, help="a folder whose checkpoints the page lists (the embedded models "
                        "are always listed)")  # fmt: skip
     serve.add_argument("--outputs", type=Path, default=Path("outputs"), help="where outputs and job records go")
@@ -739,6 +741,30 @@ def run_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def settings_from_flags(words: list[str]) -> Settings:
+    """The one output a `generate` command line makes, planned with every check `generate` makes (the web
+    app's requests go through it); a refused flag is a `ConfigError` saying why."""
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            args = build_parser().parse_args(words)
+    except SystemExit as error:  # the parser refused a value, saying why
+        reason = said.getvalue().strip().removeprefix("animatediff generate: error: ")
+        raise ConfigError(f"the request's settings were refused: {reason}") from error
+    (settings,) = plan_outputs(args)
+    return settings
+
+
+def chosen_dtype(device: str) -> tuple[str, str, str]:
+    """`--dtype auto` on `device`: (device, dtype, why)."""
+    return _device_and_dtype(device, "auto")
+
+
+def app_callbacks() -> dict:
+    """What the web app takes from the command line (`ServerOptions`' callbacks)."""
+    return {"settings_from_flags": settings_from_flags, "device_dtype": chosen_dtype}
+
+
 def serve_options(args: argparse.Namespace):
     """The server's options from `serve`'s flags."""
     import torch
@@ -768,8 +794,8 @@ def serve_options(args: argparse.Namespace):
     if args.models is not None and not args.models.is_dir():
         raise ConfigError(f"--models {args.models}: no such folder.")
     args.outputs.mkdir(parents=True, exist_ok=True)
-    return ServerOptions(outputs=args.outputs, models=args.models, limits=limits, devices=devices,
-                         capacity=args.queue, auth=auth, token=token)  # fmt: skip
+    return ServerOptions(**app_callbacks(), outputs=args.outputs, models=args.models, limits=limits,
+                         devices=devices, capacity=args.queue, auth=auth, token=token)  # fmt: skip
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -802,6 +828,10 @@ def run_inspect(args: argparse.Namespace) -> int:
             f"{args.path}: no such file or folder, nor an embedded model's name (see: animatediff models)."
         )
     info = identify(path)
+    if info.kind == Kind.SPARSECTRL:
+        from animatediff.sparsectrl import describe
+
+        info.details.update(describe(path))
     print(f"{args.path}: {info.description}")
     for key, value in info.details.items():
         print(f"  {key}: {value}")
@@ -810,8 +840,9 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 def run_convert(args: argparse.Namespace) -> int:
     from animatediff.formats import Layout, convert_checkpoint
+    from animatediff.sparsectrl import convert_sparsectrl
 
-    info = convert_checkpoint(args.source, args.target, Layout(args.to))
+    info = convert_checkpoint(args.source, args.target, Layout(args.to), convert_sparsectrl)
     print(f"wrote {args.target}: {info.kind.replace('_', ' ')} in the {args.to} layout")
     return 0
 

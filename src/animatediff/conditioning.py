@@ -15,12 +15,13 @@ from diffusers import ControlNetModel, UNet2DConditionModel
 
 from animatediff.control import Conditions, ControlNetInput, InitImage, InitVideo
 from animatediff.control.image_prompt import image_prompt, load_ip_adapter, reads_hidden_states
-from animatediff.control.sparsectrl import SparseCtrlInput, crop_like_official, load_sparsectrl, normalize_condition
+from animatediff.control.sparsectrl import SparseCtrlInput, crop_like_official, normalize_condition
 from animatediff.errors import CheckpointError, ConfigError, first_line
 from animatediff.formats import read_state_dict
 from animatediff.media import read_frames, read_image
 from animatediff.pipeline import AnimateDiffPipeline
 from animatediff.settings import ControlSpec, Sample
+from animatediff.sparsectrl import check_keyframes, load_sparsectrl
 
 _CONTROLNET_SHAPE = ("block_out_channels", "cross_attention_dim", "layers_per_block")
 
@@ -172,8 +173,10 @@ class ConditionLoader:
             return None
         if spec.control_latents is not None:
             latents = read_control_latents(spec.control_latents)
+            check_keyframes(spec.keyframe_indices(len(latents)), len(latents), sample.frames)
             return SparseCtrlInput(self.sparsectrl, latents, spec.keyframe_indices(len(latents)), sample.frames,
                                    spec.sparsectrl_scale)  # fmt: skip
+        check_keyframes(spec.keyframe_indices(), len(spec.control_images), sample.frames)
         size = (sample.width, sample.height)
         images = torch.stack([as_tensor(read_image(path, "control image", size, crop_like_official)[None])[0]
                               for path in spec.control_images])  # fmt: skip

@@ -314,10 +314,6 @@ def identify(path: str | os.PathLike) -> CheckpointInfo:
         info.details.update(version=release.name, detected_by=rule, sampling=release.sampling(), **config.to_dict())
     elif info.kind in (Kind.MOTION_LORA, Kind.DOMAIN_ADAPTER):
         info.details.update(_lora_summary(state_dict))
-    elif info.kind == Kind.SPARSECTRL:
-        from animatediff.control.sparsectrl import describe
-
-        info.details.update(describe(path))
     return info
 
 
@@ -328,9 +324,7 @@ def _identify_folder(path: Path) -> CheckpointInfo:
         if config.get("_class_name") == "MotionAdapter":
             return CheckpointInfo(Kind.MOTION_MODULE, Layout.DIFFUSERS, {"folder": True})
         if config.get("_class_name") == "SparseControlNetModel":
-            from animatediff.control.sparsectrl import describe
-
-            return CheckpointInfo(Kind.SPARSECTRL, Layout.DIFFUSERS, {"folder": True, **describe(path)})
+            return CheckpointInfo(Kind.SPARSECTRL, Layout.DIFFUSERS, {"folder": True})
         if config.get("_class_name") == "ControlNetModel":
             return CheckpointInfo(Kind.CONTROLNET, Layout.DIFFUSERS, {"folder": True})
         if config.get("_class_name") == "UNet2DConditionModel":
@@ -672,10 +666,12 @@ def _save_motion_adapter_folder(module: MotionModule, path: Path) -> Path:
     return path
 
 
-def convert_checkpoint(source: str | os.PathLike, target: str | os.PathLike, layout: Layout) -> CheckpointInfo:
+def convert_checkpoint(source: str | os.PathLike, target: str | os.PathLike, layout: Layout,
+                       convert_sparsectrl=None) -> CheckpointInfo:  # fmt: skip
     """Rewrite a motion module, MotionLoRA or SparseCtrl encoder in the `official` or `diffusers` layout, as
     safetensors (a motion module or SparseCtrl in the diffusers layout may also become a `MotionAdapter` or
-    `SparseControlNetModel` folder: a target without an extension)."""
+    `SparseControlNetModel` folder: a target without an extension). SparseCtrl encoders are written by
+    `convert_sparsectrl(source, target, layout)` (`control.sparsectrl`'s, which the caller hands over)."""
     if layout not in (Layout.OFFICIAL, Layout.DIFFUSERS):
         raise ConfigError(f"--to must be 'official' or 'diffusers'; got {layout!r}.")
     source, target = Path(source), Path(target)
@@ -684,6 +680,9 @@ def convert_checkpoint(source: str | os.PathLike, target: str | os.PathLike, lay
         raise CheckpointError(f"{source}: this is {info.description}; convert takes a motion module, a MotionLoRA "
                               "or a SparseCtrl encoder.")  # fmt: skip
     folder = layout == Layout.DIFFUSERS and info.kind in (Kind.MOTION_MODULE, Kind.SPARSECTRL) and not target.suffix
+    if info.kind == Kind.SPARSECTRL and convert_sparsectrl is None:
+        raise CheckpointError(f"{source}: a SparseCtrl encoder; convert it with animatediff.control.sparsectrl's "
+                              "convert_sparsectrl (as `animatediff convert` does).")  # fmt: skip
     if target.suffix != ".safetensors" and not folder:
         raise ConfigError(
             f"{target}: convert writes safetensors, so name the target '{target.stem}.safetensors'"
@@ -692,8 +691,6 @@ def convert_checkpoint(source: str | os.PathLike, target: str | os.PathLike, lay
     if target.resolve() == source.resolve():
         raise ConfigError(f"{target}: is the source itself; write the converted file under another name.")
     if info.kind == Kind.SPARSECTRL:
-        from animatediff.control.sparsectrl import convert_sparsectrl
-
         convert_sparsectrl(source, target, layout)
     elif info.kind == Kind.MOTION_MODULE:
         save_motion_module(load_motion_module(source), target, layout)

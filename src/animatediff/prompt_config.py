@@ -52,7 +52,6 @@ ENTRY_KEYS = {
     "dreambooth_path", "lora_model_path", "lora_alpha", "seed", "steps", "guidance_scale", "prompt", "n_prompt",
     "W", "H", "L", "scheduler", "family", *TIME_KEYS, *CONTROL_KEYS, *SPARSECTRL_KEYS,
 }  # fmt: skip
-_UNSUPPORTED: set[str] = set()
 
 
 def brief(value, limit: int = 80) -> str:
@@ -406,12 +405,11 @@ def read_prompt_config(path: str | os.PathLike, base: str | os.PathLike,
     for index, values in enumerate(entries):
         if not isinstance(values, dict):
             raise ConfigError(f"{path}, entry {index}: expected a mapping of settings, got {brief(values)}.")
-        unsupported = sorted(set(values) & _UNSUPPORTED)
-        unknown = sorted(set(values) - ENTRY_KEYS - _UNSUPPORTED)
-        if unsupported or unknown:
+        unknown = sorted(set(values) - ENTRY_KEYS)
+        if unknown:
             raise ConfigError(
-                f"{path}, entry {index}: {'unsupported' if unsupported else 'unknown'} field(s) "
-                f"{', '.join(unsupported or unknown)}; known fields: {', '.join(sorted(ENTRY_KEYS))}."
+                f"{path}, entry {index}: unknown field(s) {', '.join(unknown)}; known fields: "
+                f"{', '.join(sorted(ENTRY_KEYS))}."
             )
         entry = _Entry(values, index, path, Path(base))
         time, control = _time_controls(entry), _control(entry)

@@ -4,8 +4,6 @@ the same flags (the same checks, the same sidecar)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -134,18 +132,8 @@ def flags(request: GenerateRequest, catalog: Catalog, output: Path, uploads: Pat
     return words
 
 
-def plan(request: GenerateRequest, catalog: Catalog, output: Path, device: str,
+def plan(request: GenerateRequest, catalog: Catalog, output: Path, device: str, settings_from_flags,
          uploads: Path | None = None) -> Settings:  # fmt: skip
-    """The complete settings of `request`, checked as the command line checks them (`ConfigError` if not)."""
-    from animatediff.cli import build_parser, plan_outputs
-
-    words = [*flags(request, catalog, output, uploads), "--device", device]
-    said = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(said):
-            args = build_parser().parse_args(words)
-    except SystemExit as error:  # the parser refused a value, saying why
-        reason = said.getvalue().strip().removeprefix("animatediff generate: error: ")
-        raise ConfigError(f"the request's settings were refused: {reason}") from error
-    (settings,) = plan_outputs(args)
-    return settings
+    """The complete settings of `request`: `settings_from_flags(words)` plans the `generate` command line
+    that makes it, with the command line's own checks (`ConfigError` if one fails)."""
+    return settings_from_flags([*flags(request, catalog, output, uploads), "--device", device])

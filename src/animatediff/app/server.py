@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -27,13 +28,19 @@ from animatediff.app.catalog import Catalog, UnknownModel, scan
 from animatediff.app.jobs import JobQueue, QueueFull, State, new_job_id
 from animatediff.app.requests import GenerateRequest, Limits, limit_errors, plan, resolved_errors
 from animatediff.errors import AnimateDiffError
+from animatediff.settings import Settings
 
 
 @dataclass(frozen=True)
 class ServerOptions:
     """Where models come from and outputs go, the limits, the devices (one worker each), the queue's length,
-    and the credentials (none: no authentication)."""
+    and the credentials (none: no authentication). The front end that starts the app hands over how a
+    request becomes `Settings` (`settings_from_flags(words)`: a `generate` command line planned with its
+    checks) and how a device's dtype is chosen (`device_dtype(device)` → device, dtype, why): the command
+    line's own, so a request is checked and recorded as the same flags would be."""
 
+    settings_from_flags: Callable[[list[str]], Settings]
+    device_dtype: Callable[[str], tuple[str, str, str]]
     outputs: Path
     models: Path | None = None
     limits: Limits = Limits()
@@ -63,9 +70,7 @@ class App:
         self.jobs = JobQueue(self.outputs, list(options.devices), options.capacity, self._run)
 
     def _run(self, job, settings, device: str, on_progress) -> None:
-        from animatediff.cli import _device_and_dtype
-
-        device, dtype, reason = _device_and_dtype(device, "auto")
+        device, dtype, reason = self.options.device_dtype(device)
         settings = replace(settings, device=device, dtype=dtype, dtype_reason=reason)
         job.settings = settings.sidecar()
         self.makers[device].make(settings, on_step=on_progress)
@@ -78,7 +83,7 @@ class App:
         job_id = new_job_id()
         try:
             settings = plan(request, self.catalog, self.outputs / f"{job_id}.{request.format}",
-                            self.options.devices[0], self.uploads)  # fmt: skip
+                            self.options.devices[0], self.options.settings_from_flags, self.uploads)  # fmt: skip
         except UnknownModel as error:
             raise HTTPException(404, str(error)) from error
         except AnimateDiffError as error:

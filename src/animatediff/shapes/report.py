@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from animatediff.conditioning import load_controlnet
-from animatediff.control.sparsectrl import load_sparsectrl
 from animatediff.embedded import FOLDER, MODELS
 from animatediff.errors import ConfigError
 from animatediff.export import file_stem, write_video
@@ -34,6 +33,7 @@ from animatediff.shapes.control_report import (
 from animatediff.shapes.metrics import score_video
 from animatediff.shapes.time_report import format_time_rows, time_rows, world_long_clips, write_time_media
 from animatediff.shapes.world import BACKGROUNDS, HELD_OUT, STYLES
+from animatediff.sparsectrl import load_sparsectrl
 
 METRICS = ("text", "motion", "camera", "style", "smooth", "watermark")
 TABLES = ("modules", "adapter", "motion_lora")  # the ablation tables, in the order `shapes ablations` makes them

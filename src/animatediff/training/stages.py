@@ -48,13 +48,7 @@ from torch import nn
 
 from animatediff.control.controlnet import Residuals
 from animatediff.control.preprocess import canny
-from animatediff.control.sparsectrl import (
-    SparseCtrl,
-    SparseCtrlConfig,
-    build_sparsectrl,
-    keyframe_latents,
-    save_sparsectrl,
-)
+from animatediff.control.sparsectrl import keyframe_latents
 from animatediff.errors import ConfigError
 from animatediff.families import FAMILIES
 from animatediff.files import atomic_path, holds_only
@@ -63,6 +57,7 @@ from animatediff.image_models import load_base
 from animatediff.inflation import AnimateDiffUNet
 from animatediff.lora import TrainableLoRA, apply_domain_adapter, attention_projections
 from animatediff.motion_module import MotionModule, MotionModuleConfig
+from animatediff.sparsectrl import SparseCtrl, SparseCtrlConfig, build_sparsectrl, save_sparsectrl
 from animatediff.training.losses import autoencoder_loss, consistency_losses, prior_preservation_loss, sample_losses
 
 if TYPE_CHECKING:

@@ -1,0 +1,388 @@
+"""SparseCtrl (AnimateDiff v3): the encoder that steers a whole clip from a few keyframes, and its files.
+
+The encoder is a ControlNet made from the image UNet's own down blocks and mid block (diffusers'
+`ControlNetModel`, built from the base's UNet) with a motion module of its own after every
+resnet(+attention) pair of every down block: one temporal self-attention per transformer block,
+GroupNorm per frame, a 32-frame position table. It follows the official `SparseControlNetModel` and the
+controlnet branch of the official pipeline:
+
+- Every frame of the clip gets a condition and a mask channel: keyframes hold their condition and mask 1,
+  every other frame zeros. RGB models (the official "simplified condition embedding") take keyframe
+  *latents* (the image through the VAE: a posterior sample times the scaling factor) through one 3×3
+  convolution; scribble models take the image's pixels in [0, 1] through ControlNet's small stack of
+  convolutions, which brings them down to the latents' size.
+- The noisy latents are not shown to it: its latent input is zeros (`set_noisy_sample_input_to_zero`), so
+  the condition, the timestep and the text states alone make its residuals.
+- It runs at every step on the whole guidance batch (both halves see the same condition, each with its own
+  text), and its residuals, times the conditioning scale, are added to the video UNet's down-block and
+  mid-block outputs (the one hook ControlNets use too).
+
+Files: the official `.ckpt` (tensors under `controlnet`, or bare), `.safetensors` in the official or
+diffusers key layout, and diffusers' `SparseControlNetModel` folders. `save_sparsectrl` writes either.
+The keyframes themselves (the condition, the mask, RGB images through the VAE) are
+`animatediff.control.sparsectrl`'s.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from diffusers import ControlNetModel, UNet2DConditionModel
+from einops import rearrange, repeat
+from torch import nn
+
+from animatediff.control.controlnet import Residuals
+from animatediff.errors import CheckpointError, ConfigError, first_line
+from animatediff.files import atomic_path, read_json
+from animatediff.inflation import FrameAxis, apply_after, insertion_points
+from animatediff.motion_module import MotionModuleConfig, TemporalModule, Windows
+
+SPARSECTRL_CLASS = "SparseControlNetModel"  # diffusers' class name, in a folder's config.json
+_EMBEDDING = "controlnet_cond_embedding."
+_MOTION_KEY = re.compile(r"^down_blocks\.(\d+)\.motion_modules\.(\d+)\.")
+
+
+@dataclass(frozen=True)
+class SparseCtrlConfig:
+    """What a SparseCtrl encoder is besides the image UNet's shape (the official YAML's
+    `controlnet_additional_kwargs`, or what its weights show).
+
+    `latent_condition`: RGB keyframes as VAE latents through one convolution (official
+    `use_simplified_condition_embedding`); otherwise pixels (scribbles) through `embedding_channels`.
+    `conditioning_channels` counts the condition's channels without the mask channel that `mask` adds.
+    `zero_input`: the encoder sees zeros instead of the noisy latents."""
+
+    latent_condition: bool = True
+    conditioning_channels: int = 4
+    mask: bool = True
+    zero_input: bool = True
+    embedding_channels: tuple[int, ...] = (16, 32, 96, 256)
+    motion_heads: int = 8
+    motion_blocks: int = 1
+    max_frames: int = 32
+    norm_over_frames: bool = False  # the motion modules' GroupNorm pooled over frames (diffusers) or per frame
+
+    @property
+    def kind(self) -> str:
+        return "rgb" if self.latent_condition else "scribble"
+
+    @property
+    def input_channels(self) -> int:
+        return self.conditioning_channels + int(self.mask)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def motion_config(self, widths: tuple[int, ...], layers_per_block: int) -> MotionModuleConfig:
+        return MotionModuleConfig(block_out_channels=widths, layers_per_block=layers_per_block, mid_block=False,
+                                  num_attention_heads=self.motion_heads, num_transformer_blocks=self.motion_blocks,
+                                  self_attentions=1, max_frames=self.max_frames,
+                                  norm_over_frames=self.norm_over_frames)  # fmt: skip
+
+
+class SparseCtrl(nn.Module):
+    """The SparseCtrl encoder: `controlnet` (a diffusers `ControlNetModel` whose down blocks carry
+    `motion_modules`, so its state dict has the official keys) run with the frames folded into the batch."""
+
+    def __init__(self, controlnet: ControlNetModel, config: SparseCtrlConfig):
+        super().__init__()
+        self.controlnet, self.config = controlnet, config
+        self.axis = FrameAxis()
+        unet_config = controlnet.config
+        motion = config.motion_config(tuple(unet_config.block_out_channels), unet_config.layers_per_block)
+        for block, width in zip(controlnet.down_blocks, unet_config.block_out_channels, strict=True):
+            block.motion_modules = nn.ModuleList(TemporalModule(width, motion) for _ in range(motion.layers_per_block))
+            for layer, module in zip(insertion_points(block), block.motion_modules, strict=True):
+                apply_after(layer, module, self.axis)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.controlnet.dtype
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return tuple(self.controlnet.config.block_out_channels)
+
+    def official_state_dict(self) -> dict[str, torch.Tensor]:
+        return {key: value.detach() for key, value in self.controlnet.state_dict().items()}
+
+    def forward(self, sample: torch.Tensor, timestep, text_states: torch.Tensor, condition: torch.Tensor,
+                mask: torch.Tensor, scale: float = 1.0, windows: Windows | None = None) -> Residuals:  # fmt: skip
+        """Residuals for the video UNet at `sample` (b c f h w, the guidance batch) and `timestep`, given the
+        text states (b n d, or (b f) n d per frame) and the clip's `condition` (c f H W) and `mask` (1 f H W),
+        zeros on frames without a keyframe (or one of each per clip of the batch: b c f H W, b 1 f H W).
+        `windows`: the motion modules' context windows, as the UNet's."""
+        batch, frames = sample.shape[0], sample.shape[2]
+        latents = torch.zeros_like(sample) if self.config.zero_input else sample
+        if self.config.mask:
+            condition = torch.cat([condition, mask], dim=-4)
+        condition = condition.to(sample.device, self.dtype)
+        if condition.ndim == 5:  # one per clip of the batch (training)
+            condition = rearrange(condition, "b c f h w -> (b f) c h w")
+        else:
+            condition = repeat(condition, "c f h w -> (b f) c h w", b=batch)
+        if text_states.shape[0] == batch:
+            text_states = repeat(text_states, "b n d -> (b f) n d", f=frames)
+        if torch.is_tensor(timestep) and timestep.ndim == 1 and len(timestep) == batch:
+            timestep = repeat(timestep, "b -> (b f)", f=frames)
+        with self.axis.folded(frames, windows):
+            down, mid = self.controlnet(
+                rearrange(latents, "b c f h w -> (b f) c h w").to(self.dtype),
+                timestep,
+                encoder_hidden_states=text_states.to(self.dtype),
+                controlnet_cond=condition,
+                conditioning_scale=scale,
+                return_dict=False,
+            )
+        return Residuals(list(down), mid)
+
+
+def build_sparsectrl(unet: UNet2DConditionModel, config: SparseCtrlConfig) -> SparseCtrl:
+    """A SparseCtrl encoder for `unet`'s shape, its image layers copied from `unet` (the official
+    `from_unet`), its motion modules fresh (zero output) and its zero convolutions at zero."""
+    controlnet = ControlNetModel.from_unet(unet, conditioning_channels=config.input_channels,
+                                           conditioning_embedding_out_channels=config.embedding_channels)  # fmt: skip
+    if config.latent_condition:
+        controlnet.controlnet_cond_embedding = nn.Conv2d(config.input_channels, unet.config.block_out_channels[0],
+                                                         kernel_size=3, padding=1)  # fmt: skip
+        nn.init.zeros_(controlnet.controlnet_cond_embedding.weight)
+        nn.init.zeros_(controlnet.controlnet_cond_embedding.bias)
+    model = SparseCtrl(controlnet, config).eval()
+    if (unet.device, unet.dtype) != (controlnet.device, controlnet.dtype):
+        nn.Module.to(model, unet.device, unet.dtype)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------------
+# Files
+
+
+def is_sparsectrl(keys) -> bool:
+    """Whether these tensor names are a SparseCtrl encoder's: a ControlNet's condition embedding and
+    motion modules beside it."""
+    keys = list(keys)
+    return any(key.startswith(_EMBEDDING) for key in keys) and any(".motion_modules." in key for key in keys)
+
+
+def _to_official(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Official key names for a SparseCtrl state dict in either layout (diffusers' motion-module names
+    renamed; its one position table per block kept for the one attention)."""
+    from animatediff.formats import diffusers_to_official
+
+    if any("temporal_transformer." in key for key in state):
+        return state
+    motion = {key: value for key, value in state.items() if ".motion_modules." in key}
+    converted = {key: value for key, value in state.items() if ".motion_modules." not in key}
+    for key, value in diffusers_to_official(motion).items():
+        if not key.endswith("attention_blocks.1.pos_encoder.pe"):
+            converted[key] = value
+    return converted
+
+
+def _count(state: dict[str, torch.Tensor], pattern: str) -> int:
+    found = {int(match[1]) for key in state if (match := re.match(pattern, key))}
+    return max(found) + 1 if found else 0
+
+
+def infer_config(state: dict[str, torch.Tensor], saved: dict | None = None) -> SparseCtrlConfig:
+    """The encoder's config from its (official-layout) weights; a diffusers folder's or the official YAML's
+    settings (`saved`) fill in what weights cannot show (heads, the mask, the zero input)."""
+    saved = saved or {}
+    mask = bool(saved.get("concat_conditioning_mask", saved.get("concate_conditioning_mask", True)))
+    latent = _EMBEDDING + "weight" in state
+    embedding = state[_EMBEDDING + "weight"] if latent else state[_EMBEDDING + "conv_in.weight"]
+    blocks = _count(state, r"^controlnet_cond_embedding\.blocks\.(\d+)\.")
+    channels = () if latent else (embedding.shape[0], *(state[f"{_EMBEDDING}blocks.{i}.weight"].shape[0]
+                                                        for i in range(1, blocks, 2)))  # fmt: skip
+    table = next((value for key, value in state.items() if key.endswith("pos_encoder.pe")), None)
+    first_module = r"^down_blocks\.0\.motion_modules\.0\.temporal_transformer\."
+    motion_blocks = _count(state, first_module + r"transformer_blocks\.(\d+)\.")
+    heads = saved.get("motion_num_attention_heads", saved.get("motion_module_kwargs", {}).get("num_attention_heads", 8))
+    return SparseCtrlConfig(
+        latent_condition=latent,
+        conditioning_channels=embedding.shape[1] - int(mask),
+        mask=mask,
+        zero_input=bool(saved.get("set_noisy_sample_input_to_zero", True)),
+        embedding_channels=channels or SparseCtrlConfig.embedding_channels,
+        motion_heads=int(heads if isinstance(heads, int) else heads[0]),
+        motion_blocks=motion_blocks or 1,
+        max_frames=table.shape[1] if table is not None else 32,
+    )
+
+
+def encoder_shape(state: dict[str, torch.Tensor]) -> dict:
+    """The image UNet shape an encoder's weights were made for: widths, layers per block, text width."""
+    levels = _count(state, r"^down_blocks\.(\d+)\.")
+    return {
+        "block_out_channels": tuple(state[f"down_blocks.{i}.resnets.0.conv1.weight"].shape[0] for i in range(levels)),
+        "layers_per_block": _count(state, r"^down_blocks\.0\.resnets\.(\d+)\."),
+        "cross_attention_dim": next((value.shape[1] for key, value in state.items()
+                                     if key.endswith("attn2.to_k.weight")), None),
+    }  # fmt: skip
+
+
+def read_sparsectrl(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """A SparseCtrl file's or folder's tensors in the official layout, and the settings saved beside them."""
+    from animatediff.formats import KIND_NAMES, Kind, classify_keys, read_state_dict
+
+    path = Path(path)
+    saved = {}
+    if path.is_dir():
+        config_file = path / "config.json"
+        saved = read_json(config_file, "SparseCtrl folder's config") if config_file.is_file() else {}
+        if saved.get("_class_name") != SPARSECTRL_CLASS:
+            raise CheckpointError(f"sparsectrl {path}: a folder without a {SPARSECTRL_CLASS} config.json; "
+                                  "expected a SparseCtrl checkpoint (.ckpt, .safetensors) or a diffusers SparseCtrl "
+                                  "folder.")  # fmt: skip
+        weights = [path / name for name in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")]
+        path = next((file for file in weights if file.is_file()), weights[0])
+    state = read_state_dict(path)
+    if not is_sparsectrl(state):
+        kind = classify_keys(list(state)).kind
+        what = "a ControlNet (give it with --controlnet)" if kind == Kind.CONTROLNET else KIND_NAMES[kind]
+        raise CheckpointError(f"sparsectrl {path}: this file is {what}, not a SparseCtrl encoder (a ControlNet's "
+                              "condition embedding with motion modules).")  # fmt: skip
+    return _to_official(state), saved
+
+
+def load_sparsectrl(path: str | os.PathLike, unet: UNet2DConditionModel, settings: dict | None = None) -> SparseCtrl:
+    """A SparseCtrl encoder from a file or folder, checked to fit `unet` (the base model's image UNet).
+    `settings`: the official YAML's `controlnet_additional_kwargs`, where a prompt config gives one."""
+    state, saved = read_sparsectrl(path)
+    config = infer_config(state, {**saved, **(settings or {})})
+    check_settings(path, config, settings or {})
+    found = encoder_shape(state)
+    wanted = {"block_out_channels": tuple(unet.config.block_out_channels),
+              "layers_per_block": unet.config.layers_per_block,
+              "cross_attention_dim": unet.config.cross_attention_dim}  # fmt: skip
+    if found != wanted:
+        raise ConfigError(
+            f"sparsectrl {path} was made for an image UNet with widths {found['block_out_channels']}, "
+            f"{found['layers_per_block']} layers per block and text width {found['cross_attention_dim']}; the base "
+            f"model's UNet has widths {wanted['block_out_channels']}, {wanted['layers_per_block']} layers per block "
+            f"and text width {wanted['cross_attention_dim']}: use a SparseCtrl made for this base model."
+        )
+    model = build_sparsectrl(unet, config)
+    own = model.controlnet.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or unexpected:
+        extra = f"; unexpected: {', '.join(unexpected[:3])}" if unexpected else ""
+        raise CheckpointError(f"sparsectrl {path}: its tensors do not fit a SparseCtrl encoder (missing: "
+                              f"{', '.join(missing[:3]) or 'none'}{extra}).")  # fmt: skip
+    try:
+        model.controlnet.load_state_dict(state)
+    except RuntimeError as error:
+        raise CheckpointError(f"sparsectrl {path}: tensors of the wrong shape ({first_line(error)}).") from error
+    return model
+
+
+_YAML_FIXED = {"use_motion_module": True, "motion_module_mid_block": False, "motion_module_type": "Vanilla",
+               "motion_module_resolutions": [1, 2, 4, 8]}  # fmt: skip
+
+
+def check_settings(path, config: SparseCtrlConfig, settings: dict) -> None:
+    """Refuse official YAML settings that contradict the weights or that this package does not build."""
+    for name, value in _YAML_FIXED.items():
+        if name in settings and settings[name] != value:
+            raise ConfigError(f"controlnet_config: {name} {settings[name]!r} is not supported for sparsectrl {path}; "
+                              f"the official SparseCtrl encoders have {value!r}.")  # fmt: skip
+    said = settings.get("use_simplified_condition_embedding")
+    if said is not None and bool(said) != config.latent_condition:
+        raise ConfigError(
+            f"controlnet_config: use_simplified_condition_embedding {said} does not fit sparsectrl {path}, whose "
+            f"weights are a {config.kind} encoder ({'latent' if config.latent_condition else 'image'} condition)."
+        )
+    channels = settings.get("conditioning_channels")
+    if channels is not None and int(channels) != config.conditioning_channels:
+        raise ConfigError(f"controlnet_config: conditioning_channels {channels} does not fit sparsectrl {path}, "
+                          f"whose weights take {config.conditioning_channels}.")  # fmt: skip
+
+
+def save_sparsectrl(model: SparseCtrl, path: str | os.PathLike, layout: str = "official") -> Path:
+    """Write the encoder: `official` keys as `.safetensors`, or `diffusers` as a `SparseControlNetModel`
+    folder (a path without an extension) or `.safetensors` with its keys."""
+    unet = model.controlnet.config
+    image = {name: unet[name] for name in _IMAGE_SETTINGS if name in unet}
+    return write_sparsectrl(model.official_state_dict(), model.config, path, layout, image)
+
+
+_IMAGE_SETTINGS = ("attention_head_dim", "num_attention_heads", "norm_num_groups", "flip_sin_to_cos", "freq_shift",
+                   "use_linear_projection")  # fmt: skip
+
+
+def write_sparsectrl(state: dict[str, torch.Tensor], config: SparseCtrlConfig, path: str | os.PathLike,
+                     layout: str = "official", image: dict | None = None) -> Path:  # fmt: skip
+    """Write official-layout tensors in `layout`; `image`: the image UNet's settings that weights cannot show
+    (attention heads, GroupNorm groups), SD1.5's when not given."""
+    from diffusers import SparseControlNetModel
+
+    from animatediff.formats import DIFFUSERS_MODEL_FILES, official_to_diffusers, save_state_dict
+
+    path = Path(path)
+    state = {key: value.detach().contiguous() for key, value in state.items()}
+    metadata = {"animatediff.sparsectrl": config.kind}
+    if layout == "official":
+        return save_state_dict(state, path, metadata)
+    converted = official_to_diffusers(state)
+    if path.suffix:
+        return save_state_dict(converted, path, metadata)
+    diffusers_model = SparseControlNetModel.from_config(diffusers_config(state, config, image or {}))
+    diffusers_model.load_state_dict(converted)
+    dtype = next(iter(state.values())).dtype
+    if dtype != diffusers_model.dtype:
+        diffusers_model = diffusers_model.to(dtype)
+    with atomic_path(path, directory=True, replaceable=DIFFUSERS_MODEL_FILES) as temporary:
+        diffusers_model.save_pretrained(temporary)
+    return path
+
+
+def diffusers_config(state: dict[str, torch.Tensor], config: SparseCtrlConfig, image: dict) -> dict:
+    """diffusers' `SparseControlNetModel` config for an encoder's (official-layout) weights."""
+    shape = encoder_shape(state)
+    levels = len(shape["block_out_channels"])
+    down = ["CrossAttnDownBlockMotion" if f"down_blocks.{i}.attentions.0.proj_in.weight" in state else "DownBlockMotion"
+            for i in range(levels)]  # fmt: skip
+    projections = (value for key, value in state.items() if key.endswith("attentions.0.proj_in.weight"))
+    linear = next((value.ndim == 2 for value in projections), False)
+    return {
+        "attention_head_dim": 8, "norm_num_groups": 32, "use_linear_projection": linear, **image,
+        "in_channels": state["conv_in.weight"].shape[1], "conditioning_channels": config.conditioning_channels,
+        "down_block_types": down, "block_out_channels": list(shape["block_out_channels"]),
+        "layers_per_block": shape["layers_per_block"], "cross_attention_dim": shape["cross_attention_dim"],
+        "conditioning_embedding_out_channels": list(config.embedding_channels),
+        "temporal_transformer_layers_per_block": [config.motion_blocks] * levels,
+        "motion_max_seq_length": config.max_frames, "motion_num_attention_heads": config.motion_heads,
+        "concat_conditioning_mask": config.mask, "use_simplified_condition_embedding": config.latent_condition,
+    }  # fmt: skip
+
+
+def convert_sparsectrl(source: str | os.PathLike, target: str | os.PathLike, layout: str) -> None:
+    """Rewrite a SparseCtrl file or folder in `layout` (`official` or `diffusers`)."""
+    state, saved = read_sparsectrl(source)
+    image = {name: saved[name] for name in _IMAGE_SETTINGS if name in saved}
+    write_sparsectrl(state, infer_config(state, saved), target, layout, image)
+
+
+def describe(path: str | os.PathLike) -> dict:
+    """What `animatediff inspect` shows of a SparseCtrl file or folder."""
+    state, saved = read_sparsectrl(path)
+    config = infer_config(state, saved)
+    shape = encoder_shape(state)
+    return {"condition": config.kind, "conditioning_channels": config.conditioning_channels, "mask": config.mask,
+            "motion_modules": sum(1 for key in state if key.endswith("proj_in.weight") and "motion_modules" in key),
+            "motion_heads": config.motion_heads, "max_frames": config.max_frames, **shape}  # fmt: skip
+
+
+def check_keyframes(indices, count: int, frames: int) -> None:
+    """Refuse keyframe indices outside a clip of `frames` frames, or more indices than `count` keyframes."""
+    if count < len(indices):
+        raise ConfigError(f"SparseCtrl: {len(indices)} keyframe indices but {count} keyframes; give one image (or "
+                          "latent) per index.")  # fmt: skip
+    for index in indices:
+        if not -frames <= index < frames:
+            raise ConfigError(f"keyframe index {index} is outside the clip's {frames} frames (0 to {frames - 1}, or "
+                              "negative from the end).")  # fmt: skip
