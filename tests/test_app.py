@@ -200,3 +200,21 @@ def test_accelerate_launch_splits_a_config_over_two_processes(tmp_path):
             frames = [(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
                       for a, b in zip(sorted(first.iterdir()), sorted(second.iterdir()), strict=True)]  # fmt: skip
             assert len(frames) == 4 and all(np.array_equal(a, b) for a, b in frames)
+
+
+def test_uploaded_inputs_are_taken_from_the_uploads_folder_only(client):
+    from PIL import Image
+
+    from animatediff.shapes.control_report import input_clip
+
+    Image.fromarray(input_clip(SMALL["prompt"], 1, 32)[0]).save(client.outputs / "uploads" / "first.png")
+    keyframe = {**SMALL, "sparsectrl": "shapes-sparsectrl", "control_image": "first.png"}
+    job_id = client.post("/api/generate", json=keyframe).json()["id"]
+    record = wait(client, job_id)
+    assert record["state"] == "done" and record["settings"]["control_frames"] == [0]
+    assert record["settings"]["sparsectrl"]["path"].endswith("sparsectrl.safetensors")
+    started = client.post("/api/generate", json={**SMALL, "init_image": "first.png", "init_strength": 0.5}).json()
+    assert wait(client, started["id"])["settings"]["init_strength"] == 0.5
+    for trick in ("../../../etc/passwd", "/etc/passwd", "../uploads/first.png.missing"):
+        answer = client.post("/api/generate", json={**SMALL, "init_image": trick})
+        assert answer.status_code == 422 and "no such file" in answer.text, answer.text

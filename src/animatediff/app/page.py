@@ -85,6 +85,12 @@ def build_page(app) -> gr.Blocks:
                     travel = gr.Textbox(label="Prompt travel ('FRAME: prompt' per line)", lines=3)
                 with gr.Accordion("Image to video", open=False):
                     init_image = gr.Image(label="Init image (the clip starts from it)", type="filepath")
+                    init_strength = gr.Slider(0.05, 1, value=0.75, step=0.05, label="Init strength")
+                    sparsectrl = gr.Dropdown(names("sparsectrl", True), value=NONE, label="SparseCtrl")
+                    keyframe = gr.Image(label="SparseCtrl keyframe (frame 0)", type="filepath")
+                with gr.Accordion("Video to video", open=False):
+                    init_video = gr.Video(label="Input video (restyled)", format=None)
+                    strength = gr.Slider(0.05, 1, value=0.6, step=0.05, label="Strength")
                 with gr.Accordion("Model family and scheduler", open=False):
                     family = gr.Dropdown(FAMILIES, value=NONE, label="Family (empty: told from the module)")
                     scheduler = gr.Dropdown(SCHEDULERS, value=NONE, label="Scheduler (empty: the family's)")
@@ -98,8 +104,8 @@ def build_page(app) -> gr.Blocks:
         dice.click(lambda: random.randrange(2**31), outputs=seed)
         lora_inputs = [part for pair in loras + motion_loras for part in pair]
         inputs = [prompt, negative, base, dreambooth, module, adapter, alpha, frames, width, height, steps, guidance,
-                  seed, fps, output_format, context, overlap, loop, travel, init_image, family, scheduler,
-                  *lora_inputs]  # fmt: skip
+                  seed, fps, output_format, context, overlap, loop, travel, init_image, init_strength, sparsectrl,
+                  keyframe, init_video, strength, family, scheduler, *lora_inputs]  # fmt: skip
 
         def generate(*values, progress=gr.Progress()):  # noqa: B008 (how gradio hands over its progress bar)
             request = _request(values, app)
@@ -131,14 +137,11 @@ def _number(value) -> int | None:
 def _request(values: tuple, app) -> GenerateRequest:
     """The form's values as a request (checked as the API checks it)."""
     (prompt, negative, base, dreambooth, module, adapter, alpha, frames, width, height, steps, guidance, seed, fps,
-     output_format, context, overlap, loop, travel, init_image, family, scheduler, *lora_values) = values  # fmt: skip
+     output_format, context, overlap, loop, travel, init_image, init_strength, sparsectrl, keyframe, init_video,
+     strength, family, scheduler, *lora_values) = values  # fmt: skip
     pairs = list(zip(lora_values[::2], lora_values[1::2], strict=True))
     loras = [Scaled(name=name, scale=scale) for name, scale in pairs[:LORA_SLOTS] if _choice(name)]
     motion_loras = [Scaled(name=name, scale=scale) for name, scale in pairs[LORA_SLOTS:] if _choice(name)]
-    uploaded = None
-    if init_image:  # gradio's own copy of the upload: kept under a name the app chooses
-        uploaded = f"{new_job_id()}{Path(init_image).suffix.lower() or '.png'}"
-        shutil.copyfile(init_image, app.uploads / uploaded)
     try:
         return GenerateRequest(
             prompt=prompt, negative_prompt=negative or "", frames=int(frames), width=_number(width),
@@ -147,10 +150,22 @@ def _request(values: tuple, app) -> GenerateRequest:
             motion_module=_choice(module) or "none", domain_adapter=_choice(adapter), domain_adapter_scale=alpha,
             loras=loras, motion_loras=motion_loras, family=_choice(family), scheduler=_choice(scheduler),
             context_length=_number(context), context_overlap=_number(overlap), loop=bool(loop),
-            prompt_map=_prompt_map(travel or ""), init_image=uploaded,
+            prompt_map=_prompt_map(travel or ""), init_image=_keep(app, init_image),
+            init_strength=init_strength if init_image else None, init_video=_keep(app, init_video),
+            strength=strength if init_video else None, sparsectrl=_choice(sparsectrl),
+            control_image=_keep(app, keyframe) if _choice(sparsectrl) else None,
         )  # fmt: skip
     except ValueError as error:
         raise gr.Error(str(error)) from error
+
+
+def _keep(app, upload: str | None) -> str | None:
+    """gradio's own copy of an upload, kept in the app's uploads folder under a name the app chooses."""
+    if not upload:
+        return None
+    name = f"{new_job_id()}{Path(upload).suffix.lower()}"
+    shutil.copyfile(upload, app.uploads / name)
+    return name
 
 
 def _submit(app, request: GenerateRequest):

@@ -50,7 +50,14 @@ class GenerateRequest(BaseModel):
     context_overlap: int | None = None
     loop: bool = False
     prompt_map: dict[int, str] = {}  # prompt travel: frame → prompt (frame 0's defaults to `prompt`)
-    init_image: str | None = Field(None, description="set by the page from an uploaded image; not by API clients")
+    # image and video inputs: names of files the page uploaded into the outputs folder's uploads/
+    init_image: str | None = None
+    init_strength: float | None = Field(None, gt=0, le=1, allow_inf_nan=False)
+    init_video: str | None = None
+    strength: float | None = Field(None, gt=0, le=1, allow_inf_nan=False)
+    sparsectrl: str | None = None
+    sparsectrl_scale: float = Field(1.0, allow_inf_nan=False)
+    control_image: str | None = None  # SparseCtrl's keyframe at frame 0
 
 
 @dataclass(frozen=True)
@@ -127,8 +134,28 @@ def flags(request: GenerateRequest, catalog: Catalog, output: Path, uploads: Pat
         words.append(f"--prompt-at={frame}:{text}")
     if request.loop:
         words.append("--loop")
-    if request.init_image is not None and uploads is not None:
-        words += ["--init-image", str(uploads / Path(request.init_image).name)]
+    return words + _input_flags(request, catalog, uploads)
+
+
+def _input_flags(request: GenerateRequest, catalog: Catalog, uploads: Path | None) -> list[str]:
+    """The flags of the uploaded inputs (each taken by its bare name inside `uploads`) and of SparseCtrl."""
+
+    def uploaded(name: str) -> str:
+        if uploads is None:
+            raise ConfigError("this app takes no uploaded inputs.")
+        return str(uploads / Path(name).name)
+
+    words = []
+    if request.init_image:
+        words += ["--init-image", uploaded(request.init_image)]
+        words += ["--init-strength", str(request.init_strength)] if request.init_strength else []
+    if request.init_video:
+        words += ["--init-video", uploaded(request.init_video)]
+        words += ["--strength", str(request.strength)] if request.strength else []
+    if request.sparsectrl:
+        words += ["--sparsectrl", f"{catalog.path('sparsectrl', request.sparsectrl)}:{request.sparsectrl_scale}"]
+    if request.control_image:
+        words += ["--control-image", f"0:{uploaded(request.control_image)}"]
     return words
 
 
