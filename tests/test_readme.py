@@ -55,8 +55,8 @@ SHRINK = {  # command prefix → flags appended, for the commands that train or 
     "animatediff shapes results": ["--sampling-steps", "2", "--max-prompts", "1", "--seeds", "1"],
     "animatediff shapes render": ["--count", "8"],
     # SD1.5-sized stand-ins (512×512, 25 steps): a few frames and steps say the same
-    'animatediff generate "an oil painting': ["--frames", "4", "--steps", "2"],
-    'animatediff generate "an aerial view': ["--frames", "16", "--steps", "2"],
+    "animatediff generate an oil painting": ["--frames", "4", "--steps", "2"],
+    "animatediff generate an aerial view": ["--frames", "16", "--steps", "2"],
     "animatediff generate --base path/to/stable-diffusion-v1-5 --config sparsectrl.yaml": ["--steps", "2"],
 }
 INSTALLING = ("python3 -m venv", ". .venv/bin/activate", "pip install", "ruff check", "python -m pytest")
