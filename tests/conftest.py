@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from animatediff import save_motion_module
-from helpers import random_motion_module, save_tiny_base
+from helpers import random_motion_module, save_tiny_base, tiny_config
 
 torch.set_num_threads(1)
 
@@ -16,3 +16,11 @@ def tiny_base(tmp_path_factory):
 def tiny_motion_module_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("motion") / "motion_module.safetensors"
     return save_motion_module(random_motion_module(), path)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A tiny base and a random motion module with its GroupNorm pooled over frames, as diffusers computes it:
+    the weights the parity tests against diffusers' pipelines share (fresh for each test module)."""
+    folder = save_tiny_base(tmp_path_factory.mktemp("base"), seed=3)
+    return folder, random_motion_module(tiny_config(norm_over_frames=True), seed=5)

@@ -22,16 +22,9 @@ from animatediff.control.init_latents import first_step
 from animatediff.control.preprocess import canny
 from animatediff.errors import AnimateDiffError
 from animatediff.formats import to_motion_adapter
-from helpers import random_motion_module, save_tiny_base, tiny_config
 
 SIZE = dict(height=32, width=32)
 FRAMES, SEED = 6, 11
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    folder = save_tiny_base(tmp_path_factory.mktemp("base"), seed=3)
-    return folder, random_motion_module(tiny_config(norm_over_frames=True), seed=5)
 
 
 def random_controlnet(folder, seed: int = 7) -> ControlNetModel:

@@ -21,7 +21,6 @@ from animatediff.sampling.freeinit import butterworth_low_pass
 from animatediff.sampling.noise import shuffle_noise
 from animatediff.sampling.options import ContextSettings
 from animatediff.sampling.prompts import frame_states
-from helpers import random_motion_module, save_tiny_base, tiny_config
 
 SIZE = dict(height=32, width=32)
 
@@ -104,12 +103,6 @@ def test_linear_prompt_travel_is_diffusers_lerp_and_holds_after_the_last_keyfram
 
 # ---------------------------------------------------------------------------------------------------
 # The pipeline
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    folder = save_tiny_base(tmp_path_factory.mktemp("base"), seed=3)
-    return folder, random_motion_module(tiny_config(norm_over_frames=True), seed=5)
 
 
 def ours(models) -> AnimateDiffPipeline:

@@ -20,16 +20,9 @@ from animatediff.control.sparsectrl import SparseCtrlInput, crop_like_official, 
 from animatediff.errors import AnimateDiffError, CheckpointError, ConfigError
 from animatediff.formats import Kind, identify, save_state_dict, to_motion_adapter
 from animatediff.sparsectrl import SparseCtrlConfig, build_sparsectrl, describe, load_sparsectrl, save_sparsectrl
-from helpers import random_motion_module, save_tiny_base, tiny_config
 
 SIZE = dict(height=32, width=32)
 FRAMES, SEED = 6, 11
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    folder = save_tiny_base(tmp_path_factory.mktemp("base"), seed=3)
-    return folder, random_motion_module(tiny_config(norm_over_frames=True), seed=5)
 
 
 def random_sparsectrl(folder, kind: str = "scribble", seed: int = 9, over_frames: bool = True):

@@ -100,14 +100,20 @@ def iterations(text: str) -> int:
     return value
 
 
+def _leading_frame(text: str, form: str) -> tuple[int, str | None]:
+    """`FRAME:REST` → (frame, REST; None without a colon); an argument error naming `form` if FRAME is not a
+    whole number."""
+    frame, colon, rest = text.partition(":")
+    try:
+        return int(frame), (rest if colon else None)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {form} with a whole-number frame, got {text!r}") from None
+
+
 def frame_and_path(text: str) -> tuple[int, str]:
     """`FRAME:PATH` → (frame, path); a negative frame counts from the clip's end."""
-    frame, colon, path = text.partition(":")
-    try:
-        number = int(frame)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected FRAME:PATH with a whole-number frame, got {text!r}") from None
-    if not colon or not path:
+    number, path = _leading_frame(text, "FRAME:PATH")
+    if not path:
         raise argparse.ArgumentTypeError(f"the image of keyframe {number} is missing; expected FRAME:PATH")
     return number, path
 
@@ -122,12 +128,8 @@ def frame_list(text: str) -> tuple[int, ...]:
 
 def keyframe(text: str) -> tuple[int, str]:
     """`FRAME:TEXT` → (frame, prompt); a negative frame counts from the clip's end."""
-    frame, colon, prompt = text.partition(":")
-    try:
-        number = int(frame)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected FRAME:TEXT with a whole-number frame, got {text!r}") from None
-    if not colon or not prompt.strip():
+    number, prompt = _leading_frame(text, "FRAME:TEXT")
+    if not prompt or not prompt.strip():
         raise argparse.ArgumentTypeError(f"the prompt at keyframe {number} is empty; expected FRAME:TEXT")
     return number, prompt.strip()
 

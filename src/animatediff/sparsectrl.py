@@ -43,7 +43,6 @@ from animatediff.motion_module import MotionModuleConfig, TemporalModule, Window
 
 SPARSECTRL_CLASS = "SparseControlNetModel"  # diffusers' class name, in a folder's config.json
 _EMBEDDING = "controlnet_cond_embedding."
-_MOTION_KEY = re.compile(r"^down_blocks\.(\d+)\.motion_modules\.(\d+)\.")
 
 
 @dataclass(frozen=True)
@@ -161,13 +160,6 @@ def build_sparsectrl(unet: UNet2DConditionModel, config: SparseCtrlConfig) -> Sp
 # Files
 
 
-def is_sparsectrl(keys) -> bool:
-    """Whether these tensor names are a SparseCtrl encoder's: a ControlNet's condition embedding and
-    motion modules beside it."""
-    keys = list(keys)
-    return any(key.startswith(_EMBEDDING) for key in keys) and any(".motion_modules." in key for key in keys)
-
-
 def _to_official(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Official key names for a SparseCtrl state dict in either layout (diffusers' motion-module names
     renamed; its one position table per block kept for the one attention)."""
@@ -241,8 +233,8 @@ def read_sparsectrl(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         weights = [path / name for name in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")]
         path = next((file for file in weights if file.is_file()), weights[0])
     state = read_state_dict(path)
-    if not is_sparsectrl(state):
-        kind = classify_keys(list(state)).kind
+    kind = classify_keys(list(state)).kind
+    if kind != Kind.SPARSECTRL:
         what = "a ControlNet (give it with --controlnet)" if kind == Kind.CONTROLNET else KIND_NAMES[kind]
         raise CheckpointError(f"sparsectrl {path}: this file is {what}, not a SparseCtrl encoder (a ControlNet's "
                               "condition embedding with motion modules).")  # fmt: skip

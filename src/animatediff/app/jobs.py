@@ -67,13 +67,12 @@ class JobQueue:
         for worker in self._workers:
             worker.start()
 
-    def submit(self, request: dict, settings: Settings) -> Job:
+    def submit(self, job_id: str, request: dict, settings: Settings) -> Job:
         """Accept a job (or raise `QueueFull`); its record is written before this returns."""
         with self._lock:
             if self._waiting.qsize() >= self.capacity:
                 raise QueueFull(f"the queue is full ({self.capacity} jobs waiting); try again when one has started")
-            job = Job(id=settings.output.name.split(".")[0], request=request, settings=settings.sidecar(),
-                      output=settings.output.name)  # fmt: skip
+            job = Job(id=job_id, request=request, settings=settings.sidecar(), output=settings.output.name)
             self.jobs[job.id] = job
             self._settings[job.id] = settings
             self._save(job)

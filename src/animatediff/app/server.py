@@ -92,7 +92,7 @@ class App:
         if errors:
             raise _unprocessable(errors)
         try:
-            return self.jobs.submit(request.model_dump(), settings)
+            return self.jobs.submit(job_id, request.model_dump(), settings)
         except QueueFull as error:
             raise HTTPException(429, str(error)) from error
 
