@@ -20,12 +20,19 @@ import numpy as np
 import torch
 
 from animatediff.embedded import resolve
-from animatediff.shapes.metrics import prompted_track, score_video
 from animatediff.image_models import load_base
-from animatediff.shapes.world import IMAGE_SIZE
+from animatediff.shapes.metrics import prompted_track, score_video
 from animatediff.shapes.recipe import FRAMES
 from animatediff.shapes.render import render_clip, render_frame
-from animatediff.shapes.world import HELD_OUT, SHAPES, TRAIL_COLOURS, caption, parse_prompt, sample_object_clip
+from animatediff.shapes.world import (
+    HELD_OUT,
+    IMAGE_SIZE,
+    SHAPES,
+    TRAIL_COLOURS,
+    caption,
+    parse_prompt,
+    sample_object_clip,
+)
 
 
 @torch.no_grad()

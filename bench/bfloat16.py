@@ -8,8 +8,9 @@ Speed: one denoising step of the video UNet (guidance batch) and the VAE decode 
 diffusers', in float32 and in bfloat16, each measurement in its own process (`bench/run.py`'s workers,
 same seeded weights), the two sides of each comparison alternating, each side's fastest run kept.
 Quality: the embedded default (base + shapes-motion) on the 12 held-out prompts × seeds 1-3 in float32
-and in bfloat16: the mean `text`, `motion` and `smooth`, and how far the frames are apart (largest and
-mean difference, share of pixel values more than 2/255 apart). Prints markdown for bench/RESULTS.md.
+and in bfloat16 (all of it, or the UNet alone): the mean `text`, `motion` and `smooth`, and how far the
+frames are apart (largest and mean difference, share of pixel values more than 2/255 apart). Prints markdown
+for bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import run  # noqa: E402  (bench/run.py: its workers and the alternating driver)
 
 DTYPES = ("float32", "bfloat16")
+UNET_ALONE = "bfloat16 UNet, float32 text encoder and VAE"
+VARIANTS = (*DTYPES, UNET_ALONE)
 
 
 def speed(config: str, rounds: int) -> list[str]:
@@ -64,8 +67,11 @@ def quality(seeds: list[int]) -> list[str]:
 
     spec = ModelSpec(base=MODELS["shapes"].path, motion_module=MODELS["shapes-motion"].path).with_family()
     scores, videos, seconds = {}, {}, {}
-    for dtype in DTYPES:
-        pipeline = build_pipeline(spec, dtype=getattr(torch, dtype))
+    for dtype in VARIANTS:
+        pipeline = build_pipeline(spec, dtype=torch.float32 if dtype == "float32" else torch.bfloat16)
+        if dtype == UNET_ALONE:  # the text encoder and the VAE's decode stay in float32
+            pipeline.text_encoder.float()
+            pipeline.vae.float()
         rows, clips = [], []
         started = time.perf_counter()
         for prompt in held_out_prompts():
@@ -76,17 +82,17 @@ def quality(seeds: list[int]) -> list[str]:
                 rows.append([np.nan if score[k] is None else score[k] for k in ("text", "motion", "smooth")])
         seconds[dtype] = time.perf_counter() - started
         scores[dtype], videos[dtype] = np.nanmean(rows, axis=0), np.stack(clips).astype(np.int16)
-    difference = np.abs(videos["float32"] - videos["bfloat16"])
-    lines = ["| embedded default, held-out prompts | text | motion | smooth | seconds for all clips |",
-             "|---|---|---|---|---|"]  # fmt: skip
-    for dtype in DTYPES:
+    lines = ["| embedded default, held-out prompts | text | motion | smooth | seconds for all clips | largest frame "
+             "difference | mean | values > 2/255 apart |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for dtype in VARIANTS:
         text, motion, smooth = scores[dtype]
-        lines.append(f"| {dtype} | {text:.3f} | {motion:.3f} | {smooth:.3f} | {seconds[dtype]:.1f} |")
-    change = scores["bfloat16"] - scores["float32"]
-    lines += ["", f"- bfloat16 − float32: text {change[0]:+.3f}, motion {change[1]:+.3f}, smooth {change[2]:+.3f} "
-              f"({len(videos['float32'])} clips of seeds {', '.join(map(str, seeds))})",
-              f"- frames: largest difference {int(difference.max())}/255, mean {difference.mean():.2f}/255, "
-              f"{(difference > 2).mean():.1%} of pixel values more than 2/255 apart"]  # fmt: skip
+        difference = np.abs(videos["float32"] - videos[dtype])
+        lines.append(f"| {dtype} | {text:.3f} | {motion:.3f} | {smooth:.3f} | {seconds[dtype]:.1f} | "
+                     f"{int(difference.max())}/255 | {difference.mean():.2f}/255 | {(difference > 2).mean():.1%} |")
+    for dtype in VARIANTS[1:]:
+        change = scores[dtype] - scores["float32"]
+        lines.append(f"- {dtype} − float32: text {change[0]:+.3f}, motion {change[1]:+.3f}, smooth {change[2]:+.3f} "
+                     f"({len(videos['float32'])} clips of seeds {', '.join(map(str, seeds))})")  # fmt: skip
     return lines
 
 

@@ -4,7 +4,7 @@
 
 Runs the command as a user would (a fresh process: imports, loading the shipped weights, 16 frames,
 25 DDIM steps with guidance, writing the GIF) and reports the wall time of each run against the
-10-second target. Alternating with it, the same command through `cli.main` with Python's normal
+4-second target. Alternating with it, the same command through `cli.main` with Python's normal
 teardown at exit (what the program skips after a finished generate), for the time that saves; then
 one run split into imports, loading and generation in this process. `--also-module NAME` times the same
 command with that motion module in turn with the default (e.g. `shapes-lcm`: 4 LCM steps without
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 PROMPT = "a red circle moving right on a blue background"
-TARGET_SECONDS = 10.0
+TARGET_SECONDS = 4.0
 
 
 TEARDOWN = "import sys; from animatediff.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -37,6 +37,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--also-module", metavar="NAME", help="time the command with this motion module too")
+    parser.add_argument("--also-dtype", metavar="DTYPE", help="time the command with --dtype DTYPE too (e.g. "
+                        "float32 beside auto's bfloat16)")  # fmt: skip
     args = parser.parse_args()
     walls, torn_down, also = [], [], []
     with tempfile.TemporaryDirectory() as folder:
@@ -45,12 +47,13 @@ def main() -> None:
             walls.append(wall_time([sys.executable, "-m", "animatediff", *arguments]))
             torn_down.append(wall_time([sys.executable, "-c", TEARDOWN, *arguments]))
             print(f"run {run + 1}: {walls[-1]:.2f} s wall (whole command); {torn_down[-1]:.2f} s with the teardown")
-            if args.also_module:
-                also.append(wall_time([sys.executable, "-m", "animatediff", *arguments, "--motion-module",
-                                       args.also_module]))  # fmt: skip
-                print(f"run {run + 1}: {also[-1]:.2f} s wall with --motion-module {args.also_module}")
+            extra = ["--motion-module", args.also_module] * bool(args.also_module)
+            extra += ["--dtype", args.also_dtype] * bool(args.also_dtype)
+            if extra:
+                also.append(wall_time([sys.executable, "-m", "animatediff", *arguments, *extra]))
+                print(f"run {run + 1}: {also[-1]:.2f} s wall with {' '.join(extra)}")
     if also:
-        print(f"--motion-module {args.also_module}: best {min(also):.2f} s against {min(walls):.2f} s "
+        print(f"{' '.join(extra)}: best {min(also):.2f} s against {min(walls):.2f} s "
               f"({min(also) / min(walls):.2f}× the default command)")  # fmt: skip
     best = min(walls)
     print(f"best {best:.2f} s, median {sorted(walls)[len(walls) // 2]:.2f} s; target ≤ {TARGET_SECONDS:.0f} s: "
@@ -60,15 +63,18 @@ def main() -> None:
     started = time.perf_counter()
     import torch
 
+    from animatediff.cli import chosen_dtype
     from animatediff.embedded import MODELS
     from animatediff.loading import ModelSpec, build_pipeline
 
     imported = time.perf_counter()
-    pipeline = build_pipeline(ModelSpec(MODELS["shapes"].path, MODELS["shapes-motion"].path))
+    _, dtype, _ = chosen_dtype("cpu")  # as the command's --dtype auto
+    pipeline = build_pipeline(ModelSpec(MODELS["shapes"].path, MODELS["shapes-motion"].path),
+                              dtype=getattr(torch, dtype))  # fmt: skip
     loaded = time.perf_counter()
     pipeline(PROMPT, num_frames=16, seed=1, progress=False)
     generated = time.perf_counter()
-    print(f"in one process ({torch.get_num_threads()} threads): imports {imported - started:.2f} s, "
+    print(f"in one process ({torch.get_num_threads()} threads, {dtype}): imports {imported - started:.2f} s, "
           f"loading {loaded - imported:.2f} s, generation {generated - loaded:.2f} s")  # fmt: skip
 
 

@@ -19,8 +19,8 @@ import argparse
 import numpy as np
 
 from animatediff.embedded import resolve
-from animatediff.shapes.metrics import score_video
 from animatediff.loading import ModelSpec, build_pipeline
+from animatediff.shapes.metrics import score_video
 from animatediff.shapes.report import held_out_prompts
 from animatediff.shapes.world import STYLES
 

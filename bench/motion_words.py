@@ -104,8 +104,8 @@ DIRECTIONS = {"moving right": (1, 0), "moving left": (-1, 0), "moving up": (0, -
 def trail_side(base: Path, seeds: int = 4) -> dict[str, float]:
     from scipy import ndimage
 
-    from animatediff.shapes.metrics import colour_mask
     from animatediff.loading import ModelSpec, build_pipeline
+    from animatediff.shapes.metrics import colour_mask
     from animatediff.shapes.world import BACKGROUNDS, COLOURS
 
     pipeline = build_pipeline(ModelSpec(base=base, motion_module=None))
@@ -165,7 +165,8 @@ def swapped_motion_loss(components, motion_module: Path, adapter: Path | None, c
     video_unet = _video_unet(components, motion_module, adapter)
     size = AnimateDiffPipeline(video_unet, components.vae, components.text_encoder, components.tokenizer).default_size
     with tempfile.TemporaryDirectory() as folder:
-        render_dataset(Path(folder) / "clips", DatasetSpec(kind="clips", count=clips * 2, seed=11, size=size, frames=16, trail=trail))
+        spec = DatasetSpec(kind="clips", count=clips * 2, seed=11, size=size, frames=16, trail=trail)
+        render_dataset(Path(folder) / "clips", spec)
         items = [item for item in jsonl_items(Path(folder) / "clips") if any(m in item.caption for m in OPPOSITE)]
         items = items[:clips]
         generator = torch.Generator().manual_seed(0)

@@ -29,7 +29,16 @@ CONFIGS = {
     "tiny": dict(widths=(32, 64), cross=32, frames=16, latent=16, vae=(32, 32)),
     "sd15": dict(widths=(320, 640, 1280, 1280), cross=768, frames=16, latent=32, vae=(128, 256, 512, 512),
 ),
+    # the embedded default (base + shapes-motion), its own weights: 16 frames at 32×32
+    "embedded": dict(embedded=True, cross=64, frames=16, latent=8),
 }  # fmt: skip
+
+
+def embedded_components():
+    from animatediff.embedded import MODELS
+    from animatediff.image_models import load_base
+
+    return load_base(MODELS["shapes"].path)
 
 
 class PeakMemory:
@@ -71,6 +80,9 @@ class PeakMemory:
 def build_unet(config: dict):
     from diffusers import UNet2DConditionModel
 
+    if config.get("embedded"):
+        return embedded_components().unet.eval()
+
     widths = config["widths"]
     torch.manual_seed(0)
     down = ("CrossAttnDownBlock2D",) * (len(widths) - 1) + ("DownBlock2D",)
@@ -84,6 +96,11 @@ def build_unet(config: dict):
 def build_motion_module(config: dict):
     from animatediff import MotionModule, MotionModuleConfig
 
+    if config.get("embedded"):
+        from animatediff.embedded import MODELS
+        from animatediff.formats import load_motion_module
+
+        return load_motion_module(MODELS["shapes-motion"].path).eval()
     torch.manual_seed(1)
     module = MotionModule(
         MotionModuleConfig(block_out_channels=config["widths"], mid_block=True, norm_over_frames=True)
@@ -97,6 +114,8 @@ def build_motion_module(config: dict):
 def build_vae(config: dict):
     from diffusers import AutoencoderKL
 
+    if config.get("embedded"):
+        return embedded_components().vae.eval()
     torch.manual_seed(2)
     levels = len(config["vae"])
     return AutoencoderKL(
@@ -121,12 +140,16 @@ def _dtype(options) -> torch.dtype:
 
 
 def ours_step(config, device, options):
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
     from animatediff import inflate
 
     unet = build_unet(config)
     video_unet = inflate(unet, build_motion_module(config)).to(device, _dtype(options))
     if options.get("channels_last"):
         unet.to(memory_format=torch.channels_last)
+    if not options.get("shared_text", True):  # text keys and values once per frame, as diffusers computes them
+        unet.set_attn_processor(AttnProcessor2_0())
     if options.get("compile"):
         unet.compile()  # the motion modules run inside the UNet's blocks, so they are compiled too
     latents, t, text = inputs(config)
@@ -151,13 +174,14 @@ def diffusers_step(config, device, options):
 
 def ours_decode(config, device, options):
     from animatediff.pipeline import AnimateDiffPipeline
+    from animatediff.settings import DECODE_CHUNK
 
     vae = build_vae(config).to(device, _dtype(options))
     if options.get("channels_last"):
         vae.to(memory_format=torch.channels_last)
     pipeline = AnimateDiffPipeline(None, vae, None, None)
     latents = inputs(config)[0][:1].to(device, _dtype(options))
-    return lambda: pipeline.decode(latents, chunk_size=options.get("chunk", 8))
+    return lambda: pipeline.decode(latents, chunk_size=options.get("chunk", DECODE_CHUNK))
 
 
 def diffusers_decode(config, device, options):
@@ -268,7 +292,9 @@ VARIANTS = [
     # (what, worker, baseline options, variant options)
     ("[uncond; cond] halves one after the other (split guidance)", "ours_step", {}, {"split": True}),
     ("torch.compile of the UNet with its motion modules", "ours_step", {}, {"compile": True}),
-    ("VAE decode 8 frames at a time instead of 1 (official)", "ours_decode", {"chunk": 1}, {"chunk": 8}),
+    ("text keys and values once per clip instead of once per frame", "ours_step", {"shared_text": False}, {}),
+    ("VAE decode 4 frames at a time (default) instead of 1 (official)", "ours_decode", {"chunk": 1}, {}),
+    ("VAE decode 8 frames at a time instead of 4 (default)", "ours_decode", {}, {"chunk": 8}),
 ]
 
 

@@ -40,15 +40,31 @@ def test_generate_writes_every_format(tmp_path, tiny_base, tiny_motion_module_fi
     assert sidecar["motion_module"] == str(tiny_motion_module_file.resolve())
 
 
-def test_the_sidecar_says_which_dtype_ran_and_what_chose_it(tmp_path, tiny_base, tiny_motion_module_file):
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.host_dtype
+def test_auto_dtype_is_bfloat16_where_the_cpu_runs_it_natively(tmp_path, monkeypatch, tiny_base,
+                                                               tiny_motion_module_file, native):
+    monkeypatch.setattr("animatediff.cli.fast_bfloat16", lambda: native)
     assert generate(tiny_base, tiny_motion_module_file, tmp_path / "auto", "--seed", "2") == 0
-    assert generate(tiny_base, tiny_motion_module_file, tmp_path / "bf16", "--seed", "2", "--dtype", "bfloat16") == 0
-    auto, bf16 = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("auto", "bf16"))
-    assert (auto["dtype"], auto["dtype_chosen_by"]) == ("float32", "auto: float32 on the CPU, the parity path "
-                                                        "(--dtype bfloat16: faster, README)")  # fmt: skip
-    assert (bf16["dtype"], bf16["dtype_chosen_by"]) == ("bfloat16", "--dtype")
-    difference = np.abs(read_video(tmp_path / "auto").astype(int) - read_video(tmp_path / "bf16")).mean()
-    assert 0 < difference < 4  # another rounding, the same clip
+    assert generate(tiny_base, tiny_motion_module_file, tmp_path / "fp32", "--seed", "2", "--dtype", "float32") == 0
+    auto, fp32 = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("auto", "fp32"))
+    if native:
+        assert (auto["dtype"], auto["dtype_chosen_by"]) == (
+            "bfloat16", "auto: bfloat16 on a CPU with AMX or AVX-512 BF16 (--dtype float32: parity)")
+        difference = np.abs(read_video(tmp_path / "auto").astype(int) - read_video(tmp_path / "fp32")).mean()
+        assert 0 < difference < 4  # another rounding, the same clip
+    else:
+        assert (auto["dtype"], auto["dtype_chosen_by"]) == ("float32", "auto: float32 on a CPU without native bfloat16")
+        np.testing.assert_array_equal(read_video(tmp_path / "auto"), read_video(tmp_path / "fp32"))
+    assert (fp32["dtype"], fp32["dtype_chosen_by"]) == ("float32", "--dtype")
+
+
+@pytest.mark.host_dtype
+def test_native_bfloat16_is_what_torch_reports_for_this_cpu():
+    from animatediff.cli import fast_bfloat16
+
+    reported = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+    assert fast_bfloat16() is reported  # the rule asks torch, not the CPU's name
 
 
 def test_same_seed_gives_identical_frames(tmp_path, tiny_base, tiny_motion_module_file):

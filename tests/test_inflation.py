@@ -1,5 +1,6 @@
 import pytest
 import torch
+from diffusers.models.attention_processor import AttnProcessor2_0
 from einops import rearrange
 
 from animatediff import AnimateDiffError, MotionModule, MotionModuleConfig, inflate
@@ -145,3 +146,55 @@ def test_motion_windows_covering_all_frames_once_compute_exactly_as_without():
     sample, t, text = video_inputs(frames=4)
     whole = [(torch.arange(4), torch.ones(4))]
     assert torch.equal(video_unet(sample, t, text), video_unet(sample, t, text, whole))
+
+
+def cross_attention_key_rows(unet, call) -> tuple[torch.Tensor, list[int]]:
+    """`call()`'s output and how many text rows the first cross-attention's key projection saw per call."""
+    attention = next(m for name, m in unet.named_modules() if name.endswith("attn2"))
+    rows = []
+    hook = attention.to_k.register_forward_hook(lambda _m, inputs, _out: rows.append(inputs[0].shape[0]))
+    try:
+        return call(), rows
+    finally:
+        hook.remove()
+
+
+def test_cross_attention_computes_text_keys_once_per_clip_with_the_numbers_of_once_per_frame():
+    from animatediff.inflation import ClipTextAttention, share_text_keys
+
+    unet = tiny_unet()
+    video_unet = inflate(unet, random_motion_module())
+    generator = torch.Generator().manual_seed(1)
+    sample, text = torch.randn(2, 4, 5, 8, 8, generator=generator), torch.randn(2, 77, 32, generator=generator)
+    per_frame_text = torch.randn(10, 77, 32, generator=generator)  # prompt travel: each frame its own
+    unet.set_attn_processor(AttnProcessor2_0())  # diffusers' per-frame cross-attention, the reference
+    with torch.no_grad():
+        expected, rows = cross_attention_key_rows(unet, lambda: video_unet(sample, torch.tensor(500), text))
+        expected_travel = video_unet(sample, torch.tensor(500), per_frame_text)
+    assert rows == [10]
+    share_text_keys(unet, video_unet.axis)
+    assert sum(isinstance(p, ClipTextAttention) for p in unet.attn_processors.values()) == 6  # every attn2
+    with torch.no_grad():
+        shared, rows = cross_attention_key_rows(unet, lambda: video_unet(sample, torch.tensor(500), text))
+        travel, travel_rows = cross_attention_key_rows(
+            unet, lambda: video_unet(sample, torch.tensor(500), per_frame_text))
+    assert rows == [2] and travel_rows == [10]  # keys once per clip; per-frame text keeps its own
+    torch.testing.assert_close(shared, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(travel, expected_travel, rtol=0, atol=0)
+
+
+def test_per_clip_text_keys_train_as_per_frame_ones_under_gradient_checkpointing():
+    from animatediff.inflation import share_text_keys
+
+    grads = []
+    for shared in (False, True):
+        unet = tiny_unet()
+        video_unet = inflate(unet, random_motion_module())
+        unet.set_attn_processor(AttnProcessor2_0())
+        if shared:
+            share_text_keys(unet, video_unet.axis)
+        video_unet.enable_gradient_checkpointing()
+        sample, t, text = video_inputs(frames=4)
+        video_unet(sample, t, text).square().mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in unet.parameters() if p.grad is not None]))
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-6)

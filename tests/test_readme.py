@@ -35,6 +35,8 @@ from test_image_models import kohya_lora
 from test_lora_merges import adapter_state
 from test_shapes_world import tiny_clip
 
+pytestmark = pytest.mark.host_dtype  # the commands run as a user's would: bfloat16 where this CPU has it
+
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()
 SHRINK = {  # command prefix → flags appended, for the commands that train or measure at full scale

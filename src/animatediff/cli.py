@@ -246,8 +246,8 @@ def _generate_parser(commands) -> None:
         "--dtype",
         default="auto",
         choices=["auto", *DTYPES],
-        help="auto: float16 on CUDA, float32 (the parity path) on the CPU; bfloat16 is faster on CPUs with AMX "
-        "or AVX-512 BF16",
+        help="auto: float16 on CUDA; on the CPU bfloat16 where it has AMX or AVX-512 BF16, else float32. "
+        "float32 is the path that matches the official implementation's frames",
     )
     runtime.add_argument("--compile", action="store_true", help="torch.compile the UNet (slow first step)")
     runtime.add_argument(
@@ -611,8 +611,9 @@ def fast_bfloat16() -> bool:
 
 
 def _device_and_dtype(device: str, dtype: str) -> tuple[str, str, str]:
-    """The device, the dtype and why that dtype (`--dtype auto`: float16 on CUDA; float32 on the CPU, whose
-    frames match the official implementation's: bfloat16 is faster where the CPU has it, bench/RESULTS.md)."""
+    """The device, the dtype and why that dtype (`--dtype auto`: float16 on CUDA; on the CPU bfloat16 where it
+    runs natively, at the quality of float32 on the held-out clips and about twice its speed, bench/RESULTS.md;
+    float32 elsewhere. `--dtype float32` is the path whose frames match the official implementation's)."""
     import torch
 
     if device == "auto":
@@ -627,7 +628,9 @@ def _device_and_dtype(device: str, dtype: str) -> tuple[str, str, str]:
         return str(resolved), dtype, "--dtype"
     if resolved.type == "cuda":
         return str(resolved), "float16", "auto: float16 on CUDA"
-    return str(resolved), "float32", "auto: float32 on the CPU, the parity path (--dtype bfloat16: faster, README)"
+    if fast_bfloat16():
+        return str(resolved), "bfloat16", "auto: bfloat16 on a CPU with AMX or AVX-512 BF16 (--dtype float32: parity)"
+    return str(resolved), "float32", "auto: float32 on a CPU without native bfloat16"
 
 
 class OutputNames:

@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
 import torch
+import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from einops import rearrange, repeat
 from torch import nn
 
@@ -37,16 +39,22 @@ class FrameAxis:
     def __init__(self):
         self._frames: int | None = None
         self.windows: Windows | None = None
+        self.text_per_clip = False  # whether every frame of a clip has the same text states
 
     @contextmanager
-    def folded(self, frames: int, windows: Windows | None = None) -> Iterator[None]:
+    def folded(self, frames: int, windows: Windows | None = None, text_per_clip: bool = False) -> Iterator[None]:
         if self._frames is not None:
             raise RuntimeError("the video UNet was called again from inside its own forward pass")
-        self._frames, self.windows = frames, windows
+        self._frames, self.windows, self.text_per_clip = frames, windows, text_per_clip
         try:
             yield
         finally:
-            self._frames, self.windows = None, None
+            self._frames, self.windows, self.text_per_clip = None, None, False
+
+    @property
+    def shared_text_frames(self) -> int | None:
+        """The frame count when the frames of each clip share their text states, else None."""
+        return self._frames if self.text_per_clip and self._frames and self._frames > 1 else None
 
     @property
     def frames(self) -> int:
@@ -70,6 +78,43 @@ class FramePooledGroupNorm(nn.GroupNorm):
         f = self.axis.frames
         pooled = super().forward(rearrange(x, "(b f) c h w -> b c f h w", f=f))
         return rearrange(pooled, "b c f h w -> (b f) c h w")
+
+
+class ClipTextAttention(AttnProcessor2_0):
+    """Cross-attention to text states that all frames of a clip share: the keys and values are computed once
+    per clip instead of once per frame, and the clip's frames attend as one sequence of queries (each query's
+    softmax is its own, so the numbers are those of attending frame by frame). Anything else (self-attention,
+    per-frame text in prompt travel, masks, a layout this does not know) goes the usual way."""
+
+    def __init__(self, axis: FrameAxis):
+        super().__init__()
+        self.axis = axis
+
+    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None, *args, **kwargs):
+        frames = self.axis.shared_text_frames
+        plain = (attn.spatial_norm, attn.group_norm, attn.norm_q, attn.norm_k) == (None,) * 4 and not (
+            attn.norm_cross or attn.residual_connection or attn.rescale_output_factor != 1)
+        if (frames is None or encoder_hidden_states is None or attention_mask is not None or args or kwargs
+                or not plain or hidden_states.ndim != 3 or hidden_states.shape[0] % frames):
+            return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+        batch, tokens, _ = hidden_states.shape
+        clips, text = batch // frames, encoder_hidden_states[::frames]
+        query, key, value = attn.to_q(hidden_states), attn.to_k(text), attn.to_v(text)
+        head_dim = key.shape[-1] // attn.heads
+        query = query.view(clips, frames * tokens, attn.heads, head_dim).transpose(1, 2)
+        key = key.view(clips, -1, attn.heads, head_dim).transpose(1, 2)
+        value = value.view(clips, -1, attn.heads, head_dim).transpose(1, 2)
+        out = F.scaled_dot_product_attention(query, key, value)
+        out = out.transpose(1, 2).reshape(batch, tokens, attn.heads * head_dim).to(query.dtype)
+        return attn.to_out[1](attn.to_out[0](out))
+
+
+def share_text_keys(unet: UNet2DConditionModel, axis: FrameAxis) -> None:
+    """Give the cross-attentions that run diffusers' default processor the per-clip one (`ClipTextAttention`)."""
+    for module in unet.modules():
+        if isinstance(module, Attention) and module.is_cross_attention and type(module.processor) is AttnProcessor2_0:
+            module.set_processor(ClipTextAttention(axis))
 
 
 def insertion_points(block: nn.Module) -> list[nn.Module]:
@@ -117,6 +162,7 @@ class AnimateDiffUNet(nn.Module):
         self.unet = unet
         self.motion_module = motion_module
         self.axis = FrameAxis()
+        share_text_keys(unet, self.axis)
         if motion_module is not None:
             _check_widths(unet, motion_module)
             self._hooks = self._plug_in(motion_module)
@@ -152,12 +198,12 @@ class AnimateDiffUNet(nn.Module):
         self.unet.enable_gradient_checkpointing(self._checkpoint)
 
     def _checkpoint(self, block: nn.Module, *args):
-        frames, windows = self.axis.frames, self.axis.windows
+        frames, windows, text_per_clip = self.axis.frames, self.axis.windows, self.axis.text_per_clip
         return torch.utils.checkpoint.checkpoint(
             block.__call__,
             *args,
             use_reentrant=False,
-            context_fn=lambda: (nullcontext(), self.axis.folded(frames, windows)),
+            context_fn=lambda: (nullcontext(), self.axis.folded(frames, windows, text_per_clip)),
         )
 
     def forward(
@@ -178,8 +224,9 @@ class AnimateDiffUNet(nn.Module):
         `added_cond` SDXL's pooled text embeddings and size ids per clip (`text_embeds`, `time_ids`)."""
         num_frames = sample.shape[2]
         folded = rearrange(sample.to(self.dtype), "b c f h w -> (b f) c h w")
-        text = encoder_hidden_states
-        if text.shape[0] != folded.shape[0] or num_frames == 1:
+        text = encoder_hidden_states.to(self.dtype)  # a text encoder kept in float32 feeds a bfloat16 UNet too
+        text_per_clip = text.shape[0] != folded.shape[0] or num_frames == 1
+        if text_per_clip:
             text = repeat(text, "b n d -> (b f) n d", f=num_frames)
         if torch.is_tensor(timestep) and timestep.ndim == 1:
             timestep = repeat(timestep, "b -> (b f)", f=num_frames)
@@ -192,7 +239,7 @@ class AnimateDiffUNet(nn.Module):
             added["image_embeds"] = [image_embeds.to(self.dtype).repeat_interleave(num_frames, dim=0)]
         if added:
             extra["added_cond_kwargs"] = added
-        with self.axis.folded(num_frames, motion_windows):
+        with self.axis.folded(num_frames, motion_windows, text_per_clip):
             out = self.unet(folded, timestep, encoder_hidden_states=text, return_dict=False, **extra)[0]
         return rearrange(out, "(b f) c h w -> b c f h w", f=num_frames)
 

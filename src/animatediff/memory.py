@@ -16,10 +16,9 @@ import psutil
 
 from animatediff.errors import ConfigError
 from animatediff.files import read_json
-from animatediff.settings import Settings
+from animatediff.settings import DECODE_CHUNK, Settings
 
 BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
-DECODE_CHUNK = 8  # frames the VAE decodes at a time (AnimateDiffPipeline.decode)
 PROCESS = 450 * 2**20  # torch, diffusers and transformers loaded, before any model (measured: bench/memory.py)
 UNET_ACTIVATIONS = 30  # live activation tensors of the first level's width, per latent pixel and frame
 VAE_ACTIVATIONS = 8  # live activation tensors of the decoder's first width, per output pixel and frame

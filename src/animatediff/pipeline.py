@@ -34,7 +34,7 @@ from animatediff.sampling.freeinit import butterworth_low_pass, mix_frequencies
 from animatediff.sampling.noise import shuffle_noise
 from animatediff.sampling.options import ContextSettings
 from animatediff.sampling.prompts import frame_states
-from animatediff.settings import Sample
+from animatediff.settings import DECODE_CHUNK, Sample
 
 log = logging.getLogger("animatediff")
 
@@ -172,12 +172,13 @@ class AnimateDiffPipeline:
     def sdxl(self) -> bool:
         return self.text_encoder_2 is not None
 
-    def compile(self) -> AnimateDiffPipeline:
-        """Compile the UNet, motion modules included, with `torch.compile`; the first call pays for it.
+    def compile(self, mode: str | None = None) -> AnimateDiffPipeline:
+        """Compile the UNet, motion modules included, with `torch.compile` (`mode` as torch takes it, e.g.
+        "reduce-overhead" for CUDA graphs); the first call pays for it.
 
-        Same outputs within float error; see bench/RESULTS.md for what it gains on CPU.
+        Same outputs within float error; see bench/RESULTS.md for what it gains.
         """
-        self.unet.unet.compile()
+        self.unet.unet.compile(mode=mode)
         return self
 
     @property
@@ -346,7 +347,7 @@ class AnimateDiffPipeline:
         return deque(self.denoising_steps(latents, *args, **kwargs), maxlen=1)[0]
 
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor, chunk_size: int = 8) -> torch.Tensor:
+    def decode(self, latents: torch.Tensor, chunk_size: int = DECODE_CHUNK) -> torch.Tensor:
         """Video latents (1 c f h w) to float frames (f 3 H W) in [0, 1], `chunk_size` frames at a time."""
         latents = rearrange(latents, "b c f h w -> (b f) c h w") / self.vae.config.scaling_factor
         chunks = [self.vae.decode(chunk.to(self.vae.dtype), return_dict=False)[0]

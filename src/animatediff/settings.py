@@ -22,6 +22,8 @@ from animatediff.sampling.options import ContextRequest, ContextSettings, Interp
 
 MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes 0 … 2**64 - 1
 RANDOM_SEED = -1  # as in the official prompt configs: draw one (and record it)
+DECODE_CHUNK = 4  # frames the VAE decodes at a time: as fast as 8 or 16 on the CPU at 0.73× and 0.48× their
+# memory (bench/RESULTS.md); the official loop decodes 1, 1.3× slower
 
 
 def random_seed() -> int:
