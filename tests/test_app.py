@@ -182,12 +182,13 @@ def test_accelerate_launch_splits_a_config_over_two_processes(tmp_path):
                "a blue triangle moving up on a black background"]  # fmt: skip
     config = tmp_path / "prompts.yaml"
     config.write_text(json.dumps([{"prompt": prompts, "seed": [1, 2, 3], "steps": 2, "L": 4}]))
-    assert main(["generate", "--config", str(config), "--output-dir", str(tmp_path / "one"), "--format", "png"]) == 0
+    fixed = ["--format", "png", "--dtype", "float32"]  # the launched processes see this CPU's own --dtype auto
+    assert main(["generate", "--config", str(config), "--output-dir", str(tmp_path / "one"), *fixed]) == 0
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     launched = subprocess.run(
         [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
          "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "animatediff", "generate",
-         "--config", str(config), "--output-dir", str(tmp_path / "two"), "--format", "png"],
+         "--config", str(config), "--output-dir", str(tmp_path / "two"), *fixed],
         capture_output=True, text=True, env=environment, check=False,
     )  # fmt: skip
     assert launched.returncode == 0, launched.stderr[-3000:]

@@ -285,6 +285,8 @@ def test_every_control_flag_runs_and_reaches_the_sidecar(tmp_path, tiny_base, ti
              "--ip-image", str(inputs / "look.png")]  # fmt: skip
     assert cli(tiny_base, tiny_motion_module_file, tmp_path / "all", *flags) == 0
     assert read_video(tmp_path / "all").shape == (4, 16, 16, 3)
+    assert cli(tiny_base, tiny_motion_module_file, tmp_path / "bf16", *flags, "--dtype", "bfloat16") == 0
+    assert 0 < np.abs(read_video(tmp_path / "all").astype(int) - read_video(tmp_path / "bf16")).mean() < 4
     settings = json.loads((tmp_path / "all.json").read_text())
     assert settings["init_video"] == str(inputs / "input.mp4") and settings["strength"] == 0.5
     assert settings["stride"] == 2 and settings["fps"] == 6.0  # the input's 12 fps over the stride

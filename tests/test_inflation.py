@@ -198,3 +198,12 @@ def test_per_clip_text_keys_train_as_per_frame_ones_under_gradient_checkpointing
         video_unet(sample, t, text).square().mean().backward()
         grads.append(torch.cat([p.grad.flatten() for p in unet.parameters() if p.grad is not None]))
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-6)
+
+
+@torch.no_grad()
+def test_float32_text_states_feed_a_bfloat16_video_unet():
+    video_unet = inflate(tiny_unet(), random_motion_module()).to(torch.bfloat16)
+    sample, t, text = video_inputs(frames=4)
+    from_float32 = video_unet(sample, t, text)  # a text encoder kept in float32
+    torch.testing.assert_close(from_float32, video_unet(sample, t, text.bfloat16()), rtol=0, atol=0)
+    assert from_float32.dtype == torch.bfloat16

@@ -89,3 +89,12 @@ def test_a_prompt_config_takes_the_init_image_keys(tmp_path, keyframe):
     settings = json.loads(next((tmp_path / "out").glob("*.json")).read_text())
     assert (settings["init_strength"], settings["init_falloff"]) == (0.5, 2.0)
     assert settings["last_image"] == str(keyframe.resolve())
+
+
+def test_an_init_image_and_a_last_image_run_in_bfloat16_as_in_float32(tmp_path, keyframe):
+    common = ["generate", "a red triangle moving right on a white background", "--seed", "2", "--frames", "8",
+              "--init-image", str(keyframe), "--last-image", str(keyframe)]  # fmt: skip
+    for dtype in ("float32", "bfloat16"):
+        assert main([*common, "--dtype", dtype, "-o", str(tmp_path / f"{dtype}.gif")]) == 0
+    full, half = (read_video(tmp_path / f"{dtype}.gif").astype(int) for dtype in ("float32", "bfloat16"))
+    assert 0 < np.abs(full - half).mean() < 4

@@ -293,3 +293,18 @@ def test_the_worlds_own_long_clips_lose_a_translation_but_keep_a_spin():
     spin = world_long_clips(["a red star spinning clockwise on a black background"], [1], 32)
     assert right["stretch motion"] == pytest.approx(0.5)  # two stretches in the frame, two after it left
     assert spin["stretch motion"] == pytest.approx(1.0) and spin["smooth"] > 0.8
+
+
+@pytest.mark.parametrize("scope", ["motion", "unet"])
+def test_the_time_flags_run_in_bfloat16_as_in_float32(tmp_path, tiny_base, tiny_motion_module_file, scope):
+    import json
+
+    from animatediff import read_video
+
+    flags = ["--frames", "12", "--context-length", "6", "--context-overlap", "2", "--context-scope", scope,
+             "--noise-shuffle", "--free-init", "2", "--prompt-at", "-4:a blue square"]  # fmt: skip
+    for dtype in ("float32", "bfloat16"):
+        assert cli(tiny_base, tiny_motion_module_file, tmp_path / f"{dtype}.gif", *flags, "--dtype", dtype) == 0
+    assert json.loads((tmp_path / "bfloat16.gif.json").read_text())["dtype"] == "bfloat16"
+    full, half = (read_video(tmp_path / f"{dtype}.gif").astype(int) for dtype in ("float32", "bfloat16"))
+    assert 0 < np.abs(full - half).mean() < 4  # another rounding, the same clip

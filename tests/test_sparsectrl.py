@@ -314,6 +314,10 @@ def test_cli_keyframes_match_the_library_and_are_recorded(tiny_base, tiny_motion
     clip = pipeline("a red circle", num_frames=6, steps=3, seed=4, height=32, width=32, progress=False,
                     conditions=Conditions(sparsectrl=sparse))  # fmt: skip
     assert np.abs(read_frames_folder(tmp_path / "flags") - clip.astype(int)).max() <= 1
+    assert run_cli(tiny_base, tiny_motion_module_file, "--sparsectrl", f"{ckpt}:0.8", "--control-image",
+                   f"0:{cli_files / 'first.png'}", f"--control-image=-1:{cli_files / 'last.png'}",
+                   "--dtype", "bfloat16", "-o", tmp_path / "bf16") == 0  # fmt: skip
+    assert 0 < np.abs(read_frames_folder(tmp_path / "bf16") - clip.astype(int)).mean() < 4
     settings = json.loads((tmp_path / "flags.json").read_text())
     assert settings["sparsectrl"]["path"] == str(ckpt.resolve()) and settings["sparsectrl"]["scale"] == 0.8
     assert settings["control_frames"] == [0, -1] and settings["control_images"][1] == str(cli_files / "last.png")

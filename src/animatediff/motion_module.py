@@ -152,11 +152,11 @@ class TemporalTransformerBlock(nn.Module):
     def _attend_in_windows(self, x: torch.Tensor, windows: Windows) -> torch.Tensor:
         """The attentions run on each window of frames alone (positions counted from the window's first
         frame), and each frame's results are averaged over the windows that hold it, by their weights."""
-        total = torch.zeros_like(x)
+        total = torch.zeros_like(x, dtype=torch.float32)  # the weighted sum in float32 whatever the dtype
         count = torch.zeros(1, x.shape[1], 1, device=x.device)
         for frames, weights in windows:
             frames, weights = frames.to(x.device), weights.to(x.device)[None, :, None]
-            total.index_add_(1, frames, self._attend(x[:, frames]) * weights)
+            total.index_add_(1, frames, self._attend(x[:, frames]).float() * weights)
             count.index_add_(1, frames, weights)
         return torch.where(count > 0, total / count, total).to(x.dtype)
 
