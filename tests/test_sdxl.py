@@ -108,6 +108,10 @@ def test_the_cli_runs_an_sdxl_base_at_its_own_size_and_refuses_mixed_parts(
     settings = json.loads((tmp_path / "sdxl.gif.json").read_text())
     assert (settings["width"], settings["height"], settings["family"]["name"]) == (16, 16, "sdxl")  # 8 latents × 2
     assert read_video(output).shape == (3, 16, 16, 3)
+    assert main(["generate", "a red circle", "--base", str(sdxl_base), "--motion-module", str(sdxl_module),
+                 "--frames", "3", "--steps", "2", "--seed", "1", "--dtype", "bfloat16",
+                 "-o", str(tmp_path / "bf16.gif")]) == 0  # fmt: skip
+    assert 0 < np.abs(read_video(output).astype(int) - read_video(tmp_path / "bf16.gif")).mean() < 4
     capsys.readouterr()
     common = ["--frames", "3", "--steps", "2", "-o", str(tmp_path / "x.gif")]
     assert main(["generate", "a", "--base", str(sdxl_base), "--motion-module", str(tiny_motion_module_file),
