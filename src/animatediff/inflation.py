@@ -84,7 +84,8 @@ class ClipTextAttention(AttnProcessor2_0):
     """Cross-attention to text states that all frames of a clip share: the keys and values are computed once
     per clip instead of once per frame, and the clip's frames attend as one sequence of queries (each query's
     softmax is its own, so the numbers are those of attending frame by frame). Anything else (self-attention,
-    per-frame text in prompt travel, masks, a layout this does not know) goes the usual way."""
+    per-frame text in prompt travel, masks) goes the usual way; `share_text_keys` installs it only where the
+    attention's layout is the plain one it computes."""
 
     def __init__(self, axis: FrameAxis):
         super().__init__()
@@ -93,10 +94,8 @@ class ClipTextAttention(AttnProcessor2_0):
     def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None, *args, **kwargs):
         frames = self.axis.shared_text_frames
-        plain = (attn.spatial_norm, attn.group_norm, attn.norm_q, attn.norm_k) == (None,) * 4 and not (
-            attn.norm_cross or attn.residual_connection or attn.rescale_output_factor != 1)
         if (frames is None or encoder_hidden_states is None or attention_mask is not None or args or kwargs
-                or not plain or hidden_states.ndim != 3 or hidden_states.shape[0] % frames):
+                or hidden_states.ndim != 3 or hidden_states.shape[0] % frames):
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
         batch, tokens, _ = hidden_states.shape
         clips, text = batch // frames, encoder_hidden_states[::frames]
@@ -110,10 +109,19 @@ class ClipTextAttention(AttnProcessor2_0):
         return attn.to_out[1](attn.to_out[0](out))
 
 
+def _plain_cross_attention(module: nn.Module) -> bool:
+    """A cross-attention that runs diffusers' default processor with none of its optional norms, residual or
+    output rescaling: the layout `ClipTextAttention` computes."""
+    return (isinstance(module, Attention) and module.is_cross_attention and type(module.processor) is AttnProcessor2_0
+            and (module.spatial_norm, module.group_norm, module.norm_q, module.norm_k) == (None,) * 4
+            and not (module.norm_cross or module.residual_connection or module.rescale_output_factor != 1))
+
+
 def share_text_keys(unet: UNet2DConditionModel, axis: FrameAxis) -> None:
-    """Give the cross-attentions that run diffusers' default processor the per-clip one (`ClipTextAttention`)."""
+    """Give the plain cross-attentions the per-clip processor (`ClipTextAttention`); the layout is checked once
+    here, not at every call."""
     for module in unet.modules():
-        if isinstance(module, Attention) and module.is_cross_attention and type(module.processor) is AttnProcessor2_0:
+        if _plain_cross_attention(module):
             module.set_processor(ClipTextAttention(axis))
 
 
