@@ -182,6 +182,7 @@ def test_results_and_ablations_reports_run_on_a_retrain(smoke, tmp_path, monkeyp
                     "| ControlNet 'shapes-edges' | edge F1 |",
                     "| no ControlNet, for contrast | edge F1 |", "## Image to video (SparseCtrl)",
                     "| SparseCtrl, keyframe 0 | first text |",
+                    "| keyframes through the autoencoder alone, the ceiling | last text |",
                     "| SparseCtrl, keyframes 0 and 15 | last diff |"):  # fmt: skip
         assert heading in text, heading
     assert "strength 0.3" not in text  # 2 steps at strength 0.3 would run none of them: that row is left out

@@ -15,7 +15,9 @@ frame too; the input drawn with the shadow trail, as the training clips are) as 
 the input's own prompt: `first text` / `last text` are the `text` metric of the generated first / last
 frame alone against the caption, `first diff` / `last diff` the mean absolute pixel difference (0-255)
 between that frame and its keyframe, beside the same model without SparseCtrl (whose frames are compared
-with the same keyframes).
+with the same keyframes). A ceiling row puts the keyframes through the autoencoder alone (encoded, a posterior
+sample drawn from the seed, decoded; no generation): every generated frame passes through the same decoder,
+so what it loses of the keyframe no SparseCtrl can bring back.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from animatediff.conditioning import as_tensor
 from animatediff.control import Conditions, ControlNetInput, InitVideo
+from animatediff.control.init_latents import encode_frames
 from animatediff.control.preprocess import canny
 from animatediff.control.sparsectrl import SparseCtrlInput
 from animatediff.export import write_video
@@ -137,10 +141,29 @@ def from_keyframes(pipeline, prompt: str, seed: int, steps: int, sparsectrl=None
     return {**found, "motion": scores["motion"], "smooth": scores["smooth"]}
 
 
+@torch.no_grad()
+def through_autoencoder(pipeline, prompt: str, seed: int, steps: int) -> dict[str, float | None]:
+    """The input clip's first and last frames encoded by the pipeline's VAE (a posterior sample drawn from
+    `seed`) and decoded, scored as `from_keyframes` scores generated ends: what a frame keeps of its keyframe
+    once it has been through the autoencoder. `steps` is unused (nothing is denoised)."""
+    clip = input_clip(prompt, seed, pipeline.default_size, trail=True)
+    ends = clip[[0, FRAMES - 1]]
+    latents = encode_frames(pipeline.vae, as_tensor(ends), torch.Generator().manual_seed(seed)).float()
+    decoded = pipeline.decode(latents.permute(1, 0, 2, 3)[None])
+    decoded = (decoded * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    attributes, found = parse_prompt(prompt), {}
+    for end, frame in (("first", 0), ("last", 1)):
+        found[f"{end} text"] = text_score(decoded[frame : frame + 1], attributes)
+        found[f"{end} diff"] = float(np.abs(decoded[frame].astype(np.float32) - ends[frame]).mean())
+    return found
+
+
 def keyframe_rows(pipeline, sparsectrl, prompts: list[str], seeds: list[int], steps: int = 25) -> list[TimeScores]:
     """The default model from the inputs' first frame, and from their first and last frames, with
-    `sparsectrl`; the contrast row without it."""
-    return [measure(pipeline, "no SparseCtrl, for contrast", prompts, partial(from_keyframes, ends=True), seeds,
+    `sparsectrl`; the contrast row without it, and the ceiling row: the keyframes through the autoencoder."""
+    return [measure(pipeline, "keyframes through the autoencoder alone, the ceiling", prompts, through_autoencoder,
+                    seeds, steps),
+            measure(pipeline, "no SparseCtrl, for contrast", prompts, partial(from_keyframes, ends=True), seeds,
                     steps),
             measure(pipeline, "SparseCtrl, keyframe 0", prompts, partial(from_keyframes, sparsectrl=sparsectrl),
                     seeds, steps),

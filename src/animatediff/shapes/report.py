@@ -255,9 +255,10 @@ def keyframe_section(default, media: Path, relative: str, seeds: list[int], step
             "The same held-out clips, drawn as the training clips are (with the shadow trail): their first frame "
             "(and, for interpolation, also their last) as keyframes of the SparseCtrl 'shapes-sparsectrl' on the "
             "default model with each clip's own prompt (the contrast row: no SparseCtrl, its frames compared with "
-            "the same keyframes); `first text` / `last text`: the `text` metric of the generated first / last frame "
-            "alone (the keyframes themselves score 0.98); `first diff` / `last diff`: its mean absolute difference "
-            "from the keyframe in pixel levels (0-255).", "",
+            "the same keyframes; the ceiling row: the keyframes encoded and decoded by the autoencoder, no generation, "
+            "which every generated frame goes through too); `first text` / `last text`: the `text` metric of the "
+            "generated first / last frame alone (the keyframes themselves score 0.98); `first diff` / `last diff`: "
+            "its mean absolute difference from the keyframe in pixel levels (0-255).", "",
             *_metric_table(rows), "", *_media_table(write_keyframe_media(default, sparsectrl, media, steps), relative),
             ""]  # fmt: skip
 
