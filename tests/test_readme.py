@@ -39,6 +39,7 @@ pytestmark = pytest.mark.host_dtype  # the commands run as a user's would: bfloa
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()
+CORGI = "animatediff generate a corgi running on the beach --base path/to/stable-diffusion-v1-5"
 SHRINK = {  # command prefix → flags appended, for the commands that train or measure at full scale
     "animatediff train": ["--steps", "1"],
     "accelerate launch -m animatediff train": ["--steps", "1"],
@@ -60,6 +61,11 @@ SHRINK = {  # command prefix → flags appended, for the commands that train or 
     "animatediff generate an oil painting": ["--frames", "4", "--steps", "2"],
     "animatediff generate an aerial view": ["--frames", "16", "--steps", "2"],
     "animatediff generate --base path/to/stable-diffusion-v1-5 --config sparsectrl.yaml": ["--steps", "2"],
+    f"{CORGI} --dreambooth": ["--frames", "4", "--steps", "2"],
+    f"{CORGI} --motion-module v3_sd15_mm.ckpt --controlnet": ["--frames", "4", "--steps", "2"],
+    f"{CORGI} --motion-module v3_sd15_mm.ckpt --ip-adapter": ["--frames", "4", "--steps", "2"],
+    f"{CORGI} --motion-module AnimateLCM": ["--frames", "4"],  # the few-step families keep their own steps
+    f"{CORGI} --motion-module animatediff_lightning": ["--frames", "4"],
 }
 INSTALLING = ("python3 -m venv", ". .venv/bin/activate", "pip install", "ruff check", "python -m pytest")
 
@@ -221,6 +227,12 @@ def serve_briefly(app, **options) -> None:
         answer = client.get("/api/models", auth=("ann", "secret"))
         assert answer.status_code == 200 and "shapes" in answer.json()["models"]["base"], answer.text
         assert client.get("/").status_code in (200, 401)  # the page (behind its login when --auth is given)
+
+
+def test_every_shrunk_prefix_is_a_readme_command():
+    lines = [" ".join(words) for block in blocks("bash") for words in commands(block)]
+    assert all(any(line.startswith(prefix) for line in lines) for prefix in SHRINK), [
+        prefix for prefix in SHRINK if not any(line.startswith(prefix) for line in lines)]  # fmt: skip
 
 
 def test_every_readme_command_runs_as_written(sandbox, monkeypatch, capsys):
