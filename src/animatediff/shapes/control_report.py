@@ -35,6 +35,7 @@ from animatediff.control.init_latents import encode_frames
 from animatediff.control.preprocess import canny
 from animatediff.control.sparsectrl import SparseCtrlInput
 from animatediff.export import write_video
+from animatediff.pipeline import to_uint8
 from animatediff.shapes.metrics import edge_f1, score_video, text_score
 from animatediff.shapes.render import render_clip
 from animatediff.shapes.time_report import TimeScores, measure
@@ -133,29 +134,31 @@ def from_keyframes(pipeline, prompt: str, seed: int, steps: int, sparsectrl=None
         keyframes = SparseCtrlInput(sparsectrl, as_tensor(clip[list(indices)]), indices, FRAMES, encode=True)
         conditions = Conditions(sparsectrl=keyframes)
     frames = pipeline(prompt, progress=False, conditions=conditions, num_frames=FRAMES, seed=seed, steps=steps)
-    attributes, scores = parse_prompt(prompt), score_video(frames, prompt)
-    found = {}
-    for end, index in (("first", 0), ("last", FRAMES - 1))[: len(indices)]:
-        found[f"{end} text"] = text_score(frames[index : index + 1], attributes)
-        found[f"{end} diff"] = float(np.abs(frames[index].astype(np.float32) - clip[index]).mean())
+    scores = score_video(frames, prompt)
+    found = score_ends(frames[list(indices)], clip[list(indices)], prompt)
     return {**found, "motion": scores["motion"], "smooth": scores["smooth"]}
+
+
+def score_ends(ends: np.ndarray, keyframes: np.ndarray, prompt: str) -> dict[str, float | None]:
+    """The first (and, given two, the last) frame of `ends` against its keyframe: its `text` alone against the
+    caption and its mean absolute pixel difference from the keyframe."""
+    attributes, found = parse_prompt(prompt), {}
+    for end, frame, keyframe in zip(("first", "last")[: len(ends)], ends, keyframes, strict=True):
+        found[f"{end} text"] = text_score(frame[None], attributes)
+        found[f"{end} diff"] = float(np.abs(frame.astype(np.float32) - keyframe).mean())
+    return found
 
 
 @torch.no_grad()
 def through_autoencoder(pipeline, prompt: str, seed: int, steps: int) -> dict[str, float | None]:
     """The input clip's first and last frames encoded by the pipeline's VAE (a posterior sample drawn from
-    `seed`) and decoded, scored as `from_keyframes` scores generated ends: what a frame keeps of its keyframe
-    once it has been through the autoencoder. `steps` is unused (nothing is denoised)."""
+    `seed`) and decoded, scored by `score_ends` as generated ends are: what a frame keeps of its keyframe once
+    it has been through the autoencoder. `steps` is unused (nothing is denoised)."""
     clip = input_clip(prompt, seed, pipeline.default_size, trail=True)
     ends = clip[[0, FRAMES - 1]]
     latents = encode_frames(pipeline.vae, as_tensor(ends), torch.Generator().manual_seed(seed)).float()
-    decoded = pipeline.decode(latents.permute(1, 0, 2, 3)[None])
-    decoded = (decoded * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    attributes, found = parse_prompt(prompt), {}
-    for end, frame in (("first", 0), ("last", 1)):
-        found[f"{end} text"] = text_score(decoded[frame : frame + 1], attributes)
-        found[f"{end} diff"] = float(np.abs(decoded[frame].astype(np.float32) - ends[frame]).mean())
-    return found
+    decoded = to_uint8(pipeline.decode(latents.permute(1, 0, 2, 3)[None]))
+    return score_ends(decoded, ends, prompt)
 
 
 def keyframe_rows(pipeline, sparsectrl, prompts: list[str], seeds: list[int], steps: int = 25) -> list[TimeScores]:
