@@ -90,8 +90,10 @@ def main() -> None:
     vae = load_base(base).vae.eval()
     print(f"silhouettes of {args.images} still images per shape, as rendered → after {base}'s autoencoder")
     for shape, (rendered, reconstructed) in still_shapes(vae, args.images).items():
-        print(f"  {shape}: {rendered[shape]} → {reconstructed[shape]} classified {shape}; "
-              f"reconstructions called {dict(reconstructed.most_common())}")  # fmt: skip
+        print(
+            f"  {shape}: {rendered[shape]} → {reconstructed[shape]} classified {shape}; "
+            f"reconstructions called {dict(reconstructed.most_common())}"
+        )
     trails = f"{args.trail_colour}-coloured trails"
     print(f"held-out clips ({args.clips} per combination, {trails}): rendered → reconstructed")
     ceiling = held_out_ceiling(vae, args.clips, args.trail_colour)

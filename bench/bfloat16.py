@@ -32,22 +32,29 @@ VARIANTS = (*DTYPES, UNET_ALONE)
 
 
 def speed(config: str, rounds: int) -> list[str]:
-    lines = ["| config | what | dtype | ours s | diffusers s | ours / diffusers | ours peak GB | max abs diff |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| config | what | dtype | ours s | diffusers s | ours / diffusers | ours peak GB | max abs diff |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     ours_seconds = {}
     with tempfile.TemporaryDirectory() as folder:
-        for what, ours, theirs in (("denoising step (UNet, CFG batch)", "ours_step", "diffusers_step"),
-                                   ("VAE decode, 16 frames", "ours_decode", "diffusers_decode")):  # fmt: skip
+        for what, ours, theirs in (
+            ("denoising step (UNet, CFG batch)", "ours_step", "diffusers_step"),
+            ("VAE decode, 16 frames", "ours_decode", "diffusers_decode"),
+        ):
             for dtype in DTYPES:
                 options = run.json.dumps({"dtype": dtype, "repeats": 3 if config == "tiny" else 1})
                 a, b = Path(folder, "a.npy"), Path(folder, "b.npy")
-                mine, other = run.measure_pair((ours, config, "cpu", options, str(a)),
-                                               (theirs, config, "cpu", options, str(b)), rounds)  # fmt: skip
+                mine, other = run.measure_pair(
+                    (ours, config, "cpu", options, str(a)), (theirs, config, "cpu", options, str(b)), rounds
+                )
                 difference = float(np.abs(np.load(a) - np.load(b)).max())
                 ours_seconds[what, dtype] = mine["seconds"]
-                lines.append(f"| {config} | {what} | {dtype} | {mine['seconds']:.3f} | {other['seconds']:.3f} | "
-                             f"{mine['seconds'] / other['seconds']:.2f} | {mine['peak_bytes'] / 1e9:.2f} | "
-                             f"{difference:.1e} |")  # fmt: skip
+                lines.append(
+                    f"| {config} | {what} | {dtype} | {mine['seconds']:.3f} | {other['seconds']:.3f} | "
+                    f"{mine['seconds'] / other['seconds']:.2f} | {mine['peak_bytes'] / 1e9:.2f} | "
+                    f"{difference:.1e} |"
+                )
                 print(lines[-1], f"(runs: ours {mine['runs']}, diffusers {other['runs']})", flush=True)
     lines.append("")
     for what in ("denoising step (UNet, CFG batch)", "VAE decode, 16 frames"):
@@ -82,17 +89,24 @@ def quality(seeds: list[int]) -> list[str]:
                 rows.append([np.nan if score[k] is None else score[k] for k in ("text", "motion", "smooth")])
         seconds[dtype] = time.perf_counter() - started
         scores[dtype], videos[dtype] = np.nanmean(rows, axis=0), np.stack(clips).astype(np.int16)
-    lines = ["| embedded default, held-out prompts | text | motion | smooth | seconds for all clips | largest frame "
-             "difference | mean | values > 2/255 apart |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| embedded default, held-out prompts | text | motion | smooth | seconds for all clips | largest frame "
+        "difference | mean | values > 2/255 apart |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for dtype in VARIANTS:
         text, motion, smooth = scores[dtype]
         difference = np.abs(videos["float32"] - videos[dtype])
-        lines.append(f"| {dtype} | {text:.3f} | {motion:.3f} | {smooth:.3f} | {seconds[dtype]:.1f} | "
-                     f"{int(difference.max())}/255 | {difference.mean():.2f}/255 | {(difference > 2).mean():.1%} |")
+        lines.append(
+            f"| {dtype} | {text:.3f} | {motion:.3f} | {smooth:.3f} | {seconds[dtype]:.1f} | "
+            f"{int(difference.max())}/255 | {difference.mean():.2f}/255 | {(difference > 2).mean():.1%} |"
+        )
     for dtype in VARIANTS[1:]:
         change = scores[dtype] - scores["float32"]
-        lines.append(f"- {dtype} − float32: text {change[0]:+.3f}, motion {change[1]:+.3f}, smooth {change[2]:+.3f} "
-                     f"({len(videos['float32'])} clips of seeds {', '.join(map(str, seeds))})")  # fmt: skip
+        lines.append(
+            f"- {dtype} − float32: text {change[0]:+.3f}, motion {change[1]:+.3f}, smooth {change[2]:+.3f} "
+            f"({len(videos['float32'])} clips of seeds {', '.join(map(str, seeds))})"
+        )
     return lines
 
 
@@ -108,8 +122,10 @@ def main() -> None:
 
     from animatediff.cli import fast_bfloat16
 
-    print(f"Machine: {run.machine()}; bfloat16 fast here (AMX or AVX-512 BF16, as torch reports): {fast_bfloat16()}; "
-          f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}.\n")  # fmt: skip
+    print(
+        f"Machine: {run.machine()}; bfloat16 fast here (AMX or AVX-512 BF16, as torch reports): {fast_bfloat16()}; "
+        f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}.\n"
+    )
     lines = []
     if not args.skip_quality:
         lines += quality(args.seeds) + [""]

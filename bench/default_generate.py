@@ -37,8 +37,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--also-module", metavar="NAME", help="time the command with this motion module too")
-    parser.add_argument("--also-dtype", metavar="DTYPE", help="time the command with --dtype DTYPE too (e.g. "
-                        "float32 beside auto's bfloat16)")  # fmt: skip
+    parser.add_argument(
+        "--also-dtype",
+        metavar="DTYPE",
+        help="time the command with --dtype DTYPE too (e.g. float32 beside auto's bfloat16)",
+    )
     args = parser.parse_args()
     walls, torn_down, also = [], [], []
     with tempfile.TemporaryDirectory() as folder:
@@ -53,12 +56,16 @@ def main() -> None:
                 also.append(wall_time([sys.executable, "-m", "animatediff", *arguments, *extra]))
                 print(f"run {run + 1}: {also[-1]:.2f} s wall with {' '.join(extra)}")
     if also:
-        print(f"{' '.join(extra)}: best {min(also):.2f} s against {min(walls):.2f} s "
-              f"({min(also) / min(walls):.2f}× the default command)")  # fmt: skip
+        print(
+            f"{' '.join(extra)}: best {min(also):.2f} s against {min(walls):.2f} s "
+            f"({min(also) / min(walls):.2f}× the default command)"
+        )
     best = min(walls)
-    print(f"best {best:.2f} s, median {sorted(walls)[len(walls) // 2]:.2f} s; target ≤ {TARGET_SECONDS:.0f} s: "
-          f"{'met' if best <= TARGET_SECONDS else 'NOT met'} ({best / TARGET_SECONDS:.2f}× the target); "
-          f"with Python's teardown best {min(torn_down):.2f} s ({best / min(torn_down):.2f}×)")  # fmt: skip
+    print(
+        f"best {best:.2f} s, median {sorted(walls)[len(walls) // 2]:.2f} s; target ≤ {TARGET_SECONDS:.0f} s: "
+        f"{'met' if best <= TARGET_SECONDS else 'NOT met'} ({best / TARGET_SECONDS:.2f}× the target); "
+        f"with Python's teardown best {min(torn_down):.2f} s ({best / min(torn_down):.2f}×)"
+    )
 
     started = time.perf_counter()
     import torch
@@ -69,13 +76,16 @@ def main() -> None:
 
     imported = time.perf_counter()
     _, dtype, _ = chosen_dtype("cpu")  # as the command's --dtype auto
-    pipeline = build_pipeline(ModelSpec(MODELS["shapes"].path, MODELS["shapes-motion"].path),
-                              dtype=getattr(torch, dtype))  # fmt: skip
+    pipeline = build_pipeline(
+        ModelSpec(MODELS["shapes"].path, MODELS["shapes-motion"].path), dtype=getattr(torch, dtype)
+    )
     loaded = time.perf_counter()
     pipeline(PROMPT, num_frames=16, seed=1, progress=False)
     generated = time.perf_counter()
-    print(f"in one process ({torch.get_num_threads()} threads, {dtype}): imports {imported - started:.2f} s, "
-          f"loading {loaded - imported:.2f} s, generation {generated - loaded:.2f} s")  # fmt: skip
+    print(
+        f"in one process ({torch.get_num_threads()} threads, {dtype}): imports {imported - started:.2f} s, "
+        f"loading {loaded - imported:.2f} s, generation {generated - loaded:.2f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -34,11 +34,19 @@ def components(config: dict):
         return embedded_components()
     torch.manual_seed(4)
     hidden = config["cross"]
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=514, hidden_size=hidden, intermediate_size=4 * hidden, num_attention_heads=max(1, hidden // 64),
-        num_hidden_layers=12 if hidden >= 768 else 2, max_position_embeddings=77, bos_token_id=512,
-        eos_token_id=513, pad_token_id=513,
-    )).eval()  # fmt: skip
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=514,
+            hidden_size=hidden,
+            intermediate_size=4 * hidden,
+            num_attention_heads=max(1, hidden // 64),
+            num_hidden_layers=12 if hidden >= 768 else 2,
+            max_position_embeddings=77,
+            bos_token_id=512,
+            eos_token_id=513,
+            pad_token_id=513,
+        )
+    ).eval()
     return Components(build_unet(config), build_vae(config), text_encoder, CLIPTokenizer.from_pretrained(TOKENIZER))
 
 
@@ -80,9 +88,14 @@ def run(which: str, config: dict, args, trace: dict | None = None) -> tuple[torc
 
         from animatediff.formats import to_motion_adapter
 
-        pipeline = Reference(vae=parts.vae, text_encoder=parts.text_encoder, tokenizer=parts.tokenizer,
-                             unet=parts.unet, motion_adapter=to_motion_adapter(build_motion_module(config)),
-                             scheduler=official_scheduler()).to(args.device, dtype)  # fmt: skip
+        pipeline = Reference(
+            vae=parts.vae,
+            text_encoder=parts.text_encoder,
+            tokenizer=parts.tokenizer,
+            unet=parts.unet,
+            motion_adapter=to_motion_adapter(build_motion_module(config)),
+            scheduler=official_scheduler(),
+        ).to(args.device, dtype)
         pipeline.set_progress_bar_config(disable=True)
 
         def call(steps):
@@ -118,18 +131,27 @@ def step_by_step(config: dict, args) -> str:
         for which in ("ours", "diffusers"):
             traces[which, dtype] = {}
             run(which, config, argparse.Namespace(**{**vars(args), "dtype": dtype}), traces[which, dtype])
-    pairs = {"ours − diffusers, fp16": (("ours", "float16"), ("diffusers", "float16")),
-             "ours − diffusers, fp32": (("ours", "float32"), ("diffusers", "float32")),
-             "ours fp16 − fp32": (("ours", "float16"), ("ours", "float32")),
-             "diffusers fp16 − fp32": (("diffusers", "float16"), ("diffusers", "float32"))}  # fmt: skip
-    lines = [f"Step by step on {args.device}: max abs difference (relative L2) of the noise prediction each "
-             "scheduler step is given and of the latents it returns.", "",
-             "| step | what | " + " | ".join(pairs) + " |", "|---|---|" + "---|" * len(pairs)]  # fmt: skip
+    pairs = {
+        "ours − diffusers, fp16": (("ours", "float16"), ("diffusers", "float16")),
+        "ours − diffusers, fp32": (("ours", "float32"), ("diffusers", "float32")),
+        "ours fp16 − fp32": (("ours", "float16"), ("ours", "float32")),
+        "diffusers fp16 − fp32": (("diffusers", "float16"), ("diffusers", "float32")),
+    }
+    lines = [
+        f"Step by step on {args.device}: max abs difference (relative L2) of the noise prediction each "
+        "scheduler step is given and of the latents it returns.",
+        "",
+        "| step | what | " + " | ".join(pairs) + " |",
+        "|---|---|" + "---|" * len(pairs),
+    ]
     for trace in traces.values():  # one call with [uncond; cond] or one per prompt: rows in the order of the batch
         rows = torch.cat(trace["text"])
         trace["text"] = [rows if len(trace["text"]) == 1 else rows.flip(0)]  # diffusers encodes cond first
-    lines.append("| – | text states | " + " | ".join(
-        _gap(traces[a]["text"], traces[b]["text"], 0) for a, b in pairs.values()) + " |")  # fmt: skip
+    lines.append(
+        "| – | text states | "
+        + " | ".join(_gap(traces[a]["text"], traces[b]["text"], 0) for a, b in pairs.values())
+        + " |"
+    )
     for index in range(args.steps):
         for what in ("eps", "latents"):
             gaps = [_gap(traces[a][what], traces[b][what], index) for a, b in pairs.values()]
@@ -145,8 +167,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("RESULTS.md"))
-    parser.add_argument("--compile", nargs="?", const="default", help="torch.compile ours' UNet (a mode: "
-                        "default, reduce-overhead for CUDA graphs, max-autotune)")  # fmt: skip
+    parser.add_argument(
+        "--compile",
+        nargs="?",
+        const="default",
+        help="torch.compile ours' UNet (a mode: default, reduce-overhead for CUDA graphs, max-autotune)",
+    )
     parser.add_argument("--channels-last", action="store_true", help="ours' UNet and VAE in channels-last")
     parser.add_argument("--split-guidance", action="store_true", help="ours' guidance halves one after the other")
     parser.add_argument("--trace", action="store_true", help="compare step by step in float16 and float32")
@@ -162,8 +188,15 @@ def main() -> None:
     difference = float(gap.max())
     saturated = [float(((frames <= 0) | (frames >= 1)).float().mean()) for frames in (ours, theirs)]
     name = machine() if args.device == "cpu" else torch.cuda.get_device_name()
-    options = [flag for flag, given in (("--compile " + str(args.compile), args.compile), ("--channels-last",
-               args.channels_last), ("--split-guidance", args.split_guidance)) if given]  # fmt: skip
+    options = [
+        flag
+        for flag, given in (
+            ("--compile " + str(args.compile), args.compile),
+            ("--channels-last", args.channels_last),
+            ("--split-guidance", args.split_guidance),
+        )
+        if given
+    ]
     text = (
         f"\n## Whole pipeline on {args.device} ({name})\n\n"
         f"{args.config}, {args.dtype}, {config['frames']} frames at {args.size}², {args.steps} steps, guidance 7.5; "
@@ -174,7 +207,7 @@ def main() -> None:
         f"| ratio | {ours_seconds / theirs_seconds:.2f} | {ours_peak / theirs_peak:.2f} | |\n"
         f"\nFrame values: mean abs difference {float(gap.mean()):.1e}, {float((gap > 0.1).float().mean()):.1%} of "
         f"them more than 0.1 apart; saturated at 0 or 1: ours {saturated[0]:.1%}, diffusers {saturated[1]:.1%}.\n"
-    )  # fmt: skip
+    )
     print(text)
     if args.device != "cpu":
         with open(args.output, "a") as handle:

@@ -97,9 +97,12 @@ def main() -> None:
         scaffold(folder / "scaffold", seed=0)
     sized_path = folder / "sized.json"
     sized = json.loads(sized_path.read_text()) if sized_path.exists() else {}
-    plans = {plan.name: replace(plan, train={**plan.train, "batch_size": max(1, round(plan.train["batch_size"]
-                                                                                 * args.batch_scale))})
-             for plan in GPU_PLAN}  # fmt: skip
+    plans = {
+        plan.name: replace(
+            plan, train={**plan.train, "batch_size": max(1, round(plan.train["batch_size"] * args.batch_scale))}
+        )
+        for plan in GPU_PLAN
+    }
     for position, name in enumerate(LONG):
         plan = plans[name]
         rendering[plan.data].get()
@@ -110,8 +113,15 @@ def main() -> None:
         left = args.budget - (time.perf_counter() - started)
         share = left * LONG[name] / sum(list(LONG.values())[position:])
         steps = max(args.probes[1], min(plan.train["steps"], int((share - overhead) / per_step)))
-        log.info("%s: %.1f ms a step, %.1f s set-up; %.0f s of %.0f s left → %d steps",
-                 name, per_step * 1000, overhead, share, left, steps)  # fmt: skip
+        log.info(
+            "%s: %.1f ms a step, %.1f s set-up; %.0f s of %.0f s left → %d steps",
+            name,
+            per_step * 1000,
+            overhead,
+            share,
+            left,
+            steps,
+        )
         loop, wall = train_for(folder, plan, steps)
         sized[name] = {"steps": steps, "ms_per_step": round(per_step * 1000, 2), "seconds": round(wall, 1)}
         with atomic_path(sized_path) as temporary:
@@ -126,8 +136,9 @@ def main() -> None:
     log.info("long stages done in %.0f s", time.perf_counter() - started)
     if args.light:
         for name in [name for name in plans if name not in LONG]:  # one at a time, each packed when done
-            seconds = retrain(folder, resume=True, only=[name], steps_scale=args.steps_scale,
-                              data_scale=args.data_scale, recipe="gpu")  # fmt: skip
+            seconds = retrain(
+                folder, resume=True, only=[name], steps_scale=args.steps_scale, data_scale=args.data_scale, recipe="gpu"
+            )
             log.info("%s: %.0f s", name, seconds[name])
             if args.pack:
                 pack(folder, args.pack)

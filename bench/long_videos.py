@@ -64,8 +64,13 @@ print(json.dumps({"seconds": seconds, "peak": resource.getrusage(resource.RUSAGE
 
 def measure(script: str, frames: int) -> dict:
     bench, tests = Path(__file__).parent, Path(__file__).parent.parent / "tests"  # run.py's models, tests' tokenizer
-    result = subprocess.run([sys.executable, "-c", script, str(frames), str(bench)], capture_output=True, text=True,
-                            check=True, env={**os.environ, "PYTHONPATH": str(tests)})  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(frames), str(bench)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(tests)},
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -102,8 +107,10 @@ def main() -> None:
         for frames in FRAMES:
             row = measure(script, frames)
             first = first or row
-            lines.append(f"| {label} | {frames} | {row['seconds']:.1f} | {row['seconds'] / frames:.3f} | "
-                         f"{row['peak'] / 2**20:.0f} MiB | {row['peak'] / first['peak']:.2f}× |")  # fmt: skip
+            lines.append(
+                f"| {label} | {frames} | {row['seconds']:.1f} | {row['seconds'] / frames:.3f} | "
+                f"{row['peak'] / 2**20:.0f} MiB | {row['peak'] / first['peak']:.2f}× |"
+            )
             print(lines[-1], flush=True)
     if args.write:
         write_section(lines)

@@ -52,13 +52,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for frames, size, guidance in CASES:
             output = str(Path(folder) / f"{frames}-{size}-{guidance:g}".replace(".", "_"))  # a frame folder
-            result = subprocess.run([sys.executable, "-c", RUN, str(frames), str(size), str(guidance), output],
-                                    capture_output=True, text=True, check=True)  # fmt: skip
+            result = subprocess.run(
+                [sys.executable, "-c", RUN, str(frames), str(size), str(guidance), output],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             row = json.loads(result.stdout.strip().splitlines()[-1])
             if row["code"] != 0:
                 raise SystemExit(f"generate failed for {frames} frames at {size}²: {result.stderr[-500:]}")
-            print(f"{frames:6d}  {size:4d}  {guidance:8.1f}  {row['peak'] / 2**20:10.0f} MiB  "
-                  f"{row['estimate'] / 2**20:6.0f} MiB  {row['estimate'] / row['peak']:.2f}")  # fmt: skip
+            print(
+                f"{frames:6d}  {size:4d}  {guidance:8.1f}  {row['peak'] / 2**20:10.0f} MiB  "
+                f"{row['estimate'] / 2**20:6.0f} MiB  {row['estimate'] / row['peak']:.2f}"
+            )
 
 
 if __name__ == "__main__":

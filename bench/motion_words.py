@@ -48,8 +48,12 @@ SWAPS = {
     "colour": ("colour", [("red", "blue"), ("green", "yellow"), ("purple", "orange")]),
     "shape": ("shape", [("square", "circle"), ("triangle", "star"), ("square", "star")]),
 }
-OPPOSITE = {"moving left": "moving right", "moving up": "moving down", "growing": "shrinking",
-            "spinning clockwise": "spinning anticlockwise"}  # fmt: skip
+OPPOSITE = {
+    "moving left": "moving right",
+    "moving up": "moving down",
+    "growing": "shrinking",
+    "spinning clockwise": "spinning anticlockwise",
+}
 OPPOSITE.update({value: key for key, value in OPPOSITE.items()})
 NOISE_BANDS = ((900, 1000), (700, 900), (400, 700), (100, 400))
 
@@ -86,8 +90,13 @@ def feature_sensitivity(components, timesteps=(800, 400), draws: int = 3) -> dic
 
 @torch.no_grad()
 def text_encoder_change(components) -> dict[tuple[str, str], float]:
-    pairs = [("moving left", "moving right"), ("moving up", "moving down"), ("growing", "shrinking"),
-             ("spinning clockwise", "spinning anticlockwise"), ("staying still", "moving left")]  # fmt: skip
+    pairs = [
+        ("moving left", "moving right"),
+        ("moving up", "moving down"),
+        ("growing", "shrinking"),
+        ("spinning clockwise", "spinning anticlockwise"),
+        ("staying still", "moving left"),
+    ]
     results = {}
     for first, second in pairs:
         prompts = [TEMPLATE.format(**{**FILL, "motion": word}) for word in (first, second)]
@@ -96,8 +105,12 @@ def text_encoder_change(components) -> dict[tuple[str, str], float]:
     return results
 
 
-TRAIL_CASES = (("red", "circle", "white"), ("blue", "square", "gray"), ("yellow", "triangle", "black"),
-               ("green", "star", "brown"))  # fmt: skip
+TRAIL_CASES = (
+    ("red", "circle", "white"),
+    ("blue", "square", "gray"),
+    ("yellow", "triangle", "black"),
+    ("green", "star", "brown"),
+)
 DIRECTIONS = {"moving right": (1, 0), "moving left": (-1, 0), "moving up": (0, -1), "moving down": (0, 1)}
 
 
@@ -158,8 +171,9 @@ def _band_loss(video_unet, components, latents: torch.Tensor, texts: list[str], 
 
 
 @torch.no_grad()
-def swapped_motion_loss(components, motion_module: Path, adapter: Path | None, clips: int,
-                        trail: bool = False) -> list[tuple]:  # fmt: skip
+def swapped_motion_loss(
+    components, motion_module: Path, adapter: Path | None, clips: int, trail: bool = False
+) -> list[tuple]:
     from animatediff.shapes.datasets import DatasetSpec, render_dataset
 
     video_unet = _video_unet(components, motion_module, adapter)
@@ -177,13 +191,16 @@ def swapped_motion_loss(components, motion_module: Path, adapter: Path | None, c
         motion = max((m for m in OPPOSITE if m in caption), key=len)
         swapped.append(caption.replace(motion, OPPOSITE[motion]))
     latents = _latents(components.vae, pixels)
-    return [(low, high, *(_band_loss(video_unet, components, latents, texts, low, high)
-                          for texts in (captions, swapped))) for low, high in NOISE_BANDS]  # fmt: skip
+    return [
+        (low, high, *(_band_loss(video_unet, components, latents, texts, low, high) for texts in (captions, swapped)))
+        for low, high in NOISE_BANDS
+    ]
 
 
 @torch.no_grad()
-def loss_by_motion(components, motion_module: Path, adapter: Path | None, clips: int,
-                   bands=NOISE_BANDS[1:3]) -> dict[str, list[tuple]]:  # fmt: skip
+def loss_by_motion(
+    components, motion_module: Path, adapter: Path | None, clips: int, bands=NOISE_BANDS[1:3]
+) -> dict[str, list[tuple]]:
     """{motion: [(low, high, true, swapped, reversed)]}: ε losses on `clips` clips of each motion (with trails
     and the video domain's defects, as the motion module trained on)."""
     from animatediff.shapes.render import render_clip
@@ -202,8 +219,10 @@ def loss_by_motion(components, motion_module: Path, adapter: Path | None, clips:
         captions = [caption(spec) for spec in specs]
         swapped = [text.replace(motion, OPPOSITE[motion]) for text in captions]
         cases = ((captions, latents), (swapped, latents), (captions, latents.flip(2)))  # true, swapped, reversed
-        results[motion] = [(low, high, *(_band_loss(video_unet, components, video, texts, low, high)
-                                         for texts, video in cases)) for low, high in bands]  # fmt: skip
+        results[motion] = [
+            (low, high, *(_band_loss(video_unet, components, video, texts, low, high) for texts, video in cases))
+            for low, high in bands
+        ]
     return results
 
 
@@ -232,8 +251,10 @@ def main() -> None:
         print(f"  {first} ↔ {second}: {change:.3f}")
     print(f"temporal order by motion ({args.clips // 4} clips each): loss with the word swapped / the frames reversed")
     for motion, rows in loss_by_motion(load_base(base), module, adapter, args.clips // 4).items():
-        cells = "; ".join(f"t {low}-{high}: {swapped / true - 1:+.0%} / {reversed_ / true - 1:+.0%}"
-                          for low, high, true, swapped, reversed_ in rows)  # fmt: skip
+        cells = "; ".join(
+            f"t {low}-{high}: {swapped / true - 1:+.0%} / {reversed_ / true - 1:+.0%}"
+            for low, high, true, swapped, reversed_ in rows
+        )
         print(f"  {motion}: {cells}")
     if args.trail:
         print("trail side: cosine of the drawn trail's side with 'behind' (1 = as rendered), base alone")

@@ -27,11 +27,16 @@ import torch
 CONFIGS = {
     # the tests' tiny layout, and SD1.5's UNet with v2-sized motion modules, 16 frames at 256×256
     "tiny": dict(widths=(32, 64), cross=32, frames=16, latent=16, vae=(32, 32)),
-    "sd15": dict(widths=(320, 640, 1280, 1280), cross=768, frames=16, latent=32, vae=(128, 256, 512, 512),
-),
+    "sd15": dict(
+        widths=(320, 640, 1280, 1280),
+        cross=768,
+        frames=16,
+        latent=32,
+        vae=(128, 256, 512, 512),
+    ),
     # the embedded default (base + shapes-motion), its own weights: 16 frames at 32×32
     "embedded": dict(embedded=True, cross=64, frames=16, latent=8),
-}  # fmt: skip
+}
 
 
 def embedded_components():
@@ -88,9 +93,13 @@ def build_unet(config: dict):
     down = ("CrossAttnDownBlock2D",) * (len(widths) - 1) + ("DownBlock2D",)
     up = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (len(widths) - 1)
     return UNet2DConditionModel(
-        sample_size=config["latent"], block_out_channels=widths, down_block_types=down, up_block_types=up,
-        cross_attention_dim=config["cross"], attention_head_dim=8,
-    ).eval()  # fmt: skip
+        sample_size=config["latent"],
+        block_out_channels=widths,
+        down_block_types=down,
+        up_block_types=up,
+        cross_attention_dim=config["cross"],
+        attention_head_dim=8,
+    ).eval()
 
 
 def build_motion_module(config: dict):
@@ -119,9 +128,12 @@ def build_vae(config: dict):
     torch.manual_seed(2)
     levels = len(config["vae"])
     return AutoencoderKL(
-        block_out_channels=config["vae"], down_block_types=("DownEncoderBlock2D",) * levels,
-        up_block_types=("UpDecoderBlock2D",) * levels, layers_per_block=2, latent_channels=4,
-    ).eval()  # fmt: skip
+        block_out_channels=config["vae"],
+        down_block_types=("DownEncoderBlock2D",) * levels,
+        up_block_types=("UpDecoderBlock2D",) * levels,
+        layers_per_block=2,
+        latent_channels=4,
+    ).eval()
 
 
 def inputs(config: dict):
@@ -188,15 +200,20 @@ def diffusers_decode(config, device, options):
     from diffusers import AnimateDiffPipeline
 
     vae = build_vae(config).to(device, _dtype(options))
-    pipeline = AnimateDiffPipeline(vae=vae, text_encoder=None, tokenizer=None, unet=None, motion_adapter=None,
-                                   scheduler=None)  # fmt: skip
+    pipeline = AnimateDiffPipeline(
+        vae=vae, text_encoder=None, tokenizer=None, unet=None, motion_adapter=None, scheduler=None
+    )
     latents = inputs(config)[0][:1].to(device, _dtype(options))
     # (1, 3, f, H, W) → (f, 3, H, W), as ours returns it
     return lambda: (pipeline.decode_latents(latents, decode_chunk_size=16)[0].transpose(0, 1) / 2 + 0.5).clamp(0, 1)
 
 
-WORKERS = {"ours_step": ours_step, "diffusers_step": diffusers_step, "ours_decode": ours_decode,
-           "diffusers_decode": diffusers_decode}  # fmt: skip
+WORKERS = {
+    "ours_step": ours_step,
+    "diffusers_step": diffusers_step,
+    "ours_decode": ours_decode,
+    "diffusers_decode": diffusers_decode,
+}
 
 
 def run_worker(name: str, config_name: str, device: str, options: dict, output: str | None) -> dict:
@@ -266,8 +283,10 @@ def machine() -> str:
     model = next(
         (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?"
     )
-    return (f"{model}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-            f"Python {platform.python_version()}")  # fmt: skip
+    return (
+        f"{model}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"Python {platform.python_version()}"
+    )
 
 
 def repeats(config: str) -> str:
@@ -276,9 +295,10 @@ def repeats(config: str) -> str:
 
 def compare(config: str, device: str, rows: list, folder: Path, rounds: int) -> None:
     ours_out, theirs_out = folder / f"{config}-ours.npy", folder / f"{config}-diffusers.npy"
-    for what, ours_worker, theirs_worker in (("denoising step (UNet, CFG batch)", "ours_step", "diffusers_step"),
-                                             (f"VAE decode, {CONFIGS[config]['frames']} frames", "ours_decode",
-                                              "diffusers_decode")):  # fmt: skip
+    for what, ours_worker, theirs_worker in (
+        ("denoising step (UNet, CFG batch)", "ours_step", "diffusers_step"),
+        (f"VAE decode, {CONFIGS[config]['frames']} frames", "ours_decode", "diffusers_decode"),
+    ):
         ours, theirs = measure_pair(
             (ours_worker, config, device, repeats(config), str(ours_out)),
             (theirs_worker, config, device, repeats(config), str(theirs_out)),
@@ -319,8 +339,10 @@ def optimizations(config: str, device: str, folder: Path, skip: set[str]) -> lis
 
 
 def report(rows: list, extra: list[str], device: str) -> str:
-    header = ("| config | what | ours s | diffusers s | time ratio | ours peak GB | diffusers peak GB "
-              "| memory ratio | max abs diff |")  # fmt: skip
+    header = (
+        "| config | what | ours s | diffusers s | time ratio | ours peak GB | diffusers peak GB "
+        "| memory ratio | max abs diff |"
+    )
     lines = [f"Machine: {machine()}; device {device}.", "", header, "|---|---|---|---|---|---|---|---|---|"]
     for config, what, ours, theirs, difference in rows:
         lines.append(
@@ -328,8 +350,11 @@ def report(rows: list, extra: list[str], device: str) -> str:
             f"{ours['seconds'] / theirs['seconds']:.2f} | {ours['peak_bytes'] / 1e9:.2f} | "
             f"{theirs['peak_bytes'] / 1e9:.2f} | {ours['peak_bytes'] / theirs['peak_bytes']:.2f} | {difference:.1e} |"
         )
-    runs = [f"- {config}, {what}: ours {ours['runs']} s, diffusers {theirs['runs']} s (alternating runs; "
-            "the table keeps each one's fastest)" for config, what, ours, theirs, _ in rows]  # fmt: skip
+    runs = [
+        f"- {config}, {what}: ours {ours['runs']} s, diffusers {theirs['runs']} s (alternating runs; "
+        "the table keeps each one's fastest)"
+        for config, what, ours, theirs, _ in rows
+    ]
     return "\n".join(lines + [""] + runs + [""] + extra) + "\n"
 
 
@@ -358,9 +383,13 @@ def main() -> None:
         for config in configs:
             compare(config, args.device, rows, Path(folder), args.rounds)
             print(report(rows, [], args.device), flush=True)
-        extra += ["Optimizations, each against the same implementation without it:", "",
-                  "| config | change | before s | after s | time ratio | before peak GB | after peak GB "
-                  "| memory ratio | max abs diff |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        extra += [
+            "Optimizations, each against the same implementation without it:",
+            "",
+            "| config | change | before s | after s | time ratio | before peak GB | after peak GB "
+            "| memory ratio | max abs diff |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for config in configs:
             extra += optimizations(config, args.device, Path(folder), set(args.skip))
         extra.append("")
@@ -370,9 +399,11 @@ def main() -> None:
                 flops = measure("flops", config)["flops"]
                 step = next(ours for c, what, ours, *_ in rows if c == config and what.startswith("denoising"))
                 best = flops / limit
-                extra.append(f"- {config}: one step is {flops / 1e12:.2f} TFLOP; fp32 matmul runs at "
-                             f"{limit / 1e9:.0f} GFLOP/s here, so the floor is {best:.2f} s; the step takes "
-                             f"{step['seconds']:.2f} s = {step['seconds'] / best:.2f}× the limit.")  # fmt: skip
+                extra.append(
+                    f"- {config}: one step is {flops / 1e12:.2f} TFLOP; fp32 matmul runs at "
+                    f"{limit / 1e9:.0f} GFLOP/s here, so the floor is {best:.2f} s; the step takes "
+                    f"{step['seconds']:.2f} s = {step['seconds'] / best:.2f}× the limit."
+                )
             for threads in (1, 2):
                 timing = measure("ours_step", configs[-1], "cpu", json.dumps({"threads": threads}), "")
                 extra.append(f"- {configs[-1]} step with {threads} thread(s): {timing['seconds']:.2f} s")

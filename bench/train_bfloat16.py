@@ -69,8 +69,10 @@ def speeds(folder: Path, steps: int) -> list[str]:
             ends, _ = timed_train(config)
             seconds[dtype] = (ends[-1] - ends[1]) / (len(ends) - 2)
         ratio = seconds["bfloat16"] / seconds["float32"]
-        lines.append(f"| {plan.name} ({plan.stage}) | {plan.train['batch_size']} | {seconds['float32']:.3f} | "
-                     f"{seconds['bfloat16']:.3f} | {ratio:.2f} |")  # fmt: skip
+        lines.append(
+            f"| {plan.name} ({plan.stage}) | {plan.train['batch_size']} | {seconds['float32']:.3f} | "
+            f"{seconds['bfloat16']:.3f} | {ratio:.2f} |"
+        )
         print(lines[-1], flush=True)
     return lines
 
@@ -85,8 +87,11 @@ def curves(folder: Path, steps: int, window: int = 50) -> list[str]:
     losses = {}
     for dtype, mixed in MIXED.items():
         config = stage_config(folder, replace(plan, extra={"motion_module_version": "v3"}))
-        config.update(base=str(MODELS["shapes"].path), domain_adapter=str(MODELS["shapes-adapter"].path),
-                      output_dir=str(data / dtype))  # fmt: skip
+        config.update(
+            base=str(MODELS["shapes"].path),
+            domain_adapter=str(MODELS["shapes-adapter"].path),
+            output_dir=str(data / dtype),
+        )
         config["data"]["path"] = str(data / "data" / "clips")
         config["train"] = {**plan.train, "steps": steps, "checkpoint_every": steps, "mixed_precision": mixed}
         ends, losses[dtype] = timed_train(config)
@@ -94,12 +99,15 @@ def curves(folder: Path, steps: int, window: int = 50) -> list[str]:
     full, half = (np.array(losses[d]) for d in MIXED)
     lines = ["| motion stage, steps | float32 loss | bfloat16 loss | bfloat16 − float32 |", "|---|---|---|---|"]
     for start in range(0, steps, window):
-        a, b = full[start:start + window].mean(), half[start:start + window].mean()
+        a, b = full[start : start + window].mean(), half[start : start + window].mean()
         lines.append(f"| {start + 1}-{min(steps, start + window)} | {a:.4f} | {b:.4f} | {b - a:+.4f} |")
     step = np.abs(half - full).mean()
-    lines += ["", "- per step (same clips, timesteps and noise): mean |bfloat16 − float32| "
-              f"{step:.4f} against a mean loss of {full.mean():.4f} ({step / full.mean():.1%}); "
-              f"last {window} steps: {full[-window:].mean():.4f} and {half[-window:].mean():.4f}"]  # fmt: skip
+    lines += [
+        "",
+        "- per step (same clips, timesteps and noise): mean |bfloat16 − float32| "
+        f"{step:.4f} against a mean loss of {full.mean():.4f} ({step / full.mean():.1%}); "
+        f"last {window} steps: {full[-window:].mean():.4f} and {half[-window:].mean():.4f}",
+    ]
     return lines
 
 

@@ -13,8 +13,13 @@ from animatediff.app.requests import Limits
 from animatediff.app.server import ServerOptions, create_app
 from animatediff.cli import app_callbacks, main
 
-SMALL = {"prompt": "a red circle moving right on a blue background", "frames": 4, "steps": 2, "seed": 3,
-         "format": "gif"}  # fmt: skip
+SMALL = {
+    "prompt": "a red circle moving right on a blue background",
+    "frames": 4,
+    "steps": 2,
+    "seed": 3,
+    "format": "gif",
+}
 
 
 def wait(client: TestClient, job_id: str, timeout: float = 120) -> dict:
@@ -58,8 +63,23 @@ def test_a_job_goes_from_request_to_video_and_settings(client):
 def test_the_same_request_makes_the_same_frames_as_the_command_line(client, tmp_path):
     job_id = client.post("/api/generate", json={**SMALL, "format": "webp"}).json()["id"]
     assert wait(client, job_id)["state"] == "done"
-    assert main(["generate", SMALL["prompt"], "--frames", "4", "--steps", "2", "--seed", "3",
-                 "-o", str(tmp_path / "cli.webp")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "generate",
+                SMALL["prompt"],
+                "--frames",
+                "4",
+                "--steps",
+                "2",
+                "--seed",
+                "3",
+                "-o",
+                str(tmp_path / "cli.webp"),
+            ]
+        )
+        == 0
+    )
     from animatediff import read_video
 
     assert (read_video(client.outputs / f"{job_id}.webp") == read_video(tmp_path / "cli.webp")).all()
@@ -178,19 +198,44 @@ def test_accelerate_launch_splits_a_config_over_two_processes(tmp_path):
     import numpy as np
     from PIL import Image
 
-    prompts = ["a red circle moving right on a blue background", "a green square moving left on a white background",
-               "a blue triangle moving up on a black background"]  # fmt: skip
+    prompts = [
+        "a red circle moving right on a blue background",
+        "a green square moving left on a white background",
+        "a blue triangle moving up on a black background",
+    ]
     config = tmp_path / "prompts.yaml"
     config.write_text(json.dumps([{"prompt": prompts, "seed": [1, 2, 3], "steps": 2, "L": 4}]))
     fixed = ["--format", "png", "--dtype", "float32"]  # the launched processes see this CPU's own --dtype auto
     assert main(["generate", "--config", str(config), "--output-dir", str(tmp_path / "one"), *fixed]) == 0
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     launched = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "animatediff", "generate",
-         "--config", str(config), "--output-dir", str(tmp_path / "two"), *fixed],
-        capture_output=True, text=True, env=environment, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "-m",
+            "animatediff",
+            "generate",
+            "--config",
+            str(config),
+            "--output-dir",
+            str(tmp_path / "two"),
+            *fixed,
+        ],
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=False,
+    )
     assert launched.returncode == 0, launched.stderr[-3000:]
     said = launched.stdout
     assert said.count("wrote ") == 3 and "[1/2] wrote" in said and "[2/2] wrote" in said  # each clip made once
@@ -198,8 +243,10 @@ def test_accelerate_launch_splits_a_config_over_two_processes(tmp_path):
     assert [path.name for path in one] == [path.name for path in two] and len(one) == 6  # 3 clips, 3 sidecars
     for first, second in zip(one, two, strict=True):
         if first.is_dir():
-            frames = [(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
-                      for a, b in zip(sorted(first.iterdir()), sorted(second.iterdir()), strict=True)]  # fmt: skip
+            frames = [
+                (np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+                for a, b in zip(sorted(first.iterdir()), sorted(second.iterdir()), strict=True)
+            ]
             assert len(frames) == 4 and all(np.array_equal(a, b) for a, b in frames)
 
 

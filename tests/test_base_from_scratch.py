@@ -53,8 +53,16 @@ def test_scaffold_is_a_diffusers_folder_with_the_world_tokenizer(world_base):
 
 
 def test_vae_stage_trains_only_the_vae_and_sets_the_latent_scale(tmp_path, world_base, images):
-    config = load_train_config(write_config(tmp_path, world_base, images, "vae", data={"frames": 1, "size": 32},
-                                            train={"steps": 3, "batch_size": 4, "contrast_weight": 8.0}))  # fmt: skip
+    config = load_train_config(
+        write_config(
+            tmp_path,
+            world_base,
+            images,
+            "vae",
+            data={"frames": 1, "size": 32},
+            train={"steps": 3, "batch_size": 4, "contrast_weight": 8.0},
+        )
+    )
     run = train(config)
     trained, before = load_base(run.result), load_base(world_base)
     assert_unchanged(trained.unet, before.unet)
@@ -68,8 +76,14 @@ def test_vae_stage_trains_only_the_vae_and_sets_the_latent_scale(tmp_path, world
 
 
 def test_decoder_only_vae_stage_keeps_the_latent_space(tmp_path, world_base, images):
-    config = write_config(tmp_path, world_base, images, "vae", data={"frames": 1, "size": 32},
-                          train={"steps": 2, "batch_size": 4, "learning_rate": 1e-3, "decoder_only": True})  # fmt: skip
+    config = write_config(
+        tmp_path,
+        world_base,
+        images,
+        "vae",
+        data={"frames": 1, "size": 32},
+        train={"steps": 2, "batch_size": 4, "learning_rate": 1e-3, "decoder_only": True},
+    )
     trained, before = load_base(train(load_train_config(config)).result), load_base(world_base)
     assert_unchanged(trained.vae.encoder, before.vae.encoder)
     assert_unchanged(trained.vae.quant_conv, before.vae.quant_conv)
@@ -90,8 +104,14 @@ def test_any_style_image_set_mixes_plain_and_every_style(tmp_path):
 
 
 def test_text_to_image_stage_trains_unet_and_text_encoder_together(tmp_path, world_base, images):
-    config = write_config(tmp_path, world_base, images, "text_to_image", data={"frames": 1, "size": 32},
-                          train={"steps": 2, "batch_size": 4, "snr_gamma": 5.0})  # fmt: skip
+    config = write_config(
+        tmp_path,
+        world_base,
+        images,
+        "text_to_image",
+        data={"frames": 1, "size": 32},
+        train={"steps": 2, "batch_size": 4, "snr_gamma": 5.0},
+    )
     run = train(load_train_config(config))
     trained, before = load_base(run.result), load_base(world_base)
     assert_unchanged(trained.vae, before.vae)
@@ -102,8 +122,14 @@ def test_text_to_image_stage_trains_unet_and_text_encoder_together(tmp_path, wor
 
 
 def test_text_to_image_stage_can_keep_the_text_encoder_frozen(tmp_path, world_base, images):
-    config = write_config(tmp_path, world_base, images, "text_to_image", data={"frames": 1, "size": 32},
-                          train={"steps": 2, "batch_size": 4, "train_text_encoder": False})  # fmt: skip
+    config = write_config(
+        tmp_path,
+        world_base,
+        images,
+        "text_to_image",
+        data={"frames": 1, "size": 32},
+        train={"steps": 2, "batch_size": 4, "train_text_encoder": False},
+    )
     run = train(load_train_config(config))
     trained, before = load_base(run.result), load_base(world_base)
     assert_unchanged(trained.text_encoder, before.text_encoder)
@@ -150,8 +176,14 @@ def test_min_snr_and_v_loss_weighting_match_their_formulas(world_base):
 
 
 def test_image_finetune_result_is_a_dreambooth_folder(tmp_path, world_base, images):
-    config = write_config(tmp_path, world_base, images, "image_finetune", data={"frames": 1, "size": 32},
-                          train={"steps": 1, "batch_size": 2, "learning_rate": 1e-3})  # fmt: skip
+    config = write_config(
+        tmp_path,
+        world_base,
+        images,
+        "image_finetune",
+        data={"frames": 1, "size": 32},
+        train={"steps": 1, "batch_size": 2, "learning_rate": 1e-3},
+    )
     run = train(load_train_config(config))
     base = load_base(world_base)
     personalized = apply_dreambooth(load_base(world_base), run.result, world_base)

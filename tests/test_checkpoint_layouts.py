@@ -53,8 +53,13 @@ def test_diffusers_layout_file_loads_to_the_official_weights(tmp_path):
 
 def test_motion_adapter_folder_saved_by_diffusers_loads_to_the_official_weights(tmp_path):
     state = official_state("v3")
-    adapter = MotionAdapter(block_out_channels=(32, 64), motion_layers_per_block=2, use_motion_mid_block=False,
-                            motion_max_seq_length=32, motion_norm_num_groups=32)  # fmt: skip
+    adapter = MotionAdapter(
+        block_out_channels=(32, 64),
+        motion_layers_per_block=2,
+        use_motion_mid_block=False,
+        motion_max_seq_length=32,
+        motion_norm_num_groups=32,
+    )
     adapter.load_state_dict(official_to_diffusers(state))
     adapter.save_pretrained(tmp_path / "adapter")
     module = load_motion_module(tmp_path / "adapter")
@@ -119,13 +124,21 @@ def test_inspect_names_each_kind(tmp_path, capsys):
     torch.save(motion_lora_state(rank=4), tmp_path / "motion_lora.ckpt")
     torch.save({"lora_unet_x.lora_down.weight": torch.zeros(4, 8)}, tmp_path / "image_lora.ckpt")
     expectations = {
-        GOLDEN / "mm_tiny_v2.ckpt": ["a motion module (official layout)", "version: v2",
-                                     "block_out_channels: (32, 32, 32, 64)", "dtype: float32", "max_frames: 32"],
-        tmp_path / "motion_lora.ckpt": ["a MotionLoRA (official layout)", "rank: 4",
-                                        "projections: to_out_lora, to_q_lora"],
+        GOLDEN / "mm_tiny_v2.ckpt": [
+            "a motion module (official layout)",
+            "version: v2",
+            "block_out_channels: (32, 32, 32, 64)",
+            "dtype: float32",
+            "max_frames: 32",
+        ],
+        tmp_path / "motion_lora.ckpt": [
+            "a MotionLoRA (official layout)",
+            "rank: 4",
+            "projections: to_out_lora, to_q_lora",
+        ],
         tmp_path / "image_lora.ckpt": ["an image LoRA (kohya layout)"],
         GOLDEN / "base_model": ["a diffusers image model folder"],
-    }  # fmt: skip
+    }
     for path, lines in expectations.items():
         assert main(["inspect", str(path)]) == 0
         printed = capsys.readouterr().out

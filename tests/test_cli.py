@@ -42,15 +42,18 @@ def test_generate_writes_every_format(tmp_path, tiny_base, tiny_motion_module_fi
 
 @pytest.mark.parametrize("native", [True, False])
 @pytest.mark.host_dtype
-def test_auto_dtype_is_bfloat16_where_the_cpu_runs_it_natively(tmp_path, monkeypatch, tiny_base,
-                                                               tiny_motion_module_file, native):
+def test_auto_dtype_is_bfloat16_where_the_cpu_runs_it_natively(
+    tmp_path, monkeypatch, tiny_base, tiny_motion_module_file, native
+):
     monkeypatch.setattr("animatediff.cli.fast_bfloat16", lambda: native)
     assert generate(tiny_base, tiny_motion_module_file, tmp_path / "auto", "--seed", "2") == 0
     assert generate(tiny_base, tiny_motion_module_file, tmp_path / "fp32", "--seed", "2", "--dtype", "float32") == 0
     auto, fp32 = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("auto", "fp32"))
     if native:
         assert (auto["dtype"], auto["dtype_chosen_by"]) == (
-            "bfloat16", "auto: bfloat16 on a CPU with AMX or AVX-512 BF16 (--dtype float32: parity)")
+            "bfloat16",
+            "auto: bfloat16 on a CPU with AMX or AVX-512 BF16 (--dtype float32: parity)",
+        )
         assert_bfloat16_close(read_video(tmp_path / "fp32"), read_video(tmp_path / "auto"))
     else:
         assert (auto["dtype"], auto["dtype_chosen_by"]) == ("float32", "auto: float32 on a CPU without native bfloat16")
@@ -165,18 +168,32 @@ def test_installed_command_runs(tmp_path, tiny_base, tiny_motion_module_file):
 def test_installed_command_reports_an_error_and_exits_2(tmp_path, tiny_motion_module_file):
     missing = tmp_path / "no-such-model"
     result = subprocess.run(
-        [sys.executable, "-m", "animatediff", "generate", "a cat", "--base", str(missing),
-         "--motion-module", str(tiny_motion_module_file), "-o", str(tmp_path / "c.gif")],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "animatediff",
+            "generate",
+            "a cat",
+            "--base",
+            str(missing),
+            "--motion-module",
+            str(tiny_motion_module_file),
+            "-o",
+            str(tmp_path / "c.gif"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 2
     assert str(missing) in result.stderr
     assert not (tmp_path / "c.gif").exists()
 
 
 def test_image_lora_given_as_motion_module_exits_2(tmp_path, tiny_base, capsys):
-    torch.save({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 32)},
-               tmp_path / "style.ckpt")  # fmt: skip
+    torch.save(
+        {"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 32)}, tmp_path / "style.ckpt"
+    )
     assert generate(tiny_base, tmp_path / "style.ckpt", tmp_path / "o.gif") == 2
     error = capsys.readouterr().err
     assert "style.ckpt: this file is an image LoRA (kohya layout), not a motion module" in error

@@ -42,8 +42,13 @@ def video(seed: int, frames: int = FRAMES) -> np.ndarray:
     """A moving gradient with noise: F×32×32×3 uint8."""
     rng = np.random.default_rng(seed)
     ramp = np.linspace(0, 255, 32)
-    clips = [np.stack([np.roll(ramp, 3 * f)[None].repeat(32, 0), ramp[:, None].repeat(32, 1),
-                       rng.uniform(0, 255, (32, 32))], axis=-1) for f in range(frames)]  # fmt: skip
+    clips = [
+        np.stack(
+            [np.roll(ramp, 3 * f)[None].repeat(32, 0), ramp[:, None].repeat(32, 1), rng.uniform(0, 255, (32, 32))],
+            axis=-1,
+        )
+        for f in range(frames)
+    ]
     return np.stack(clips).astype(np.uint8)
 
 
@@ -70,15 +75,32 @@ def theirs(models, kind=DiffusersAnimateDiffPipeline, **extra):
 
 
 def diffusers_frames(pipeline, steps: int = 5, **inputs) -> np.ndarray:
-    output = pipeline(prompt="a red circle", negative_prompt="blurry", num_inference_steps=steps,
-                      generator=torch.Generator("cpu").manual_seed(SEED), output_type="np", guidance_scale=7.5,
-                      **SIZE, **inputs)  # fmt: skip
+    output = pipeline(
+        prompt="a red circle",
+        negative_prompt="blurry",
+        num_inference_steps=steps,
+        generator=torch.Generator("cpu").manual_seed(SEED),
+        output_type="np",
+        guidance_scale=7.5,
+        **SIZE,
+        **inputs,
+    )
     return output.frames[0]
 
 
 def our_frames(pipeline, conditions: Conditions, steps: int = 5, frames: int = FRAMES, **settings) -> np.ndarray:
-    clip = pipeline.generate("a red circle", negative_prompt="blurry", steps=steps, seed=SEED, num_frames=frames,
-                             progress=False, guidance_scale=7.5, conditions=conditions, **SIZE, **settings)  # fmt: skip
+    clip = pipeline.generate(
+        "a red circle",
+        negative_prompt="blurry",
+        steps=steps,
+        seed=SEED,
+        num_frames=frames,
+        progress=False,
+        guidance_scale=7.5,
+        conditions=conditions,
+        **SIZE,
+        **settings,
+    )
     return clip.permute(0, 2, 3, 1).numpy()
 
 
@@ -116,9 +138,14 @@ def test_controlnet_reproduces_diffusers(models):
     folder = models[0]
     controlnet, control = random_controlnet(folder), video(2)
     reference = theirs(models, AnimateDiffControlNetPipeline, controlnet=controlnet)
-    expected = diffusers_frames(reference, conditioning_frames=as_pil(control), num_frames=FRAMES,
-                                controlnet_conditioning_scale=0.8, control_guidance_start=0.2,
-                                control_guidance_end=0.8)  # fmt: skip
+    expected = diffusers_frames(
+        reference,
+        conditioning_frames=as_pil(control),
+        num_frames=FRAMES,
+        controlnet_conditioning_scale=0.8,
+        control_guidance_start=0.2,
+        control_guidance_end=0.8,
+    )
     inputs = ControlNetInput(controlnet, as_tensor(control), scale=0.8, start=0.2, end=0.8)
     frames = our_frames(ours(models), Conditions(controlnets=(inputs,)))
     assert np.abs(frames - expected).max() < 1e-4
@@ -131,8 +158,9 @@ def test_video_to_video_with_controlnet_reproduces_diffusers(models):
     controlnet, clip, control = random_controlnet(folder), video(1), video(2)
     reference = theirs(models, AnimateDiffVideoToVideoControlNetPipeline, controlnet=controlnet)
     expected = diffusers_frames(reference, video=as_pil(clip), conditioning_frames=as_pil(control), strength=0.6)
-    conditions = Conditions(init=InitVideo(as_tensor(clip), 0.6),
-                            controlnets=(ControlNetInput(controlnet, as_tensor(control)),))  # fmt: skip
+    conditions = Conditions(
+        init=InitVideo(as_tensor(clip), 0.6), controlnets=(ControlNetInput(controlnet, as_tensor(control)),)
+    )
     assert np.abs(our_frames(ours(models), conditions) - expected).max() < 1e-4
 
 
@@ -141,8 +169,12 @@ def test_two_controlnets_add_up_as_diffusers_multicontrolnet(models):
     first, second = random_controlnet(folder, 7), random_controlnet(folder, 8)
     controls = video(2), video(3)
     reference = theirs(models, AnimateDiffControlNetPipeline, controlnet=[first, second])
-    expected = diffusers_frames(reference, conditioning_frames=[as_pil(c) for c in controls], num_frames=FRAMES,
-                                controlnet_conditioning_scale=[1.0, 0.5])  # fmt: skip
+    expected = diffusers_frames(
+        reference,
+        conditioning_frames=[as_pil(c) for c in controls],
+        num_frames=FRAMES,
+        controlnet_conditioning_scale=[1.0, 0.5],
+    )
     inputs = (ControlNetInput(first, as_tensor(controls[0])), ControlNetInput(second, as_tensor(controls[1]), 0.5))
     assert np.abs(our_frames(ours(models), Conditions(controlnets=inputs)) - expected).max() < 1e-4
 
@@ -189,8 +221,15 @@ def test_split_guidance_computes_the_same_clip_with_control(models):
 
 def tiny_image_encoder() -> tuple[CLIPVisionModelWithProjection, CLIPImageProcessor]:
     torch.manual_seed(4)
-    config = CLIPVisionConfig(hidden_size=32, intermediate_size=37, projection_dim=16, num_hidden_layers=2,
-                              num_attention_heads=4, image_size=32, patch_size=8)  # fmt: skip
+    config = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=37,
+        projection_dim=16,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=8,
+    )
     processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     return CLIPVisionModelWithProjection(config).eval(), processor
 
@@ -199,9 +238,12 @@ def tiny_ip_adapter(unet, embed_dim: int = 16, tokens: int = 4) -> dict[str, tor
     """An IP-Adapter's flat state dict for `unet`: image projection and key/value weights per cross-attention."""
     generator = torch.Generator().manual_seed(6)
     width = unet.config.cross_attention_dim
-    weights = {"image_proj.proj.weight": torch.randn(width * tokens, embed_dim, generator=generator) * 0.1,
-               "image_proj.proj.bias": torch.zeros(width * tokens),
-               "image_proj.norm.weight": torch.ones(width), "image_proj.norm.bias": torch.zeros(width)}  # fmt: skip
+    weights = {
+        "image_proj.proj.weight": torch.randn(width * tokens, embed_dim, generator=generator) * 0.1,
+        "image_proj.proj.bias": torch.zeros(width * tokens),
+        "image_proj.norm.weight": torch.ones(width),
+        "image_proj.norm.bias": torch.zeros(width),
+    }
     names = [name for name in unet.attn_processors if name.endswith("attn2.processor")]
     for number, name in enumerate(names):
         inner = unet.get_submodule(name.removesuffix(".processor")).to_k.out_features
@@ -216,8 +258,10 @@ def test_ip_adapter_reproduces_diffusers(models):
     image = video(4, frames=1)[0]
     state = tiny_ip_adapter(load_base(folder).unet)
     reference = theirs(models, image_encoder=encoder, feature_extractor=processor)
-    parts = {part: {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith(part)}
-             for part in ("image_proj", "ip_adapter")}  # fmt: skip
+    parts = {
+        part: {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith(part)}
+        for part in ("image_proj", "ip_adapter")
+    }
     reference.load_ip_adapter(parts, subfolder="", weight_name="", image_encoder_folder=None)
     reference.set_ip_adapter_scale(0.7)
     expected = diffusers_frames(reference, num_frames=FRAMES, ip_adapter_image=Image.fromarray(image))
@@ -279,11 +323,27 @@ def test_every_control_flag_runs_and_reaches_the_sidecar(tmp_path, tiny_base, ti
 
     from animatediff import read_video
 
-    flags = ["--init-video", str(inputs / "input.mp4"), "--strength", "0.5", "--stride", "2",
-             "--controlnet", f"{inputs / 'controlnet'}:0.7", "--control-video", str(inputs / "edges"),
-             "--control-start", "0.1", "--control-end", "0.9", "--guess-mode",
-             "--ip-adapter", f"{inputs / 'ip-adapter.safetensors'}:0.6",
-             "--ip-image", str(inputs / "look.png")]  # fmt: skip
+    flags = [
+        "--init-video",
+        str(inputs / "input.mp4"),
+        "--strength",
+        "0.5",
+        "--stride",
+        "2",
+        "--controlnet",
+        f"{inputs / 'controlnet'}:0.7",
+        "--control-video",
+        str(inputs / "edges"),
+        "--control-start",
+        "0.1",
+        "--control-end",
+        "0.9",
+        "--guess-mode",
+        "--ip-adapter",
+        f"{inputs / 'ip-adapter.safetensors'}:0.6",
+        "--ip-image",
+        str(inputs / "look.png"),
+    ]
     assert cli(tiny_base, tiny_motion_module_file, tmp_path / "all", *flags) == 0
     assert read_video(tmp_path / "all").shape == (4, 16, 16, 3)
     assert cli(tiny_base, tiny_motion_module_file, tmp_path / "bf16", *flags, "--dtype", "bfloat16") == 0
@@ -302,17 +362,27 @@ def test_the_command_line_computes_what_the_library_does(tmp_path, tiny_base, ti
     from animatediff import read_video
     from animatediff.formats import load_motion_module
 
-    flags = ["--init-video", str(inputs / "edges"), "--strength", "0.5", "--controlnet", str(inputs / "controlnet"),
-             "--control-video", str(inputs / "edges")]  # fmt: skip
+    flags = [
+        "--init-video",
+        str(inputs / "edges"),
+        "--strength",
+        "0.5",
+        "--controlnet",
+        str(inputs / "controlnet"),
+        "--control-video",
+        str(inputs / "edges"),
+    ]
     assert cli(tiny_base, tiny_motion_module_file, tmp_path / "frames", *flags) == 0
     pipeline = AnimateDiffPipeline.from_components(load_base(tiny_base), load_motion_module(tiny_motion_module_file))
     edges = read_video(inputs / "edges")[:4]
     resized = np.stack([np.asarray(Image.fromarray(f).resize((16, 16), Image.Resampling.LANCZOS)) for f in edges])
     controlnet = ControlNetModel.from_pretrained(inputs / "controlnet")
-    conditions = Conditions(init=InitVideo(as_tensor(resized), 0.5),
-                            controlnets=(ControlNetInput(controlnet, as_tensor(resized)),))  # fmt: skip
-    expected = pipeline("a red circle", progress=False, conditions=conditions, num_frames=4, height=16, width=16,
-                        steps=2, seed=2)  # fmt: skip
+    conditions = Conditions(
+        init=InitVideo(as_tensor(resized), 0.5), controlnets=(ControlNetInput(controlnet, as_tensor(resized)),)
+    )
+    expected = pipeline(
+        "a red circle", progress=False, conditions=conditions, num_frames=4, height=16, width=16, steps=2, seed=2
+    )
     assert np.array_equal(read_video(tmp_path / "frames"), expected)
 
 
@@ -323,9 +393,19 @@ def test_a_prompt_config_takes_the_control_keys(tmp_path, tiny_base, tiny_motion
 
     from animatediff.cli import main
 
-    entry = {"motion_module": str(tiny_motion_module_file), "prompt": "a red circle", "seed": 1, "steps": 2, "W": 16,
-             "H": 16, "L": 4, "init_video": str(inputs / "input.mp4"), "strength": 0.75,
-             "controlnet": [f"{inputs / 'controlnet'}:0.5"], "control_video": [str(inputs / "edges")]}  # fmt: skip
+    entry = {
+        "motion_module": str(tiny_motion_module_file),
+        "prompt": "a red circle",
+        "seed": 1,
+        "steps": 2,
+        "W": 16,
+        "H": 16,
+        "L": 4,
+        "init_video": str(inputs / "input.mp4"),
+        "strength": 0.75,
+        "controlnet": [f"{inputs / 'controlnet'}:0.5"],
+        "control_video": [str(inputs / "edges")],
+    }
     config = tmp_path / "restyle.yaml"
     config.write_text(yaml.safe_dump([entry]))
     out = tmp_path / "out"
@@ -358,19 +438,31 @@ def bad_inputs(tmp_path_factory, tiny_base):
         (["--init-video", "{bad}/short.mp4"], "short.mp4 gives 2 frames; the clip needs 4"),
         (["--controlnet", "{inputs}/controlnet", "--control-video", "{bad}/short.mp4"], "gives 2 frames; the clip"),
         (["--controlnet", "{bad}/sdxl", "--control-video", "{inputs}/edges"], "is an SDXL ControlNet"),
-        (["--controlnet", "{inputs}/controlnet"], "each --controlnet takes one --control-video, in the same order; "
-                                                  "got 1 ControlNets and 0 control videos"),
+        (
+            ["--controlnet", "{inputs}/controlnet"],
+            "each --controlnet takes one --control-video, in the same order; got 1 ControlNets and 0 control videos",
+        ),
         (["--init-video", "{inputs}/input.mp4", "--strength", "0"], "strength must be more than 0 and at most 1"),
         (["--init-video", "{inputs}/input.mp4", "--strength", "1.5"], "strength must be more than 0 and at most 1"),
         (["--init-video", "{inputs}/input.mp4", "--strength", "0.2"], "strength 0.2 leaves none of the 2 steps"),
         (["--strength", "0.5"], "need an --init-video, an --init-image, a --controlnet or an --ip-adapter"),
         (["--ip-adapter", "{inputs}/ip-adapter.safetensors"], "give both --ip-adapter and --ip-image"),
-        (["--ip-adapter", "{inputs}/ip-adapter.safetensors", "--ip-image", "{inputs}/look.png", "--image-encoder",
-          "{bad}/empty"], "expected a CLIP vision model folder"),
+        (
+            [
+                "--ip-adapter",
+                "{inputs}/ip-adapter.safetensors",
+                "--ip-image",
+                "{inputs}/look.png",
+                "--image-encoder",
+                "{bad}/empty",
+            ],
+            "expected a CLIP vision model folder",
+        ),
     ],
-)  # fmt: skip
-def test_bad_control_inputs_exit_2_with_one_sentence(tmp_path, tiny_base, tiny_motion_module_file, inputs,
-                                                     bad_inputs, capsys, flags, said):  # fmt: skip
+)
+def test_bad_control_inputs_exit_2_with_one_sentence(
+    tmp_path, tiny_base, tiny_motion_module_file, inputs, bad_inputs, capsys, flags, said
+):
     flags = [flag.format(bad=bad_inputs, inputs=inputs) for flag in flags]
     assert cli(tiny_base, tiny_motion_module_file, tmp_path / "o.gif", *flags) == 2
     error = capsys.readouterr().err
@@ -382,8 +474,24 @@ def test_preprocess_canny_writes_edge_frames_of_a_video(tmp_path, inputs):
     from animatediff import read_video
     from animatediff.cli import main
 
-    assert main(["preprocess", "canny", str(inputs / "input.mp4"), "-o", str(tmp_path / "edges"), "--frames", "3",
-                 "--width", "16", "--height", "16"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "preprocess",
+                "canny",
+                str(inputs / "input.mp4"),
+                "-o",
+                str(tmp_path / "edges"),
+                "--frames",
+                "3",
+                "--width",
+                "16",
+                "--height",
+                "16",
+            ]
+        )
+        == 0
+    )
     edges = read_video(tmp_path / "edges")
     assert edges.shape == (3, 16, 16, 3) and set(np.unique(edges)) <= {0, 255} and edges.any()
 
@@ -425,13 +533,18 @@ def controlnet_to_ldm(controlnet: ControlNetModel, unet) -> dict[str, torch.Tens
     carrier = UNet2DConditionModel.from_config(unet.config)
     carrier.load_state_dict(controlnet.state_dict(), strict=False)  # the encoder half the two share
     shared = ("input_blocks.", "middle_block.", "time_embed.")
-    state = {f"control_model.{key.removeprefix('model.diffusion_model.')}": value
-             for key, value in unet_to_ldm(carrier).items()
-             if key.removeprefix("model.diffusion_model.").startswith(shared)}  # fmt: skip
+    state = {
+        f"control_model.{key.removeprefix('model.diffusion_model.')}": value
+        for key, value in unet_to_ldm(carrier).items()
+        if key.removeprefix("model.diffusion_model.").startswith(shared)
+    }
     weights = controlnet.state_dict()
     blocks = len(controlnet.controlnet_cond_embedding.blocks)
-    renames = {"controlnet_mid_block": "middle_block_out.0", "controlnet_cond_embedding.conv_in": "input_hint_block.0",
-               "controlnet_cond_embedding.conv_out": "input_hint_block.14"}  # fmt: skip
+    renames = {
+        "controlnet_mid_block": "middle_block_out.0",
+        "controlnet_cond_embedding.conv_in": "input_hint_block.0",
+        "controlnet_cond_embedding.conv_out": "input_hint_block.14",
+    }
     zero = len(controlnet.controlnet_down_blocks)
     renames |= {f"controlnet_down_blocks.{i}": f"zero_convs.{i}.0" for i in range(zero)}
     renames |= {f"controlnet_cond_embedding.blocks.{i}": f"input_hint_block.{2 * (i + 1)}" for i in range(blocks)}

@@ -73,8 +73,21 @@ def test_shipped_files_are_in_the_layouts_real_checkpoints_use():
 
 def test_default_generate_needs_no_flags(tmp_path, capsys):
     output = tmp_path / "out.gif"
-    assert main(["generate", "a red circle moving right on a blue background", "-o", str(output),
-                 "--steps", "2", "--seed", "1"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "generate",
+                "a red circle moving right on a blue background",
+                "-o",
+                str(output),
+                "--steps",
+                "2",
+                "--seed",
+                "1",
+            ]
+        )
+        == 0
+    )
     frames = read_video(output)
     assert frames.shape == (16, 32, 32, 3)
     settings = json.loads(output.with_name("out.gif.json").read_text())
@@ -91,8 +104,24 @@ def test_personalized_models_and_motion_loras_by_short_name(tmp_path):
     }
     for name, flags in runs.items():
         output = tmp_path / f"{name}.gif"
-        assert main(["generate", "a green star on a white background", "-o", str(output), "--steps", "2",
-                     "--frames", "4", "--seed", "2", *flags]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "generate",
+                    "a green star on a white background",
+                    "-o",
+                    str(output),
+                    "--steps",
+                    "2",
+                    "--frames",
+                    "4",
+                    "--seed",
+                    "2",
+                    *flags,
+                ]
+            )
+            == 0
+        )
         assert read_video(output).shape == (4, 32, 32, 3)
 
 
@@ -130,11 +159,33 @@ def test_smoke_retrain_runs_every_stage_and_its_export_generates(smoke, tmp_path
     for config in models.rglob("config.json"):  # no path of the machine that trained them
         assert "_name_or_path" not in json.loads(config.read_text()), config
     output = tmp_path / "smoke.gif"
-    assert main(["generate", "a red circle moving right on a blue background", "-o", str(output),
-                 "--base", str(models / "base"), "--motion-module", str(models / "motion_module.safetensors"),
-                 "--dreambooth", str(models / "outlined"), "--lora", str(models / "striped.safetensors"),
-                 "--motion-lora", str(models / "motion_lora_zoom_in.safetensors"),
-                 "--frames", "4", "--steps", "2", "--seed", "3"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "generate",
+                "a red circle moving right on a blue background",
+                "-o",
+                str(output),
+                "--base",
+                str(models / "base"),
+                "--motion-module",
+                str(models / "motion_module.safetensors"),
+                "--dreambooth",
+                str(models / "outlined"),
+                "--lora",
+                str(models / "striped.safetensors"),
+                "--motion-lora",
+                str(models / "motion_lora_zoom_in.safetensors"),
+                "--frames",
+                "4",
+                "--steps",
+                "2",
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
     assert read_video(output).shape == (4, 32, 32, 3)
     # a second run resumes: every stage is done, nothing trains again
     capsys.readouterr()
@@ -163,8 +214,10 @@ def test_results_and_ablations_reports_run_on_a_retrain(smoke, tmp_path, monkeyp
     data = json.loads(tables.read_text())
     assert data["modules"] == modules["modules"]  # kept, not made again
     assert data["budgets"]["shipped_motion_module"] == "4000 steps × 4 clips"  # the cpu recipe's module
-    assert [row["arm"] for row in data["adapter"]][-2:] == ["transformer (short budget), α = 0",
-                                                           "transformer, no adapter (short budget), α = 0"]  # fmt: skip
+    assert [row["arm"] for row in data["adapter"]][-2:] == [
+        "transformer (short budget), α = 0",
+        "transformer, no adapter (short budget), α = 0",
+    ]
     assert [row["arm"] for row in data["modules"]] == [arm.name for arm in ablations.module_arms()]
     assert len(data["motion_lora"]) == 1 + 2 * 2 and data["motion_lora"][1]["bytes"] > 0
     sizes = {(row["rank"], row["clips"]): row["bytes"] for row in data["motion_lora"][1:]}
@@ -173,17 +226,27 @@ def test_results_and_ablations_reports_run_on_a_retrain(smoke, tmp_path, monkeyp
     assert len(alphas) == 3 and all(0 <= row["watermark"][0] <= 1 for row in alphas)
     parameters = {row["arm"]: row["parameters"] for row in data["modules"]}
     assert parameters["transformer, no position encoding"] == parameters["transformer"]  # the table is a buffer
-    report = write_results(tmp_path / "results.md", tmp_path / "media", [1], ablations=tables, steps=2,
-                           models=models, max_prompts=1)  # fmt: skip
+    report = write_results(
+        tmp_path / "results.md", tmp_path / "media", [1], ablations=tables, steps=2, models=models, max_prompts=1
+    )
     text = report.read_text()
-    for heading in ("| base + motion module", "## 2. Domain adapter", "## 3. Motion module design",
-                    "## 4. MotionLoRA", "## 5. Position encoding", "## Training", "## Video to video",
-                    "| LoRA 'striped', strength 0.6 | style |", "## ControlNet on edges",
-                    "| ControlNet 'shapes-edges' | edge F1 |",
-                    "| no ControlNet, for contrast | edge F1 |", "## Image to video (SparseCtrl)",
-                    "| SparseCtrl, keyframe 0 | first text |",
-                    "| keyframes through the autoencoder alone, the ceiling | last text |",
-                    "| SparseCtrl, keyframes 0 and 15 | last diff |"):  # fmt: skip
+    for heading in (
+        "| base + motion module",
+        "## 2. Domain adapter",
+        "## 3. Motion module design",
+        "## 4. MotionLoRA",
+        "## 5. Position encoding",
+        "## Training",
+        "## Video to video",
+        "| LoRA 'striped', strength 0.6 | style |",
+        "## ControlNet on edges",
+        "| ControlNet 'shapes-edges' | edge F1 |",
+        "| no ControlNet, for contrast | edge F1 |",
+        "## Image to video (SparseCtrl)",
+        "| SparseCtrl, keyframe 0 | first text |",
+        "| keyframes through the autoencoder alone, the ceiling | last text |",
+        "| SparseCtrl, keyframes 0 and 15 | last diff |",
+    ):
         assert heading in text, heading
     assert "strength 0.3" not in text  # 2 steps at strength 0.3 would run none of them: that row is left out
     assert len(list((tmp_path / "media").glob("*.gif"))) == 5 + 3 + 2 + 2 + 2  # grid, 64 frames, v2v, ControlNet,
@@ -193,8 +256,9 @@ def test_results_and_ablations_reports_run_on_a_retrain(smoke, tmp_path, monkeyp
     data["budgets"]["shipped_motion_module"] = "1 steps × 1 clips"  # and a shorter one: only stated, not used
     data["modules"][0]["motion"] = data["adapter"][0]["motion"] = [-1.0, 0.0]  # marks: kept or made again?
     tables.write_text(json.dumps(data))
-    report = write_results(tmp_path / "results.md", tmp_path / "media", [1], ablations=tables, steps=2,
-                           models=models, max_prompts=1)  # fmt: skip
+    report = write_results(
+        tmp_path / "results.md", tmp_path / "media", [1], ablations=tables, steps=2, models=models, max_prompts=1
+    )
     assert "measured on an earlier retrain" in report.read_text()
     ablations.run_ablations(work, output, seeds=[1], steps=2, max_prompts=1, only=["adapter"])
     remade = json.loads(output.read_text())

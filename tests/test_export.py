@@ -99,9 +99,11 @@ def test_a_clip_dataset_encodes_to_the_same_bytes_in_processes_running_side_by_s
     import subprocess
     import sys
 
-    script = ("import sys; from animatediff.shapes.datasets import DatasetSpec, render_dataset; "
-              "render_dataset(sys.argv[1], DatasetSpec(kind='clips', count=60, seed=2, size=32, frames=16, "
-              "trail=True))")  # fmt: skip
+    script = (
+        "import sys; from animatediff.shapes.datasets import DatasetSpec, render_dataset; "
+        "render_dataset(sys.argv[1], DatasetSpec(kind='clips', count=60, seed=2, size=32, frames=16, "
+        "trail=True))"
+    )
     runs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / name)]) for name in ("a", "b")]
     assert [run.wait() for run in runs] == [0, 0]
     files = sorted((tmp_path / "a").glob("*.mp4"))

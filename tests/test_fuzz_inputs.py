@@ -84,8 +84,7 @@ def originals(tmp_path_factory, tiny_base, tiny_motion_module_file):
 
 
 @pytest.mark.parametrize("flag", ["--motion-module", "--lora", "--motion-lora", "--domain-adapter", "--dreambooth"])
-def test_damaged_checkpoints_are_refused_by_name(tmp_path, tiny_base, tiny_motion_module_file, originals, capsys,
-                                                  flag):  # fmt: skip
+def test_damaged_checkpoints_are_refused_by_name(tmp_path, tiny_base, tiny_motion_module_file, originals, capsys, flag):
     name, data = originals[flag]
     output, marker = tmp_path / "out.gif", tmp_path / "code-ran"
     for case in range(CASES):
@@ -111,16 +110,39 @@ def test_damaged_base_model_configs_are_refused_by_name(tmp_path, tiny_motion_mo
         part = parts[case % len(parts)]
         shutil.rmtree(base / part) if (base / part).is_dir() else (base / part).unlink()
         corrupt(originals[part], case, base / part, marker)
-        assert main(["generate", "a cat", "--base", str(base), "--motion-module", str(tiny_motion_module_file),
-                     *SMALL, "-o", str(output)]) == 2, (case, part)  # fmt: skip
+        assert (
+            main(
+                [
+                    "generate",
+                    "a cat",
+                    "--base",
+                    str(base),
+                    "--motion-module",
+                    str(tiny_motion_module_file),
+                    *SMALL,
+                    "-o",
+                    str(output),
+                ]
+            )
+            == 2
+        ), (case, part)
         check_refusal(capsys, base, output, marker)
         shutil.rmtree(base / part) if (base / part).is_dir() else (base / part).unlink()
         (base / part).write_bytes(originals[part])
 
 
 def test_damaged_prompt_configs_are_refused_by_name(tmp_path, tiny_base, tiny_motion_module_file, capsys):
-    entry = {"motion_module": str(tiny_motion_module_file), "prompt": ["a cat", "a dog"], "seed": [1, 2], "steps": 1,
-             "W": 16, "H": 16, "L": 2, "n_prompt": "blurry", "guidance_scale": 7.5}  # fmt: skip
+    entry = {
+        "motion_module": str(tiny_motion_module_file),
+        "prompt": ["a cat", "a dog"],
+        "seed": [1, 2],
+        "steps": 1,
+        "W": 16,
+        "H": 16,
+        "L": 2,
+        "n_prompt": "blurry",
+        "guidance_scale": 7.5,
+    }
     data = yaml.safe_dump([entry]).encode()
     output, marker = tmp_path / "out", tmp_path / "code-ran"
     refused = 0

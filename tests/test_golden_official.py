@@ -119,10 +119,21 @@ def test_frames_match_through_the_cli(tmp_path):
 
 def test_frames_match_through_the_official_prompt_config(tmp_path, monkeypatch):
     monkeypatch.chdir(GOLDEN)  # the config's paths are relative to the working directory, as officially
-    code = main([
-        "generate", "--config", "configs/prompt-v2.yaml", "--base", "base_model",
-        "--output-dir", str(tmp_path), "--format", "png", "--device", "cpu",
-    ])  # fmt: skip
+    code = main(
+        [
+            "generate",
+            "--config",
+            "configs/prompt-v2.yaml",
+            "--base",
+            "base_model",
+            "--output-dir",
+            str(tmp_path),
+            "--format",
+            "png",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert folder.name == f"000-waves-crashing-on-a-rocky-coastline-{CASE['seed']}"

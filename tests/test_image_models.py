@@ -39,8 +39,19 @@ def test_dreambooth_frames_equal_the_same_model_as_a_diffusers_folder(
 ):
     folder, _ = personalized
     motion = ["--motion-module", str(tiny_motion_module_file), *SMALL]
-    main(["generate", "a cat", "--base", str(tiny_base), "--dreambooth", str(folder / "personal.safetensors"),
-          *motion, "-o", str(tmp_path / "single")])  # fmt: skip
+    main(
+        [
+            "generate",
+            "a cat",
+            "--base",
+            str(tiny_base),
+            "--dreambooth",
+            str(folder / "personal.safetensors"),
+            *motion,
+            "-o",
+            str(tmp_path / "single"),
+        ]
+    )
     main(["generate", "a cat", "--base", str(folder / "as_diffusers"), *motion, "-o", str(tmp_path / "folder")])
     main(["generate", "a cat", "--base", str(tiny_base), *motion, "-o", str(tmp_path / "base")])
     np.testing.assert_array_equal(read_video(tmp_path / "single"), read_video(tmp_path / "folder"))
@@ -48,8 +59,10 @@ def test_dreambooth_frames_equal_the_same_model_as_a_diffusers_folder(
 
 
 def test_sdxl_checkpoint_is_refused(tmp_path, tiny_base):
-    save_file({"model.diffusion_model.x": torch.zeros(1), "conditioner.embedders.0.y": torch.zeros(1)},
-              tmp_path / "sdxl.safetensors")  # fmt: skip
+    save_file(
+        {"model.diffusion_model.x": torch.zeros(1), "conditioner.embedders.0.y": torch.zeros(1)},
+        tmp_path / "sdxl.safetensors",
+    )
     with pytest.raises(CheckpointError, match="sdxl.safetensors: this is an SDXL checkpoint"):
         apply_dreambooth(load_base(tiny_base), tmp_path / "sdxl.safetensors", tiny_base)
 
@@ -57,8 +70,19 @@ def test_sdxl_checkpoint_is_refused(tmp_path, tiny_base):
 def test_single_file_base_without_configs_offline_says_what_to_do(tmp_path, personalized, monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     folder, _ = personalized
-    code = main(["generate", "a cat", "--base", str(folder / "personal.safetensors"), "--motion-module", "none",
-                 *SMALL, "-o", str(tmp_path / "o.gif")])  # fmt: skip
+    code = main(
+        [
+            "generate",
+            "a cat",
+            "--base",
+            str(folder / "personal.safetensors"),
+            "--motion-module",
+            "none",
+            *SMALL,
+            "-o",
+            str(tmp_path / "o.gif"),
+        ]
+    )
     assert code == 2
     error = capsys.readouterr().err
     assert "personal.safetensors: a single-file checkpoint needs the SD1.5 model configs" in error
@@ -132,7 +156,18 @@ def test_truncated_single_file_base_exits_2(tmp_path, personalized, capsys):
     folder, _ = personalized
     data = (folder / "personal.safetensors").read_bytes()
     (tmp_path / "cut.safetensors").write_bytes(data[:1000])
-    code = main(["generate", "a cat", "--base", str(tmp_path / "cut.safetensors"), "--motion-module", "none",
-                 *SMALL, "-o", str(tmp_path / "o.gif")])  # fmt: skip
+    code = main(
+        [
+            "generate",
+            "a cat",
+            "--base",
+            str(tmp_path / "cut.safetensors"),
+            "--motion-module",
+            "none",
+            *SMALL,
+            "-o",
+            str(tmp_path / "o.gif"),
+        ]
+    )
     assert code == 2
     assert "cut.safetensors: not a readable safetensors file" in capsys.readouterr().err

@@ -177,7 +177,8 @@ def test_cross_attention_computes_text_keys_once_per_clip_with_the_numbers_of_on
     with torch.no_grad():
         shared, rows = cross_attention_key_rows(unet, lambda: video_unet(sample, torch.tensor(500), text))
         travel, travel_rows = cross_attention_key_rows(
-            unet, lambda: video_unet(sample, torch.tensor(500), per_frame_text))
+            unet, lambda: video_unet(sample, torch.tensor(500), per_frame_text)
+        )
     assert rows == [2] and travel_rows == [10]  # keys once per clip; per-frame text keeps its own
     torch.testing.assert_close(shared, expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(travel, expected_travel, rtol=0, atol=0)

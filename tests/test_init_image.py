@@ -83,9 +83,11 @@ def test_bad_init_images_exit_2_naming_the_value(tmp_path, keyframe, monkeypatch
 
 def test_a_prompt_config_takes_the_init_image_keys(tmp_path, keyframe):
     config = tmp_path / "prompts.yaml"
-    config.write_text(f"- prompt: [a red triangle moving right on a white background]\n  seed: 3\n  L: 4\n  steps: 4\n"
-                      f"  init_image: {keyframe}\n  last_image: {keyframe}\n  init_strength: 0.5\n"
-                      "  init_falloff: 2\n")  # fmt: skip
+    config.write_text(
+        f"- prompt: [a red triangle moving right on a white background]\n  seed: 3\n  L: 4\n  steps: 4\n"
+        f"  init_image: {keyframe}\n  last_image: {keyframe}\n  init_strength: 0.5\n"
+        "  init_falloff: 2\n"
+    )
     assert main(["generate", "--config", str(config), "--output-dir", str(tmp_path / "out")]) == 0
     settings = json.loads(next((tmp_path / "out").glob("*.json")).read_text())
     assert (settings["init_strength"], settings["init_falloff"]) == (0.5, 2.0)
@@ -93,8 +95,18 @@ def test_a_prompt_config_takes_the_init_image_keys(tmp_path, keyframe):
 
 
 def test_an_init_image_and_a_last_image_run_in_bfloat16_as_in_float32(tmp_path, keyframe):
-    common = ["generate", "a red triangle moving right on a white background", "--seed", "2", "--frames", "8",
-              "--init-image", str(keyframe), "--last-image", str(keyframe)]  # fmt: skip
+    common = [
+        "generate",
+        "a red triangle moving right on a white background",
+        "--seed",
+        "2",
+        "--frames",
+        "8",
+        "--init-image",
+        str(keyframe),
+        "--last-image",
+        str(keyframe),
+    ]
     for dtype in ("float32", "bfloat16"):
         assert main([*common, "--dtype", dtype, "-o", str(tmp_path / f"{dtype}.gif")]) == 0
     assert_bfloat16_close(read_video(tmp_path / "float32.gif"), read_video(tmp_path / "bfloat16.gif"))

@@ -66,8 +66,12 @@ def test_overlap_linear_weights_ramp_over_the_overlap():
 
 
 def free_noise_namespace(length, stride):
-    return types.SimpleNamespace(_free_noise_context_length=length, _free_noise_context_stride=stride,
-                                 _free_noise_noise_type="shuffle_context", vae_scale_factor=2)  # fmt: skip
+    return types.SimpleNamespace(
+        _free_noise_context_length=length,
+        _free_noise_context_stride=stride,
+        _free_noise_noise_type="shuffle_context",
+        vae_scale_factor=2,
+    )
 
 
 @pytest.mark.parametrize(("frames", "length", "stride"), [(24, 16, 4), (30, 16, 12), (9, 4, 3)])
@@ -115,23 +119,43 @@ def theirs(models) -> DiffusersAnimateDiffPipeline:
     folder, motion_module = models
     base = load_base(folder)
     pipeline = DiffusersAnimateDiffPipeline(
-        vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer, unet=base.unet,
-        motion_adapter=to_motion_adapter(motion_module), scheduler=official_scheduler(),
-    )  # fmt: skip
+        vae=base.vae,
+        text_encoder=base.text_encoder,
+        tokenizer=base.tokenizer,
+        unet=base.unet,
+        motion_adapter=to_motion_adapter(motion_module),
+        scheduler=official_scheduler(),
+    )
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
 
 
 def diffusers_frames(pipeline, prompt, frames: int, steps: int = 3) -> np.ndarray:
-    output = pipeline(prompt, negative_prompt="blurry", num_inference_steps=steps, num_frames=frames,
-                      generator=torch.Generator("cpu").manual_seed(11), output_type="np", guidance_scale=7.5,
-                      **SIZE)  # fmt: skip
+    output = pipeline(
+        prompt,
+        negative_prompt="blurry",
+        num_inference_steps=steps,
+        num_frames=frames,
+        generator=torch.Generator("cpu").manual_seed(11),
+        output_type="np",
+        guidance_scale=7.5,
+        **SIZE,
+    )
     return output.frames[0]
 
 
 def our_frames(pipeline, prompt, frames: int, steps: int = 3, **settings) -> np.ndarray:
-    video = pipeline.generate(prompt, negative_prompt="blurry", steps=steps, seed=11, num_frames=frames,
-                              progress=False, guidance_scale=7.5, **SIZE, **settings)  # fmt: skip
+    video = pipeline.generate(
+        prompt,
+        negative_prompt="blurry",
+        steps=steps,
+        seed=11,
+        num_frames=frames,
+        progress=False,
+        guidance_scale=7.5,
+        **SIZE,
+        **settings,
+    )
     return video.permute(0, 2, 3, 1).numpy()
 
 
@@ -151,8 +175,9 @@ def test_prompt_travel_reproduces_diffusers_prompt_dict(models):
     reference.enable_free_noise(context_length=4, context_stride=2, noise_type="random")
     expected = diffusers_frames(reference, {0: "a red circle", 5: "a blue square"}, 8)
     context = ContextSettings(length=4, overlap=2, scope="motion")
-    frames = our_frames(ours(models), "a red circle", 8, context=context,
-                        prompt_map=((0, "a red circle"), (5, "a blue square")))  # fmt: skip
+    frames = our_frames(
+        ours(models), "a red circle", 8, context=context, prompt_map=((0, "a red circle"), (5, "a blue square"))
+    )
     assert np.abs(frames - expected).max() < 1e-4
     still = our_frames(ours(models), "a red circle", 8, context=context)
     assert np.abs(frames[-1] - still[-1]).mean() > 1e-3  # the second prompt changed the late frames
@@ -208,8 +233,13 @@ def test_frames_beyond_the_table_use_windows_of_16_and_the_sidecar_says_so(
     assert cli(tiny_base, tiny_motion_module_file, tmp_path / "long", "--frames", "40") == 0
     assert read_video(tmp_path / "long").shape == (40, 16, 16, 3)
     settings = json.loads((tmp_path / "long.json").read_text())
-    assert settings["context"] == {"length": 16, "overlap": 4, "schedule": "uniform", "fuse": "pyramid",
-                                   "scope": "unet"}  # fmt: skip
+    assert settings["context"] == {
+        "length": 16,
+        "overlap": 4,
+        "schedule": "uniform",
+        "fuse": "pyramid",
+        "scope": "unet",
+    }
     assert "exceed the motion module's 32-frame position table" in settings["notes"][0]
     assert settings["noise_shuffle"] is False and settings["free_init"] is None
 
@@ -217,9 +247,26 @@ def test_frames_beyond_the_table_use_windows_of_16_and_the_sidecar_says_so(
 def test_every_time_flag_reaches_the_sidecar(tmp_path, tiny_base, tiny_motion_module_file):
     import json
 
-    flags = ["--frames", "12", "--context-length", "6", "--context-overlap", "2", "--context-fuse", "flat",
-             "--context-scope", "motion", "--noise-shuffle", "--free-init", "2", "--prompt-at", "-4:a blue square",
-             "--prompt-interpolation", "slerp", "--loop"]  # fmt: skip
+    flags = [
+        "--frames",
+        "12",
+        "--context-length",
+        "6",
+        "--context-overlap",
+        "2",
+        "--context-fuse",
+        "flat",
+        "--context-scope",
+        "motion",
+        "--noise-shuffle",
+        "--free-init",
+        "2",
+        "--prompt-at",
+        "-4:a blue square",
+        "--prompt-interpolation",
+        "slerp",
+        "--loop",
+    ]
     assert cli(tiny_base, tiny_motion_module_file, tmp_path / "all.gif", *flags) == 0
     settings = json.loads((tmp_path / "all.gif.json").read_text())
     assert settings["context"] == {"length": 6, "overlap": 2, "schedule": "looped", "fuse": "flat", "scope": "motion"}
@@ -230,8 +277,10 @@ def test_every_time_flag_reaches_the_sidecar(tmp_path, tiny_base, tiny_motion_mo
 @pytest.mark.parametrize(
     ("flags", "said"),
     [
-        (["--frames", "20", "--context-length", "8", "--context-overlap", "8"],
-         "the context overlap (8) must be less than the context length (8)"),
+        (
+            ["--frames", "20", "--context-length", "8", "--context-overlap", "8"],
+            "the context overlap (8) must be less than the context length (8)",
+        ),
         (["--context-length", "40"], "longer than the motion module's position table (32 frames)"),
         (["--frames", "8", "--prompt-at", "8:a dog"], "the prompt keyframe 8 is outside the 8-frame clip"),
         (["--prompt-at", "two:a dog"], "expected FRAME:TEXT with a whole-number frame, got 'two:a dog'"),
@@ -241,7 +290,7 @@ def test_every_time_flag_reaches_the_sidecar(tmp_path, tiny_base, tiny_motion_mo
         (["--free-init", "11"], "argument --free-init: must be between 1 and 10, got 11"),
         (["--frames", "8", "--noise-shuffle"], "this clip has none"),
     ],
-)  # fmt: skip
+)
 def test_bad_time_settings_exit_2_with_one_sentence(tmp_path, tiny_base, tiny_motion_module_file, capsys, flags, said):
     assert cli(tiny_base, tiny_motion_module_file, tmp_path / "o.gif", *flags) == 2
     error = capsys.readouterr().err
@@ -256,9 +305,19 @@ def test_a_prompt_config_takes_a_prompt_map_and_the_time_keys(tmp_path, tiny_bas
 
     from animatediff.cli import main
 
-    entry = {"motion_module": str(tiny_motion_module_file), "prompt_map": {"0": "a red circle", "6": "a blue square"},
-             "seed": [1, 2], "steps": 1, "W": 16, "H": 16, "L": 10, "context_length": 8, "context_overlap": 2,
-             "prompt_interpolation": "none", "free_init": 2}  # fmt: skip
+    entry = {
+        "motion_module": str(tiny_motion_module_file),
+        "prompt_map": {"0": "a red circle", "6": "a blue square"},
+        "seed": [1, 2],
+        "steps": 1,
+        "W": 16,
+        "H": 16,
+        "L": 10,
+        "context_length": 8,
+        "context_overlap": 2,
+        "prompt_interpolation": "none",
+        "free_init": 2,
+    }
     config = tmp_path / "travel.yaml"
     config.write_text(yaml.safe_dump([entry]))
     out = tmp_path / "out"
@@ -302,8 +361,21 @@ def test_the_time_flags_run_in_bfloat16_as_in_float32(tmp_path, tiny_base, tiny_
 
     from animatediff import read_video
 
-    flags = ["--frames", "12", "--context-length", "6", "--context-overlap", "2", "--context-scope", scope,
-             "--noise-shuffle", "--free-init", "2", "--prompt-at", "-4:a blue square"]  # fmt: skip
+    flags = [
+        "--frames",
+        "12",
+        "--context-length",
+        "6",
+        "--context-overlap",
+        "2",
+        "--context-scope",
+        scope,
+        "--noise-shuffle",
+        "--free-init",
+        "2",
+        "--prompt-at",
+        "-4:a blue square",
+    ]
     for dtype in ("float32", "bfloat16"):
         assert cli(tiny_base, tiny_motion_module_file, tmp_path / f"{dtype}.gif", *flags, "--dtype", dtype) == 0
     assert json.loads((tmp_path / "bfloat16.gif.json").read_text())["dtype"] == "bfloat16"

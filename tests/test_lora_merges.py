@@ -100,8 +100,24 @@ def test_motion_lora_and_adapter_change_the_cli_frames(tmp_path, tiny_base, tiny
 
     torch.save(motion_lora_state(rank=4), tmp_path / "lora.ckpt")
     torch.save(adapter_state(tiny_unet()), tmp_path / "adapter.ckpt")
-    common = ["generate", "a cat", "--base", str(tiny_base), "--motion-module", str(tiny_motion_module_file),
-              "--frames", "4", "--width", "16", "--height", "16", "--steps", "2", "--seed", "1"]  # fmt: skip
+    common = [
+        "generate",
+        "a cat",
+        "--base",
+        str(tiny_base),
+        "--motion-module",
+        str(tiny_motion_module_file),
+        "--frames",
+        "4",
+        "--width",
+        "16",
+        "--height",
+        "16",
+        "--steps",
+        "2",
+        "--seed",
+        "1",
+    ]
     variants = {
         "plain": [],
         "lora": ["--motion-lora", f"{tmp_path / 'lora.ckpt'}:0.8"],

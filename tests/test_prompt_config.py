@@ -28,13 +28,28 @@ def files(tmp_path, tiny_motion_module_file):
 
 
 def test_scalars_and_lists_broadcast_like_the_official_script(files, tiny_base):
-    config = write_config(files, [{
-        "motion_module": "mm.safetensors", "prompt": ["a cat", "a dog", "a fox"], "n_prompt": ["blurry"],
-        "seed": [1, 2, 3], "steps": 4, "guidance_scale": 6.0, "W": 32, "H": 24, "L": 5,
-    }])  # fmt: skip
+    config = write_config(
+        files,
+        [
+            {
+                "motion_module": "mm.safetensors",
+                "prompt": ["a cat", "a dog", "a fox"],
+                "n_prompt": ["blurry"],
+                "seed": [1, 2, 3],
+                "steps": 4,
+                "guidance_scale": 6.0,
+                "W": 32,
+                "H": 24,
+                "L": 5,
+            }
+        ],
+    )
     (job,) = read_prompt_config(config, tiny_base)
     assert [(s.prompt, s.negative_prompt, s.seed) for s in job.samples] == [
-        ("a cat", "blurry", 1), ("a dog", "blurry", 2), ("a fox", "blurry", 3)]  # fmt: skip
+        ("a cat", "blurry", 1),
+        ("a dog", "blurry", 2),
+        ("a fox", "blurry", 3),
+    ]
     assert {(s.steps, s.guidance_scale, s.width, s.height, s.frames) for s in job.samples} == {(4, 6.0, 32, 24, 5)}
 
 
@@ -70,11 +85,21 @@ def test_paths_resolve_against_the_working_directory_first(files, tiny_base, tmp
 def test_models_and_scales_are_read(files, tiny_base):
     for name in ("adapter.ckpt", "zoom.ckpt", "style.safetensors", "personal.safetensors"):
         (files / name).write_bytes(b"")
-    config = write_config(files, [{
-        "motion_module": "mm.safetensors", "prompt": ["a"], "adapter_lora_path": "adapter.ckpt",
-        "adapter_lora_scale": 0.5, "motion_module_lora_configs": [{"path": "zoom.ckpt", "alpha": 0.7}],
-        "lora_model_path": "style.safetensors", "lora_alpha": 0.6, "dreambooth_path": "personal.safetensors",
-    }])  # fmt: skip
+    config = write_config(
+        files,
+        [
+            {
+                "motion_module": "mm.safetensors",
+                "prompt": ["a"],
+                "adapter_lora_path": "adapter.ckpt",
+                "adapter_lora_scale": 0.5,
+                "motion_module_lora_configs": [{"path": "zoom.ckpt", "alpha": 0.7}],
+                "lora_model_path": "style.safetensors",
+                "lora_alpha": 0.6,
+                "dreambooth_path": "personal.safetensors",
+            }
+        ],
+    )
     model = read_prompt_config(config, tiny_base)[0].model
     assert (model.domain_adapter.name, model.domain_adapter_scale) == ("adapter.ckpt", 0.5)
     assert [(p.name, a) for p, a in model.motion_loras] == [("zoom.ckpt", 0.7)]
@@ -86,8 +111,14 @@ def test_inference_config_sets_motion_module_and_scheduler(monkeypatch):
     monkeypatch.chdir(GOLDEN)
     (job,) = read_prompt_config(GOLDEN / "configs" / "prompt-v2.yaml", GOLDEN / "base_model")
     settings = job.model.motion_module_settings
-    assert settings == {"image_norm_over_frames": False, "num_attention_heads": 8, "num_transformer_blocks": 1,
-                        "position_encoding": True, "max_frames": 32, "mid_block": True}  # fmt: skip
+    assert settings == {
+        "image_norm_over_frames": False,
+        "num_attention_heads": 8,
+        "num_transformer_blocks": 1,
+        "position_encoding": True,
+        "max_frames": 32,
+        "mid_block": True,
+    }
     assert job.model.scheduler["steps_offset"] == 1 and job.model.scheduler["clip_sample"] is False
 
 
@@ -95,27 +126,41 @@ def test_inference_config_sets_motion_module_and_scheduler(monkeypatch):
     ("entry", "message"),
     [
         ({"motion_module": "missing.ckpt", "prompt": ["a"]}, "entry 0, 'motion_module': missing.ckpt: no such file"),
-        ({"motion_module": "mm.safetensors", "prompt": ["a", "b"], "n_prompt": ["x", "y", "z"]},
-         "'n_prompt': expected 1 or 2 negative prompts, got 3"),
-        ({"motion_module": "mm.safetensors", "prompt": ["a", "b"], "seed": [1, 2, 3]},
-         "'seed': expected one whole number or 2 of them"),
+        (
+            {"motion_module": "mm.safetensors", "prompt": ["a", "b"], "n_prompt": ["x", "y", "z"]},
+            "'n_prompt': expected 1 or 2 negative prompts, got 3",
+        ),
+        (
+            {"motion_module": "mm.safetensors", "prompt": ["a", "b"], "seed": [1, 2, 3]},
+            "'seed': expected one whole number or 2 of them",
+        ),
         ({"motion_module": "mm.safetensors", "prompt": ["a"], "W": "wide"}, "'W': expected a whole number"),
         ({"motion_module": "mm.safetensors", "prompt": []}, "'prompt': expected at least one prompt"),
         ({"motion_module": "mm.safetensors", "prompt": ["a"], "sampler": "ddim"}, "unknown field(s) sampler"),
-        ({"motion_module": "mm.safetensors", "prompt": ["a"], "controlnet_path": "mm.safetensors",
-          "controlnet_image_indexs": [0, -1]}, "2 keyframe indices (controlnet_image_indexs) but 0 images"),
+        (
+            {
+                "motion_module": "mm.safetensors",
+                "prompt": ["a"],
+                "controlnet_path": "mm.safetensors",
+                "controlnet_image_indexs": [0, -1],
+            },
+            "2 keyframe indices (controlnet_image_indexs) but 0 images",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_entries_are_named(files, tiny_base, entry, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         read_prompt_config(write_config(files, [entry]), tiny_base)
 
 
 def test_whole_config_is_checked_before_any_weights_load(files, tiny_base, tmp_path, capsys):
-    config = write_config(files, [
-        {"motion_module": "mm.safetensors", "prompt": ["a"], "W": 16, "H": 16, "L": 2, "steps": 1},
-        {"motion_module": "missing.ckpt", "prompt": ["b"]},
-    ])  # fmt: skip
+    config = write_config(
+        files,
+        [
+            {"motion_module": "mm.safetensors", "prompt": ["a"], "W": 16, "H": 16, "L": 2, "steps": 1},
+            {"motion_module": "missing.ckpt", "prompt": ["b"]},
+        ],
+    )
     code = main(["generate", "--config", str(config), "--base", str(tiny_base), "--output-dir", str(tmp_path / "o")])
     assert code == 2
     assert "entry 1, 'motion_module': missing.ckpt" in capsys.readouterr().err
@@ -123,13 +168,37 @@ def test_whole_config_is_checked_before_any_weights_load(files, tiny_base, tmp_p
 
 
 def test_config_run_writes_one_output_per_sample(files, tiny_base, tmp_path):
-    config = write_config(files, [{
-        "motion_module": "mm.safetensors", "prompt": ["a red cat", "a blue dog"], "seed": [5, 6],
-        "W": 16, "H": 16, "L": 3, "steps": 2,
-    }])  # fmt: skip
+    config = write_config(
+        files,
+        [
+            {
+                "motion_module": "mm.safetensors",
+                "prompt": ["a red cat", "a blue dog"],
+                "seed": [5, 6],
+                "W": 16,
+                "H": 16,
+                "L": 3,
+                "steps": 2,
+            }
+        ],
+    )
     out = tmp_path / "out"
-    assert main(["generate", "--config", str(config), "--base", str(tiny_base), "--output-dir", str(out),
-                 "--format", "webp"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "generate",
+                "--config",
+                str(config),
+                "--base",
+                str(tiny_base),
+                "--output-dir",
+                str(out),
+                "--format",
+                "webp",
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in out.iterdir()) == [
         "000-a-red-cat-5.webp",
         "000-a-red-cat-5.webp.json",

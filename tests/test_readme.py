@@ -54,7 +54,7 @@ SHRINK = {  # command prefix → flags appended, for the commands that train or 
         "1",
         "--seeds",
         "1",
-    ],  # fmt: skip
+    ],
     "animatediff shapes results": ["--sampling-steps", "2", "--max-prompts", "1", "--seeds", "1"],
     "animatediff shapes render": ["--count", "8"],
     # SD1.5-sized stand-ins (512×512, 25 steps): a few frames and steps say the same
@@ -96,9 +96,14 @@ def stand_in_base(folder: Path) -> Path:
     unet = UNet2DConditionModel.from_config({**tiny_unet().config, "sample_size": 16})
     unet.load_state_dict(tiny_unet().state_dict())
     torch.manual_seed(0)
-    vae = AutoencoderKL(block_out_channels=(32,) * 6, down_block_types=("DownEncoderBlock2D",) * 6,
-                        up_block_types=("UpDecoderBlock2D",) * 6, latent_channels=4, norm_num_groups=32,
-                        layers_per_block=1)  # fmt: skip
+    vae = AutoencoderKL(
+        block_out_channels=(32,) * 6,
+        down_block_types=("DownEncoderBlock2D",) * 6,
+        up_block_types=("UpDecoderBlock2D",) * 6,
+        latent_channels=4,
+        norm_num_groups=32,
+        layers_per_block=1,
+    )
     unet.save_pretrained(folder / "unet")
     vae.save_pretrained(folder / "vae")
     tiny_text_encoder().save_pretrained(folder / "text_encoder")
@@ -131,8 +136,9 @@ def stand_ins(folder: Path) -> None:
     save_file(kohya_lora(), folder / "style.safetensors")
     v3 = random_motion_module(tiny_config(mid_block=False), seed=1, std=0.02)
     torch.save(v3.state_dict(), folder / "v3_sd15_mm.ckpt")
-    torch.save(random_motion_module(tiny_config(mid_block=True), seed=2, std=0.02).state_dict(),
-               folder / "mm_sd_v15_v2.ckpt")  # fmt: skip
+    torch.save(
+        random_motion_module(tiny_config(mid_block=True), seed=2, std=0.02).state_dict(), folder / "mm_sd_v15_v2.ckpt"
+    )
     torch.save(adapter_state(unet), folder / "v3_sd15_adapter.ckpt")
     torch.save(official_motion_lora(v3, 3), folder / "v2_lora_ZoomIn.ckpt")
     torch.save(official_motion_lora(v3, 4), folder / "v2_lora_PanLeft.ckpt")
@@ -144,8 +150,9 @@ def stand_ins(folder: Path) -> None:
     control_stand_ins(folder, unet)
     family_stand_ins(folder)
     (folder / "tests").symlink_to(ROOT / "tests")  # the tiny-model recipe imports the tests' helpers
-    (folder / "prompts.yaml").write_text(yaml.safe_dump([{"prompt": ["a red circle moving right", "a blue square"],
-                                                          "seed": [1, 2], "steps": 2, "L": 4}]))  # fmt: skip
+    (folder / "prompts.yaml").write_text(
+        yaml.safe_dump([{"prompt": ["a red circle moving right", "a blue square"], "seed": [1, 2], "steps": 2, "L": 4}])
+    )
     for config in blocks("yaml"):  # a block names its file in a first-line comment, else it is the training config
         named = re.match(r"# (\S+\.yaml)\n", config)
         path = folder / (named[1] if named else "motion.yaml")
@@ -179,8 +186,10 @@ def sparsectrl_stand_ins(folder: Path, unet: UNet2DConditionModel) -> None:
     rgb = build_sparsectrl(unet, SparseCtrlConfig())
     torch.save({"controlnet": rgb.official_state_dict()}, folder / "v3_sd15_sparsectrl_rgb.ckpt")
     scribble = SparseCtrlConfig(latent_condition=False, conditioning_channels=3, embedding_channels=(16,) * 5 + (32,))
-    torch.save({"controlnet": build_sparsectrl(unet, scribble).official_state_dict()},
-               folder / "v3_sd15_sparsectrl_scribble.ckpt")  # fmt: skip
+    torch.save(
+        {"controlnet": build_sparsectrl(unet, scribble).official_state_dict()},
+        folder / "v3_sd15_sparsectrl_scribble.ckpt",
+    )
 
 
 def family_stand_ins(folder: Path) -> None:
@@ -205,8 +214,12 @@ def sandbox(tmp_path_factory) -> Path:
 
 
 def run(words: list[str], folder: Path) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-                   "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}  # fmt: skip
+    environment = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
     return subprocess.run(words, cwd=folder, env=environment, capture_output=True, text=True, check=False)
 
 
@@ -214,8 +227,12 @@ def test_the_first_screen_gives_the_install_and_test_commands_ci_runs():
     install, tests = blocks("bash")[:2]
     ci = (ROOT / ".ci" / "run").read_text()
     assert "animatediff generate" in install and "pip install -e ." in install
-    for step in ("pip install torch==2.13.0", 'pip install -e ".[test]" -c constraints.txt', "ruff check src tests",
-                 "python -m pytest -q"):  # fmt: skip
+    for step in (
+        "pip install torch==2.13.0",
+        'pip install -e ".[test]" -c constraints.txt',
+        "ruff check src tests",
+        "python -m pytest -q",
+    ):
         assert step in tests and step in ci.replace("pip install -q", "pip install")
 
 
@@ -232,7 +249,8 @@ def serve_briefly(app, **options) -> None:
 def test_every_shrunk_prefix_is_a_readme_command():
     lines = [" ".join(words) for block in blocks("bash") for words in commands(block)]
     assert all(any(line.startswith(prefix) for line in lines) for prefix in SHRINK), [
-        prefix for prefix in SHRINK if not any(line.startswith(prefix) for line in lines)]  # fmt: skip
+        prefix for prefix in SHRINK if not any(line.startswith(prefix) for line in lines)
+    ]
 
 
 def test_every_readme_command_runs_as_written(sandbox, monkeypatch, capsys):

@@ -26,8 +26,9 @@ SMALL = ["--frames", "3", "--width", "16", "--height", "16", "--steps", "1", "--
 
 
 def generate(tiny_base, motion_module, *extra):
-    return main(["generate", "a red circle", "--base", str(tiny_base), "--motion-module", str(motion_module),
-                 *SMALL, *extra])  # fmt: skip
+    return main(
+        ["generate", "a red circle", "--base", str(tiny_base), "--motion-module", str(motion_module), *SMALL, *extra]
+    )
 
 
 def one_error_line(capsys) -> str:
@@ -92,8 +93,12 @@ def test_an_output_path_that_cannot_be_written_fails_before_any_work(
     tmp_path, tiny_base, tiny_motion_module_file, capsys, monkeypatch, no_generation, case
 ):
     (tmp_path / "file.txt").write_text("x")
-    output = {"under a file": tmp_path / "file.txt" / "out.gif", "existing file as a folder": tmp_path / "file",
-              "current folder": ".", "read-only": tmp_path / "locked" / "out.gif"}[case]  # fmt: skip
+    output = {
+        "under a file": tmp_path / "file.txt" / "out.gif",
+        "existing file as a folder": tmp_path / "file",
+        "current folder": ".",
+        "read-only": tmp_path / "locked" / "out.gif",
+    }[case]
     (tmp_path / "file").write_text("not a folder")
     if case == "read-only":
         (tmp_path / "locked").mkdir()
@@ -140,17 +145,22 @@ def test_a_write_that_fails_midway_is_reported_naming_the_file(tmp_path, monkeyp
         (["--fps", "0.00001", "-o", "slow.mp4"], "cannot be stored in mp4"),
     ],
 )
-def test_bad_numbers_exit_2_naming_the_option(tmp_path, tiny_base, tiny_motion_module_file, capsys, no_generation,
-                                              flags, named):  # fmt: skip
+def test_bad_numbers_exit_2_naming_the_option(
+    tmp_path, tiny_base, tiny_motion_module_file, capsys, no_generation, flags, named
+):
     flags = ["-o", str(tmp_path / "o.gif"), *flags]
     assert generate(tiny_base, tiny_motion_module_file, *flags) == 2
     assert named in one_error_line(capsys)
 
 
 def test_nan_in_a_prompt_config_is_refused_naming_the_field(tmp_path, tiny_base, tiny_motion_module_file, capsys):
-    for values, field in (({"guidance_scale": float("nan")}, "'guidance_scale'"),
-                          ({"motion_module_lora_configs": [{"path": "mm.safetensors", "alpha": "abc"}]},
-                           "'motion_module_lora_configs': expected a number, got 'abc'")):  # fmt: skip
+    for values, field in (
+        ({"guidance_scale": float("nan")}, "'guidance_scale'"),
+        (
+            {"motion_module_lora_configs": [{"path": "mm.safetensors", "alpha": "abc"}]},
+            "'motion_module_lora_configs': expected a number, got 'abc'",
+        ),
+    ):
         config = tmp_path / "prompts.yaml"
         config.write_text(yaml.safe_dump([{"motion_module": str(tiny_motion_module_file), "prompt": ["a"], **values}]))
         assert main(["generate", "--config", str(config), "--base", str(tiny_base)]) == 2
@@ -170,8 +180,30 @@ def test_flags_given_with_a_config_override_its_entries_and_are_recorded(tmp_pat
     entry = {"motion_module": str(tiny_motion_module_file), "prompt": ["a cat"], "seed": 5, "steps": 3, "L": 4}
     config.write_text(yaml.safe_dump([entry]))
     out = tmp_path / "out"
-    assert main(["generate", "--config", str(config), "--base", str(tiny_base), "--output-dir", str(out),
-                 "--steps", "1", "--frames", "2", "--seed", "9", "--width", "8", "--height", "8"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "generate",
+                "--config",
+                str(config),
+                "--base",
+                str(tiny_base),
+                "--output-dir",
+                str(out),
+                "--steps",
+                "1",
+                "--frames",
+                "2",
+                "--seed",
+                "9",
+                "--width",
+                "8",
+                "--height",
+                "8",
+            ]
+        )
+        == 0
+    )
     (sidecar,) = out.glob("*.json")
     settings = json.loads(sidecar.read_text())
     assert (settings["steps"], settings["frames"], settings["seed"], settings["width"]) == (1, 2, 9, 8)
@@ -181,8 +213,9 @@ def test_flags_given_with_a_config_override_its_entries_and_are_recorded(tmp_pat
 
 def test_a_config_entry_without_size_or_motion_module_uses_the_models_own(tmp_path, capsys):
     config = tmp_path / "prompts.yaml"
-    config.write_text(yaml.safe_dump([{"prompt": ["a red circle moving right on a blue background"], "seed": 1,
-                                       "steps": 1, "L": 2}]))  # fmt: skip
+    config.write_text(
+        yaml.safe_dump([{"prompt": ["a red circle moving right on a blue background"], "seed": 1, "steps": 1, "L": 2}])
+    )
     assert main(["generate", "--config", str(config), "--output-dir", str(tmp_path / "out")]) == 0  # embedded
     (sidecar,) = (tmp_path / "out").glob("*.json")
     settings = json.loads(sidecar.read_text())
@@ -193,8 +226,10 @@ def test_a_config_entry_without_size_or_motion_module_uses_the_models_own(tmp_pa
     assert "no motion module given" in one_error_line(capsys)
 
 
-@pytest.mark.parametrize(("prompt", "said"), [(" ".join(["red"] * 10_000), "10002 tokens long and only the first 32"),
-                                              ("a red circle 🟥", "no token for '🟥'")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("prompt", "said"),
+    [(" ".join(["red"] * 10_000), "10002 tokens long and only the first 32"), ("a red circle 🟥", "no token for '🟥'")],
+)
 def test_prompt_words_the_text_encoder_never_sees_are_warned_about(tmp_path, capsys, prompt, said):
     assert main(["generate", prompt, "--frames", "2", "--steps", "1", "-o", str(tmp_path / "o.gif")]) == 0
     assert said in capsys.readouterr().err
@@ -204,8 +239,9 @@ def test_prompt_words_the_text_encoder_never_sees_are_warned_about(tmp_path, cap
 # 3, 6, 10. Files that are not what they claim: one paragraph naming the file
 
 
-def test_a_model_folder_whose_config_is_not_a_json_object_is_named(tmp_path, tiny_base, tiny_motion_module_file,
-                                                                    capsys):  # fmt: skip
+def test_a_model_folder_whose_config_is_not_a_json_object_is_named(
+    tmp_path, tiny_base, tiny_motion_module_file, capsys
+):
     import shutil
 
     for content in ("[1, 2]", "{not json"):
@@ -253,13 +289,32 @@ def test_a_refused_config_value_is_quoted_briefly(tmp_path, tiny_base, tiny_moti
 
 
 def test_ctrl_c_exits_130_with_one_line_and_no_partial_output(tmp_path, tiny_base, tiny_motion_module_file):
-    command = [sys.executable, "-m", "animatediff", "generate", "a cat", "--base", str(tiny_base), "--motion-module",
-               str(tiny_motion_module_file), "--frames", "4", "--width", "16", "--height", "16", "--steps", "999",
-               "-o", str(tmp_path / "out.gif")]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "animatediff",
+        "generate",
+        "a cat",
+        "--base",
+        str(tiny_base),
+        "--motion-module",
+        str(tiny_motion_module_file),
+        "--frames",
+        "4",
+        "--width",
+        "16",
+        "--height",
+        "16",
+        "--steps",
+        "999",
+        "-o",
+        str(tmp_path / "out.gif"),
+    ]
     # as from a shell: Ctrl-C delivered (another test's worker pool may have left this process ignoring it,
     # and an ignored signal stays ignored in a child)
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    process = subprocess.Popen(
+        command, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+    )
     seen = ""
     while not re.search(r"\| *[1-9]\d*/999", seen):  # a step done: under way, past every first-call setup
         seen += process.stderr.read(1)
@@ -280,11 +335,14 @@ def test_ctrl_c_during_the_final_write_leaves_no_temporary(tmp_path, tiny_base, 
 
 
 def test_a_temporary_left_by_a_killed_write_is_removed_by_the_next(tmp_path):
-    script = ("import sys, time\nfrom animatediff.files import atomic_path\n"
-              "with atomic_path(sys.argv[1]) as temporary:\n    temporary.write_text('half')\n"
-              "    print('writing', flush=True)\n    time.sleep(60)\n")  # fmt: skip
-    process = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "out.gif")], stdout=subprocess.PIPE,
-                               text=True)  # fmt: skip
+    script = (
+        "import sys, time\nfrom animatediff.files import atomic_path\n"
+        "with atomic_path(sys.argv[1]) as temporary:\n    temporary.write_text('half')\n"
+        "    print('writing', flush=True)\n    time.sleep(60)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "out.gif")], stdout=subprocess.PIPE, text=True
+    )
     assert process.stdout.readline().strip() == "writing"
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -299,8 +357,23 @@ def test_a_temporary_left_by_a_killed_write_is_removed_by_the_next(tmp_path):
 
 def test_a_clip_that_cannot_fit_in_memory_is_refused_before_loading(tmp_path, capsys, no_generation):
     started = time.perf_counter()
-    assert main(["generate", "a red circle", "--motion-module", "none", "--frames", "100000", "--seed", "1",
-                 "-o", str(tmp_path / "o.gif")]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "generate",
+                "a red circle",
+                "--motion-module",
+                "none",
+                "--frames",
+                "100000",
+                "--seed",
+                "1",
+                "-o",
+                str(tmp_path / "o.gif"),
+            ]
+        )
+        == 2
+    )
     error = one_error_line(capsys)
     assert "100000 frames at 32×32 need about" in error and "GiB free" in error
     assert time.perf_counter() - started < 30  # refused at once, not after climbing through the memory

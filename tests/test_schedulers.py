@@ -13,8 +13,20 @@ SMALL = ["--frames", "3", "--width", "16", "--height", "16", "--steps", "4", "--
 
 
 def run(tiny_base, motion_module, output, *extra):
-    return main(["generate", "a red circle", "--base", str(tiny_base), "--motion-module", str(motion_module),
-                 *SMALL, "-o", str(output), *extra])  # fmt: skip
+    return main(
+        [
+            "generate",
+            "a red circle",
+            "--base",
+            str(tiny_base),
+            "--motion-module",
+            str(motion_module),
+            *SMALL,
+            "-o",
+            str(output),
+            *extra,
+        ]
+    )
 
 
 @pytest.mark.parametrize("name", list(SCHEDULERS))
@@ -29,8 +41,13 @@ def test_every_scheduler_samples_and_repeats_its_seed(tmp_path, tiny_base, tiny_
 
 
 def test_schedulers_are_the_named_samplers_on_the_official_betas():
-    schedule = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "linear", "steps_offset": 1,
-                "clip_sample": False}  # fmt: skip
+    schedule = {
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "beta_schedule": "linear",
+        "steps_offset": 1,
+        "clip_sample": False,
+    }
     karras = make_scheduler("dpm++2m-karras", schedule)
     assert karras.config.use_karras_sigmas and karras.config.algorithm_type == "dpmsolver++"
     assert make_scheduler("dpm++sde-karras", schedule).config.algorithm_type == "sde-dpmsolver++"

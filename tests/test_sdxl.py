@@ -44,9 +44,18 @@ def tiny_sdxl_unet(seed: int = 0) -> UNet2DConditionModel:
 
 def tiny_projection_encoder(seed: int = 1) -> CLIPTextModelWithProjection:
     torch.manual_seed(seed)
-    config = CLIPTextConfig(vocab_size=514, hidden_size=32, intermediate_size=37, num_attention_heads=4,
-                            num_hidden_layers=2, max_position_embeddings=77, bos_token_id=512, eos_token_id=513,
-                            pad_token_id=513, projection_dim=32)  # fmt: skip
+    config = CLIPTextConfig(
+        vocab_size=514,
+        hidden_size=32,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        max_position_embeddings=77,
+        bos_token_id=512,
+        eos_token_id=513,
+        pad_token_id=513,
+        projection_dim=32,
+    )
     return CLIPTextModelWithProjection(config).eval()
 
 
@@ -83,16 +92,28 @@ def test_frames_match_diffusers_animatediff_sdxl_pipeline(sdxl_base, sdxl_module
     assert ours.sdxl and ours.unet.motion_module.config.norm_over_frames  # pooled, as the SDXL beta runs it
     base = load_base(sdxl_base)
     reference = AnimateDiffSDXLPipeline(
-        vae=base.vae, text_encoder=base.text_encoder, text_encoder_2=base.text_encoder_2, tokenizer=base.tokenizer,
-        tokenizer_2=base.tokenizer_2, unet=base.unet, scheduler=official_scheduler(),
-        motion_adapter=to_motion_adapter(ours.unet.motion_module))  # fmt: skip
+        vae=base.vae,
+        text_encoder=base.text_encoder,
+        text_encoder_2=base.text_encoder_2,
+        tokenizer=base.tokenizer,
+        tokenizer_2=base.tokenizer_2,
+        unet=base.unet,
+        scheduler=official_scheduler(),
+        motion_adapter=to_motion_adapter(ours.unet.motion_module),
+    )
     # diffusers' `UNetMotionModel.from_unet2d` leaves SDXL's `add_embedding` (pooled text and size ids) at its
     # random initialization (noted in the review of diffusers PR #6721); copy it over as a correct conversion would
     reference.unet.add_embedding.load_state_dict(base.unet.add_embedding.state_dict())
     reference.set_progress_bar_config(disable=True)
     settings = dict(num_frames=4, height=32, width=48, guidance_scale=6.0)
-    expected = reference("a red circle", negative_prompt=negative, num_inference_steps=3, output_type="np",
-                         generator=torch.Generator("cpu").manual_seed(7), **settings).frames[0]  # fmt: skip
+    expected = reference(
+        "a red circle",
+        negative_prompt=negative,
+        num_inference_steps=3,
+        output_type="np",
+        generator=torch.Generator("cpu").manual_seed(7),
+        **settings,
+    ).frames[0]
     video = ours.generate("a red circle", negative_prompt=negative or "", steps=3, seed=7, progress=False, **settings)
     frames = video.permute(0, 2, 3, 1).numpy()
     assert frames.shape == expected.shape == (4, 32, 48, 3) and frames.std() > 0.01
@@ -103,24 +124,66 @@ def test_the_cli_runs_an_sdxl_base_at_its_own_size_and_refuses_mixed_parts(
     tmp_path, sdxl_base, sdxl_module, tiny_base, tiny_motion_module_file, capsys
 ):
     output = tmp_path / "sdxl.gif"
-    assert main(["generate", "a red circle", "--base", str(sdxl_base), "--motion-module", str(sdxl_module),
-                 "--frames", "3", "--steps", "2", "--seed", "1", "-o", str(output)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "generate",
+                "a red circle",
+                "--base",
+                str(sdxl_base),
+                "--motion-module",
+                str(sdxl_module),
+                "--frames",
+                "3",
+                "--steps",
+                "2",
+                "--seed",
+                "1",
+                "-o",
+                str(output),
+            ]
+        )
+        == 0
+    )
     settings = json.loads((tmp_path / "sdxl.gif.json").read_text())
     assert (settings["width"], settings["height"], settings["family"]["name"]) == (16, 16, "sdxl")  # 8 latents × 2
     assert read_video(output).shape == (3, 16, 16, 3)
-    assert main(["generate", "a red circle", "--base", str(sdxl_base), "--motion-module", str(sdxl_module),
-                 "--frames", "3", "--steps", "2", "--seed", "1", "--dtype", "bfloat16",
-                 "-o", str(tmp_path / "bf16.gif")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "generate",
+                "a red circle",
+                "--base",
+                str(sdxl_base),
+                "--motion-module",
+                str(sdxl_module),
+                "--frames",
+                "3",
+                "--steps",
+                "2",
+                "--seed",
+                "1",
+                "--dtype",
+                "bfloat16",
+                "-o",
+                str(tmp_path / "bf16.gif"),
+            ]
+        )
+        == 0
+    )
     assert_bfloat16_close(read_video(output), read_video(tmp_path / "bf16.gif"))
     capsys.readouterr()
     common = ["--frames", "3", "--steps", "2", "-o", str(tmp_path / "x.gif")]
-    assert main(["generate", "a", "--base", str(sdxl_base), "--motion-module", str(tiny_motion_module_file),
-                 *common]) == 2  # fmt: skip
+    assert (
+        main(["generate", "a", "--base", str(sdxl_base), "--motion-module", str(tiny_motion_module_file), *common]) == 2
+    )
     assert "an SD1.x motion module (two levels) on an SDXL base" in capsys.readouterr().err
     assert main(["generate", "a", "--base", str(tiny_base), "--motion-module", str(sdxl_module), *common]) == 2
     assert "an SDXL motion module (three levels) on an SD1.x base" in capsys.readouterr().err
-    assert main(["generate", "a", "--base", str(sdxl_base), "--motion-module", str(sdxl_module), "--width", "35",
-                 *common]) == 2  # fmt: skip
+    assert (
+        main(["generate", "a", "--base", str(sdxl_base), "--motion-module", str(sdxl_module), "--width", "35", *common])
+        == 2
+    )
     assert "multiples of 2" in capsys.readouterr().err
 
 
@@ -136,8 +199,20 @@ def test_an_sdxl_lora_merges_into_the_sdxl_base_and_changes_the_frames(tmp_path,
         torch.nn.init.normal_(up.weight, std=0.5)
     path = tmp_path / "style_xl.safetensors"
     save_file({k: v.contiguous() for k, v in lora.diffusers_state_dict().items()}, str(path))
-    common = ["generate", "a red circle", "--base", str(sdxl_base), "--motion-module", str(sdxl_module),
-              "--frames", "3", "--steps", "2", "--seed", "1"]  # fmt: skip
+    common = [
+        "generate",
+        "a red circle",
+        "--base",
+        str(sdxl_base),
+        "--motion-module",
+        str(sdxl_module),
+        "--frames",
+        "3",
+        "--steps",
+        "2",
+        "--seed",
+        "1",
+    ]
     assert main([*common, "-o", str(tmp_path / "plain.gif")]) == 0
     assert main([*common, "--lora", str(path), "-o", str(tmp_path / "lora.gif")]) == 0
     plain, styled = read_video(tmp_path / "plain.gif"), read_video(tmp_path / "lora.gif")

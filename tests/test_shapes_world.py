@@ -62,8 +62,12 @@ def test_rendering_is_deterministic_per_seed_at_any_size():
 
 def test_with_trail_a_moving_object_leaves_a_fading_copy_behind_it_and_a_still_one_none():
     white, red = np.array(BACKGROUNDS["white"]), np.array(COLOURS["red"])
-    cases = (("moving right", (0, -1), True), ("moving up", (1, 0), True), ("staying still", (0, -1), True),
-             ("moving right", (0, -1), False))  # fmt: skip
+    cases = (
+        ("moving right", (0, -1), True),
+        ("moving up", (1, 0), True),
+        ("staying still", (0, -1), True),
+        ("moving right", (0, -1), False),
+    )
     for motion, behind, trail in cases:
         spec = object_clips(1, motion=motion, shape="circle", colour="red", background="white")[0]
         spec.trail = trail
@@ -110,8 +114,12 @@ def test_growing_shrinking_and_spinning_objects_cast_a_shadow_placed_by_the_moti
 
     # (motion, where the shadow's centre lies in SHADOW_SHIFTs): centred for growth, below for shrinking,
     # to the side a spinning object's top moves to
-    for motion, (sx, sy) in (("growing", (0, 0)), ("shrinking", (0, 1)),
-                             ("spinning clockwise", (1, 0)), ("spinning anticlockwise", (-1, 0))):  # fmt: skip
+    for motion, (sx, sy) in (
+        ("growing", (0, 0)),
+        ("shrinking", (0, 1)),
+        ("spinning clockwise", (1, 0)),
+        ("spinning anticlockwise", (-1, 0)),
+    ):
         spec = object_clips(1, motion=motion, shape="square", colour="blue", background="gray")[0]
         spec.objects[0].x = spec.objects[0].y = 0.5  # the whole shadow in the frame
         spec.trail = True
@@ -283,8 +291,10 @@ def test_datasets_load_as_training_data(tmp_path):
     render_dataset(tmp_path / "images", DatasetSpec(kind="images", count=3, seed=2, size=32))
     truth = [json.loads(line) for line in (tmp_path / "clips" / "ground_truth.jsonl").read_text().splitlines()]
     assert len(truth) == 3 and all(t["watermark"] and t["motion"] in MOTIONS for t in truth)
-    for name, data in (("clips", {"format": "webvid", "csv": "clips/results.csv", "path": "clips/videos"}),
-                       ("images", {"format": "jsonl", "path": "images"})):  # fmt: skip
+    for name, data in (
+        ("clips", {"format": "webvid", "csv": "clips/results.csv", "path": "clips/videos"}),
+        ("images", {"format": "jsonl", "path": "images"}),
+    ):
         config = tmp_path / f"{name}.yaml"
         data.update(frames=1, size=32)
         config.write_text(json.dumps({"stage": "domain_adapter", "base": str(tmp_path), "data": data}))
@@ -302,10 +312,20 @@ def test_dataset_clips_hold_exactly_the_rendered_frames(tmp_path):
 
 def tiny_clip(folder, tokenizer_folder):
     torch.manual_seed(0)
-    text = dict(vocab_size=514, hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
-                max_position_embeddings=77, bos_token_id=512, eos_token_id=513, pad_token_id=513)  # fmt: skip
-    vision = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, image_size=32,
-                  patch_size=8)  # fmt: skip
+    text = dict(
+        vocab_size=514,
+        hidden_size=32,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        max_position_embeddings=77,
+        bos_token_id=512,
+        eos_token_id=513,
+        pad_token_id=513,
+    )
+    vision = dict(
+        hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, image_size=32, patch_size=8
+    )
     CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(folder)
     CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
     CLIPTokenizer.from_pretrained(tokenizer_folder).save_pretrained(folder)
@@ -316,8 +336,23 @@ def test_shapes_render_and_eval_commands(tmp_path, capsys):
     from helpers import TOKENIZER
 
     assert main(["shapes", "render", str(tmp_path / "reference"), "--kind", "images", "--count", "3"]) == 0
-    assert main(["shapes", "render", str(tmp_path / "trail"), "--kind", "clips", "--count", "2", "--trail",
-                 "--trail-colour", "shadow"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "shapes",
+                "render",
+                str(tmp_path / "trail"),
+                "--kind",
+                "clips",
+                "--count",
+                "2",
+                "--trail",
+                "--trail-colour",
+                "shadow",
+            ]
+        )
+        == 0
+    )
     truths = [json.loads(line) for line in (tmp_path / "trail" / "ground_truth.jsonl").read_text().splitlines()]
     assert [(truth["trail"], truth["trail_colour"]) for truth in truths] == [(True, "shadow"), (True, "shadow")]
     assert not json.loads((tmp_path / "reference" / "ground_truth.jsonl").read_text().splitlines()[0])["trail"]
@@ -326,11 +361,34 @@ def test_shapes_render_and_eval_commands(tmp_path, capsys):
         write_video(render_clip(spec), videos / f"{index}.gif", settings={"prompt": caption(spec)})
     clip_folder = tiny_clip(tmp_path / "clip", TOKENIZER)
     capsys.readouterr()
-    assert main(["eval", str(videos), "--clip-model", str(clip_folder), "--reference-images",
-                 str(tmp_path / "reference"), "--json", str(tmp_path / "scores.json")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "eval",
+                str(videos),
+                "--clip-model",
+                str(clip_folder),
+                "--reference-images",
+                str(tmp_path / "reference"),
+                "--json",
+                str(tmp_path / "scores.json"),
+            ]
+        )
+        == 0
+    )
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split() == ["video", "text", "motion", "camera", "smooth", "watermark", "style", "clip_text",
-                                "clip_smooth", "clip_domain"]  # fmt: skip
+    assert table[0].split() == [
+        "video",
+        "text",
+        "motion",
+        "camera",
+        "smooth",
+        "watermark",
+        "style",
+        "clip_text",
+        "clip_smooth",
+        "clip_domain",
+    ]
     assert table[-1].startswith("mean") and len(table) == 5
     rows = json.loads((tmp_path / "scores.json").read_text())
     assert all(r["motion"] >= 0.95 and r["camera"] is None for r in rows)

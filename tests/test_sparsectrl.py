@@ -29,8 +29,12 @@ FRAMES, SEED = 6, 11
 def random_sparsectrl(folder, kind: str = "scribble", seed: int = 9, over_frames: bool = True):
     """A SparseCtrl encoder for the tiny base (latent factor 2: one halving for scribbles), all weights random."""
     latent = kind == "rgb"
-    config = SparseCtrlConfig(latent_condition=latent, conditioning_channels=4 if latent else 3,
-                              embedding_channels=(16, 32), norm_over_frames=over_frames)  # fmt: skip
+    config = SparseCtrlConfig(
+        latent_condition=latent,
+        conditioning_channels=4 if latent else 3,
+        embedding_channels=(16, 32),
+        norm_over_frames=over_frames,
+    )
     model = build_sparsectrl(load_base(folder).unet, config)
     torch.manual_seed(seed)
     with torch.no_grad():
@@ -65,25 +69,48 @@ def theirs(models, sparsectrl, tmp_path) -> AnimateDiffSparseControlNetPipeline:
     save_sparsectrl(sparsectrl, tmp_path / "sparsectrl", "diffusers")
     base = load_base(folder)
     pipeline = AnimateDiffSparseControlNetPipeline(
-        vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer, unet=base.unet,
-        motion_adapter=to_motion_adapter(motion_module), scheduler=official_scheduler(),
+        vae=base.vae,
+        text_encoder=base.text_encoder,
+        tokenizer=base.tokenizer,
+        unet=base.unet,
+        motion_adapter=to_motion_adapter(motion_module),
+        scheduler=official_scheduler(),
         controlnet=SparseControlNetModel.from_pretrained(tmp_path / "sparsectrl").eval(),
-    )  # fmt: skip
+    )
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
 
 
 def diffusers_frames(pipeline, indices, scale, **inputs) -> np.ndarray:
-    output = pipeline(prompt="a red circle", negative_prompt="blurry", num_inference_steps=5, num_frames=FRAMES,
-                      generator=torch.Generator("cpu").manual_seed(SEED), output_type="np", guidance_scale=7.5,
-                      controlnet_frame_indices=list(indices), controlnet_conditioning_scale=scale, **SIZE,
-                      **inputs)  # fmt: skip
+    output = pipeline(
+        prompt="a red circle",
+        negative_prompt="blurry",
+        num_inference_steps=5,
+        num_frames=FRAMES,
+        generator=torch.Generator("cpu").manual_seed(SEED),
+        output_type="np",
+        guidance_scale=7.5,
+        controlnet_frame_indices=list(indices),
+        controlnet_conditioning_scale=scale,
+        **SIZE,
+        **inputs,
+    )
     return output.frames[0]
 
 
 def our_frames(pipeline, conditions: Conditions, frames: int = FRAMES, **settings) -> np.ndarray:
-    clip = pipeline.generate("a red circle", negative_prompt="blurry", steps=5, seed=SEED, num_frames=frames,
-                             progress=False, guidance_scale=7.5, conditions=conditions, **SIZE, **settings)  # fmt: skip
+    clip = pipeline.generate(
+        "a red circle",
+        negative_prompt="blurry",
+        steps=5,
+        seed=SEED,
+        num_frames=frames,
+        progress=False,
+        guidance_scale=7.5,
+        conditions=conditions,
+        **SIZE,
+        **settings,
+    )
     return clip.permute(0, 2, 3, 1).numpy()
 
 
@@ -103,9 +130,15 @@ def test_the_encoder_reproduces_diffusers_sparse_controlnet(models, tmp_path, ki
     mask = (torch.rand(1, FRAMES, size, size) > 0.5).float()
     with torch.no_grad():
         residuals = sparsectrl(sample, torch.tensor(500), text, condition, mask, 0.7)
-        down, mid = reference(sample, torch.tensor(500), encoder_hidden_states=text.repeat_interleave(FRAMES, 0),
-                              controlnet_cond=condition[None], conditioning_mask=mask[None], conditioning_scale=0.7,
-                              return_dict=False)  # fmt: skip
+        down, mid = reference(
+            sample,
+            torch.tensor(500),
+            encoder_hidden_states=text.repeat_interleave(FRAMES, 0),
+            controlnet_cond=condition[None],
+            conditioning_mask=mask[None],
+            conditioning_scale=0.7,
+            return_dict=False,
+        )
     assert len(residuals.down) == len(down) == 6  # conv_in, 2 + a downsampler, 2
     for ours_, theirs_ in zip(residuals.down, down, strict=True):
         assert ours_.shape == theirs_.shape and (ours_ - theirs_).abs().max() < 1e-5
@@ -121,8 +154,11 @@ def test_official_and_diffusers_layouts_load_to_the_same_encoder(models, tmp_pat
     unet = load_base(folder).unet
     sparsectrl = random_sparsectrl(folder, "rgb", over_frames=False)
     official = sparsectrl.official_state_dict()
-    assert "down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.0.to_q.weight" \
-        in official and not any("attention_blocks.1" in key for key in official)  # fmt: skip
+    assert (
+        "down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.0.to_q.weight"
+        in official
+        and not any("attention_blocks.1" in key for key in official)
+    )
     assert official["controlnet_cond_embedding.weight"].shape == (32, 5, 3, 3)  # 4 latent channels and the mask
     torch.save({"controlnet": official}, tmp_path / "v3_sd15_sparsectrl_rgb.ckpt")  # as the official release
     save_sparsectrl(sparsectrl, tmp_path / "diffusers.safetensors", "diffusers")
@@ -151,8 +187,12 @@ def test_a_scribble_encoder_is_told_from_its_weights(models, tmp_path):
 def test_scribble_keyframes_reproduce_diffusers_pipeline(models, tmp_path):
     sparsectrl = random_sparsectrl(models[0], "scribble")
     images = scribbles(2)
-    expected = diffusers_frames(theirs(models, sparsectrl, tmp_path), [0, 5], 0.8,
-                                conditioning_frames=[Image.fromarray(image) for image in images])  # fmt: skip
+    expected = diffusers_frames(
+        theirs(models, sparsectrl, tmp_path),
+        [0, 5],
+        0.8,
+        conditioning_frames=[Image.fromarray(image) for image in images],
+    )
     sparse = SparseCtrlInput(sparsectrl, as_tensor(images), (0, -1), FRAMES, scale=0.8)  # -1: the last frame
     frames = our_frames(ours(models), Conditions(sparsectrl=sparse))
     assert np.abs(frames - expected).max() < 1e-4
@@ -199,8 +239,9 @@ def test_context_windows_give_each_window_its_own_keyframes(models):
     sparsectrl = random_sparsectrl(models[0], "scribble", over_frames=False)
     pipeline = ours(models)
     sparse = SparseCtrlInput(sparsectrl, as_tensor(scribbles(1)), (7,), 10)
-    windowed = our_frames(pipeline, Conditions(sparsectrl=sparse), frames=10,
-                          context=ContextSettings(length=6, overlap=2))  # fmt: skip
+    windowed = our_frames(
+        pipeline, Conditions(sparsectrl=sparse), frames=10, context=ContextSettings(length=6, overlap=2)
+    )
     plain = our_frames(pipeline, Conditions(), frames=10, context=ContextSettings(length=6, overlap=2))
     difference = np.abs(windowed - plain).mean(axis=(1, 2, 3))
     assert difference[7] > 1e-3  # the keyframe's own frame changed
@@ -235,9 +276,14 @@ def test_an_encoder_for_another_base_width_is_refused(models, tmp_path):
     save_sparsectrl(sparsectrl, tmp_path / "sc.safetensors")
     from diffusers import UNet2DConditionModel
 
-    other = UNet2DConditionModel(block_out_channels=(64, 64), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
-                                 norm_num_groups=32, sample_size=8)  # fmt: skip
+    other = UNet2DConditionModel(
+        block_out_channels=(64, 64),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32,
+        norm_num_groups=32,
+        sample_size=8,
+    )
     with pytest.raises(ConfigError, match="was made for an image UNet with widths \\(32, 64\\)"):
         load_sparsectrl(tmp_path / "sc.safetensors", other)
 
@@ -289,9 +335,27 @@ def cli_files(tmp_path_factory, models):
 def run_cli(tiny_base, tiny_motion_module_file, *extra) -> int:
     from animatediff.cli import main
 
-    return main(["generate", "a red circle", "--base", str(tiny_base), "--motion-module", str(tiny_motion_module_file),
-                 "--frames", "6", "--steps", "3", "--seed", "4", "--width", "32", "--height", "32",
-                 *map(str, extra)])  # fmt: skip
+    return main(
+        [
+            "generate",
+            "a red circle",
+            "--base",
+            str(tiny_base),
+            "--motion-module",
+            str(tiny_motion_module_file),
+            "--frames",
+            "6",
+            "--steps",
+            "3",
+            "--seed",
+            "4",
+            "--width",
+            "32",
+            "--height",
+            "32",
+            *map(str, extra),
+        ]
+    )
 
 
 def read_frames_folder(folder) -> np.ndarray:
@@ -305,19 +369,55 @@ def test_cli_keyframes_match_the_library_and_are_recorded(tiny_base, tiny_motion
     from animatediff.media import read_image
 
     ckpt = cli_files / "v3_sd15_sparsectrl_rgb.ckpt"
-    assert run_cli(tiny_base, tiny_motion_module_file, "--sparsectrl", f"{ckpt}:0.8", "--control-image",
-                   f"0:{cli_files / 'first.png'}", f"--control-image=-1:{cli_files / 'last.png'}",
-                   "-o", tmp_path / "flags") == 0  # fmt: skip
+    assert (
+        run_cli(
+            tiny_base,
+            tiny_motion_module_file,
+            "--sparsectrl",
+            f"{ckpt}:0.8",
+            "--control-image",
+            f"0:{cli_files / 'first.png'}",
+            f"--control-image=-1:{cli_files / 'last.png'}",
+            "-o",
+            tmp_path / "flags",
+        )
+        == 0
+    )
     pipeline = AnimateDiffPipeline.from_components(load_base(tiny_base), load_motion_module(tiny_motion_module_file))
-    images = torch.stack([as_tensor(read_image(cli_files / name, "", (32, 32), crop_like_official)[None])[0]
-                          for name in ("first.png", "last.png")])  # fmt: skip
+    images = torch.stack(
+        [
+            as_tensor(read_image(cli_files / name, "", (32, 32), crop_like_official)[None])[0]
+            for name in ("first.png", "last.png")
+        ]
+    )
     sparse = SparseCtrlInput(load_sparsectrl(ckpt, pipeline.unet.unet), images, (0, -1), 6, 0.8, encode=True)
-    clip = pipeline("a red circle", num_frames=6, steps=3, seed=4, height=32, width=32, progress=False,
-                    conditions=Conditions(sparsectrl=sparse))  # fmt: skip
+    clip = pipeline(
+        "a red circle",
+        num_frames=6,
+        steps=3,
+        seed=4,
+        height=32,
+        width=32,
+        progress=False,
+        conditions=Conditions(sparsectrl=sparse),
+    )
     assert np.abs(read_frames_folder(tmp_path / "flags") - clip.astype(int)).max() <= 1
-    assert run_cli(tiny_base, tiny_motion_module_file, "--sparsectrl", f"{ckpt}:0.8", "--control-image",
-                   f"0:{cli_files / 'first.png'}", f"--control-image=-1:{cli_files / 'last.png'}",
-                   "--dtype", "bfloat16", "-o", tmp_path / "bf16") == 0  # fmt: skip
+    assert (
+        run_cli(
+            tiny_base,
+            tiny_motion_module_file,
+            "--sparsectrl",
+            f"{ckpt}:0.8",
+            "--control-image",
+            f"0:{cli_files / 'first.png'}",
+            f"--control-image=-1:{cli_files / 'last.png'}",
+            "--dtype",
+            "bfloat16",
+            "-o",
+            tmp_path / "bf16",
+        )
+        == 0
+    )
     assert_bfloat16_close(clip, read_frames_folder(tmp_path / "bf16"))
     settings = json.loads((tmp_path / "flags.json").read_text())
     assert settings["sparsectrl"]["path"] == str(ckpt.resolve()) and settings["sparsectrl"]["scale"] == 0.8
@@ -328,26 +428,67 @@ def test_cli_keyframes_match_the_library_and_are_recorded(tiny_base, tiny_motion
 def test_the_official_prompt_config_runs_unchanged(tiny_base, tiny_motion_module_file, cli_files, tmp_path):
     import yaml
 
-    settings = {"controlnet_additional_kwargs": {"set_noisy_sample_input_to_zero": True,
-                                                 "use_simplified_condition_embedding": True,
-                                                 "conditioning_channels": 4, "use_motion_module": True,
-                                                 "motion_module_resolutions": [1, 2, 4, 8],
-                                                 "motion_module_mid_block": False, "motion_module_type": "Vanilla",
-                                                 "motion_module_kwargs": {"num_attention_heads": 8}}}  # fmt: skip
+    settings = {
+        "controlnet_additional_kwargs": {
+            "set_noisy_sample_input_to_zero": True,
+            "use_simplified_condition_embedding": True,
+            "conditioning_channels": 4,
+            "use_motion_module": True,
+            "motion_module_resolutions": [1, 2, 4, 8],
+            "motion_module_mid_block": False,
+            "motion_module_type": "Vanilla",
+            "motion_module_kwargs": {"num_attention_heads": 8},
+        }
+    }
     (tmp_path / "latent_condition.yaml").write_text(yaml.safe_dump(settings))
-    entry = {"motion_module": str(tiny_motion_module_file), "controlnet_config": "latent_condition.yaml",
-             "controlnet_path": str(cli_files / "v3_sd15_sparsectrl_rgb.ckpt"), "controlnet_image_indexs": [0, -1],
-             "controlnet_images": [str(cli_files / "first.png"), str(cli_files / "last.png")],
-             "H": 32, "W": 32, "L": 6, "seed": [4], "steps": 3, "guidance_scale": 7.5, "prompt": ["a red circle"],
-             "n_prompt": [""]}  # fmt: skip
+    entry = {
+        "motion_module": str(tiny_motion_module_file),
+        "controlnet_config": "latent_condition.yaml",
+        "controlnet_path": str(cli_files / "v3_sd15_sparsectrl_rgb.ckpt"),
+        "controlnet_image_indexs": [0, -1],
+        "controlnet_images": [str(cli_files / "first.png"), str(cli_files / "last.png")],
+        "H": 32,
+        "W": 32,
+        "L": 6,
+        "seed": [4],
+        "steps": 3,
+        "guidance_scale": 7.5,
+        "prompt": ["a red circle"],
+        "n_prompt": [""],
+    }
     (tmp_path / "prompts.yaml").write_text(yaml.safe_dump([entry]))
     from animatediff.cli import main
 
-    assert main(["generate", "--base", str(tiny_base), "--config", str(tmp_path / "prompts.yaml"), "--output-dir",
-                 str(tmp_path / "out"), "--format", "png"]) == 0  # fmt: skip
-    assert run_cli(tiny_base, tiny_motion_module_file, "--sparsectrl", cli_files / "v3_sd15_sparsectrl_rgb.ckpt",
-                   "--control-image", f"0:{cli_files / 'first.png'}", f"--control-image=-1:{cli_files / 'last.png'}",
-                   "-o", tmp_path / "flags") == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "generate",
+                "--base",
+                str(tiny_base),
+                "--config",
+                str(tmp_path / "prompts.yaml"),
+                "--output-dir",
+                str(tmp_path / "out"),
+                "--format",
+                "png",
+            ]
+        )
+        == 0
+    )
+    assert (
+        run_cli(
+            tiny_base,
+            tiny_motion_module_file,
+            "--sparsectrl",
+            cli_files / "v3_sd15_sparsectrl_rgb.ckpt",
+            "--control-image",
+            f"0:{cli_files / 'first.png'}",
+            f"--control-image=-1:{cli_files / 'last.png'}",
+            "-o",
+            tmp_path / "flags",
+        )
+        == 0
+    )
     (made,) = [path for path in (tmp_path / "out").iterdir() if path.is_dir()]
     assert np.array_equal(read_frames_folder(made), read_frames_folder(tmp_path / "flags"))
 
@@ -358,12 +499,33 @@ def test_control_latents_replace_the_encoding(tiny_base, tiny_motion_module_file
     latents = np.random.default_rng(3).standard_normal((2, 4, 16, 16)).astype(np.float32)
     np.save(tmp_path / "latents.npy", latents)
     ckpt = cli_files / "v3_sd15_sparsectrl_rgb.ckpt"
-    assert run_cli(tiny_base, tiny_motion_module_file, "--sparsectrl", ckpt, "--control-latents",
-                   tmp_path / "latents.npy", "--control-frames", "0,5", "-o", tmp_path / "lat") == 0  # fmt: skip
+    assert (
+        run_cli(
+            tiny_base,
+            tiny_motion_module_file,
+            "--sparsectrl",
+            ckpt,
+            "--control-latents",
+            tmp_path / "latents.npy",
+            "--control-frames",
+            "0,5",
+            "-o",
+            tmp_path / "lat",
+        )
+        == 0
+    )
     pipeline = AnimateDiffPipeline.from_components(load_base(tiny_base), load_motion_module(tiny_motion_module_file))
     sparse = SparseCtrlInput(load_sparsectrl(ckpt, pipeline.unet.unet), torch.from_numpy(latents), (0, 5), 6)
-    clip = pipeline("a red circle", num_frames=6, steps=3, seed=4, height=32, width=32, progress=False,
-                    conditions=Conditions(sparsectrl=sparse))  # fmt: skip
+    clip = pipeline(
+        "a red circle",
+        num_frames=6,
+        steps=3,
+        seed=4,
+        height=32,
+        width=32,
+        progress=False,
+        conditions=Conditions(sparsectrl=sparse),
+    )
     assert np.abs(read_frames_folder(tmp_path / "lat") - clip.astype(int)).max() <= 1
 
 
@@ -384,8 +546,9 @@ def test_control_latents_replace_the_encoding(tiny_base, tiny_motion_module_file
         (["--sparsectrl", "rgb.ckpt", "--control-image", "first.png"], "expected FRAME:PATH with a whole-number"),
     ],
 )
-def test_bad_sparsectrl_inputs_exit_2_naming_the_value(tiny_base, tiny_motion_module_file, cli_files, tmp_path,
-                                                       monkeypatch, capsys, extra, message):  # fmt: skip
+def test_bad_sparsectrl_inputs_exit_2_naming_the_value(
+    tiny_base, tiny_motion_module_file, cli_files, tmp_path, monkeypatch, capsys, extra, message
+):
     from diffusers import ControlNetModel, UNet2DConditionModel
 
     monkeypatch.chdir(tmp_path)
@@ -400,9 +563,14 @@ def test_bad_sparsectrl_inputs_exit_2_naming_the_value(tiny_base, tiny_motion_mo
         save_state_dict({k: v.contiguous() for k, v in controlnet.state_dict().items()}, tmp_path / "cn.safetensors")
     save_state_dict({"lora_unet_down.lora_down.weight": torch.zeros(4, 8)}, tmp_path / "lora.safetensors")
     if "wide.safetensors" in extra:
-        wide = UNet2DConditionModel(block_out_channels=(64, 64), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-                                    down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), cross_attention_dim=32,
-                                    norm_num_groups=32, sample_size=8)  # fmt: skip
+        wide = UNet2DConditionModel(
+            block_out_channels=(64, 64),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            cross_attention_dim=32,
+            norm_num_groups=32,
+            sample_size=8,
+        )
         save_sparsectrl(build_sparsectrl(wide, SparseCtrlConfig()), tmp_path / "wide.safetensors")
     assert run_cli(tiny_base, tiny_motion_module_file, *extra, "-o", "x.gif") == 2
     assert message in capsys.readouterr().err

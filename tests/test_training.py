@@ -110,16 +110,31 @@ def test_motion_module_stage_trains_only_the_motion_module(tmp_path, tiny_base, 
 
 def test_trained_motion_module_loads_in_generate_and_changes_frames(tmp_path, tiny_base, videos):
     run = train(load_train_config(write_config(tmp_path, tiny_base, videos, "motion_module")))
-    common = ["generate", "a square", "--base", str(tiny_base), "--frames", "4", "--width", "16", "--height", "16",
-              "--steps", "2", "--seed", "1"]  # fmt: skip
+    common = [
+        "generate",
+        "a square",
+        "--base",
+        str(tiny_base),
+        "--frames",
+        "4",
+        "--width",
+        "16",
+        "--height",
+        "16",
+        "--steps",
+        "2",
+        "--seed",
+        "1",
+    ]
     assert main([*common, "--motion-module", str(run.result), "-o", str(tmp_path / "with")]) == 0
     assert main([*common, "--motion-module", "none", "-o", str(tmp_path / "without")]) == 0
     assert np.abs(read_video(tmp_path / "with").astype(int) - read_video(tmp_path / "without")).max() > 0
 
 
 def test_motion_lora_stage_trains_only_the_lora(tmp_path, tiny_base, videos, tiny_motion_module_file):
-    config = write_config(tmp_path, tiny_base, videos, "motion_lora", motion_module=str(tiny_motion_module_file),
-                          lora_rank=2)  # fmt: skip
+    config = write_config(
+        tmp_path, tiny_base, videos, "motion_lora", motion_module=str(tiny_motion_module_file), lora_rank=2
+    )
     run = train(load_train_config(config))
     assert_unchanged(run.stage.model.video_unet.motion_module, load_motion_module(tiny_motion_module_file))
     assert_unchanged(run.stage.components.unet, load_base(tiny_base).unet, skip=())
@@ -130,8 +145,9 @@ def test_motion_lora_stage_trains_only_the_lora(tmp_path, tiny_base, videos, tin
 
 
 def test_controlnet_stage_trains_only_the_controlnet_on_edges_and_generate_takes_it(tmp_path, tiny_base, videos):
-    config = write_config(tmp_path, tiny_base, videos, "controlnet", data={"frames": 1},
-                          train={"steps": 4, "learning_rate": 1e-2})  # fmt: skip
+    config = write_config(
+        tmp_path, tiny_base, videos, "controlnet", data={"frames": 1}, train={"steps": 4, "learning_rate": 1e-2}
+    )
     run = train(load_train_config(config))
     base = load_base(tiny_base)
     for name in ("unet", "vae", "text_encoder"):
@@ -140,10 +156,42 @@ def test_controlnet_stage_trains_only_the_controlnet_on_edges_and_generate_takes
     zero_convolutions = [v for k, v in saved.items() if k.startswith(("controlnet_down_blocks", "controlnet_mid"))]
     assert zero_convolutions and max(v.abs().max() for v in zero_convolutions) > 0  # they started at zero
     edges = tmp_path / "edges"
-    assert main(["preprocess", "canny", str(videos / "0.mp4"), "-o", str(edges), "--frames", "4", "--width", "16",
-                 "--height", "16"]) == 0  # fmt: skip
-    common = ["generate", "a square", "--base", str(tiny_base), "--frames", "4", "--width", "16", "--height", "16",
-              "--steps", "2", "--seed", "1", "--motion-module", "none"]  # fmt: skip
+    assert (
+        main(
+            [
+                "preprocess",
+                "canny",
+                str(videos / "0.mp4"),
+                "-o",
+                str(edges),
+                "--frames",
+                "4",
+                "--width",
+                "16",
+                "--height",
+                "16",
+            ]
+        )
+        == 0
+    )
+    common = [
+        "generate",
+        "a square",
+        "--base",
+        str(tiny_base),
+        "--frames",
+        "4",
+        "--width",
+        "16",
+        "--height",
+        "16",
+        "--steps",
+        "2",
+        "--seed",
+        "1",
+        "--motion-module",
+        "none",
+    ]
     controlled = ["--controlnet", str(run.result), "--control-video", str(edges)]
     assert main([*common, *controlled, "-o", str(tmp_path / "a")]) == 0
     assert main([*common, "-o", str(tmp_path / "b")]) == 0
@@ -153,8 +201,15 @@ def test_controlnet_stage_trains_only_the_controlnet_on_edges_and_generate_takes
 def test_distill_stage_trains_the_student_alone_and_generate_runs_it_as_its_family(
     tmp_path, tiny_base, videos, tiny_motion_module_file
 ):
-    config = write_config(tmp_path, tiny_base, videos, "distill", motion_module=str(tiny_motion_module_file),
-                          lora_rank=2, train={"steps": 3, "solver_steps": 10, "teacher_guidance": 3.0})  # fmt: skip
+    config = write_config(
+        tmp_path,
+        tiny_base,
+        videos,
+        "distill",
+        motion_module=str(tiny_motion_module_file),
+        lora_rank=2,
+        train={"steps": 3, "solver_steps": 10, "teacher_guidance": 3.0},
+    )
     run = train(load_train_config(config))
     stage = run.stage
     assert_unchanged(stage.model.teacher.motion_module, load_motion_module(tiny_motion_module_file))
@@ -166,9 +221,29 @@ def test_distill_stage_trains_the_student_alone_and_generate_runs_it_as_its_fami
     lora = load_file(run.result / "image_lora.safetensors")
     assert lora and max(v.abs().max() for k, v in lora.items() if "lora_B" in k) > 0  # B started at zero
     output = tmp_path / "fast"
-    assert main(["generate", "a square", "--base", str(tiny_base), "--frames", "4", "--width", "16", "--height",
-                 "16", "--seed", "1", "--motion-module", str(run.result / "motion_module.safetensors"),
-                 "-o", str(output)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "generate",
+                "a square",
+                "--base",
+                str(tiny_base),
+                "--frames",
+                "4",
+                "--width",
+                "16",
+                "--height",
+                "16",
+                "--seed",
+                "1",
+                "--motion-module",
+                str(run.result / "motion_module.safetensors"),
+                "-o",
+                str(output),
+            ]
+        )
+        == 0
+    )
     settings = json.loads((tmp_path / "fast.json").read_text())
     assert settings["family"] == {"name": "distilled", "decided_by": "metadata: animatediff.family = distilled"}
     assert (settings["steps"], settings["guidance_scale"], settings["scheduler"]["name"]) == (4, 1.0, "lcm")
@@ -178,8 +253,15 @@ def test_distill_stage_trains_the_student_alone_and_generate_runs_it_as_its_fami
 def test_a_distill_run_cut_after_its_first_checkpoint_resumes_to_the_same_student(
     tmp_path, tiny_base, videos, tiny_motion_module_file
 ):
-    config = write_config(tmp_path, tiny_base, videos, "distill", motion_module=str(tiny_motion_module_file),
-                          lora_rank=2, train={"steps": 4, "checkpoint_every": 2, "solver_steps": 10})  # fmt: skip
+    config = write_config(
+        tmp_path,
+        tiny_base,
+        videos,
+        "distill",
+        motion_module=str(tiny_motion_module_file),
+        lora_rank=2,
+        train={"steps": 4, "checkpoint_every": 2, "solver_steps": 10},
+    )
     run = train(load_train_config(config))
     reference = {name: load_file(run.result / name) for name in ("motion_module.safetensors", "image_lora.safetensors")}
     shutil.rmtree(run.result)  # as if the run had been killed after its step-2 checkpoint
@@ -194,8 +276,14 @@ def test_a_distill_run_cut_after_its_first_checkpoint_resumes_to_the_same_studen
 def test_sparsectrl_stage_trains_the_encoder_alone_resumes_and_generate_takes_it(
     tmp_path, tiny_base, videos, tiny_motion_module_file
 ):
-    config = write_config(tmp_path, tiny_base, videos, "sparsectrl", motion_module=str(tiny_motion_module_file),
-                          train={"steps": 4, "checkpoint_every": 2, "learning_rate": 1e-2})  # fmt: skip
+    config = write_config(
+        tmp_path,
+        tiny_base,
+        videos,
+        "sparsectrl",
+        motion_module=str(tiny_motion_module_file),
+        train={"steps": 4, "checkpoint_every": 2, "learning_rate": 1e-2},
+    )
     run = train(load_train_config(config))
     assert_unchanged(run.stage.model.video_unet.motion_module, load_motion_module(tiny_motion_module_file))
     for name in ("unet", "vae", "text_encoder"):
@@ -210,8 +298,24 @@ def test_sparsectrl_stage_trains_the_encoder_alone_resumes_and_generate_takes_it
     assert resumed.steps == 2 and all(torch.equal(load_file(resumed.result)[k], v) for k, v in saved.items())
     frame = tmp_path / "first.png"
     Image.fromarray(moving_square(0)[0]).resize((16, 16)).save(frame)
-    common = ["generate", "a square", "--base", str(tiny_base), "--frames", "4", "--width", "16", "--height", "16",
-              "--steps", "2", "--seed", "1", "--motion-module", str(tiny_motion_module_file)]  # fmt: skip
+    common = [
+        "generate",
+        "a square",
+        "--base",
+        str(tiny_base),
+        "--frames",
+        "4",
+        "--width",
+        "16",
+        "--height",
+        "16",
+        "--steps",
+        "2",
+        "--seed",
+        "1",
+        "--motion-module",
+        str(tiny_motion_module_file),
+    ]
     keyframe = ["--sparsectrl", str(run.result), "--control-image", f"0:{frame}"]
     assert main([*common, *keyframe, "-o", str(tmp_path / "a")]) == 0
     assert main([*common, "-o", str(tmp_path / "b")]) == 0
@@ -290,8 +394,9 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, tiny_base, videos):
     interrupted = write_config(tmp_path, tiny_base, videos, "motion_module", name="interrupted", train=steps)
     command = [sys.executable, "-m", "animatediff", "train"]
     subprocess.run([*command, str(reference)], check=True, capture_output=True, env=SINGLE_THREAD)
-    process = subprocess.Popen([*command, str(interrupted)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env=SINGLE_THREAD)  # fmt: skip
+    process = subprocess.Popen(
+        [*command, str(interrupted)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=SINGLE_THREAD
+    )
     checkpoints = tmp_path / "interrupted" / "checkpoints"
     deadline = time.time() + 120
     while not (checkpoints / "step-0000004").exists() and time.time() < deadline and process.poll() is None:
@@ -317,13 +422,27 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, tiny_base, videos):
 def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path, tiny_base, videos):
     single = write_config(tmp_path, tiny_base, videos, "motion_module", name="single", train={"batch_size": 2})
     parallel = write_config(tmp_path, tiny_base, videos, "motion_module", name="parallel", train={"batch_size": 1})
-    subprocess.run([sys.executable, "-m", "animatediff", "train", str(single)], check=True, capture_output=True,
-                   env=SINGLE_THREAD)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "animatediff", "train", str(single)], check=True, capture_output=True, env=SINGLE_THREAD
+    )
     launched = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "animatediff", "train", str(parallel)],
-        capture_output=True, text=True, env=SINGLE_THREAD, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "animatediff",
+            "train",
+            str(parallel),
+        ],
+        capture_output=True,
+        text=True,
+        env=SINGLE_THREAD,
+        check=False,
+    )
     assert launched.returncode == 0, launched.stderr[-2000:]
     assert "trained weights identical on all 2 processes" in launched.stderr
     one, two = (
@@ -385,19 +504,30 @@ def test_shapes_world_datasets_feed_the_stages(tmp_path, tiny_base):
         tmp_path / "images", DatasetSpec(kind="images", count=4, seed=1, size=32)
     )  # the text-to-image domain, PNG files
     render_dataset(tmp_path / "clips", DatasetSpec(kind="clips", count=4, seed=2, size=32, frames=8, layout="webvid"))
-    images = write_config(tmp_path, tiny_base, tmp_path / "images", "image_finetune",
-                          data={"frames": 1, "size": 16}, train={"steps": 1})  # fmt: skip
-    clips = write_config(tmp_path, tiny_base, tmp_path / "clips", "motion_module", train={"steps": 1},
-                         data={"format": "webvid", "csv": str(tmp_path / "clips" / "results.csv"),
-                               "path": str(tmp_path / "clips" / "videos")})  # fmt: skip
+    images = write_config(
+        tmp_path, tiny_base, tmp_path / "images", "image_finetune", data={"frames": 1, "size": 16}, train={"steps": 1}
+    )
+    clips = write_config(
+        tmp_path,
+        tiny_base,
+        tmp_path / "clips",
+        "motion_module",
+        train={"steps": 1},
+        data={
+            "format": "webvid",
+            "csv": str(tmp_path / "clips" / "results.csv"),
+            "path": str(tmp_path / "clips" / "videos"),
+        },
+    )
     for config in (images, clips):
         run = train(load_train_config(config))
         assert run.result.exists() and run.skipped == []
 
 
 def test_image_lora_stage_saves_a_lora_that_generate_takes(tmp_path, tiny_base, videos, tiny_motion_module_file):
-    run = train(load_train_config(write_config(tmp_path, tiny_base, videos, "image_lora", lora_rank=4,
-                                               train={"steps": 2})))  # fmt: skip
+    run = train(
+        load_train_config(write_config(tmp_path, tiny_base, videos, "image_lora", lora_rank=4, train={"steps": 2}))
+    )
     saved = load_file(run.result)
     assert all(k.startswith("unet.") and (".lora_A." in k or ".lora_B." in k) for k in saved)
     base = load_base(tiny_base)
@@ -409,8 +539,24 @@ def test_image_lora_stage_saves_a_lora_that_generate_takes(tmp_path, tiny_base, 
     update = saved[f"unet.{layer_name}.lora_B.weight"] @ saved[f"unet.{layer_name}.lora_A.weight"]
     assert update.abs().max() > 0
     torch.testing.assert_close(base.unet.get_submodule(layer_name).weight.detach(), before + 0.5 * update)
-    common = ["generate", "a cat", "--base", str(tiny_base), "--motion-module", str(tiny_motion_module_file),
-              "--frames", "2", "--width", "16", "--height", "16", "--steps", "1", "--seed", "1"]  # fmt: skip
+    common = [
+        "generate",
+        "a cat",
+        "--base",
+        str(tiny_base),
+        "--motion-module",
+        str(tiny_motion_module_file),
+        "--frames",
+        "2",
+        "--width",
+        "16",
+        "--height",
+        "16",
+        "--steps",
+        "1",
+        "--seed",
+        "1",
+    ]
     assert main([*common, "--lora", f"{run.result}:1.0", "-o", str(tmp_path / "styled.gif")]) == 0
 
 
@@ -440,15 +586,20 @@ def lora_update(result) -> dict[str, torch.Tensor]:
     return {key: saved[key] @ saved[key.replace("lora_B", "lora_A")] for key in saved if ".lora_B." in key}
 
 
-def test_prior_preservation_weight_zero_trains_like_none_and_weight_one_differs(tmp_path, tiny_base, videos,
-                                                                               class_images):  # fmt: skip
+def test_prior_preservation_weight_zero_trains_like_none_and_weight_one_differs(
+    tmp_path, tiny_base, videos, class_images
+):
     prior = {"format": "jsonl", "path": str(class_images)}
     runs = {}
-    for name, extra in [("none", {}), ("zero", {"prior_data": prior, "train": {"prior_loss_weight": 0.0}}),
-                        ("one", {"prior_data": prior, "train": {"prior_loss_weight": 1.0}})]:  # fmt: skip
+    for name, extra in [
+        ("none", {}),
+        ("zero", {"prior_data": prior, "train": {"prior_loss_weight": 0.0}}),
+        ("one", {"prior_data": prior, "train": {"prior_loss_weight": 1.0}}),
+    ]:
         extra = {**extra, "train": {"steps": 3, **extra.get("train", {})}, "data": STILLS}
-        config = load_train_config(write_config(tmp_path, tiny_base, videos, "image_lora", name=name, lora_rank=4,
-                                                **extra))  # fmt: skip
+        config = load_train_config(
+            write_config(tmp_path, tiny_base, videos, "image_lora", name=name, lora_rank=4, **extra)
+        )
         runs[name] = lora_update(train(config).result)
     change = sum(float((update**2).sum()) for update in runs["none"].values()) ** 0.5
     difference = {
@@ -463,13 +614,34 @@ def test_prior_preservation_weight_zero_trains_like_none_and_weight_one_differs(
 def test_prior_preservation_resumes_to_the_same_weights(tmp_path, tiny_base, videos, class_images):
     prior = {"format": "jsonl", "path": str(class_images)}
     settings = {"steps": 4, "checkpoint_every": 2, "keep_checkpoints": 5}
-    whole = train(load_train_config(write_config(tmp_path, tiny_base, videos, "image_finetune", name="whole",
-                                                 prior_data=prior, train=settings, data=STILLS)))  # fmt: skip
-    halves = write_config(tmp_path, tiny_base, videos, "image_finetune", name="halves", prior_data=prior,
-                          train={**settings, "steps": 2}, data=STILLS)  # fmt: skip
+    whole = train(
+        load_train_config(
+            write_config(
+                tmp_path,
+                tiny_base,
+                videos,
+                "image_finetune",
+                name="whole",
+                prior_data=prior,
+                train=settings,
+                data=STILLS,
+            )
+        )
+    )
+    halves = write_config(
+        tmp_path,
+        tiny_base,
+        videos,
+        "image_finetune",
+        name="halves",
+        prior_data=prior,
+        train={**settings, "steps": 2},
+        data=STILLS,
+    )
     train(load_train_config(halves))
-    halves = write_config(tmp_path, tiny_base, videos, "image_finetune", name="halves", prior_data=prior,
-                          train=settings, data=STILLS)  # fmt: skip
+    halves = write_config(
+        tmp_path, tiny_base, videos, "image_finetune", name="halves", prior_data=prior, train=settings, data=STILLS
+    )
     resumed = train(load_train_config(halves), resume=True)
     assert resumed.steps == 2
     expected = load_file(whole.result / "diffusion_pytorch_model.safetensors")
@@ -481,11 +653,14 @@ def test_prior_preservation_resumes_to_the_same_weights(tmp_path, tiny_base, vid
     ("stage", "change", "message"),
     [
         ("motion_module", {}, "'prior_data': only the image_finetune and image_lora stages take it; this is motion"),
-        ("image_lora", {"prior_data": {"format": "jsonl", "path": "/nonexistent"}},
-         "'prior_data.path': /nonexistent does not exist"),
+        (
+            "image_lora",
+            {"prior_data": {"format": "jsonl", "path": "/nonexistent"}},
+            "'prior_data.path': /nonexistent does not exist",
+        ),
         ("image_lora", {"train": {"prior_loss_weight": -1.0}}, "'train.prior_loss_weight' must be at least 0"),
     ],
-)  # fmt: skip
+)
 def test_prior_data_errors_name_the_field(tmp_path, tiny_base, videos, class_images, stage, change, message):
     change = {"prior_data": {"format": "jsonl", "path": str(class_images)}, **change}
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -43,8 +43,15 @@ from animatediff.settings import (
 )
 
 DTYPES = ("float32", "float16", "bfloat16")
-SAMPLE_FLAGS = {"steps": "steps", "guidance_scale": "guidance_scale", "frames": "frames", "width": "width",
-                "height": "height", "seed": "seed", "negative_prompt": "negative_prompt"}  # fmt: skip
+SAMPLE_FLAGS = {
+    "steps": "steps",
+    "guidance_scale": "guidance_scale",
+    "frames": "frames",
+    "width": "width",
+    "height": "height",
+    "seed": "seed",
+    "negative_prompt": "negative_prompt",
+}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -201,26 +208,45 @@ def _generate_parser(commands) -> None:
         "--motion-module",
         help="motion module file or MotionAdapter folder, or 'none' (default with the embedded base: 'shapes-motion')",
     )
-    models.add_argument("--family", choices=list(FAMILIES),
-                        help="the motion module's release, for its sampling preset and how it runs (default: "
-                             "decided from its weights, metadata or file name; README, 'Model families')")  # fmt: skip
+    models.add_argument(
+        "--family",
+        choices=list(FAMILIES),
+        help="the motion module's release, for its sampling preset and how it runs (default: "
+        "decided from its weights, metadata or file name; README, 'Model families')",
+    )
     models.add_argument(
         "--motion-module-version", choices=list(FAMILIES), dest="family", help=argparse.SUPPRESS
     )  # the earlier name of --family
-    models.add_argument("--motion-lora", type=path_and_scale, action="append", default=[], metavar="PATH[:SCALE]",
-                        help="MotionLoRA, repeatable (they compose by weighted sum)")  # fmt: skip
+    models.add_argument(
+        "--motion-lora",
+        type=path_and_scale,
+        action="append",
+        default=[],
+        metavar="PATH[:SCALE]",
+        help="MotionLoRA, repeatable (they compose by weighted sum)",
+    )
     models.add_argument("--domain-adapter", help="domain adapter LoRA (e.g. v3_sd15_adapter.ckpt)")
-    models.add_argument("--domain-adapter-scale", type=finite_number, default=1.0, metavar="A",
-                        help="the domain adapter's α (0 removes it)")  # fmt: skip
+    models.add_argument(
+        "--domain-adapter-scale",
+        type=finite_number,
+        default=1.0,
+        metavar="A",
+        help="the domain adapter's α (0 removes it)",
+    )
     sampling = parser.add_argument_group("sampling (with --config: each one given overrides every entry's value)")
     sampling.add_argument("--negative-prompt", help="what to steer away from (default: nothing)")
     sampling.add_argument("--frames", type=whole_number, help="clip length in frames (default: 16)")
     sampling.add_argument("--width", type=whole_number, help="default: the image model's own size (512 for SD1.5)")
     sampling.add_argument("--height", type=whole_number, help="default: the image model's own size")
-    sampling.add_argument("--steps", type=whole_number,
-                          help=f"denoising steps (default: the family's; {DEFAULT.steps} for v1-v3)")  # fmt: skip
-    sampling.add_argument("--scheduler", choices=list(SCHEDULERS), help="the sampler, on the release's own noise "
-                          "schedule (default: the family's; ddim, the official settings, for v1-v3)")  # fmt: skip
+    sampling.add_argument(
+        "--steps", type=whole_number, help=f"denoising steps (default: the family's; {DEFAULT.steps} for v1-v3)"
+    )
+    sampling.add_argument(
+        "--scheduler",
+        choices=list(SCHEDULERS),
+        help="the sampler, on the release's own noise "
+        "schedule (default: the family's; ddim, the official settings, for v1-v3)",
+    )
     sampling.add_argument(
         "--guidance-scale",
         type=finite_number,
@@ -232,14 +258,22 @@ def _generate_parser(commands) -> None:
     _time_arguments(parser)
     _control_arguments(parser)
     output = parser.add_argument_group("output")
-    output.add_argument("--output", "-o", type=Path,
-                        help="output file; its extension picks the format (.gif .mp4 .webm .webp; none: a folder "
-                        "of PNG frames) (default: outputs/PROMPT-SEED.gif)")  # fmt: skip
-    output.add_argument("--output-dir", type=Path, help="folder for --config runs, one output per sample "
-                        "(default: outputs/CONFIG-NAME)")  # fmt: skip
+    output.add_argument(
+        "--output",
+        "-o",
+        type=Path,
+        help="output file; its extension picks the format (.gif .mp4 .webm .webp; none: a folder "
+        "of PNG frames) (default: outputs/PROMPT-SEED.gif)",
+    )
+    output.add_argument(
+        "--output-dir", type=Path, help="folder for --config runs, one output per sample (default: outputs/CONFIG-NAME)"
+    )
     output.add_argument("--format", choices=FORMATS, default="gif", help="format of --output-dir outputs")
-    output.add_argument("--fps", type=positive_number, help="frames per second of the video (default: 8; with "
-                        "--init-video, the input's own rate over --stride)")  # fmt: skip
+    output.add_argument(
+        "--fps",
+        type=positive_number,
+        help="frames per second of the video (default: 8; with --init-video, the input's own rate over --stride)",
+    )
     runtime = parser.add_argument_group("runtime")
     runtime.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 … (auto: cuda if present)")
     runtime.add_argument(
@@ -266,24 +300,47 @@ def _time_arguments(parser: argparse.ArgumentParser) -> None:
     )
     time.add_argument("--context-length", type=whole_number, help="frames per context window (default: 16)")
     time.add_argument("--context-overlap", type=count, help="frames shared by neighbouring windows (default: 4)")
-    time.add_argument("--context-schedule", choices=get_args(Schedule),
-                      help="uniform: windows side by side; looped: windows wrapping around the end "
-                      "(default: uniform)")  # fmt: skip
-    time.add_argument("--context-fuse", choices=get_args(Fuse), help="how overlapping windows are averaged "
-                      "(default: pyramid)")  # fmt: skip
-    time.add_argument("--context-scope", choices=get_args(Scope), help="unet: every layer sees one window; motion: "
-                      "only the motion modules are windowed, as diffusers' FreeNoise (default: unet)")  # fmt: skip
-    time.add_argument("--noise-shuffle", action="store_true",
-                      help="FreeNoise: later windows start from a shuffle of the first window's noise")  # fmt: skip
+    time.add_argument(
+        "--context-schedule",
+        choices=get_args(Schedule),
+        help="uniform: windows side by side; looped: windows wrapping around the end (default: uniform)",
+    )
+    time.add_argument(
+        "--context-fuse", choices=get_args(Fuse), help="how overlapping windows are averaged (default: pyramid)"
+    )
+    time.add_argument(
+        "--context-scope",
+        choices=get_args(Scope),
+        help="unet: every layer sees one window; motion: "
+        "only the motion modules are windowed, as diffusers' FreeNoise (default: unet)",
+    )
+    time.add_argument(
+        "--noise-shuffle",
+        action="store_true",
+        help="FreeNoise: later windows start from a shuffle of the first window's noise",
+    )
     time.add_argument("--loop", action="store_true", help="a closed loop: the last frame flows into the first")
-    time.add_argument("--free-init", type=iterations, metavar="N",
-                      help=f"FreeInit: sample N times (1-{MAX_FREE_INIT}), each from the last result's low "
-                      "frequencies")  # fmt: skip
-    time.add_argument("--prompt-at", type=keyframe, action="append", default=[], metavar="FRAME:TEXT",
-                      help="prompt travel: the prompt from this frame on (repeatable; negative frames count from "
-                      "the end; PROMPT is frame 0's unless 0: is given)")  # fmt: skip
-    time.add_argument("--prompt-interpolation", choices=get_args(Interpolation), default="linear",
-                      help="how text states change between keyframes")  # fmt: skip
+    time.add_argument(
+        "--free-init",
+        type=iterations,
+        metavar="N",
+        help=f"FreeInit: sample N times (1-{MAX_FREE_INIT}), each from the last result's low frequencies",
+    )
+    time.add_argument(
+        "--prompt-at",
+        type=keyframe,
+        action="append",
+        default=[],
+        metavar="FRAME:TEXT",
+        help="prompt travel: the prompt from this frame on (repeatable; negative frames count from "
+        "the end; PROMPT is frame 0's unless 0: is given)",
+    )
+    time.add_argument(
+        "--prompt-interpolation",
+        choices=get_args(Interpolation),
+        default="linear",
+        help="how text states change between keyframes",
+    )
 
 
 def _control_arguments(parser: argparse.ArgumentParser) -> None:
@@ -294,73 +351,141 @@ def _control_arguments(parser: argparse.ArgumentParser) -> None:
         "centre-cropped; frames taken from the first",
     )
     control.add_argument("--init-video", help="restyle this video: its frames are noised to --strength and denoised")
-    control.add_argument("--strength", type=finite_number, help="how much of the init video is redrawn, in (0, 1] "
-                         "(default: 0.6; 1: all of it)")  # fmt: skip
-    control.add_argument("--stride", type=whole_number, help="take every n-th frame of the init and control videos "
-                         "(default: 1)")  # fmt: skip
-    control.add_argument("--controlnet", type=path_and_scale, action="append", default=[], metavar="PATH[:SCALE]",
-                         help="an SD1.5 ControlNet (diffusers folder or single file), repeatable; each takes the "
-                         "--control-video in the same place")  # fmt: skip
-    control.add_argument("--control-video", action="append", default=[], metavar="PATH",
-                         help="control frames (edges, pose, depth …) for the ControlNet in the same place")  # fmt: skip
-    control.add_argument("--control-start", type=finite_number, help="fraction of the steps before the ControlNets "
-                         "act (default: 0)")  # fmt: skip
-    control.add_argument("--control-end", type=finite_number, help="fraction of the steps after which they stop "
-                         "(default: 1)")  # fmt: skip
+    control.add_argument(
+        "--strength",
+        type=finite_number,
+        help="how much of the init video is redrawn, in (0, 1] (default: 0.6; 1: all of it)",
+    )
+    control.add_argument(
+        "--stride", type=whole_number, help="take every n-th frame of the init and control videos (default: 1)"
+    )
+    control.add_argument(
+        "--controlnet",
+        type=path_and_scale,
+        action="append",
+        default=[],
+        metavar="PATH[:SCALE]",
+        help="an SD1.5 ControlNet (diffusers folder or single file), repeatable; each takes the "
+        "--control-video in the same place",
+    )
+    control.add_argument(
+        "--control-video",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="control frames (edges, pose, depth …) for the ControlNet in the same place",
+    )
+    control.add_argument(
+        "--control-start", type=finite_number, help="fraction of the steps before the ControlNets act (default: 0)"
+    )
+    control.add_argument(
+        "--control-end", type=finite_number, help="fraction of the steps after which they stop (default: 1)"
+    )
     control.add_argument("--guess-mode", action="store_true", help="ControlNets see no text (the conditional half)")
-    control.add_argument("--ip-adapter", type=path_and_scale, metavar="PATH[:SCALE]",
-                         help="an SD1.5 IP-Adapter (.safetensors or .bin) steered by --ip-image")  # fmt: skip
+    control.add_argument(
+        "--ip-adapter",
+        type=path_and_scale,
+        metavar="PATH[:SCALE]",
+        help="an SD1.5 IP-Adapter (.safetensors or .bin) steered by --ip-image",
+    )
     control.add_argument("--ip-image", help="the image prompt of --ip-adapter")
-    control.add_argument("--image-encoder", help="CLIP vision model folder for --ip-adapter (default: image_encoder/ "
-                         "beside the IP-Adapter file)")  # fmt: skip
-    control.add_argument("--init-image", help="start the clip from this image (any motion module): blended into "
-                         "each frame's starting latents, less each frame, then noised to --init-strength")  # fmt: skip
-    control.add_argument("--init-strength", type=finite_number, help="how much of the blend is redrawn, in (0, 1] "
-                         "(default: 0.75)")  # fmt: skip
-    control.add_argument("--init-falloff", type=finite_number, metavar="FRAMES", help="the image's weight falls "
-                         "from 1 to 0 over this many frames (default: 32)")  # fmt: skip
+    control.add_argument(
+        "--image-encoder",
+        help="CLIP vision model folder for --ip-adapter (default: image_encoder/ beside the IP-Adapter file)",
+    )
+    control.add_argument(
+        "--init-image",
+        help="start the clip from this image (any motion module): blended into "
+        "each frame's starting latents, less each frame, then noised to --init-strength",
+    )
+    control.add_argument(
+        "--init-strength", type=finite_number, help="how much of the blend is redrawn, in (0, 1] (default: 0.75)"
+    )
+    control.add_argument(
+        "--init-falloff",
+        type=finite_number,
+        metavar="FRAMES",
+        help="the image's weight falls from 1 to 0 over this many frames (default: 32)",
+    )
     control.add_argument("--last-image", help="end the clip on this image, blended in the same way from the end")
-    control.add_argument("--sparsectrl", type=path_and_scale, metavar="PATH[:SCALE]",
-                         help="a SparseCtrl encoder (RGB or scribble; official .ckpt/.safetensors or diffusers "
-                         "folder) steered by keyframes")  # fmt: skip
-    control.add_argument("--control-image", type=frame_and_path, action="append", default=[], metavar="FRAME:PATH",
-                         help="a SparseCtrl keyframe: the image (scribbles: white lines on black) at FRAME (negative: "
-                         "from the end, as --control-image=-1:PATH), repeatable; cropped to the clip's aspect ratio "
-                         "and resized")  # fmt: skip
-    control.add_argument("--control-latents", metavar="FILE.npy", help="precomputed RGB keyframe latents, (keyframes, "
-                         "4, h, w) scaled by the VAE's scaling factor, instead of --control-image")  # fmt: skip
-    control.add_argument("--control-frames", type=frame_list, metavar="I,J,…", help="the frames of the "
-                         "--control-latents (default: 0, 1, …)")  # fmt: skip
-    control.add_argument("--normalize-condition-images", action="store_true", help="turn control images grey and "
-                         "stretch them to [0, 1] (the official key of that name)")  # fmt: skip
+    control.add_argument(
+        "--sparsectrl",
+        type=path_and_scale,
+        metavar="PATH[:SCALE]",
+        help="a SparseCtrl encoder (RGB or scribble; official .ckpt/.safetensors or diffusers "
+        "folder) steered by keyframes",
+    )
+    control.add_argument(
+        "--control-image",
+        type=frame_and_path,
+        action="append",
+        default=[],
+        metavar="FRAME:PATH",
+        help="a SparseCtrl keyframe: the image (scribbles: white lines on black) at FRAME (negative: "
+        "from the end, as --control-image=-1:PATH), repeatable; cropped to the clip's aspect ratio "
+        "and resized",
+    )
+    control.add_argument(
+        "--control-latents",
+        metavar="FILE.npy",
+        help="precomputed RGB keyframe latents, (keyframes, "
+        "4, h, w) scaled by the VAE's scaling factor, instead of --control-image",
+    )
+    control.add_argument(
+        "--control-frames",
+        type=frame_list,
+        metavar="I,J,…",
+        help="the frames of the --control-latents (default: 0, 1, …)",
+    )
+    control.add_argument(
+        "--normalize-condition-images",
+        action="store_true",
+        help="turn control images grey and stretch them to [0, 1] (the official key of that name)",
+    )
 
 
 def _control_spec(args: argparse.Namespace) -> ControlSpec | None:
     """The control inputs the flags give (None: none given)."""
     if len(args.controlnet) != len(args.control_video):
-        raise ConfigError(f"each --controlnet takes one --control-video, in the same order; got {len(args.controlnet)} "
-                          f"ControlNets and {len(args.control_video)} control videos.")  # fmt: skip
+        raise ConfigError(
+            f"each --controlnet takes one --control-video, in the same order; got {len(args.controlnet)} "
+            f"ControlNets and {len(args.control_video)} control videos."
+        )
     names = ("strength", "stride", "control_start", "control_end", "init_strength", "init_falloff")
     values = {name: getattr(args, name) for name in names}
     values = {name: value for name, value in values.items() if value is not None}
-    controlnets = tuple(ControlNetSpec(resolve(path, "--controlnet"), scale, Path(video))
-                        for (path, scale), video in zip(args.controlnet, args.control_video, strict=True))  # fmt: skip
+    controlnets = tuple(
+        ControlNetSpec(resolve(path, "--controlnet"), scale, Path(video))
+        for (path, scale), video in zip(args.controlnet, args.control_video, strict=True)
+    )
     ip_adapter, ip_scale = args.ip_adapter or (None, 1.0)
     sparsectrl, sparse_scale = args.sparsectrl or (None, 1.0)
     if args.control_image and args.control_frames:
         raise ConfigError("--control-frames places --control-latents; each --control-image gives its own FRAME.")
-    spec = ControlSpec(init_video=_path(args.init_video), controlnets=controlnets, guess_mode=args.guess_mode,
-                       ip_adapter=_path(ip_adapter), ip_adapter_scale=ip_scale, ip_image=_path(args.ip_image),
-                       image_encoder=_path(args.image_encoder), init_image=_path(args.init_image),
-                       last_image=_path(args.last_image), sparsectrl=resolve(sparsectrl, "--sparsectrl"),
-                       sparsectrl_scale=sparse_scale, control_images=tuple(Path(p) for _, p in args.control_image),
-                       control_frames=tuple(f for f, _ in args.control_image) or args.control_frames or (),
-                       control_latents=_path(args.control_latents),
-                       normalize_condition_images=args.normalize_condition_images, **values)  # fmt: skip
+    spec = ControlSpec(
+        init_video=_path(args.init_video),
+        controlnets=controlnets,
+        guess_mode=args.guess_mode,
+        ip_adapter=_path(ip_adapter),
+        ip_adapter_scale=ip_scale,
+        ip_image=_path(args.ip_image),
+        image_encoder=_path(args.image_encoder),
+        init_image=_path(args.init_image),
+        last_image=_path(args.last_image),
+        sparsectrl=resolve(sparsectrl, "--sparsectrl"),
+        sparsectrl_scale=sparse_scale,
+        control_images=tuple(Path(p) for _, p in args.control_image),
+        control_frames=tuple(f for f, _ in args.control_image) or args.control_frames or (),
+        control_latents=_path(args.control_latents),
+        normalize_condition_images=args.normalize_condition_images,
+        **values,
+    )
     if not spec.given and (values or args.guess_mode or args.ip_image or args.image_encoder):
-        raise ConfigError("--strength, --stride, --control-start/--control-end, --guess-mode, --init-strength, "
-                          "--init-falloff and the IP-Adapter image need an --init-video, an --init-image, a "
-                          "--controlnet or an --ip-adapter.")  # fmt: skip
+        raise ConfigError(
+            "--strength, --stride, --control-start/--control-end, --guess-mode, --init-strength, "
+            "--init-falloff and the IP-Adapter image need an --init-video, an --init-image, a "
+            "--controlnet or an --ip-adapter."
+        )
     return spec if spec.given else None
 
 
@@ -369,10 +494,21 @@ def _path(value: str | None) -> Path | None:
 
 
 def _time_controls(args: argparse.Namespace) -> TimeControls:
-    request = ContextRequest(args.context_length, args.context_overlap, args.context_schedule, args.context_fuse,
-                             args.context_scope, args.loop)  # fmt: skip
-    return TimeControls(keyframes=tuple(args.prompt_at), interpolation=args.prompt_interpolation, context=request,
-                        noise_shuffle=args.noise_shuffle, free_init=args.free_init)  # fmt: skip
+    request = ContextRequest(
+        args.context_length,
+        args.context_overlap,
+        args.context_schedule,
+        args.context_fuse,
+        args.context_scope,
+        args.loop,
+    )
+    return TimeControls(
+        keyframes=tuple(args.prompt_at),
+        interpolation=args.prompt_interpolation,
+        context=request,
+        noise_shuffle=args.noise_shuffle,
+        free_init=args.free_init,
+    )
 
 
 def _time_given(args: argparse.Namespace) -> bool:
@@ -382,21 +518,36 @@ def _time_given(args: argparse.Namespace) -> bool:
 
 def _serve_parser(commands) -> None:
     serve = _command(commands, "serve", "the web app and HTTP API (127.0.0.1:7860)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (another than loopback: say who may "
-                       "connect with --auth or --token-file)")  # fmt: skip
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (another than loopback: say who may connect with --auth or --token-file)",
+    )
     serve.add_argument("--port", type=whole_number, default=7860, help="port to listen on")
-    serve.add_argument("--models", type=Path, help="a folder whose checkpoints the page lists (the embedded models "
-                       "are always listed)")  # fmt: skip
+    serve.add_argument(
+        "--models", type=Path, help="a folder whose checkpoints the page lists (the embedded models are always listed)"
+    )
     serve.add_argument("--outputs", type=Path, default=Path("outputs"), help="where outputs and job records go")
     serve.add_argument("--auth", metavar="USER:PASSWORD", help="ask for this user (page and API: HTTP Basic)")
     serve.add_argument("--token-file", type=Path, help="API clients may send this file's token as a Bearer token")
-    serve.add_argument("--device", action="append", default=[], help="a device with a worker of its own, repeatable "
-                       "(default: cuda if available, else cpu)")  # fmt: skip
+    serve.add_argument(
+        "--device",
+        action="append",
+        default=[],
+        help="a device with a worker of its own, repeatable (default: cuda if available, else cpu)",
+    )
     serve.add_argument("--queue", type=whole_number, default=8, help="jobs that may wait; more answer 429")
-    for name, what in (("frames", "frames"), ("size", "width or height"), ("steps", "steps"),
-                       ("prompt-length", "prompt characters")):  # fmt: skip
-        serve.add_argument(f"--max-{name}", type=whole_number, help=f"the most {what} a request may ask for "
-                           "(default: what fits the device)")  # fmt: skip
+    for name, what in (
+        ("frames", "frames"),
+        ("size", "width or height"),
+        ("steps", "steps"),
+        ("prompt-length", "prompt characters"),
+    ):
+        serve.add_argument(
+            f"--max-{name}",
+            type=whole_number,
+            help=f"the most {what} a request may ask for (default: what fits the device)",
+        )
     serve.set_defaults(run=run_serve)
 
 
@@ -428,8 +579,13 @@ def _preprocess_parser(commands) -> None:
     preprocess = _command(commands, "preprocess", "control frames from a video: canny edges")
     preprocess.add_argument("kind", choices=["canny"], help="what to draw: canny (white edges on black)")
     preprocess.add_argument("input", type=Path, help="a video file or a folder of frames")
-    preprocess.add_argument("--output", "-o", type=Path, required=True,
-                            help="video file (its extension picks the format) or a folder of PNG frames")  # fmt: skip
+    preprocess.add_argument(
+        "--output",
+        "-o",
+        type=Path,
+        required=True,
+        help="video file (its extension picks the format) or a folder of PNG frames",
+    )
     preprocess.add_argument("--frames", type=whole_number, help="only the first N frames (after --stride)")
     preprocess.add_argument("--stride", type=whole_number, default=1, help="take every n-th frame")
     preprocess.add_argument("--width", type=whole_number, help="resize and centre-crop to this width")
@@ -443,8 +599,9 @@ def _preprocess_parser(commands) -> None:
 def _shapes_parser(commands) -> None:
     from animatediff.shapes.world import CAMERA_MOTIONS, KINDS, STYLES, TRAIL_COLOURS
 
-    lab = _command(commands, "shapes", "lab: the shapes world (render datasets, retrain the embedded models, "
-                   "measure them)")  # fmt: skip
+    lab = _command(
+        commands, "shapes", "lab: the shapes world (render datasets, retrain the embedded models, measure them)"
+    )
     shapes = lab.add_subparsers(dest="action", required=True, metavar="ACTION")
     render = _command(shapes, "render", "write a shapes-world dataset")
     render.add_argument("folder", type=Path)
@@ -454,8 +611,11 @@ def _shapes_parser(commands) -> None:
     render.add_argument("--size", type=whole_number, default=64, help="frame size in pixels (at least 8)")
     render.add_argument("--frames", type=whole_number, default=16, help="frames per clip")
     render.add_argument("--layout", choices=["jsonl", "webvid"], default="jsonl", help="how the clips are listed")
-    render.add_argument("--style", choices=[*sorted(STYLES), "any"],
-                        help="draw every item in this style; any: each in a random style or plain")  # fmt: skip
+    render.add_argument(
+        "--style",
+        choices=[*sorted(STYLES), "any"],
+        help="draw every item in this style; any: each in a random style or plain",
+    )
     render.add_argument("--camera", choices=sorted(CAMERA_MOTIONS), help="camera clips: only this motion")
     render.add_argument("--clean", action="store_true", help="no video-domain watermark, blur or noise")
     render.add_argument(
@@ -479,10 +639,12 @@ def _shapes_parser(commands) -> None:
     )
     retrain.add_argument("--resume", action="store_true", help="continue an interrupted or time-limited run")
     retrain.add_argument("--export", type=Path, metavar="MODELS", help="then copy the results here, as shipped")
-    retrain.add_argument("--steps-scale", type=positive_number, default=1.0,
-                         help="scale every stage's steps (smoke runs)")  # fmt: skip
-    retrain.add_argument("--data-scale", type=positive_number, default=1.0,
-                         help="scale every dataset's size (smoke runs)")  # fmt: skip
+    retrain.add_argument(
+        "--steps-scale", type=positive_number, default=1.0, help="scale every stage's steps (smoke runs)"
+    )
+    retrain.add_argument(
+        "--data-scale", type=positive_number, default=1.0, help="scale every dataset's size (smoke runs)"
+    )
     retrain.set_defaults(run=run_shapes_retrain)
     results = _command(shapes, "results", "regenerate docs/results.md: the embedded models' quality table")
     results.add_argument("--output", type=Path, default=Path("docs/results.md"), help="the markdown file")
@@ -495,19 +657,24 @@ def _shapes_parser(commands) -> None:
     ablations.add_argument("folder", type=Path, help="the work folder of `animatediff shapes retrain`")
     ablations.add_argument("--output", type=Path, default=Path("docs/ablations.json"), help="the tables' JSON")
     ablations.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds of every prompt")
-    ablations.add_argument("--only", nargs="+", metavar="TABLE",
-                           help="make just these tables: modules, adapter, motion_lora (the rest of an earlier "
-                           "run's JSON is kept)")  # fmt: skip
-    ablations.add_argument("--steps-scale", type=positive_number, default=1.0,
-                           help="scale every arm's training steps (smoke runs)")  # fmt: skip
+    ablations.add_argument(
+        "--only",
+        nargs="+",
+        metavar="TABLE",
+        help="make just these tables: modules, adapter, motion_lora (the rest of an earlier run's JSON is kept)",
+    )
+    ablations.add_argument(
+        "--steps-scale", type=positive_number, default=1.0, help="scale every arm's training steps (smoke runs)"
+    )
     _evaluation_budget(ablations)
     ablations.set_defaults(run=run_shapes_ablations)
 
 
 def _evaluation_budget(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sampling-steps", type=whole_number, default=25, help="denoising steps of every clip")
-    parser.add_argument("--max-prompts", type=whole_number, help="score only the first N prompts of each row "
-                        "(smoke runs; default: all)")  # fmt: skip
+    parser.add_argument(
+        "--max-prompts", type=whole_number, help="score only the first N prompts of each row (smoke runs; default: all)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -593,12 +760,27 @@ def _jobs(args: argparse.Namespace) -> tuple[list[Job], tuple[str, ...]]:
     time = _time_controls(args) if _time_given(args) else None
     control = _control_spec(args)
     models = {"sampler": args.scheduler} if args.scheduler else {}
-    jobs = [Job(replace(job.model, **models), tuple(replace(sample, **overrides) for sample in job.samples),
-                time or job.time, control or job.control) for job in jobs]  # fmt: skip
+    jobs = [
+        Job(
+            replace(job.model, **models),
+            tuple(replace(sample, **overrides) for sample in job.samples),
+            time or job.time,
+            control or job.control,
+        )
+        for job in jobs
+    ]
     for job in jobs:
         job.control.check()
-    replaced = [name for name, given in (("time controls", time), ("scheduler", models), ("family", args.family),
-                                         ("control", control)) if given]  # fmt: skip
+    replaced = [
+        name
+        for name, given in (
+            ("time controls", time),
+            ("scheduler", models),
+            ("family", args.family),
+            ("control", control),
+        )
+        if given
+    ]
     return jobs, tuple(sorted(overrides)) + tuple(replaced)
 
 
@@ -674,9 +856,20 @@ def plan_outputs(args: argparse.Namespace) -> list[Settings]:
             check_fps(fps, output_format(output))
             check_output(output, directory=output_format(output) == "png", replaceable=FRAME_FOLDER)
             check_output(sidecar_path(output))
-            runs.append(Settings(sample=sample, model=job.model, output=output, fps=fps, device=device, dtype=dtype,
-                                 dtype_reason=dtype_reason, overrides=overrides, notes=(note,) if note else (),
-                                 control=job.control))  # fmt: skip
+            runs.append(
+                Settings(
+                    sample=sample,
+                    model=job.model,
+                    output=output,
+                    fps=fps,
+                    device=device,
+                    dtype=dtype,
+                    dtype_reason=dtype_reason,
+                    overrides=overrides,
+                    notes=(note,) if note else (),
+                    control=job.control,
+                )
+            )
     return runs
 
 
@@ -779,8 +972,12 @@ def serve_options(args: argparse.Namespace):
 
     devices = tuple(args.device) or ("cuda" if torch.cuda.is_available() else "cpu",)
     limits = Limits.for_device(devices[0])
-    given = {"frames": args.max_frames, "size": args.max_size, "steps": args.max_steps,
-             "prompt_length": args.max_prompt_length}  # fmt: skip
+    given = {
+        "frames": args.max_frames,
+        "size": args.max_size,
+        "steps": args.max_steps,
+        "prompt_length": args.max_prompt_length,
+    }
     limits = replace(limits, **{name: value for name, value in given.items() if value is not None})
     auth = None
     if args.auth is not None:
@@ -799,8 +996,16 @@ def serve_options(args: argparse.Namespace):
     if args.models is not None and not args.models.is_dir():
         raise ConfigError(f"--models {args.models}: no such folder.")
     args.outputs.mkdir(parents=True, exist_ok=True)
-    return ServerOptions(**app_callbacks(), outputs=args.outputs, models=args.models, limits=limits,
-                         devices=devices, capacity=args.queue, auth=auth, token=token)  # fmt: skip
+    return ServerOptions(
+        **app_callbacks(),
+        outputs=args.outputs,
+        models=args.models,
+        limits=limits,
+        devices=devices,
+        capacity=args.queue,
+        auth=auth,
+        token=token,
+    )
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -812,9 +1017,11 @@ def run_serve(args: argparse.Namespace) -> int:
     except ValueError:
         loopback = args.host == "localhost"
     if not loopback and options.auth is None and options.token is None:
-        print(f"animatediff serve: warning: listening on {args.host} without authentication: anyone who can reach "
-              "this address can generate and read outputs; give --auth USER:PASSWORD or --token-file.",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"animatediff serve: warning: listening on {args.host} without authentication: anyone who can reach "
+            "this address can generate and read outputs; give --auth USER:PASSWORD or --token-file.",
+            file=sys.stderr,
+        )
     import uvicorn
 
     from animatediff.app.server import create_app
@@ -864,8 +1071,13 @@ def run_preprocess(args: argparse.Namespace) -> int:
 
     size = (args.width, args.height) if args.width else None
     frames = read_frames(args.input, "input", args.frames, size, args.stride)
-    settings = {"preprocess": args.kind, "input": str(args.input.resolve()), "low": args.low, "high": args.high,
-                "stride": args.stride}  # fmt: skip
+    settings = {
+        "preprocess": args.kind,
+        "input": str(args.input.resolve()),
+        "low": args.low,
+        "high": args.high,
+        "stride": args.stride,
+    }
     written = write_video(canny(frames, args.low, args.high), args.output, fps=args.fps, settings=settings)
     print(f"wrote {written} ({len(frames)} frames of {args.kind} edges, {frames.shape[2]}×{frames.shape[1]})")
     return 0
@@ -922,8 +1134,9 @@ def run_shapes_retrain(args: argparse.Namespace) -> int:
 def run_shapes_results(args: argparse.Namespace) -> int:
     from animatediff.shapes.report import write_results
 
-    written = write_results(args.output, args.media, args.seeds, args.ablations, steps=args.sampling_steps,
-                            max_prompts=args.max_prompts)  # fmt: skip
+    written = write_results(
+        args.output, args.media, args.seeds, args.ablations, steps=args.sampling_steps, max_prompts=args.max_prompts
+    )
     print(f"wrote {written}")
     return 0
 
@@ -932,8 +1145,15 @@ def run_shapes_ablations(args: argparse.Namespace) -> int:
     from animatediff.shapes.ablations import run_ablations
 
     _log_to_terminal(logging.INFO)
-    written = run_ablations(args.folder, args.output, args.seeds, steps=args.sampling_steps,
-                            max_prompts=args.max_prompts, only=args.only, steps_scale=args.steps_scale)  # fmt: skip
+    written = run_ablations(
+        args.folder,
+        args.output,
+        args.seeds,
+        steps=args.sampling_steps,
+        max_prompts=args.max_prompts,
+        only=args.only,
+        steps_scale=args.steps_scale,
+    )
     print(f"wrote {written}")
     return 0
 

@@ -48,10 +48,16 @@ def _shapes(path: Path) -> dict[str, tuple[int, ...]]:
 
 def _hint_channels(shapes: dict[str, tuple[int, ...]]) -> tuple[int, ...] | None:
     """The control image encoder's widths, read from a single file in either layout (None: not found)."""
-    ldm = sorted((int(key.split(".")[2]), shape[0]) for key, shape in shapes.items()
-                 if key.startswith("control_model.input_hint_block.") and key.endswith(".weight"))  # fmt: skip
-    blocks = [shapes[f"controlnet_cond_embedding.blocks.{i}.weight"][0]
-              for i in range(len(shapes)) if f"controlnet_cond_embedding.blocks.{i}.weight" in shapes]  # fmt: skip
+    ldm = sorted(
+        (int(key.split(".")[2]), shape[0])
+        for key, shape in shapes.items()
+        if key.startswith("control_model.input_hint_block.") and key.endswith(".weight")
+    )
+    blocks = [
+        shapes[f"controlnet_cond_embedding.blocks.{i}.weight"][0]
+        for i in range(len(shapes))
+        if f"controlnet_cond_embedding.blocks.{i}.weight" in shapes
+    ]
     if ldm:  # conv_in, then pairs of blocks (the second of each pair widens), then conv_out
         return (ldm[0][1], *(width for _, width in ldm[2:-1:2]))
     if "controlnet_cond_embedding.conv_in.weight" in shapes:
@@ -139,8 +145,10 @@ class ConditionLoader:
             except (CheckpointError, ConfigError):
                 raise
             except Exception as error:  # transformers' and diffusers' loaders on files that do not fit
-                raise CheckpointError(f"ip-adapter {spec.ip_adapter} with image encoder {folder}: could not be "
-                                      f"loaded ({first_line(error)}).") from error  # fmt: skip
+                raise CheckpointError(
+                    f"ip-adapter {spec.ip_adapter} with image encoder {folder}: could not be "
+                    f"loaded ({first_line(error)})."
+                ) from error
 
     def __call__(self, sample: Sample) -> Conditions:
         spec, size = self.spec, (sample.width, sample.height)
@@ -150,19 +158,31 @@ class ConditionLoader:
             init = InitVideo(as_tensor(frames), spec.strength)
         if spec.init_image is not None:
             images = ((spec.init_image, "init image"), (spec.last_image, "last image"))
-            first, last = (None if path is None else as_tensor(read_image(path, what, size)[None])[0]
-                           for path, what in images)  # fmt: skip
+            first, last = (
+                None if path is None else as_tensor(read_image(path, what, size)[None])[0] for path, what in images
+            )
             init = InitImage(first, last, spec.init_strength, spec.init_falloff)
         controls = tuple(
-            ControlNetInput(model, as_tensor(read_frames(c.video, "control video", sample.frames, size, spec.stride)),
-                            c.scale, spec.control_start, spec.control_end, spec.guess_mode)
+            ControlNetInput(
+                model,
+                as_tensor(read_frames(c.video, "control video", sample.frames, size, spec.stride)),
+                c.scale,
+                spec.control_start,
+                spec.control_end,
+                spec.guess_mode,
+            )
             for model, c in zip(self.controlnets, spec.controlnets, strict=True)
-        )  # fmt: skip
+        )
         prompt = None
         if self.encoder is not None:
             image = read_image(spec.ip_image, "ip image")
-            prompt = image_prompt(self.encoder, self.processor, image, reads_hidden_states(self.pipeline.unet.unet),
-                                  guidance=sample.guidance_scale > 1.0)  # fmt: skip
+            prompt = image_prompt(
+                self.encoder,
+                self.processor,
+                image,
+                reads_hidden_states(self.pipeline.unet.unet),
+                guidance=sample.guidance_scale > 1.0,
+            )
         return Conditions(init=init, controlnets=controls, image_prompt=prompt, sparsectrl=self._keyframes(sample))
 
     def _keyframes(self, sample: Sample) -> SparseCtrlInput | None:
@@ -174,16 +194,27 @@ class ConditionLoader:
         if spec.control_latents is not None:
             latents = read_control_latents(spec.control_latents)
             check_keyframes(spec.keyframe_indices(len(latents)), len(latents), sample.frames)
-            return SparseCtrlInput(self.sparsectrl, latents, spec.keyframe_indices(len(latents)), sample.frames,
-                                   spec.sparsectrl_scale)  # fmt: skip
+            return SparseCtrlInput(
+                self.sparsectrl, latents, spec.keyframe_indices(len(latents)), sample.frames, spec.sparsectrl_scale
+            )
         check_keyframes(spec.keyframe_indices(), len(spec.control_images), sample.frames)
         size = (sample.width, sample.height)
-        images = torch.stack([as_tensor(read_image(path, "control image", size, crop_like_official)[None])[0]
-                              for path in spec.control_images])  # fmt: skip
+        images = torch.stack(
+            [
+                as_tensor(read_image(path, "control image", size, crop_like_official)[None])[0]
+                for path in spec.control_images
+            ]
+        )
         if spec.normalize_condition_images:
             images = normalize_condition(images)
-        return SparseCtrlInput(self.sparsectrl, images, spec.keyframe_indices(), sample.frames, spec.sparsectrl_scale,
-                               encode=self.sparsectrl.config.latent_condition)  # fmt: skip
+        return SparseCtrlInput(
+            self.sparsectrl,
+            images,
+            spec.keyframe_indices(),
+            sample.frames,
+            spec.sparsectrl_scale,
+            encode=self.sparsectrl.config.latent_condition,
+        )
 
 
 def read_control_latents(path: Path) -> torch.Tensor:
@@ -196,8 +227,10 @@ def read_control_latents(path: Path) -> torch.Tensor:
     except (OSError, ValueError) as error:
         raise ConfigError(f"control latents {path}: not a readable .npy array ({first_line(error)}).") from error
     if latents.ndim != 4 or latents.shape[1] != 4 or not np.issubdtype(latents.dtype, np.floating):
-        raise ConfigError(f"control latents {path}: expected floats of shape (keyframes, 4, latent height, latent "
-                          f"width); got {latents.dtype} of shape {latents.shape}.")  # fmt: skip
+        raise ConfigError(
+            f"control latents {path}: expected floats of shape (keyframes, 4, latent height, latent "
+            f"width); got {latents.dtype} of shape {latents.shape}."
+        )
     if not np.isfinite(latents).all():
         raise ConfigError(f"control latents {path}: holds NaN or infinite values.")
     return torch.from_numpy(latents.astype(np.float32))

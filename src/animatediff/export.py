@@ -28,8 +28,10 @@ FORMATS = ("gif", "mp4", "webm", "webp", "png")
 FRAME_FOLDER = holds_only("[0-9][0-9][0-9][0-9][0-9].png")  # a folder of frames this module wrote
 # x264's macroblock tree made the same frames encode to different bytes from run to run (about one clip
 # in three when two processes encoded side by side); without it the bytes repeat, so rendered datasets do
-_VIDEO_CODECS = {"mp4": ("libx264", "yuv420p", {"crf": "18", "x264-params": "mbtree=0"}),
-                 "webm": ("libvpx-vp9", "yuv420p", {"crf": "30", "b": "0"})}  # fmt: skip
+_VIDEO_CODECS = {
+    "mp4": ("libx264", "yuv420p", {"crf": "18", "x264-params": "mbtree=0"}),
+    "webm": ("libvpx-vp9", "yuv420p", {"crf": "30", "b": "0"}),
+}
 # Exact RGB frames in an MP4 (H.264 in RGB, quantizer 0), for training data: at 32×32 the usual 4:2:0
 # chroma halves the colour resolution, and crf 18 blurred the shapes world's spins past recognition.
 # Decoders built on FFmpeg (PyAV, the training reader) read it; many players do not.
@@ -76,14 +78,18 @@ def check_fps(fps: float, fmt: str) -> None:
     if not (fps > 0 and np.isfinite(fps)):
         raise ConfigError(f"fps must be a positive finite number; got {fps}.")
     if fmt == "gif" and fps > GIF_MAX_FPS:
-        raise ConfigError(f"a GIF plays at most {GIF_MAX_FPS} fps (browsers slow shorter frames to 10 fps); got "
-                          f"{fps:g}: use .mp4, .webm or .webp for faster clips.")  # fmt: skip
+        raise ConfigError(
+            f"a GIF plays at most {GIF_MAX_FPS} fps (browsers slow shorter frames to 10 fps); got "
+            f"{fps:g}: use .mp4, .webm or .webp for faster clips."
+        )
     if fmt in _LONGEST_MS and 1000 / fps > _LONGEST_MS[fmt]:
         raise ConfigError(f"a {fmt} frame lasts at most {_LONGEST_MS[fmt] / 1000:g} s; fps {fps:g} asks for longer.")
     rate = Fraction(fps).limit_denominator(1001)
     if fmt in _VIDEO_CODECS and (rate == 0 or abs(rate - fps) > fps * 1e-3):
-        raise ConfigError(f"fps {fps:g} cannot be stored in {fmt} (rates are fractions with a denominator up to "
-                          "1001, e.g. 30000/1001); use at least 0.001 fps.")  # fmt: skip
+        raise ConfigError(
+            f"fps {fps:g} cannot be stored in {fmt} (rates are fractions with a denominator up to "
+            "1001, e.g. 30000/1001); use at least 0.001 fps."
+        )
 
 
 def _write_pillow(frames: np.ndarray, path: Path, fps: float, fmt: str) -> None:
@@ -127,8 +133,9 @@ def sidecar_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float = 8.0, settings: dict | None = None,
-                lossless: bool = False) -> Path:  # fmt: skip
+def write_video(
+    frames: np.ndarray, path: str | os.PathLike, fps: float = 8.0, settings: dict | None = None, lossless: bool = False
+) -> Path:
     """Write `frames` to `path` in the format its extension names, plus a sidecar of `settings` if given.
 
     `lossless` keeps an MP4's frames exact (H.264 in RGB at quantizer 0; about ten times the bytes);

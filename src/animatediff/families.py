@@ -47,14 +47,18 @@ SCHEDULERS = {
     "euler": ("EulerDiscreteScheduler", {}),
     "euler-ancestral": ("EulerAncestralDiscreteScheduler", {}),
     "dpm++2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
-    "dpm++2m-karras": ("DPMSolverMultistepScheduler",
-                       {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True}),
-    "dpm++sde-karras": ("DPMSolverMultistepScheduler",  # DPM++ 2M SDE Karras: needs no torchsde
-                        {"algorithm_type": "sde-dpmsolver++", "solver_order": 2, "use_karras_sigmas": True}),
+    "dpm++2m-karras": (
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True},
+    ),
+    "dpm++sde-karras": (
+        "DPMSolverMultistepScheduler",  # DPM++ 2M SDE Karras: needs no torchsde
+        {"algorithm_type": "sde-dpmsolver++", "solver_order": 2, "use_karras_sigmas": True},
+    ),
     "unipc": ("UniPCMultistepScheduler", {}),
     "lcm": ("LCMScheduler", {}),
     "tcd": ("TCDScheduler", {}),
-}  # fmt: skip
+}
 
 
 def make_scheduler(name: str, noise_schedule: dict):
@@ -106,40 +110,98 @@ class Family:
     def rule(self) -> str:
         """How `detect` recognises it, in words (for `inspect` and the sidecar)."""
         words = {"table": lambda value: "a position table" if value else "no position table"}
-        return ", ".join(words[key](value) if key in words else f"{key.replace('_', ' ')} {value}"
-                         for key, value in (self.signature or {}).items())  # fmt: skip
+        return ", ".join(
+            words[key](value) if key in words else f"{key.replace('_', ' ')} {value}"
+            for key, value in (self.signature or {}).items()
+        )
 
     def sampling(self) -> str:
         """Its preset in words: scheduler, steps, guidance."""
         spacing = self.scheduler.get("timestep_spacing")
-        return (f"{self.sampler}{f' ({spacing} timesteps)' if spacing else ''}, {self.steps} steps, "
-                f"guidance {self.guidance_scale:g}")  # fmt: skip
+        return (
+            f"{self.sampler}{f' ({spacing} timesteps)' if spacing else ''}, {self.steps} steps, "
+            f"guidance {self.guidance_scale:g}"
+        )
 
 
 def _lightning(steps: int) -> Family:
-    return Family(f"lightning-{steps}", f"AnimateDiff-Lightning, distilled for {steps} step{'s' * (steps > 1)}",
-                  32, True, False, False, signature=None, names=(rf"lightning.*(?<![0-9]){steps}[_-]?steps?",),
-                  trainable=False, steps=steps, guidance_scale=1.0, sampler="euler",
-                  scheduler={**OFFICIAL_DDIM, "timestep_spacing": "trailing"}, made_for_steps=(steps,))  # fmt: skip
+    return Family(
+        f"lightning-{steps}",
+        f"AnimateDiff-Lightning, distilled for {steps} step{'s' * (steps > 1)}",
+        32,
+        True,
+        False,
+        False,
+        signature=None,
+        names=(rf"lightning.*(?<![0-9]){steps}[_-]?steps?",),
+        trainable=False,
+        steps=steps,
+        guidance_scale=1.0,
+        sampler="euler",
+        scheduler={**OFFICIAL_DDIM, "timestep_spacing": "trailing"},
+        made_for_steps=(steps,),
+    )
 
 
 FAMILIES = {
     family.name: family
     for family in (  # in the order `detect` tries them
-        Family("sdxl", "the official SDXL beta module (mm_sdxl_v10_beta)", 32, False, True, False,
-               signature={"levels": 3}, distinctive=True, trainable=False, base="sdxl", size=1024),
-        Family("animatelcm", "AnimateLCM (AnimateLCM_sd15_t2v): consistency-distilled, with its LCM LoRA", 64,
-               False, False, False, signature={"table": False}, distinctive=True, names=(r"animatelcm",),
-               trainable=False, steps=6, guidance_scale=2.0, sampler="lcm"),
-        Family("v1", "the official v1 modules (mm_sd_v14, mm_sd_v15)", 24, False, False, True,
-               signature={"mid_block": False, "max_frames": 24}, distinctive=True),
+        Family(
+            "sdxl",
+            "the official SDXL beta module (mm_sdxl_v10_beta)",
+            32,
+            False,
+            True,
+            False,
+            signature={"levels": 3},
+            distinctive=True,
+            trainable=False,
+            base="sdxl",
+            size=1024,
+        ),
+        Family(
+            "animatelcm",
+            "AnimateLCM (AnimateLCM_sd15_t2v): consistency-distilled, with its LCM LoRA",
+            64,
+            False,
+            False,
+            False,
+            signature={"table": False},
+            distinctive=True,
+            names=(r"animatelcm",),
+            trainable=False,
+            steps=6,
+            guidance_scale=2.0,
+            sampler="lcm",
+        ),
+        Family(
+            "v1",
+            "the official v1 modules (mm_sd_v14, mm_sd_v15)",
+            24,
+            False,
+            False,
+            True,
+            signature={"mid_block": False, "max_frames": 24},
+            distinctive=True,
+        ),
         *(_lightning(steps) for steps in (1, 2, 4, 8)),
-        Family("distilled", "consistency-distilled by this package's distill stage (shapes-lcm), with its image LoRA",
-               32, False, False, False, signature=None, trainable=False, steps=4, guidance_scale=1.0, sampler="lcm"),
+        Family(
+            "distilled",
+            "consistency-distilled by this package's distill stage (shapes-lcm), with its image LoRA",
+            32,
+            False,
+            False,
+            False,
+            signature=None,
+            trainable=False,
+            steps=4,
+            guidance_scale=1.0,
+            sampler="lcm",
+        ),
         Family("v2", "the official v2 module (mm_sd_v15_v2)", 32, True, False, False, signature={"mid_block": True}),
         Family("v3", "the official v3 module (v3_sd15_mm)", 32, False, False, False, signature={"mid_block": False}),
     )
-}  # fmt: skip
+}
 DEFAULT = FAMILIES["v3"]  # what a fresh module is, and how a clip samples when nothing says otherwise
 METADATA_KEY = "animatediff.family"  # a motion module file's metadata entry naming its release
 
@@ -163,8 +225,14 @@ def by_name(file_name: str) -> Family | None:
     return next((f for f in FAMILIES.values() if any(re.search(p, lowered) for p in f.names)), None)
 
 
-def resolve(file_name: str, levels: int, mid_block: bool, max_frames: int | None, metadata: str | None = None,
-            override: str | None = None) -> tuple[Family, str]:  # fmt: skip
+def resolve(
+    file_name: str,
+    levels: int,
+    mid_block: bool,
+    max_frames: int | None,
+    metadata: str | None = None,
+    override: str | None = None,
+) -> tuple[Family, str]:
     """A motion module's release and the rule that decided it (module docstring): `override` (--family),
     then distinctive weights, the file's metadata (`metadata`: the release name it states), its name, and
     last the weights' layout."""

@@ -90,8 +90,9 @@ def remove_leftovers(target: Path) -> None:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike, directory: bool = False,
-                replaceable: Replaceable | None = None) -> Iterator[Path]:  # fmt: skip
+def atomic_path(
+    path: str | os.PathLike, directory: bool = False, replaceable: Replaceable | None = None
+) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path` in one rename.
 
     With `directory=True` the temporary path is an empty folder, and an existing folder at `path` is

@@ -419,9 +419,12 @@ def module_header(path: str | os.PathLike) -> ModuleHeader:
     path = Path(path)
     if path.is_dir():
         config = read_json(path / "config.json", "MotionAdapter's config")
-        return ModuleHeader(len(config.get("block_out_channels", (320, 640, 1280, 1280))),
-                            bool(config.get("use_motion_mid_block", True)),
-                            int(config.get("motion_max_seq_length", MotionModuleConfig.max_frames)), None)  # fmt: skip
+        return ModuleHeader(
+            len(config.get("block_out_channels", (320, 640, 1280, 1280))),
+            bool(config.get("use_motion_mid_block", True)),
+            int(config.get("motion_max_seq_length", MotionModuleConfig.max_frames)),
+            None,
+        )
     metadata = {}
     if _is_safetensors(path):
         shapes = _safetensors_shapes(path)
@@ -434,19 +437,23 @@ def module_header(path: str | os.PathLike) -> ModuleHeader:
     mid_block = any(key.startswith("mid_block.") for key in shapes)
     lora = metadata.get(IMAGE_LORA_KEY)
     if lora is not None and (Path(lora).name != lora or not (path.parent / lora).is_file()):
-        raise CheckpointError(f"{path}: its metadata names the image LoRA {lora!r}, which should be a file beside it "
-                              f"({path.parent / Path(lora).name} is missing).")  # fmt: skip
+        raise CheckpointError(
+            f"{path}: its metadata names the image LoRA {lora!r}, which should be a file beside it "
+            f"({path.parent / Path(lora).name} is missing)."
+        )
     return ModuleHeader(len(levels), mid_block, tables[0] if tables else None, metadata.get(METADATA_KEY), lora)
 
 
-def motion_module_family(path: str | os.PathLike, override: str | None = None,
-                         header: ModuleHeader | None = None) -> tuple[Family, str]:  # fmt: skip
+def motion_module_family(
+    path: str | os.PathLike, override: str | None = None, header: ModuleHeader | None = None
+) -> tuple[Family, str]:
     """A motion module's release and the rule that decided it (`families.resolve`)."""
     path = Path(path)
     header = header or module_header(path)
     if header.metadata is not None and header.metadata not in FAMILIES:
-        raise CheckpointError(f"{path}: its metadata names the release {header.metadata!r}; expected one of "
-                              f"{', '.join(FAMILIES)}.")  # fmt: skip
+        raise CheckpointError(
+            f"{path}: its metadata names the release {header.metadata!r}; expected one of {', '.join(FAMILIES)}."
+        )
     return resolve(path.name, header.levels, header.mid_block, header.max_frames, header.metadata, override)
 
 
@@ -618,8 +625,13 @@ def _sort_header(path: Path) -> None:
             handle.write(ordered.ljust(length))  # safetensors pads its header with spaces
 
 
-def save_motion_module(module: MotionModule, path: str | os.PathLike, layout: Layout = Layout.OFFICIAL,
-                       family: str | None = None, image_lora: str | None = None) -> Path:  # fmt: skip
+def save_motion_module(
+    module: MotionModule,
+    path: str | os.PathLike,
+    layout: Layout = Layout.OFFICIAL,
+    family: str | None = None,
+    image_lora: str | None = None,
+) -> Path:
     """Write `module` as safetensors in the official (default) or diffusers layout; `family` names its
     release in the metadata (for a release its weights do not tell, such as a distilled one), `image_lora`
     the image LoRA file beside it that it runs with (loading applies it at scale 1).
@@ -666,8 +678,9 @@ def _save_motion_adapter_folder(module: MotionModule, path: Path) -> Path:
     return path
 
 
-def convert_checkpoint(source: str | os.PathLike, target: str | os.PathLike, layout: Layout,
-                       convert_sparsectrl=None) -> CheckpointInfo:  # fmt: skip
+def convert_checkpoint(
+    source: str | os.PathLike, target: str | os.PathLike, layout: Layout, convert_sparsectrl=None
+) -> CheckpointInfo:
     """Rewrite a motion module, MotionLoRA or SparseCtrl encoder in the `official` or `diffusers` layout, as
     safetensors (a motion module or SparseCtrl in the diffusers layout may also become a `MotionAdapter` or
     `SparseControlNetModel` folder: a target without an extension). SparseCtrl encoders are written by
@@ -677,17 +690,21 @@ def convert_checkpoint(source: str | os.PathLike, target: str | os.PathLike, lay
     source, target = Path(source), Path(target)
     info = _identify_folder(source) if source.is_dir() else classify_keys(checkpoint_keys(source))
     if info.kind not in (Kind.MOTION_MODULE, Kind.MOTION_LORA, Kind.SPARSECTRL):
-        raise CheckpointError(f"{source}: this is {info.description}; convert takes a motion module, a MotionLoRA "
-                              "or a SparseCtrl encoder.")  # fmt: skip
+        raise CheckpointError(
+            f"{source}: this is {info.description}; convert takes a motion module, a MotionLoRA "
+            "or a SparseCtrl encoder."
+        )
     folder = layout == Layout.DIFFUSERS and info.kind in (Kind.MOTION_MODULE, Kind.SPARSECTRL) and not target.suffix
     if info.kind == Kind.SPARSECTRL and convert_sparsectrl is None:
-        raise CheckpointError(f"{source}: a SparseCtrl encoder; convert it with animatediff.control.sparsectrl's "
-                              "convert_sparsectrl (as `animatediff convert` does).")  # fmt: skip
+        raise CheckpointError(
+            f"{source}: a SparseCtrl encoder; convert it with animatediff.control.sparsectrl's "
+            "convert_sparsectrl (as `animatediff convert` does)."
+        )
     if target.suffix != ".safetensors" and not folder:
         raise ConfigError(
             f"{target}: convert writes safetensors, so name the target '{target.stem}.safetensors'"
             + (" (or give no extension for a diffusers model folder)." if info.kind != Kind.MOTION_LORA else ".")
-        )  # fmt: skip
+        )
     if target.resolve() == source.resolve():
         raise ConfigError(f"{target}: is the source itself; write the converted file under another name.")
     if info.kind == Kind.SPARSECTRL:

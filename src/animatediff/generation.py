@@ -28,8 +28,9 @@ class OutputMaker:
         denoising step."""
         if (run.model, run.device, run.dtype, run.control) != self.built_for:
             self.pipeline = self.conditions = None  # free the last ones before loading the next
-            self.pipeline = build_pipeline(run.model, torch.device(run.device), DTYPES[run.dtype], self.split_guidance,
-                                           self.compile)  # fmt: skip
+            self.pipeline = build_pipeline(
+                run.model, torch.device(run.device), DTYPES[run.dtype], self.split_guidance, self.compile
+            )
             if run.control.given:
                 from animatediff.conditioning import ConditionLoader
 
@@ -44,8 +45,9 @@ class OutputMaker:
         return write_video(frames, run.output, fps=run.fps, settings=run.sidecar())
 
 
-def generate_outputs(runs: list[Settings], split_guidance: bool = False, compile: bool = False,
-                     progress: bool = True) -> Iterator[tuple[Settings, Path]]:  # fmt: skip
+def generate_outputs(
+    runs: list[Settings], split_guidance: bool = False, compile: bool = False, progress: bool = True
+) -> Iterator[tuple[Settings, Path]]:
     """Make and write each output of `runs` in order; yields each run with the path written.
 
     The sidecar beside each output is the run's own `Settings.sidecar()`."""

@@ -74,11 +74,13 @@ def load_base(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> Co
         return components
     missing = [name for name in ("text_encoder_2", "tokenizer_2") if not (path / name).is_dir()]
     if missing:
-        raise CheckpointError(f"{path}: its UNet is SDXL's, which needs a second text encoder; missing: "
-                              f"{', '.join(missing)}.")  # fmt: skip
+        raise CheckpointError(
+            f"{path}: its UNet is SDXL's, which needs a second text encoder; missing: {', '.join(missing)}."
+        )
     with _reading(path, "an SDXL diffusers folder (text_encoder_2/, tokenizer_2/)"):
-        components.text_encoder_2 = CLIPTextModelWithProjection.from_pretrained(path, subfolder="text_encoder_2",
-                                                                                 dtype=dtype)  # fmt: skip
+        components.text_encoder_2 = CLIPTextModelWithProjection.from_pretrained(
+            path, subfolder="text_encoder_2", dtype=dtype
+        )
         components.tokenizer_2 = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer_2")
     return components
 
@@ -99,12 +101,16 @@ def _check_sd_checkpoint(path: Path, keys: list[str], family: str | None = None)
     info = require_kind(path, keys, Kind.SD_CHECKPOINT)
     found = info.details["family"]
     if found not in ("sd1", "sdxl"):
-        raise CheckpointError(f"{path}: this is an {found.upper()} checkpoint; AnimateDiff's motion modules need an "
-                              "SD1.x or SDXL image model.")  # fmt: skip
+        raise CheckpointError(
+            f"{path}: this is an {found.upper()} checkpoint; AnimateDiff's motion modules need an "
+            "SD1.x or SDXL image model."
+        )
     if family is not None and found != family:
         names = {"sd1": "SD1.x", "sdxl": "SDXL"}
-        raise CheckpointError(f"{path}: this is an {names[found]} checkpoint and the base is {names[family]}; a "
-                              "personalized model must be made from the base it is given with.")  # fmt: skip
+        raise CheckpointError(
+            f"{path}: this is an {names[found]} checkpoint and the base is {names[family]}; a "
+            "personalized model must be made from the base it is given with."
+        )
     return found
 
 
@@ -126,8 +132,14 @@ def _load_single_file_base(path: Path) -> Components:
             "and this file as --dreambooth instead."
         ) from error
     if sdxl:
-        return Components(pipeline.unet, pipeline.vae, pipeline.text_encoder, pipeline.tokenizer,
-                          pipeline.text_encoder_2, pipeline.tokenizer_2)  # fmt: skip
+        return Components(
+            pipeline.unet,
+            pipeline.vae,
+            pipeline.text_encoder,
+            pipeline.tokenizer,
+            pipeline.text_encoder_2,
+            pipeline.tokenizer_2,
+        )
     return Components(pipeline.unet, pipeline.vae, pipeline.text_encoder, pipeline.tokenizer)
 
 
@@ -136,10 +148,17 @@ def _apply_sdxl_checkpoint(components: Components, path: Path, base: Path) -> Co
     from diffusers import StableDiffusionXLPipeline
 
     with _reading(path, "a personalized SDXL checkpoint that fits the base's configs"):
-        pipeline = StableDiffusionXLPipeline.from_single_file(str(path), config=str(base),
-                                                              torch_dtype=components.unet.dtype)  # fmt: skip
-    return Components(pipeline.unet, pipeline.vae, pipeline.text_encoder, components.tokenizer,
-                      pipeline.text_encoder_2, components.tokenizer_2)  # fmt: skip
+        pipeline = StableDiffusionXLPipeline.from_single_file(
+            str(path), config=str(base), torch_dtype=components.unet.dtype
+        )
+    return Components(
+        pipeline.unet,
+        pipeline.vae,
+        pipeline.text_encoder,
+        components.tokenizer,
+        pipeline.text_encoder_2,
+        components.tokenizer_2,
+    )
 
 
 def _text_encoder_weights(state_dict: dict[str, torch.Tensor], text_encoder: CLIPTextModel) -> dict:
@@ -185,8 +204,7 @@ def apply_dreambooth(components: Components, path: str | os.PathLike, base: str 
             raise CheckpointError(
                 f"{path}: its text encoder does not fit the base's ({len(missing)} weights missing, e.g. {missing[0]})."
             )
-    return Components(unet, vae, text_encoder, components.tokenizer, components.text_encoder_2,
-                      components.tokenizer_2)  # fmt: skip
+    return Components(unet, vae, text_encoder, components.tokenizer, components.text_encoder_2, components.tokenizer_2)
 
 
 def _apply_dreambooth_folder(components: Components, path: Path) -> Components:
@@ -209,8 +227,7 @@ def _apply_dreambooth_folder(components: Components, path: Path) -> Components:
             vae = AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=dtype)
         if (path / "text_encoder").is_dir():
             text_encoder = CLIPTextModel.from_pretrained(path, subfolder="text_encoder", dtype=dtype)
-    return Components(unet, vae, text_encoder, components.tokenizer, components.text_encoder_2,
-                      components.tokenizer_2)  # fmt: skip
+    return Components(unet, vae, text_encoder, components.tokenizer, components.text_encoder_2, components.tokenizer_2)
 
 
 TEXT_WIDTHS = {768: "SD1.x", 1024: "SD2.x", 2048: "SDXL"}  # the width of the text states cross-attention reads
@@ -227,8 +244,10 @@ def _check_text_width(path: Path, state_dict: dict[str, torch.Tensor], width: in
         def named(size: int) -> str:
             return f"{size} wide ({TEXT_WIDTHS[size]})" if size in TEXT_WIDTHS else f"{size} wide"
 
-        raise CheckpointError(f"lora {path}: made for an image model whose text states are {named(other)}; this "
-                              f"base's are {named(width)}. Use a LoRA made for this base.")  # fmt: skip
+        raise CheckpointError(
+            f"lora {path}: made for an image model whose text states are {named(other)}; this "
+            f"base's are {named(width)}. Use a LoRA made for this base."
+        )
 
 
 def apply_image_lora(components: Components, path: str | os.PathLike, scale: float = 1.0) -> None:
@@ -243,17 +262,28 @@ def apply_image_lora(components: Components, path: str | os.PathLike, scale: flo
     if components.text_encoder_2 is not None:
         from diffusers import StableDiffusionXLPipeline
 
-        pipeline = StableDiffusionXLPipeline(vae=components.vae, text_encoder=components.text_encoder,
-                                             text_encoder_2=components.text_encoder_2, tokenizer=components.tokenizer,
-                                             tokenizer_2=components.tokenizer_2, unet=components.unet,
-                                             scheduler=None)  # fmt: skip
+        pipeline = StableDiffusionXLPipeline(
+            vae=components.vae,
+            text_encoder=components.text_encoder,
+            text_encoder_2=components.text_encoder_2,
+            tokenizer=components.tokenizer,
+            tokenizer_2=components.tokenizer_2,
+            unet=components.unet,
+            scheduler=None,
+        )
     else:
         from diffusers import StableDiffusionPipeline
 
-        pipeline = StableDiffusionPipeline(vae=components.vae, text_encoder=components.text_encoder,
-                                           tokenizer=components.tokenizer, unet=components.unet, scheduler=None,
-                                           safety_checker=None, feature_extractor=None,
-                                           requires_safety_checker=False)  # fmt: skip
+        pipeline = StableDiffusionPipeline(
+            vae=components.vae,
+            text_encoder=components.text_encoder,
+            tokenizer=components.tokenizer,
+            unet=components.unet,
+            scheduler=None,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
     name = f"lora_{abs(hash(path))}"
     with _reading(path, "an image LoRA that fits this image model"):
         pipeline.load_lora_weights(state_dict, adapter_name=name)

@@ -91,11 +91,26 @@ class ClipTextAttention(AttnProcessor2_0):
         super().__init__()
         self.axis = axis
 
-    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
-                 attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None, *args, **kwargs):
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        *args,
+        **kwargs,
+    ):
         frames = self.axis.shared_text_frames
-        if (frames is None or encoder_hidden_states is None or attention_mask is not None or args or kwargs
-                or hidden_states.ndim != 3 or hidden_states.shape[0] % frames):
+        if (
+            frames is None
+            or encoder_hidden_states is None
+            or attention_mask is not None
+            or args
+            or kwargs
+            or hidden_states.ndim != 3
+            or hidden_states.shape[0] % frames
+        ):
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
         batch, tokens, _ = hidden_states.shape
         clips, text = batch // frames, encoder_hidden_states[::frames]
@@ -112,9 +127,13 @@ class ClipTextAttention(AttnProcessor2_0):
 def _plain_cross_attention(module: nn.Module) -> bool:
     """A cross-attention that runs diffusers' default processor with none of its optional norms, residual or
     output rescaling: the layout `ClipTextAttention` computes."""
-    return (isinstance(module, Attention) and module.is_cross_attention and type(module.processor) is AttnProcessor2_0
-            and (module.spatial_norm, module.group_norm, module.norm_q, module.norm_k) == (None,) * 4
-            and not (module.norm_cross or module.residual_connection or module.rescale_output_factor != 1))
+    return (
+        isinstance(module, Attention)
+        and module.is_cross_attention
+        and type(module.processor) is AttnProcessor2_0
+        and (module.spatial_norm, module.group_norm, module.norm_q, module.norm_k) == (None,) * 4
+        and not (module.norm_cross or module.residual_connection or module.rescale_output_factor != 1)
+    )
 
 
 def share_text_keys(unet: UNet2DConditionModel, axis: FrameAxis) -> None:

@@ -29,8 +29,13 @@ def load_video_motion(spec: ModelSpec) -> MotionModule | None:
     return motion_module
 
 
-def build_pipeline(spec: ModelSpec, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                   split_guidance: bool = False, compile: bool = False) -> AnimateDiffPipeline:  # fmt: skip
+def build_pipeline(
+    spec: ModelSpec,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    split_guidance: bool = False,
+    compile: bool = False,
+) -> AnimateDiffPipeline:
     """Load and merge everything `spec` names; the pipeline on `device` in `dtype`.
 
     `split_guidance` runs the guidance batch's halves one after the other (less memory); `compile`

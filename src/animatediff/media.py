@@ -28,8 +28,12 @@ def fit(image: Image.Image, width: int, height: int) -> np.ndarray:
     return np.asarray(image.crop((left, top, left + width, top + height)))
 
 
-def read_image(path: str | os.PathLike, what: str, size: tuple[int, int] | None = None,
-               fitting: Callable[[Image.Image, int, int], np.ndarray] = fit) -> np.ndarray:  # fmt: skip
+def read_image(
+    path: str | os.PathLike,
+    what: str,
+    size: tuple[int, int] | None = None,
+    fitting: Callable[[Image.Image, int, int], np.ndarray] = fit,
+) -> np.ndarray:
     """One image as H×W×3 uint8 (fitted to `size` = (width, height) by `fitting` if given)."""
     try:
         with Image.open(path) as image:
@@ -76,8 +80,9 @@ def video_fps(path: str | os.PathLike) -> float | None:
         return None
 
 
-def read_frames(path: str | os.PathLike, what: str, frames: int | None, size: tuple[int, int] | None = None,
-                stride: int = 1) -> np.ndarray:  # fmt: skip
+def read_frames(
+    path: str | os.PathLike, what: str, frames: int | None, size: tuple[int, int] | None = None, stride: int = 1
+) -> np.ndarray:
     """`frames` frames (None: all) of a video file or a folder of images, every `stride`-th from the first,
     fitted to `size` = (width, height) (None: the first frame's own size): F×H×W×3 uint8."""
     import av

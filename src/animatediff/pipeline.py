@@ -57,14 +57,16 @@ def encode_text(tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel, texts: li
     return text_encoder(tokens.to(text_encoder.device))[0]
 
 
-def encode_text_sdxl(tokenizers: tuple[CLIPTokenizer, CLIPTokenizer], encoders: tuple,
-                     texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def encode_text_sdxl(
+    tokenizers: tuple[CLIPTokenizer, CLIPTokenizer], encoders: tuple, texts: list[str]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """SDXL's text states and pooled embeddings, as diffusers computes them: each encoder's penultimate hidden
     states, side by side; the pooled (projected) output of the second."""
     states = []
     for tokenizer, encoder in zip(tokenizers, encoders, strict=True):
-        tokens = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                           return_tensors="pt").input_ids  # fmt: skip
+        tokens = tokenizer(
+            texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+        ).input_ids
         output = encoder(tokens.to(encoder.device), output_hidden_states=True)
         states.append(output.hidden_states[-2])
     return torch.cat(states, dim=-1), output[0]
@@ -78,8 +80,10 @@ def prompt_losses(tokenizer: CLIPTokenizer, prompt: str) -> list[str]:
     limit = tokenizer.model_max_length
     if len(ids) > limit:
         kept = tokenizer.decode(ids[1 : limit - 1]).split()
-        losses.append(f"it is {len(ids)} tokens long and only the first {limit} are read (it is cut after "
-                      f"'{' '.join(kept[-3:])}')")  # fmt: skip
+        losses.append(
+            f"it is {len(ids)} tokens long and only the first {limit} are read (it is cut after "
+            f"'{' '.join(kept[-3:])}')"
+        )
     unknown = tokenizer.unk_token_id
     if unknown is not None and unknown in ids[1:-1]:
         missing = sorted({char for char in prompt if set(tokenizer(char).input_ids[1:-1]) == {unknown}})
@@ -225,8 +229,9 @@ class AnimateDiffPipeline:
         ids = torch.tensor([[sample.height, sample.width, 0, 0, sample.height, sample.width]], dtype=pooled.dtype)
         return {"text_embeds": pooled, "time_ids": ids.repeat(len(pooled), 1).to(pooled.device)}
 
-    def check_inputs(self, num_frames: int, height: int, width: int, steps: int,
-                     context: ContextSettings | None = None) -> None:  # fmt: skip
+    def check_inputs(
+        self, num_frames: int, height: int, width: int, steps: int, context: ContextSettings | None = None
+    ) -> None:
         factor = self.vae_scale_factor
         if height % factor or width % factor or height <= 0 or width <= 0:
             raise AnimateDiffError(
@@ -238,8 +243,9 @@ class AnimateDiffPipeline:
         config = self.scheduler.config
         most = config.num_train_timesteps - config.get("steps_offset", 0)  # offset timesteps stay inside the schedule
         if steps > most:
-            raise AnimateDiffError(f"steps must be at most {most} (the noise schedule's length less its timestep "
-                                   f"offset); got {steps}.")  # fmt: skip
+            raise AnimateDiffError(
+                f"steps must be at most {most} (the noise schedule's length less its timestep offset); got {steps}."
+            )
         motion_module = self.unet.motion_module
         table = motion_module.config.max_frames if motion_module is not None else None
         if table is not None and context is not None and context.length > table:
@@ -297,8 +303,9 @@ class AnimateDiffPipeline:
                     self.on_step(step + 1, steps)
                 yield latents
 
-    def _predict_noise(self, model_input: torch.Tensor, t, text_states: torch.Tensor, controls: StepControls,
-                       step: tuple[int, int]) -> torch.Tensor:  # fmt: skip
+    def _predict_noise(
+        self, model_input: torch.Tensor, t, text_states: torch.Tensor, controls: StepControls, step: tuple[int, int]
+    ) -> torch.Tensor:
         """The noise prediction for the whole clip; `step` is (index, of how many) in the full schedule."""
         num_frames, context = model_input.shape[2], controls.context
         if context is None or num_frames <= context.length:
@@ -310,9 +317,16 @@ class AnimateDiffPipeline:
             return self._call_unet(model_input, t, text_states, controls, step, motion_windows=pairs)
         return self._predict_in_windows(model_input, t, text_states, controls, step, frame_windows, weights)
 
-    def _predict_in_windows(self, model_input: torch.Tensor, t, text_states: torch.Tensor, controls: StepControls,
-                            step: tuple[int, int], frame_windows: list[list[int]],
-                            weights: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    def _predict_in_windows(
+        self,
+        model_input: torch.Tensor,
+        t,
+        text_states: torch.Tensor,
+        controls: StepControls,
+        step: tuple[int, int],
+        frame_windows: list[list[int]],
+        weights: torch.Tensor,
+    ) -> torch.Tensor:
         """Each window of frames through the whole video UNet on its own; the predictions averaged per frame."""
         total = torch.zeros_like(model_input, dtype=torch.float32)
         count = torch.zeros(model_input.shape[2], device=model_input.device)
@@ -325,8 +339,16 @@ class AnimateDiffPipeline:
             count.index_add_(0, index, weights)
         return total / count[None, None, :, None, None]
 
-    def _call_unet(self, model_input: torch.Tensor, t, text_states: torch.Tensor, controls: StepControls,
-                   step: tuple[int, int], motion_windows=None, frame_index=None):  # fmt: skip
+    def _call_unet(
+        self,
+        model_input: torch.Tensor,
+        t,
+        text_states: torch.Tensor,
+        controls: StepControls,
+        step: tuple[int, int],
+        motion_windows=None,
+        frame_index=None,
+    ):
         """The video UNet on `model_input` (the frames `frame_index` of the clip; None: all of them), with
         the clip's control residuals, image prompt and SDXL conditioning; per-frame text states folded as it
         takes them; the guidance batch's halves one after the other with `split_guidance`."""
@@ -339,8 +361,12 @@ class AnimateDiffPipeline:
             return self.unet(model_input, t, text_states, motion_windows, residuals, image, added)
         added_halves = [None, None] if added is None else [{k: v.chunk(2)[i] for k, v in added.items()} for i in (0, 1)]
         halves = [model_input.chunk(2), text_states.chunk(2), _halves(residuals), _halves(image), added_halves]
-        return torch.cat([self.unet(latents, t, text, motion_windows, res, emb, more) for latents, text, res, emb, more
-                          in zip(*halves, strict=True)])  # fmt: skip
+        return torch.cat(
+            [
+                self.unet(latents, t, text, motion_windows, res, emb, more)
+                for latents, text, res, emb, more in zip(*halves, strict=True)
+            ]
+        )
 
     def denoise(self, latents: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         """The final latents of `denoising_steps` (same arguments)."""
@@ -350,25 +376,34 @@ class AnimateDiffPipeline:
     def decode(self, latents: torch.Tensor, chunk_size: int = DECODE_CHUNK) -> torch.Tensor:
         """Video latents (1 c f h w) to float frames (f 3 H W) in [0, 1], `chunk_size` frames at a time."""
         latents = rearrange(latents, "b c f h w -> (b f) c h w") / self.vae.config.scaling_factor
-        chunks = [self.vae.decode(chunk.to(self.vae.dtype), return_dict=False)[0]
-                  for chunk in latents.split(chunk_size)]  # fmt: skip
+        chunks = [
+            self.vae.decode(chunk.to(self.vae.dtype), return_dict=False)[0] for chunk in latents.split(chunk_size)
+        ]
         return (torch.cat(chunks).float() / 2 + 0.5).clamp(0, 1)
 
-    def sample(self, prompt: str, num_frames: int = 16, height: int | None = None, width: int | None = None,
-               **settings) -> Sample:  # fmt: skip
+    def sample(
+        self, prompt: str, num_frames: int = 16, height: int | None = None, width: int | None = None, **settings
+    ) -> Sample:
         """A `Sample` for this pipeline: height and width default to the image model's own size, and the
         remaining settings (`negative_prompt`, `steps`, `guidance_scale`, `seed`) to `Sample`'s."""
         size = self.default_size
-        return Sample(prompt=prompt, frames=num_frames, height=height or size, width=width or size,
-                      **{"seed": 0, "negative_prompt": "", **settings})  # fmt: skip
+        return Sample(
+            prompt=prompt,
+            frames=num_frames,
+            height=height or size,
+            width=width or size,
+            **{"seed": 0, "negative_prompt": "", **settings},
+        )
 
-    def __call__(self, prompt: str | Sample, progress: bool = True, conditions: Conditions | None = None,
-                 **settings) -> np.ndarray:  # fmt: skip
+    def __call__(
+        self, prompt: str | Sample, progress: bool = True, conditions: Conditions | None = None, **settings
+    ) -> np.ndarray:
         """Generate one clip as `F×H×W×3` uint8 frames (arguments as for `generate`)."""
         return to_uint8(self.generate(prompt, progress, conditions, **settings))
 
-    def generate(self, prompt: str | Sample, progress: bool = True, conditions: Conditions | None = None,
-                 **settings) -> torch.Tensor:  # fmt: skip
+    def generate(
+        self, prompt: str | Sample, progress: bool = True, conditions: Conditions | None = None, **settings
+    ) -> torch.Tensor:
         """Generate one clip as float frames `f 3 H W` in [0, 1] (what `__call__` rounds to uint8).
 
         `prompt` is a complete `Sample`, or the prompt text with the keyword settings of `sample`
@@ -389,8 +424,9 @@ class AnimateDiffPipeline:
         for iteration in range(sample.free_init or 1):
             if iteration:
                 latents = self.reinitialize(latents, noise, generator)
-            latents = self.denoise(latents, text_states, sample.steps, sample.guidance_scale, progress, generator,
-                                   controls)  # fmt: skip
+            latents = self.denoise(
+                latents, text_states, sample.steps, sample.guidance_scale, progress, generator, controls
+            )
         return self.decode(latents)
 
     def check_conditions(self, conditions: Conditions, sample: Sample) -> None:
@@ -398,8 +434,9 @@ class AnimateDiffPipeline:
         that leaves no step to run, time controls that an init video leaves no room for."""
         controls = conditions.controlnets or conditions.sparsectrl is not None
         if self.sdxl and (sample.prompt_map or controls or conditions.image_prompt is not None):
-            what = ("a prompt map" if sample.prompt_map else "ControlNets and SparseCtrl" if controls
-                    else "an IP-Adapter")  # fmt: skip
+            what = (
+                "a prompt map" if sample.prompt_map else "ControlNets and SparseCtrl" if controls else "an IP-Adapter"
+            )
             raise AnimateDiffError(f"{what} with an SDXL base is not supported yet; use an SD1.x base for it.")
         init = conditions.init
         if init is not None and first_step(sample.steps, init.strength) >= sample.steps:
@@ -409,16 +446,21 @@ class AnimateDiffPipeline:
             )
         what = "an init video" if isinstance(init, InitVideo) else "an init image"
         if init is not None and (sample.free_init or sample.noise_shuffle):
-            raise AnimateDiffError(f"{what} sets the clip's starting latents itself; FreeInit and the noise shuffle "
-                                   "work on clips made from noise (leave them out).")  # fmt: skip
+            raise AnimateDiffError(
+                f"{what} sets the clip's starting latents itself; FreeInit and the noise shuffle "
+                "work on clips made from noise (leave them out)."
+            )
         size = (sample.height, sample.width)
         inputs = [("the init video", init.frames)] if isinstance(init, InitVideo) else []
         if isinstance(init, InitImage):
             images = [("the init image", init.first), ("the last image", init.last)]
-            inputs += [(name, image[None].expand(sample.frames, -1, -1, -1)) for name, image in images
-                       if image is not None]  # fmt: skip
-        inputs += [(f"control video {number}", control.frames)
-                   for number, control in enumerate(conditions.controlnets, start=1)]  # fmt: skip
+            inputs += [
+                (name, image[None].expand(sample.frames, -1, -1, -1)) for name, image in images if image is not None
+            ]
+        inputs += [
+            (f"control video {number}", control.frames)
+            for number, control in enumerate(conditions.controlnets, start=1)
+        ]
         for name, frames in inputs:
             if tuple(frames.shape[2:]) != size or len(frames) != sample.frames:
                 raise AnimateDiffError(
@@ -461,8 +503,9 @@ class AnimateDiffPipeline:
         uncond = encode_text(self.tokenizer, self.text_encoder, [sample.negative_prompt or ""])
         return torch.cat([uncond[:, None].expand_as(per_frame), per_frame])
 
-    def initial_latents(self, sample: Sample, generator: torch.Generator,
-                        conditions: Conditions | None = None) -> torch.Tensor:  # fmt: skip
+    def initial_latents(
+        self, sample: Sample, generator: torch.Generator, conditions: Conditions | None = None
+    ) -> torch.Tensor:
         """The noise contract's draw for the clip, with FreeNoise's rescheduling if the sample asks for it; for
         video-to-video, the init video's latents noised to the timestep its strength starts from."""
         init = conditions.init if conditions is not None else None

@@ -36,22 +36,69 @@ from animatediff.settings import (
 )
 
 TIME_KEYS = {  # long videos and prompt travel (animatediff-cli-prompt-travel's `prompt_map` schema)
-    "prompt_map", "prompt_interpolation", "context_length", "context_overlap", "context_schedule", "context_fuse",
-    "context_scope", "noise_shuffle", "loop", "free_init",
-}  # fmt: skip
+    "prompt_map",
+    "prompt_interpolation",
+    "context_length",
+    "context_overlap",
+    "context_schedule",
+    "context_fuse",
+    "context_scope",
+    "noise_shuffle",
+    "loop",
+    "free_init",
+}
 CONTROL_KEYS = {  # video to video, ControlNet, IP-Adapter (the command line's flags, as keys)
-    "init_video", "strength", "stride", "controlnet", "control_video", "control_start", "control_end", "guess_mode",
-    "ip_adapter", "ip_image", "image_encoder", "init_image", "init_strength", "init_falloff", "last_image",
-    "sparsectrl", "control_image", "control_latents", "control_frames", "normalize_condition_images",
-}  # fmt: skip
+    "init_video",
+    "strength",
+    "stride",
+    "controlnet",
+    "control_video",
+    "control_start",
+    "control_end",
+    "guess_mode",
+    "ip_adapter",
+    "ip_image",
+    "image_encoder",
+    "init_image",
+    "init_strength",
+    "init_falloff",
+    "last_image",
+    "sparsectrl",
+    "control_image",
+    "control_latents",
+    "control_frames",
+    "normalize_condition_images",
+}
 SPARSECTRL_KEYS = {  # the official SparseCtrl entries' keys
-    "controlnet_path", "controlnet_config", "controlnet_images", "controlnet_image_indexs", "controlnet_scale",
-}  # fmt: skip
+    "controlnet_path",
+    "controlnet_config",
+    "controlnet_images",
+    "controlnet_image_indexs",
+    "controlnet_scale",
+}
 ENTRY_KEYS = {
-    "inference_config", "motion_module", "motion_module_lora_configs", "adapter_lora_path", "adapter_lora_scale",
-    "dreambooth_path", "lora_model_path", "lora_alpha", "seed", "steps", "guidance_scale", "prompt", "n_prompt",
-    "W", "H", "L", "scheduler", "family", *TIME_KEYS, *CONTROL_KEYS, *SPARSECTRL_KEYS,
-}  # fmt: skip
+    "inference_config",
+    "motion_module",
+    "motion_module_lora_configs",
+    "adapter_lora_path",
+    "adapter_lora_scale",
+    "dreambooth_path",
+    "lora_model_path",
+    "lora_alpha",
+    "seed",
+    "steps",
+    "guidance_scale",
+    "prompt",
+    "n_prompt",
+    "W",
+    "H",
+    "L",
+    "scheduler",
+    "family",
+    *TIME_KEYS,
+    *CONTROL_KEYS,
+    *SPARSECTRL_KEYS,
+}
 
 
 def brief(value, limit: int = 80) -> str:
@@ -236,12 +283,22 @@ def _time_controls(entry: _Entry) -> TimeControls:
     def whole(field: str) -> int | None:
         return entry.number(field, int, None) if entry.values.get(field) is not None else None
 
-    context = ContextRequest(whole("context_length"), whole("context_overlap"),
-                             _choice(entry, "context_schedule", Schedule), _choice(entry, "context_fuse", Fuse),
-                             _choice(entry, "context_scope", Scope), _flag(entry, "loop"))  # fmt: skip
+    context = ContextRequest(
+        whole("context_length"),
+        whole("context_overlap"),
+        _choice(entry, "context_schedule", Schedule),
+        _choice(entry, "context_fuse", Fuse),
+        _choice(entry, "context_scope", Scope),
+        _flag(entry, "loop"),
+    )
     interpolation = _choice(entry, "prompt_interpolation", Interpolation) or "linear"
-    return TimeControls(keyframes=_keyframes(entry), interpolation=interpolation, context=context,
-                        noise_shuffle=_flag(entry, "noise_shuffle"), free_init=whole("free_init"))  # fmt: skip
+    return TimeControls(
+        keyframes=_keyframes(entry),
+        interpolation=interpolation,
+        context=context,
+        noise_shuffle=_flag(entry, "noise_shuffle"),
+        free_init=whole("free_init"),
+    )
 
 
 def _path_and_scale(entry: _Entry, field: str, text) -> tuple[Path | None, float]:
@@ -268,23 +325,36 @@ def _control(entry: _Entry) -> ControlSpec:
     nets = [_path_and_scale(entry, "controlnet", text) for text in entry.strings("controlnet", [])]
     videos = [entry.path("control_video", text) for text in entry.strings("control_video", [])]
     if len(nets) != len(videos):
-        raise entry.fail("control_video", f"each controlnet takes one control_video, in the same order; got "
-                         f"{len(nets)} and {len(videos)}.")  # fmt: skip
-    ip_adapter, ip_scale = _path_and_scale(entry, "ip_adapter", values["ip_adapter"]) if "ip_adapter" in values else (
-        None, 1.0)  # fmt: skip
-    numbers = {name: entry.number(name, float, None)
-               for name in ("strength", "control_start", "control_end", "init_strength", "init_falloff")
-               if values.get(name) is not None}  # fmt: skip
+        raise entry.fail(
+            "control_video",
+            f"each controlnet takes one control_video, in the same order; got {len(nets)} and {len(videos)}.",
+        )
+    ip_adapter, ip_scale = (
+        _path_and_scale(entry, "ip_adapter", values["ip_adapter"]) if "ip_adapter" in values else (None, 1.0)
+    )
+    numbers = {
+        name: entry.number(name, float, None)
+        for name in ("strength", "control_start", "control_end", "init_strength", "init_falloff")
+        if values.get(name) is not None
+    }
     numbers.update(_sparsectrl(entry))
     if values.get("stride") is not None:
         numbers["stride"] = entry.number("stride", int, 1)
     try:
-        return ControlSpec(init_video=entry.path("init_video"), guess_mode=_flag(entry, "guess_mode"),
-                           controlnets=tuple(ControlNetSpec(path, scale, video) for (path, scale), video
-                                             in zip(nets, videos, strict=True)),
-                           ip_adapter=ip_adapter, ip_adapter_scale=ip_scale, ip_image=entry.path("ip_image"),
-                           image_encoder=entry.path("image_encoder"), init_image=entry.path("init_image"),
-                           last_image=entry.path("last_image"), **numbers)  # fmt: skip
+        return ControlSpec(
+            init_video=entry.path("init_video"),
+            guess_mode=_flag(entry, "guess_mode"),
+            controlnets=tuple(
+                ControlNetSpec(path, scale, video) for (path, scale), video in zip(nets, videos, strict=True)
+            ),
+            ip_adapter=ip_adapter,
+            ip_adapter_scale=ip_scale,
+            ip_image=entry.path("ip_image"),
+            image_encoder=entry.path("image_encoder"),
+            init_image=entry.path("init_image"),
+            last_image=entry.path("last_image"),
+            **numbers,
+        )
     except ConfigError as error:
         raise ConfigError(f"{entry.config}, entry {entry.index}: {error}") from error
 
@@ -303,12 +373,18 @@ def _sparsectrl(entry: _Entry) -> dict:
         images = [entry.path("controlnet_images", text) for text in entry.strings("controlnet_images", [])]
         indices = _frames(entry, "controlnet_image_indexs", [0])
         if len(indices) > len(images):
-            raise entry.fail("controlnet_images", f"{len(indices)} keyframe indices (controlnet_image_indexs) but "
-                             f"{len(images)} images; give one image per index.")  # fmt: skip
+            raise entry.fail(
+                "controlnet_images",
+                f"{len(indices)} keyframe indices (controlnet_image_indexs) but "
+                f"{len(images)} images; give one image per index.",
+            )
         # as the official pipeline: the first len(indices) images are the keyframes
-        found.update(sparsectrl_scale=entry.number("controlnet_scale", float, 1.0),
-                     control_images=tuple(images[: len(indices)]), control_frames=indices,
-                     sparsectrl_settings=_controlnet_settings(entry))  # fmt: skip
+        found.update(
+            sparsectrl_scale=entry.number("controlnet_scale", float, 1.0),
+            control_images=tuple(images[: len(indices)]),
+            control_frames=indices,
+            sparsectrl_settings=_controlnet_settings(entry),
+        )
     elif "sparsectrl" in values:
         found["sparsectrl"], found["sparsectrl_scale"] = _path_and_scale(entry, "sparsectrl", values["sparsectrl"])
         pairs = [_frame_and_path(entry, text) for text in entry.strings("control_image", [])]
@@ -392,8 +468,12 @@ def _samples(entry: _Entry, release: Family, drawn: list[int] | None = None) -> 
     return samples
 
 
-def read_prompt_config(path: str | os.PathLike, base: str | os.PathLike,
-                       default_motion_module: Path | None = None, family: str | None = None) -> list[Job]:  # fmt: skip
+def read_prompt_config(
+    path: str | os.PathLike,
+    base: str | os.PathLike,
+    default_motion_module: Path | None = None,
+    family: str | None = None,
+) -> list[Job]:
     """Every model and sample an official prompt config asks for, all paths checked; entries without a
     motion module get `default_motion_module` (refused if None); `family` (--family) replaces every
     entry's own."""

@@ -106,8 +106,13 @@ class ModelSpec:
         settings = self.motion_module_settings
         if override is not None:
             settings = {**release.module_settings(), **settings}
-        return replace(self, family=release.name if release else None, family_rule=rule, loras=loras,
-                       motion_module_settings=settings)  # fmt: skip
+        return replace(
+            self,
+            family=release.name if release else None,
+            family_rule=rule,
+            loras=loras,
+            motion_module_settings=settings,
+        )
         for name, entries in (("LoRA", self.loras), ("MotionLoRA", self.motion_loras)):
             for path, scale in entries:
                 check_finite(scale, f"the scale of {name} {path}")
@@ -234,12 +239,21 @@ class TimeControls:
         except ValueError as error:
             raise ConfigError(f"{error}.") from error
         if self.noise_shuffle and context is None:
-            raise ConfigError("the noise shuffle (FreeNoise) reschedules the noise of later context windows; this "
-                              "clip has none (give a context length shorter than the clip).")  # fmt: skip
+            raise ConfigError(
+                "the noise shuffle (FreeNoise) reschedules the noise of later context windows; this "
+                "clip has none (give a context length shorter than the clip)."
+            )
         prompt_map = self._prompt_map(sample)
         prompt = dict(prompt_map).get(0, sample.prompt)
-        changed = replace(sample, prompt=prompt, prompt_map=prompt_map, prompt_interpolation=self.interpolation,
-                          context=context, noise_shuffle=self.noise_shuffle, free_init=self.free_init)  # fmt: skip
+        changed = replace(
+            sample,
+            prompt=prompt,
+            prompt_map=prompt_map,
+            prompt_interpolation=self.interpolation,
+            context=context,
+            noise_shuffle=self.noise_shuffle,
+            free_init=self.free_init,
+        )
         return changed, note
 
     def _prompt_map(self, sample: Sample) -> tuple[tuple[int, str], ...]:
@@ -249,8 +263,10 @@ class TimeControls:
         for frame, text in self.keyframes:
             resolved = frame + sample.frames if frame < 0 else frame
             if not 0 <= resolved < sample.frames:
-                raise ConfigError(f"the prompt keyframe {frame} is outside the {sample.frames}-frame clip (frames "
-                                  f"0 to {sample.frames - 1}, or -1 to -{sample.frames} from the end).")  # fmt: skip
+                raise ConfigError(
+                    f"the prompt keyframe {frame} is outside the {sample.frames}-frame clip (frames "
+                    f"0 to {sample.frames - 1}, or -1 to -{sample.frames} from the end)."
+                )
             frames[resolved] = text
         if 0 not in frames:
             if not sample.prompt:
@@ -269,8 +285,10 @@ class ControlNetSpec:
     video: Path
 
 
-KEYFRAME_NOISE = ("RGB keyframes: the VAE posterior sample, drawn for all keyframes at once from the clip's "
-                  "generator right after its initial noise")  # fmt: skip
+KEYFRAME_NOISE = (
+    "RGB keyframes: the VAE posterior sample, drawn for all keyframes at once from the clip's "
+    "generator right after its initial noise"
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -309,8 +327,15 @@ class ControlSpec:
         object.__setattr__(self, "controlnets", tuple(self.controlnets))
         object.__setattr__(self, "control_images", tuple(self.control_images))
         object.__setattr__(self, "control_frames", tuple(self.control_frames))
-        for name in ("strength", "control_start", "control_end", "ip_adapter_scale", "init_strength", "init_falloff",
-                     "sparsectrl_scale"):  # fmt: skip
+        for name in (
+            "strength",
+            "control_start",
+            "control_end",
+            "ip_adapter_scale",
+            "init_strength",
+            "init_falloff",
+            "sparsectrl_scale",
+        ):
             check_finite(getattr(self, name), name)
         self._check_init_image()
         self._check_keyframes()
@@ -319,8 +344,10 @@ class ControlSpec:
         if not 0 < self.strength <= 1:
             raise ConfigError(f"strength must be more than 0 and at most 1; got {self.strength}.")
         if not 0 <= self.control_start < self.control_end <= 1:
-            raise ConfigError("control_start and control_end must satisfy 0 ≤ start < end ≤ 1; got "
-                              f"{self.control_start} and {self.control_end}.")  # fmt: skip
+            raise ConfigError(
+                "control_start and control_end must satisfy 0 ≤ start < end ≤ 1; got "
+                f"{self.control_start} and {self.control_end}."
+            )
         if isinstance(self.stride, bool) or not isinstance(self.stride, int) or self.stride < 1:
             raise ConfigError(f"stride must be a whole number of at least 1; got {self.stride!r}.")
         if (self.ip_adapter is None) != (self.ip_image is None):
@@ -339,21 +366,32 @@ class ControlSpec:
     def _check_keyframes(self) -> None:
         keyframes = bool(self.control_images) or self.control_latents is not None
         if self.sparsectrl is None and (keyframes or self.control_frames):
-            raise ConfigError("control images and control latents are SparseCtrl keyframes; give the SparseCtrl "
-                              "encoder with --sparsectrl.")  # fmt: skip
+            raise ConfigError(
+                "control images and control latents are SparseCtrl keyframes; give the SparseCtrl "
+                "encoder with --sparsectrl."
+            )
         if self.sparsectrl is not None and not keyframes:
-            raise ConfigError(f"sparsectrl {self.sparsectrl} needs keyframes: --control-image FRAME:PATH (repeatable) "
-                              "or --control-latents FILE.npy.")  # fmt: skip
+            raise ConfigError(
+                f"sparsectrl {self.sparsectrl} needs keyframes: --control-image FRAME:PATH (repeatable) "
+                "or --control-latents FILE.npy."
+            )
         if self.control_images and self.control_latents is not None:
             raise ConfigError("give SparseCtrl keyframes as control images or as control latents, not both.")
         if self.control_images and self.control_frames and len(self.control_frames) != len(self.control_images):
-            raise ConfigError(f"{len(self.control_images)} control images but {len(self.control_frames)} keyframe "
-                              "indices; give one index per image.")  # fmt: skip
+            raise ConfigError(
+                f"{len(self.control_images)} control images but {len(self.control_frames)} keyframe "
+                "indices; give one index per image."
+            )
 
     @property
     def given(self) -> bool:
-        return (self.init_video is not None or self.init_image is not None or bool(self.controlnets)
-                or self.ip_adapter is not None or self.sparsectrl is not None)  # fmt: skip
+        return (
+            self.init_video is not None
+            or self.init_image is not None
+            or bool(self.controlnets)
+            or self.ip_adapter is not None
+            or self.sparsectrl is not None
+        )
 
     def keyframe_indices(self, count: int | None = None) -> tuple[int, ...]:
         """Each keyframe's frame: as given, else 0, 1, … for `count` keyframes (the control images' count)."""
@@ -369,19 +407,30 @@ class ControlSpec:
 
     def check(self) -> None:
         """Fail early, naming the file, if an input is missing."""
-        files = [("init video", self.init_video), ("ip-adapter", self.ip_adapter), ("ip image", self.ip_image),
-                 ("init image", self.init_image), ("last image", self.last_image), ("sparsectrl", self.sparsectrl),
-                 ("control latents", self.control_latents)]  # fmt: skip
+        files = [
+            ("init video", self.init_video),
+            ("ip-adapter", self.ip_adapter),
+            ("ip image", self.ip_image),
+            ("init image", self.init_image),
+            ("last image", self.last_image),
+            ("sparsectrl", self.sparsectrl),
+            ("control latents", self.control_latents),
+        ]
         files += [("control image", path) for path in self.control_images]
-        files += [(what, path) for c in self.controlnets for what, path in (("controlnet", c.path),
-                                                                              ("control video", c.video))]  # fmt: skip
+        files += [
+            (what, path)
+            for c in self.controlnets
+            for what, path in (("controlnet", c.path), ("control video", c.video))
+        ]
         for what, path in files:
             if path is not None and not Path(path).exists():
                 raise ConfigError(f"{what} {path}: no such file or folder.")
         encoder = self.encoder_folder()
         if encoder is not None and not (Path(encoder) / "config.json").is_file():
-            raise ConfigError(f"image encoder {encoder}: expected a CLIP vision model folder (config.json and weights)"
-                              "; give it with --image-encoder.")  # fmt: skip
+            raise ConfigError(
+                f"image encoder {encoder}: expected a CLIP vision model folder (config.json and weights)"
+                "; give it with --image-encoder."
+            )
 
     def describe(self) -> dict:
         """The sidecar's fields for these inputs (absolute paths; nothing when none is given)."""
@@ -391,28 +440,44 @@ class ControlSpec:
         def absolute(path: Path | None) -> str | None:
             return None if path is None else str(Path(path).resolve())
 
-        record = {"init_video": absolute(self.init_video), "stride": self.stride,
-                  "controlnets": [{"path": absolute(c.path), "scale": c.scale, "video": absolute(c.video)}
-                                  for c in self.controlnets]}  # fmt: skip
+        record = {
+            "init_video": absolute(self.init_video),
+            "stride": self.stride,
+            "controlnets": [
+                {"path": absolute(c.path), "scale": c.scale, "video": absolute(c.video)} for c in self.controlnets
+            ],
+        }
         if self.init_video is not None:
             record["strength"] = self.strength
         if self.init_image is not None:
-            record.update(init_image=absolute(self.init_image), last_image=absolute(self.last_image),
-                          init_strength=self.init_strength, init_falloff=self.init_falloff)  # fmt: skip
+            record.update(
+                init_image=absolute(self.init_image),
+                last_image=absolute(self.last_image),
+                init_strength=self.init_strength,
+                init_falloff=self.init_falloff,
+            )
         if self.controlnets:
             record.update(control_start=self.control_start, control_end=self.control_end, guess_mode=self.guess_mode)
         if self.sparsectrl is not None:
-            record.update(sparsectrl={"path": absolute(self.sparsectrl), "scale": self.sparsectrl_scale,
-                                      "settings": self.sparsectrl_settings or {}},
-                          control_images=[absolute(path) for path in self.control_images],
-                          control_frames=list(self.keyframe_indices()) or None,
-                          control_latents=absolute(self.control_latents),
-                          normalize_condition_images=self.normalize_condition_images)  # fmt: skip
+            record.update(
+                sparsectrl={
+                    "path": absolute(self.sparsectrl),
+                    "scale": self.sparsectrl_scale,
+                    "settings": self.sparsectrl_settings or {},
+                },
+                control_images=[absolute(path) for path in self.control_images],
+                control_frames=list(self.keyframe_indices()) or None,
+                control_latents=absolute(self.control_latents),
+                normalize_condition_images=self.normalize_condition_images,
+            )
             if self.control_images:
                 record["keyframe_noise"] = KEYFRAME_NOISE
         if self.ip_adapter is not None:
-            record.update(ip_adapter={"path": absolute(self.ip_adapter), "scale": self.ip_adapter_scale},
-                          ip_image=absolute(self.ip_image), image_encoder=absolute(self.encoder_folder()))  # fmt: skip
+            record.update(
+                ip_adapter={"path": absolute(self.ip_adapter), "scale": self.ip_adapter_scale},
+                ip_image=absolute(self.ip_image),
+                image_encoder=absolute(self.encoder_folder()),
+            )
         return record
 
 
@@ -432,9 +497,15 @@ class Settings:
     control: ControlSpec = field(default_factory=ControlSpec)
 
     def sidecar(self) -> dict:
-        record = {**asdict(self.sample), **self.model.describe(), **self.control.describe(), "device": self.device,
-                  "dtype": self.dtype, "dtype_chosen_by": self.dtype_reason,
-                  "animatediff_version": __version__}  # fmt: skip
+        record = {
+            **asdict(self.sample),
+            **self.model.describe(),
+            **self.control.describe(),
+            "device": self.device,
+            "dtype": self.dtype,
+            "dtype_chosen_by": self.dtype_reason,
+            "animatediff_version": __version__,
+        }
         record["prompt_map"] = {str(frame): text for frame, text in self.sample.prompt_map}
         if self.overrides:
             record["overridden_by_flags"] = list(self.overrides)
@@ -474,14 +545,16 @@ def check_sample(model: ModelSpec, sample: Sample) -> None:
     schedule = model.noise_schedule
     most = schedule.get("num_train_timesteps", 1000) - schedule.get("steps_offset", 0)
     if sample.steps > most:
-        raise ConfigError(f"steps must be at most {most} (the noise schedule's length less its timestep offset); "
-                          f"got {sample.steps}.")  # fmt: skip
+        raise ConfigError(
+            f"steps must be at most {most} (the noise schedule's length less its timestep offset); got {sample.steps}."
+        )
     made_for = model.release.made_for_steps
     if made_for and sample.steps not in made_for:
         counts = " or ".join(map(str, made_for))
         logging.getLogger("animatediff").warning(
             f"the motion module {model.motion_module} ({model.release.description}) was made for {counts} "
-            f"step{'s' * (made_for != (1,))}; {sample.steps} steps may give a blurred or noisy clip.")  # fmt: skip
+            f"step{'s' * (made_for != (1,))}; {sample.steps} steps may give a blurred or noisy clip."
+        )
 
 
 @dataclass(frozen=True)

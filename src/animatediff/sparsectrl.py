@@ -77,10 +77,16 @@ class SparseCtrlConfig:
         return asdict(self)
 
     def motion_config(self, widths: tuple[int, ...], layers_per_block: int) -> MotionModuleConfig:
-        return MotionModuleConfig(block_out_channels=widths, layers_per_block=layers_per_block, mid_block=False,
-                                  num_attention_heads=self.motion_heads, num_transformer_blocks=self.motion_blocks,
-                                  self_attentions=1, max_frames=self.max_frames,
-                                  norm_over_frames=self.norm_over_frames)  # fmt: skip
+        return MotionModuleConfig(
+            block_out_channels=widths,
+            layers_per_block=layers_per_block,
+            mid_block=False,
+            num_attention_heads=self.motion_heads,
+            num_transformer_blocks=self.motion_blocks,
+            self_attentions=1,
+            max_frames=self.max_frames,
+            norm_over_frames=self.norm_over_frames,
+        )
 
 
 class SparseCtrl(nn.Module):
@@ -109,8 +115,16 @@ class SparseCtrl(nn.Module):
     def official_state_dict(self) -> dict[str, torch.Tensor]:
         return {key: value.detach() for key, value in self.controlnet.state_dict().items()}
 
-    def forward(self, sample: torch.Tensor, timestep, text_states: torch.Tensor, condition: torch.Tensor,
-                mask: torch.Tensor, scale: float = 1.0, windows: Windows | None = None) -> Residuals:  # fmt: skip
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep,
+        text_states: torch.Tensor,
+        condition: torch.Tensor,
+        mask: torch.Tensor,
+        scale: float = 1.0,
+        windows: Windows | None = None,
+    ) -> Residuals:
         """Residuals for the video UNet at `sample` (b c f h w, the guidance batch) and `timestep`, given the
         text states (b n d, or (b f) n d per frame) and the clip's `condition` (c f H W) and `mask` (1 f H W),
         zeros on frames without a keyframe (or one of each per clip of the batch: b c f H W, b 1 f H W).
@@ -143,11 +157,13 @@ class SparseCtrl(nn.Module):
 def build_sparsectrl(unet: UNet2DConditionModel, config: SparseCtrlConfig) -> SparseCtrl:
     """A SparseCtrl encoder for `unet`'s shape, its image layers copied from `unet` (the official
     `from_unet`), its motion modules fresh (zero output) and its zero convolutions at zero."""
-    controlnet = ControlNetModel.from_unet(unet, conditioning_channels=config.input_channels,
-                                           conditioning_embedding_out_channels=config.embedding_channels)  # fmt: skip
+    controlnet = ControlNetModel.from_unet(
+        unet, conditioning_channels=config.input_channels, conditioning_embedding_out_channels=config.embedding_channels
+    )
     if config.latent_condition:
-        controlnet.controlnet_cond_embedding = nn.Conv2d(config.input_channels, unet.config.block_out_channels[0],
-                                                         kernel_size=3, padding=1)  # fmt: skip
+        controlnet.controlnet_cond_embedding = nn.Conv2d(
+            config.input_channels, unet.config.block_out_channels[0], kernel_size=3, padding=1
+        )
         nn.init.zeros_(controlnet.controlnet_cond_embedding.weight)
         nn.init.zeros_(controlnet.controlnet_cond_embedding.bias)
     model = SparseCtrl(controlnet, config).eval()
@@ -188,8 +204,11 @@ def infer_config(state: dict[str, torch.Tensor], saved: dict | None = None) -> S
     latent = _EMBEDDING + "weight" in state
     embedding = state[_EMBEDDING + "weight"] if latent else state[_EMBEDDING + "conv_in.weight"]
     blocks = _count(state, r"^controlnet_cond_embedding\.blocks\.(\d+)\.")
-    channels = () if latent else (embedding.shape[0], *(state[f"{_EMBEDDING}blocks.{i}.weight"].shape[0]
-                                                        for i in range(1, blocks, 2)))  # fmt: skip
+    channels = (
+        ()
+        if latent
+        else (embedding.shape[0], *(state[f"{_EMBEDDING}blocks.{i}.weight"].shape[0] for i in range(1, blocks, 2)))
+    )
     table = next((value for key, value in state.items() if key.endswith("pos_encoder.pe")), None)
     first_module = r"^down_blocks\.0\.motion_modules\.0\.temporal_transformer\."
     motion_blocks = _count(state, first_module + r"transformer_blocks\.(\d+)\.")
@@ -212,9 +231,10 @@ def encoder_shape(state: dict[str, torch.Tensor]) -> dict:
     return {
         "block_out_channels": tuple(state[f"down_blocks.{i}.resnets.0.conv1.weight"].shape[0] for i in range(levels)),
         "layers_per_block": _count(state, r"^down_blocks\.0\.resnets\.(\d+)\."),
-        "cross_attention_dim": next((value.shape[1] for key, value in state.items()
-                                     if key.endswith("attn2.to_k.weight")), None),
-    }  # fmt: skip
+        "cross_attention_dim": next(
+            (value.shape[1] for key, value in state.items() if key.endswith("attn2.to_k.weight")), None
+        ),
+    }
 
 
 def read_sparsectrl(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
@@ -227,17 +247,21 @@ def read_sparsectrl(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         config_file = path / "config.json"
         saved = read_json(config_file, "SparseCtrl folder's config") if config_file.is_file() else {}
         if saved.get("_class_name") != SPARSECTRL_CLASS:
-            raise CheckpointError(f"sparsectrl {path}: a folder without a {SPARSECTRL_CLASS} config.json; "
-                                  "expected a SparseCtrl checkpoint (.ckpt, .safetensors) or a diffusers SparseCtrl "
-                                  "folder.")  # fmt: skip
+            raise CheckpointError(
+                f"sparsectrl {path}: a folder without a {SPARSECTRL_CLASS} config.json; "
+                "expected a SparseCtrl checkpoint (.ckpt, .safetensors) or a diffusers SparseCtrl "
+                "folder."
+            )
         weights = [path / name for name in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")]
         path = next((file for file in weights if file.is_file()), weights[0])
     state = read_state_dict(path)
     kind = classify_keys(list(state)).kind
     if kind != Kind.SPARSECTRL:
         what = "a ControlNet (give it with --controlnet)" if kind == Kind.CONTROLNET else KIND_NAMES[kind]
-        raise CheckpointError(f"sparsectrl {path}: this file is {what}, not a SparseCtrl encoder (a ControlNet's "
-                              "condition embedding with motion modules).")  # fmt: skip
+        raise CheckpointError(
+            f"sparsectrl {path}: this file is {what}, not a SparseCtrl encoder (a ControlNet's "
+            "condition embedding with motion modules)."
+        )
     return _to_official(state), saved
 
 
@@ -248,9 +272,11 @@ def load_sparsectrl(path: str | os.PathLike, unet: UNet2DConditionModel, setting
     config = infer_config(state, {**saved, **(settings or {})})
     check_settings(path, config, settings or {})
     found = encoder_shape(state)
-    wanted = {"block_out_channels": tuple(unet.config.block_out_channels),
-              "layers_per_block": unet.config.layers_per_block,
-              "cross_attention_dim": unet.config.cross_attention_dim}  # fmt: skip
+    wanted = {
+        "block_out_channels": tuple(unet.config.block_out_channels),
+        "layers_per_block": unet.config.layers_per_block,
+        "cross_attention_dim": unet.config.cross_attention_dim,
+    }
     if found != wanted:
         raise ConfigError(
             f"sparsectrl {path} was made for an image UNet with widths {found['block_out_channels']}, "
@@ -263,8 +289,10 @@ def load_sparsectrl(path: str | os.PathLike, unet: UNet2DConditionModel, setting
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if missing or unexpected:
         extra = f"; unexpected: {', '.join(unexpected[:3])}" if unexpected else ""
-        raise CheckpointError(f"sparsectrl {path}: its tensors do not fit a SparseCtrl encoder (missing: "
-                              f"{', '.join(missing[:3]) or 'none'}{extra}).")  # fmt: skip
+        raise CheckpointError(
+            f"sparsectrl {path}: its tensors do not fit a SparseCtrl encoder (missing: "
+            f"{', '.join(missing[:3]) or 'none'}{extra})."
+        )
     try:
         model.controlnet.load_state_dict(state)
     except RuntimeError as error:
@@ -272,16 +300,22 @@ def load_sparsectrl(path: str | os.PathLike, unet: UNet2DConditionModel, setting
     return model
 
 
-_YAML_FIXED = {"use_motion_module": True, "motion_module_mid_block": False, "motion_module_type": "Vanilla",
-               "motion_module_resolutions": [1, 2, 4, 8]}  # fmt: skip
+_YAML_FIXED = {
+    "use_motion_module": True,
+    "motion_module_mid_block": False,
+    "motion_module_type": "Vanilla",
+    "motion_module_resolutions": [1, 2, 4, 8],
+}
 
 
 def check_settings(path, config: SparseCtrlConfig, settings: dict) -> None:
     """Refuse official YAML settings that contradict the weights or that this package does not build."""
     for name, value in _YAML_FIXED.items():
         if name in settings and settings[name] != value:
-            raise ConfigError(f"controlnet_config: {name} {settings[name]!r} is not supported for sparsectrl {path}; "
-                              f"the official SparseCtrl encoders have {value!r}.")  # fmt: skip
+            raise ConfigError(
+                f"controlnet_config: {name} {settings[name]!r} is not supported for sparsectrl {path}; "
+                f"the official SparseCtrl encoders have {value!r}."
+            )
     said = settings.get("use_simplified_condition_embedding")
     if said is not None and bool(said) != config.latent_condition:
         raise ConfigError(
@@ -290,8 +324,10 @@ def check_settings(path, config: SparseCtrlConfig, settings: dict) -> None:
         )
     channels = settings.get("conditioning_channels")
     if channels is not None and int(channels) != config.conditioning_channels:
-        raise ConfigError(f"controlnet_config: conditioning_channels {channels} does not fit sparsectrl {path}, "
-                          f"whose weights take {config.conditioning_channels}.")  # fmt: skip
+        raise ConfigError(
+            f"controlnet_config: conditioning_channels {channels} does not fit sparsectrl {path}, "
+            f"whose weights take {config.conditioning_channels}."
+        )
 
 
 def save_sparsectrl(model: SparseCtrl, path: str | os.PathLike, layout: str = "official") -> Path:
@@ -302,12 +338,23 @@ def save_sparsectrl(model: SparseCtrl, path: str | os.PathLike, layout: str = "o
     return write_sparsectrl(model.official_state_dict(), model.config, path, layout, image)
 
 
-_IMAGE_SETTINGS = ("attention_head_dim", "num_attention_heads", "norm_num_groups", "flip_sin_to_cos", "freq_shift",
-                   "use_linear_projection")  # fmt: skip
+_IMAGE_SETTINGS = (
+    "attention_head_dim",
+    "num_attention_heads",
+    "norm_num_groups",
+    "flip_sin_to_cos",
+    "freq_shift",
+    "use_linear_projection",
+)
 
 
-def write_sparsectrl(state: dict[str, torch.Tensor], config: SparseCtrlConfig, path: str | os.PathLike,
-                     layout: str = "official", image: dict | None = None) -> Path:  # fmt: skip
+def write_sparsectrl(
+    state: dict[str, torch.Tensor],
+    config: SparseCtrlConfig,
+    path: str | os.PathLike,
+    layout: str = "official",
+    image: dict | None = None,
+) -> Path:
     """Write official-layout tensors in `layout`; `image`: the image UNet's settings that weights cannot show
     (attention heads, GroupNorm groups), SD1.5's when not given."""
     from diffusers import SparseControlNetModel
@@ -336,20 +383,30 @@ def diffusers_config(state: dict[str, torch.Tensor], config: SparseCtrlConfig, i
     """diffusers' `SparseControlNetModel` config for an encoder's (official-layout) weights."""
     shape = encoder_shape(state)
     levels = len(shape["block_out_channels"])
-    down = ["CrossAttnDownBlockMotion" if f"down_blocks.{i}.attentions.0.proj_in.weight" in state else "DownBlockMotion"
-            for i in range(levels)]  # fmt: skip
+    down = [
+        "CrossAttnDownBlockMotion" if f"down_blocks.{i}.attentions.0.proj_in.weight" in state else "DownBlockMotion"
+        for i in range(levels)
+    ]
     projections = (value for key, value in state.items() if key.endswith("attentions.0.proj_in.weight"))
     linear = next((value.ndim == 2 for value in projections), False)
     return {
-        "attention_head_dim": 8, "norm_num_groups": 32, "use_linear_projection": linear, **image,
-        "in_channels": state["conv_in.weight"].shape[1], "conditioning_channels": config.conditioning_channels,
-        "down_block_types": down, "block_out_channels": list(shape["block_out_channels"]),
-        "layers_per_block": shape["layers_per_block"], "cross_attention_dim": shape["cross_attention_dim"],
+        "attention_head_dim": 8,
+        "norm_num_groups": 32,
+        "use_linear_projection": linear,
+        **image,
+        "in_channels": state["conv_in.weight"].shape[1],
+        "conditioning_channels": config.conditioning_channels,
+        "down_block_types": down,
+        "block_out_channels": list(shape["block_out_channels"]),
+        "layers_per_block": shape["layers_per_block"],
+        "cross_attention_dim": shape["cross_attention_dim"],
         "conditioning_embedding_out_channels": list(config.embedding_channels),
         "temporal_transformer_layers_per_block": [config.motion_blocks] * levels,
-        "motion_max_seq_length": config.max_frames, "motion_num_attention_heads": config.motion_heads,
-        "concat_conditioning_mask": config.mask, "use_simplified_condition_embedding": config.latent_condition,
-    }  # fmt: skip
+        "motion_max_seq_length": config.max_frames,
+        "motion_num_attention_heads": config.motion_heads,
+        "concat_conditioning_mask": config.mask,
+        "use_simplified_condition_embedding": config.latent_condition,
+    }
 
 
 def convert_sparsectrl(source: str | os.PathLike, target: str | os.PathLike, layout: str) -> None:
@@ -364,17 +421,26 @@ def describe(path: str | os.PathLike) -> dict:
     state, saved = read_sparsectrl(path)
     config = infer_config(state, saved)
     shape = encoder_shape(state)
-    return {"condition": config.kind, "conditioning_channels": config.conditioning_channels, "mask": config.mask,
-            "motion_modules": sum(1 for key in state if key.endswith("proj_in.weight") and "motion_modules" in key),
-            "motion_heads": config.motion_heads, "max_frames": config.max_frames, **shape}  # fmt: skip
+    return {
+        "condition": config.kind,
+        "conditioning_channels": config.conditioning_channels,
+        "mask": config.mask,
+        "motion_modules": sum(1 for key in state if key.endswith("proj_in.weight") and "motion_modules" in key),
+        "motion_heads": config.motion_heads,
+        "max_frames": config.max_frames,
+        **shape,
+    }
 
 
 def check_keyframes(indices, count: int, frames: int) -> None:
     """Refuse keyframe indices outside a clip of `frames` frames, or more indices than `count` keyframes."""
     if count < len(indices):
-        raise ConfigError(f"SparseCtrl: {len(indices)} keyframe indices but {count} keyframes; give one image (or "
-                          "latent) per index.")  # fmt: skip
+        raise ConfigError(
+            f"SparseCtrl: {len(indices)} keyframe indices but {count} keyframes; give one image (or latent) per index."
+        )
     for index in indices:
         if not -frames <= index < frames:
-            raise ConfigError(f"keyframe index {index} is outside the clip's {frames} frames (0 to {frames - 1}, or "
-                              "negative from the end).")  # fmt: skip
+            raise ConfigError(
+                f"keyframe index {index} is outside the clip's {frames} frames (0 to {frames - 1}, or "
+                "negative from the end)."
+            )

@@ -13,9 +13,16 @@ from animatediff.embedded import MODELS
 log = logging.getLogger(__name__)
 
 # the kinds of model the page offers, keyed by the `generate` flag that takes them
-FLAGS = {"base": "--base", "dreambooth": "--dreambooth", "lora": "--lora", "motion_module": "--motion-module",
-         "motion_lora": "--motion-lora", "domain_adapter": "--domain-adapter", "sparsectrl": "--sparsectrl",
-         "controlnet": "--controlnet"}  # fmt: skip
+FLAGS = {
+    "base": "--base",
+    "dreambooth": "--dreambooth",
+    "lora": "--lora",
+    "motion_module": "--motion-module",
+    "motion_lora": "--motion-lora",
+    "domain_adapter": "--domain-adapter",
+    "sparsectrl": "--sparsectrl",
+    "controlnet": "--controlnet",
+}
 SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
 
@@ -55,10 +62,17 @@ def _kinds_of(path: Path) -> list[str]:
     else:
         keys = checkpoint_keys(path) if path.suffix == ".safetensors" else list(_mapped_checkpoint(path))
         kind = classify_keys(keys).kind
-    return {Kind.MOTION_MODULE: ["motion_module"], Kind.MOTION_LORA: ["motion_lora"],
-            Kind.DOMAIN_ADAPTER: ["domain_adapter"], Kind.SD_CHECKPOINT: ["base", "dreambooth"],
-            Kind.IMAGE_LORA: ["lora"], Kind.IMAGE_MODEL: ["base"], Kind.IMAGE_UNET: ["dreambooth"],
-            Kind.SPARSECTRL: ["sparsectrl"], Kind.CONTROLNET: ["controlnet"]}.get(kind, [])  # fmt: skip
+    return {
+        Kind.MOTION_MODULE: ["motion_module"],
+        Kind.MOTION_LORA: ["motion_lora"],
+        Kind.DOMAIN_ADAPTER: ["domain_adapter"],
+        Kind.SD_CHECKPOINT: ["base", "dreambooth"],
+        Kind.IMAGE_LORA: ["lora"],
+        Kind.IMAGE_MODEL: ["base"],
+        Kind.IMAGE_UNET: ["dreambooth"],
+        Kind.SPARSECTRL: ["sparsectrl"],
+        Kind.CONTROLNET: ["controlnet"],
+    }.get(kind, [])
 
 
 def _candidates(folder: Path) -> list[Path]:

@@ -62,8 +62,10 @@ class JobQueue:
         self._settings: dict[str, Settings] = {}
         self._waiting: queue.Queue[str] = queue.Queue()
         self._lock = threading.Lock()
-        self._workers = [threading.Thread(target=self._work, args=(device,), daemon=True, name=f"worker-{device}")
-                         for device in devices]  # fmt: skip
+        self._workers = [
+            threading.Thread(target=self._work, args=(device,), daemon=True, name=f"worker-{device}")
+            for device in devices
+        ]
         for worker in self._workers:
             worker.start()
 

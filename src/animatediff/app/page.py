@@ -18,10 +18,31 @@ from animatediff.app.requests import GenerateRequest, Scaled
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 LORA_SLOTS = 2  # LoRAs and MotionLoRAs the page offers at once
 NONE = "(none)"
-FAMILIES = [NONE, "v1", "v2", "v3", "sdxl", "animatelcm", "lightning-1", "lightning-2", "lightning-4", "lightning-8",
-            "distilled"]  # fmt: skip
-SCHEDULERS = [NONE, "ddim", "euler", "euler-ancestral", "dpm++2m", "dpm++2m-karras", "dpm++sde-karras", "unipc", "lcm",
-              "tcd"]  # fmt: skip
+FAMILIES = [
+    NONE,
+    "v1",
+    "v2",
+    "v3",
+    "sdxl",
+    "animatelcm",
+    "lightning-1",
+    "lightning-2",
+    "lightning-4",
+    "lightning-8",
+    "distilled",
+]
+SCHEDULERS = [
+    NONE,
+    "ddim",
+    "euler",
+    "euler-ancestral",
+    "dpm++2m",
+    "dpm++2m-karras",
+    "dpm++sde-karras",
+    "unipc",
+    "lcm",
+    "tcd",
+]
 
 
 def _choice(value: str | None) -> str | None:
@@ -52,8 +73,13 @@ def build_page(app) -> gr.Blocks:
         gr.Markdown("# animatediff\nText to video with a motion module plugged into a Stable Diffusion image model.")
         with gr.Row():
             with gr.Column(scale=3):
-                prompt = gr.Textbox(label="Prompt", lines=2, max_length=limits.prompt_length, elem_id="prompt",
-                                    value="a red circle moving right on a blue background")  # fmt: skip
+                prompt = gr.Textbox(
+                    label="Prompt",
+                    lines=2,
+                    max_length=limits.prompt_length,
+                    elem_id="prompt",
+                    value="a red circle moving right on a blue background",
+                )
                 negative = gr.Textbox(label="Negative prompt", max_length=limits.prompt_length, elem_id="negative")
                 with gr.Row():
                     base = gr.Dropdown(names("base"), value="shapes", label="Base model", elem_id="base")
@@ -64,8 +90,9 @@ def build_page(app) -> gr.Blocks:
                     alpha = gr.Slider(0, 1, value=1, step=0.05, label="Domain adapter α")
                 with gr.Accordion("LoRAs and MotionLoRAs", open=False):
                     loras = [_scaled_slot(names("lora", True), f"LoRA {i + 1}") for i in range(LORA_SLOTS)]
-                    motion_loras = [_scaled_slot(names("motion_lora", True), f"MotionLoRA {i + 1}")
-                                    for i in range(LORA_SLOTS)]  # fmt: skip
+                    motion_loras = [
+                        _scaled_slot(names("motion_lora", True), f"MotionLoRA {i + 1}") for i in range(LORA_SLOTS)
+                    ]
                 with gr.Row():
                     frames = gr.Slider(2, limits.frames, value=min(16, limits.frames), step=1, label="Frames")
                     width = gr.Number(value=None, label="Width (empty or 0: the model's)", precision=0)
@@ -103,9 +130,36 @@ def build_page(app) -> gr.Blocks:
 
         dice.click(lambda: random.randrange(2**31), outputs=seed)
         lora_inputs = [part for pair in loras + motion_loras for part in pair]
-        inputs = [prompt, negative, base, dreambooth, module, adapter, alpha, frames, width, height, steps, guidance,
-                  seed, fps, output_format, context, overlap, loop, travel, init_image, init_strength, sparsectrl,
-                  keyframe, init_video, strength, family, scheduler, *lora_inputs]  # fmt: skip
+        inputs = [
+            prompt,
+            negative,
+            base,
+            dreambooth,
+            module,
+            adapter,
+            alpha,
+            frames,
+            width,
+            height,
+            steps,
+            guidance,
+            seed,
+            fps,
+            output_format,
+            context,
+            overlap,
+            loop,
+            travel,
+            init_image,
+            init_strength,
+            sparsectrl,
+            keyframe,
+            init_video,
+            strength,
+            family,
+            scheduler,
+            *lora_inputs,
+        ]
 
         def generate(*values, progress=gr.Progress()):  # noqa: B008 (how gradio hands over its progress bar)
             request = _request(values, app)
@@ -136,25 +190,71 @@ def _number(value) -> int | None:
 
 def _request(values: tuple, app) -> GenerateRequest:
     """The form's values as a request (checked as the API checks it)."""
-    (prompt, negative, base, dreambooth, module, adapter, alpha, frames, width, height, steps, guidance, seed, fps,
-     output_format, context, overlap, loop, travel, init_image, init_strength, sparsectrl, keyframe, init_video,
-     strength, family, scheduler, *lora_values) = values  # fmt: skip
+    (
+        prompt,
+        negative,
+        base,
+        dreambooth,
+        module,
+        adapter,
+        alpha,
+        frames,
+        width,
+        height,
+        steps,
+        guidance,
+        seed,
+        fps,
+        output_format,
+        context,
+        overlap,
+        loop,
+        travel,
+        init_image,
+        init_strength,
+        sparsectrl,
+        keyframe,
+        init_video,
+        strength,
+        family,
+        scheduler,
+        *lora_values,
+    ) = values
     pairs = list(zip(lora_values[::2], lora_values[1::2], strict=True))
     loras = [Scaled(name=name, scale=scale) for name, scale in pairs[:LORA_SLOTS] if _choice(name)]
     motion_loras = [Scaled(name=name, scale=scale) for name, scale in pairs[LORA_SLOTS:] if _choice(name)]
     try:
         return GenerateRequest(
-            prompt=prompt, negative_prompt=negative or "", frames=int(frames), width=_number(width),
-            height=_number(height), steps=_number(steps), guidance_scale=guidance or None,
-            seed=_number(seed), fps=fps or 8, format=output_format, base=base, dreambooth=_choice(dreambooth),
-            motion_module=_choice(module) or "none", domain_adapter=_choice(adapter), domain_adapter_scale=alpha,
-            loras=loras, motion_loras=motion_loras, family=_choice(family), scheduler=_choice(scheduler),
-            context_length=_number(context), context_overlap=_number(overlap), loop=bool(loop),
-            prompt_map=_prompt_map(travel or ""), init_image=_keep(app, init_image),
-            init_strength=init_strength if init_image else None, init_video=_keep(app, init_video),
-            strength=strength if init_video else None, sparsectrl=_choice(sparsectrl),
+            prompt=prompt,
+            negative_prompt=negative or "",
+            frames=int(frames),
+            width=_number(width),
+            height=_number(height),
+            steps=_number(steps),
+            guidance_scale=guidance or None,
+            seed=_number(seed),
+            fps=fps or 8,
+            format=output_format,
+            base=base,
+            dreambooth=_choice(dreambooth),
+            motion_module=_choice(module) or "none",
+            domain_adapter=_choice(adapter),
+            domain_adapter_scale=alpha,
+            loras=loras,
+            motion_loras=motion_loras,
+            family=_choice(family),
+            scheduler=_choice(scheduler),
+            context_length=_number(context),
+            context_overlap=_number(overlap),
+            loop=bool(loop),
+            prompt_map=_prompt_map(travel or ""),
+            init_image=_keep(app, init_image),
+            init_strength=init_strength if init_image else None,
+            init_video=_keep(app, init_video),
+            strength=strength if init_video else None,
+            sparsectrl=_choice(sparsectrl),
             control_image=_keep(app, keyframe) if _choice(sparsectrl) else None,
-        )  # fmt: skip
+        )
     except ValueError as error:
         raise gr.Error(str(error)) from error
 
@@ -178,4 +278,3 @@ def _submit(app, request: GenerateRequest):
         if isinstance(detail, list):
             detail = "; ".join(f"{'.'.join(map(str, item['loc'][1:]))}: {item['msg']}" for item in detail)
         raise gr.Error(str(detail)) from error
-

@@ -78,14 +78,21 @@ class Limits:
 def limit_errors(request: GenerateRequest, limits: Limits) -> list[tuple[str, str]]:
     """(field, message) for every value out of bounds."""
     errors = []
-    checks = [("frames", request.frames, 1, limits.frames), ("width", request.width, 8, limits.size),
-              ("height", request.height, 8, limits.size), ("steps", request.steps, 1, limits.steps),
-              ("context_length", request.context_length, 2, limits.frames)]  # fmt: skip
+    checks = [
+        ("frames", request.frames, 1, limits.frames),
+        ("width", request.width, 8, limits.size),
+        ("height", request.height, 8, limits.size),
+        ("steps", request.steps, 1, limits.steps),
+        ("context_length", request.context_length, 2, limits.frames),
+    ]
     for name, value, low, high in checks:
         if value is not None and not low <= value <= high:
             errors.append((name, f"must be between {low} and {high}; got {value}"))
-    for name, text in [("prompt", request.prompt), ("negative_prompt", request.negative_prompt),
-                       *((f"prompt_map.{frame}", text) for frame, text in request.prompt_map.items())]:  # fmt: skip
+    for name, text in [
+        ("prompt", request.prompt),
+        ("negative_prompt", request.negative_prompt),
+        *((f"prompt_map.{frame}", text) for frame, text in request.prompt_map.items()),
+    ]:
         if len(text) > limits.prompt_length:
             errors.append((name, f"must be at most {limits.prompt_length} characters; got {len(text)}"))
     for frame in request.prompt_map:
@@ -100,32 +107,61 @@ def resolved_errors(settings: Settings, limits: Limits) -> list[tuple[str, str]]
     """(field, message) for the values a request left to the model (its size, its family's steps) that are
     beyond the limits."""
     sample = settings.sample
-    checks = [("width", sample.width, limits.size), ("height", sample.height, limits.size),
-              ("steps", sample.steps, limits.steps)]  # fmt: skip
-    return [(name, f"the model's default {value} is above the limit {high}; give a smaller {name}")
-            for name, value, high in checks if value > high]  # fmt: skip
+    checks = [
+        ("width", sample.width, limits.size),
+        ("height", sample.height, limits.size),
+        ("steps", sample.steps, limits.steps),
+    ]
+    return [
+        (name, f"the model's default {value} is above the limit {high}; give a smaller {name}")
+        for name, value, high in checks
+        if value > high
+    ]
 
 
 def flags(request: GenerateRequest, catalog: Catalog, output: Path, uploads: Path | None = None) -> list[str]:
     """The `generate` command line that makes `request` (models by their paths from `catalog`, which refuses
     names it does not list)."""
-    words = ["generate", request.prompt, "--negative-prompt", request.negative_prompt, "--frames", str(request.frames),
-             "--fps", str(request.fps), "--seed", str(-1 if request.seed is None else request.seed),
-             "--base", str(catalog.path("base", request.base)), "-o", str(output)]  # fmt: skip
+    words = [
+        "generate",
+        request.prompt,
+        "--negative-prompt",
+        request.negative_prompt,
+        "--frames",
+        str(request.frames),
+        "--fps",
+        str(request.fps),
+        "--seed",
+        str(-1 if request.seed is None else request.seed),
+        "--base",
+        str(catalog.path("base", request.base)),
+        "-o",
+        str(output),
+    ]
     module = request.motion_module or ("shapes-motion" if request.base == "shapes" else None)
     if module is None:
         raise ConfigError("motion_module: choose a motion module (or 'none' for still images) for this base.")
     words += ["--motion-module", "none" if module == "none" else str(catalog.path("motion_module", module))]
-    optional = {"--width": request.width, "--height": request.height, "--steps": request.steps,
-                "--guidance-scale": request.guidance_scale, "--family": request.family,
-                "--scheduler": request.scheduler, "--context-length": request.context_length,
-                "--context-overlap": request.context_overlap}  # fmt: skip
+    optional = {
+        "--width": request.width,
+        "--height": request.height,
+        "--steps": request.steps,
+        "--guidance-scale": request.guidance_scale,
+        "--family": request.family,
+        "--scheduler": request.scheduler,
+        "--context-length": request.context_length,
+        "--context-overlap": request.context_overlap,
+    }
     words += [item for flag, value in optional.items() if value is not None for item in (flag, str(value))]
     if request.dreambooth:
         words += ["--dreambooth", str(catalog.path("dreambooth", request.dreambooth))]
     if request.domain_adapter:
-        words += ["--domain-adapter", str(catalog.path("domain_adapter", request.domain_adapter)),
-                  "--domain-adapter-scale", str(request.domain_adapter_scale)]  # fmt: skip
+        words += [
+            "--domain-adapter",
+            str(catalog.path("domain_adapter", request.domain_adapter)),
+            "--domain-adapter-scale",
+            str(request.domain_adapter_scale),
+        ]
     for choice in request.loras:
         words += ["--lora", f"{catalog.path('lora', choice.name)}:{choice.scale}"]
     for choice in request.motion_loras:
@@ -159,8 +195,14 @@ def _input_flags(request: GenerateRequest, catalog: Catalog, uploads: Path | Non
     return words
 
 
-def plan(request: GenerateRequest, catalog: Catalog, output: Path, device: str, settings_from_flags,
-         uploads: Path | None = None) -> Settings:  # fmt: skip
+def plan(
+    request: GenerateRequest,
+    catalog: Catalog,
+    output: Path,
+    device: str,
+    settings_from_flags,
+    uploads: Path | None = None,
+) -> Settings:
     """The complete settings of `request`: `settings_from_flags(words)` plans the `generate` command line
     that makes it, with the command line's own checks (`ConfigError` if one fails)."""
     return settings_from_flags([*flags(request, catalog, output, uploads), "--device", device])

@@ -51,8 +51,9 @@ class ServerOptions:
 
 
 def _unprocessable(errors: list[tuple[str, str]]) -> HTTPException:
-    return HTTPException(422, [{"loc": ["body", *field.split(".")], "msg": message, "type": "value_error"}
-                               for field, message in errors])  # fmt: skip
+    return HTTPException(
+        422, [{"loc": ["body", *field.split(".")], "msg": message, "type": "value_error"} for field, message in errors]
+    )
 
 
 class App:
@@ -82,8 +83,14 @@ class App:
             raise _unprocessable(errors)
         job_id = new_job_id()
         try:
-            settings = plan(request, self.catalog, self.outputs / f"{job_id}.{request.format}",
-                            self.options.devices[0], self.options.settings_from_flags, self.uploads)  # fmt: skip
+            settings = plan(
+                request,
+                self.catalog,
+                self.outputs / f"{job_id}.{request.format}",
+                self.options.devices[0],
+                self.options.settings_from_flags,
+                self.uploads,
+            )
         except UnknownModel as error:
             raise HTTPException(404, str(error)) from error
         except AnimateDiffError as error:
@@ -166,6 +173,13 @@ def create_app(options: ServerOptions, page: bool = True) -> FastAPI:
 
         from animatediff.app.page import THEME, build_page
 
-        api = gr.mount_gradio_app(api, build_page(state), path="/", auth=options.auth, theme=THEME,
-                                  allowed_paths=[str(state.outputs)], footer_links=[])  # fmt: skip
+        api = gr.mount_gradio_app(
+            api,
+            build_page(state),
+            path="/",
+            auth=options.auth,
+            theme=THEME,
+            allowed_paths=[str(state.outputs)],
+            footer_links=[],
+        )
     return api

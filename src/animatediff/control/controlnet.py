@@ -32,8 +32,9 @@ def _per_frame_text(text_states: torch.Tensor, frames: int) -> torch.Tensor:
     return repeat(text_states, "b n d -> (b f) n d", f=frames)
 
 
-def _run(control: ControlNetInput, model_input: torch.Tensor, t, text_states: torch.Tensor,
-         frame_index: torch.Tensor | None) -> Residuals:  # fmt: skip
+def _run(
+    control: ControlNetInput, model_input: torch.Tensor, t, text_states: torch.Tensor, frame_index: torch.Tensor | None
+) -> Residuals:
     batch, frames = model_input.shape[0], model_input.shape[2]
     guessing = control.guess_mode and batch == 2
     if guessing:  # the conditional half alone
@@ -54,9 +55,16 @@ def _run(control: ControlNetInput, model_input: torch.Tensor, t, text_states: to
     return Residuals(list(down), mid)
 
 
-def control_residuals(conditions: Conditions, model_input: torch.Tensor, t, text_states: torch.Tensor,
-                      step: int, steps: int, frame_index: torch.Tensor | None = None,
-                      windows=None) -> Residuals | None:  # fmt: skip
+def control_residuals(
+    conditions: Conditions,
+    model_input: torch.Tensor,
+    t,
+    text_states: torch.Tensor,
+    step: int,
+    steps: int,
+    frame_index: torch.Tensor | None = None,
+    windows=None,
+) -> Residuals | None:
     """The summed residuals of the clip's SparseCtrl and of its ControlNets active at `step` of `steps` for
     `model_input` (b c f h w, the guidance batch), or None when none acts. `frame_index`: which of the
     clip's frames `model_input` holds (a context window), None for all of them; `windows`: the motion

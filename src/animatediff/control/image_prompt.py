@@ -40,8 +40,13 @@ def reads_hidden_states(unet: UNet2DConditionModel) -> bool:
 
 
 @torch.no_grad()
-def image_prompt(encoder: CLIPVisionModelWithProjection, processor: CLIPImageProcessor, image: np.ndarray,
-                 hidden_states: bool, guidance: bool) -> ImagePrompt:  # fmt: skip
+def image_prompt(
+    encoder: CLIPVisionModelWithProjection,
+    processor: CLIPImageProcessor,
+    image: np.ndarray,
+    hidden_states: bool,
+    guidance: bool,
+) -> ImagePrompt:
     """The image prompt of `image` (H×W×3 uint8), `[uncond; cond]` when `guidance`."""
     pixels = processor(image, return_tensors="pt").pixel_values.to(device=encoder.device, dtype=encoder.dtype)
 

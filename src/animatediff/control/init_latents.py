@@ -20,8 +20,9 @@ def first_step(steps: int, strength: float) -> int:
 
 
 @torch.no_grad()
-def encode_frames(vae: AutoencoderKL, frames: torch.Tensor, generator: torch.Generator,
-                  chunk: int = ENCODE_CHUNK) -> torch.Tensor:  # fmt: skip
+def encode_frames(
+    vae: AutoencoderKL, frames: torch.Tensor, generator: torch.Generator, chunk: int = ENCODE_CHUNK
+) -> torch.Tensor:
     """Frames (f 3 H W in [0, 1]) to scaled latents (f c h w): a sample of each frame's posterior, drawn
     from `generator` a chunk of frames at a time."""
     pixels = frames.to(device=vae.device, dtype=vae.dtype) * 2 - 1
@@ -41,8 +42,9 @@ def image_latents(vae: AutoencoderKL, init, frames: int, generator: torch.Genera
     return blend + (1 - first - last) * noise
 
 
-def noised_latents(latents: torch.Tensor, scheduler: SchedulerMixin, timestep: torch.Tensor,
-                   generator: torch.Generator) -> torch.Tensor:  # fmt: skip
+def noised_latents(
+    latents: torch.Tensor, scheduler: SchedulerMixin, timestep: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
     """Scaled frame latents (f c h w) noised to `timestep` with noise drawn from `generator` in frame-major
     order, as one clip (1 c f h w)."""
     noise = torch.randn((1, *latents.shape), generator=generator, dtype=torch.float32).to(latents.device)

@@ -57,8 +57,14 @@ class SparseCtrlInput:
         mask[:, index] = 1
         return condition, mask
 
-    def residuals(self, sample: torch.Tensor, timestep, text_states: torch.Tensor,
-                  frame_index: torch.Tensor | None = None, windows=None) -> Residuals:  # fmt: skip
+    def residuals(
+        self,
+        sample: torch.Tensor,
+        timestep,
+        text_states: torch.Tensor,
+        frame_index: torch.Tensor | None = None,
+        windows=None,
+    ) -> Residuals:
         """The encoder's residuals for `sample`, the clip's frames `frame_index` (None: all of them): each
         window of frames gets the keyframes that fall inside it."""
         condition, mask = self.condition()

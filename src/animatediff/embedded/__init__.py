@@ -31,26 +31,59 @@ MODELS = {
     model.name: model
     for model in (
         EmbeddedModel("shapes", "--base", "base", "base text-to-image model, 32×32 (diffusers folder)"),
-        EmbeddedModel("shapes-outlined", "--dreambooth", "outlined",
-                      "DreamBooth-style fine-tune: outlined shapes, trigger 'outlinestyle' (diffusers UNet)"),
-        EmbeddedModel("shapes-striped", "--lora", "striped.safetensors",
-                      "image LoRA: striped shapes, trigger 'stripestyle' (diffusers LoRA)"),
-        EmbeddedModel("shapes-adapter", "--domain-adapter", "adapter.safetensors",
-                      "domain adapter (official v3 adapter layout)"),
-        EmbeddedModel("shapes-motion", "--motion-module", "motion_module.safetensors",
-                      "motion module, v3 placement (official layout)"),
-        EmbeddedModel("shapes-zoom-in", "--motion-lora", "motion_lora_zoom_in.safetensors",
-                      "MotionLoRA: camera zooming in (official layout)"),
-        EmbeddedModel("shapes-pan-left", "--motion-lora", "motion_lora_pan_left.safetensors",
-                      "MotionLoRA: camera panning left (official layout)"),
-        EmbeddedModel("shapes-lcm", "--motion-module", "lcm/motion_module.safetensors",
-                      "few-step motion module (4 steps, LCM), distilled from shapes-motion; applies its image LoRA"),
-        EmbeddedModel("shapes-edges", "--controlnet", "controlnet_edges",
-                      "ControlNet on Canny edges, with --control-video of edge maps (diffusers folder)"),
-        EmbeddedModel("shapes-sparsectrl", "--sparsectrl", "sparsectrl.safetensors",
-                      "RGB SparseCtrl: image to video from --control-image FRAME:PATH keyframes (official layout)"),
+        EmbeddedModel(
+            "shapes-outlined",
+            "--dreambooth",
+            "outlined",
+            "DreamBooth-style fine-tune: outlined shapes, trigger 'outlinestyle' (diffusers UNet)",
+        ),
+        EmbeddedModel(
+            "shapes-striped",
+            "--lora",
+            "striped.safetensors",
+            "image LoRA: striped shapes, trigger 'stripestyle' (diffusers LoRA)",
+        ),
+        EmbeddedModel(
+            "shapes-adapter", "--domain-adapter", "adapter.safetensors", "domain adapter (official v3 adapter layout)"
+        ),
+        EmbeddedModel(
+            "shapes-motion",
+            "--motion-module",
+            "motion_module.safetensors",
+            "motion module, v3 placement (official layout)",
+        ),
+        EmbeddedModel(
+            "shapes-zoom-in",
+            "--motion-lora",
+            "motion_lora_zoom_in.safetensors",
+            "MotionLoRA: camera zooming in (official layout)",
+        ),
+        EmbeddedModel(
+            "shapes-pan-left",
+            "--motion-lora",
+            "motion_lora_pan_left.safetensors",
+            "MotionLoRA: camera panning left (official layout)",
+        ),
+        EmbeddedModel(
+            "shapes-lcm",
+            "--motion-module",
+            "lcm/motion_module.safetensors",
+            "few-step motion module (4 steps, LCM), distilled from shapes-motion; applies its image LoRA",
+        ),
+        EmbeddedModel(
+            "shapes-edges",
+            "--controlnet",
+            "controlnet_edges",
+            "ControlNet on Canny edges, with --control-video of edge maps (diffusers folder)",
+        ),
+        EmbeddedModel(
+            "shapes-sparsectrl",
+            "--sparsectrl",
+            "sparsectrl.safetensors",
+            "RGB SparseCtrl: image to video from --control-image FRAME:PATH keyframes (official layout)",
+        ),
     )
-}  # fmt: skip
+}
 DEFAULT_BASE = "shapes"
 DEFAULT_MOTION_MODULE = "shapes-motion"
 

@@ -49,8 +49,9 @@ def _frames(video: Path) -> np.ndarray:
         raise InputError(f"{video}: not a readable video ({first_line(error)}).") from error
 
 
-def evaluate_folder(folder: str | os.PathLike, score: Scorer, clip_model: str | None = None,
-                    reference_images: str | None = None) -> list[dict]:  # fmt: skip
+def evaluate_folder(
+    folder: str | os.PathLike, score: Scorer, clip_model: str | None = None, reference_images: str | None = None
+) -> list[dict]:
     """One row of scores per video (metrics that do not apply to a prompt are None), with its format."""
     folder = Path(folder)
     videos = find_videos(folder) if folder.is_dir() else []
@@ -93,5 +94,7 @@ def lossy_note(rows: list[dict]) -> str | None:
     lossy = sum(not row["lossless"] for row in rows)
     if not lossy:
         return None
-    return (f"{lossy} of {len(rows)} videos are GIF, MP4 or WebM, whose compression changes the scores; for "
-            "numbers to compare, generate PNG frame folders (-o NAME, no extension) or .webp.")  # fmt: skip
+    return (
+        f"{lossy} of {len(rows)} videos are GIF, MP4 or WebM, whose compression changes the scores; for "
+        "numbers to compare, generate PNG frame folders (-o NAME, no extension) or .webp."
+    )

@@ -11,8 +11,9 @@ import torch
 import torch.fft as fft
 
 
-def butterworth_low_pass(frames: int, height: int, width: int, order: int = 4, spatial_stop: float = 0.25,
-                         temporal_stop: float = 0.25) -> torch.Tensor:  # fmt: skip
+def butterworth_low_pass(
+    frames: int, height: int, width: int, order: int = 4, spatial_stop: float = 0.25, temporal_stop: float = 0.25
+) -> torch.Tensor:
     """The filter's gain at every centred frequency of an (f, h, w) grid, in [0, 1]."""
     if spatial_stop == 0 or temporal_stop == 0:
         return torch.zeros(frames, height, width)

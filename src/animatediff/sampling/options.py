@@ -55,8 +55,9 @@ class ContextRequest:
     loop: bool = False
 
     def given(self) -> bool:
-        return self.loop or any(value is not None for value in (self.length, self.overlap, self.schedule,
-                                                                self.fuse, self.scope))  # fmt: skip
+        return self.loop or any(
+            value is not None for value in (self.length, self.overlap, self.schedule, self.fuse, self.scope)
+        )
 
     def resolve(self, frames: int, table: int | None) -> tuple[ContextSettings | None, str | None]:
         """The context a clip of `frames` frames is made with, for a motion module whose position table holds
@@ -66,8 +67,10 @@ class ContextRequest:
             return None, None
         length = self.length or min(DEFAULT_LENGTH, table or DEFAULT_LENGTH)
         if table is not None and length > table:
-            raise ValueError(f"the context length {length} is longer than the motion module's position table "
-                             f"({table} frames); use at most {table}")  # fmt: skip
+            raise ValueError(
+                f"the context length {length} is longer than the motion module's position table "
+                f"({table} frames); use at most {table}"
+            )
         overlap = DEFAULT_OVERLAP if self.overlap is None else self.overlap
         if overlap >= length:
             raise ValueError(f"the context overlap ({overlap}) must be less than the context length ({length})")
@@ -77,6 +80,8 @@ class ContextRequest:
         context = ContextSettings(length, overlap, schedule, self.fuse or "pyramid", self.scope or "unet")
         note = None
         if not self.given():
-            note = (f"the clip's {frames} frames exceed the motion module's {table}-frame position table, so it "
-                    f"was made in context windows of {length} frames overlapping by {overlap}")  # fmt: skip
+            note = (
+                f"the clip's {frames} frames exceed the motion module's {table}-frame position table, so it "
+                f"was made in context windows of {length} frames overlapping by {overlap}"
+            )
         return context, note

@@ -25,8 +25,9 @@ def slerp(start: torch.Tensor, end: torch.Tensor, fraction: float) -> torch.Tens
     return (weight_a * a + weight_b * b) * ((1 - fraction) * start_norm + fraction * end_norm)
 
 
-def frame_states(keyframes: list[int], states: torch.Tensor, num_frames: int,
-                 interpolation: Interpolation = "linear") -> torch.Tensor:  # fmt: skip
+def frame_states(
+    keyframes: list[int], states: torch.Tensor, num_frames: int, interpolation: Interpolation = "linear"
+) -> torch.Tensor:
     """Per-frame text states (num_frames, tokens, dim) from the states of the sorted `keyframes` (k, tokens,
     dim); the first keyframe must be 0."""
     if not keyframes or keyframes[0] != 0 or sorted(set(keyframes)) != keyframes:

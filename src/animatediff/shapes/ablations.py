@@ -55,8 +55,11 @@ RANKS = (2, 8, 32)
 CLIP_COUNTS = (5, 20, 50)
 LORA_CAMERA = "zooming in"
 # the models each table's numbers depend on: its arms train on them, or it evaluates them
-USES = {"modules": ("base", "adapter"), "adapter": ("base", "adapter", "motion_module"),
-        "motion_lora": ("base", "adapter", "motion_module")}  # fmt: skip
+USES = {
+    "modules": ("base", "adapter"),
+    "adapter": ("base", "adapter", "motion_module"),
+    "motion_lora": ("base", "adapter", "motion_module"),
+}
 
 
 @dataclass
@@ -74,8 +77,13 @@ def module_arms(steps_scale: float = 1.0) -> list[Arm]:
     """Short-budget motion modules: the reference and one change each."""
     reference = PLANS["motion"]
     steps = _scaled(MODULE_STEPS, steps_scale)
-    train = {**reference.train, "steps": steps, "batch_size": MODULE_BATCH, "checkpoint_every": min(200, steps),
-             "lr_warmup_steps": min(50, steps)}  # fmt: skip
+    train = {
+        **reference.train,
+        "steps": steps,
+        "batch_size": MODULE_BATCH,
+        "checkpoint_every": min(200, steps),
+        "lr_warmup_steps": min(50, steps),
+    }
     variants = {
         "transformer": {},
         "transformer, no adapter": {"domain_adapter": None},
@@ -108,9 +116,11 @@ def table_budgets(recipe: str, steps_scale: float = 1.0) -> dict[str, str]:
     """The training budgets the tables state: the arms' own, and the shipped module's under `recipe`."""
     shipped = next(plan for plan in RECIPES[recipe][1] if plan.name == "motion").train
     module, lora = _scaled(MODULE_STEPS, steps_scale), _scaled(LORA_STEPS, steps_scale)
-    return {"motion_module": f"{module} steps × {MODULE_BATCH} clips of {FRAMES} frames",
-            "shipped_motion_module": f"{shipped['steps']} steps × {shipped['batch_size']} clips",
-            "motion_lora": f"{lora} steps × {LORA_BATCH} clips"}  # fmt: skip
+    return {
+        "motion_module": f"{module} steps × {MODULE_BATCH} clips of {FRAMES} frames",
+        "shipped_motion_module": f"{shipped['steps']} steps × {shipped['batch_size']} clips",
+        "motion_lora": f"{lora} steps × {LORA_BATCH} clips",
+    }
 
 
 def _own_budgets(budgets: dict) -> dict:
@@ -165,8 +175,9 @@ def _adapter_table(base: Path, adapter: Path, shipped: Path, modules: list[dict]
     return rows
 
 
-def _lora_table(folder: Path, arms: list[Arm], models: tuple[Path, Path], trained_on: list[str | None],
-                evaluate) -> list[dict]:  # fmt: skip
+def _lora_table(
+    folder: Path, arms: list[Arm], models: tuple[Path, Path], trained_on: list[str | None], evaluate
+) -> list[dict]:
     """`models`: the base and the shipped motion module the MotionLoRAs adapt."""
     base, shipped = models
     without = evaluate(camera_prompts(LORA_CAMERA), ModelSpec(base, shipped))
@@ -178,9 +189,15 @@ def _lora_table(folder: Path, arms: list[Arm], models: tuple[Path, Path], traine
     return loras
 
 
-def run_ablations(folder: str | os.PathLike, output: str | os.PathLike, seeds: list[int], steps: int = 25,
-                  max_prompts: int | None = None, only: list[str] | None = None,
-                  steps_scale: float = 1.0) -> Path:  # fmt: skip
+def run_ablations(
+    folder: str | os.PathLike,
+    output: str | os.PathLike,
+    seeds: list[int],
+    steps: int = 25,
+    max_prompts: int | None = None,
+    only: list[str] | None = None,
+    steps_scale: float = 1.0,
+) -> Path:
     """Train every arm and evaluate it; write the tables as JSON, each as soon as it is done.
 
     Resumable: finished arms are kept, and a table already in `output` (made with the same budgets and
@@ -209,8 +226,11 @@ def run_ablations(folder: str | os.PathLike, output: str | os.PathLike, seeds: l
         earlier = {}
     measured_on = earlier.get("models", {})
     tables = {"budgets": budgets, "models": models}
-    tables |= {name: earlier[name] for name in TABLES  # kept while the models it depends on are the same
-               if name in earlier and all(measured_on.get(model) == models[model] for model in USES[name])}  # fmt: skip
+    tables |= {
+        name: earlier[name]
+        for name in TABLES  # kept while the models it depends on are the same
+        if name in earlier and all(measured_on.get(model) == models[model] for model in USES[name])
+    }
     uses = {name: [models[model] for model in USES[name]] for name in TABLES}
     makers = {
         "modules": lambda: _module_table(folder, module_arms(steps_scale), base, uses["modules"], evaluate),

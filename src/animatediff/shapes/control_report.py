@@ -54,42 +54,65 @@ def input_clip(prompt: str, seed: int, size: int, frames: int = FRAMES, trail: b
     return render_clip(spec, frames, size=size)
 
 
-def restyle(pipeline, prompt: str, seed: int, steps: int, strength: float,
-            style: bool = True) -> dict[str, float | None]:  # fmt: skip
+def restyle(
+    pipeline, prompt: str, seed: int, steps: int, strength: float, style: bool = True
+) -> dict[str, float | None]:
     clip = input_clip(prompt, seed, pipeline.default_size)
     styled = f"{prompt}, {STYLES['striped']}" if style else prompt
     conditions = Conditions(init=InitVideo(as_tensor(clip), strength))
     frames = pipeline(styled, progress=False, conditions=conditions, num_frames=FRAMES, seed=seed, steps=steps)
     scores = score_video(frames, styled)
-    return {"motion": scores["motion"], "style": scores["style"], "text": scores["text"],
-            "input motion": score_video(clip, prompt)["motion"]}  # fmt: skip
+    return {
+        "motion": scores["motion"],
+        "style": scores["style"],
+        "text": scores["text"],
+        "input motion": score_video(clip, prompt)["motion"],
+    }
 
 
 def follow_edges(pipeline, prompt: str, seed: int, steps: int, controlnet=None) -> dict[str, float | None]:
     """The input clip's Canny edges as the control video of `controlnet` (None: no ControlNet, for contrast)."""
     edges = canny(input_clip(prompt, seed, pipeline.default_size))
     controls = () if controlnet is None else (ControlNetInput(controlnet, as_tensor(edges)),)
-    frames = pipeline(prompt, progress=False, conditions=Conditions(controlnets=controls), num_frames=FRAMES,
-                      seed=seed, steps=steps)  # fmt: skip
+    frames = pipeline(
+        prompt, progress=False, conditions=Conditions(controlnets=controls), num_frames=FRAMES, seed=seed, steps=steps
+    )
     scores = score_video(frames, prompt)
-    return {"edge F1": edge_f1(canny(frames), edges), "motion": scores["motion"], "text": scores["text"],
-            "smooth": scores["smooth"]}  # fmt: skip
+    return {
+        "edge F1": edge_f1(canny(frames), edges),
+        "motion": scores["motion"],
+        "text": scores["text"],
+        "smooth": scores["smooth"],
+    }
 
 
-def control_rows(pipelines: dict[str, object], prompts: list[str], seeds: list[int],
-                 steps: int = 25) -> list[TimeScores]:  # fmt: skip
+def control_rows(
+    pipelines: dict[str, object], prompts: list[str], seeds: list[int], steps: int = 25
+) -> list[TimeScores]:
     """A row per arm of `ARMS` whose strength leaves a step of `steps` to run; `pipelines` maps each arm's
     model name to its pipeline."""
-    return [measure(pipelines[model], f"{model}, strength {strength}", prompts,
-                    partial(restyle, strength=strength, style="striped" in model), seeds, steps)
-            for model, strength in ARMS if int(steps * strength) >= 1]  # fmt: skip
+    return [
+        measure(
+            pipelines[model],
+            f"{model}, strength {strength}",
+            prompts,
+            partial(restyle, strength=strength, style="striped" in model),
+            seeds,
+            steps,
+        )
+        for model, strength in ARMS
+        if int(steps * strength) >= 1
+    ]
 
 
 def edge_rows(pipeline, controlnet, prompts: list[str], seeds: list[int], steps: int = 25) -> list[TimeScores]:
     """The default model following the inputs' edges with `controlnet`, and without it."""
-    return [measure(pipeline, "no ControlNet, for contrast", prompts, follow_edges, seeds, steps),
-            measure(pipeline, "ControlNet 'shapes-edges'", prompts, partial(follow_edges, controlnet=controlnet),
-                    seeds, steps)]  # fmt: skip
+    return [
+        measure(pipeline, "no ControlNet, for contrast", prompts, follow_edges, seeds, steps),
+        measure(
+            pipeline, "ControlNet 'shapes-edges'", prompts, partial(follow_edges, controlnet=controlnet), seeds, steps
+        ),
+    ]
 
 
 def write_control_media(pipeline, media: Path, steps: int = 25) -> list[tuple[str, str, str]]:
@@ -114,15 +137,18 @@ def write_edge_media(pipeline, controlnet, media: Path, steps: int = 25) -> list
     conditions = Conditions(controlnets=(ControlNetInput(controlnet, as_tensor(edges)),))
     frames = pipeline(prompt, progress=False, conditions=conditions, num_frames=FRAMES, seed=1, steps=steps)
     made = []
-    for caption, name, video in (("control video: the input's edges", "controlnet-edges.gif", edges),
-                                 ("ControlNet 'shapes-edges'", "controlnet-output.gif", frames)):  # fmt: skip
+    for caption, name, video in (
+        ("control video: the input's edges", "controlnet-edges.gif", edges),
+        ("ControlNet 'shapes-edges'", "controlnet-output.gif", frames),
+    ):
         write_video(video.repeat(4, axis=1).repeat(4, axis=2), media / name, fps=8)
         made.append((caption, prompt, name))
     return made
 
 
-def from_keyframes(pipeline, prompt: str, seed: int, steps: int, sparsectrl=None,
-                   ends: bool = False) -> dict[str, float | None]:  # fmt: skip
+def from_keyframes(
+    pipeline, prompt: str, seed: int, steps: int, sparsectrl=None, ends: bool = False
+) -> dict[str, float | None]:
     """The input clip's first frame (and its last, with `ends`) as SparseCtrl keyframes of `sparsectrl` (None:
     no SparseCtrl, for contrast); each end's text and pixel difference, the clip's motion and smoothness. The
     input is drawn as the training clips are (with the trail), so the keyframe is an image of the world the
@@ -164,14 +190,23 @@ def through_autoencoder(pipeline, prompt: str, seed: int, steps: int) -> dict[st
 def keyframe_rows(pipeline, sparsectrl, prompts: list[str], seeds: list[int], steps: int = 25) -> list[TimeScores]:
     """The default model from the inputs' first frame, and from their first and last frames, with
     `sparsectrl`; the contrast row without it, and the ceiling row: the keyframes through the autoencoder."""
-    return [measure(pipeline, "keyframes through the autoencoder alone, the ceiling", prompts, through_autoencoder,
-                    seeds, steps),
-            measure(pipeline, "no SparseCtrl, for contrast", prompts, partial(from_keyframes, ends=True), seeds,
-                    steps),
-            measure(pipeline, "SparseCtrl, keyframe 0", prompts, partial(from_keyframes, sparsectrl=sparsectrl),
-                    seeds, steps),
-            measure(pipeline, "SparseCtrl, keyframes 0 and 15", prompts,
-                    partial(from_keyframes, sparsectrl=sparsectrl, ends=True), seeds, steps)]  # fmt: skip
+    return [
+        measure(
+            pipeline, "keyframes through the autoencoder alone, the ceiling", prompts, through_autoencoder, seeds, steps
+        ),
+        measure(pipeline, "no SparseCtrl, for contrast", prompts, partial(from_keyframes, ends=True), seeds, steps),
+        measure(
+            pipeline, "SparseCtrl, keyframe 0", prompts, partial(from_keyframes, sparsectrl=sparsectrl), seeds, steps
+        ),
+        measure(
+            pipeline,
+            "SparseCtrl, keyframes 0 and 15",
+            prompts,
+            partial(from_keyframes, sparsectrl=sparsectrl, ends=True),
+            seeds,
+            steps,
+        ),
+    ]
 
 
 def write_keyframe_media(pipeline, sparsectrl, media: Path, steps: int = 25) -> list[tuple[str, str, str]]:
@@ -182,11 +217,14 @@ def write_keyframe_media(pipeline, sparsectrl, media: Path, steps: int = 25) -> 
     made = []
     Image.fromarray(clip[0].repeat(4, axis=0).repeat(4, axis=1)).save(media / "sparsectrl-keyframe.png")
     made.append(("keyframe: the input's first frame", prompt, "sparsectrl-keyframe.png"))
-    for caption, name, indices in (("SparseCtrl from keyframe 0", "sparsectrl-first.gif", (0,)),
-                                   ("SparseCtrl from keyframes 0 and 15", "sparsectrl-ends.gif", (0, FRAMES - 1))):
+    for caption, name, indices in (
+        ("SparseCtrl from keyframe 0", "sparsectrl-first.gif", (0,)),
+        ("SparseCtrl from keyframes 0 and 15", "sparsectrl-ends.gif", (0, FRAMES - 1)),
+    ):
         keyframes = SparseCtrlInput(sparsectrl, as_tensor(clip[list(indices)]), indices, FRAMES, encode=True)
-        frames = pipeline(prompt, progress=False, conditions=Conditions(sparsectrl=keyframes), num_frames=FRAMES,
-                          seed=1, steps=steps)  # fmt: skip
+        frames = pipeline(
+            prompt, progress=False, conditions=Conditions(sparsectrl=keyframes), num_frames=FRAMES, seed=1, steps=steps
+        )
         write_video(frames.repeat(4, axis=1).repeat(4, axis=2), media / name, fps=8)
         made.append((caption, prompt, name))
     return made

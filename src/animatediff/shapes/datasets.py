@@ -79,8 +79,10 @@ class DatasetSpec:
         if self.layout not in ("jsonl", "webvid") or (self.kind == "images" and self.layout == "webvid"):
             raise ConfigError(f"layout must be jsonl (or webvid, for clips); got {self.layout!r} for {self.kind}.")
         if self.count < 1 or self.frames < 1 or self.size < 8:
-            raise ConfigError(f"count and frames must be at least 1 and size at least 8; got {self.count}, "
-                              f"{self.frames}, {self.size}.")  # fmt: skip
+            raise ConfigError(
+                f"count and frames must be at least 1 and size at least 8; got {self.count}, "
+                f"{self.frames}, {self.size}."
+            )
 
 
 def _specs(dataset: DatasetSpec):

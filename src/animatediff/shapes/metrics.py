@@ -177,8 +177,14 @@ def motion_score(frames: np.ndarray, attributes: PromptAttributes, path: Track |
 
 
 def _background_name(frames: np.ndarray, colour: str | None) -> str:
-    border = np.concatenate([frames[:, :3].reshape(-1, 3), frames[:, -3:].reshape(-1, 3),
-                             frames[:, :, :3].reshape(-1, 3), frames[:, :, -3:].reshape(-1, 3)])  # fmt: skip
+    border = np.concatenate(
+        [
+            frames[:, :3].reshape(-1, 3),
+            frames[:, -3:].reshape(-1, 3),
+            frames[:, :, :3].reshape(-1, 3),
+            frames[:, :, -3:].reshape(-1, 3),
+        ]
+    )
     if colour is not None:
         distance = np.linalg.norm(border.astype(np.float32) - np.array(COLOURS[colour], np.float32), axis=-1)
         border = border[distance >= COLOUR_TOLERANCE] if (distance >= COLOUR_TOLERANCE).any() else border

@@ -83,55 +83,151 @@ LCM_STEPS = 300  # enough: the student matches the 25-step teacher (docs/shapes-
 KEYFRAME_STEPS = 1500
 SHIPPED_BASE = "shadow_trails"  # the stage whose result is the shipped base, and what every later stage builds on
 PLAN = [
-    StagePlan("vae", "vae", "autoencoder", "scaffold",
-              _train(2500, 32, 1e-3, lr_scheduler="cosine", lr_warmup_steps=50, contrast_weight=8.0)),
-    StagePlan("base", "text_to_image", "images", "vae",
-              _train(7000, 64, 1e-3, lr_scheduler="cosine", lr_warmup_steps=200, snr_gamma=5.0)),
-    StagePlan("shadow_trails", "text_to_image", "shadow_images", "base",
-              _train(1500, 64, 3e-4, lr_scheduler="cosine", lr_warmup_steps=50, snr_gamma=5.0)),
+    StagePlan(
+        "vae",
+        "vae",
+        "autoencoder",
+        "scaffold",
+        _train(2500, 32, 1e-3, lr_scheduler="cosine", lr_warmup_steps=50, contrast_weight=8.0),
+    ),
+    StagePlan(
+        "base",
+        "text_to_image",
+        "images",
+        "vae",
+        _train(7000, 64, 1e-3, lr_scheduler="cosine", lr_warmup_steps=200, snr_gamma=5.0),
+    ),
+    StagePlan(
+        "shadow_trails",
+        "text_to_image",
+        "shadow_images",
+        "base",
+        _train(1500, 64, 3e-4, lr_scheduler="cosine", lr_warmup_steps=50, snr_gamma=5.0),
+    ),
     StagePlan("outlined", "image_finetune", "outlined", SHIPPED_BASE, _train(300, 8, 1e-4), prior="shadow_images"),
     StagePlan("striped", "image_lora", "striped", SHIPPED_BASE, _train(400, 16, 1e-3), dict(lora_rank=8)),
     StagePlan("adapter", "domain_adapter", "clips", SHIPPED_BASE, _train(600, 32, 1e-3), dict(lora_rank=16)),
-    StagePlan("motion", "motion_module", "clips", SHIPPED_BASE,
-              _train(4000, 4, 1e-3, lr_scheduler="cosine", lr_warmup_steps=100, snr_gamma=5.0),
-              dict(domain_adapter="adapter", motion_module_version="v3")),
-    StagePlan("zoom_in", "motion_lora", "zoom_in", SHIPPED_BASE, _train(300, 4, 1e-3),
-              dict(domain_adapter="adapter", motion_module="motion", lora_rank=16)),
-    StagePlan("pan_left", "motion_lora", "pan_left", SHIPPED_BASE, _train(300, 4, 1e-3),
-              dict(domain_adapter="adapter", motion_module="motion", lora_rank=16)),
-    StagePlan("edges", "controlnet", "shadow_images", SHIPPED_BASE,
-              _train(600, 16, 3e-4, lr_scheduler="cosine", lr_warmup_steps=20)),
-    StagePlan("lcm", "distill", "clips", SHIPPED_BASE,
-              _train(LCM_STEPS, 4, 1e-4, lr_scheduler="cosine", lr_warmup_steps=50),
-              dict(motion_module="motion", lora_rank=32)),
-    StagePlan("keyframes", "sparsectrl", "clips", SHIPPED_BASE,
-              _train(KEYFRAME_STEPS, 4, 1e-3, lr_scheduler="cosine", lr_warmup_steps=20, loss="v"),
-              dict(motion_module="motion")),
-]  # fmt: skip
+    StagePlan(
+        "motion",
+        "motion_module",
+        "clips",
+        SHIPPED_BASE,
+        _train(4000, 4, 1e-3, lr_scheduler="cosine", lr_warmup_steps=100, snr_gamma=5.0),
+        dict(domain_adapter="adapter", motion_module_version="v3"),
+    ),
+    StagePlan(
+        "zoom_in",
+        "motion_lora",
+        "zoom_in",
+        SHIPPED_BASE,
+        _train(300, 4, 1e-3),
+        dict(domain_adapter="adapter", motion_module="motion", lora_rank=16),
+    ),
+    StagePlan(
+        "pan_left",
+        "motion_lora",
+        "pan_left",
+        SHIPPED_BASE,
+        _train(300, 4, 1e-3),
+        dict(domain_adapter="adapter", motion_module="motion", lora_rank=16),
+    ),
+    StagePlan(
+        "edges",
+        "controlnet",
+        "shadow_images",
+        SHIPPED_BASE,
+        _train(600, 16, 3e-4, lr_scheduler="cosine", lr_warmup_steps=20),
+    ),
+    StagePlan(
+        "lcm",
+        "distill",
+        "clips",
+        SHIPPED_BASE,
+        _train(LCM_STEPS, 4, 1e-4, lr_scheduler="cosine", lr_warmup_steps=50),
+        dict(motion_module="motion", lora_rank=32),
+    ),
+    StagePlan(
+        "keyframes",
+        "sparsectrl",
+        "clips",
+        SHIPPED_BASE,
+        _train(KEYFRAME_STEPS, 4, 1e-3, lr_scheduler="cosine", lr_warmup_steps=20, loss="v"),
+        dict(motion_module="motion"),
+    ),
+]
 PLANS = {plan.name: plan for plan in PLAN}
 GPU_DATASETS = {
     **DATASETS,
     "clips": dict(kind="clips", count=8000, seed=2, trail=True, trail_colour="shadow"),
 }
 GPU_PLAN = [  # sized from seconds per step measured on an H200 (docs/shapes-model.md): about 15 minutes in all
-    StagePlan("vae", "vae", "autoencoder", "scaffold",
-              _train(3000, 128, 1e-3, lr_scheduler="cosine", lr_warmup_steps=100, contrast_weight=8.0, num_workers=6,
-                     checkpoint_every=750)),
-    StagePlan("base", "text_to_image", "images", "vae",
-              _train(2500, 256, 1e-3, lr_scheduler="cosine", lr_warmup_steps=200, snr_gamma=5.0, num_workers=10,
-                     checkpoint_every=500)),
-    StagePlan("shadow_trails", "text_to_image", "shadow_images", "base",
-              _train(400, 256, 3e-4, lr_scheduler="cosine", lr_warmup_steps=50, snr_gamma=5.0, num_workers=10)),
-    PLANS["outlined"], PLANS["striped"],  # they learn from 8 and 40 images: more steps would only overfit them
-    StagePlan("adapter", "domain_adapter", "clips", SHIPPED_BASE, _train(250, 32, 1e-3, num_workers=14),
-              dict(lora_rank=16)),
-    StagePlan("motion", "motion_module", "clips", SHIPPED_BASE,
-              _train(1200, 32, 1e-3, lr_scheduler="cosine", lr_warmup_steps=100, snr_gamma=5.0, num_workers=14,
-                     checkpoint_every=300),
-              dict(domain_adapter="adapter", motion_module_version="v3")),
-    PLANS["zoom_in"], PLANS["pan_left"],  # MotionLoRAs: 50 clips each, as in the cpu recipe
-    PLANS["edges"], PLANS["lcm"], PLANS["keyframes"],  # ControlNet, few-step student, SparseCtrl: as in cpu
-]  # fmt: skip
+    StagePlan(
+        "vae",
+        "vae",
+        "autoencoder",
+        "scaffold",
+        _train(
+            3000,
+            128,
+            1e-3,
+            lr_scheduler="cosine",
+            lr_warmup_steps=100,
+            contrast_weight=8.0,
+            num_workers=6,
+            checkpoint_every=750,
+        ),
+    ),
+    StagePlan(
+        "base",
+        "text_to_image",
+        "images",
+        "vae",
+        _train(
+            2500,
+            256,
+            1e-3,
+            lr_scheduler="cosine",
+            lr_warmup_steps=200,
+            snr_gamma=5.0,
+            num_workers=10,
+            checkpoint_every=500,
+        ),
+    ),
+    StagePlan(
+        "shadow_trails",
+        "text_to_image",
+        "shadow_images",
+        "base",
+        _train(400, 256, 3e-4, lr_scheduler="cosine", lr_warmup_steps=50, snr_gamma=5.0, num_workers=10),
+    ),
+    PLANS["outlined"],
+    PLANS["striped"],  # they learn from 8 and 40 images: more steps would only overfit them
+    StagePlan(
+        "adapter", "domain_adapter", "clips", SHIPPED_BASE, _train(250, 32, 1e-3, num_workers=14), dict(lora_rank=16)
+    ),
+    StagePlan(
+        "motion",
+        "motion_module",
+        "clips",
+        SHIPPED_BASE,
+        _train(
+            1200,
+            32,
+            1e-3,
+            lr_scheduler="cosine",
+            lr_warmup_steps=100,
+            snr_gamma=5.0,
+            num_workers=14,
+            checkpoint_every=300,
+        ),
+        dict(domain_adapter="adapter", motion_module_version="v3"),
+    ),
+    PLANS["zoom_in"],
+    PLANS["pan_left"],  # MotionLoRAs: 50 clips each, as in the cpu recipe
+    PLANS["edges"],
+    PLANS["lcm"],
+    PLANS["keyframes"],  # ControlNet, few-step student, SparseCtrl: as in cpu
+]
 RECIPES = {"cpu": (DATASETS, PLAN), "gpu": (GPU_DATASETS, GPU_PLAN)}
 
 
@@ -141,8 +237,9 @@ def stage_result(folder: Path, plan: StagePlan) -> Path:
     return folder / "runs" / plan.name / STAGES[plan.stage].result_name
 
 
-def render_datasets(folder: Path, data_scale: float | None = 1.0, recipe: str = "cpu",
-                    processes: int | None = None) -> None:  # fmt: skip
+def render_datasets(
+    folder: Path, data_scale: float | None = 1.0, recipe: str = "cpu", processes: int | None = None
+) -> None:
     """Render the recipe's datasets not rendered yet, in up to `processes` processes at once (default: one per
     CPU core). Each dataset is seeded on its own, so the order they are made in changes nothing. A dataset
     rendered with other settings than the recipe's, or at another `data_scale`, is refused (`None`: at any
@@ -191,8 +288,10 @@ def check_data(folder: Path, name: str, data_scale: float | None, recipe: str) -
         what = f"other settings than this recipe's (data_scale {recorded['data_scale']}, not {data_scale})"
     else:
         return
-    raise ConfigError(f"dataset {name} of {folder} was rendered with {what} (see {path}); retrain into a new "
-                      f"folder, or remove {path.parent} to render it again.")  # fmt: skip
+    raise ConfigError(
+        f"dataset {name} of {folder} was rendered with {what} (see {path}); retrain into a new "
+        f"folder, or remove {path.parent} to render it again."
+    )
 
 
 def render_data(folder: Path, name: str, data_scale: float = 1.0, recipe: str = "cpu") -> None:
@@ -220,10 +319,14 @@ def stage_config(folder: Path, plan: StagePlan) -> dict:
         "stage": plan.stage,
         "output_dir": str(folder / "runs" / plan.name),
         "base": str(base),
-        "data": {"format": "jsonl", "path": str(folder / "data" / plan.data), "size": IMAGE_SIZE,
-                 **({"frames": FRAMES, "stride": 1} if STAGES[plan.stage].clips else {})},
+        "data": {
+            "format": "jsonl",
+            "path": str(folder / "data" / plan.data),
+            "size": IMAGE_SIZE,
+            **({"frames": FRAMES, "stride": 1} if STAGES[plan.stage].clips else {}),
+        },
         "train": plan.train,
-    }  # fmt: skip
+    }
     if plan.prior is not None:  # the base's own training images keep what it drew apart from the new style
         config["prior_data"] = {"format": "jsonl", "path": str(folder / "data" / plan.prior)}
     for key, value in plan.extra.items():
@@ -256,9 +359,11 @@ def check_inputs(folder: Path, plan: StagePlan) -> None:
     says (a folder begun before the recipe changed): exporting it would mix two recipes' models."""
     path = config_path(folder, plan)
     if path.exists() and _inputs(yaml.safe_load(path.read_text())) != _inputs(stage_config(folder, plan)):
-        raise ConfigError(f"stage {plan.name} of {folder} was trained on other inputs than this recipe's "
-                          f"(see {path}); retrain into a new folder, or remove {folder / 'runs' / plan.name} "
-                          "to train that stage again.")  # fmt: skip
+        raise ConfigError(
+            f"stage {plan.name} of {folder} was trained on other inputs than this recipe's "
+            f"(see {path}); retrain into a new folder, or remove {folder / 'runs' / plan.name} "
+            "to train that stage again."
+        )
 
 
 def run_stage(folder: Path, plan: StagePlan) -> float:
@@ -271,8 +376,14 @@ def run_stage(folder: Path, plan: StagePlan) -> float:
     return time.perf_counter() - started
 
 
-def retrain(folder: str | os.PathLike, resume: bool = False, only: list[str] | None = None,
-            steps_scale: float = 1.0, data_scale: float = 1.0, recipe: str = "cpu") -> dict[str, float]:  # fmt: skip
+def retrain(
+    folder: str | os.PathLike,
+    resume: bool = False,
+    only: list[str] | None = None,
+    steps_scale: float = 1.0,
+    data_scale: float = 1.0,
+    recipe: str = "cpu",
+) -> dict[str, float]:
     """Run the recipe (`cpu` or `gpu`) into `folder`; returns the seconds each stage trained in this call.
 
     `only` runs just the named stages (their inputs must exist); `steps_scale` and `data_scale` shrink
@@ -310,8 +421,10 @@ def claim_folder(folder: Path, recipe: str) -> None:
     """Note which recipe `folder` runs; a folder begun with the other recipe is refused (its data differ)."""
     path = folder / "recipe.txt"
     if path.exists() and path.read_text().strip() != recipe:
-        raise ConfigError(f"{folder} was begun with the {path.read_text().strip()} recipe, not {recipe}; "
-                          "resume it with that recipe or choose another folder.")  # fmt: skip
+        raise ConfigError(
+            f"{folder} was begun with the {path.read_text().strip()} recipe, not {recipe}; "
+            "resume it with that recipe or choose another folder."
+        )
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as temporary:
         temporary.write_text(recipe + "\n")
@@ -328,8 +441,12 @@ def record_time(folder: Path, plan: StagePlan, seconds: float) -> None:
     path = folder / "timings.json"
     timings = json.loads(path.read_text()) if path.exists() else {}
     previous = timings.get(plan.name, {}).get("seconds", 0.0)
-    timings[plan.name] = {"stage": plan.stage, "steps": plan.train["steps"], "batch_size": plan.train["batch_size"],
-                          "seconds": previous + seconds}  # fmt: skip
+    timings[plan.name] = {
+        "stage": plan.stage,
+        "steps": plan.train["steps"],
+        "batch_size": plan.train["batch_size"],
+        "seconds": previous + seconds,
+    }
     with atomic_path(path) as temporary:
         temporary.write_text(json.dumps(timings, indent=2) + "\n")
 

@@ -76,16 +76,22 @@ def camera_at(spec: ClipSpec, t: int) -> tuple[float, float, float, float]:
         return 0.0, 0.0, 1.0, 0.0
     kind, sign = CAMERA_MOTIONS[spec.camera]
     change = sign * spec.camera_speed * t
-    return (change if kind == "x" else 0.0, change if kind == "y" else 0.0,
-            math.exp(change) if kind == "scale" else 1.0, change if kind == "rotation" else 0.0)  # fmt: skip
+    return (
+        change if kind == "x" else 0.0,
+        change if kind == "y" else 0.0,
+        math.exp(change) if kind == "scale" else 1.0,
+        change if kind == "rotation" else 0.0,
+    )
 
 
 def _to_screen(x: float, y: float, camera) -> tuple[float, float]:
     dx, dy, scale, rotation = camera
     turn = math.radians(rotation)
     u, v = x - 0.5, y - 0.5
-    return (0.5 + scale * (u * math.cos(turn) - v * math.sin(turn)) + dx,
-            0.5 + scale * (u * math.sin(turn) + v * math.cos(turn)) + dy)  # fmt: skip
+    return (
+        0.5 + scale * (u * math.cos(turn) - v * math.sin(turn)) + dx,
+        0.5 + scale * (u * math.sin(turn) + v * math.cos(turn)) + dy,
+    )
 
 
 def _background(spec: ClipSpec, size: int, camera) -> np.ndarray:

@@ -79,17 +79,29 @@ def default_rows() -> list[Row]:
     return [
         Row("base, no motion module", "each frame an independent image", held_out_prompts(), motion_module=False),
         Row("base + motion module", "the embedded default", held_out_prompts()),
-        Row("base + shapes-lcm", "4 steps, LCM, no guidance: distilled from the default", held_out_prompts(),
-            module="shapes-lcm"),
-        Row("DreamBooth 'outlined' + motion module", "personalized; module never tuned on it",
-            held_out_prompts("outlined"), dreambooth="shapes-outlined"),
-        Row("LoRA 'striped' + motion module", "personalized; module never tuned on it",
-            held_out_prompts("striped"), lora="shapes-striped"),
+        Row(
+            "base + shapes-lcm",
+            "4 steps, LCM, no guidance: distilled from the default",
+            held_out_prompts(),
+            module="shapes-lcm",
+        ),
+        Row(
+            "DreamBooth 'outlined' + motion module",
+            "personalized; module never tuned on it",
+            held_out_prompts("outlined"),
+            dreambooth="shapes-outlined",
+        ),
+        Row(
+            "LoRA 'striped' + motion module",
+            "personalized; module never tuned on it",
+            held_out_prompts("striped"),
+            lora="shapes-striped",
+        ),
         Row("motion module, zoom-in prompts", "no MotionLoRA, for contrast", camera_prompts("zooming in")),
         Row("+ MotionLoRA zoom in", "", camera_prompts("zooming in"), motion_lora="shapes-zoom-in"),
         Row("motion module, pan-left prompts", "no MotionLoRA, for contrast", camera_prompts("panning left")),
         Row("+ MotionLoRA pan left", "", camera_prompts("panning left"), motion_lora="shapes-pan-left"),
-    ]  # fmt: skip
+    ]
 
 
 def _spec(row: Row, models: Path) -> ModelSpec:
@@ -108,8 +120,9 @@ def _spec(row: Row, models: Path) -> ModelSpec:
     )
 
 
-def evaluate_row(row: Row, seeds: list[int], steps: int = 25, models: Path = FOLDER,
-                 max_prompts: int | None = None) -> Row:  # fmt: skip
+def evaluate_row(
+    row: Row, seeds: list[int], steps: int = 25, models: Path = FOLDER, max_prompts: int | None = None
+) -> Row:
     """Generate and score every prompt × seed of a row (the first `max_prompts`, if given).
     `models` is the folder of the embedded models' files."""
     spec = _spec(row, models).with_family()
@@ -143,12 +156,15 @@ def write_grid(media: Path, seed: int = 1, steps: int = 25, models: Path = FOLDE
     """A few GIFs (4× enlarged for viewing) for the README: (caption, prompt, file name)."""
     examples = [
         ("base + motion module", "a red triangle moving right on a white background", {}),
-        ("DreamBooth 'outlined'", "a green star spinning clockwise on a white background, outlinestyle",
-         {"dreambooth": "shapes-outlined"}),
+        (
+            "DreamBooth 'outlined'",
+            "a green star spinning clockwise on a white background, outlinestyle",
+            {"dreambooth": "shapes-outlined"},
+        ),
         ("LoRA 'striped'", "a purple square growing on a gray background, stripestyle", {"lora": "shapes-striped"}),
         ("MotionLoRA zoom in", f"{CAMERA_SCENES[0]}, camera zooming in", {"motion_lora": "shapes-zoom-in"}),
         ("MotionLoRA pan left", f"{CAMERA_SCENES[1]}, camera panning left", {"motion_lora": "shapes-pan-left"}),
-    ]  # fmt: skip
+    ]
     made = []
     for caption, prompt, choice in examples:
         pipeline = build_pipeline(_spec(Row(caption, "", [prompt], **choice), models))
@@ -175,9 +191,11 @@ def fingerprint(path: Path) -> str:
 
 def measured_models(base: Path, adapter: Path, motion_module: Path) -> dict[str, str | None]:
     """Fingerprints of the models the ablation tables measure (`None` for a motion module not trained yet)."""
-    return {"base": fingerprint(Path(base) / "unet" / "diffusion_pytorch_model.safetensors"),
-            "adapter": fingerprint(adapter),
-            "motion_module": fingerprint(motion_module) if Path(motion_module).exists() else None}  # fmt: skip
+    return {
+        "base": fingerprint(Path(base) / "unet" / "diffusion_pytorch_model.safetensors"),
+        "adapter": fingerprint(adapter),
+        "motion_module": fingerprint(motion_module) if Path(motion_module).exists() else None,
+    }
 
 
 def ablations_section(ablations: Path, models: Path = FOLDER) -> list[str]:
@@ -185,22 +203,30 @@ def ablations_section(ablations: Path, models: Path = FOLDER) -> list[str]:
     measured on other models than those in `models`."""
     tables = json.loads(Path(ablations).read_text())
     seeds = " ".join(map(str, tables["budgets"]["seeds"]))
-    text = ["# The paper's claims, measured", "",
-            "Table 1 (transfer without tuning) is the table above: the base without and with the motion module,",
-            "and the two personalized models with a module never tuned on them. Tables 2-5 were made by",
-            f"`animatediff shapes ablations WORK --output {Path(ablations).as_posix()} --seeds {seeds}` on the",
-            "retrain's work folder. What they show, and where they disagree with the paper:",
-            "[shapes-model.md](shapes-model.md#the-papers-claims-what-the-tables-show).", ""]  # fmt: skip
+    text = [
+        "# The paper's claims, measured",
+        "",
+        "Table 1 (transfer without tuning) is the table above: the base without and with the motion module,",
+        "and the two personalized models with a module never tuned on them. Tables 2-5 were made by",
+        f"`animatediff shapes ablations WORK --output {Path(ablations).as_posix()} --seeds {seeds}` on the",
+        "retrain's work folder. What they show, and where they disagree with the paper:",
+        "[shapes-model.md](shapes-model.md#the-papers-claims-what-the-tables-show).",
+        "",
+    ]
     shipped = measured_models(models / "base", models / "adapter.safetensors", models / "motion_module.safetensors")
     if tables.get("models") != shipped:
-        text += ["**These tables were measured on an earlier retrain than the table above** (the JSON's base,",
-                 "adapter or motion module is not the shipped one); rerun `animatediff shapes ablations` to",
-                 "measure the current ones.", ""]  # fmt: skip
+        text += [
+            "**These tables were measured on an earlier retrain than the table above** (the JSON's base,",
+            "adapter or motion module is not the shipped one); rerun `animatediff shapes ablations` to",
+            "measure the current ones.",
+            "",
+        ]
     return text + [format_ablations(tables)]
 
 
-def time_section(media: Path, relative: str, seeds: list[int], steps: int, models: Path,
-                 max_prompts: int | None, reference: dict) -> list[str]:  # fmt: skip
+def time_section(
+    media: Path, relative: str, seeds: list[int], steps: int, models: Path, max_prompts: int | None, reference: dict
+) -> list[str]:
     """The long-video rows (`time_report`) on the default model, with their GIFs (written into `media`,
     linked as `relative`), as markdown lines."""
     pipeline = build_pipeline(_spec(Row("", "", []), models))
@@ -208,42 +234,65 @@ def time_section(media: Path, relative: str, seeds: list[int], steps: int, model
     rows = time_rows(pipeline, prompts, held_out_prompts(), seeds, steps)
     world = world_long_clips(prompts, seeds, pipeline.default_size)
     made = write_time_media(pipeline, media, steps)
-    return ["## Long videos: context windows, prompt travel, loops", "",
-            "The default model (base + motion module) on the held-out prompts, seeds as above; made by the same "
-            "command (`animatediff.shapes.time_report` says how each number is measured).", "",
-            *format_time_rows(rows, reference, world), "", *_media_table(made, relative), ""]  # fmt: skip
+    return [
+        "## Long videos: context windows, prompt travel, loops",
+        "",
+        "The default model (base + motion module) on the held-out prompts, seeds as above; made by the same "
+        "command (`animatediff.shapes.time_report` says how each number is measured).",
+        "",
+        *format_time_rows(rows, reference, world),
+        "",
+        *_media_table(made, relative),
+        "",
+    ]
 
 
-def control_section(media: Path, relative: str, seeds: list[int], steps: int, models: Path,
-                    max_prompts: int | None) -> list[str]:  # fmt: skip
+def control_section(
+    media: Path, relative: str, seeds: list[int], steps: int, models: Path, max_prompts: int | None
+) -> list[str]:
     """The video-to-video rows (`control_report`) with the striped LoRA, the ControlNet rows (when `models`
     holds the ControlNet), and their GIFs, as markdown."""
     striped = build_pipeline(_spec(Row("", "", [], lora="shapes-striped"), models))
     default = build_pipeline(_spec(Row("", "", []), models))
     prompts = held_out_prompts()[:max_prompts]
     rows = control_rows({"LoRA 'striped'": striped, "no LoRA, for contrast": default}, prompts, seeds, steps)
-    lines = ["## Video to video", "",
-             "Held-out clips rendered by the world itself (16 frames at 32×32), restyled with the LoRA 'striped' and "
-             "the prompt plus its style trigger (the contrast row: the default model and the plain prompt); "
-             "`motion` against the input's own caption (`input motion`: the inputs' own score); made by the same "
-             "command (`animatediff.shapes.control_report`).", "",
-             *_metric_table(rows), "", *_media_table(write_control_media(striped, media, steps), relative),
-             ""]  # fmt: skip
+    lines = [
+        "## Video to video",
+        "",
+        "Held-out clips rendered by the world itself (16 frames at 32×32), restyled with the LoRA 'striped' and "
+        "the prompt plus its style trigger (the contrast row: the default model and the plain prompt); "
+        "`motion` against the input's own caption (`input motion`: the inputs' own score); made by the same "
+        "command (`animatediff.shapes.control_report`).",
+        "",
+        *_metric_table(rows),
+        "",
+        *_media_table(write_control_media(striped, media, steps), relative),
+        "",
+    ]
     path = models / MODELS["shapes-edges"].file
     if not path.exists():
         return lines
     controlnet = load_controlnet(path, default.unet.unet).to(default.device, default.unet.unet.dtype)
     rows = edge_rows(default, controlnet, prompts, seeds, steps)
-    return [*lines, "## ControlNet on edges", "",
-            "The same held-out clips' Canny edges as the control video of the ControlNet 'shapes-edges' on the "
-            "default model with each clip's own prompt (the contrast row: no ControlNet); `edge F1`: the output's "
-            "Canny edges against the control video's, within one pixel.", "",
-            *_metric_table(rows), "", *_media_table(write_edge_media(default, controlnet, media, steps), relative),
-            "", *keyframe_section(default, media, relative, seeds, steps, models, prompts)]  # fmt: skip
+    return [
+        *lines,
+        "## ControlNet on edges",
+        "",
+        "The same held-out clips' Canny edges as the control video of the ControlNet 'shapes-edges' on the "
+        "default model with each clip's own prompt (the contrast row: no ControlNet); `edge F1`: the output's "
+        "Canny edges against the control video's, within one pixel.",
+        "",
+        *_metric_table(rows),
+        "",
+        *_media_table(write_edge_media(default, controlnet, media, steps), relative),
+        "",
+        *keyframe_section(default, media, relative, seeds, steps, models, prompts),
+    ]
 
 
-def keyframe_section(default, media: Path, relative: str, seeds: list[int], steps: int, models: Path,
-                     prompts: list[str]) -> list[str]:  # fmt: skip
+def keyframe_section(
+    default, media: Path, relative: str, seeds: list[int], steps: int, models: Path, prompts: list[str]
+) -> list[str]:
     """The image-to-video rows (`control_report.keyframe_rows`) with the embedded SparseCtrl, when `models`
     holds it, and their media, as markdown."""
     path = models / MODELS["shapes-sparsectrl"].file
@@ -251,16 +300,22 @@ def keyframe_section(default, media: Path, relative: str, seeds: list[int], step
         return []
     sparsectrl = load_sparsectrl(path, default.unet.unet)
     rows = keyframe_rows(default, sparsectrl, prompts, seeds, steps)
-    return ["## Image to video (SparseCtrl)", "",
-            "The same held-out clips, drawn as the training clips are (with the shadow trail): their first frame "
-            "(and, for interpolation, also their last) as keyframes of the SparseCtrl 'shapes-sparsectrl' on the "
-            "default model with each clip's own prompt (the contrast row: no SparseCtrl, its frames compared with "
-            "the same keyframes; the ceiling row: the keyframes encoded and decoded by the autoencoder, no generation, "
-            "which every generated frame goes through too); `first text` / `last text`: the `text` metric of the "
-            "generated first / last frame alone (the keyframes themselves score 0.98); `first diff` / `last diff`: "
-            "its mean absolute difference from the keyframe in pixel levels (0-255).", "",
-            *_metric_table(rows), "", *_media_table(write_keyframe_media(default, sparsectrl, media, steps), relative),
-            ""]  # fmt: skip
+    return [
+        "## Image to video (SparseCtrl)",
+        "",
+        "The same held-out clips, drawn as the training clips are (with the shadow trail): their first frame "
+        "(and, for interpolation, also their last) as keyframes of the SparseCtrl 'shapes-sparsectrl' on the "
+        "default model with each clip's own prompt (the contrast row: no SparseCtrl, its frames compared with "
+        "the same keyframes; the ceiling row: the keyframes encoded and decoded by the autoencoder, no generation, "
+        "which every generated frame goes through too); `first text` / `last text`: the `text` metric of the "
+        "generated first / last frame alone (the keyframes themselves score 0.98); `first diff` / `last diff`: "
+        "its mean absolute difference from the keyframe in pixel levels (0-255).",
+        "",
+        *_metric_table(rows),
+        "",
+        *_media_table(write_keyframe_media(default, sparsectrl, media, steps), relative),
+        "",
+    ]
 
 
 def _metric_table(rows: list) -> list[str]:
@@ -274,14 +329,23 @@ def _metric_table(rows: list) -> list[str]:
 
 
 def _media_table(made: list[tuple[str, str, str]], relative: str) -> list[str]:
-    return ["| " + " | ".join(caption for caption, _, _ in made) + " |", "|" + "---|" * len(made),
-            "| " + " | ".join(f"![{caption}]({Path(relative, name).as_posix()})" for caption, _, name in made) + " |",
-            "| " + " | ".join(f"`{prompt}`" for _, prompt, _ in made) + " |"]  # fmt: skip
+    return [
+        "| " + " | ".join(caption for caption, _, _ in made) + " |",
+        "|" + "---|" * len(made),
+        "| " + " | ".join(f"![{caption}]({Path(relative, name).as_posix()})" for caption, _, name in made) + " |",
+        "| " + " | ".join(f"`{prompt}`" for _, prompt, _ in made) + " |",
+    ]
 
 
-def write_results(output: str | os.PathLike, media: str | os.PathLike, seeds: list[int],
-                  ablations: str | os.PathLike | None = None, steps: int = 25, models: Path = FOLDER,
-                  max_prompts: int | None = None) -> Path:  # fmt: skip
+def write_results(
+    output: str | os.PathLike,
+    media: str | os.PathLike,
+    seeds: list[int],
+    ablations: str | os.PathLike | None = None,
+    steps: int = 25,
+    models: Path = FOLDER,
+    max_prompts: int | None = None,
+) -> Path:
     """Regenerate the quality table and the GIF grid (and render the ablation tables from
     `animatediff shapes ablations`' JSON, if given); returns the markdown file written."""
     output, media, models = Path(output), Path(media), Path(models)
@@ -314,17 +378,25 @@ def write_results(output: str | os.PathLike, media: str | os.PathLike, seeds: li
         "| " + " | ".join(f"`{prompt}`" for _, prompt, _ in grid) + " |",
         "",
     ]
-    text += ["How the world and the models were sized, with the measurements behind each choice: "
-             "[shapes-model.md](shapes-model.md).", ""]  # fmt: skip
+    text += [
+        "How the world and the models were sized, with the measurements behind each choice: "
+        "[shapes-model.md](shapes-model.md).",
+        "",
+    ]
     text += long_videos
     if ablations is not None:
         text += ablations_section(Path(ablations), models)
     if recipe:
-        text += ["## Training (the recipe that made the shipped weights)", "",
-                 "| stage | what | steps × batch | seconds on the 2-core CPU |", "|---|---|---|---|"]  # fmt: skip
+        text += [
+            "## Training (the recipe that made the shipped weights)",
+            "",
+            "| stage | what | steps × batch | seconds on the 2-core CPU |",
+            "|---|---|---|---|",
+        ]
         for name, entry in recipe.items():
-            text.append(f"| {name} | {entry['stage']} | {entry['steps']} × {entry['batch_size']} | "
-                        f"{entry['seconds']:.0f} |")  # fmt: skip
+            text.append(
+                f"| {name} | {entry['stage']} | {entry['steps']} × {entry['batch_size']} | {entry['seconds']:.0f} |"
+            )
         text.append("")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text("\n".join(text))
@@ -342,30 +414,59 @@ def format_ablations(tables: dict) -> str:
         raise ConfigError(f"the ablations JSON lacks the tables {', '.join(missing)}; run `shapes ablations` on.")
     budgets = tables["budgets"]
     seeds = ", ".join(map(str, budgets["seeds"]))
-    lines = ["## 2. Domain adapter", "",
-             f"Held-out prompts, seeds {seeds}. Short-budget modules: {budgets['motion_module']}; the shipped module: "
-             f"{budgets['shipped_motion_module']}.", "",
-             "| arm | watermark | motion | text |", "|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "## 2. Domain adapter",
+        "",
+        f"Held-out prompts, seeds {seeds}. Short-budget modules: {budgets['motion_module']}; the shipped module: "
+        f"{budgets['shipped_motion_module']}.",
+        "",
+        "| arm | watermark | motion | text |",
+        "|---|---|---|---|",
+    ]
     for entry in tables["adapter"]:
-        lines.append(f"| {entry['arm']} | {_cell(entry, 'watermark')} | {_cell(entry, 'motion')} | "
-                     f"{_cell(entry, 'text')} |")  # fmt: skip
+        lines.append(
+            f"| {entry['arm']} | {_cell(entry, 'watermark')} | {_cell(entry, 'motion')} | {_cell(entry, 'text')} |"
+        )
     modules = {entry["arm"]: entry for entry in tables["modules"]}
-    lines += ["", "## 3. Motion module design", "", f"Same budget for both: {budgets['motion_module']}.", "",
-              "| module | parameters | motion | smooth | text |", "|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        "## 3. Motion module design",
+        "",
+        f"Same budget for both: {budgets['motion_module']}.",
+        "",
+        "| module | parameters | motion | smooth | text |",
+        "|---|---|---|---|---|",
+    ]
     for name in ("transformer", "convolution"):
         entry = modules[name]
-        lines.append(f"| {name} | {entry['parameters']:,} | {_cell(entry, 'motion')} | {_cell(entry, 'smooth')} | "
-                     f"{_cell(entry, 'text')} |")  # fmt: skip
-    lines += ["", "## 4. MotionLoRA (camera zooming in)", "",
-              f"Budget per LoRA: {budgets['motion_lora']}, on the shipped motion module; four scene prompts.", "",
-              "| rank | reference clips | camera | text | file size |", "|---|---|---|---|---|"]  # fmt: skip
+        lines.append(
+            f"| {name} | {entry['parameters']:,} | {_cell(entry, 'motion')} | {_cell(entry, 'smooth')} | "
+            f"{_cell(entry, 'text')} |"
+        )
+    lines += [
+        "",
+        "## 4. MotionLoRA (camera zooming in)",
+        "",
+        f"Budget per LoRA: {budgets['motion_lora']}, on the shipped motion module; four scene prompts.",
+        "",
+        "| rank | reference clips | camera | text | file size |",
+        "|---|---|---|---|---|",
+    ]
     for entry in tables["motion_lora"]:
         size = f"{entry['bytes'] / 1024:.0f} KiB" if entry["bytes"] else "–"
         rank = entry["rank"] or "no LoRA"
-        lines.append(f"| {rank} | {entry['clips'] or '–'} | {_cell(entry, 'camera')} | {_cell(entry, 'text')} | "
-                     f"{size} |")  # fmt: skip
-    lines += ["", "## 5. Position encoding", "", f"Same budget for both: {budgets['motion_module']}.", "",
-              "| module | motion | smooth |", "|---|---|---|"]  # fmt: skip
+        lines.append(
+            f"| {rank} | {entry['clips'] or '–'} | {_cell(entry, 'camera')} | {_cell(entry, 'text')} | {size} |"
+        )
+    lines += [
+        "",
+        "## 5. Position encoding",
+        "",
+        f"Same budget for both: {budgets['motion_module']}.",
+        "",
+        "| module | motion | smooth |",
+        "|---|---|---|",
+    ]
     for name in ("transformer", "transformer, no position encoding"):
         entry = modules[name]
         lines.append(f"| {name} | {_cell(entry, 'motion')} | {_cell(entry, 'smooth')} |")

@@ -66,8 +66,11 @@ def world_long_clips(prompts: list[str], seeds: list[int], size: int) -> dict[st
 def long_clip(pipeline, prompt: str, seed: int, steps: int) -> dict[str, float]:
     frames = pipeline(prompt, num_frames=LONG, seed=seed, steps=steps, progress=False, context=ContextSettings())
     stretches = [score_video(frames[i : i + STRETCH], prompt)["motion"] for i in range(0, LONG, STRETCH)]
-    return {"stretch motion": float(np.mean(stretches)), "smooth": score_video(frames, prompt)["smooth"],
-            "seam ratio": seam_ratio(frames)}  # fmt: skip
+    return {
+        "stretch motion": float(np.mean(stretches)),
+        "smooth": score_video(frames, prompt)["smooth"],
+        "seam ratio": seam_ratio(frames),
+    }
 
 
 def travel_pairs(prompts: list[str], pool: list[str]) -> list[tuple[str, str]]:
@@ -84,8 +87,15 @@ def travel_pairs(prompts: list[str], pool: list[str]) -> list[tuple[str, str]]:
 def travel(pipeline, pair: tuple[str, str], seed: int, steps: int) -> dict[str, float]:
     first, second = pair
     prompt_map = tuple(zip(TRAVEL_KEYFRAMES, (first, first, second), strict=True))
-    frames = pipeline(first, num_frames=TRAVEL, seed=seed, steps=steps, progress=False, context=ContextSettings(),
-                      prompt_map=prompt_map)  # fmt: skip
+    frames = pipeline(
+        first,
+        num_frames=TRAVEL,
+        seed=seed,
+        steps=steps,
+        progress=False,
+        context=ContextSettings(),
+        prompt_map=prompt_map,
+    )
     return {
         "first text": score_video(frames[:12], first)["text"],
         "last text": score_video(frames[-12:], second)["text"],
@@ -93,8 +103,9 @@ def travel(pipeline, pair: tuple[str, str], seed: int, steps: int) -> dict[str, 
 
 
 def loop(pipeline, prompt: str, seed: int, steps: int) -> dict[str, float]:
-    frames = pipeline(prompt, num_frames=LOOP, seed=seed, steps=steps, progress=False,
-                      context=ContextSettings(schedule="looped"))  # fmt: skip
+    frames = pipeline(
+        prompt, num_frames=LOOP, seed=seed, steps=steps, progress=False, context=ContextSettings(schedule="looped")
+    )
     seam = smooth_score(np.stack([frames[-2], frames[-1], frames[0], frames[1]]))
     return {"seam smooth": seam, "clip smooth": smooth_score(frames)}
 
@@ -119,13 +130,16 @@ def time_rows(pipeline, prompts: list[str], pool: list[str], seeds: list[int], s
     ]
 
 
-def format_time_rows(rows: list[TimeScores], short: dict[str, tuple[float, float]],
-                     world: dict[str, float] | None = None) -> list[str]:  # fmt: skip
+def format_time_rows(
+    rows: list[TimeScores], short: dict[str, tuple[float, float]], world: dict[str, float] | None = None
+) -> list[str]:
     """Markdown: one table per row, `short` the 16-frame default's (mean, spread) per metric for comparison,
     `world` the world's own long clips' means (`world_long_clips`)."""
     world = world or {}
-    lines = ["| clips | metric | mean ± spread over seeds | 16-frame clips of the default | the world's own clips |",
-             "|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| clips | metric | mean ± spread over seeds | 16-frame clips of the default | the world's own clips |",
+        "|---|---|---|---|---|",
+    ]
     compare = {"stretch motion": "motion", "smooth": "smooth"}
     for row in rows:
         for metric, per_seed in row.values.items():
@@ -145,9 +159,12 @@ def write_time_media(pipeline, media: Path, steps: int = 25) -> list[tuple[str, 
     examples = [
         ("long clip", first, {"context": ContextSettings()}),
         ("prompt travel", f"{first} → {second}", {"context": ContextSettings(), "prompt_map": travel_map}),
-        ("loop", "a green square spinning clockwise on a black background",
-         {"context": ContextSettings(schedule="looped")}),
-    ]  # fmt: skip
+        (
+            "loop",
+            "a green square spinning clockwise on a black background",
+            {"context": ContextSettings(schedule="looped")},
+        ),
+    ]
     made = []
     for caption, prompt, settings in examples:
         text = prompt.split(" → ")[0]

@@ -172,8 +172,13 @@ def sample_object_clip(rng: np.random.Generator, frames: int, style: str | None 
     colour = fixed.get("colour") or rng.choice(list(COLOURS))
     background = fixed.get("background") or rng.choice([b for b in BACKGROUNDS if b != colour])
     kind, sign = MOTIONS[motion]
-    speed = {"x": rng.uniform(0.018, 0.03), "y": rng.uniform(0.018, 0.03), "scale": rng.uniform(0.03, 0.045),
-             "rotation": rng.uniform(12.0, 18.0), "still": 0.0}[kind]  # fmt: skip
+    speed = {
+        "x": rng.uniform(0.018, 0.03),
+        "y": rng.uniform(0.018, 0.03),
+        "scale": rng.uniform(0.03, 0.045),
+        "rotation": rng.uniform(12.0, 18.0),
+        "still": 0.0,
+    }[kind]
     radius = rng.uniform(0.12, 0.16) if kind != "scale" else (0.09 if sign > 0 else 0.2)
     travel = speed * (frames - 1)
     x, y = rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7)
@@ -181,16 +186,23 @@ def sample_object_clip(rng: np.random.Generator, frames: int, style: str | None 
         start = 0.5 - sign * travel / 2 + rng.uniform(-0.05, 0.05)
         x, y = (start, y) if kind == "x" else (x, start)
     obj = SceneObject(str(shape), str(colour), float(x), float(y), float(radius), float(rng.uniform(0, 360)))
-    return ClipSpec([obj], str(background), motion=str(motion), speed=float(speed), style=style,
-                    seed=int(rng.integers(2**31)))  # fmt: skip
+    return ClipSpec(
+        [obj], str(background), motion=str(motion), speed=float(speed), style=style, seed=int(rng.integers(2**31))
+    )
 
 
 def prompt_clip(prompt: str, seed: int, frames: int = 16) -> ClipSpec:
     """The clip of a single-object `prompt` (its colour, shape, motion and background) as the world places
     and paces a `frames`-frame clip drawn with `seed`."""
     wanted = parse_prompt(prompt)
-    return sample_object_clip(np.random.default_rng(seed), frames, shape=wanted.shape, colour=wanted.colour,
-                              motion=wanted.motion, background=wanted.background)  # fmt: skip
+    return sample_object_clip(
+        np.random.default_rng(seed),
+        frames,
+        shape=wanted.shape,
+        colour=wanted.colour,
+        motion=wanted.motion,
+        background=wanted.background,
+    )
 
 
 def sample_camera_clip(rng: np.random.Generator, camera: str | None = None, style: str | None = None) -> ClipSpec:
@@ -200,12 +212,29 @@ def sample_camera_clip(rng: np.random.Generator, camera: str | None = None, styl
     colours = rng.choice([c for c in COLOURS if c != background], size=3, replace=False)
     positions = [(0.28, 0.3), (0.72, 0.35), (0.45, 0.74)]
     objects = [
-        SceneObject(str(rng.choice(SHAPES)), str(c), px + rng.uniform(-0.05, 0.05), py + rng.uniform(-0.05, 0.05),
-                    float(rng.uniform(0.11, 0.14)), float(rng.uniform(0, 360)))
+        SceneObject(
+            str(rng.choice(SHAPES)),
+            str(c),
+            px + rng.uniform(-0.05, 0.05),
+            py + rng.uniform(-0.05, 0.05),
+            float(rng.uniform(0.11, 0.14)),
+            float(rng.uniform(0, 360)),
+        )
         for c, (px, py) in zip(colours, positions, strict=True)
-    ]  # fmt: skip
+    ]
     kind = CAMERA_MOTIONS[camera][0]
-    speed = {"x": rng.uniform(0.018, 0.028), "y": rng.uniform(0.018, 0.028), "scale": rng.uniform(0.025, 0.035),
-             "rotation": rng.uniform(2.5, 4.0)}[kind]  # fmt: skip
-    return ClipSpec(objects, background, camera=str(camera), camera_speed=float(speed),
-                    style=style, seed=int(rng.integers(2**31)), textured=True)  # fmt: skip
+    speed = {
+        "x": rng.uniform(0.018, 0.028),
+        "y": rng.uniform(0.018, 0.028),
+        "scale": rng.uniform(0.025, 0.035),
+        "rotation": rng.uniform(2.5, 4.0),
+    }[kind]
+    return ClipSpec(
+        objects,
+        background,
+        camera=str(camera),
+        camera_speed=float(speed),
+        style=style,
+        seed=int(rng.integers(2**31)),
+        textured=True,
+    )

@@ -235,8 +235,9 @@ def load_train_config(path: str | os.PathLike, steps: int | None = None) -> Trai
 def _check_model(config: TrainConfig) -> None:
     trainable = [name for name, release in FAMILIES.items() if release.trainable]
     if config.motion_module_version not in trainable:
-        raise ConfigError(f"'motion_module_version': expected one of {', '.join(trainable)}; "
-                          f"got {config.motion_module_version!r}.")  # fmt: skip
+        raise ConfigError(
+            f"'motion_module_version': expected one of {', '.join(trainable)}; got {config.motion_module_version!r}."
+        )
     if config.motion_module_kind not in ("transformer", "convolution"):
         raise ConfigError(
             f"'motion_module_kind': expected transformer or convolution; got {config.motion_module_kind!r}."
@@ -253,8 +254,10 @@ def _check_training(settings: TrainSettings) -> None:
     if settings.mixed_precision not in MIXED_PRECISION:
         raise ConfigError(f"'train.mixed_precision': expected no, fp16 or bf16; got {settings.mixed_precision!r}.")
     if settings.mixed_precision == "fp16" and not _cuda_available():
-        raise ConfigError("'train.mixed_precision': fp16 needs a CUDA GPU and there is none here; use bf16 (fast on "
-                          "CPUs with AMX or AVX-512 BF16) or no.")  # fmt: skip
+        raise ConfigError(
+            "'train.mixed_precision': fp16 needs a CUDA GPU and there is none here; use bf16 (fast on "
+            "CPUs with AMX or AVX-512 BF16) or no."
+        )
     _check_positive(settings, ("steps", "batch_size", "checkpoint_every", "keep_checkpoints", "solver_steps"), "train")
     if settings.prior_loss_weight < 0:
         raise ConfigError(f"'train.prior_loss_weight' must be at least 0; got {settings.prior_loss_weight}.")

@@ -133,8 +133,10 @@ def collate(samples: list[dict]) -> dict:
 
 def join_batches(first: dict, second: dict) -> dict:
     """One batch (as `collate` makes them) holding `first`'s samples, then `second`'s."""
-    return {key: torch.cat([value, second[key]]) if torch.is_tensor(value) else value + second[key]
-            for key, value in first.items()}  # fmt: skip
+    return {
+        key: torch.cat([value, second[key]]) if torch.is_tensor(value) else value + second[key]
+        for key, value in first.items()
+    }
 
 
 class RunSampler(torch.utils.data.Sampler):

@@ -39,9 +39,10 @@ def _video_latents(components: Components, noise_scheduler: DDPMScheduler, batch
     posterior = vae.encode(rearrange(pixels, "b f c h w -> (b f) c h w").to(vae.dtype)).latent_dist
     latent_shape = posterior.mean.shape[1:]
     posterior_noise, noise, timesteps = sample_noise(
-        batch["seeds"], ((frames, *latent_shape), (latent_shape[0], frames, *latent_shape[1:])),
+        batch["seeds"],
+        ((frames, *latent_shape), (latent_shape[0], frames, *latent_shape[1:])),
         noise_scheduler.config.num_train_timesteps,
-    )  # fmt: skip
+    )
     sampled = posterior.mean + posterior.std * rearrange(posterior_noise.to(device), "b f c h w -> (b f) c h w")
     latents = rearrange(sampled.float(), "(b f) c h w -> b c f h w", f=frames) * vae.config.scaling_factor
     return latents, noise.to(device), timesteps.to(device)
@@ -53,8 +54,14 @@ def _noisy_latents(components: Components, noise_scheduler: DDPMScheduler, batch
     return noise_scheduler.add_noise(latents, noise, timesteps), noise, timesteps
 
 
-def sample_losses(model: nn.Module, components: Components, noise_scheduler: DDPMScheduler, batch: dict, device,
-                  settings: TrainSettings) -> torch.Tensor:  # fmt: skip
+def sample_losses(
+    model: nn.Module,
+    components: Components,
+    noise_scheduler: DDPMScheduler,
+    batch: dict,
+    device,
+    settings: TrainSettings,
+) -> torch.Tensor:
     """Each sample's ε-prediction MSE for a batch of clips, min-SNR-γ weighted if `settings.snr_gamma` > 0.
 
     `settings.loss == "v"` measures each sample's error as a v-prediction model's: the model still
@@ -86,8 +93,14 @@ def boundary_scalings(timesteps: torch.Tensor, sigma_data: float = 0.5, timestep
     return c_skip.view(-1, 1, 1, 1, 1), c_out.view(-1, 1, 1, 1, 1)
 
 
-def consistency_losses(model: nn.Module, components: Components, noise_scheduler: DDPMScheduler, batch: dict,
-                       device, settings: TrainSettings) -> torch.Tensor:  # fmt: skip
+def consistency_losses(
+    model: nn.Module,
+    components: Components,
+    noise_scheduler: DDPMScheduler,
+    batch: dict,
+    device,
+    settings: TrainSettings,
+) -> torch.Tensor:
     """Latent consistency distillation (Luo et al. 2023; AnimateLCM for video): each sample's pseudo-Huber
     distance between the student's consistency function at a noised clip and at the point one DDIM step
     of the guided teacher (`settings.teacher_guidance`) takes it to, on a grid of `settings.solver_steps`
@@ -129,8 +142,9 @@ def prior_preservation_loss(losses: torch.Tensor, instances: int, prior_weight: 
     return losses[:instances].mean() + prior_weight * losses[instances:].mean()
 
 
-def autoencoder_loss(model: nn.Module, batch: dict, device, contrast_weight: float = 0.0,
-                     kl_weight: float = 1e-5) -> torch.Tensor:  # fmt: skip
+def autoencoder_loss(
+    model: nn.Module, batch: dict, device, contrast_weight: float = 0.0, kl_weight: float = 1e-5
+) -> torch.Tensor:
     """The `vae` stage: L1 reconstruction of single frames plus a light KL term (per latent element).
 
     With `contrast_weight` c > 0 each pixel's error counts 1 + c·d times, d being its largest channel

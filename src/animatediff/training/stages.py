@@ -64,8 +64,16 @@ if TYPE_CHECKING:
     from animatediff.training.config import TrainConfig
 
 # a model folder as the image stages write it: the base's parts, some of them retrained
-MODEL_FOLDER = holds_only("model_index.json", "*/config.json", "*/*.safetensors", "*/*.bin", "tokenizer/*",
-                          "scheduler/*", "*/*.json", "*/*.txt")  # fmt: skip
+MODEL_FOLDER = holds_only(
+    "model_index.json",
+    "*/config.json",
+    "*/*.safetensors",
+    "*/*.bin",
+    "tokenizer/*",
+    "scheduler/*",
+    "*/*.json",
+    "*/*.txt",
+)
 
 
 class StageName(StrEnum):
@@ -305,8 +313,10 @@ class MotionModuleStage(_MotionStage):
         super().check(config)
         release = FAMILIES[config.motion_module_version]
         if config.data.frames > release.max_frames:
-            raise ConfigError(f"'data.frames': a {release.name} module's position table has {release.max_frames} "
-                              f"frames; got {config.data.frames}.")  # fmt: skip
+            raise ConfigError(
+                f"'data.frames': a {release.name} module's position table has {release.max_frames} "
+                f"frames; got {config.data.frames}."
+            )
 
     def build_motion(self) -> nn.Module:
         config = self.config
@@ -321,13 +331,15 @@ class MotionModuleStage(_MotionStage):
             raise ConfigError(
                 f"'base': the motion module's GroupNorm(32) needs UNet widths that are multiples of 32; got {widths}."
             )
-        return MotionModule(MotionModuleConfig(
-            block_out_channels=widths,
-            layers_per_block=unet.config.layers_per_block,
-            kind=self.config.motion_module_kind,
-            position_encoding=self.config.position_encoding,
-            **FAMILIES[self.config.motion_module_version].fresh_module_settings(),
-        ))  # fmt: skip
+        return MotionModule(
+            MotionModuleConfig(
+                block_out_channels=widths,
+                layers_per_block=unet.config.layers_per_block,
+                kind=self.config.motion_module_kind,
+                position_encoding=self.config.position_encoding,
+                **FAMILIES[self.config.motion_module_version].fresh_module_settings(),
+            )
+        )
 
     def save(self, path: Path) -> Path:
         return save_motion_module(self.module, path)
@@ -398,8 +410,9 @@ class ControlNetStage(TrainingStage):
         def with_control(sample, timestep, text):
             return model(sample, timestep, text, edges)
 
-        return sample_losses(with_control, self.components, self.noise_scheduler, batch, device,
-                             self.config.train).mean()  # fmt: skip
+        return sample_losses(
+            with_control, self.components, self.noise_scheduler, batch, device, self.config.train
+        ).mean()
 
     def save(self, path: Path) -> Path:
         with atomic_path(path, directory=True, replaceable=DIFFUSERS_MODEL_FILES) as temporary:
@@ -452,8 +465,10 @@ class SparseCtrlStage(_MotionStage):
         if config.motion_module is None:
             raise ConfigError("'motion_module' is required: the sparsectrl stage steers the base with that module.")
         if config.data.frames > SparseCtrlConfig.max_frames:
-            raise ConfigError(f"'data.frames': the SparseCtrl encoder's position table has "
-                              f"{SparseCtrlConfig.max_frames} frames; got {config.data.frames}.")  # fmt: skip
+            raise ConfigError(
+                f"'data.frames': the SparseCtrl encoder's position table has "
+                f"{SparseCtrlConfig.max_frames} frames; got {config.data.frames}."
+            )
 
     def build_motion(self) -> nn.Module:
         unet = self.components.unet
@@ -487,8 +502,9 @@ class SparseCtrlStage(_MotionStage):
         def with_keyframes(sample, timestep, text):
             return model(sample, timestep, text, condition, mask)
 
-        return sample_losses(with_keyframes, self.components, self.noise_scheduler, batch, device,
-                             self.config.train).mean()  # fmt: skip
+        return sample_losses(
+            with_keyframes, self.components, self.noise_scheduler, batch, device, self.config.train
+        ).mean()
 
     def save(self, path: Path) -> Path:
         return save_sparsectrl(self.sparsectrl, path)
@@ -524,9 +540,11 @@ class DistillStage(_MotionStage):
         if config.motion_module is None:
             raise ConfigError("'motion_module' is required: the distill stage's teacher is the base with it.")
         if config.train.solver_steps > config.noise_scheduler["num_train_timesteps"]:
-            raise ConfigError(f"'train.solver_steps' must be at most the noise schedule's "
-                              f"{config.noise_scheduler['num_train_timesteps']} timesteps; "
-                              f"got {config.train.solver_steps}.")  # fmt: skip
+            raise ConfigError(
+                f"'train.solver_steps' must be at most the noise schedule's "
+                f"{config.noise_scheduler['num_train_timesteps']} timesteps; "
+                f"got {config.train.solver_steps}."
+            )
 
     def build_motion(self) -> nn.Module:
         unet = copy.deepcopy(self.components.unet)  # before the teacher's motion module hooks into the original
@@ -537,14 +555,14 @@ class DistillStage(_MotionStage):
         return DistillTraining(AnimateDiffUNet(unet, self.module), teacher, self.lora)
 
     def loss(self, model: nn.Module, batch: dict, device) -> torch.Tensor:
-        return consistency_losses(model, self.components, self.noise_scheduler, batch, device,
-                                  self.config.train).mean()  # fmt: skip
+        return consistency_losses(model, self.components, self.noise_scheduler, batch, device, self.config.train).mean()
 
     def save(self, path: Path) -> Path:
         with atomic_path(path, directory=True, replaceable=DISTILLED_FOLDER) as temporary:
             save_state_dict(self.lora.diffusers_state_dict(), temporary / self.lora_name)
-            save_motion_module(self.module, temporary / "motion_module.safetensors", family="distilled",
-                               image_lora=self.lora_name)  # fmt: skip
+            save_motion_module(
+                self.module, temporary / "motion_module.safetensors", family="distilled", image_lora=self.lora_name
+            )
         return path
 
     def video_unet(self, model: nn.Module) -> None:
@@ -554,9 +572,19 @@ class DistillStage(_MotionStage):
 DISTILLED_FOLDER = holds_only("motion_module.safetensors", DistillStage.lora_name)
 STAGES: dict[StageName, type[TrainingStage]] = {
     stage.name: stage
-    for stage in (VaeStage, TextToImageStage, ImageFinetuneStage, ImageLoraStage, DomainAdapterStage,
-                  MotionModuleStage, MotionLoraStage, ControlNetStage, DistillStage, SparseCtrlStage)
-}  # fmt: skip
+    for stage in (
+        VaeStage,
+        TextToImageStage,
+        ImageFinetuneStage,
+        ImageLoraStage,
+        DomainAdapterStage,
+        MotionModuleStage,
+        MotionLoraStage,
+        ControlNetStage,
+        DistillStage,
+        SparseCtrlStage,
+    )
+}
 
 
 def build_stage(config: TrainConfig) -> TrainingStage:

@@ -92,14 +92,23 @@ def _clear_temporaries(output_dir: Path) -> None:
 @torch.no_grad()
 def write_validation(config: TrainConfig, stage: TrainingStage, video_unet, step: int) -> None:
     settings = config.validation
-    pipeline = AnimateDiffPipeline(video_unet, stage.components.vae, stage.components.text_encoder,
-                                   stage.components.tokenizer)  # fmt: skip
+    pipeline = AnimateDiffPipeline(
+        video_unet, stage.components.vae, stage.components.text_encoder, stage.components.tokenizer
+    )
     frames = settings.frames or config.data.frames
     for index, prompt in enumerate(settings.prompts):
         for seed in settings.seeds:
-            video = pipeline.generate(prompt, negative_prompt=settings.negative_prompt, num_frames=frames,
-                                      height=config.data.size, width=config.data.size, steps=settings.steps,
-                                      guidance_scale=settings.guidance_scale, seed=seed, progress=False)  # fmt: skip
+            video = pipeline.generate(
+                prompt,
+                negative_prompt=settings.negative_prompt,
+                num_frames=frames,
+                height=config.data.size,
+                width=config.data.size,
+                steps=settings.steps,
+                guidance_scale=settings.guidance_scale,
+                seed=seed,
+                progress=False,
+            )
             path = config.output_dir / "validation" / f"step-{step:07d}-{index:02d}-{seed}.gif"
             write_video(
                 to_uint8(video), path, fps=settings.fps, settings={"prompt": prompt, "seed": seed, "step": step}
@@ -141,8 +150,9 @@ class StepBatches:
         self.data = _batches(config.items, config.data, settings, settings.seed, start, accelerator)
         self.prior = None
         if config.prior_items:  # its own permutation and noise draws, advanced step by step like the data's
-            self.prior = _batches(config.prior_items, config.prior_data, settings, settings.seed + 1, start,
-                                  accelerator)  # fmt: skip
+            self.prior = _batches(
+                config.prior_items, config.prior_data, settings, settings.seed + 1, start, accelerator
+            )
         self.skipped: set[str] = set()
 
     def __next__(self) -> dict:
@@ -157,10 +167,12 @@ class StepBatches:
 def _batches(items, data, settings, seed: int, start: int, accelerator: Accelerator):
     """This process's batches of `items` read as `data` says, from step `start + 1` on."""
     clips = VideoClips(items, data.frames, data.stride, data.size, data.empty_caption_rate)
-    sampler = RunSampler(len(clips), settings.batch_size, seed, start, accelerator.process_index,
-                         accelerator.num_processes)  # fmt: skip
-    return iter(torch.utils.data.DataLoader(clips, batch_sampler=sampler, collate_fn=collate,
-                                            num_workers=settings.num_workers))  # fmt: skip
+    sampler = RunSampler(
+        len(clips), settings.batch_size, seed, start, accelerator.process_index, accelerator.num_processes
+    )
+    return iter(
+        torch.utils.data.DataLoader(clips, batch_sampler=sampler, collate_fn=collate, num_workers=settings.num_workers)
+    )
 
 
 def _accelerator(settings: TrainSettings) -> Accelerator:
@@ -175,8 +187,9 @@ def _optimizer(stage: TrainingStage, settings: TrainSettings):
     if not trainable:
         raise ConfigError(f"stage {stage.name}: nothing to train (no layers matched).")
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    lr_scheduler = get_scheduler(settings.lr_scheduler, optimizer, num_warmup_steps=settings.lr_warmup_steps,
-                                 num_training_steps=settings.steps)  # fmt: skip
+    lr_scheduler = get_scheduler(
+        settings.lr_scheduler, optimizer, num_warmup_steps=settings.lr_warmup_steps, num_training_steps=settings.steps
+    )
     return trainable, optimizer, lr_scheduler
 
 
