@@ -12,7 +12,6 @@ import argparse
 import contextlib
 import io
 import logging
-import math
 import os
 import sys
 from dataclasses import replace
@@ -20,6 +19,20 @@ from pathlib import Path
 from typing import get_args
 
 from animatediff import __version__
+from animatediff.arguments import (
+    Parser,
+    command,
+    count,
+    finite_number,
+    frame_and_path,
+    frame_list,
+    iterations,
+    keyframe,
+    path_and_scale,
+    positive_number,
+    seed_number,
+    whole_number,
+)
 from animatediff.embedded import DEFAULT_BASE, DEFAULT_MOTION_MODULE, find, listing, resolve
 from animatediff.errors import AnimateDiffError, ConfigError
 from animatediff.export import FORMATS, FRAME_FOLDER, check_fps, file_stem, output_format, sidecar_path
@@ -28,8 +41,6 @@ from animatediff.files import check_output
 from animatediff.sampling.options import ContextRequest, Fuse, Interpolation, Schedule, Scope
 from animatediff.settings import (
     MAX_FREE_INIT,
-    MAX_SEED,
-    RANDOM_SEED,
     ControlNetSpec,
     ControlSpec,
     Job,
@@ -41,6 +52,7 @@ from animatediff.settings import (
     check_sample,
     resolve_seed,
 )
+from animatediff.terminal import log_to_terminal, quiet_libraries
 
 DTYPES = ("float32", "float16", "bfloat16")
 SAMPLE_FLAGS = {
@@ -58,134 +70,12 @@ SAMPLE_FLAGS = {
 # Argument types: each refuses a bad value with one sentence naming what was expected
 
 
-def _parsed(text: str, kind: type, what: str):
-    try:
-        return kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-
-
-def whole_number(text: str) -> int:
-    value = _parsed(text, int, "a whole number")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def finite_number(text: str) -> float:
-    value = _parsed(text, float, "a number")
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return value
-
-
-def positive_number(text: str) -> float:
-    value = finite_number(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
-def seed_number(text: str) -> int:
-    value = _parsed(text, int, "a whole number")
-    if value != RANDOM_SEED and not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 2**64 - 1, or -1 for a random seed; got {value}")
-    return value
-
-
-def count(text: str) -> int:
-    value = _parsed(text, int, "a whole number")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
-
-
-def iterations(text: str) -> int:
-    value = _parsed(text, int, "a whole number")
-    if not 1 <= value <= MAX_FREE_INIT:
-        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_FREE_INIT}, got {value}")
-    return value
-
-
-def _leading_frame(text: str, form: str) -> tuple[int, str | None]:
-    """`FRAME:REST` → (frame, REST; None without a colon); an argument error naming `form` if FRAME is not a
-    whole number."""
-    frame, colon, rest = text.partition(":")
-    try:
-        return int(frame), (rest if colon else None)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {form} with a whole-number frame, got {text!r}") from None
-
-
-def frame_and_path(text: str) -> tuple[int, str]:
-    """`FRAME:PATH` → (frame, path); a negative frame counts from the clip's end."""
-    number, path = _leading_frame(text, "FRAME:PATH")
-    if not path:
-        raise argparse.ArgumentTypeError(f"the image of keyframe {number} is missing; expected FRAME:PATH")
-    return number, path
-
-
-def frame_list(text: str) -> tuple[int, ...]:
-    """`0,8,15` → the frames (negative ones count from the clip's end)."""
-    try:
-        return tuple(int(item) for item in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected whole-number frames separated by commas, got {text!r}") from None
-
-
-def keyframe(text: str) -> tuple[int, str]:
-    """`FRAME:TEXT` → (frame, prompt); a negative frame counts from the clip's end."""
-    number, prompt = _leading_frame(text, "FRAME:TEXT")
-    if not prompt or not prompt.strip():
-        raise argparse.ArgumentTypeError(f"the prompt at keyframe {number} is empty; expected FRAME:TEXT")
-    return number, prompt.strip()
-
-
-def path_and_scale(text: str) -> tuple[str, float]:
-    """`PATH[:SCALE]` → (path, scale); the scale defaults to 1. A path that exists as given is taken
-    whole (it may contain a colon)."""
-    path, colon, scale = text.rpartition(":")
-    if not colon or Path(text).exists() or not path or "/" in scale or "\\" in scale:
-        return text, 1.0
-    try:
-        value = float(scale)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: the scale after the last ':' must be a number, got {scale!r}"
-        ) from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r}: the scale must be a finite number, got {scale}")
-    return path, value
-
-
-class Parser(argparse.ArgumentParser):
-    """Argument errors in one line, exit status 2, like every other bad input."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
-
-
-class HelpFormatter(argparse.HelpFormatter):
-    """Shows an option's default where it has one worth showing."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        default = action.default
-        if "%(default)" in text or default in (None, False, [], argparse.SUPPRESS) or not action.option_strings:
-            return text
-        return f"{text} (default: %(default)s)"
-
-
-def _command(commands, name: str, help: str) -> argparse.ArgumentParser:
-    return commands.add_parser(name, help=help, description=help, formatter_class=HelpFormatter)
-
-
 # ---------------------------------------------------------------------------------------------------
 # The parser
 
 
 def _generate_parser(commands) -> None:
-    parser = _command(commands, "generate", "text to video with a motion module")
+    parser = command(commands, "generate", "text to video with a motion module")
     parser.add_argument("prompt", nargs="?", help="what the video shows")
     models = parser.add_argument_group(
         "models", "each takes a path or an embedded model's short name (see: animatediff models)"
@@ -517,7 +407,7 @@ def _time_given(args: argparse.Namespace) -> bool:
 
 
 def _serve_parser(commands) -> None:
-    serve = _command(commands, "serve", "the web app and HTTP API (127.0.0.1:7860)")
+    serve = command(commands, "serve", "the web app and HTTP API (127.0.0.1:7860)")
     serve.add_argument(
         "--host",
         default="127.0.0.1",
@@ -552,22 +442,22 @@ def _serve_parser(commands) -> None:
 
 
 def _tool_parsers(commands) -> None:
-    inspect = _command(commands, "inspect", "say what a checkpoint file or folder is")
+    inspect = command(commands, "inspect", "say what a checkpoint file or folder is")
     inspect.add_argument("path", help="a file, a folder, or an embedded model's short name")
     inspect.set_defaults(run=run_inspect)
-    convert = _command(commands, "convert", "rewrite a motion module, MotionLoRA or SparseCtrl in another layout")
+    convert = command(commands, "convert", "rewrite a motion module, MotionLoRA or SparseCtrl in another layout")
     convert.add_argument("source", type=Path)
     convert.add_argument("target", type=Path, help=".safetensors file (diffusers: or a model folder, no extension)")
     convert.add_argument("--to", required=True, choices=["official", "diffusers"], help="the layout to write")
     convert.set_defaults(run=run_convert)
-    models = _command(commands, "models", "list the embedded models and their short names")
+    models = command(commands, "models", "list the embedded models and their short names")
     models.set_defaults(run=run_models)
-    train = _command(commands, "train", "train a domain adapter, motion module, MotionLoRA or image model")
+    train = command(commands, "train", "train a domain adapter, motion module, MotionLoRA or image model")
     train.add_argument("config", type=Path, help="training config (YAML)")
     train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     train.add_argument("--steps", type=whole_number, help="train this many steps instead of the config's")
     train.set_defaults(run=run_train)
-    evaluate = _command(commands, "eval", "score generated videos (shapes-world metrics, CLIP metric)")
+    evaluate = command(commands, "eval", "score generated videos (shapes-world metrics, CLIP metric)")
     evaluate.add_argument("folder", type=Path, help="folder of videos with their JSON sidecars")
     evaluate.add_argument("--clip-model", help="a CLIP model folder, for the paper's CLIP metric")
     evaluate.add_argument("--reference-images", help="folder of PNGs for the CLIP domain similarity")
@@ -576,7 +466,7 @@ def _tool_parsers(commands) -> None:
 
 
 def _preprocess_parser(commands) -> None:
-    preprocess = _command(commands, "preprocess", "control frames from a video: canny edges")
+    preprocess = command(commands, "preprocess", "control frames from a video: canny edges")
     preprocess.add_argument("kind", choices=["canny"], help="what to draw: canny (white edges on black)")
     preprocess.add_argument("input", type=Path, help="a video file or a folder of frames")
     preprocess.add_argument(
@@ -599,11 +489,11 @@ def _preprocess_parser(commands) -> None:
 def _shapes_parser(commands) -> None:
     from animatediff.shapes.world import CAMERA_MOTIONS, KINDS, STYLES, TRAIL_COLOURS
 
-    lab = _command(
+    lab = command(
         commands, "shapes", "lab: the shapes world (render datasets, retrain the embedded models, measure them)"
     )
     shapes = lab.add_subparsers(dest="action", required=True, metavar="ACTION")
-    render = _command(shapes, "render", "write a shapes-world dataset")
+    render = command(shapes, "render", "write a shapes-world dataset")
     render.add_argument("folder", type=Path)
     render.add_argument("--kind", choices=KINDS, default="clips", help="what to render")
     render.add_argument("--count", type=whole_number, default=100, help="how many items")
@@ -630,7 +520,7 @@ def _shapes_parser(commands) -> None:
         help="what the trail's copies are drawn in: the object's colour or the background's shadow",
     )
     render.set_defaults(run=run_shapes_render)
-    retrain = _command(shapes, "retrain", "train the embedded models from nothing (the shipped recipe)")
+    retrain = command(shapes, "retrain", "train the embedded models from nothing (the shipped recipe)")
     retrain.add_argument("folder", type=Path, help="work folder: datasets, configs, checkpoints, results")
     retrain.add_argument(
         "--recipe",
@@ -646,14 +536,14 @@ def _shapes_parser(commands) -> None:
         "--data-scale", type=positive_number, default=1.0, help="scale every dataset's size (smoke runs)"
     )
     retrain.set_defaults(run=run_shapes_retrain)
-    results = _command(shapes, "results", "regenerate docs/results.md: the embedded models' quality table")
+    results = command(shapes, "results", "regenerate docs/results.md: the embedded models' quality table")
     results.add_argument("--output", type=Path, default=Path("docs/results.md"), help="the markdown file")
     results.add_argument("--media", type=Path, default=Path("docs/media"), help="folder for the example GIFs")
     results.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds of every prompt")
     results.add_argument("--ablations", type=Path, help="JSON from `shapes ablations`, rendered as tables 2-5")
     _evaluation_budget(results)
     results.set_defaults(run=run_shapes_results)
-    ablations = _command(shapes, "ablations", "train and score the paper's ablations on a retrain folder")
+    ablations = command(shapes, "ablations", "train and score the paper's ablations on a retrain folder")
     ablations.add_argument("folder", type=Path, help="the work folder of `animatediff shapes retrain`")
     ablations.add_argument("--output", type=Path, default=Path("docs/ablations.json"), help="the tables' JSON")
     ablations.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds of every prompt")
@@ -1087,7 +977,7 @@ def run_train(args: argparse.Namespace) -> int:
     from animatediff.training.config import load_train_config
     from animatediff.training.trainer import train
 
-    _log_to_terminal(logging.INFO)
+    log_to_terminal(logging.INFO)
     config = load_train_config(args.config, steps=args.steps)
     run = train(config, resume=args.resume)
     print(f"wrote {run.result} ({run.steps} steps in {run.seconds:.1f} s, {len(run.skipped)} videos skipped)")
@@ -1118,7 +1008,7 @@ def run_shapes_render(args: argparse.Namespace) -> int:
 def run_shapes_retrain(args: argparse.Namespace) -> int:
     from animatediff.shapes.recipe import EXPORTED, export, retrain
 
-    _log_to_terminal(logging.INFO)
+    log_to_terminal(logging.INFO)
     if args.export is not None:  # a target holding files of the user's is refused before hours of training
         check_output(args.export, directory=True, replaceable=EXPORTED)
     seconds = retrain(
@@ -1144,7 +1034,7 @@ def run_shapes_results(args: argparse.Namespace) -> int:
 def run_shapes_ablations(args: argparse.Namespace) -> int:
     from animatediff.shapes.ablations import run_ablations
 
-    _log_to_terminal(logging.INFO)
+    log_to_terminal(logging.INFO)
     written = run_ablations(
         args.folder,
         args.output,
@@ -1179,45 +1069,9 @@ def run_eval(args: argparse.Namespace) -> int:
 # Running a command
 
 
-def _quiet_libraries() -> None:
-    """Keep the terminal for our own progress bar, warnings and errors (the settings are read when the
-    libraries are imported; where one already was, in a running program, it is told directly)."""
-    for name in ("diffusers", "transformers"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-        if name in sys.modules:
-            sys.modules[name].logging.disable_progress_bar()
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' "Loading weights" bar
-
-
-class _Terminal(logging.StreamHandler):
-    """Log records as `animatediff: warning: …` lines on whatever `sys.stderr` is when they are emitted."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return f"animatediff: {record.levelname.lower()}: {record.getMessage()}"
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass  # always the current sys.stderr
-
-
-def _log_to_terminal(level: int = logging.WARNING) -> None:
-    """Log records (this package's warnings: a prompt the tokenizer cuts, …; with `logging.INFO`, a
-    training run's progress notes) go to the terminal, one line each."""
-    root = logging.getLogger()
-    if not any(isinstance(handler, _Terminal) for handler in root.handlers):
-        root.addHandler(_Terminal())
-    root.setLevel(level)
-
-
 def _run(args: argparse.Namespace) -> int:
-    _quiet_libraries()
-    _log_to_terminal()
+    quiet_libraries()
+    log_to_terminal()
     try:
         return args.run(args)
     except AnimateDiffError as error:
