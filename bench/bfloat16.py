@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(1, str(Path(__file__).parents[1]))  # the repository root, for lab/ (held_out_prompts)
 import run  # noqa: E402  (bench/run.py: its workers and the alternating driver)
 
 DTYPES = ("float32", "bfloat16")
@@ -70,7 +71,7 @@ def quality(seeds: list[int]) -> list[str]:
     from animatediff.loading import build_pipeline
     from animatediff.settings import ModelSpec
     from animatediff.shapes.metrics import score_video
-    from animatediff.shapes.report import held_out_prompts
+    from lab.report import held_out_prompts
 
     spec = ModelSpec(base=MODELS["shapes"].path, motion_module=MODELS["shapes-motion"].path).with_family()
     scores, videos, seconds = {}, {}, {}

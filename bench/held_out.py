@@ -7,7 +7,7 @@ numbers; `animatediff shapes results` reports only the means).
 With a personalized model, the prompts carry its trigger word (as results.md's rows do) and `style` is
 reported too.
 
-For each of the 12 held-out prompts (`report.held_out_prompts`), over the seeds: `text`, its shape part
+For each of the 12 held-out prompts (`lab.report.held_out_prompts`), over the seeds: `text`, its shape part
 (`metrics.shape_part`), `motion` and `smooth`, with the generation settings of results.md (16 frames,
 DDIM, guidance 7.5); then the means over all videos, which match the table's row for the same models.
 """
@@ -15,14 +15,18 @@ DDIM, guidance 7.5); then the means over all videos, which match the table's row
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 
 from animatediff.embedded import resolve
 from animatediff.loading import ModelSpec, build_pipeline
 from animatediff.shapes.metrics import score_video
-from animatediff.shapes.report import held_out_prompts
 from animatediff.shapes.world import STYLES
+
+sys.path.insert(0, str(Path(__file__).parents[1]))  # the repository root, for lab/
+from lab.report import held_out_prompts  # noqa: E402
 
 
 def style_of(model: str) -> str:

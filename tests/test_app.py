@@ -253,7 +253,7 @@ def test_accelerate_launch_splits_a_config_over_two_processes(tmp_path):
 def test_uploaded_inputs_are_taken_from_the_uploads_folder_only(client):
     from PIL import Image
 
-    from animatediff.shapes.control_report import input_clip
+    from lab.control_report import input_clip
 
     Image.fromarray(input_clip(SMALL["prompt"], 1, 32)[0]).save(client.outputs / "uploads" / "first.png")
     keyframe = {**SMALL, "sparsectrl": "shapes-sparsectrl", "control_image": "first.png"}

@@ -497,8 +497,8 @@ def test_preprocess_canny_writes_edge_frames_of_a_video(tmp_path, inputs):
 
 
 def test_the_embedded_restyling_rows_score_the_worlds_own_input_clips():
-    from animatediff.shapes.control_report import input_clip
     from animatediff.shapes.metrics import score_video
+    from lab.control_report import input_clip
 
     prompt = "a blue square moving up on a black background"
     clip = input_clip(prompt, 2, 32)
@@ -509,8 +509,8 @@ def test_the_embedded_restyling_rows_score_the_worlds_own_input_clips():
 def test_the_keyframe_ceiling_row_is_the_embedded_autoencoders_round_trip_of_the_clips_ends():
     from animatediff.embedded import FOLDER
     from animatediff.loading import build_pipeline
-    from animatediff.shapes.control_report import input_clip, through_autoencoder
-    from animatediff.shapes.report import Row, _spec
+    from lab.control_report import input_clip, through_autoencoder
+    from lab.report import Row, _spec
 
     pipeline = build_pipeline(_spec(Row("", "", []), FOLDER))
     prompt = "a red triangle moving right on a white background"

@@ -17,7 +17,6 @@ from animatediff.cli import main
 from animatediff.embedded import FOLDER, MODELS, resolve
 from animatediff.errors import ConfigError
 from animatediff.formats import identify
-from animatediff.shapes import ablations
 from animatediff.shapes.recipe import (
     DATASETS,
     EXPORT,
@@ -30,6 +29,7 @@ from animatediff.shapes.recipe import (
     retrain,
     stage_result,
 )
+from lab import ablations
 
 
 def test_every_embedded_model_is_present_and_listed(capsys):
@@ -196,7 +196,7 @@ def test_smoke_retrain_runs_every_stage_and_its_export_generates(smoke, tmp_path
 
 
 def test_results_and_ablations_reports_run_on_a_retrain(smoke, tmp_path, monkeypatch):
-    from animatediff.shapes.report import write_results
+    from lab.report import write_results
 
     work, models = smoke
     monkeypatch.setattr(ablations, "MODULE_STEPS", 1)

@@ -12,8 +12,8 @@ from animatediff import load_base, read_video
 from animatediff.cli import main
 from animatediff.control import InitImage
 from animatediff.control.init_latents import encode_frames, image_latents
-from animatediff.shapes.control_report import input_clip
 from helpers import assert_bfloat16_close
+from lab.control_report import input_clip
 
 
 def test_the_image_weights_fall_over_the_frames_and_a_last_image_rises_to_the_end():

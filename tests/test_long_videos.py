@@ -331,15 +331,15 @@ def test_a_prompt_config_takes_a_prompt_map_and_the_time_keys(tmp_path, tiny_bas
 
 
 def test_the_seam_ratio_finds_a_jump_where_a_window_ends():
-    from animatediff.shapes.time_report import seam_ratio, travel_pairs
     from animatediff.shapes.world import parse_prompt
+    from lab.time_report import seam_ratio, travel_pairs
 
     smooth = np.repeat(np.linspace(0, 150, 64)[:, None, None, None], 4, axis=1).repeat(4, 2).repeat(3, 3)
     assert seam_ratio(smooth.astype(np.uint8)) == pytest.approx(1.0, abs=0.05)
     jumpy = smooth.copy()
     jumpy[16:] += 40  # the first window ends on frame 15
     assert seam_ratio(np.clip(jumpy, 0, 255).astype(np.uint8)) > 1.5  # one jump among 20 edge changes
-    from animatediff.shapes.report import held_out_prompts
+    from lab.report import held_out_prompts
 
     pairs = travel_pairs(held_out_prompts(), held_out_prompts())
     assert len(pairs) == 12 and all(parse_prompt(a).colour != parse_prompt(b).colour for a, b in pairs)
@@ -347,7 +347,7 @@ def test_the_seam_ratio_finds_a_jump_where_a_window_ends():
 
 
 def test_the_worlds_own_long_clips_lose_a_translation_but_keep_a_spin():
-    from animatediff.shapes.time_report import world_long_clips
+    from lab.time_report import world_long_clips
 
     right = world_long_clips(["a red triangle moving right on a white background"], [1, 2], 32)
     spin = world_long_clips(["a red star spinning clockwise on a black background"], [1], 32)

@@ -52,6 +52,7 @@ from animatediff.settings import (
     check_sample,
     resolve_seed,
 )
+from animatediff.shapes.commands import add_shapes_parser
 from animatediff.terminal import log_to_terminal, quiet_libraries
 
 DTYPES = ("float32", "float16", "bfloat16")
@@ -486,87 +487,6 @@ def _preprocess_parser(commands) -> None:
     preprocess.set_defaults(run=run_preprocess)
 
 
-def _shapes_parser(commands) -> None:
-    from animatediff.shapes.world import CAMERA_MOTIONS, KINDS, STYLES, TRAIL_COLOURS
-
-    lab = command(
-        commands, "shapes", "lab: the shapes world (render datasets, retrain the embedded models, measure them)"
-    )
-    shapes = lab.add_subparsers(dest="action", required=True, metavar="ACTION")
-    render = command(shapes, "render", "write a shapes-world dataset")
-    render.add_argument("folder", type=Path)
-    render.add_argument("--kind", choices=KINDS, default="clips", help="what to render")
-    render.add_argument("--count", type=whole_number, default=100, help="how many items")
-    render.add_argument("--seed", type=int, default=0, help="the dataset's seed")
-    render.add_argument("--size", type=whole_number, default=64, help="frame size in pixels (at least 8)")
-    render.add_argument("--frames", type=whole_number, default=16, help="frames per clip")
-    render.add_argument("--layout", choices=["jsonl", "webvid"], default="jsonl", help="how the clips are listed")
-    render.add_argument(
-        "--style",
-        choices=[*sorted(STYLES), "any"],
-        help="draw every item in this style; any: each in a random style or plain",
-    )
-    render.add_argument("--camera", choices=sorted(CAMERA_MOTIONS), help="camera clips: only this motion")
-    render.add_argument("--clean", action="store_true", help="no video-domain watermark, blur or noise")
-    render.add_argument(
-        "--trail",
-        action="store_true",
-        help="moving objects leave a fading trail (growing, shrinking, spinning: a shadow)",
-    )
-    render.add_argument(
-        "--trail-colour",
-        choices=TRAIL_COLOURS,
-        default="object",
-        help="what the trail's copies are drawn in: the object's colour or the background's shadow",
-    )
-    render.set_defaults(run=run_shapes_render)
-    retrain = command(shapes, "retrain", "train the embedded models from nothing (the shipped recipe)")
-    retrain.add_argument("folder", type=Path, help="work folder: datasets, configs, checkpoints, results")
-    retrain.add_argument(
-        "--recipe",
-        default="cpu",
-        help="cpu: sized for 2 CPU cores (the shipped models); gpu: more data and steps, one GPU",
-    )
-    retrain.add_argument("--resume", action="store_true", help="continue an interrupted or time-limited run")
-    retrain.add_argument("--export", type=Path, metavar="MODELS", help="then copy the results here, as shipped")
-    retrain.add_argument(
-        "--steps-scale", type=positive_number, default=1.0, help="scale every stage's steps (smoke runs)"
-    )
-    retrain.add_argument(
-        "--data-scale", type=positive_number, default=1.0, help="scale every dataset's size (smoke runs)"
-    )
-    retrain.set_defaults(run=run_shapes_retrain)
-    results = command(shapes, "results", "regenerate docs/results.md: the embedded models' quality table")
-    results.add_argument("--output", type=Path, default=Path("docs/results.md"), help="the markdown file")
-    results.add_argument("--media", type=Path, default=Path("docs/media"), help="folder for the example GIFs")
-    results.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds of every prompt")
-    results.add_argument("--ablations", type=Path, help="JSON from `shapes ablations`, rendered as tables 2-5")
-    _evaluation_budget(results)
-    results.set_defaults(run=run_shapes_results)
-    ablations = command(shapes, "ablations", "train and score the paper's ablations on a retrain folder")
-    ablations.add_argument("folder", type=Path, help="the work folder of `animatediff shapes retrain`")
-    ablations.add_argument("--output", type=Path, default=Path("docs/ablations.json"), help="the tables' JSON")
-    ablations.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds of every prompt")
-    ablations.add_argument(
-        "--only",
-        nargs="+",
-        metavar="TABLE",
-        help="make just these tables: modules, adapter, motion_lora (the rest of an earlier run's JSON is kept)",
-    )
-    ablations.add_argument(
-        "--steps-scale", type=positive_number, default=1.0, help="scale every arm's training steps (smoke runs)"
-    )
-    _evaluation_budget(ablations)
-    ablations.set_defaults(run=run_shapes_ablations)
-
-
-def _evaluation_budget(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sampling-steps", type=whole_number, default=25, help="denoising steps of every clip")
-    parser.add_argument(
-        "--max-prompts", type=whole_number, help="score only the first N prompts of each row (smoke runs; default: all)"
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="animatediff", description="Animate Stable Diffusion image models.")
     parser.add_argument("--version", action="version", version=f"animatediff {__version__}")
@@ -575,7 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     _tool_parsers(commands)
     _serve_parser(commands)
     _preprocess_parser(commands)
-    _shapes_parser(commands)  # the lab's commands last
+    add_shapes_parser(commands)  # the lab's commands last
     return parser
 
 
@@ -981,70 +901,6 @@ def run_train(args: argparse.Namespace) -> int:
     config = load_train_config(args.config, steps=args.steps)
     run = train(config, resume=args.resume)
     print(f"wrote {run.result} ({run.steps} steps in {run.seconds:.1f} s, {len(run.skipped)} videos skipped)")
-    return 0
-
-
-def run_shapes_render(args: argparse.Namespace) -> int:
-    from animatediff.shapes.datasets import DatasetSpec, render_dataset
-
-    spec = DatasetSpec(
-        kind=args.kind,
-        count=args.count,
-        seed=args.seed,
-        size=args.size,
-        frames=args.frames,
-        layout=args.layout,
-        style=args.style,
-        camera=args.camera,
-        watermark=False if args.clean else None,
-        trail=args.trail,
-        trail_colour=args.trail_colour,
-    )
-    folder = render_dataset(args.folder, spec, progress=True)
-    print(f"wrote {args.count} {args.kind} to {folder}")
-    return 0
-
-
-def run_shapes_retrain(args: argparse.Namespace) -> int:
-    from animatediff.shapes.recipe import EXPORTED, export, retrain
-
-    log_to_terminal(logging.INFO)
-    if args.export is not None:  # a target holding files of the user's is refused before hours of training
-        check_output(args.export, directory=True, replaceable=EXPORTED)
-    seconds = retrain(
-        args.folder, resume=args.resume, steps_scale=args.steps_scale, data_scale=args.data_scale, recipe=args.recipe
-    )
-    for stage, value in seconds.items():
-        print(f"{stage}: {value:.0f} s")
-    if args.export is not None:
-        print(f"wrote {export(args.folder, args.export)}")
-    return 0
-
-
-def run_shapes_results(args: argparse.Namespace) -> int:
-    from animatediff.shapes.report import write_results
-
-    written = write_results(
-        args.output, args.media, args.seeds, args.ablations, steps=args.sampling_steps, max_prompts=args.max_prompts
-    )
-    print(f"wrote {written}")
-    return 0
-
-
-def run_shapes_ablations(args: argparse.Namespace) -> int:
-    from animatediff.shapes.ablations import run_ablations
-
-    log_to_terminal(logging.INFO)
-    written = run_ablations(
-        args.folder,
-        args.output,
-        args.seeds,
-        steps=args.sampling_steps,
-        max_prompts=args.max_prompts,
-        only=args.only,
-        steps_scale=args.steps_scale,
-    )
-    print(f"wrote {written}")
     return 0
 
 

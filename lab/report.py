@@ -22,7 +22,10 @@ from animatediff.embedded import FOLDER, MODELS
 from animatediff.errors import ConfigError
 from animatediff.export import file_stem, write_video
 from animatediff.loading import ModelSpec, build_pipeline
-from animatediff.shapes.control_report import (
+from animatediff.shapes.metrics import score_video
+from animatediff.shapes.world import BACKGROUNDS, HELD_OUT, STYLES
+from animatediff.sparsectrl import load_sparsectrl
+from lab.control_report import (
     control_rows,
     edge_rows,
     keyframe_rows,
@@ -30,10 +33,7 @@ from animatediff.shapes.control_report import (
     write_edge_media,
     write_keyframe_media,
 )
-from animatediff.shapes.metrics import score_video
-from animatediff.shapes.time_report import format_time_rows, time_rows, world_long_clips, write_time_media
-from animatediff.shapes.world import BACKGROUNDS, HELD_OUT, STYLES
-from animatediff.sparsectrl import load_sparsectrl
+from lab.time_report import format_time_rows, time_rows, world_long_clips, write_time_media
 
 METRICS = ("text", "motion", "camera", "style", "smooth", "watermark")
 TABLES = ("modules", "adapter", "motion_lora")  # the ablation tables, in the order `shapes ablations` makes them
@@ -238,7 +238,7 @@ def time_section(
         "## Long videos: context windows, prompt travel, loops",
         "",
         "The default model (base + motion module) on the held-out prompts, seeds as above; made by the same "
-        "command (`animatediff.shapes.time_report` says how each number is measured).",
+        "command (`lab.time_report` says how each number is measured).",
         "",
         *format_time_rows(rows, reference, world),
         "",
@@ -262,7 +262,7 @@ def control_section(
         "Held-out clips rendered by the world itself (16 frames at 32×32), restyled with the LoRA 'striped' and "
         "the prompt plus its style trigger (the contrast row: the default model and the plain prompt); "
         "`motion` against the input's own caption (`input motion`: the inputs' own score); made by the same "
-        "command (`animatediff.shapes.control_report`).",
+        "command (`lab.control_report`).",
         "",
         *_metric_table(rows),
         "",

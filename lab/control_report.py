@@ -38,8 +38,8 @@ from animatediff.export import write_video
 from animatediff.pipeline import to_uint8
 from animatediff.shapes.metrics import edge_f1, score_video, text_score
 from animatediff.shapes.render import render_clip
-from animatediff.shapes.time_report import TimeScores, measure
 from animatediff.shapes.world import STYLES, parse_prompt, prompt_clip
+from lab.time_report import TimeScores, measure
 
 FRAMES = 16
 ARMS = (("LoRA 'striped'", 0.6), ("LoRA 'striped'", 0.3), ("no LoRA, for contrast", 0.6))  # (model, strength)

@@ -38,7 +38,8 @@ from animatediff.shapes.recipe import (
     run_stage,
     stage_result,
 )
-from animatediff.shapes.report import (  # noqa: F401 (format_ablations: the tables' markdown, used with them)
+from animatediff.shapes.world import IMAGE_SIZE
+from lab.report import (  # noqa: F401 (format_ablations: the tables' markdown, used with them)
     TABLES,
     Row,
     camera_prompts,
@@ -47,7 +48,6 @@ from animatediff.shapes.report import (  # noqa: F401 (format_ablations: the tab
     held_out_prompts,
     measured_models,
 )
-from animatediff.shapes.world import IMAGE_SIZE
 
 MODULE_STEPS, MODULE_BATCH = 1000, 4
 LORA_STEPS, LORA_BATCH = 100, 4
