@@ -25,8 +25,8 @@ from animatediff.terminal import log_to_terminal
 LAB_MISSING = (
     "`animatediff shapes results` and `animatediff shapes ablations` regenerate the repository's docs "
     "(docs/results.md and its GIFs, docs/ablations.json) with the repository's lab/ folder, which is not "
-    "installed with the package (there is no {folder}). They run from a clone: `git clone` the repository, "
-    "then `pip install -e .` inside it and run the command there."
+    "installed with the package (it is looked for beside the package's source tree, at {folder}). They run "
+    "from a clone: `git clone` the repository, then `pip install -e .` inside it and run the command there."
 )
 
 
