@@ -1,15 +1,14 @@
-"""What one output is made with, resolved completely before any weights load.
+"""What one output is made with, resolved completely before any weights load: values only, no file I/O
+(the planner reads and checks the files).
 
-`ModelSpec` names every file of the video model and its scales; `Sample` is the clip (prompt, seed,
-size, steps, guidance); `Settings` adds where and how it is written. The same `Settings` object goes
-to the pipeline (its `sample`) and into the output's JSON sidecar, so a sidecar repeats its run
-exactly. Nothing here imports torch: the command line builds and checks these before loading anything.
+`ModelSpec` names every file of the video model and its scales; `Sample` (`animatediff.sampling.clip`) is
+the clip; `ControlSpec` what conditions it besides text; `Settings` adds where and how it is written. The
+same `Settings` object goes to the library and into the output's JSON sidecar, so a sidecar repeats its
+run exactly. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
-import logging
-import math
 import secrets
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -17,33 +16,22 @@ from pathlib import Path
 from animatediff import __version__
 from animatediff.errors import ConfigError
 from animatediff.families import DEFAULT, FAMILIES, SCHEDULERS, Family
-from animatediff.files import read_json
-from animatediff.sampling.options import ContextRequest, ContextSettings, Interpolation
+from animatediff.request import ADAPTER_SCALE, LORA_SCALE, Request
+from animatediff.sampling.clip import Sample, check_finite
+from animatediff.sampling.options import ContextRequest, Interpolation
 
-MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes 0 … 2**64 - 1
-RANDOM_SEED = -1  # as in the official prompt configs: draw one (and record it)
-DECODE_CHUNK = 4  # frames the VAE decodes at a time: as fast as 8 or 16 on the CPU at 0.73× and 0.48× their
-# memory (bench/RESULTS.md); the official loop decodes 1, 1.3× slower
+__all__ = ["ControlNetSpec", "ControlSpec", "ModelSpec", "Sample", "Settings", "TimeControls"]
 
 
 def random_seed() -> int:
     return secrets.randbelow(2**31)
 
 
-def resolve_seed(seed: int | None) -> int:
-    """`None` or -1 → a random seed; anything else must be a seed torch can take."""
-    if seed is None or seed == RANDOM_SEED:
-        return random_seed()
-    if not 0 <= seed <= MAX_SEED:
-        raise ConfigError(f"seed must be between 0 and 2**64 - 1, or -1 for a random one; got {seed}.")
-    return seed
-
-
-def check_finite(value: float, name: str) -> float:
-    """`value`, or an error naming `name` when it is NaN or infinite."""
-    if not math.isfinite(value):
-        raise ConfigError(f"{name} must be a finite number; got {value}.")
-    return value
+def check_scale(scale: float, bound: float, what: str) -> None:
+    """Refuse a scale that is not finite or beyond `bound` either way, naming what it scales."""
+    check_finite(scale, what)
+    if abs(scale) > bound:
+        raise ConfigError(f"{what} must be between -{bound:g} and {bound:g}; got {scale}.")
 
 
 @dataclass(frozen=True)
@@ -66,7 +54,10 @@ class ModelSpec:
     def __post_init__(self):
         object.__setattr__(self, "loras", tuple(self.loras))
         object.__setattr__(self, "motion_loras", tuple(self.motion_loras))
-        check_finite(self.domain_adapter_scale, "the domain adapter scale")
+        check_scale(self.domain_adapter_scale, ADAPTER_SCALE, "the domain adapter scale")
+        for name, entries in (("LoRA", self.loras), ("MotionLoRA", self.motion_loras)):
+            for path, scale in entries:
+                check_scale(scale, LORA_SCALE, f"the scale of {name} {path}")
         if self.sampler is not None and self.sampler not in SCHEDULERS:
             raise ConfigError(f"unknown scheduler {self.sampler!r}; expected one of {', '.join(SCHEDULERS)}.")
         if self.family is not None and self.family not in FAMILIES:
@@ -85,38 +76,6 @@ class ModelSpec:
     def noise_schedule(self) -> dict:
         return dict(self.scheduler if self.scheduler is not None else self.release.scheduler)
 
-    def with_family(self, override: str | None = None) -> ModelSpec:
-        """This model with its motion module's release decided (`families.resolve`, from the file's weights,
-        metadata or name; `override`: --family) and the rule that decided it recorded. A release given by
-        `override` also runs the module as that release did (its GroupNorm settings)."""
-        if override is not None and override not in FAMILIES:
-            raise ConfigError(f"unknown family {override!r}; expected one of {', '.join(FAMILIES)}.")
-        release, rule = (FAMILIES[override], "--family") if override is not None else (None, None)
-        loras = self.loras
-        if self.motion_module is not None and Path(self.motion_module).exists():
-            from animatediff.formats import module_header, motion_module_family
-
-            header = module_header(self.motion_module)
-            if header.levels == 0:  # not a motion module: loading says what it is
-                return replace(self, family=override, family_rule="--family" if override else None)
-            release, rule = motion_module_family(self.motion_module, override, header)
-            companion = None if header.image_lora is None else Path(self.motion_module).parent / header.image_lora
-            if companion is not None and all(Path(p).resolve() != companion.resolve() for p, _ in loras):
-                loras = (*loras, (companion, 1.0))  # the image LoRA the module was distilled with
-        settings = self.motion_module_settings
-        if override is not None:
-            settings = {**release.module_settings(), **settings}
-        return replace(
-            self,
-            family=release.name if release else None,
-            family_rule=rule,
-            loras=loras,
-            motion_module_settings=settings,
-        )
-        for name, entries in (("LoRA", self.loras), ("MotionLoRA", self.motion_loras)):
-            for path, scale in entries:
-                check_finite(scale, f"the scale of {name} {path}")
-
     def files(self) -> list[tuple[str, Path]]:
         named = [
             ("base", self.base),
@@ -127,19 +86,6 @@ class ModelSpec:
         named += [("lora", path) for path, _ in self.loras]
         named += [("motion lora", path) for path, _ in self.motion_loras]
         return [(name, Path(path)) for name, path in named if path is not None]
-
-    def check(self) -> None:
-        """Fail early, naming the file, if anything is missing or does not fit together."""
-        for name, path in self.files():
-            if not path.exists():
-                raise ConfigError(f"{name} {path}: no such file or folder.")
-        if self.dreambooth is not None and Path(self.dreambooth).is_file() and not Path(self.base).is_dir():
-            raise ConfigError(
-                f"dreambooth {self.dreambooth}: a personalized checkpoint takes its configs from the base, "
-                f"so the base must be a diffusers folder; {self.base} is a file."
-            )
-        if self.motion_loras and self.motion_module is None:
-            raise ConfigError("a MotionLoRA needs a motion module to adapt; none was given.")
 
     def describe(self) -> dict:
         """The resolved settings, for the output's sidecar."""
@@ -164,59 +110,6 @@ class ModelSpec:
                 **SCHEDULERS[self.sampler_name][1],
             },
         }
-
-
-MAX_FREE_INIT = 10  # FreeInit iterations: each one samples the whole clip again
-
-
-@dataclass(frozen=True, kw_only=True)
-class Sample:
-    """One clip to make with a model: every value resolved (a random seed already drawn).
-
-    Time controls (`animatediff.sampling`): `prompt_map` keyframes prompts, frame → text, frame 0
-    included (empty: `prompt` for every frame), interpolated per frame by `prompt_interpolation`;
-    `context` denoises a clip longer than one window in windows; `noise_shuffle` reschedules the noise
-    of later windows from the first's (FreeNoise); `free_init` samples that many times, each from the
-    last result's low frequencies (FreeInit; None: once, as usual)."""
-
-    prompt: str
-    negative_prompt: str = ""
-    seed: int
-    steps: int = DEFAULT.steps
-    guidance_scale: float = DEFAULT.guidance_scale
-    frames: int = 16
-    width: int
-    height: int
-    prompt_map: tuple[tuple[int, str], ...] = ()
-    prompt_interpolation: Interpolation = "linear"
-    context: ContextSettings | None = None
-    noise_shuffle: bool = False
-    free_init: int | None = None
-
-    def __post_init__(self):
-        for name in ("steps", "frames", "width", "height"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a whole number of at least 1; got {value!r}.")
-        check_finite(self.guidance_scale, "guidance_scale")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise ConfigError(f"seed must be between 0 and 2**64 - 1; got {self.seed}.")
-        self._check_time_controls()
-
-    def _check_time_controls(self) -> None:
-        if self.free_init is not None and not 1 <= self.free_init <= MAX_FREE_INIT:
-            raise ConfigError(f"free_init must be between 1 and {MAX_FREE_INIT} iterations; got {self.free_init}.")
-        if self.prompt_interpolation not in ("linear", "slerp", "none"):
-            raise ConfigError(f"prompt_interpolation must be linear, slerp or none; got {self.prompt_interpolation!r}.")
-        frames = [frame for frame, _ in self.prompt_map]
-        if self.prompt_map and (frames[0] != 0 or frames != sorted(set(frames)) or frames[-1] >= self.frames):
-            raise ConfigError(
-                f"prompt_map keyframes must start at frame 0, increase and lie inside the {self.frames}-frame "
-                f"clip; got frames {frames}."
-            )
-        empty = [frame for frame, text in self.prompt_map if not text.strip()]
-        if empty:
-            raise ConfigError(f"the prompt at keyframe {empty[0]} is empty; every keyframe needs a prompt.")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -331,16 +224,16 @@ class ControlSpec:
             "strength",
             "control_start",
             "control_end",
-            "ip_adapter_scale",
             "init_strength",
             "init_falloff",
-            "sparsectrl_scale",
         ):
             check_finite(getattr(self, name), name)
+        for name in ("ip_adapter_scale", "sparsectrl_scale"):
+            check_scale(getattr(self, name), ADAPTER_SCALE, name)
         self._check_init_image()
         self._check_keyframes()
         for controlnet in self.controlnets:
-            check_finite(controlnet.scale, f"the scale of ControlNet {controlnet.path}")
+            check_scale(controlnet.scale, ADAPTER_SCALE, f"the scale of ControlNet {controlnet.path}")
         if not 0 < self.strength <= 1:
             raise ConfigError(f"strength must be more than 0 and at most 1; got {self.strength}.")
         if not 0 <= self.control_start < self.control_end <= 1:
@@ -405,33 +298,6 @@ class ControlSpec:
             return None
         return self.image_encoder or Path(self.ip_adapter).parent / "image_encoder"
 
-    def check(self) -> None:
-        """Fail early, naming the file, if an input is missing."""
-        files = [
-            ("init video", self.init_video),
-            ("ip-adapter", self.ip_adapter),
-            ("ip image", self.ip_image),
-            ("init image", self.init_image),
-            ("last image", self.last_image),
-            ("sparsectrl", self.sparsectrl),
-            ("control latents", self.control_latents),
-        ]
-        files += [("control image", path) for path in self.control_images]
-        files += [
-            (what, path)
-            for c in self.controlnets
-            for what, path in (("controlnet", c.path), ("control video", c.video))
-        ]
-        for what, path in files:
-            if path is not None and not Path(path).exists():
-                raise ConfigError(f"{what} {path}: no such file or folder.")
-        encoder = self.encoder_folder()
-        if encoder is not None and not (Path(encoder) / "config.json").is_file():
-            raise ConfigError(
-                f"image encoder {encoder}: expected a CLIP vision model folder (config.json and weights)"
-                "; give it with --image-encoder."
-            )
-
     def describe(self) -> dict:
         """The sidecar's fields for these inputs (absolute paths; nothing when none is given)."""
         if not self.given:
@@ -495,6 +361,9 @@ class Settings:
     overrides: tuple[str, ...] = ()  # settings a command-line flag gave over a prompt config's own
     notes: tuple[str, ...] = ()  # what was decided for the user (context windows chosen for a long clip, …)
     control: ControlSpec = field(default_factory=ControlSpec)
+    split_guidance: bool = False  # the guidance batch's halves one after the other (less memory)
+    compile: bool = False  # torch.compile the UNet
+    request: Request | None = None  # what the front end was asked (the sidecar records it beside the resolved values)
 
     def sidecar(self) -> dict:
         record = {
@@ -511,58 +380,8 @@ class Settings:
             record["overridden_by_flags"] = list(self.overrides)
         if self.notes:
             record["notes"] = list(self.notes)
+        if self.split_guidance:
+            record["split_guidance"] = True
+        if self.request is not None:
+            record["request"] = self.request.record()
         return record
-
-
-def base_geometry(base: Path) -> tuple[int, int]:
-    """(the frame size an image model was trained at, its VAE's downscale factor), read from a diffusers
-    folder's configs (the UNet's sample size × the factor); (512, 8) for a single-file SD1.x checkpoint."""
-    base = Path(base)
-    if not base.is_dir():
-        return 512, 8
-    unet, vae = (read_json(base / part / "config.json", f"{part} config") for part in ("unet", "vae"))
-    try:
-        factor = 2 ** (len(vae["block_out_channels"]) - 1)
-        return int(unet["sample_size"]) * factor, factor
-    except (KeyError, TypeError, ValueError) as error:
-        raise ConfigError(f"{base}: its unet/ and vae/ configs do not give a frame size ({error}).") from error
-
-
-def base_frame_size(base: Path) -> int:
-    """The frame size an image model was trained at (512 for SD1.5)."""
-    return base_geometry(base)[0]
-
-
-def check_sample(model: ModelSpec, sample: Sample) -> None:
-    """Refuse a clip the model cannot make: a width or height that is not a multiple of the VAE's
-    downscale factor, more steps than the noise schedule has."""
-    factor = base_geometry(model.base)[1]
-    if sample.width % factor or sample.height % factor:
-        raise ConfigError(
-            f"width and height must be positive multiples of {factor} (this VAE's downscale factor); "
-            f"got {sample.width}×{sample.height}."
-        )
-    schedule = model.noise_schedule
-    most = schedule.get("num_train_timesteps", 1000) - schedule.get("steps_offset", 0)
-    if sample.steps > most:
-        raise ConfigError(
-            f"steps must be at most {most} (the noise schedule's length less its timestep offset); got {sample.steps}."
-        )
-    made_for = model.release.made_for_steps
-    if made_for and sample.steps not in made_for:
-        counts = " or ".join(map(str, made_for))
-        logging.getLogger("animatediff").warning(
-            f"the motion module {model.motion_module} ({model.release.description}) was made for {counts} "
-            f"step{'s' * (made_for != (1,))}; {sample.steps} steps may give a blurred or noisy clip."
-        )
-
-
-@dataclass(frozen=True)
-class Job:
-    """One model and the clips to make with it (one pipeline serves them all), with the time controls
-    asked for them (resolved per clip: `TimeControls.apply`)."""
-
-    model: ModelSpec
-    samples: tuple[Sample, ...]
-    time: TimeControls = field(default_factory=TimeControls)
-    control: ControlSpec = field(default_factory=ControlSpec)

@@ -14,35 +14,22 @@ import gradio as gr
 
 from animatediff.app.jobs import State, new_job_id
 from animatediff.app.requests import GenerateRequest, Scaled
+from animatediff.request import declarations
 
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 LORA_SLOTS = 2  # LoRAs and MotionLoRAs the page offers at once
 NONE = "(none)"
-FAMILIES = [
-    NONE,
-    "v1",
-    "v2",
-    "v3",
-    "sdxl",
-    "animatelcm",
-    "lightning-1",
-    "lightning-2",
-    "lightning-4",
-    "lightning-8",
-    "distilled",
-]
-SCHEDULERS = [
-    NONE,
-    "ddim",
-    "euler",
-    "euler-ancestral",
-    "dpm++2m",
-    "dpm++2m-karras",
-    "dpm++sde-karras",
-    "unipc",
-    "lcm",
-    "tcd",
-]
+FAMILIES = [NONE, *declarations()["family"].choices]
+SCHEDULERS = [NONE, *declarations()["scheduler"].choices]
+FORMATS = [name for name in declarations()["format"].choices if name != "png"]
+# the form's controls in the order the page hands them over; then the LoRA and MotionLoRA slots (a test checks
+# that the page offers exactly the declared `page` settings)
+FORM = (
+    "prompt negative_prompt base dreambooth motion_module domain_adapter domain_adapter_scale frames width height "
+    "steps guidance_scale seed fps format context_length context_overlap loop prompt_map init_image init_strength "
+    "sparsectrl control_image init_video strength family scheduler"
+).split()
+PAGE_SETTINGS = (*FORM, "lora", "motion_lora")
 
 
 def _choice(value: str | None) -> str | None:
@@ -104,7 +91,7 @@ def build_page(app) -> gr.Blocks:
                     dice = gr.Button("Random seed", elem_id="random-seed", scale=0)
                 with gr.Row():
                     fps = gr.Number(value=8, label="fps")
-                    output_format = gr.Dropdown(["mp4", "webm", "gif", "webp"], value="mp4", label="Format")
+                    output_format = gr.Dropdown(FORMATS, value="mp4", label="Format")
                 with gr.Accordion("Long video and prompt travel", open=False):
                     context = gr.Number(value=None, label="Context window length (empty or 0: none)", precision=0)
                     overlap = gr.Number(value=None, label="Context overlap", precision=0)
@@ -130,36 +117,36 @@ def build_page(app) -> gr.Blocks:
 
         dice.click(lambda: random.randrange(2**31), outputs=seed)
         lora_inputs = [part for pair in loras + motion_loras for part in pair]
-        inputs = [
-            prompt,
-            negative,
-            base,
-            dreambooth,
-            module,
-            adapter,
-            alpha,
-            frames,
-            width,
-            height,
-            steps,
-            guidance,
-            seed,
-            fps,
-            output_format,
-            context,
-            overlap,
-            loop,
-            travel,
-            init_image,
-            init_strength,
-            sparsectrl,
-            keyframe,
-            init_video,
-            strength,
-            family,
-            scheduler,
-            *lora_inputs,
-        ]
+        controls = {
+            "prompt": prompt,
+            "negative_prompt": negative,
+            "base": base,
+            "dreambooth": dreambooth,
+            "motion_module": module,
+            "domain_adapter": adapter,
+            "domain_adapter_scale": alpha,
+            "frames": frames,
+            "width": width,
+            "height": height,
+            "steps": steps,
+            "guidance_scale": guidance,
+            "seed": seed,
+            "fps": fps,
+            "format": output_format,
+            "context_length": context,
+            "context_overlap": overlap,
+            "loop": loop,
+            "prompt_map": travel,
+            "init_image": init_image,
+            "init_strength": init_strength,
+            "sparsectrl": sparsectrl,
+            "control_image": keyframe,
+            "init_video": init_video,
+            "strength": strength,
+            "family": family,
+            "scheduler": scheduler,
+        }
+        inputs = [controls[name] for name in FORM] + lora_inputs
 
         def generate(*values, progress=gr.Progress()):  # noqa: B008 (how gradio hands over its progress bar)
             request = _request(values, app)
@@ -189,71 +176,39 @@ def _number(value) -> int | None:
 
 
 def _request(values: tuple, app) -> GenerateRequest:
-    """The form's values as a request (checked as the API checks it)."""
-    (
-        prompt,
-        negative,
-        base,
-        dreambooth,
-        module,
-        adapter,
-        alpha,
-        frames,
-        width,
-        height,
-        steps,
-        guidance,
-        seed,
-        fps,
-        output_format,
-        context,
-        overlap,
-        loop,
-        travel,
-        init_image,
-        init_strength,
-        sparsectrl,
-        keyframe,
-        init_video,
-        strength,
-        family,
-        scheduler,
-        *lora_values,
-    ) = values
+    """The form's values (`FORM`'s order, then the LoRA slots) as a request (checked as the API checks it)."""
+    form = dict(zip(FORM, values, strict=False))
+    lora_values = values[len(FORM) :]
     pairs = list(zip(lora_values[::2], lora_values[1::2], strict=True))
     loras = [Scaled(name=name, scale=scale) for name, scale in pairs[:LORA_SLOTS] if _choice(name)]
     motion_loras = [Scaled(name=name, scale=scale) for name, scale in pairs[LORA_SLOTS:] if _choice(name)]
+    keyframe = _keep(app, form["control_image"]) if _choice(form["sparsectrl"]) else None
+    numbers = {name: _number(form[name]) for name in ("width", "height", "steps", "seed")}
+    numbers.update({name: _number(form[name]) for name in ("context_length", "context_overlap")})
+    choices = {name: _choice(form[name]) for name in ("dreambooth", "domain_adapter", "family", "scheduler")}
     try:
         return GenerateRequest(
-            prompt=prompt,
-            negative_prompt=negative or "",
-            frames=int(frames),
-            width=_number(width),
-            height=_number(height),
-            steps=_number(steps),
-            guidance_scale=guidance or None,
-            seed=_number(seed),
-            fps=fps or 8,
-            format=output_format,
-            base=base,
-            dreambooth=_choice(dreambooth),
-            motion_module=_choice(module) or "none",
-            domain_adapter=_choice(adapter),
-            domain_adapter_scale=alpha,
-            loras=loras,
-            motion_loras=motion_loras,
-            family=_choice(family),
-            scheduler=_choice(scheduler),
-            context_length=_number(context),
-            context_overlap=_number(overlap),
-            loop=bool(loop),
-            prompt_map=_prompt_map(travel or ""),
-            init_image=_keep(app, init_image),
-            init_strength=init_strength if init_image else None,
-            init_video=_keep(app, init_video),
-            strength=strength if init_video else None,
-            sparsectrl=_choice(sparsectrl),
-            control_image=_keep(app, keyframe) if _choice(sparsectrl) else None,
+            prompt=form["prompt"],
+            negative_prompt=form["negative_prompt"] or "",
+            frames=int(form["frames"]),
+            guidance_scale=form["guidance_scale"] or None,
+            fps=form["fps"] or 8,
+            format=form["format"],
+            base=form["base"],
+            motion_module=_choice(form["motion_module"]) or "none",
+            domain_adapter_scale=form["domain_adapter_scale"],
+            lora=loras,
+            motion_lora=motion_loras,
+            loop=bool(form["loop"]),
+            prompt_map=_prompt_map(form["prompt_map"] or ""),
+            init_image=_keep(app, form["init_image"]),
+            init_strength=form["init_strength"] if form["init_image"] else None,
+            init_video=_keep(app, form["init_video"]),
+            strength=form["strength"] if form["init_video"] else None,
+            sparsectrl=Scaled(name=form["sparsectrl"]) if _choice(form["sparsectrl"]) else None,
+            control_image=[f"0:{keyframe}"] if keyframe else [],
+            **numbers,
+            **choices,
         )
     except ValueError as error:
         raise gr.Error(str(error)) from error

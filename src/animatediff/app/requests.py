@@ -1,6 +1,8 @@
-"""What a client may ask for: a `GenerateRequest` (the sidecar's settings, models by their names in the
-app's lists), checked against `Limits`, and planned into the `Settings` the command line would make from
-the same flags (the same checks, the same sidecar)."""
+"""What a client may ask for: a `GenerateRequest`, whose schema is made from the settings' declarations
+(`animatediff.request`: the same names, kinds, bounds and help as the command line's options), with models
+by their names in the app's lists and inputs by the names of files uploaded to the app. It is checked
+against `Limits` and planned by the one planner into the `Settings` the command line would make from the
+same values (the same checks, the same sidecar)."""
 
 from __future__ import annotations
 
@@ -8,56 +10,76 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from animatediff.app.catalog import Catalog
 from animatediff.errors import ConfigError
-from animatediff.settings import Settings
+from animatediff.request import (
+    CHOICE,
+    FRAME_INPUT,
+    FRAME_LIST,
+    KEYFRAMES,
+    NUMBER,
+    SCALED,
+    SEED,
+    SWITCH,
+    WHOLE,
+    Declared,
+    Request,
+    declarations,
+)
+from animatediff.sources import Sources
+
+API_DEFAULTS = {"format": "mp4", "base": "shapes"}  # the page plays mp4; a request names its base
 
 
 class Scaled(BaseModel):
-    """A LoRA or MotionLoRA by name, with its scale."""
+    """A model by name, with its scale."""
 
     model_config = ConfigDict(extra="forbid")
     name: str
     scale: float = Field(1.0, allow_inf_nan=False)
 
 
-class GenerateRequest(BaseModel):
-    """One clip, with the sidecar's setting names; `seed` null or -1 draws one (the sidecar records it)."""
+def _annotation(declared: Declared):
+    """The JSON type of a setting's value."""
+    single = {
+        WHOLE: int,
+        SEED: int,
+        NUMBER: float,
+        SWITCH: bool,
+        SCALED: Scaled,
+        FRAME_LIST: list[int],
+        FRAME_INPUT: str,  # "FRAME:NAME"
+        KEYFRAMES: dict[int, str],
+    }.get(declared.kind, str)
+    if declared.kind == CHOICE:
+        single = Literal[tuple(declared.choices)]
+    if declared.repeat and declared.kind != KEYFRAMES:
+        return list[single]
+    return single
 
-    model_config = ConfigDict(extra="forbid")
-    prompt: str = Field(min_length=1)
-    negative_prompt: str = ""
-    frames: int = 16
-    width: int | None = None
-    height: int | None = None
-    steps: int | None = None
-    guidance_scale: float | None = Field(None, allow_inf_nan=False)
-    seed: int | None = None
-    fps: float = Field(8.0, gt=0, le=60, allow_inf_nan=False)
-    format: Literal["gif", "mp4", "webm", "webp"] = "mp4"
-    base: str = "shapes"
-    dreambooth: str | None = None
-    loras: list[Scaled] = []
-    motion_module: str | None = None  # None: the embedded module with the embedded base; "none": still images
-    motion_loras: list[Scaled] = []
-    domain_adapter: str | None = None
-    domain_adapter_scale: float = Field(1.0, allow_inf_nan=False)
-    family: str | None = None
-    scheduler: str | None = None
-    context_length: int | None = None
-    context_overlap: int | None = None
-    loop: bool = False
-    prompt_map: dict[int, str] = {}  # prompt travel: frame → prompt (frame 0's defaults to `prompt`)
-    # image and video inputs: names of files the page uploaded into the outputs folder's uploads/
-    init_image: str | None = None
-    init_strength: float | None = Field(None, gt=0, le=1, allow_inf_nan=False)
-    init_video: str | None = None
-    strength: float | None = Field(None, gt=0, le=1, allow_inf_nan=False)
-    sparsectrl: str | None = None
-    sparsectrl_scale: float = Field(1.0, allow_inf_nan=False)
-    control_image: str | None = None  # SparseCtrl's keyframe at frame 0
+
+def _field(name: str, declared: Declared):
+    bounds = {"ge": declared.low, "le": declared.high} if declared.kind in (WHOLE, NUMBER) else {}
+    bounds = {key: value for key, value in bounds.items() if value is not None}
+    if declared.kind == NUMBER:
+        bounds["allow_inf_nan"] = False
+    if name == "prompt":
+        return str, Field(min_length=1, description=declared.help)
+    empty = [] if declared.repeat and declared.kind != KEYFRAMES else {} if declared.kind == KEYFRAMES else None
+    default = API_DEFAULTS.get(name, False if declared.kind == SWITCH else empty)
+    kind = _annotation(declared)
+    kind = kind if default is not None else kind | None
+    return kind, Field(default, description=declared.help, **bounds)
+
+
+GenerateRequest = create_model(
+    "GenerateRequest",
+    __config__=ConfigDict(extra="forbid"),
+    __doc__="One clip, with the settings' names; `seed` null or -1 draws one (the sidecar records it).",
+    **{name: _field(name, declared) for name, declared in declarations().items() if declared.api},
+)
 
 
 @dataclass(frozen=True)
@@ -88,30 +110,26 @@ def limit_errors(request: GenerateRequest, limits: Limits) -> list[tuple[str, st
     for name, value, low, high in checks:
         if value is not None and not low <= value <= high:
             errors.append((name, f"must be between {low} and {high}; got {value}"))
-    for name, text in [
-        ("prompt", request.prompt),
-        ("negative_prompt", request.negative_prompt),
-        *((f"prompt_map.{frame}", text) for frame, text in request.prompt_map.items()),
-    ]:
+    texts = [("prompt", request.prompt), ("negative_prompt", request.negative_prompt or "")]
+    texts += [(f"prompt_map.{frame}", text) for frame, text in request.prompt_map.items()]
+    for name, text in texts:
         if len(text) > limits.prompt_length:
             errors.append((name, f"must be at most {limits.prompt_length} characters; got {len(text)}"))
+    frames = request.frames or 16
     for frame in request.prompt_map:
-        if not 0 <= frame < request.frames:
-            errors.append((f"prompt_map.{frame}", f"the frame must be within the clip's {request.frames} frames"))
+        if not 0 <= frame < frames:
+            errors.append((f"prompt_map.{frame}", f"the frame must be within the clip's {frames} frames"))
     if request.guidance_scale is not None and not 0 <= request.guidance_scale <= 50:
         errors.append(("guidance_scale", f"must be between 0 and 50; got {request.guidance_scale}"))
     return errors
 
 
-def resolved_errors(settings: Settings, limits: Limits) -> list[tuple[str, str]]:
+def resolved_errors(settings, limits: Limits) -> list[tuple[str, str]]:
     """(field, message) for the values a request left to the model (its size, its family's steps) that are
     beyond the limits."""
     sample = settings.sample
-    checks = [
-        ("width", sample.width, limits.size),
-        ("height", sample.height, limits.size),
-        ("steps", sample.steps, limits.steps),
-    ]
+    checks = [("width", sample.width, limits.size), ("height", sample.height, limits.size)]
+    checks.append(("steps", sample.steps, limits.steps))
     return [
         (name, f"the model's default {value} is above the limit {high}; give a smaller {name}")
         for name, value, high in checks
@@ -119,90 +137,48 @@ def resolved_errors(settings: Settings, limits: Limits) -> list[tuple[str, str]]
     ]
 
 
-def flags(request: GenerateRequest, catalog: Catalog, output: Path, uploads: Path | None = None) -> list[str]:
-    """The `generate` command line that makes `request` (models by their paths from `catalog`, which refuses
-    names it does not list)."""
-    words = [
-        "generate",
-        request.prompt,
-        "--negative-prompt",
-        request.negative_prompt,
-        "--frames",
-        str(request.frames),
-        "--fps",
-        str(request.fps),
-        "--seed",
-        str(-1 if request.seed is None else request.seed),
-        "--base",
-        str(catalog.path("base", request.base)),
-        "-o",
-        str(output),
-    ]
-    module = request.motion_module or ("shapes-motion" if request.base == "shapes" else None)
-    if module is None:
-        raise ConfigError("motion_module: choose a motion module (or 'none' for still images) for this base.")
-    words += ["--motion-module", "none" if module == "none" else str(catalog.path("motion_module", module))]
-    optional = {
-        "--width": request.width,
-        "--height": request.height,
-        "--steps": request.steps,
-        "--guidance-scale": request.guidance_scale,
-        "--family": request.family,
-        "--scheduler": request.scheduler,
-        "--context-length": request.context_length,
-        "--context-overlap": request.context_overlap,
-    }
-    words += [item for flag, value in optional.items() if value is not None for item in (flag, str(value))]
-    if request.dreambooth:
-        words += ["--dreambooth", str(catalog.path("dreambooth", request.dreambooth))]
-    if request.domain_adapter:
-        words += [
-            "--domain-adapter",
-            str(catalog.path("domain_adapter", request.domain_adapter)),
-            "--domain-adapter-scale",
-            str(request.domain_adapter_scale),
-        ]
-    for choice in request.loras:
-        words += ["--lora", f"{catalog.path('lora', choice.name)}:{choice.scale}"]
-    for choice in request.motion_loras:
-        words += ["--motion-lora", f"{catalog.path('motion_lora', choice.name)}:{choice.scale}"]
-    for frame, text in sorted(request.prompt_map.items()):
-        words.append(f"--prompt-at={frame}:{text}")
-    if request.loop:
-        words.append("--loop")
-    return words + _input_flags(request, catalog, uploads)
+class AppSources(Sources):
+    """Models by their names in the app's lists (`UnknownModel` for any other), inputs by the bare names of
+    files uploaded into `uploads` (nothing a client sends is joined to a folder as a path)."""
 
+    def __init__(self, catalog: Catalog, uploads: Path | None):
+        self.catalog, self.uploads = catalog, uploads
 
-def _input_flags(request: GenerateRequest, catalog: Catalog, uploads: Path | None) -> list[str]:
-    """The flags of the uploaded inputs (each taken by its bare name inside `uploads`) and of SparseCtrl."""
+    def name(self, setting: str) -> str:
+        return setting
 
-    def uploaded(name: str) -> str:
-        if uploads is None:
+    def model(self, setting: str, reference: str) -> Path:
+        return self.catalog.path(setting, reference)
+
+    def input(self, setting: str, reference: str) -> Path:
+        if self.uploads is None:
             raise ConfigError("this app takes no uploaded inputs.")
-        return str(uploads / Path(name).name)
-
-    words = []
-    if request.init_image:
-        words += ["--init-image", uploaded(request.init_image)]
-        words += ["--init-strength", str(request.init_strength)] if request.init_strength else []
-    if request.init_video:
-        words += ["--init-video", uploaded(request.init_video)]
-        words += ["--strength", str(request.strength)] if request.strength else []
-    if request.sparsectrl:
-        words += ["--sparsectrl", f"{catalog.path('sparsectrl', request.sparsectrl)}:{request.sparsectrl_scale}"]
-    if request.control_image:
-        words += ["--control-image", f"0:{uploaded(request.control_image)}"]
-    return words
+        return self.uploads / Path(reference).name
 
 
-def plan(
-    request: GenerateRequest,
-    catalog: Catalog,
-    output: Path,
-    device: str,
-    settings_from_flags,
-    uploads: Path | None = None,
-) -> Settings:
-    """The complete settings of `request`: `settings_from_flags(words)` plans the `generate` command line
-    that makes it, with the command line's own checks (`ConfigError` if one fails)."""
-    return settings_from_flags([*flags(request, catalog, output, uploads), "--device", device])
+def to_request(request: GenerateRequest) -> Request:
+    """The planner's `Request` from the API's (models and inputs still by name: `AppSources` finds them)."""
+    values = {}
+    for name, value in request.model_dump().items():
+        declared = declarations()[name]
+        if declared.kind == SCALED:
+            items = value if declared.repeat else [value] if value else []
+            pairs = tuple((item["name"], item["scale"]) for item in items)
+            value = pairs if declared.repeat else (pairs[0] if pairs else None)
+        elif declared.kind == KEYFRAMES:
+            value = tuple(sorted(value.items()))
+        elif declared.kind == FRAME_INPUT:
+            value = tuple(_frame_and_name(name, item) for item in value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[name] = value
+    if values.get("motion_module") is None and values.get("base") != "shapes":
+        raise ConfigError("motion_module: choose a motion module (or 'none' for still images) for this base.")
+    return Request(**values)
+
+
+def _frame_and_name(name: str, text: str) -> tuple[int, str]:
+    frame, colon, rest = text.partition(":")
+    if not colon or not frame.lstrip("-").isdigit() or not rest:
+        raise ConfigError(f"{name}: expected FRAME:NAME, got {text!r}.")
+    return int(frame), rest

@@ -16,31 +16,26 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 
 from animatediff import __version__
 from animatediff.app.catalog import Catalog, UnknownModel, scan
 from animatediff.app.jobs import JobQueue, QueueFull, State, new_job_id
-from animatediff.app.requests import GenerateRequest, Limits, limit_errors, plan, resolved_errors
+from animatediff.app.requests import AppSources, GenerateRequest, Limits, limit_errors, resolved_errors, to_request
 from animatediff.errors import AnimateDiffError
-from animatediff.settings import Settings
+from animatediff.planner import Planner, device_and_dtype
 
 
 @dataclass(frozen=True)
 class ServerOptions:
     """Where models come from and outputs go, the limits, the devices (one worker each), the queue's length,
-    and the credentials (none: no authentication). The front end that starts the app hands over how a
-    request becomes `Settings` (`settings_from_flags(words)`: a `generate` command line planned with its
-    checks) and how a device's dtype is chosen (`device_dtype(device)` → device, dtype, why): the command
-    line's own, so a request is checked and recorded as the same flags would be."""
+    and the credentials (none: no authentication)."""
 
-    settings_from_flags: Callable[[list[str]], Settings]
-    device_dtype: Callable[[str], tuple[str, str, str]]
     outputs: Path
     models: Path | None = None
     limits: Limits = Limits()
@@ -67,11 +62,12 @@ class App:
         self.uploads = self.outputs / "uploads"
         self.uploads.mkdir(parents=True, exist_ok=True)
         self.catalog: Catalog = scan(options.models)
+        self.sources, self.planner = AppSources(self.catalog, self.uploads), Planner()
         self.makers = {device: OutputMaker(progress=False) for device in options.devices}
         self.jobs = JobQueue(self.outputs, list(options.devices), options.capacity, self._run)
 
     def _run(self, job, settings, device: str, on_progress) -> None:
-        device, dtype, reason = self.options.device_dtype(device)
+        device, dtype, reason = device_and_dtype(device, "auto")
         settings = replace(settings, device=device, dtype=dtype, dtype_reason=reason)
         job.settings = settings.sidecar()
         self.makers[device].make(settings, on_step=on_progress)
@@ -82,15 +78,9 @@ class App:
         if errors:
             raise _unprocessable(errors)
         job_id = new_job_id()
+        output = self.outputs / f"{job_id}.{request.format}"
         try:
-            settings = plan(
-                request,
-                self.catalog,
-                self.outputs / f"{job_id}.{request.format}",
-                self.options.devices[0],
-                self.options.settings_from_flags,
-                self.uploads,
-            )
+            settings = self.planner.plan(to_request(request), lambda sample: output, self.sources)
         except UnknownModel as error:
             raise HTTPException(404, str(error)) from error
         except AnimateDiffError as error:
@@ -132,6 +122,22 @@ def _authorize(options: ServerOptions):
     return check
 
 
+def _error_handlers(api: FastAPI) -> None:
+    """429 as plain text; 422 naming each bad field."""
+
+    @api.exception_handler(HTTPException)
+    async def plain_429(request: Request, error: HTTPException):
+        if error.status_code == 429:
+            return PlainTextResponse(str(error.detail), status_code=429)
+        return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError):
+        """422 naming each bad field; the values themselves are left out (NaN and infinities have no JSON)."""
+        detail = [{"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]} for item in error.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+
 def create_app(options: ServerOptions, page: bool = True) -> FastAPI:
     """The FastAPI app (with the gradio page at `/` unless `page` is False)."""
     state = App(options)
@@ -139,11 +145,7 @@ def create_app(options: ServerOptions, page: bool = True) -> FastAPI:
     api.state.animatediff = state
     guard = [Depends(_authorize(options))]
 
-    @api.exception_handler(HTTPException)
-    async def plain_429(request: Request, error: HTTPException):
-        if error.status_code == 429:
-            return PlainTextResponse(str(error.detail), status_code=429)
-        return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+    _error_handlers(api)
 
     @api.post("/api/generate", status_code=202, dependencies=guard)
     def generate(request: GenerateRequest) -> dict:
