@@ -13,7 +13,7 @@ def parity_dtype(request, monkeypatch):
     with float32 references on whatever CPU runs them, so here auto sees a CPU without native bfloat16; tests
     marked `host_dtype` (the README's commands, the rule's own tests) see the CPU as it is."""
     if "host_dtype" not in request.keywords:
-        monkeypatch.setattr("animatediff.cli.fast_bfloat16", lambda: False)
+        monkeypatch.setattr("animatediff.planner.fast_bfloat16", lambda: False)
 
 
 @pytest.fixture(scope="session")

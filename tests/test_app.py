@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from animatediff.app.requests import Limits
 from animatediff.app.server import ServerOptions, create_app
-from animatediff.cli import app_callbacks, main
+from animatediff.cli import main
 
 SMALL = {
     "prompt": "a red circle moving right on a blue background",
@@ -35,7 +35,7 @@ def wait(client: TestClient, job_id: str, timeout: float = 120) -> dict:
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     outputs = tmp_path_factory.mktemp("outputs")
-    options = ServerOptions(**app_callbacks(), outputs=outputs, limits=Limits(frames=8, size=64, steps=4), capacity=4)
+    options = ServerOptions(outputs=outputs, limits=Limits(frames=8, size=64, steps=4), capacity=4)
     app = create_app(options, page=False)
     with TestClient(app) as client:
         client.outputs = outputs
@@ -159,7 +159,7 @@ def test_models_lists_the_embedded_models_and_a_folders_checkpoints(tmp_path):
     (folder / "loras").mkdir(parents=True)
     (folder / "loras" / "striped.safetensors").write_bytes(MODELS["shapes-striped"].path.read_bytes())
     (folder / "notes.safetensors").write_text("not a checkpoint")
-    app = create_app(ServerOptions(**app_callbacks(), outputs=tmp_path / "out", models=folder), page=False)
+    app = create_app(ServerOptions(outputs=tmp_path / "out", models=folder), page=False)
     with TestClient(app) as client:
         listing = client.get("/api/models").json()
     assert "shapes-motion" in listing["models"]["motion_module"] and "shapes" in listing["models"]["base"]
@@ -169,7 +169,7 @@ def test_models_lists_the_embedded_models_and_a_folders_checkpoints(tmp_path):
 
 
 def test_with_credentials_every_route_asks_for_them(tmp_path):
-    options = ServerOptions(**app_callbacks(), outputs=tmp_path, auth=("ann", "secret"), token="t" * 20)
+    options = ServerOptions(outputs=tmp_path, auth=("ann", "secret"), token="t" * 20)
     app = create_app(options, page=False)
     with TestClient(app) as client:
         assert client.get("/api/models").status_code == 401
@@ -256,7 +256,7 @@ def test_uploaded_inputs_are_taken_from_the_uploads_folder_only(client):
     from lab.control_report import input_clip
 
     Image.fromarray(input_clip(SMALL["prompt"], 1, 32)[0]).save(client.outputs / "uploads" / "first.png")
-    keyframe = {**SMALL, "sparsectrl": "shapes-sparsectrl", "control_image": "first.png"}
+    keyframe = {**SMALL, "sparsectrl": "shapes-sparsectrl", "control_image": ["0:first.png"]}
     job_id = client.post("/api/generate", json=keyframe).json()["id"]
     record = wait(client, job_id)
     assert record["state"] == "done" and record["settings"]["control_frames"] == [0]

@@ -13,7 +13,6 @@ import pytest
 
 from animatediff.app.requests import Limits
 from animatediff.app.server import ServerOptions, create_app
-from animatediff.cli import app_callbacks
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None and not os.environ.get("ANIMATEDIFF_REQUIRE_BROWSER"):
@@ -31,7 +30,7 @@ def server(tmp_path_factory):
     import uvicorn
 
     outputs = tmp_path_factory.mktemp("outputs")
-    app = create_app(ServerOptions(**app_callbacks(), outputs=outputs, limits=Limits(frames=16, size=64, steps=25)))
+    app = create_app(ServerOptions(outputs=outputs, limits=Limits(frames=16, size=64, steps=25)))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -45,7 +45,7 @@ def test_generate_writes_every_format(tmp_path, tiny_base, tiny_motion_module_fi
 def test_auto_dtype_is_bfloat16_where_the_cpu_runs_it_natively(
     tmp_path, monkeypatch, tiny_base, tiny_motion_module_file, native
 ):
-    monkeypatch.setattr("animatediff.cli.fast_bfloat16", lambda: native)
+    monkeypatch.setattr("animatediff.planner.fast_bfloat16", lambda: native)
     assert generate(tiny_base, tiny_motion_module_file, tmp_path / "auto", "--seed", "2") == 0
     assert generate(tiny_base, tiny_motion_module_file, tmp_path / "fp32", "--seed", "2", "--dtype", "float32") == 0
     auto, fp32 = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("auto", "fp32"))
@@ -63,7 +63,7 @@ def test_auto_dtype_is_bfloat16_where_the_cpu_runs_it_natively(
 
 @pytest.mark.host_dtype
 def test_native_bfloat16_is_what_torch_reports_for_this_cpu():
-    from animatediff.cli import fast_bfloat16
+    from animatediff.planner import fast_bfloat16
 
     reported = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
     assert fast_bfloat16() is reported  # the rule asks torch, not the CPU's name
@@ -102,7 +102,7 @@ def test_motion_module_changes_the_frames(tmp_path, tiny_base, tiny_motion_modul
         ({"--base": "missing-folder"}, "base missing-folder: no such file or folder"),
         ({"--motion-module": "missing.ckpt"}, "motion module missing.ckpt: no such file or folder"),
         ({"--width": "33"}, "multiples of 2"),
-        ({"--frames": "0"}, "argument --frames: must be at least 1"),
+        ({"--frames": "0"}, "argument --frames: must be between 1 and 4096; got 0"),
         ({"--context-length": "40"}, "the context length 40 is longer than the motion module's position table (32"),
         ({"-o": "out.avi"}, "unknown output format"),
     ],

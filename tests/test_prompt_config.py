@@ -8,8 +8,14 @@ import yaml
 
 from animatediff import ConfigError
 from animatediff.cli import main
-from animatediff.prompt_config import read_prompt_config
+from animatediff.planner import plan_run
+from animatediff.request import Request
 from helpers import GOLDEN
+
+
+def planned(config, base):
+    """Every output the config's clips make on `base`, planned as `generate --config` plans them."""
+    return plan_run(Request(base=str(base)), config, output_dir=config.parent / "outputs")
 
 
 def write_config(folder, entries, name="prompts.yaml"):
@@ -44,31 +50,31 @@ def test_scalars_and_lists_broadcast_like_the_official_script(files, tiny_base):
             }
         ],
     )
-    (job,) = read_prompt_config(config, tiny_base)
-    assert [(s.prompt, s.negative_prompt, s.seed) for s in job.samples] == [
+    samples = [run.sample for run in planned(config, tiny_base)]
+    assert [(s.prompt, s.negative_prompt, s.seed) for s in samples] == [
         ("a cat", "blurry", 1),
         ("a dog", "blurry", 2),
         ("a fox", "blurry", 3),
     ]
-    assert {(s.steps, s.guidance_scale, s.width, s.height, s.frames) for s in job.samples} == {(4, 6.0, 32, 24, 5)}
+    assert {(s.steps, s.guidance_scale, s.width, s.height, s.frames) for s in samples} == {(4, 6.0, 32, 24, 5)}
 
 
 def test_one_seed_for_all_and_minus_one_for_random(files, tiny_base):
     config = write_config(files, [{"motion_module": "mm.safetensors", "prompt": ["a", "b"], "seed": -1}])
-    (job,) = read_prompt_config(config, tiny_base)
-    seeds = [s.seed for s in job.samples]
-    assert all(0 <= seed < 2**31 for seed in seeds) and seeds != [
-        s.seed for s in read_prompt_config(config, tiny_base)[0].samples
-    ]
-    assert job.samples[0].steps == 25  # the official default
-    assert (job.samples[0].width, job.samples[0].height) == (16, 16)  # the tiny base's own size, as with flags
+    samples = [run.sample for run in planned(config, tiny_base)]
+    seeds = [s.seed for s in samples]
+    assert all(0 <= seed < 2**31 for seed in seeds) and seeds != [run.sample.seed for run in planned(config, tiny_base)]
+    assert len(set(seeds)) == 1  # one seed for every prompt
+    assert samples[0].steps == 25  # the official default
+    assert (samples[0].width, samples[0].height) == (16, 16)  # the tiny base's own size, as with flags
 
 
 def test_a_list_of_motion_modules_makes_one_job_each(files, tiny_base):
     shutil.copy(files / "mm.safetensors", files / "mm2.safetensors")
     config = write_config(files, [{"motion_module": ["mm.safetensors", "mm2.safetensors"], "prompt": ["a"]}])
-    jobs = read_prompt_config(config, tiny_base)
-    assert [job.model.motion_module.name for job in jobs] == ["mm.safetensors", "mm2.safetensors"]
+    runs = planned(config, tiny_base)
+    assert [run.model.motion_module.name for run in runs] == ["mm.safetensors", "mm2.safetensors"]
+    assert runs[0].sample.seed == runs[1].sample.seed  # a random seed is drawn once for every module
 
 
 def test_paths_resolve_against_the_working_directory_first(files, tiny_base, tmp_path, monkeypatch):
@@ -77,9 +83,9 @@ def test_paths_resolve_against_the_working_directory_first(files, tiny_base, tmp
     (working / "mm.safetensors").write_bytes((files / "mm.safetensors").read_bytes())
     config = write_config(files, [{"motion_module": "mm.safetensors", "prompt": ["a"]}])
     monkeypatch.chdir(working)
-    assert read_prompt_config(config, tiny_base)[0].model.motion_module.resolve() == working / "mm.safetensors"
+    assert planned(config, tiny_base)[0].model.motion_module.resolve() == working / "mm.safetensors"
     (working / "mm.safetensors").unlink()
-    assert read_prompt_config(config, tiny_base)[0].model.motion_module == files / "mm.safetensors"
+    assert planned(config, tiny_base)[0].model.motion_module == files / "mm.safetensors"
 
 
 def test_models_and_scales_are_read(files, tiny_base):
@@ -100,7 +106,7 @@ def test_models_and_scales_are_read(files, tiny_base):
             }
         ],
     )
-    model = read_prompt_config(config, tiny_base)[0].model
+    model = planned(config, tiny_base)[0].model
     assert (model.domain_adapter.name, model.domain_adapter_scale) == ("adapter.ckpt", 0.5)
     assert [(p.name, a) for p, a in model.motion_loras] == [("zoom.ckpt", 0.7)]
     assert [(p.name, a) for p, a in model.loras] == [("style.safetensors", 0.6)]
@@ -109,8 +115,8 @@ def test_models_and_scales_are_read(files, tiny_base):
 
 def test_inference_config_sets_motion_module_and_scheduler(monkeypatch):
     monkeypatch.chdir(GOLDEN)
-    (job,) = read_prompt_config(GOLDEN / "configs" / "prompt-v2.yaml", GOLDEN / "base_model")
-    settings = job.model.motion_module_settings
+    (run,) = planned(GOLDEN / "configs" / "prompt-v2.yaml", GOLDEN / "base_model")
+    settings = run.model.motion_module_settings
     assert settings == {
         "image_norm_over_frames": False,
         "num_attention_heads": 8,
@@ -119,7 +125,7 @@ def test_inference_config_sets_motion_module_and_scheduler(monkeypatch):
         "max_frames": 32,
         "mid_block": True,
     }
-    assert job.model.scheduler["steps_offset"] == 1 and job.model.scheduler["clip_sample"] is False
+    assert run.model.scheduler["steps_offset"] == 1 and run.model.scheduler["clip_sample"] is False
 
 
 @pytest.mark.parametrize(
@@ -150,7 +156,7 @@ def test_inference_config_sets_motion_module_and_scheduler(monkeypatch):
 )
 def test_bad_entries_are_named(files, tiny_base, entry, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        read_prompt_config(write_config(files, [entry]), tiny_base)
+        planned(write_config(files, [entry]), tiny_base)
 
 
 def test_whole_config_is_checked_before_any_weights_load(files, tiny_base, tmp_path, capsys):

@@ -208,9 +208,12 @@ def _tool_parsers(commands) -> None:
     inspect.add_argument("path", help="a file, a folder, or an embedded model's short name")
     inspect.set_defaults(run=run_inspect)
     convert = command(commands, "convert", "rewrite a motion module, MotionLoRA or SparseCtrl in another layout")
-    convert.add_argument("source", type=Path)
+    convert.add_argument("source", help="a file, a folder, or an embedded model's short name")
     convert.add_argument("target", type=Path, help=".safetensors file (diffusers: or a model folder, no extension)")
     convert.add_argument("--to", required=True, choices=["official", "diffusers"], help="the layout to write")
+    convert.add_argument(
+        "--dtype", choices=["float16", "float32", "bfloat16"], help="the dtype to write (default: the source's)"
+    )
     convert.set_defaults(run=run_convert)
     models = command(commands, "models", "list the embedded models and their short names")
     models.set_defaults(run=run_models)
@@ -360,7 +363,7 @@ def run_inspect(args: argparse.Namespace) -> int:
         )
     info = identify(path)
     if info.kind == Kind.SPARSECTRL:
-        from animatediff.sparsectrl import describe
+        from animatediff.formats.sparsectrl import describe
 
         info.details.update(describe(path))
     print(f"{args.path}: {info.description}")
@@ -370,11 +373,15 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from animatediff.formats import Layout, convert_checkpoint
-    from animatediff.sparsectrl import convert_sparsectrl
+    import torch
 
-    info = convert_checkpoint(args.source, args.target, Layout(args.to), convert_sparsectrl)
-    print(f"wrote {args.target}: {info.kind.replace('_', ' ')} in the {args.to} layout")
+    from animatediff.formats import Layout
+    from animatediff.formats.convert import convert_checkpoint
+
+    source = find(args.source) or Path(args.source)
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    info = convert_checkpoint(source, args.target, Layout(args.to), dtype)
+    print(f"wrote {args.target}: {info.kind.replace('_', ' ')} in the {args.to} layout ({info.details['dtype']})")
     return 0
 
 

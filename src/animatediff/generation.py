@@ -19,38 +19,32 @@ class OutputMaker:
     """Makes outputs one at a time, keeping the last pipeline (and its conditions' models) loaded while the
     next output uses the same models: the command line's loop and the web app's workers both use one."""
 
-    def __init__(self, split_guidance: bool = False, compile: bool = False, progress: bool = True):
-        self.split_guidance, self.compile, self.progress = split_guidance, compile, progress
+    def __init__(self, progress: bool = True):
+        self.progress = progress
         self.pipeline, self.conditions, self.built_for = None, None, None
 
     def make(self, run: Settings, on_step: Callable[[int, int], None] | None = None) -> Path:
         """Make and write `run`'s output (its sidecar is `run.sidecar()`); `on_step(done, steps)` after each
         denoising step."""
-        if (run.model, run.device, run.dtype, run.control) != self.built_for:
+        built_for = (run.model, run.device, run.dtype, run.control, run.split_guidance, run.compile)
+        if built_for != self.built_for:
             self.pipeline = self.conditions = None  # free the last ones before loading the next
-            self.pipeline = build_pipeline(
-                run.model, torch.device(run.device), DTYPES[run.dtype], self.split_guidance, self.compile
-            )
+            device, dtype = torch.device(run.device), DTYPES[run.dtype]
+            self.pipeline = build_pipeline(run.model, device, dtype, run.split_guidance, run.compile)
             if run.control.given:
                 from animatediff.conditioning import ConditionLoader
 
                 self.conditions = ConditionLoader(self.pipeline, run.control)
-            self.built_for = (run.model, run.device, run.dtype, run.control)
-        self.pipeline.on_step = on_step
-        try:
-            conditions = self.conditions(run.sample) if self.conditions else None
-            frames = self.pipeline(run.sample, self.progress, conditions)
-        finally:
-            self.pipeline.on_step = None
+            self.built_for = built_for
+        conditions = self.conditions(run.sample) if self.conditions else None
+        frames = self.pipeline(run.sample, self.progress, conditions, on_step)
         return write_video(frames, run.output, fps=run.fps, settings=run.sidecar())
 
 
-def generate_outputs(
-    runs: list[Settings], split_guidance: bool = False, compile: bool = False, progress: bool = True
-) -> Iterator[tuple[Settings, Path]]:
+def generate_outputs(runs: list[Settings], progress: bool = True) -> Iterator[tuple[Settings, Path]]:
     """Make and write each output of `runs` in order; yields each run with the path written.
 
     The sidecar beside each output is the run's own `Settings.sidecar()`."""
-    maker = OutputMaker(split_guidance, compile, progress)
+    maker = OutputMaker(progress)
     for run in runs:
         yield run, maker.make(run)

@@ -40,7 +40,6 @@ def build_pipeline(
 
     `split_guidance` runs the guidance batch's halves one after the other (less memory); `compile`
     compiles the UNet with `torch.compile` (the first step pays for it)."""
-    spec.check()
     motion_module = load_video_motion(spec)
     components = load_base(spec.base)
     if spec.dreambooth is not None:

@@ -16,7 +16,8 @@ import psutil
 
 from animatediff.errors import ConfigError
 from animatediff.files import read_json
-from animatediff.settings import DECODE_CHUNK, Settings
+from animatediff.sampling.clip import DECODE_CHUNK
+from animatediff.settings import Settings
 
 BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 PROCESS = 450 * 2**20  # torch, diffusers and transformers loaded, before any model (measured: bench/memory.py)

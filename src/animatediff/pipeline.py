@@ -29,12 +29,12 @@ from animatediff.families import OFFICIAL_DDIM
 from animatediff.image_models import Components
 from animatediff.inflation import AnimateDiffUNet, inflate
 from animatediff.motion_module import MotionModule
+from animatediff.sampling.clip import DECODE_CHUNK, Sample, check_frame_size, check_steps
 from animatediff.sampling.context import fuse_weights, windows
 from animatediff.sampling.freeinit import butterworth_low_pass, mix_frequencies
 from animatediff.sampling.noise import shuffle_noise
 from animatediff.sampling.options import ContextSettings
 from animatediff.sampling.prompts import frame_states
-from animatediff.settings import DECODE_CHUNK, Sample
 
 log = logging.getLogger("animatediff")
 
@@ -114,6 +114,7 @@ class StepControls:
     context: ContextSettings | None = None
     conditions: Conditions = field(default_factory=Conditions)
     added: dict | None = None  # SDXL's pooled text embeddings and size ids (`text_embeds`, `time_ids`), per clip
+    on_step: Callable[[int, int], None] | None = None  # called with (steps done, steps) after each step
 
     def start(self, steps: int) -> int:
         """The index of the first timestep run: 0, or later for a video-to-video clip."""
@@ -143,7 +144,6 @@ class AnimateDiffPipeline:
         self.tokenizer = tokenizer
         self.scheduler = scheduler or official_scheduler()
         self.split_guidance = split_guidance
-        self.on_step: Callable[[int, int], None] | None = None  # called with (steps done, steps) after each step
         self.text_encoder_2 = text_encoder_2
         self.tokenizer_2 = tokenizer_2
 
@@ -232,20 +232,11 @@ class AnimateDiffPipeline:
     def check_inputs(
         self, num_frames: int, height: int, width: int, steps: int, context: ContextSettings | None = None
     ) -> None:
-        factor = self.vae_scale_factor
-        if height % factor or width % factor or height <= 0 or width <= 0:
-            raise AnimateDiffError(
-                f"width and height must be positive multiples of {factor} (this VAE's downscale factor); "
-                f"got {width}×{height}."
-            )
+        check_frame_size(width, height, self.vae_scale_factor)
         if num_frames < 1 or steps < 1:
             raise AnimateDiffError(f"frames and steps must be at least 1; got {num_frames} and {steps}.")
         config = self.scheduler.config
-        most = config.num_train_timesteps - config.get("steps_offset", 0)  # offset timesteps stay inside the schedule
-        if steps > most:
-            raise AnimateDiffError(
-                f"steps must be at most {most} (the noise schedule's length less its timestep offset); got {steps}."
-            )
+        check_steps(steps, config.num_train_timesteps, config.get("steps_offset", 0))
         motion_module = self.unet.motion_module
         table = motion_module.config.max_frames if motion_module is not None else None
         if table is not None and context is not None and context.length > table:
@@ -299,8 +290,13 @@ class AnimateDiffPipeline:
                     uncond, cond = eps.chunk(2)
                     eps = uncond + guidance_scale * (cond - uncond)
                 latents = self.scheduler.step(eps, t, latents, **extra, return_dict=False)[0]
-                if self.on_step is not None:
-                    self.on_step(step + 1, steps)
+                if not torch.isfinite(latents).all():
+                    raise AnimateDiffError(
+                        f"the latents became NaN or infinite at step {step + 1} of {steps}; nothing was written. "
+                        "Lower the LoRA, adapter or guidance scales, or use --dtype float32."
+                    )
+                if controls.on_step is not None:
+                    controls.on_step(step + 1, steps)
                 yield latents
 
     def _predict_noise(
@@ -368,9 +364,19 @@ class AnimateDiffPipeline:
             ]
         )
 
-    def denoise(self, latents: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        """The final latents of `denoising_steps` (same arguments)."""
-        return deque(self.denoising_steps(latents, *args, **kwargs), maxlen=1)[0]
+    def denoise(
+        self,
+        latents: torch.Tensor,
+        text_states: torch.Tensor,
+        steps: int,
+        guidance_scale: float,
+        progress: bool = True,
+        generator: torch.Generator | None = None,
+        controls: StepControls | None = None,
+    ) -> torch.Tensor:
+        """The final latents of `denoising_steps` (the same arguments)."""
+        steps_run = self.denoising_steps(latents, text_states, steps, guidance_scale, progress, generator, controls)
+        return deque(steps_run, maxlen=1)[0]
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, chunk_size: int = DECODE_CHUNK) -> torch.Tensor:
@@ -396,20 +402,31 @@ class AnimateDiffPipeline:
         )
 
     def __call__(
-        self, prompt: str | Sample, progress: bool = True, conditions: Conditions | None = None, **settings
+        self,
+        prompt: str | Sample,
+        progress: bool = True,
+        conditions: Conditions | None = None,
+        on_step: Callable[[int, int], None] | None = None,
+        **settings,
     ) -> np.ndarray:
         """Generate one clip as `F×H×W×3` uint8 frames (arguments as for `generate`)."""
-        return to_uint8(self.generate(prompt, progress, conditions, **settings))
+        return to_uint8(self.generate(prompt, progress, conditions, on_step, **settings))
 
     def generate(
-        self, prompt: str | Sample, progress: bool = True, conditions: Conditions | None = None, **settings
+        self,
+        prompt: str | Sample,
+        progress: bool = True,
+        conditions: Conditions | None = None,
+        on_step: Callable[[int, int], None] | None = None,
+        **settings,
     ) -> torch.Tensor:
         """Generate one clip as float frames `f 3 H W` in [0, 1] (what `__call__` rounds to uint8).
 
         `prompt` is a complete `Sample`, or the prompt text with the keyword settings of `sample`
         (`negative_prompt`, `num_frames`, `height`, `width`, `steps`, `guidance_scale`, `seed`, and the
         time controls: `context`, `noise_shuffle`, `free_init`, `prompt_map`, `prompt_interpolation`).
-        `conditions` (`animatediff.control`): an init video, ControlNets, an image prompt."""
+        `conditions` (`animatediff.control`): an init video, ControlNets, an image prompt. `on_step(done,
+        steps)` is called after each denoising step."""
         sample = prompt if isinstance(prompt, Sample) else self.sample(prompt, **settings)
         conditions = conditions or Conditions()
         self.check_inputs(sample.frames, sample.height, sample.width, sample.steps, sample.context)
@@ -419,7 +436,7 @@ class AnimateDiffPipeline:
         noise = self.initial_latents(sample, generator, conditions)
         if conditions.sparsectrl is not None:  # RGB keyframes: posterior samples drawn right after the noise
             conditions = replace(conditions, sparsectrl=conditions.sparsectrl.encoded(self.vae, generator))
-        controls = StepControls(sample.context, conditions, self.added_conditions(sample))
+        controls = StepControls(sample.context, conditions, self.added_conditions(sample), on_step)
         latents = noise
         for iteration in range(sample.free_init or 1):
             if iteration:

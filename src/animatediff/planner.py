@@ -60,10 +60,10 @@ class Planner:
             base=base,
             motion_module=module,
             dreambooth=_optional(sources.model, "dreambooth", request.dreambooth),
-            loras=[(sources.model("lora", path), scale) for path, scale in request.lora],
+            loras=[(sources.model("loras", path), scale) for path, scale in request.loras],
             domain_adapter=_optional(sources.model, "domain_adapter", request.domain_adapter),
             domain_adapter_scale=1.0 if request.domain_adapter_scale is None else request.domain_adapter_scale,
-            motion_loras=[(sources.model("motion_lora", path), scale) for path, scale in request.motion_lora],
+            motion_loras=[(sources.model("motion_loras", path), scale) for path, scale in request.motion_loras],
             motion_module_settings=settings,
             sampler=request.scheduler,
             **({"scheduler": schedule} if schedule else {}),
@@ -130,7 +130,7 @@ class Planner:
             return int(model.motion_module_settings["max_frames"])
         from animatediff.formats import motion_module_table
 
-        return motion_module_table(model.motion_module, self.header(model.motion_module))
+        return motion_module_table(model.motion_module)  # TODO header once
 
     def geometry(self, base: Path) -> tuple[int, int]:
         """(the frame size an image model was trained at, its VAE's downscale factor), read from a diffusers

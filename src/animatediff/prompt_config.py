@@ -102,10 +102,10 @@ def _settings(entry: _Entry) -> tuple[dict, dict[str, str]]:
         values[setting], keys[setting] = entry.read(key, setting), key
     if entry.values.get("lora_model_path"):
         alpha = entry.values.get("lora_alpha", 0.8)
-        values["lora"] = ((entry.values["lora_model_path"], entry.read("lora_alpha", "domain_adapter_scale", alpha)),)
-        keys["lora"] = "lora_model_path"
+        values["loras"] = ((entry.values["lora_model_path"], entry.read("lora_alpha", "domain_adapter_scale", alpha)),)
+        keys["loras"] = "lora_model_path"
     if entry.values.get("motion_module_lora_configs"):
-        values["motion_lora"], keys["motion_lora"] = _motion_loras(entry), "motion_module_lora_configs"
+        values["motion_loras"], keys["motion_loras"] = _motion_loras(entry), "motion_module_lora_configs"
     values.update(_official_sparsectrl(entry, keys))
     return values, keys
 
@@ -164,9 +164,10 @@ def _clips(entry: _Entry) -> list[tuple[str, str, int]]:
     if entry.values.get("prompt_map") is not None:
         prompts = [""] * len(seeds)  # one clip per seed; frame 0's text is in the map
     negatives = entry.listed("n_prompt" if "n_prompt" in entry.values else "negative_prompt", "negative_prompt", "")
-    for key, items in (("n_prompt", negatives), ("seed", seeds)):
-        if len(items) not in (1, len(prompts)):
-            raise entry.fail(key, f"expected 1 or {len(prompts)} of them, got {len(items)}.")
+    if len(negatives) not in (1, len(prompts)):
+        raise entry.fail("n_prompt", f"expected 1 or {len(prompts)} negative prompts, got {len(negatives)}.")
+    if len(seeds) not in (1, len(prompts)):
+        raise entry.fail("seed", f"expected one whole number or {len(prompts)} of them, got {brief(seeds)}.")
     for seed in seeds:
         if seed != -1 and not 0 <= seed <= MAX_SEED:
             raise entry.fail("seed", f"seed must be between 0 and 2**64 - 1, or -1 for a random one; got {seed}.")

@@ -87,12 +87,13 @@ class Request:
         group="models",
         page=True,
     )
-    lora: tuple[tuple[str, float], ...] = setting(
+    loras: tuple[tuple[str, float], ...] = setting(
         _scale_help("image LoRA (kohya/civitai or diffusers) or an embedded one's name, repeatable", LORA_SCALE),
         SCALED,
         group="models",
         repeat=True,
         high=LORA_SCALE,
+        flag="--lora",
         metavar="PATH[:SCALE]",
         page=True,
     )
@@ -110,12 +111,13 @@ class Request:
         choices=tuple(FAMILIES),
         page=True,
     )
-    motion_lora: tuple[tuple[str, float], ...] = setting(
+    motion_loras: tuple[tuple[str, float], ...] = setting(
         _scale_help("MotionLoRA, repeatable (they compose by weighted sum)", LORA_SCALE),
         SCALED,
         group="models",
         repeat=True,
         high=LORA_SCALE,
+        flag="--motion-lora",
         metavar="PATH[:SCALE]",
         page=True,
     )

@@ -55,13 +55,8 @@ class Catalog:
 
 def _kinds_of(path: Path) -> list[str]:
     """The catalog kinds a file or folder can serve as (none for what is not a model this package loads)."""
-    from animatediff.formats import Kind, _identify_folder, _mapped_checkpoint, checkpoint_keys, classify_keys
+    from animatediff.formats import Kind, kind_of
 
-    if path.is_dir():
-        kind = _identify_folder(path).kind
-    else:
-        keys = checkpoint_keys(path) if path.suffix == ".safetensors" else list(_mapped_checkpoint(path))
-        kind = classify_keys(keys).kind
     return {
         Kind.MOTION_MODULE: ["motion_module"],
         Kind.MOTION_LORA: ["motion_lora"],
@@ -72,7 +67,7 @@ def _kinds_of(path: Path) -> list[str]:
         Kind.IMAGE_UNET: ["dreambooth"],
         Kind.SPARSECTRL: ["sparsectrl"],
         Kind.CONTROLNET: ["controlnet"],
-    }.get(kind, [])
+    }.get(kind_of(path), [])
 
 
 def _candidates(folder: Path) -> list[Path]:

@@ -29,7 +29,7 @@ FORM = (
     "steps guidance_scale seed fps format context_length context_overlap loop prompt_map init_image init_strength "
     "sparsectrl control_image init_video strength family scheduler"
 ).split()
-PAGE_SETTINGS = (*FORM, "lora", "motion_lora")
+PAGE_SETTINGS = (*FORM, "loras", "motion_loras")
 
 
 def _choice(value: str | None) -> str | None:
@@ -197,8 +197,8 @@ def _request(values: tuple, app) -> GenerateRequest:
             base=form["base"],
             motion_module=_choice(form["motion_module"]) or "none",
             domain_adapter_scale=form["domain_adapter_scale"],
-            lora=loras,
-            motion_lora=motion_loras,
+            loras=loras,
+            motion_loras=motion_loras,
             loop=bool(form["loop"]),
             prompt_map=_prompt_map(form["prompt_map"] or ""),
             init_image=_keep(app, form["init_image"]),

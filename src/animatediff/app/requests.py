@@ -30,6 +30,7 @@ from animatediff.request import (
 )
 from animatediff.sources import Sources
 
+CATALOG_KINDS = {"loras": "lora", "motion_loras": "motion_lora"}  # a setting → the catalog's kind of model
 API_DEFAULTS = {"format": "mp4", "base": "shapes"}  # the page plays mp4; a request names its base
 
 
@@ -48,7 +49,7 @@ def _annotation(declared: Declared):
         SEED: int,
         NUMBER: float,
         SWITCH: bool,
-        SCALED: Scaled,
+        SCALED: Scaled | str,  # {name, scale}, or a name alone (scale 1)
         FRAME_LIST: list[int],
         FRAME_INPUT: str,  # "FRAME:NAME"
         KEYFRAMES: dict[int, str],
@@ -148,7 +149,7 @@ class AppSources(Sources):
         return setting
 
     def model(self, setting: str, reference: str) -> Path:
-        return self.catalog.path(setting, reference)
+        return self.catalog.path(CATALOG_KINDS.get(setting, setting), reference)
 
     def input(self, setting: str, reference: str) -> Path:
         if self.uploads is None:
@@ -163,7 +164,7 @@ def to_request(request: GenerateRequest) -> Request:
         declared = declarations()[name]
         if declared.kind == SCALED:
             items = value if declared.repeat else [value] if value else []
-            pairs = tuple((item["name"], item["scale"]) for item in items)
+            pairs = tuple((item, 1.0) if isinstance(item, str) else (item["name"], item["scale"]) for item in items)
             value = pairs if declared.repeat else (pairs[0] if pairs else None)
         elif declared.kind == KEYFRAMES:
             value = tuple(sorted(value.items()))
@@ -172,8 +173,6 @@ def to_request(request: GenerateRequest) -> Request:
         elif isinstance(value, list):
             value = tuple(value)
         values[name] = value
-    if values.get("motion_module") is None and values.get("base") != "shapes":
-        raise ConfigError("motion_module: choose a motion module (or 'none' for still images) for this base.")
     return Request(**values)
 
 
