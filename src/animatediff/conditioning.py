@@ -18,10 +18,11 @@ from animatediff.control.image_prompt import image_prompt, load_ip_adapter, read
 from animatediff.control.sparsectrl import SparseCtrlInput, crop_like_official, normalize_condition
 from animatediff.errors import CheckpointError, ConfigError, first_line
 from animatediff.formats import read_state_dict
+from animatediff.formats.sparsectrl import load_sparsectrl
 from animatediff.media import read_frames, read_image
 from animatediff.pipeline import AnimateDiffPipeline
 from animatediff.settings import ControlSpec, Sample
-from animatediff.sparsectrl import check_keyframes, load_sparsectrl
+from animatediff.sparsectrl import check_keyframes
 
 _CONTROLNET_SHAPE = ("block_out_channels", "cross_attention_dim", "layers_per_block")
 
@@ -126,8 +127,20 @@ def read_ip_adapter(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def install_ip_adapter(pipeline: AnimateDiffPipeline, path: Path, scale: float) -> None:
+    """An IP-Adapter's image projection and attention processors into the pipeline's UNet (diffusers'
+    IP-Adapter loader): part of the model, loaded with it."""
+    try:
+        load_ip_adapter(pipeline.unet.unet, read_ip_adapter(path), scale)
+    except (CheckpointError, ConfigError):
+        raise
+    except Exception as error:  # diffusers' loader on files that do not fit
+        raise CheckpointError(f"ip-adapter {path}: could not be loaded ({first_line(error)}).") from error
+
+
 class ConditionLoader:
-    """Builds each clip's `Conditions`, keeping the ControlNets and the image encoder loaded between clips."""
+    """Builds each clip's `Conditions`, keeping the ControlNets, the SparseCtrl encoder and the image encoder
+    loaded between clips that use the same ones (`models`)."""
 
     def __init__(self, pipeline: AnimateDiffPipeline, spec: ControlSpec):
         self.pipeline, self.spec = pipeline, spec
@@ -141,17 +154,24 @@ class ConditionLoader:
             folder = spec.encoder_folder()
             try:
                 self.encoder, self.processor = load_image_encoder(folder, pipeline.device)
-                load_ip_adapter(unet, read_ip_adapter(spec.ip_adapter), spec.ip_adapter_scale)
-            except (CheckpointError, ConfigError):
-                raise
-            except Exception as error:  # transformers' and diffusers' loaders on files that do not fit
+            except Exception as error:  # transformers' loader on folders that do not fit
                 raise CheckpointError(
                     f"ip-adapter {spec.ip_adapter} with image encoder {folder}: could not be "
                     f"loaded ({first_line(error)})."
                 ) from error
 
-    def __call__(self, sample: Sample) -> Conditions:
-        spec, size = self.spec, (sample.width, sample.height)
+    @staticmethod
+    def models(spec: ControlSpec) -> tuple:
+        """What a loader for `spec` loads: another spec with the same models shares it."""
+        controlnets = tuple(c.path for c in spec.controlnets)
+        settings = tuple(sorted((spec.sparsectrl_settings or {}).items()))
+        return controlnets, spec.sparsectrl, repr(settings), spec.encoder_folder()
+
+    def __call__(self, sample: Sample, spec: ControlSpec | None = None) -> Conditions:
+        """The conditions of one clip, from its own inputs (`spec`: the one the loader was made with, or
+        another with the same `models`)."""
+        spec = spec or self.spec
+        size = (sample.width, sample.height)
         init = None
         if spec.init_video is not None:
             frames = read_frames(spec.init_video, "init video", sample.frames, size, spec.stride)
@@ -183,12 +203,13 @@ class ConditionLoader:
                 reads_hidden_states(self.pipeline.unet.unet),
                 guidance=sample.guidance_scale > 1.0,
             )
-        return Conditions(init=init, controlnets=controls, image_prompt=prompt, sparsectrl=self._keyframes(sample))
+        return Conditions(
+            init=init, controlnets=controls, image_prompt=prompt, sparsectrl=self._keyframes(sample, spec)
+        )
 
-    def _keyframes(self, sample: Sample) -> SparseCtrlInput | None:
+    def _keyframes(self, sample: Sample, spec: ControlSpec) -> SparseCtrlInput | None:
         """The SparseCtrl encoder with the clip's keyframes: control images cropped as the official script
         crops them (RGB ones encoded by the pipeline with the clip's generator), or the control latents."""
-        spec = self.spec
         if self.sparsectrl is None:
             return None
         if spec.control_latents is not None:

@@ -21,22 +21,28 @@ class OutputMaker:
 
     def __init__(self, progress: bool = True):
         self.progress = progress
-        self.pipeline, self.conditions, self.built_for = None, None, None
+        self.pipeline = self.conditions = self.built_for = self.conditions_for = None
 
     def make(self, run: Settings, on_step: Callable[[int, int], None] | None = None) -> Path:
         """Make and write `run`'s output (its sidecar is `run.sidecar()`); `on_step(done, steps)` after each
         denoising step."""
-        built_for = (run.model, run.device, run.dtype, run.control, run.split_guidance, run.compile)
+        control = run.control
+        ip_adapter = (control.ip_adapter, control.ip_adapter_scale) if control.ip_adapter is not None else None
+        built_for = (run.model, run.device, run.dtype, run.split_guidance, run.compile, ip_adapter)
         if built_for != self.built_for:
             self.pipeline = self.conditions = None  # free the last ones before loading the next
             device, dtype = torch.device(run.device), DTYPES[run.dtype]
-            self.pipeline = build_pipeline(run.model, device, dtype, run.split_guidance, run.compile)
-            if run.control.given:
-                from animatediff.conditioning import ConditionLoader
-
-                self.conditions = ConditionLoader(self.pipeline, run.control)
+            self.pipeline = build_pipeline(run.model, device, dtype, run.split_guidance, run.compile, ip_adapter)
             self.built_for = built_for
-        conditions = self.conditions(run.sample) if self.conditions else None
+        conditions = None
+        if control.given:
+            from animatediff.conditioning import ConditionLoader
+
+            if self.conditions is None or ConditionLoader.models(control) != self.conditions_for:
+                self.conditions = None
+                self.conditions = ConditionLoader(self.pipeline, control)
+                self.conditions_for = ConditionLoader.models(control)
+            conditions = self.conditions(run.sample, control)
         frames = self.pipeline(run.sample, self.progress, conditions, on_step)
         return write_video(frames, run.output, fps=run.fps, settings=run.sidecar())
 

@@ -8,6 +8,8 @@ fails before the base model has been loaded.) Merges happen in float32; the pipe
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from animatediff.families import make_scheduler
@@ -35,11 +37,13 @@ def build_pipeline(
     dtype: torch.dtype = torch.float32,
     split_guidance: bool = False,
     compile: bool = False,
+    ip_adapter: tuple[Path, float] | None = None,
 ) -> AnimateDiffPipeline:
     """Load and merge everything `spec` names; the pipeline on `device` in `dtype`.
 
     `split_guidance` runs the guidance batch's halves one after the other (less memory); `compile`
-    compiles the UNet with `torch.compile` (the first step pays for it)."""
+    compiles the UNet with `torch.compile` (the first step pays for it); `ip_adapter` (path, scale) installs
+    an IP-Adapter into the UNet."""
     motion_module = load_video_motion(spec)
     components = load_base(spec.base)
     if spec.dreambooth is not None:
@@ -51,4 +55,8 @@ def build_pipeline(
     scheduler = make_scheduler(spec.sampler_name, spec.noise_schedule)
     pipeline = AnimateDiffPipeline.from_components(components, motion_module, scheduler, split_guidance)
     pipeline.to(device, dtype)
+    if ip_adapter is not None:
+        from animatediff.conditioning import install_ip_adapter
+
+        install_ip_adapter(pipeline, *ip_adapter)
     return pipeline.compile() if compile else pipeline

@@ -281,11 +281,17 @@ class AnimateDiffPipeline:
         extra = {"eta": 0.0, "generator": generator}
         extra = {name: value for name, value in extra.items() if name in accepted}
         timesteps = self.scheduler.timesteps[start * self.scheduler.order :]
-        with tqdm(timesteps, desc="denoising", disable=not progress) as bar:  # closed on Ctrl-C too
-            for step, t in enumerate(bar, start=start):
+        units = self._window_counts(latents.shape[2], range(start, start + len(timesteps)), controls.context)
+        unit = "window" if sum(units) > len(units) else "step"
+        # closed on Ctrl-C too; a step of many windows moves the bar (and its estimate of the time left) per window
+        with tqdm(total=sum(units), desc="denoising", unit=unit, disable=not progress) as bar:
+            for step, t in enumerate(timesteps, start=start):
                 model_input = torch.cat([latents] * 2) if guidance else latents
                 model_input = self.scheduler.scale_model_input(model_input, t)
-                eps = self._predict_noise(model_input, t, text_states, controls, (step, steps)).to(latents.dtype)
+                tick = bar.update if unit == "window" else lambda count: None
+                eps = self._predict_noise(model_input, t, text_states, controls, (step, steps), tick)
+                eps = eps.to(latents.dtype)
+                bar.update(0 if unit == "window" else 1)
                 if guidance:
                     uncond, cond = eps.chunk(2)
                     eps = uncond + guidance_scale * (cond - uncond)
@@ -299,10 +305,24 @@ class AnimateDiffPipeline:
                     controls.on_step(step + 1, steps)
                 yield latents
 
+    @staticmethod
+    def _window_counts(num_frames: int, steps: range, context: ContextSettings | None) -> list[int]:
+        """How many times each step runs the whole video UNet: once, or once per context window."""
+        if context is None or num_frames <= context.length or context.scope == "motion":
+            return [1] * len(steps)
+        return [len(windows(num_frames, step, context)) for step in steps]
+
     def _predict_noise(
-        self, model_input: torch.Tensor, t, text_states: torch.Tensor, controls: StepControls, step: tuple[int, int]
+        self,
+        model_input: torch.Tensor,
+        t,
+        text_states: torch.Tensor,
+        controls: StepControls,
+        step: tuple[int, int],
+        tick: Callable[[int], None],
     ) -> torch.Tensor:
-        """The noise prediction for the whole clip; `step` is (index, of how many) in the full schedule."""
+        """The noise prediction for the whole clip; `step` is (index, of how many) in the full schedule;
+        `tick(1)` after each context window."""
         num_frames, context = model_input.shape[2], controls.context
         if context is None or num_frames <= context.length:
             return self._call_unet(model_input, t, text_states, controls, step)
@@ -311,7 +331,7 @@ class AnimateDiffPipeline:
         if context.scope == "motion":
             pairs = [(torch.tensor(frames), weights) for frames in frame_windows]
             return self._call_unet(model_input, t, text_states, controls, step, motion_windows=pairs)
-        return self._predict_in_windows(model_input, t, text_states, controls, step, frame_windows, weights)
+        return self._predict_in_windows(model_input, t, text_states, controls, step, frame_windows, weights, tick)
 
     def _predict_in_windows(
         self,
@@ -322,6 +342,7 @@ class AnimateDiffPipeline:
         step: tuple[int, int],
         frame_windows: list[list[int]],
         weights: torch.Tensor,
+        tick: Callable[[int], None],
     ) -> torch.Tensor:
         """Each window of frames through the whole video UNet on its own; the predictions averaged per frame."""
         total = torch.zeros_like(model_input, dtype=torch.float32)
@@ -333,6 +354,7 @@ class AnimateDiffPipeline:
             eps = self._call_unet(model_input[:, :, index], t, text, controls, step, frame_index=index).float()
             total.index_add_(2, index, eps * weights[None, None, :, None, None])
             count.index_add_(0, index, weights)
+            tick(1)
         return total / count[None, None, :, None, None]
 
     def _call_unet(
