@@ -24,7 +24,7 @@ from animatediff.export import file_stem, write_video
 from animatediff.loading import ModelSpec, build_pipeline
 from animatediff.shapes.metrics import score_video
 from animatediff.shapes.world import BACKGROUNDS, HELD_OUT, STYLES
-from animatediff.sparsectrl import load_sparsectrl
+from animatediff.formats.sparsectrl import load_sparsectrl
 from lab.control_report import (
     control_rows,
     edge_rows,

@@ -1,5 +1,7 @@
 """Official and diffusers layouts of motion modules and MotionLoRAs load to the same weights and frames."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +10,7 @@ from safetensors.torch import save_file
 
 from animatediff import AnimateDiffPipeline, load_base, load_motion_module, read_state_dict
 from animatediff.cli import main
+from animatediff.embedded import MODELS
 from animatediff.formats import convert_checkpoint, identify, official_to_diffusers
 from helpers import GOLDEN, random_motion_module, tiny_config
 
@@ -155,3 +158,52 @@ def test_convert_refuses_what_it_cannot_convert(tmp_path, capsys):
         "image_lora.ckpt: this is an image LoRA (kohya layout); convert takes a motion module"
         in capsys.readouterr().err
     )
+
+
+@pytest.mark.parametrize("name", ["shapes-motion", "shapes-zoom-in", "shapes-sparsectrl"])
+def test_convert_takes_the_embedded_short_names_as_inspect_does(tmp_path, name):
+    target = tmp_path / "converted.safetensors"
+    assert main(["inspect", name]) == 0
+    assert main(["convert", name, str(target), "--to", "diffusers"]) == 0
+    assert identify(target).layout == "diffusers"
+
+
+def weight_dtypes(path):
+    weights = path / "diffusion_pytorch_model.safetensors" if path.is_dir() else path
+    return {value.dtype for value in read_state_dict(weights).values()}
+
+
+@pytest.mark.parametrize("target", ["mm.safetensors", "adapter_folder"])
+def test_convert_keeps_the_source_dtype_and_says_which_it_wrote(tmp_path, capsys, target):
+    assert main(["convert", "shapes-motion", str(tmp_path / target), "--to", "diffusers"]) == 0
+    assert "(float16)" in capsys.readouterr().out
+    assert weight_dtypes(tmp_path / target) == {torch.float16}
+    assert main(["convert", str(tmp_path / target), str(tmp_path / "back.safetensors"), "--to", "official"]) == 0
+    assert_same_weights(read_state_dict(tmp_path / "back.safetensors"), read_state_dict(MODELS["shapes-motion"].path))
+
+
+@pytest.mark.parametrize(
+    ("name", "target", "dtype"),
+    [
+        ("shapes-motion", "adapter_folder", "bfloat16"),
+        ("shapes-zoom-in", "lora.safetensors", "float32"),
+        ("shapes-sparsectrl", "sparsectrl_folder", "float32"),
+    ],
+)
+def test_convert_writes_the_dtype_asked_for(tmp_path, capsys, name, target, dtype):
+    assert main(["convert", name, str(tmp_path / target), "--to", "diffusers", "--dtype", dtype]) == 0
+    assert f"({dtype})" in capsys.readouterr().out
+    assert weight_dtypes(tmp_path / target) == {getattr(torch, dtype)}
+
+
+@pytest.mark.parametrize(("mask", "file_mode", "folder_mode"), [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)])
+def test_converted_files_and_folders_get_the_users_umask(tmp_path, mask, file_mode, folder_mode):
+    previous = os.umask(mask)
+    try:
+        assert main(["convert", "shapes-motion", str(tmp_path / "mm.safetensors"), "--to", "official"]) == 0
+        assert main(["convert", "shapes-motion", str(tmp_path / "adapter"), "--to", "diffusers"]) == 0
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "mm.safetensors").stat().st_mode & 0o777 == file_mode
+    assert (tmp_path / "adapter").stat().st_mode & 0o777 == folder_mode
+    assert {path.stat().st_mode & 0o777 for path in (tmp_path / "adapter").iterdir()} == {file_mode}

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from animatediff import CheckpointError, load_motion_module, read_state_dict, save_motion_module
-from animatediff.formats import infer_motion_module_config
+from animatediff.embedded import MODELS
+from animatediff.formats import Kind, infer_motion_module_config, kind_of
 from helpers import GOLDEN, random_motion_module, tiny_config
 
 
@@ -93,3 +94,12 @@ def test_corrupt_position_table_is_refused(tmp_path):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(CheckpointError, match="nothing.ckpt: no such file"):
         read_state_dict(tmp_path / "nothing.ckpt")
+
+
+def test_kind_of_tells_a_file_or_folder_from_its_header_or_config(tmp_path):
+    sparsectrl = read_state_dict(MODELS["shapes-sparsectrl"].path)
+    torch.save({"controlnet": sparsectrl}, tmp_path / "sparsectrl.ckpt")  # nested as the official release's
+    assert kind_of(tmp_path / "sparsectrl.ckpt") == Kind.SPARSECTRL
+    assert kind_of(MODELS["shapes-motion"].path) == Kind.MOTION_MODULE
+    assert kind_of(MODELS["shapes-edges"].path) == Kind.CONTROLNET
+    assert kind_of(GOLDEN / "base_model") == Kind.IMAGE_MODEL

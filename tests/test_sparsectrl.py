@@ -19,7 +19,8 @@ from animatediff.control import Conditions
 from animatediff.control.sparsectrl import SparseCtrlInput, crop_like_official, keyframe_latents, normalize_condition
 from animatediff.errors import AnimateDiffError, CheckpointError, ConfigError
 from animatediff.formats import Kind, identify, save_state_dict, to_motion_adapter
-from animatediff.sparsectrl import SparseCtrlConfig, build_sparsectrl, describe, load_sparsectrl, save_sparsectrl
+from animatediff.formats.sparsectrl import describe, load_sparsectrl, save_sparsectrl
+from animatediff.sparsectrl import SparseCtrlConfig, build_sparsectrl
 from helpers import assert_bfloat16_close
 
 SIZE = dict(height=32, width=32)

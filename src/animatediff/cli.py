@@ -375,12 +375,12 @@ def run_inspect(args: argparse.Namespace) -> int:
 def run_convert(args: argparse.Namespace) -> int:
     import torch
 
-    from animatediff.formats import Layout
-    from animatediff.formats.convert import convert_checkpoint
+    from animatediff.formats import Layout, convert_checkpoint
+    from animatediff.formats.sparsectrl import convert_sparsectrl
 
     source = find(args.source) or Path(args.source)
     dtype = getattr(torch, args.dtype) if args.dtype else None
-    info = convert_checkpoint(source, args.target, Layout(args.to), dtype)
+    info = convert_checkpoint(source, args.target, Layout(args.to), convert_sparsectrl, dtype)
     print(f"wrote {args.target}: {info.kind.replace('_', ' ')} in the {args.to} layout ({info.details['dtype']})")
     return 0
 

@@ -129,8 +129,19 @@ def _default_mode(directory: bool) -> int:
     return (0o777 if directory else 0o666) & ~umask
 
 
+def _give_default_modes(temporary: Path) -> None:
+    """The temporary and everything in it get the modes a plain `open` or `mkdir` would have given them
+    (0666 or 0777 less the umask): the temporary itself was made private (0600, 0700) by `tempfile`, and
+    some writers inside a folder make their files private too (safetensors writes 0600)."""
+    os.chmod(temporary, _default_mode(temporary.is_dir()))
+    if temporary.is_dir():
+        for path in temporary.rglob("*"):
+            if not path.is_symlink():
+                os.chmod(path, _default_mode(path.is_dir()))
+
+
 def _replace(source: Path, target: Path) -> None:
-    os.chmod(source, _default_mode(source.is_dir()))
+    _give_default_modes(source)
     if not (source.is_dir() and target.is_dir()):
         os.replace(source, target)
         return
