@@ -53,11 +53,12 @@ from animatediff.errors import ConfigError
 from animatediff.families import FAMILIES
 from animatediff.files import atomic_path, holds_only
 from animatediff.formats import DIFFUSERS_MODEL_FILES, load_motion_module, save_motion_module, save_state_dict
+from animatediff.formats.sparsectrl import save_sparsectrl
 from animatediff.image_models import load_base
 from animatediff.inflation import AnimateDiffUNet
 from animatediff.lora import TrainableLoRA, apply_domain_adapter, attention_projections
 from animatediff.motion_module import MotionModule, MotionModuleConfig
-from animatediff.sparsectrl import SparseCtrl, SparseCtrlConfig, build_sparsectrl, save_sparsectrl
+from animatediff.sparsectrl import SparseCtrl, SparseCtrlConfig, build_sparsectrl
 from animatediff.training.losses import autoencoder_loss, consistency_losses, prior_preservation_loss, sample_losses
 
 if TYPE_CHECKING:
