@@ -228,11 +228,19 @@ def test_a_config_entry_without_size_or_motion_module_uses_the_models_own(tmp_pa
 
 @pytest.mark.parametrize(
     ("prompt", "said"),
-    [(" ".join(["red"] * 10_000), "10002 tokens long and only the first 32"), ("a red circle 🟥", "no token for '🟥'")],
+    [
+        (" ".join(["red"] * 10_000), "the first 30 of its 10000 words are kept, and 'red' and the 9969 words after"),
+        (
+            "a red circle " + "very " * 40 + "slowly moving right",
+            "the first 9 of its 46 words are kept, and 'very' and the 36 words after it are dropped",
+        ),
+        ("a red circle 🟥", "no token for '🟥'"),
+    ],
 )
 def test_prompt_words_the_text_encoder_never_sees_are_warned_about(tmp_path, capsys, prompt, said):
     assert main(["generate", prompt, "--frames", "2", "--steps", "1", "-o", str(tmp_path / "o.gif")]) == 0
-    assert said in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert said in error and "<|" not in error
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -355,6 +363,12 @@ def test_a_temporary_left_by_a_killed_write_is_removed_by_the_next(tmp_path):
 # 5. Resources
 
 
+def test_frames_beyond_the_bound_are_refused_naming_it(tmp_path, capsys):
+    assert main(["generate", "a red circle", "--frames", "100000", "-o", str(tmp_path / "o.gif")]) == 2
+    assert "--frames: must be between 1 and 4096; got 100000" in capsys.readouterr().err
+    assert not (tmp_path / "o.gif").exists()
+
+
 def test_a_clip_that_cannot_fit_in_memory_is_refused_before_loading(tmp_path, capsys, no_generation):
     started = time.perf_counter()
     assert (
@@ -365,7 +379,11 @@ def test_a_clip_that_cannot_fit_in_memory_is_refused_before_loading(tmp_path, ca
                 "--motion-module",
                 "none",
                 "--frames",
-                "100000",
+                "4096",
+                "--width",
+                "2048",
+                "--height",
+                "2048",
                 "--seed",
                 "1",
                 "-o",
@@ -375,7 +393,7 @@ def test_a_clip_that_cannot_fit_in_memory_is_refused_before_loading(tmp_path, ca
         == 2
     )
     error = one_error_line(capsys)
-    assert "100000 frames at 32×32 need about" in error and "GiB free" in error
+    assert "4096 frames at 2048×2048 need about" in error and "GiB free" in error
     assert time.perf_counter() - started < 30  # refused at once, not after climbing through the memory
 
 

@@ -79,16 +79,30 @@ def prompt_losses(tokenizer: CLIPTokenizer, prompt: str) -> list[str]:
     losses = []
     limit = tokenizer.model_max_length
     if len(ids) > limit:
-        kept = tokenizer.decode(ids[1 : limit - 1]).split()
+        words = prompt.split()
+        kept = _words_that_fit(tokenizer, words, limit - 2)  # less the start and end tokens
         losses.append(
-            f"it is {len(ids)} tokens long and only the first {limit} are read (it is cut after "
-            f"'{' '.join(kept[-3:])}')"
+            f"it is {len(ids) - 2} tokens long and the text encoder reads {limit - 2}: the first {kept} of its "
+            f"{len(words)} words are kept, and '{words[kept]}' and the {len(words) - kept - 1} words after it "
+            "are dropped"
         )
     unknown = tokenizer.unk_token_id
     if unknown is not None and unknown in ids[1:-1]:
         missing = sorted({char for char in prompt if set(tokenizer(char).input_ids[1:-1]) == {unknown}})
         losses.append(f"the tokenizer has no token for {', '.join(map(repr, missing)) or 'some of its characters'}")
     return losses
+
+
+def _words_that_fit(tokenizer: CLIPTokenizer, words: list[str], room: int) -> int:
+    """How many of the leading words fit whole into `room` tokens."""
+    low, high = 0, len(words)  # the most that fit lies in [low, high]
+    while low < high:
+        middle = (low + high + 1) // 2
+        if len(tokenizer(" ".join(words[:middle]), add_special_tokens=False).input_ids) <= room:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def _halves(value):

@@ -80,7 +80,8 @@ class Planner:
             return MODELS[DEFAULT_MOTION_MODULE].path
         raise sources.fail(
             "motion_module",
-            "a motion module is required with this base (a motion module file, or 'none' for still images).",
+            "no motion module given, and this base has no default one; name one (a motion module file, or 'none' "
+            "for still images; in a prompt config also use_motion_module: false in an inference_config).",
         )
 
     def header(self, path: Path):

@@ -376,14 +376,16 @@ class Request:
 
     def over(self, entry: Request) -> tuple[Request, tuple[str, ...]]:
         """`entry` (a prompt config's) with every setting said here in its place, and the names of what was
-        replaced. A setting of the time or control group said here replaces that whole group of the entry;
-        output and runtime settings are the run's, not the entry's, and are not named."""
+        replaced (the sampling settings said here, and any other the entry said too). A setting of the time or
+        control group said here replaces that whole group of the entry."""
         given = self.given()
         groups = [group for group in WHOLE_GROUPS if any(declarations()[name].group == group for name in given)]
         singly = [name for name in given if declarations()[name].group not in groups]
         whole = [name for name, declared in declarations().items() if declared.group in groups]
         merged = replace(entry, **{name: getattr(self, name) for name in [*singly, *whole]})
-        named = sorted(name for name in singly if declarations()[name].group not in ("output", "runtime"))
+        named = sorted(
+            name for name in singly if declarations()[name].group == "sampling" or said(getattr(entry, name))
+        )
         return merged, (*named, *(WHOLE_GROUPS[group] for group in groups))
 
     def record(self) -> dict[str, Any]:
