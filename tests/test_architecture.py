@@ -19,26 +19,15 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _type_checking_lines(tree: ast.AST) -> set[int]:
-    lines = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            lines |= {n.lineno for child in node.body for n in ast.walk(child) if hasattr(n, "lineno")}
-    return lines
-
-
 def import_graph() -> dict[str, set[str]]:
-    """Every module of the package → the package's modules it imports, at the top or inside a function
-    (imports only for type checkers left out)."""
+    """Every module of the package → the package's modules it imports: at the top, inside a function, or for
+    type checkers alone (a type-only import is a dependency all the same)."""
     modules = {module_name(path): path for path in PACKAGE.rglob("*.py")}
     graph = {}
     for name, path in modules.items():
         tree = ast.parse(path.read_text())
-        skipped = _type_checking_lines(tree)
         imported = set()
         for node in ast.walk(tree):
-            if getattr(node, "lineno", None) in skipped:
-                continue
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("animatediff"):
                 names = [f"{node.module}.{alias.name}" for alias in node.names]
                 imported |= {n for n in names if n in modules} or {node.module}
@@ -67,12 +56,39 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+# what every part may use: the errors a user can cause, the release table, safe file writes
+FOUNDATION = ("animatediff.errors", "animatediff.families", "animatediff.files")
+# the top-level modules that compose the model, its conditions (`control`) and the samplers into clips
+PIPELINE_LAYER = ("animatediff.pipeline", "animatediff.conditioning", "animatediff.loading", "animatediff.generation")
+# the paper's model: the motion module and the video UNet it makes of an image UNet
+PAPER_CORE = ("animatediff.inflation", "animatediff.motion_module")
+
+
 def part(module: str) -> str:
-    """The part of the package a module belongs to: a subpackage, the command line, or the core library."""
+    """The part of the package a module belongs to: the foundation; a subpackage (`control`, `sampling`, …); the
+    command line; the pipeline layer; or the core library between them (the models, the motion module's and the
+    SparseCtrl encoder's among them, their files and settings; `formats` is core, a module or a package)."""
     pieces = module.split(".")
-    if len(pieces) > 2 or module in ("animatediff.shapes", "animatediff.training", "animatediff.evaluation"):
+    if module in FOUNDATION:
+        return "foundation"
+    if module in PIPELINE_LAYER:
+        return "pipeline"
+    if module in ("animatediff.cli", "animatediff.__main__"):
+        return "animatediff.cli"
+    if len(pieces) > 1 and (PACKAGE / pieces[1] / "__init__.py").is_file() and pieces[1] != "formats":
         return ".".join(pieces[:2])
-    return "animatediff.cli" if module in ("animatediff.cli", "animatediff.__main__") else "core"
+    return "core"
+
+
+def reachable(graph: dict[str, set[str]], module: str) -> set[str]:
+    """Every module that importing `module` imports, directly or through others."""
+    found, todo = set(), [module]
+    while todo:
+        for target in graph.get(todo.pop(), ()):
+            if target not in found:
+                found.add(target)
+                todo.append(target)
+    return found
 
 
 def test_no_module_imports_itself_through_others():
@@ -85,6 +101,13 @@ def test_the_parts_of_the_package_depend_on_each_other_one_way():
     for module, targets in graph.items():
         parts.setdefault(part(module), set()).update(part(t) for t in targets if part(t) != part(module))
     assert cycles(parts) == []
+
+
+@pytest.mark.parametrize("core", PAPER_CORE)
+def test_the_paper_core_is_built_on_nothing_of_the_second_wave_the_app_or_the_command_line(core):
+    later = {"control", "sparsectrl", "app", "settings", "cli"}
+    imported = reachable(import_graph(), core)
+    assert sorted(module for module in imported if module.partition(".")[2].split(".")[0] in later) == []
 
 
 def test_the_library_is_not_built_on_the_shapes_world():

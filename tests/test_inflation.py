@@ -4,6 +4,7 @@ from diffusers.models.attention_processor import AttnProcessor2_0
 from einops import rearrange
 
 from animatediff import AnimateDiffError, MotionModule, MotionModuleConfig, inflate
+from animatediff.inflation import AlreadyInflatedError
 from helpers import random_motion_module, tiny_config, tiny_unet
 
 
@@ -125,6 +126,24 @@ def test_motion_module_for_another_unet_is_refused():
     wrong = MotionModule(MotionModuleConfig(block_out_channels=(64, 128), layers_per_block=2))
     with pytest.raises(AnimateDiffError, match=r"widths \(64, 128\).*widths \(32, 64\)"):
         inflate(tiny_unet(), wrong)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("second", [random_motion_module, lambda: None], ids=["motion module", "none"])
+def test_inflating_an_inflated_unet_is_refused_and_leaves_its_video_unet_as_it_was(second):
+    unet = tiny_unet()
+    video_unet = inflate(unet, random_motion_module())
+    before = video_unet(*video_inputs(frames=3))
+    with pytest.raises(AlreadyInflatedError, match="already inflated into a video UNet"):
+        inflate(unet, second())
+    assert torch.equal(video_unet(*video_inputs(frames=3)), before)
+
+
+def test_a_unet_that_refused_a_motion_module_can_still_be_inflated():
+    unet = tiny_unet()
+    with pytest.raises(AnimateDiffError):
+        inflate(unet, MotionModule(MotionModuleConfig(block_out_channels=(64, 128), layers_per_block=2)))
+    assert inflate(unet, random_motion_module()).motion_module is not None
 
 
 @torch.no_grad()

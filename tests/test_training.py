@@ -332,8 +332,8 @@ def test_sparse_keyframes_cover_first_frame_interpolation_and_sparse_frames():
 
 
 def test_consistency_loss_is_the_distance_to_the_teachers_next_point(tiny_base):
-    from animatediff.training.config import TrainSettings
     from animatediff.training.losses import boundary_scalings, consistency_losses
+    from animatediff.training.settings import TrainSettings
 
     components = load_base(tiny_base)
     scheduler = DDPMScheduler(beta_schedule="linear", beta_start=0.00085, beta_end=0.012)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -19,11 +20,16 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from einops import rearrange, repeat
 from torch import nn
 
-from animatediff.control.controlnet import Residuals
 from animatediff.errors import AnimateDiffError
 from animatediff.families import FAMILIES
 from animatediff.formats import module_family
 from animatediff.motion_module import MotionModule, Windows
+
+_INFLATED = "_animatediff_inflated"  # set on an image UNet once a video UNet's hooks and processors are in it
+
+
+class AlreadyInflatedError(AnimateDiffError):
+    """`inflate` was handed an image UNet that is inside a video UNet already."""
 
 
 class FrameAxis:
@@ -167,7 +173,7 @@ def _check_widths(unet: UNet2DConditionModel, motion_module: MotionModule) -> No
     )
 
 
-def apply_after(layer: nn.Module, module: nn.Module, axis: FrameAxis):
+def apply_after(layer: nn.Module, module: nn.Module, axis: FrameAxis) -> None:
     """Run `module` on `layer`'s output, whatever form diffusers returns it in."""
 
     def hook(_layer, _inputs, output):
@@ -178,7 +184,19 @@ def apply_after(layer: nn.Module, module: nn.Module, axis: FrameAxis):
         output.sample = module(output.sample, axis.frames, axis.windows)
         return output
 
-    return layer.register_forward_hook(hook)
+    layer.register_forward_hook(hook)
+
+
+@dataclass
+class Residuals:
+    """What the video UNet's down blocks and mid block add to their outputs, `(b f) c h w` each: the input that
+    ControlNets and SparseCtrl steer it through."""
+
+    down: list[torch.Tensor]
+    mid: torch.Tensor
+
+    def __add__(self, other: Residuals) -> Residuals:
+        return Residuals([a + b for a, b in zip(self.down, other.down, strict=True)], self.mid + other.mid)
 
 
 class AnimateDiffUNet(nn.Module):
@@ -186,27 +204,32 @@ class AnimateDiffUNet(nn.Module):
 
     def __init__(self, unet: UNet2DConditionModel, motion_module: MotionModule | None = None):
         super().__init__()
+        if getattr(unet, _INFLATED, False):
+            raise AlreadyInflatedError(
+                "this image UNet was already inflated into a video UNet (its temporal hooks and attention "
+                "processors are in place); inflating it again would run a second motion module on top of the "
+                "first. Use the video UNet that the first inflation returned, or load the image UNet afresh."
+            )
+        if motion_module is not None:
+            _check_widths(unet, motion_module)
         self.unet = unet
         self.motion_module = motion_module
         self.axis = FrameAxis()
         share_text_keys(unet, self.axis)
         if motion_module is not None:
-            _check_widths(unet, motion_module)
-            self._hooks = self._plug_in(motion_module)
+            self._plug_in(motion_module)
             if motion_module.config.image_norm_over_frames:
                 self._pool_image_norms_over_frames()
+        setattr(unet, _INFLATED, True)
 
-    def _plug_in(self, motion_module: MotionModule) -> list:
+    def _plug_in(self, motion_module: MotionModule) -> None:
         pairs = list(zip(self.unet.down_blocks, motion_module.down_blocks, strict=True))
         pairs += list(zip(self.unet.up_blocks, motion_module.up_blocks, strict=True))
         if motion_module.mid_block is not None:
             pairs.append((self.unet.mid_block, motion_module.mid_block))
-        hooks = []
         for block, temporal in pairs:
-            layers = insertion_points(block)
-            for layer, module in zip(layers, temporal.motion_modules, strict=True):
-                hooks.append(apply_after(layer, module, self.axis))
-        return hooks
+            for layer, module in zip(insertion_points(block), temporal.motion_modules, strict=True):
+                apply_after(layer, module, self.axis)
 
     def _pool_image_norms_over_frames(self) -> None:
         blocks = [*self.unet.down_blocks, self.unet.mid_block, *self.unet.up_blocks]

@@ -103,7 +103,8 @@ class TrainableLoRA(nn.Module):
         for down, up in zip(self.down, self.up, strict=True):
             nn.init.normal_(down.weight, std=1 / rank)
             nn.init.zeros_(up.weight)
-        self._hooks = [layers[target].register_forward_hook(self._adder(index)) for index, target in enumerate(targets)]
+        for index, target in enumerate(targets):
+            layers[target].register_forward_hook(self._adder(index))
 
     def _adder(self, index: int):
         def hook(_layer, inputs, output):
@@ -121,15 +122,10 @@ class TrainableLoRA(nn.Module):
             state[f"{prefix}.up.weight"] = up.weight.detach()
         return state
 
-    def diffusers_state_dict(self, prefix: str = "unet.") -> dict[str, torch.Tensor]:
+    def diffusers_state_dict(self) -> dict[str, torch.Tensor]:
         """The weights as a diffusers/peft image LoRA (`unet.….to_q.lora_A.weight`), loadable by `--lora`."""
         state = {}
         for target, down, up in zip(self.targets, self.down, self.up, strict=True):
-            state[f"{prefix}{target}.lora_A.weight"] = down.weight.detach()
-            state[f"{prefix}{target}.lora_B.weight"] = up.weight.detach()
+            state[f"unet.{target}.lora_A.weight"] = down.weight.detach()
+            state[f"unet.{target}.lora_B.weight"] = up.weight.detach()
         return state
-
-    def remove(self) -> None:
-        """Detach from the model (its outputs go back to the un-adapted ones)."""
-        for hook in self._hooks:
-            hook.remove()

@@ -4,13 +4,11 @@ an image prompt."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from diffusers import ControlNetModel
 
-if TYPE_CHECKING:
-    from animatediff.control.sparsectrl import SparseCtrlInput
+from animatediff.control.sparsectrl import SparseCtrlInput
 
 
 @dataclass(frozen=True)

@@ -6,23 +6,12 @@ diffusers' Stable Diffusion ControlNet pipeline)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from einops import rearrange, repeat
 
 from animatediff.control.conditions import Conditions, ControlNetInput
-
-
-@dataclass
-class Residuals:
-    """What the video UNet's down blocks and mid block add to their outputs, `(b f) c h w` each."""
-
-    down: list[torch.Tensor]
-    mid: torch.Tensor
-
-    def __add__(self, other: Residuals) -> Residuals:
-        return Residuals([a + b for a, b in zip(self.down, other.down, strict=True)], self.mid + other.mid)
+from animatediff.inflation import Residuals
+from animatediff.motion_module import Windows
 
 
 def _per_frame_text(text_states: torch.Tensor, frames: int) -> torch.Tensor:
@@ -62,8 +51,8 @@ def control_residuals(
     text_states: torch.Tensor,
     step: int,
     steps: int,
-    frame_index: torch.Tensor | None = None,
-    windows=None,
+    frame_index: torch.Tensor | None,
+    windows: Windows | None,
 ) -> Residuals | None:
     """The summed residuals of the clip's SparseCtrl and of its ControlNets active at `step` of `steps` for
     `model_input` (b c f h w, the guidance batch), or None when none acts. `frame_index`: which of the

@@ -20,13 +20,11 @@ def first_step(steps: int, strength: float) -> int:
 
 
 @torch.no_grad()
-def encode_frames(
-    vae: AutoencoderKL, frames: torch.Tensor, generator: torch.Generator, chunk: int = ENCODE_CHUNK
-) -> torch.Tensor:
+def encode_frames(vae: AutoencoderKL, frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Frames (f 3 H W in [0, 1]) to scaled latents (f c h w): a sample of each frame's posterior, drawn
     from `generator` a chunk of frames at a time."""
     pixels = frames.to(device=vae.device, dtype=vae.dtype) * 2 - 1
-    latents = [vae.encode(part).latent_dist.sample(generator) for part in pixels.split(chunk)]
+    latents = [vae.encode(part).latent_dist.sample(generator) for part in pixels.split(ENCODE_CHUNK)]
     return torch.cat(latents) * vae.config.scaling_factor
 
 

@@ -13,7 +13,8 @@ from einops import rearrange
 from PIL import Image
 from torch import nn
 
-from animatediff.control.controlnet import Residuals
+from animatediff.inflation import Residuals
+from animatediff.motion_module import Windows
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,8 @@ class SparseCtrlInput:
         sample: torch.Tensor,
         timestep,
         text_states: torch.Tensor,
-        frame_index: torch.Tensor | None = None,
-        windows=None,
+        frame_index: torch.Tensor | None,
+        windows: Windows | None,
     ) -> Residuals:
         """The encoder's residuals for `sample`, the clip's frames `frame_index` (None: all of them): each
         window of frames gets the keyframes that fall inside it."""

@@ -146,7 +146,7 @@ class RunSampler(torch.utils.data.Sampler):
     `world` takes its contiguous share, so the union over processes equals a single process's batch.
     """
 
-    def __init__(self, size: int, batch_size: int, seed: int, start_step: int = 0, rank: int = 0, world: int = 1):
+    def __init__(self, size: int, batch_size: int, seed: int, start_step: int, rank: int, world: int):
         self.size, self.batch_size, self.seed = size, batch_size, seed
         self.start_step, self.rank, self.world = start_step, rank, world
         self.global_batch = batch_size * world

@@ -4,8 +4,6 @@ loss."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from diffusers import DDPMScheduler
 from einops import rearrange
@@ -13,9 +11,10 @@ from torch import nn
 
 from animatediff.image_models import Components
 from animatediff.pipeline import encode_text
+from animatediff.training.settings import TrainSettings
 
-if TYPE_CHECKING:
-    from animatediff.training.config import TrainSettings
+SIGMA_DATA, TIMESTEP_SCALING = 0.5, 10.0  # LCM's consistency boundary conditions (diffusers' LCMScheduler's too)
+KL_WEIGHT = 1e-5  # the weight of the autoencoder's KL term (per latent element): light, so reconstruction leads
 
 
 def sample_noise(seeds: list[int], shapes: tuple[tuple[int, ...], ...], timesteps: int):
@@ -84,12 +83,12 @@ def sample_losses(
     return errors
 
 
-def boundary_scalings(timesteps: torch.Tensor, sigma_data: float = 0.5, timestep_scaling: float = 10.0):
+def boundary_scalings(timesteps: torch.Tensor):
     """A consistency model's skip and output weights at `timesteps` (Song et al. 2023, as LCM scales them and
     diffusers' `LCMScheduler` samples with them): the model is the identity at t = 0."""
-    scaled = timesteps.float() * timestep_scaling
-    c_skip = sigma_data**2 / (scaled**2 + sigma_data**2)
-    c_out = scaled / (scaled**2 + sigma_data**2) ** 0.5
+    scaled = timesteps.float() * TIMESTEP_SCALING
+    c_skip = SIGMA_DATA**2 / (scaled**2 + SIGMA_DATA**2)
+    c_out = scaled / (scaled**2 + SIGMA_DATA**2) ** 0.5
     return c_skip.view(-1, 1, 1, 1, 1), c_out.view(-1, 1, 1, 1, 1)
 
 
@@ -142,9 +141,7 @@ def prior_preservation_loss(losses: torch.Tensor, instances: int, prior_weight: 
     return losses[:instances].mean() + prior_weight * losses[instances:].mean()
 
 
-def autoencoder_loss(
-    model: nn.Module, batch: dict, device, contrast_weight: float = 0.0, kl_weight: float = 1e-5
-) -> torch.Tensor:
+def autoencoder_loss(model: nn.Module, batch: dict, device, contrast_weight: float) -> torch.Tensor:
     """The `vae` stage: L1 reconstruction of single frames plus a light KL term (per latent element).
 
     With `contrast_weight` c > 0 each pixel's error counts 1 + c·d times, d being its largest channel
@@ -158,4 +155,4 @@ def autoencoder_loss(
         weights = 1 + contrast_weight * (pixels - median).abs().amax(dim=1, keepdim=True)
     error = ((reconstruction - pixels).abs() * weights).mean() / weights.mean()
     kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).mean()
-    return error + kl_weight * kl
+    return error + KL_WEIGHT * kl

@@ -39,14 +39,13 @@ import copy
 import shutil
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import torch
 from diffusers import ControlNetModel, DDPMScheduler
 from einops import rearrange, repeat
 from torch import nn
 
-from animatediff.control.controlnet import Residuals
 from animatediff.control.preprocess import canny
 from animatediff.control.sparsectrl import keyframe_latents
 from animatediff.errors import ConfigError
@@ -55,14 +54,13 @@ from animatediff.files import atomic_path, holds_only
 from animatediff.formats import DIFFUSERS_MODEL_FILES, load_motion_module, save_motion_module, save_state_dict
 from animatediff.formats.sparsectrl import save_sparsectrl
 from animatediff.image_models import load_base
-from animatediff.inflation import AnimateDiffUNet
+from animatediff.inflation import AnimateDiffUNet, Residuals
 from animatediff.lora import TrainableLoRA, apply_domain_adapter, attention_projections
 from animatediff.motion_module import MotionModule, MotionModuleConfig
 from animatediff.sparsectrl import SparseCtrl, SparseCtrlConfig, build_sparsectrl
+from animatediff.training.data import VideoClips
 from animatediff.training.losses import autoencoder_loss, consistency_losses, prior_preservation_loss, sample_losses
-
-if TYPE_CHECKING:
-    from animatediff.training.config import TrainConfig
+from animatediff.training.settings import TrainConfig
 
 # a model folder as the image stages write it: the base's parts, some of them retrained
 MODEL_FOLDER = holds_only(
@@ -75,6 +73,9 @@ MODEL_FOLDER = holds_only(
     "*/*.json",
     "*/*.txt",
 )
+
+
+SCALING_IMAGES = 256  # the training images whose latents set a trained autoencoder's scaling factor
 
 
 class StageName(StrEnum):
@@ -143,6 +144,11 @@ class TrainingStage:
     def check(cls, config: TrainConfig) -> None:
         """Refuse settings this stage cannot train with, naming the field."""
 
+    @property
+    def rank(self) -> int:
+        """The rank of the LoRA the stage trains: `lora_rank` if the config sets it, else the stage's default."""
+        return self.config.lora_rank or self.default_rank
+
     def build(self) -> nn.Module:
         raise NotImplementedError
 
@@ -180,12 +186,10 @@ def _save_model_folder(base: Path, path: Path, parts: dict[str, nn.Module]) -> P
 
 
 @torch.no_grad()
-def latent_scaling_factor(vae, config: TrainConfig, count: int = 256) -> float:
-    """1 / the standard deviation of the latents of `count` training images (as SD chose 0.18215)."""
-    from animatediff.training.data import VideoClips
-
+def latent_scaling_factor(vae, config: TrainConfig) -> float:
+    """1 / the standard deviation of the latents of `SCALING_IMAGES` training images (as SD chose 0.18215)."""
     clips = VideoClips(config.items, 1, 1, config.data.size, 0.0)
-    pixels = torch.cat([clips[(index % len(clips), index)]["pixels"] for index in range(count)])
+    pixels = torch.cat([clips[(index % len(clips), index)]["pixels"] for index in range(SCALING_IMAGES)])
     was_training = vae.training
     vae.eval()
     latents = torch.cat([vae.encode(chunk.to(vae.device)).latent_dist.mean for chunk in pixels.split(64)])
@@ -260,7 +264,7 @@ class _AttentionLoRAStage(TrainingStage):
 
     def build(self) -> nn.Module:
         unet = self.components.unet
-        self.lora = TrainableLoRA(unet, attention_projections(unet, ("attn1", "attn2")), self.config.rank)
+        self.lora = TrainableLoRA(unet, attention_projections(unet, ("attn1", "attn2")), self.rank)
         return self._video_model(self.lora)
 
 
@@ -361,7 +365,7 @@ class MotionLoraStage(_MotionStage):
     def build_motion(self) -> nn.Module:
         module = load_motion_module(self.config.motion_module).requires_grad_(False)
         targets = attention_projections(module, ("attention_blocks.0", "attention_blocks.1"))
-        self.lora = TrainableLoRA(module, targets, self.config.rank)
+        self.lora = TrainableLoRA(module, targets, self.rank)
         return self._video_model(self.lora, module)
 
     def save(self, path: Path) -> Path:
@@ -552,7 +556,7 @@ class DistillStage(_MotionStage):
         teacher = AnimateDiffUNet(self.components.unet, load_motion_module(self.config.motion_module))
         teacher.requires_grad_(False)
         self.module = load_motion_module(self.config.motion_module).requires_grad_(True)
-        self.lora = TrainableLoRA(unet, attention_projections(unet, ("attn1", "attn2")), self.config.rank)
+        self.lora = TrainableLoRA(unet, attention_projections(unet, ("attn1", "attn2")), self.rank)
         return DistillTraining(AnimateDiffUNet(unet, self.module), teacher, self.lora)
 
     def loss(self, model: nn.Module, batch: dict, device) -> torch.Tensor:

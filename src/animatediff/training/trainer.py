@@ -29,8 +29,8 @@ from animatediff.export import write_video
 from animatediff.files import atomic_path, holds_only
 from animatediff.formats import save_state_dict
 from animatediff.pipeline import AnimateDiffPipeline, to_uint8
-from animatediff.training.config import TrainConfig, TrainSettings
 from animatediff.training.data import RunSampler, VideoClips, collate, join_batches
+from animatediff.training.settings import TrainConfig, TrainSettings
 from animatediff.training.stages import TrainingStage, build_stage
 
 log = logging.getLogger(__name__)
