@@ -32,9 +32,8 @@ from diffusers import ControlNetModel, UNet2DConditionModel
 from einops import rearrange, repeat
 from torch import nn
 
-from animatediff.control.controlnet import Residuals
 from animatediff.errors import ConfigError
-from animatediff.inflation import FrameAxis, apply_after, insertion_points
+from animatediff.inflation import FrameAxis, Residuals, apply_after, insertion_points
 from animatediff.motion_module import MotionModuleConfig, TemporalModule, Windows
 
 _EMBEDDING = "controlnet_cond_embedding."
