@@ -9,7 +9,7 @@
 - `convert`: `animatediff convert`, one layout to the other
 
 The names below are the ones the rest of the package uses. `sparsectrl`'s are imported from that module:
-it builds the SparseCtrl model, a later layer whose video UNet hooks import this package.
+it builds the SparseCtrl model, whose video-UNet hooks (`inflation`) import this package.
 """
 
 from animatediff.formats.convert import convert_checkpoint

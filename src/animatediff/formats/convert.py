@@ -3,7 +3,8 @@
 The tensors keep the dtype they are stored in unless another is asked for: a float16 release converts to
 a float16 file of the same size. Only these kinds convert; anything else is refused naming what it is.
 SparseCtrl encoders are written by `formats.sparsectrl.convert_sparsectrl`, which the caller hands over:
-that module builds the SparseCtrl model, a later layer than this one.
+that module builds the SparseCtrl model, whose video-UNet hooks (`inflation`) import this package, so this
+package's `__init__` (which re-exports `convert_checkpoint`) cannot import it.
 """
 
 from __future__ import annotations
