@@ -1,13 +1,14 @@
-"""Every command and config README.md shows runs as written.
+"""Every command and config README.md shows runs as written, and so do those of the docs/ pages that show any.
 
-The README's blocks run in order in one scratch folder: each `animatediff` command through the
-program's own entry point (`animatediff.cli.main`, in this process: the imports are paid once), each
-`accelerate`, `torchrun` and `python` command as a process of its own. The files a user brings (an
-SD1.5 folder, a DreamBooth checkpoint, the official motion modules, LoRAs, training videos, a CLIP
-model) are stood in for by tiny seeded files of the same kinds under the same names. Commands that
-train or measure for hours are shrunk by flags appended to them (their step counts, data sizes,
-sampling budgets), and nothing else about them changes. The install and test commands of the first
-screen are what `.ci/run` runs.
+The README's blocks, then those pages' (`DOCUMENTS`), run in order in one scratch folder: each
+`animatediff` command through the program's own entry point (`animatediff.cli.main`, in this process: the
+imports are paid once), each `accelerate`, `torchrun` and `python` command as a process of its own. The
+files a user brings (an SD1.5 folder, a DreamBooth checkpoint, the official motion modules, LoRAs, training
+videos, a CLIP model) are stood in for by tiny seeded files of the same kinds under the same names.
+Commands that train or measure for hours are shrunk by flags appended to them (their step counts, data
+sizes, sampling budgets), and nothing else about them changes. The install and test commands of the first
+screen are what `.ci/run` runs. The files the README's own commands make (a clip, two keyframe images) are
+not stood in for.
 """
 
 import os
@@ -15,6 +16,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +41,8 @@ pytestmark = pytest.mark.host_dtype  # the commands run as a user's would: bfloa
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()
+# the docs/ pages whose code blocks are part of the guide: their blocks run after the README's, as the README's do
+DOCUMENTS = [README, *((ROOT / page).read_text() for page in ("docs/reference.md",))]
 CORGI = "animatediff generate a corgi running on the beach --base path/to/stable-diffusion-v1-5"
 SHRINK = {  # command prefix → flags appended, for the commands that train or measure at full scale
     "animatediff train": ["--steps", "1"],
@@ -67,11 +71,19 @@ SHRINK = {  # command prefix → flags appended, for the commands that train or 
     f"{CORGI} --motion-module AnimateLCM": ["--frames", "4"],  # the few-step families keep their own steps
     f"{CORGI} --motion-module animatediff_lightning": ["--frames", "4"],
 }
-INSTALLING = ("python3 -m venv", ". .venv/bin/activate", "pip install", "ruff check", "python -m pytest")
+INSTALLING = ("python3 -m venv", ". .venv/bin/activate", "pip install", "ruff check", "ruff format", "python -m pytest")
 
 
-def blocks(language: str) -> list[str]:
-    return re.findall(rf"^```{language}\n(.*?)^```", README, flags=re.S | re.M)
+def blocks(language: str, documents: list[str] = DOCUMENTS) -> list[str]:
+    """The `language` code blocks of `documents` (the README, then the docs pages that show commands), in order."""
+    return [block for text in documents for block in re.findall(rf"^```{language}\n(.*?)^```", text, flags=re.S | re.M)]
+
+
+def section(title: str) -> str:
+    """The README's section under the heading `## title…`, up to the next `## ` heading."""
+    start = README.index(f"\n## {title}")
+    end = README.find("\n## ", start + 1)
+    return README[start : end if end != -1 else None]
 
 
 def commands(block: str) -> list[list[str]]:
@@ -170,8 +182,6 @@ def control_stand_ins(folder: Path, unet: UNet2DConditionModel) -> None:
     processor.save_pretrained(folder / "image_encoder")
     save_file(tiny_ip_adapter(unet), folder / "ip-adapter_sd15.safetensors")
     Image.fromarray(np.full((48, 64, 3), 200, np.uint8)).save(folder / "corgi.png")
-    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(folder / "first.png")  # an init image, a keyframe
-    Image.fromarray(np.full((32, 32, 3), 160, np.uint8)).save(folder / "last.png")
     Image.fromarray(np.full((48, 64, 3), 120, np.uint8)).save(folder / "painting.png")
     scribble = np.zeros((64, 64, 3), np.uint8)
     scribble[30:34] = 255
@@ -224,16 +234,56 @@ def run(words: list[str], folder: Path) -> subprocess.CompletedProcess:
 
 
 def test_the_first_screen_gives_the_install_and_test_commands_ci_runs():
-    install, tests = blocks("bash")[:2]
+    install, tests = blocks("bash", [README])[:2]
     ci = (ROOT / ".ci" / "run").read_text()
     assert "animatediff generate" in install and "pip install -e ." in install
     for step in (
         "pip install torch==2.13.0",
         'pip install -e ".[test]" -c constraints.txt',
-        "ruff check src tests",
+        "ruff check src tests bench lab",
+        "ruff format --check src tests bench lab",
         "python -m pytest -q",
     ):
         assert step in tests and step in ci.replace("pip install -q", "pip install")
+
+
+def test_the_readme_states_the_python_that_pyproject_requires():
+    required = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    minimum = re.fullmatch(r">=\s*(\d+\.\d+)", required.strip())[1]
+    stated = re.findall(r"Python ≥ (\d+\.\d+)", README)
+    assert stated and set(stated) == {minimum}, (stated, required)
+
+
+def test_the_keyframe_images_are_made_by_a_readme_command_before_one_reads_them(tmp_path):
+    lines = [words for block in blocks("bash") for words in commands(block)]
+    reading = next(i for i, words in enumerate(lines) if any(word.split(":")[-1] == "first.png" for word in words))
+    for words in lines[:reading]:
+        if words[0] == "python":  # the cheap ones: the generate commands before it make no images
+            assert run(words, tmp_path).returncode == 0, words
+    assert all(Image.open(tmp_path / name).size == (32, 32) for name in ("first.png", "last.png"))
+
+
+def test_the_web_app_section_names_the_extra_it_needs():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    web = section("Web app")
+    assert "app" in extras and "gradio" in " ".join(extras["app"])
+    assert "pip install -e '.[app]'" in web and "pip install 'animatediff[app]'" in web
+
+
+def test_the_lab_commands_say_they_run_from_a_clone():
+    (lab,) = [block for block in blocks("bash", [README]) if "animatediff shapes results" in block]
+    assert "animatediff shapes ablations" in lab
+    around = README[README.rindex("\n## ", 0, README.index(lab)) : README.index(lab)]
+    assert "from a clone" in around and "`lab/`" in around
+
+
+def test_every_docs_page_with_code_blocks_is_run_with_the_readme():
+    shown = {
+        page.relative_to(ROOT).as_posix()
+        for page in (ROOT / "docs").glob("*.md")
+        if re.search(r"^```(bash|yaml|python|console)\n", page.read_text(), flags=re.M)
+    }
+    assert {text for text in DOCUMENTS[1:]} == {(ROOT / page).read_text() for page in shown}, shown
 
 
 def serve_briefly(app, **options) -> None:
