@@ -69,11 +69,12 @@ def quality(seeds: list[int]) -> list[str]:
 
     from animatediff.embedded import MODELS
     from animatediff.loading import build_pipeline
+    from animatediff.planner import with_family
     from animatediff.settings import ModelSpec
     from animatediff.shapes.metrics import score_video
     from lab.report import held_out_prompts
 
-    spec = ModelSpec(base=MODELS["shapes"].path, motion_module=MODELS["shapes-motion"].path).with_family()
+    spec = with_family(ModelSpec(base=MODELS["shapes"].path, motion_module=MODELS["shapes-motion"].path))
     scores, videos, seconds = {}, {}, {}
     for dtype in VARIANTS:
         pipeline = build_pipeline(spec, dtype=torch.float32 if dtype == "float32" else torch.bfloat16)

@@ -21,10 +21,11 @@ from animatediff.conditioning import load_controlnet
 from animatediff.embedded import FOLDER, MODELS
 from animatediff.errors import ConfigError
 from animatediff.export import file_stem, write_video
+from animatediff.formats.sparsectrl import load_sparsectrl
 from animatediff.loading import ModelSpec, build_pipeline
+from animatediff.planner import with_family
 from animatediff.shapes.metrics import score_video
 from animatediff.shapes.world import BACKGROUNDS, HELD_OUT, STYLES
-from animatediff.formats.sparsectrl import load_sparsectrl
 from lab.control_report import (
     control_rows,
     edge_rows,
@@ -125,7 +126,7 @@ def evaluate_row(
 ) -> Row:
     """Generate and score every prompt × seed of a row (the first `max_prompts`, if given).
     `models` is the folder of the embedded models' files."""
-    spec = _spec(row, models).with_family()
+    spec = with_family(_spec(row, models))
     pipeline = build_pipeline(spec)
     few_steps = spec.release.sampler != "ddim"  # a distilled module samples with its own preset
     steps, guidance = (spec.release.steps, spec.release.guidance_scale) if few_steps else (steps, 7.5)

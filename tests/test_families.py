@@ -21,6 +21,7 @@ from animatediff.formats import (
     to_motion_adapter,
 )
 from animatediff.loading import build_pipeline
+from animatediff.planner import with_family
 from animatediff.settings import ModelSpec
 from helpers import random_motion_module, tiny_config
 
@@ -214,7 +215,7 @@ def test_a_prompt_config_takes_the_family_and_its_defaults(tmp_path, tiny_base, 
 def test_the_presets_reproduce_diffusers_as_the_model_cards_set_it_up(tmp_path, tiny_base, release):
     path = lightning_file(tmp_path) if release == "lightning-4" else animatelcm_file(tmp_path)
     spec = ModelSpec(base=tiny_base, motion_module=path, motion_module_settings={"norm_over_frames": True})
-    spec = spec.with_family()  # diffusers pools the motion GroupNorm over frames: run it so for the comparison
+    spec = with_family(spec)  # diffusers pools the motion GroupNorm over frames: run it so for the comparison
     assert spec.family == release
     ours = build_pipeline(spec)
     preset = spec.release

@@ -17,6 +17,7 @@ from animatediff.formats import to_motion_adapter
 from animatediff.loading import build_pipeline
 from animatediff.motion_module import MotionModuleConfig
 from animatediff.pipeline import official_scheduler
+from animatediff.planner import with_family
 from animatediff.settings import ModelSpec
 from helpers import TOKENIZER, assert_bfloat16_close, random_motion_module, tiny_text_encoder, tiny_vae
 
@@ -86,7 +87,7 @@ def sdxl_module(tmp_path_factory):
 
 @pytest.mark.parametrize("negative", ["blurry", None])
 def test_frames_match_diffusers_animatediff_sdxl_pipeline(sdxl_base, sdxl_module, negative):
-    spec = ModelSpec(base=sdxl_base, motion_module=sdxl_module).with_family()
+    spec = with_family(ModelSpec(base=sdxl_base, motion_module=sdxl_module))
     assert (spec.family, spec.family_rule) == ("sdxl", "weights: levels 3")
     ours = build_pipeline(spec)
     assert ours.sdxl and ours.unet.motion_module.config.norm_over_frames  # pooled, as the SDXL beta runs it

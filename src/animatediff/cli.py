@@ -150,10 +150,6 @@ def _this_process_share(runs: list[Settings]) -> list[Settings]:
 
 def run_generate(args: argparse.Namespace) -> int:
     runs = _this_process_share(plan_outputs(args))
-    from animatediff.memory import check_memory
-
-    for run in runs:
-        check_memory(run, run.split_guidance)
     from animatediff.generation import generate_outputs
 
     outputs = generate_outputs(runs)

@@ -49,26 +49,35 @@ def initial_noise(shape: tuple[int, ...], generator: torch.Generator) -> torch.T
     return torch.randn(shape, generator=generator, dtype=torch.float32)
 
 
-def encode_text(tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel, texts: list[str]) -> torch.Tensor:
-    """Text states as the official release computes them: padded to the tokenizer's length, no mask."""
+def encode_text(
+    tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel, texts: list[str], clip_skip: int = 1
+) -> torch.Tensor:
+    """Text states as the official release computes them: padded to the tokenizer's length, no mask.
+    `clip_skip` N (A1111's CLIP skip) reads the N-th layer from the end through the final layer norm, as
+    diffusers' `clip_skip` N - 1 does; 1 is the last layer, the official states."""
     tokens = tokenizer(
         texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
     ).input_ids
-    return text_encoder(tokens.to(text_encoder.device))[0]
+    if clip_skip == 1:
+        return text_encoder(tokens.to(text_encoder.device))[0]
+    hidden = text_encoder(tokens.to(text_encoder.device), output_hidden_states=True).hidden_states
+    text_model = getattr(text_encoder, "text_model", text_encoder)  # transformers 5 drops the wrapper
+    return text_model.final_layer_norm(hidden[-clip_skip])
 
 
 def encode_text_sdxl(
-    tokenizers: tuple[CLIPTokenizer, CLIPTokenizer], encoders: tuple, texts: list[str]
+    tokenizers: tuple[CLIPTokenizer, CLIPTokenizer], encoders: tuple, texts: list[str], clip_skip: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SDXL's text states and pooled embeddings, as diffusers computes them: each encoder's penultimate hidden
-    states, side by side; the pooled (projected) output of the second."""
+    states (with `clip_skip` N, the (N+1)-th from the end, as diffusers' `clip_skip` N - 1), side by side;
+    the pooled (projected) output of the second."""
     states = []
     for tokenizer, encoder in zip(tokenizers, encoders, strict=True):
         tokens = tokenizer(
             texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
         ).input_ids
         output = encoder(tokens.to(encoder.device), output_hidden_states=True)
-        states.append(output.hidden_states[-2])
+        states.append(output.hidden_states[-1 - clip_skip])
     return torch.cat(states, dim=-1), output[0]
 
 
@@ -213,22 +222,24 @@ class AnimateDiffPipeline:
         return self.unet.unet.config.sample_size * self.vae_scale_factor
 
     @torch.no_grad()
-    def encode_prompt(self, prompt: str, negative_prompt: str | None, guidance: bool) -> torch.Tensor:
+    def encode_prompt(
+        self, prompt: str, negative_prompt: str | None, guidance: bool, clip_skip: int = 1
+    ) -> torch.Tensor:
         """Text states, `[uncond; cond]` stacked when guidance is on: (1 or 2, tokens, dim)."""
         if self.sdxl:
-            return self._encode_sdxl(prompt, negative_prompt, guidance)[0]
+            return self._encode_sdxl(prompt, negative_prompt, guidance, clip_skip)[0]
         texts = [negative_prompt or "", prompt] if guidance else [prompt]
-        return encode_text(self.tokenizer, self.text_encoder, texts)
+        return encode_text(self.tokenizer, self.text_encoder, texts, clip_skip)
 
-    def _encode_sdxl(self, prompt: str, negative_prompt: str | None, guidance: bool):
+    def _encode_sdxl(self, prompt: str, negative_prompt: str | None, guidance: bool, clip_skip: int = 1):
         """SDXL's text states and pooled embeddings, `[uncond; cond]` with guidance; no negative prompt gives
         zeros for both, as diffusers' SDXL pipelines do (`force_zeros_for_empty_prompt`)."""
         encoders, tokenizers = (self.text_encoder, self.text_encoder_2), (self.tokenizer, self.tokenizer_2)
-        states, pooled = encode_text_sdxl(tokenizers, encoders, [prompt])
+        states, pooled = encode_text_sdxl(tokenizers, encoders, [prompt], clip_skip)
         if not guidance:
             return states, pooled
         if negative_prompt:
-            negative, negative_pooled = encode_text_sdxl(tokenizers, encoders, [negative_prompt])
+            negative, negative_pooled = encode_text_sdxl(tokenizers, encoders, [negative_prompt], clip_skip)
         else:
             negative, negative_pooled = torch.zeros_like(states), torch.zeros_like(pooled)
         return torch.cat([negative, states]), torch.cat([negative_pooled, pooled])
@@ -239,7 +250,9 @@ class AnimateDiffPipeline:
         crop corner, target size: the clip's size, no crop), `[uncond; cond]` with guidance; None for SD1.x."""
         if not self.sdxl:
             return None
-        _, pooled = self._encode_sdxl(sample.prompt, sample.negative_prompt, sample.guidance_scale > 1.0)
+        _, pooled = self._encode_sdxl(
+            sample.prompt, sample.negative_prompt, sample.guidance_scale > 1.0, sample.clip_skip
+        )
         ids = torch.tensor([[sample.height, sample.width, 0, 0, sample.height, sample.width]], dtype=pooled.dtype)
         return {"text_embeds": pooled, "time_ids": ids.repeat(len(pooled), 1).to(pooled.device)}
 
@@ -467,6 +480,9 @@ class AnimateDiffPipeline:
         conditions = conditions or Conditions()
         self.check_inputs(sample.frames, sample.height, sample.width, sample.steps, sample.context)
         self.check_conditions(conditions, sample)
+        layers = self.text_encoder.config.num_hidden_layers
+        if sample.clip_skip > layers:
+            raise AnimateDiffError(f"clip skip {sample.clip_skip} reaches past the text encoder's {layers} layers.")
         text_states = self.text_states(sample)
         generator = torch.Generator("cpu").manual_seed(sample.seed)
         noise = self.initial_latents(sample, generator, conditions)
@@ -547,13 +563,14 @@ class AnimateDiffPipeline:
                 log.warning("prompt %r: %s.", text[:60], loss)
         guidance = sample.guidance_scale > 1.0
         if len(prompts) == 1:
-            return self.encode_prompt(prompts[0], sample.negative_prompt, guidance)
+            return self.encode_prompt(prompts[0], sample.negative_prompt, guidance, sample.clip_skip)
         keyframes = sorted(prompts)
-        states = encode_text(self.tokenizer, self.text_encoder, [prompts[frame] for frame in keyframes])
+        texts = [prompts[frame] for frame in keyframes]
+        states = encode_text(self.tokenizer, self.text_encoder, texts, sample.clip_skip)
         per_frame = frame_states(keyframes, states, sample.frames, sample.prompt_interpolation)[None]
         if not guidance:
             return per_frame
-        uncond = encode_text(self.tokenizer, self.text_encoder, [sample.negative_prompt or ""])
+        uncond = encode_text(self.tokenizer, self.text_encoder, [sample.negative_prompt or ""], sample.clip_skip)
         return torch.cat([uncond[:, None].expand_as(per_frame), per_frame])
 
     def initial_latents(

@@ -20,6 +20,7 @@ from animatediff.errors import ConfigError
 from animatediff.export import FRAME_FOLDER, check_fps, file_stem, output_format, sidecar_path
 from animatediff.families import Family
 from animatediff.files import check_output, read_json
+from animatediff.memory import check_memory
 from animatediff.prompt_config import load_yaml
 from animatediff.request import Request
 from animatediff.sampling.clip import check_frame_size, check_steps
@@ -131,7 +132,7 @@ class Planner:
             return int(model.motion_module_settings["max_frames"])
         from animatediff.formats import motion_module_table
 
-        return motion_module_table(model.motion_module)  # TODO header once
+        return motion_module_table(model.motion_module, self.header(model.motion_module))
 
     def geometry(self, base: Path) -> tuple[int, int]:
         """(the frame size an image model was trained at, its VAE's downscale factor), read from a diffusers
@@ -156,6 +157,7 @@ class Planner:
             frames=request.frames or 16,
             width=request.width or size,
             height=request.height or size,
+            clip_skip=request.clip_skip or 1,
         )
 
     def check_sample(self, model: ModelSpec, sample: Sample) -> None:
@@ -191,9 +193,17 @@ class Planner:
         check_output(output, directory=output_format(output) == "png", replaceable=FRAME_FOLDER)
         check_output(sidecar_path(output))
         notes = (note,) if note else ()
-        return Settings(
+        settings = Settings(
             sample=sample, model=model, control=control, output=output, fps=fps, notes=notes, request=request, **run
         )
+        check_memory(settings, settings.split_guidance)
+        return settings
+
+
+def with_family(model: ModelSpec, override: str | None = None) -> ModelSpec:
+    """`model` with its motion module's release decided, as the planner decides it (for library callers
+    that build a `ModelSpec` themselves)."""
+    return Planner().with_family(model, override)
 
 
 def _optional(locate, setting: str, reference: str | None) -> Path | None:

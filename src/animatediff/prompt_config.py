@@ -21,7 +21,7 @@ import yaml
 
 from animatediff.embedded import MODELS, resolve
 from animatediff.errors import ConfigError, one_line
-from animatediff.request import Request, brief, declarations, flag, from_data
+from animatediff.request import Request, brief, check, declarations, flag, from_data
 from animatediff.sampling.clip import MAX_SEED
 from animatediff.settings import random_seed
 from animatediff.sources import Sources
@@ -82,10 +82,18 @@ class _Entry:
         return ConfigError(f"{self.config}, entry {self.index}, '{key}': {message}")
 
     def read(self, key: str, setting: str, value=None):
+        """The value of `key` (or `value`, an item of it) as `setting` holds it, checked against its bounds."""
         try:
-            return from_data(setting, self.values[key] if value is None else value)
+            value = from_data(setting, self.values[key] if value is None else value)
         except ValueError as error:
             raise self.fail(key, f"{error}.") from None
+        declared = declarations()[setting]
+        try:
+            for item in value if declared.repeat else (value,):
+                check(setting, declared, item)
+        except ConfigError as error:
+            raise self.fail(key, str(error).removeprefix(f"{setting}: ")) from None
+        return value
 
     def listed(self, key: str, setting: str, default: list) -> list:
         value = self.values.get(key, default)

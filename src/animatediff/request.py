@@ -163,6 +163,15 @@ class Request:
         page=True,
     )
     seed: int | None = setting("initial-noise seed; -1 or none: a random one, recorded", SEED, page=True)
+    clip_skip: int | None = setting(
+        "CLIP skip as A1111 counts it: the text encoder's N-th layer from the end (1: the last, the official "
+        "states; 2: the one before it, what many anime models expect)",
+        WHOLE,
+        low=1,
+        high=12,
+        metavar="N",
+        default=1,
+    )
     # long videos and time
     context_length: int | None = setting(
         "frames per context window (default: 16)", WHOLE, group="time", low=2, high=MAX_FRAMES, page=True
@@ -430,7 +439,7 @@ def check(name: str, declared: Declared, value) -> None:
         return
     if declared.kind == CHOICE:
         if value not in declared.choices:
-            raise ConfigError(f"{name} must be one of {', '.join(declared.choices)}; got {value!r}.")
+            raise ConfigError(f"{name}: expected one of {', '.join(declared.choices)}; got {value!r}.")
         return
     if declared.kind == SEED:
         if value != RANDOM_SEED and not 0 <= value <= MAX_SEED:

@@ -80,7 +80,9 @@ class App:
         job_id = new_job_id()
         output = self.outputs / f"{job_id}.{request.format}"
         try:
-            settings = self.planner.plan(to_request(request), lambda sample: output, self.sources)
+            device, dtype, reason = device_and_dtype(self.options.devices[0], "auto")  # the memory check's device
+            run = {"device": device, "dtype": dtype, "dtype_reason": reason}
+            settings = self.planner.plan(to_request(request), lambda sample: output, self.sources, **run)
         except UnknownModel as error:
             raise HTTPException(404, str(error)) from error
         except AnimateDiffError as error:

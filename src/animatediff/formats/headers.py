@@ -82,15 +82,15 @@ def motion_module_family(
     return resolve(path.name, header.levels, header.mid_block, header.max_frames, header.metadata, override)
 
 
-def motion_module_table(path: str | os.PathLike) -> int:
+def motion_module_table(path: str | os.PathLike, header: ModuleHeader | None = None) -> int:
     """The length of a motion module's position table (the most frames one pass can take), read without
-    loading the module (`module_header`); a file that stores no table has its release's length, as loading
-    gives it (AnimateLCM's 64)."""
+    loading the module (`module_header`, or the `header` already read); a file that stores no table has its
+    release's length, as loading gives it (AnimateLCM's 64)."""
     path = Path(path)
     stated = {} if path.is_dir() else saved_config(path)
     if "max_frames" in stated:
         return int(stated["max_frames"])
-    header = module_header(path)
+    header = header or module_header(path)
     return header.max_frames or detect(header.levels, header.mid_block, None).max_frames
 
 

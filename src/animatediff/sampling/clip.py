@@ -64,6 +64,7 @@ class Sample:
     context: ContextSettings | None = None
     noise_shuffle: bool = False
     free_init: int | None = None
+    clip_skip: int = 1  # A1111's CLIP skip: the text encoder's layer read, counted from the end
 
     def __post_init__(self):
         for name in ("steps", "frames", "width", "height"):
@@ -71,6 +72,8 @@ class Sample:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a whole number of at least 1; got {value!r}.")
         check_finite(self.guidance_scale, "guidance_scale")
+        if isinstance(self.clip_skip, bool) or not isinstance(self.clip_skip, int) or self.clip_skip < 1:
+            raise ConfigError(f"clip_skip must be a whole number of at least 1; got {self.clip_skip!r}.")
         if not 0 <= self.seed <= MAX_SEED:
             raise ConfigError(f"seed must be between 0 and 2**64 - 1; got {self.seed}.")
         self._check_time_controls()
