@@ -154,3 +154,18 @@ def test_help_and_argument_errors_load_no_model_library(argv):
     )
     result = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, check=False)
     assert result.stdout.strip().splitlines()[-1] in ("HEAVY [] 0", "HEAVY [] 2"), result.stdout + result.stderr
+
+
+def test_settings_and_requests_hold_values_and_read_no_files():
+    """Reading headers and configs is the planner's job; the values it fills do no file I/O."""
+    graph = import_graph()
+    for name in ("animatediff.settings", "animatediff.request", "animatediff.sampling.clip"):
+        source = (PACKAGE.parent / (name.replace(".", "/") + ".py")).read_text()
+        assert not {"animatediff.files", "animatediff.formats", "animatediff.embedded"} & graph[name], name
+        assert not re.search(r"\bopen\(|read_text|read_bytes|import yaml|safe_open", source), name
+
+
+def test_the_sampling_loop_imports_nothing_of_the_front_ends():
+    graph = import_graph()
+    front_ends = {"animatediff.settings", "animatediff.request", "animatediff.planner", "animatediff.cli"}
+    assert not front_ends & graph["animatediff.pipeline"]

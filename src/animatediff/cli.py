@@ -23,7 +23,7 @@ from animatediff.export import FRAME_FOLDER, output_format
 from animatediff.families import FAMILIES
 from animatediff.files import check_output
 from animatediff.planner import plan_run
-from animatediff.request import Request, check, declarations, flag, from_text
+from animatediff.request import SCALED, Request, check, declarations, flag, from_text
 from animatediff.settings import Settings
 from animatediff.shapes.commands import add_shapes_parser
 from animatediff.terminal import log_to_terminal, quiet_libraries
@@ -57,6 +57,8 @@ def _value_type(name: str):
     """The argparse type of a setting: its text read and checked as every front end checks it."""
 
     def parse(text: str):
+        if declarations()[name].kind == SCALED and Path(text).exists():
+            return text, 1.0  # a file whose own name has a colon
         try:
             value = from_text(name, text)
             check(name, declarations()[name], value)

@@ -471,7 +471,7 @@ def from_text(name: str, text: str):
     if kind == NUMBER:
         return _number(text)
     if kind == SCALED:
-        return path_and_scale(text)
+        return path_and_scale(text, strict=True)
     if kind == KEYFRAMES:
         frame, prompt = _leading_frame(text, "FRAME:TEXT")
         if not prompt or not prompt.strip():
@@ -514,7 +514,7 @@ def _item(kind: str, value):
     if not isinstance(value, str):
         raise ValueError(f"expected a text, got {brief(value)}")
     if kind == SCALED:
-        return path_and_scale(value, exists=False)
+        return path_and_scale(value)
     if kind in (KEYFRAMES, FRAME_INPUT):
         frame, colon, rest = value.partition(":")
         if not colon or not frame.strip().lstrip("-").isdigit() or not rest.strip():
@@ -588,20 +588,19 @@ def _leading_frame(text: str, form: str) -> tuple[int, str | None]:
         raise ValueError(f"expected {form} with a whole-number frame, got {text!r}") from None
 
 
-def path_and_scale(text: str, exists: bool = True) -> tuple[str, float]:
-    """`PATH[:SCALE]` → (path, scale); the scale defaults to 1. A path that exists as given is taken whole
-    (it may contain a colon); `exists` False: the scale is what follows the last colon when it is a number."""
-    from pathlib import Path
-
+def path_and_scale(text: str, strict: bool = False) -> tuple[str, float]:
+    """`PATH[:SCALE]` → (path, scale); the scale, what follows the last colon, defaults to 1. `strict` (the
+    command line): what follows the last colon must be a number; else a path whose own name has a colon is
+    taken whole when it is not one."""
     path, colon, scale = text.rpartition(":")
-    if not colon or not path or "/" in scale or "\\" in scale or (exists and Path(text).exists()):
+    if not colon or not path or "/" in scale or "\\" in scale:
         return text, 1.0
     try:
         value = float(scale)
     except ValueError:
-        if not exists:
-            return text, 1.0
-        raise ValueError(f"{text!r}: the scale after the last ':' must be a number, got {scale!r}") from None
+        if strict:
+            raise ValueError(f"{text!r}: the scale after the last ':' must be a number, got {scale!r}") from None
+        return text, 1.0
     if not math.isfinite(value):
         raise ValueError(f"{text!r}: the scale must be a finite number, got {scale}")
     return path, value
