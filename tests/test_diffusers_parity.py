@@ -11,10 +11,8 @@ from helpers import random_motion_module, save_tiny_base, tiny_config
 SETTINGS = dict(num_frames=6, height=32, width=32, guidance_scale=7.5)
 
 
-def test_frames_match_diffusers_animatediff_pipeline(tmp_path):
-    folder = save_tiny_base(tmp_path / "base", seed=3)
-    motion_module = random_motion_module(tiny_config(norm_over_frames=True), seed=5)
-    base = load_base(folder)
+def _reference(base, motion_module) -> DiffusersAnimateDiffPipeline:
+    """diffusers' own pipeline on the same weights."""
     reference = DiffusersAnimateDiffPipeline(
         vae=base.vae,
         text_encoder=base.text_encoder,
@@ -24,6 +22,14 @@ def test_frames_match_diffusers_animatediff_pipeline(tmp_path):
         scheduler=official_scheduler(),
     )
     reference.set_progress_bar_config(disable=True)
+    return reference
+
+
+def test_frames_match_diffusers_animatediff_pipeline(tmp_path):
+    folder = save_tiny_base(tmp_path / "base", seed=3)
+    motion_module = random_motion_module(tiny_config(norm_over_frames=True), seed=5)
+    base = load_base(folder)
+    reference = _reference(base, motion_module)
     expected = reference(
         "a red circle",
         negative_prompt="blurry",
@@ -48,15 +54,7 @@ def test_clip_skip_2_matches_diffusers_clip_skip_1(tmp_path):
     folder = save_tiny_base(tmp_path / "base", seed=3)
     motion_module = random_motion_module(tiny_config(norm_over_frames=True), seed=5)
     base = load_base(folder)
-    reference = DiffusersAnimateDiffPipeline(
-        vae=base.vae,
-        text_encoder=base.text_encoder,
-        tokenizer=base.tokenizer,
-        unet=base.unet,
-        motion_adapter=to_motion_adapter(motion_module),
-        scheduler=official_scheduler(),
-    )
-    reference.set_progress_bar_config(disable=True)
+    reference = _reference(base, motion_module)
     if not hasattr(
         base.text_encoder, "text_model"
     ):  # diffusers' clip_skip reads text_model, which transformers 5 drops
