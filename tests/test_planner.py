@@ -152,6 +152,7 @@ def test_the_page_offers_exactly_the_declared_page_settings():
         ({"frames": 100_000}, "frames must be between 1 and 4096"),
         ({"guidance_scale": float("nan")}, "guidance_scale must be a finite number"),
         ({"family": "v9"}, "family: expected one of"),
+        ({"width": 0}, "width must be at least 1; got 0"),
     ],
 )
 def test_a_request_refuses_values_beyond_their_declared_bounds(values, message):

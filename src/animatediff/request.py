@@ -450,8 +450,16 @@ def check(name: str, declared: Declared, value) -> None:
         return
     if not math.isfinite(value):
         raise ConfigError(f"{name} must be a finite number; got {value}.")
-    if declared.low is not None and value < declared.low or declared.high is not None and value > declared.high:
-        raise ConfigError(f"{name} must be between {declared.low:g} and {declared.high:g}; got {value}.")
+    low, high = declared.low, declared.high
+    if low is not None and value < low or high is not None and value > high:
+        bounds = (
+            f"between {low:g} and {high:g}"
+            if None not in (low, high)
+            else f"at least {low:g}"
+            if high is None
+            else f"at most {high:g}"
+        )
+        raise ConfigError(f"{name} must be {bounds}; got {value}.")
 
 
 def _check_scale(name: str, scale: float, bound: float) -> None:
