@@ -202,3 +202,10 @@ def test_numbers_json_cannot_hold_answer_422_naming_the_field(client, field, tex
 def test_a_huge_lora_scale_answers_422(client):
     answer = client.post("/api/generate", json={"prompt": "a", "loras": [{"name": "shapes-striped", "scale": -1e308}]})
     assert answer.status_code == 422 and "between -10 and 10" in answer.text
+
+
+def test_every_option_is_documented():
+    from pathlib import Path
+
+    documented = Path(__file__).parents[1].joinpath("docs", "reference.md").read_text()
+    assert [flag(name) for name in declarations() if flag(name) and f"`{flag(name)}" not in documented] == []
