@@ -33,8 +33,14 @@ _HOMES = {
     "AnimateDiffPipeline": "pipeline",
     "initial_noise": "pipeline",
     "official_scheduler": "pipeline",
+    "Planner": "planner",
+    "plan_run": "planner",
+    "with_family": "planner",
+    "Request": "request",
     "ModelSpec": "settings",
-    "Sample": "settings",
+    "Sample": "sampling.clip",
+    "Settings": "settings",
+    "generate_outputs": "generation",
 }
 __all__ = sorted(_HOMES)
 
