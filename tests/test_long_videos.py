@@ -286,8 +286,8 @@ def test_every_time_flag_reaches_the_sidecar(tmp_path, tiny_base, tiny_motion_mo
         (["--prompt-at", "two:a dog"], "expected FRAME:TEXT with a whole-number frame, got 'two:a dog'"),
         (["--prompt-at", "4: "], "the prompt at keyframe 4 is empty"),
         (["--frames", "12", "--loop"], "a loop needs more frames than one context window (16); got 12"),
-        (["--free-init", "0"], "argument --free-init: must be between 1 and 10, got 0"),
-        (["--free-init", "11"], "argument --free-init: must be between 1 and 10, got 11"),
+        (["--free-init", "0"], "argument --free-init: must be between 1 and 10; got 0"),
+        (["--free-init", "11"], "argument --free-init: must be between 1 and 10; got 11"),
         (["--frames", "8", "--noise-shuffle"], "this clip has none"),
     ],
 )
