@@ -56,7 +56,7 @@ class Planner:
         if not Path(base).exists():
             raise ConfigError(f"base {base}: no such file or folder.")
         settings, schedule, motion = inference_settings(sources, request.inference_config)
-        module = self._motion_module(request, sources, base, motion)
+        module = self._motion_module(request, sources, motion)
         model = ModelSpec(
             base=base,
             motion_module=module,
@@ -72,7 +72,7 @@ class Planner:
         check_files(model)
         return self.with_family(model, request.family)
 
-    def _motion_module(self, request: Request, sources: Sources, base: Path, motion: bool) -> Path | None:
+    def _motion_module(self, request: Request, sources: Sources, motion: bool) -> Path | None:
         if not motion or request.motion_module == "none":
             return None
         if request.motion_module is not None:

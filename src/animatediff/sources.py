@@ -22,7 +22,7 @@ class Sources:
         return flag(setting) or setting
 
     def model(self, setting: str, reference: str) -> Path:
-        return resolve(reference, _flag_of_kind(setting))
+        return resolve(reference, flag(setting) or setting)
 
     def input(self, setting: str, reference: str) -> Path:
         return Path(reference)
@@ -30,7 +30,3 @@ class Sources:
     def fail(self, setting: str, message: str) -> ConfigError:
         return ConfigError(f"{self.name(setting)}: {message}")
 
-
-def _flag_of_kind(setting: str) -> str:
-    """The flag an embedded model of this setting's kind is given with (`embedded.MODELS`' `flag`)."""
-    return flag(setting) or f"--{setting}"
