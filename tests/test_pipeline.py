@@ -70,3 +70,37 @@ def test_split_guidance_gives_the_same_frames(tiny_base):
     split = pipeline(tiny_base)
     split.split_guidance = True
     assert np.abs(split("a cat", **SETTINGS).astype(int) - frames).max() <= 1
+
+
+def test_latents_that_become_nan_stop_the_run_naming_the_step(tiny_base):
+    from animatediff import AnimateDiffError
+
+    pipe = pipeline(tiny_base)
+    step = pipe.scheduler.step
+    pipe.scheduler.step = lambda eps, t, latents, **kwargs: (step(eps, t, latents, **kwargs)[0] * float("nan"),)
+    with pytest.raises(AnimateDiffError, match="NaN or infinite at step 1 of 3; nothing was written"):
+        pipe("a cat", **SETTINGS)
+
+
+def test_a_nan_run_on_the_command_line_writes_nothing(tmp_path, capsys, monkeypatch):
+    from diffusers import DDIMScheduler
+
+    from animatediff.cli import main
+
+    step = DDIMScheduler.step
+    monkeypatch.setattr(DDIMScheduler, "step", lambda self, *a, **k: (step(self, *a, **k)[0] * float("inf"),))
+    assert main(["generate", "a red circle", "--frames", "2", "--steps", "2", "-o", str(tmp_path / "o.gif")]) == 2
+    assert "became NaN or infinite" in capsys.readouterr().err and list(tmp_path.iterdir()) == []
+
+
+def test_progress_counts_context_windows_when_a_step_has_several(tiny_base, capsys):
+    from animatediff.sampling.options import ContextSettings
+
+    pipe = pipeline(tiny_base)
+    context = ContextSettings(length=4, overlap=1)
+    pipe("a cat", **{**SETTINGS, "num_frames": 10, "progress": True}, context=context)
+    bar = capsys.readouterr().err
+    windows = 3 * 3  # three windows of 4 frames cover 10 frames at stride 3, in each of 3 steps
+    assert f"{windows}/{windows}" in bar and ("window/s" in bar or "s/window" in bar)
+    pipe("a cat", **{**SETTINGS, "progress": True})
+    assert "3/3" in capsys.readouterr().err  # a clip of one window counts steps
