@@ -212,3 +212,36 @@ def test_config_run_writes_one_output_per_sample(files, tiny_base, tmp_path):
         "001-a-blue-dog-6.webp.json",
     ]
     assert json.loads((out / "001-a-blue-dog-6.webp.json").read_text())["prompt"] == "a blue dog"
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        (
+            {"lora_model_path": "mm.safetensors", "lora_alpha": 11},
+            "'lora_alpha': the scale of loras must be a number between -10 and 10",
+        ),
+        (
+            {"motion_module_lora_configs": [{"path": "mm.safetensors", "alpha": float("nan")}]},
+            "'motion_module_lora_configs': expected a number",
+        ),
+        (
+            {"controlnet_path": "mm.safetensors", "controlnet_scale": 3},
+            "'controlnet_scale': the scale of sparsectrl must be a number between -2 and 2",
+        ),
+        (
+            {"adapter_lora_path": "mm.safetensors", "adapter_lora_scale": -1e308},
+            "'adapter_lora_scale': domain_adapter_scale must be between -2 and 2",
+        ),
+    ],
+)
+def test_official_scales_are_bounded_as_the_flags_are(files, tiny_base, keys, message):
+    entry = {"motion_module": "mm.safetensors", "prompt": ["a"], **keys}
+    with pytest.raises(ConfigError, match=message):
+        planned(write_config(files, [entry]), tiny_base)
+
+
+def test_a_lora_alpha_within_the_lora_bound_is_taken(files, tiny_base):
+    entry = {"motion_module": "mm.safetensors", "prompt": ["a"], "lora_model_path": "mm.safetensors", "lora_alpha": 3}
+    (run,) = planned(write_config(files, [entry]), tiny_base)  # planning reads no LoRA; loading would
+    assert [(path.name, scale) for path, scale in run.model.loras] == [("mm.safetensors", 3.0)]

@@ -109,8 +109,8 @@ def _settings(entry: _Entry) -> tuple[dict, dict[str, str]]:
             continue
         values[setting], keys[setting] = entry.read(key, setting), key
     if entry.values.get("lora_model_path"):
-        alpha = entry.values.get("lora_alpha", 0.8)
-        values["loras"] = ((entry.values["lora_model_path"], entry.read("lora_alpha", "domain_adapter_scale", alpha)),)
+        lora = {"path": entry.values["lora_model_path"], "scale": entry.values.get("lora_alpha", 0.8)}
+        values["loras"] = entry.read("lora_alpha", "loras", [lora])
         keys["loras"] = "lora_model_path"
     if entry.values.get("motion_module_lora_configs"):
         values["motion_loras"], keys["motion_loras"] = _motion_loras(entry), "motion_module_lora_configs"
@@ -119,16 +119,15 @@ def _settings(entry: _Entry) -> tuple[dict, dict[str, str]]:
 
 
 def _motion_loras(entry: _Entry) -> tuple[tuple[str, float], ...]:
+    """`motion_module_lora_configs`: a list of {path, alpha}."""
     loras = []
     for item in entry.values["motion_module_lora_configs"]:
         if not isinstance(item, dict) or not isinstance(item.get("path"), str):
             raise entry.fail(
                 "motion_module_lora_configs", f"expected entries with 'path' and 'alpha', got {brief(item)}."
             )
-        loras.append(
-            (item["path"], entry.read("motion_module_lora_configs", "domain_adapter_scale", item.get("alpha", 1.0)))
-        )
-    return tuple(loras)
+        loras.append({"path": item["path"], "scale": item.get("alpha", 1.0)})
+    return entry.read("motion_module_lora_configs", "motion_loras", loras)
 
 
 def _official_sparsectrl(entry: _Entry, keys: dict[str, str]) -> dict:
@@ -139,7 +138,8 @@ def _official_sparsectrl(entry: _Entry, keys: dict[str, str]) -> dict:
         return {}
     if "sparsectrl" in values:
         raise entry.fail("sparsectrl", "give the SparseCtrl encoder once: as controlnet_path or as sparsectrl.")
-    scale = entry.read("controlnet_scale", "domain_adapter_scale", values.get("controlnet_scale", 1.0))
+    encoder = {"path": values["controlnet_path"], "scale": values.get("controlnet_scale", 1.0)}
+    encoder = entry.read("controlnet_scale", "sparsectrl", encoder)
     images = [entry.read("controlnet_images", "init_image", text) for text in _strings(entry, "controlnet_images")]
     indices = entry.read("controlnet_image_indexs", "control_frames", values.get("controlnet_image_indexs", [0]))
     if len(indices) > len(images):
@@ -150,7 +150,7 @@ def _official_sparsectrl(entry: _Entry, keys: dict[str, str]) -> dict:
         )
     keys.update(sparsectrl="controlnet_path", control_image="controlnet_images")
     return {
-        "sparsectrl": (values["controlnet_path"], scale),
+        "sparsectrl": encoder,
         "control_image": tuple(zip(indices, images[: len(indices)], strict=True)),
     }
 
