@@ -76,6 +76,7 @@ def test_flags_a_prompt_config_and_an_api_request_plan_the_same_clip(tmp_path, m
         "context_length": 4,
         "context_overlap": 1,
         "fps": 12,
+        "prompt_syntax": "a1111",  # as the command line and the app read prompts; configs read them as written
     }
     config = tmp_path / "prompts.yaml"
     config.write_text(yaml.safe_dump([entry]))

@@ -67,6 +67,8 @@ class Planner:
             motion_loras=[(sources.model("motion_loras", path), scale) for path, scale in request.motion_loras],
             motion_module_settings=settings,
             sampler=request.scheduler,
+            vae=_optional(sources.model, "vae", request.vae),
+            embeddings=embedding_files(sources, request.embeddings),
             **({"scheduler": schedule} if schedule else {}),
         )
         check_files(model)
@@ -144,8 +146,10 @@ class Planner:
 
     # -- clips --------------------------------------------------------------------------------------
 
-    def sample(self, request: Request, model: ModelSpec) -> Sample:
-        """The clip a request asks for, with the release's and the image model's defaults."""
+    def sample(self, request: Request, model: ModelSpec, sources: Sources | None = None) -> Sample:
+        """The clip a request asks for, with the release's and the image model's defaults (and the front end's
+        way of reading prompts)."""
+        sources = sources or self.sources
         release: Family = model.release
         size = self.geometry(model.base)[0]
         return Sample(
@@ -158,6 +162,7 @@ class Planner:
             width=request.width or size,
             height=request.height or size,
             clip_skip=request.clip_skip or 1,
+            prompt_syntax=request.prompt_syntax or sources.prompt_syntax,
         )
 
     def check_sample(self, model: ModelSpec, sample: Sample) -> None:
@@ -185,7 +190,7 @@ class Planner:
             raise sources.fail("prompt", "a prompt is needed (or a prompt map with frame 0).")
         model = self.model(request, sources)
         control = control_spec(request, sources)
-        sample, note = time_controls(request).apply(self.sample(request, model), self.motion_table(model))
+        sample, note = time_controls(request).apply(self.sample(request, model, sources), self.motion_table(model))
         self.check_sample(model, sample)
         output = output(sample)
         fps = output_fps(request.fps, control)
@@ -204,6 +209,20 @@ def with_family(model: ModelSpec, override: str | None = None) -> ModelSpec:
     """`model` with its motion module's release decided, as the planner decides it (for library callers
     that build a `ModelSpec` themselves)."""
     return Planner().with_family(model, override)
+
+
+EMBEDDING_SUFFIXES = (".pt", ".bin", ".safetensors")
+
+
+def embedding_files(sources: Sources, folders: tuple[str, ...]) -> tuple[Path, ...]:
+    """Every textual-inversion embedding file in the folders given, in name order."""
+    files = []
+    for reference in folders:
+        folder = sources.input("embeddings", reference)
+        if not folder.is_dir():
+            raise sources.fail("embeddings", f"{folder}: expected a folder of embeddings (.pt, .bin, .safetensors).")
+        files += sorted(path for path in folder.iterdir() if path.suffix in EMBEDDING_SUFFIXES)
+    return tuple(files)
 
 
 def _optional(locate, setting: str, reference: str | None) -> Path | None:

@@ -48,7 +48,10 @@ def entry_keys() -> set[str]:
 
 class EntrySources(Sources):
     """Paths of one entry: the current directory first, then the config's folder; embedded models by name.
-    Errors name the config, the entry and the key the entry used."""
+    Errors name the config, the entry and the key the entry used. Prompts are read as written, as the official
+    script reads them (a `prompt_syntax` key says otherwise)."""
+
+    prompt_syntax = "plain"
 
     def __init__(self, config: Path, index: int, keys: dict[str, str]):
         self.config, self.index, self.keys = config, index, keys

@@ -134,6 +134,20 @@ class Request:
         default=1.0,
         page=True,
     )
+    vae: str | None = setting(
+        "an autoencoder replacing the base's: a diffusers AutoencoderKL folder or a single file (.safetensors/.pt, "
+        "LDM keys), e.g. vae-ft-mse-840000-ema-pruned",
+        MODEL,
+        group="models",
+    )
+    embeddings: tuple[str, ...] = setting(
+        "a folder of textual-inversion embeddings (.pt, .bin, .safetensors), repeatable: each is a word named after "
+        "its file stem, for prompts and negative prompts (e.g. easynegative)",
+        INPUT,
+        group="models",
+        repeat=True,
+        metavar="DIR",
+    )
     inference_config: str | None = setting(
         "an official inference config (YAML): the motion module's settings and the noise schedule",
         INPUT,
@@ -142,6 +156,13 @@ class Request:
     )
     # sampling
     negative_prompt: str | None = setting("what to steer away from (default: nothing)", page=True)
+    prompt_syntax: str | None = setting(
+        "how prompts are read: a1111 ((word:1.2) weights, [word], BREAK, any length in 75-token chunks), comfy "
+        "(ComfyUI's weighting of the same syntax) or plain (the text as written, cut at the encoder's length) "
+        "(default: a1111; plain for official prompt configs)",
+        CHOICE,
+        choices=("a1111", "comfy", "plain"),
+    )
     frames: int | None = setting(
         f"clip length in frames (at most {MAX_FRAMES})", WHOLE, low=1, high=MAX_FRAMES, default=16, page=True
     )

@@ -50,9 +50,12 @@ class ModelSpec:
     sampler: str | None = None  # a key of families.SCHEDULERS; None: the release's
     family: str | None = None  # the motion module's release (`with_family`); None: not decided yet (v3's defaults)
     family_rule: str | None = None  # what decided it
+    vae: Path | None = None  # an autoencoder replacing the base's (a diffusers folder or a single file)
+    embeddings: tuple[Path, ...] = ()  # textual-inversion embedding files, each a word named after its file stem
 
     def __post_init__(self):
         object.__setattr__(self, "loras", tuple(self.loras))
+        object.__setattr__(self, "embeddings", tuple(self.embeddings))
         object.__setattr__(self, "motion_loras", tuple(self.motion_loras))
         check_scale(self.domain_adapter_scale, ADAPTER_SCALE, "the domain adapter scale")
         for name, entries in (("LoRA", self.loras), ("MotionLoRA", self.motion_loras)):
@@ -82,7 +85,9 @@ class ModelSpec:
             ("motion module", self.motion_module),
             ("dreambooth", self.dreambooth),
             ("domain adapter", self.domain_adapter),
+            ("vae", self.vae),
         ]
+        named += [("embedding", path) for path in self.embeddings]
         named += [("lora", path) for path, _ in self.loras]
         named += [("motion lora", path) for path, _ in self.motion_loras]
         return [(name, Path(path)) for name, path in named if path is not None]
@@ -97,6 +102,8 @@ class ModelSpec:
             "base": absolute(self.base),
             "motion_module": absolute(self.motion_module),
             "dreambooth": absolute(self.dreambooth),
+            "vae": absolute(self.vae),
+            "embeddings": [absolute(path) for path in self.embeddings],
             "loras": [{"path": absolute(p), "scale": s} for p, s in self.loras],
             "domain_adapter": absolute(self.domain_adapter),
             "domain_adapter_scale": self.domain_adapter_scale if self.domain_adapter is not None else None,

@@ -18,6 +18,8 @@ class Sources:
     """How a front end's references become files, and how its errors name a setting. This one is the
     command line's: a model is a path or an embedded model's short name; an input is a path."""
 
+    prompt_syntax = "a1111"  # how its prompts are read unless told: as users write them for A1111
+
     def name(self, setting: str) -> str:
         return flag(setting) or setting
 
@@ -29,4 +31,3 @@ class Sources:
 
     def fail(self, setting: str, message: str) -> ConfigError:
         return ConfigError(f"{self.name(setting)}: {message}")
-

@@ -65,6 +65,7 @@ class Sample:
     noise_shuffle: bool = False
     free_init: int | None = None
     clip_skip: int = 1  # A1111's CLIP skip: the text encoder's layer read, counted from the end
+    prompt_syntax: str = "plain"  # how the prompts are read: a1111, comfy or plain (as written, cut at the length)
 
     def __post_init__(self):
         for name in ("steps", "frames", "width", "height"):
