@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -28,10 +28,12 @@ from animatediff.errors import AnimateDiffError
 from animatediff.families import OFFICIAL_DDIM
 from animatediff.image_models import Components
 from animatediff.inflation import AnimateDiffUNet, inflate
-from animatediff.motion_module import MotionModule
+from animatediff.motion_module import MotionModule, MotionStrength
+from animatediff.prompting import encode_prompts, padded
 from animatediff.sampling.clip import DECODE_CHUNK, Sample, check_frame_size, check_steps
 from animatediff.sampling.context import fuse_weights, windows
 from animatediff.sampling.freeinit import butterworth_low_pass, mix_frequencies
+from animatediff.sampling.motion_strength import per_frame, scaled, step_factor
 from animatediff.sampling.noise import shuffle_noise
 from animatediff.sampling.options import ContextSettings
 from animatediff.sampling.prompts import frame_states
@@ -55,14 +57,7 @@ def encode_text(
     """Text states as the official release computes them: padded to the tokenizer's length, no mask.
     `clip_skip` N (A1111's CLIP skip) reads the N-th layer from the end through the final layer norm, as
     diffusers' `clip_skip` N - 1 does; 1 is the last layer, the official states."""
-    tokens = tokenizer(
-        texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
-    ).input_ids
-    if clip_skip == 1:
-        return text_encoder(tokens.to(text_encoder.device))[0]
-    hidden = text_encoder(tokens.to(text_encoder.device), output_hidden_states=True).hidden_states
-    text_model = getattr(text_encoder, "text_model", text_encoder)  # transformers 5 drops the wrapper
-    return text_model.final_layer_norm(hidden[-clip_skip])
+    return encode_prompts(tokenizer, text_encoder, texts, "plain", clip_skip)
 
 
 def encode_text_sdxl(
@@ -81,13 +76,13 @@ def encode_text_sdxl(
     return torch.cat(states, dim=-1), output[0]
 
 
-def prompt_losses(tokenizer: CLIPTokenizer, prompt: str) -> list[str]:
-    """What the text encoder will not see of `prompt`: words past the token limit, characters it has no
-    token for. Empty when it sees all of it."""
+def prompt_losses(tokenizer: CLIPTokenizer, prompt: str, syntax: str = "plain") -> list[str]:
+    """What the text encoder will not see of `prompt`: words past the token limit (only `plain` cuts: `a1111`
+    and `comfy` read long prompts in chunks), characters it has no token for. Empty when it sees all of it."""
     ids = tokenizer(prompt, truncation=False).input_ids
     losses = []
     limit = tokenizer.model_max_length
-    if len(ids) > limit:
+    if len(ids) > limit and syntax == "plain":
         words = prompt.split()
         kept = _words_that_fit(tokenizer, words, limit - 2)  # less the start and end tokens
         losses.append(
@@ -131,13 +126,24 @@ def to_uint8(video: torch.Tensor) -> np.ndarray:
 
 @dataclass(frozen=True)
 class StepControls:
-    """What steers every denoising step besides the text: context windows, and the conditions of the clip
-    (control residuals and an image prompt; an init video only sets where sampling starts)."""
+    """What steers every denoising step besides the text: context windows, the conditions of the clip
+    (control residuals and an image prompt; an init video only sets where sampling starts), and how strongly
+    the motion modules act (`sampling.motion_strength`: per frame, the scale also per step)."""
 
     context: ContextSettings | None = None
     conditions: Conditions = field(default_factory=Conditions)
     added: dict | None = None  # SDXL's pooled text embeddings and size ids (`text_embeds`, `time_ids`), per clip
     on_step: Callable[[int, int], None] | None = None  # called with (steps done, steps) after each step
+    motion_scale: tuple[tuple[int, float], ...] = ()  # FRAME → scale (empty: 1)
+    motion_effect: tuple[tuple[int, float], ...] = ()  # FRAME → effect (empty: 1)
+    motion_scale_steps: tuple[tuple[float, float], ...] = ()  # fraction of the steps → the scale's factor
+
+    def motion(self, step: tuple[int, int], frames: Sequence[int], device: torch.device) -> MotionStrength | None:
+        """How strongly the motion modules act at `step` (index, of how many) on the clip's `frames` (None: as
+        trained)."""
+        factor = step_factor(self.motion_scale_steps, *step)
+        scale = self.motion_scale if factor == 1.0 else scaled(self.motion_scale, factor)
+        return MotionStrength.of(per_frame(scale, frames), per_frame(self.motion_effect, frames), device)
 
     def start(self, steps: int) -> int:
         """The index of the first timestep run: 0, or later for a video-to-video clip."""
@@ -223,13 +229,15 @@ class AnimateDiffPipeline:
 
     @torch.no_grad()
     def encode_prompt(
-        self, prompt: str, negative_prompt: str | None, guidance: bool, clip_skip: int = 1
+        self, prompt: str, negative_prompt: str | None, guidance: bool, clip_skip: int = 1, syntax: str = "plain"
     ) -> torch.Tensor:
-        """Text states, `[uncond; cond]` stacked when guidance is on: (1 or 2, tokens, dim)."""
+        """Text states, `[uncond; cond]` stacked when guidance is on: (1 or 2, tokens, dim), read with the
+        prompt `syntax` (`animatediff.prompting`: a1111, comfy or plain); the negative prompt is padded to the
+        prompt's chunks (or the prompt to its). SDXL's prompts are read `plain` whatever the syntax, for now."""
         if self.sdxl:
             return self._encode_sdxl(prompt, negative_prompt, guidance, clip_skip)[0]
         texts = [negative_prompt or "", prompt] if guidance else [prompt]
-        return encode_text(self.tokenizer, self.text_encoder, texts, clip_skip)
+        return encode_prompts(self.tokenizer, self.text_encoder, texts, syntax, clip_skip)
 
     def _encode_sdxl(self, prompt: str, negative_prompt: str | None, guidance: bool, clip_skip: int = 1):
         """SDXL's text states and pooled embeddings, `[uncond; cond]` with guidance; no negative prompt gives
@@ -402,13 +410,16 @@ class AnimateDiffPipeline:
         image = conditions.image_prompt.embeds if conditions.image_prompt is not None else None
         if text_states.ndim == 4:  # b f n d
             text_states = rearrange(text_states, "b f n d -> (b f) n d")
+        frames = range(model_input.shape[2]) if frame_index is None else frame_index.tolist()
+        motion = controls.motion(step, frames, model_input.device)
+        strength = {} if motion is None else {"motion": motion}  # only asked of a video UNet when given
         if not self.split_guidance or len(model_input) == 1:
-            return self.unet(model_input, t, text_states, motion_windows, residuals, image, added)
+            return self.unet(model_input, t, text_states, motion_windows, residuals, image, added, **strength)
         added_halves = [None, None] if added is None else [{k: v.chunk(2)[i] for k, v in added.items()} for i in (0, 1)]
         halves = [model_input.chunk(2), text_states.chunk(2), _halves(residuals), _halves(image), added_halves]
         return torch.cat(
             [
-                self.unet(latents, t, text, motion_windows, res, emb, more)
+                self.unet(latents, t, text, motion_windows, res, emb, more, **strength)
                 for latents, text, res, emb, more in zip(*halves, strict=True)
             ]
         )
@@ -488,7 +499,15 @@ class AnimateDiffPipeline:
         noise = self.initial_latents(sample, generator, conditions)
         if conditions.sparsectrl is not None:  # RGB keyframes: posterior samples drawn right after the noise
             conditions = replace(conditions, sparsectrl=conditions.sparsectrl.encoded(self.vae, generator))
-        controls = StepControls(sample.context, conditions, self.added_conditions(sample), on_step)
+        controls = StepControls(
+            sample.context,
+            conditions,
+            self.added_conditions(sample),
+            on_step,
+            sample.motion_scale,
+            sample.motion_effect,
+            sample.motion_scale_steps,
+        )
         latents = noise
         for iteration in range(sample.free_init or 1):
             if iteration:
@@ -558,19 +577,23 @@ class AnimateDiffPipeline:
         """The clip's text states: (1 or 2, tokens, dim), or with a prompt map one per frame (1 or 2, frames,
         tokens, dim), interpolated between the keyframes; the negative prompt stays one."""
         prompts = dict(sample.prompt_map) or {0: sample.prompt}
+        syntax = "plain" if self.sdxl else sample.prompt_syntax
         for text in prompts.values():
-            for loss in prompt_losses(self.tokenizer, text):
+            for loss in prompt_losses(self.tokenizer, text, syntax):
                 log.warning("prompt %r: %s.", text[:60], loss)
         guidance = sample.guidance_scale > 1.0
         if len(prompts) == 1:
-            return self.encode_prompt(prompts[0], sample.negative_prompt, guidance, sample.clip_skip)
+            return self.encode_prompt(prompts[0], sample.negative_prompt, guidance, sample.clip_skip, syntax)
         keyframes = sorted(prompts)
         texts = [prompts[frame] for frame in keyframes]
-        states = encode_text(self.tokenizer, self.text_encoder, texts, sample.clip_skip)
+        encoder = (self.tokenizer, self.text_encoder)
+        states = encode_prompts(*encoder, texts, syntax, sample.clip_skip)  # keyframes' chunks padded to the most
+        uncond = encode_prompts(*encoder, [sample.negative_prompt or ""], syntax, sample.clip_skip)
+        states = padded([*states, uncond[0]], *encoder, sample.clip_skip)  # and the negative prompt's to theirs
+        states, uncond = states[:-1], states[-1:]
         per_frame = frame_states(keyframes, states, sample.frames, sample.prompt_interpolation)[None]
         if not guidance:
             return per_frame
-        uncond = encode_text(self.tokenizer, self.text_encoder, [sample.negative_prompt or ""], sample.clip_skip)
         return torch.cat([uncond[:, None].expand_as(per_frame), per_frame])
 
     def initial_latents(
