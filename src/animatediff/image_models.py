@@ -1,4 +1,5 @@
-"""Loading the image model a video is made with: the base, a personalized (DreamBooth) checkpoint, LoRAs.
+"""Loading the image model a video is made with: the base, a personalized (DreamBooth) checkpoint, LoRAs,
+a replacement VAE.
 
 Everything goes through diffusers' and transformers' own loaders: diffusers folders with
 `from_pretrained`, civitai-style single files (LDM key layout) with diffusers' single-file conversion,
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,8 +21,16 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from animatediff.errors import CheckpointError, first_line
-from animatediff.formats import Kind, checkpoint_keys, read_checkpoint, read_state_dict, require_kind
+from animatediff.errors import CheckpointError, ConfigError, first_line
+from animatediff.files import read_json
+from animatediff.formats import (
+    Kind,
+    checkpoint_keys,
+    classify_keys,
+    read_checkpoint,
+    read_state_dict,
+    require_kind,
+)
 
 _TEXT_PREFIX = "cond_stage_model.transformer."
 
@@ -228,6 +238,67 @@ def _apply_dreambooth_folder(components: Components, path: Path) -> Components:
         if (path / "text_encoder").is_dir():
             text_encoder = CLIPTextModel.from_pretrained(path, subfolder="text_encoder", dtype=dtype)
     return Components(unet, vae, text_encoder, components.tokenizer, components.text_encoder_2, components.tokenizer_2)
+
+
+def load_vae(path: str | os.PathLike, like: AutoencoderKL) -> AutoencoderKL:
+    """An autoencoder to replace `like` (the base's VAE), in its dtype: a diffusers `AutoencoderKL` folder (or a
+    model folder's vae/), or a single file (`.safetensors`/`.ckpt`/`.pt`, LDM keys as vae-ft-mse-840000-ema-pruned
+    is published, bare or under `first_stage_model.`, or diffusers keys) read with `like`'s config, so it loads
+    offline. A VAE making other latents than `like` (channels or downscale factor) is refused naming both."""
+    path = Path(path)
+    if path.is_dir():
+        vae = _load_vae_folder(path, like.dtype)
+        _check_latents(path, _latents_of(vae), like)
+        return vae
+    state_dict = read_state_dict(path)  # a .ckpt is unpickled safely: tensors only
+    _check_latents(path, _file_latents(path, state_dict), like)
+    with tempfile.TemporaryDirectory() as config, _reading(path, "a VAE whose layers fit the base's VAE config"):
+        like.save_config(config)
+        return AutoencoderKL.from_single_file(state_dict, config=config, torch_dtype=like.dtype)
+
+
+def _load_vae_folder(path: Path, dtype: torch.dtype) -> AutoencoderKL:
+    folder = path / "vae" if not (path / "config.json").is_file() and (path / "vae").is_dir() else path
+    config = folder / "config.json"
+    found = read_json(config, "VAE config").get("_class_name") if config.is_file() else None
+    if found != "AutoencoderKL":
+        what = f"its config.json names {found}" if config.is_file() else "it has no config.json (nor a vae/ folder)"
+        raise CheckpointError(f"{path}: expected a diffusers AutoencoderKL folder; {what}.")
+    with _reading(path, "a diffusers AutoencoderKL folder"):
+        return AutoencoderKL.from_pretrained(folder, torch_dtype=dtype)
+
+
+def _latents_of(vae: AutoencoderKL) -> tuple[int, int]:
+    """(latent channels, downscale factor) of an autoencoder."""
+    return vae.config.latent_channels, 2 ** (len(vae.config.block_out_channels) - 1)
+
+
+_DOWNSAMPLE = re.compile(r"encoder\.down(?:_blocks)?\.(\d+)\.downsample(?:rs\.0)?\.conv\.weight$")
+
+
+def _file_latents(path: Path, state_dict: dict[str, torch.Tensor]) -> tuple[int, int]:
+    """(latent channels, downscale factor) of a VAE file in LDM or diffusers keys: the decoder's input width and
+    one halving per encoder level with a downsampler."""
+    decoder_in = [value for key, value in state_dict.items() if key.endswith("post_quant_conv.weight")]
+    encoder_in = any(key.endswith("encoder.conv_in.weight") for key in state_dict)
+    if not decoder_in or not encoder_in:
+        description = classify_keys(list(state_dict)).description
+        raise CheckpointError(
+            f"{path}: this file is {description}, not a VAE (an autoencoder with encoder., decoder. and "
+            "post_quant_conv. weights)."
+        )
+    levels = {match.group(1) for key in state_dict if (match := _DOWNSAMPLE.search(key))}
+    return decoder_in[0].shape[1], 2 ** len(levels)
+
+
+def _check_latents(path: Path, found: tuple[int, int], like: AutoencoderKL) -> None:
+    expected = _latents_of(like)
+    if found != expected:
+        raise ConfigError(
+            f"vae {path}: its latents have {found[0]} channels at 1/{found[1]} of the frame size; the base's VAE "
+            f"makes {expected[0]} channels at 1/{expected[1]}. A replacement VAE must make the latents the base's "
+            "UNet was trained on."
+        )
 
 
 TEXT_WIDTHS = {768: "SD1.x", 1024: "SD2.x", 2048: "SDXL"}  # the width of the text states cross-attention reads

@@ -1,8 +1,8 @@
 """From a description of the models to use (`ModelSpec`) to a ready video pipeline.
 
 `build_pipeline` checks that every file exists before anything loads, then loads and merges them in
-the official order: personalized image weights, image LoRAs, domain adapter, motion module,
-MotionLoRAs. (The motion module and its MotionLoRAs are read first: they are small, so a damaged one
+the official order: personalized image weights (then a replacement VAE), image LoRAs, domain adapter,
+motion module, MotionLoRAs. (The motion module and its MotionLoRAs are read first: they are small, so a damaged one
 fails before the base model has been loaded.) Merges happen in float32; the pipeline is cast afterwards.
 """
 
@@ -14,7 +14,7 @@ import torch
 
 from animatediff.families import make_scheduler
 from animatediff.formats import load_motion_module
-from animatediff.image_models import apply_dreambooth, apply_image_lora, load_base
+from animatediff.image_models import apply_dreambooth, apply_image_lora, load_base, load_vae
 from animatediff.lora import apply_domain_adapter, apply_motion_lora
 from animatediff.motion_module import MotionModule
 from animatediff.pipeline import AnimateDiffPipeline
@@ -48,6 +48,8 @@ def build_pipeline(
     components = load_base(spec.base)
     if spec.dreambooth is not None:
         components = apply_dreambooth(components, spec.dreambooth, spec.base)
+    if spec.vae is not None:
+        components.vae = load_vae(spec.vae, like=components.vae)
     for path, scale in spec.loras:
         apply_image_lora(components, path, scale)
     if spec.domain_adapter is not None:
