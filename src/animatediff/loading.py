@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from animatediff.embeddings import load_embeddings
 from animatediff.families import make_scheduler
 from animatediff.formats import load_motion_module
 from animatediff.image_models import apply_dreambooth, apply_image_lora, load_base, load_vae
@@ -50,6 +51,8 @@ def build_pipeline(
         components = apply_dreambooth(components, spec.dreambooth, spec.base)
     if spec.vae is not None:
         components.vae = load_vae(spec.vae, like=components.vae)
+    if spec.embeddings:  # textual inversion: each file a word of the tokenizer (`animatediff.embeddings`)
+        load_embeddings(components.tokenizer, components.text_encoder, list(spec.embeddings))
     for path, scale in spec.loras:
         apply_image_lora(components, path, scale)
     if spec.domain_adapter is not None:
