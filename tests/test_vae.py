@@ -35,6 +35,7 @@ def vaes(tmp_path_factory, tiny_base):
     bare = {key.removeprefix("first_stage_model."): value for key, value in ldm.items()}
     save_file(bare, folder / "bare.safetensors")  # as vae-ft-mse-840000-ema-pruned.safetensors is published
     torch.save({"state_dict": bare, "global_step": 840000}, folder / "bare.ckpt")
+    save_file(vae.state_dict(), folder / "diffusers_keys.safetensors")  # a diffusers folder's weights alone
     reference = shutil.copytree(tiny_base, folder / "reference_base")
     shutil.rmtree(reference / "vae")
     vae.save_pretrained(reference / "vae")
@@ -53,7 +54,9 @@ def reference_frames(tmp_path_factory, vaes, tiny_motion_module_file):
     return read_video(output)
 
 
-@pytest.mark.parametrize("name", ["diffusers", "bare.safetensors", "bare.ckpt", "with_prefix.safetensors"])
+@pytest.mark.parametrize(
+    "name", ["diffusers", "bare.safetensors", "bare.ckpt", "with_prefix.safetensors", "diffusers_keys.safetensors"]
+)
 def test_vae_gives_the_frames_of_a_base_whose_own_vae_it_is(
     tmp_path, tiny_base, tiny_motion_module_file, vaes, reference_frames, name
 ):

@@ -432,24 +432,29 @@ def fast_bfloat16() -> bool:
 
 
 def device_and_dtype(device: str | None, dtype: str | None) -> tuple[str, str, str]:
-    """The device, the dtype and why that dtype (`auto`: float16 on CUDA; on the CPU bfloat16 where it runs
-    natively, at the quality of float32 on the held-out clips and about twice its speed, bench/RESULTS.md;
-    float32 elsewhere. `float32` is the path whose frames match the official implementation's)."""
+    """The device (`auto`: CUDA, else an Apple GPU through MPS, else the CPU), the dtype and why that dtype
+    (`auto`: float16 on CUDA and MPS; on the CPU bfloat16 where it runs natively, at the quality of float32 on
+    the held-out clips and about twice its speed, bench/RESULTS.md; float32 elsewhere. `float32` is the path
+    whose frames match the official implementation's)."""
     import torch
 
     device, dtype = device or "auto", dtype or "auto"
     if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     try:
         resolved = torch.device(device)
     except RuntimeError as error:
-        raise ConfigError(f"--device {device!r} is not a device name such as cpu, cuda or cuda:0.") from error
+        raise ConfigError(f"--device {device!r} is not a device name such as cpu, cuda, cuda:0 or mps.") from error
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {device}: CUDA is not available on this machine; use --device cpu.")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device {device}: MPS (an Apple GPU) is not available on this machine; use --device cpu.")
     if dtype != "auto":
         return str(resolved), dtype, "--dtype"
     if resolved.type == "cuda":
         return str(resolved), "float16", "auto: float16 on CUDA"
+    if resolved.type == "mps":
+        return str(resolved), "float16", "auto: float16 on MPS (an Apple GPU)"
     if fast_bfloat16():
         return str(resolved), "bfloat16", "auto: bfloat16 on a CPU with AMX or AVX-512 BF16 (--dtype float32: parity)"
     return str(resolved), "float32", "auto: float32 on a CPU without native bfloat16"

@@ -94,8 +94,13 @@ class Limits:
 
     @classmethod
     def for_device(cls, device: str) -> Limits:
-        """Defaults that fit the device: a GPU makes SD1.5-size clips; a CPU the embedded model's."""
-        return cls(frames=128, size=1024, steps=100) if device.startswith("cuda") else cls()
+        """Defaults that fit the device: a CUDA GPU makes SD1.5-size clips; an Apple GPU (MPS, its memory shared
+        with the CPU) half as many frames of at most 768 pixels; a CPU the embedded model's."""
+        if device.startswith("cuda"):
+            return cls(frames=128, size=1024, steps=100)
+        if device.startswith("mps"):
+            return cls(frames=64, size=768, steps=100)
+        return cls()
 
 
 def limit_errors(request: GenerateRequest, limits: Limits) -> list[tuple[str, str]]:
