@@ -213,7 +213,9 @@ def _tool_parsers(commands) -> None:
         "--dtype", choices=["float16", "float32", "bfloat16"], help="the dtype to write (default: the source's)"
     )
     convert.set_defaults(run=run_convert)
-    models = command(commands, "models", "list the embedded models and their short names")
+    models = command(commands, "models", "list the embedded models and the releases' catalog, by short name")
+    models.add_argument("pull", nargs="?", choices=["pull"], help="pull: download NAMEs into the Hugging Face cache")
+    models.add_argument("names", nargs="*", metavar="NAME", help="a catalog name or a Hub reference (hf://…)")
     models.set_defaults(run=run_models)
     train = command(commands, "train", "train a domain adapter, motion module, MotionLoRA or image model")
     train.add_argument("config", type=Path, help="training config (YAML)")
@@ -266,7 +268,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    print(listing())
+    from animatediff import releases
+
+    if args.pull is None:
+        print(f"{listing()}\n\nThe releases' catalog (downloaded into the Hugging Face cache on first use):")
+        print(releases.listing())
+        return 0
+    for name, path in releases.pull(args.names):
+        print(f"{name}: {path}")
     return 0
 
 

@@ -201,6 +201,7 @@ class Planner:
         settings = Settings(
             sample=sample, model=model, control=control, output=output, fps=fps, notes=notes, request=request, **run
         )
+        settings = replace(settings, references=sources.references(model, control))
         check_memory(settings, settings.split_guidance)
         return settings
 

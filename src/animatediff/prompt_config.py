@@ -19,9 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from animatediff.embedded import MODELS, resolve
 from animatediff.errors import ConfigError, one_line
-from animatediff.request import Request, brief, check, declarations, flag, from_data
+from animatediff.request import Request, brief, check, declarations, from_data
 from animatediff.sampling.clip import MAX_SEED
 from animatediff.settings import random_seed
 from animatediff.sources import Sources
@@ -60,9 +59,9 @@ class EntrySources(Sources):
         return f"{self.config}, entry {self.index}, '{self.keys.get(setting, setting)}'"
 
     def model(self, setting: str, reference: str) -> Path:
-        if reference in MODELS and not Path(reference).exists():
-            return resolve(reference, flag(setting) or setting)
-        return self.input(setting, reference)
+        if (self.config.parent / reference).exists():
+            return self.input(setting, reference)
+        return super().model(setting, reference)  # a path, an embedded or catalog name, a Hub reference
 
     def input(self, setting: str, reference: str) -> Path:
         for candidate in (Path(reference), self.config.parent / reference):

@@ -371,6 +371,7 @@ class Settings:
     split_guidance: bool = False  # the guidance batch's halves one after the other (less memory)
     compile: bool = False  # torch.compile the UNet
     request: Request | None = None  # what the front end was asked (the sidecar records it beside the resolved values)
+    references: tuple[tuple[str, str, str], ...] = ()  # (path, Hub id, commit) of each model from the Hub cache
 
     def sidecar(self) -> dict:
         record = {
@@ -391,4 +392,6 @@ class Settings:
             record["split_guidance"] = True
         if self.request is not None:
             record["request"] = self.request.record()
+        if self.references:
+            record["hub"] = [{"path": path, "id": id, "revision": revision} for path, id, revision in self.references]
         return record
