@@ -23,7 +23,7 @@ from torch import nn
 from animatediff.errors import AnimateDiffError
 from animatediff.families import FAMILIES
 from animatediff.formats import module_family
-from animatediff.motion_module import MotionModule, Windows
+from animatediff.motion_module import MotionModule, MotionStrength, Windows
 
 _INFLATED = "_animatediff_inflated"  # set on an image UNet once a video UNet's hooks and processors are in it
 
@@ -34,7 +34,8 @@ class AlreadyInflatedError(AnimateDiffError):
 
 class FrameAxis:
     """How many frames are folded into the batch of the video forward pass under way (and, for context
-    windows of the motion modules alone, which frames each window holds).
+    windows of the motion modules alone, which frames each window holds; and how strongly the motion modules
+    act in this pass, `MotionStrength`).
 
     Forward hooks take no arguments of their own, so the temporal modules (and the frame-pooled
     GroupNorms) read the count here. It is set for exactly the duration of one `AnimateDiffUNet`
@@ -46,16 +47,23 @@ class FrameAxis:
         self._frames: int | None = None
         self.windows: Windows | None = None
         self.text_per_clip = False  # whether every frame of a clip has the same text states
+        self.strength: MotionStrength | None = None
 
     @contextmanager
-    def folded(self, frames: int, windows: Windows | None = None, text_per_clip: bool = False) -> Iterator[None]:
+    def folded(
+        self,
+        frames: int,
+        windows: Windows | None = None,
+        text_per_clip: bool = False,
+        strength: MotionStrength | None = None,
+    ) -> Iterator[None]:
         if self._frames is not None:
             raise RuntimeError("the video UNet was called again from inside its own forward pass")
-        self._frames, self.windows, self.text_per_clip = frames, windows, text_per_clip
+        self._frames, self.windows, self.text_per_clip, self.strength = frames, windows, text_per_clip, strength
         try:
             yield
         finally:
-            self._frames, self.windows, self.text_per_clip = None, None, False
+            self._frames, self.windows, self.text_per_clip, self.strength = None, None, False, None
 
     @property
     def shared_text_frames(self) -> int | None:
@@ -178,10 +186,10 @@ def apply_after(layer: nn.Module, module: nn.Module, axis: FrameAxis) -> None:
 
     def hook(_layer, _inputs, output):
         if isinstance(output, torch.Tensor):
-            return module(output, axis.frames, axis.windows)
+            return module(output, axis.frames, axis.windows, axis.strength)
         if isinstance(output, tuple):
-            return (module(output[0], axis.frames, axis.windows), *output[1:])
-        output.sample = module(output.sample, axis.frames, axis.windows)
+            return (module(output[0], axis.frames, axis.windows, axis.strength), *output[1:])
+        output.sample = module(output.sample, axis.frames, axis.windows, axis.strength)
         return output
 
     layer.register_forward_hook(hook)
@@ -248,12 +256,13 @@ class AnimateDiffUNet(nn.Module):
         self.unet.enable_gradient_checkpointing(self._checkpoint)
 
     def _checkpoint(self, block: nn.Module, *args):
-        frames, windows, text_per_clip = self.axis.frames, self.axis.windows, self.axis.text_per_clip
+        axis = self.axis
+        frames, windows, text_per_clip, strength = axis.frames, axis.windows, axis.text_per_clip, axis.strength
         return torch.utils.checkpoint.checkpoint(
             block.__call__,
             *args,
             use_reentrant=False,
-            context_fn=lambda: (nullcontext(), self.axis.folded(frames, windows, text_per_clip)),
+            context_fn=lambda: (nullcontext(), axis.folded(frames, windows, text_per_clip, strength)),
         )
 
     def forward(
@@ -265,13 +274,15 @@ class AnimateDiffUNet(nn.Module):
         residuals: Residuals | None = None,
         image_embeds: torch.Tensor | None = None,
         added_cond: dict[str, torch.Tensor] | None = None,
+        motion: MotionStrength | None = None,
     ) -> torch.Tensor:
         """Predict noise for video latents `sample` (b c f h w) given text states: one per clip (b n d) or
         one per frame ((b f) n d). `motion_windows` runs the motion modules' attention on those windows of
         frames alone, fused per frame (the image layers see every frame); None: on all frames at once.
         `residuals` (ControlNet, SparseCtrl) are added to the down blocks' and the mid block's outputs,
         `(b f) c h w` each; `image_embeds` (b, tokens, dim) are an IP-Adapter's image prompt per clip;
-        `added_cond` SDXL's pooled text embeddings and size ids per clip (`text_embeds`, `time_ids`)."""
+        `added_cond` SDXL's pooled text embeddings and size ids per clip (`text_embeds`, `time_ids`); `motion` how
+        strongly the motion modules act in this call, per frame of `sample` (None: as trained)."""
         num_frames = sample.shape[2]
         folded = rearrange(sample.to(self.dtype), "b c f h w -> (b f) c h w")
         text = encoder_hidden_states.to(self.dtype)  # a text encoder kept in float32 feeds a bfloat16 UNet too
@@ -289,7 +300,7 @@ class AnimateDiffUNet(nn.Module):
             added["image_embeds"] = [image_embeds.to(self.dtype).repeat_interleave(num_frames, dim=0)]
         if added:
             extra["added_cond_kwargs"] = added
-        with self.axis.folded(num_frames, motion_windows, text_per_clip):
+        with self.axis.folded(num_frames, motion_windows, text_per_clip, motion):
             out = self.unet(folded, timestep, encoder_hidden_states=text, return_dict=False, **extra)[0]
         return rearrange(out, "(b f) c h w -> b c f h w", f=num_frames)
 

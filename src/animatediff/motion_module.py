@@ -10,6 +10,9 @@ position, so the image layers stay untouched and the module only learns how cont
 `proj_out` starts at zero, so a freshly built module is the identity and inserting it does not change
 the image model. Parameter names follow the official release
 (`down_blocks.i.motion_modules.j.temporal_transformer.…`), so its checkpoints load 1:1.
+
+A call may ask the modules to act more or less strongly (`MotionStrength`, per frame): the attention's keys
+scaled, the module's change to its input scaled. It is an argument of that call, never kept on the module.
 """
 
 from __future__ import annotations
@@ -28,6 +31,33 @@ from torch import nn
 ModuleKind = Literal["transformer", "convolution"]
 # Context windows over the frame axis: each a (frame indices, fuse weights) pair of length-L tensors
 Windows = Sequence[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class MotionStrength:
+    """How strongly the motion modules act in one video UNet call (ComfyUI-AnimateDiff-Evolved's motion scale and
+    effect, `sampling.motion_strength`), one value per frame of the clip the call sees, float32 `(f,)`.
+
+    `scale` multiplies each frame's keys in the temporal attention, so the query-key products (None: 1);
+    `effect` scales what each module adds to its input, `x + effect · (module(x) − x)` (None: 1); `off`: the
+    effect is 0 on every frame, and the modules are skipped (the image model alone)."""
+
+    scale: torch.Tensor | None = None
+    effect: torch.Tensor | None = None
+    off: bool = False
+
+    @classmethod
+    def of(
+        cls, scale: Sequence[float] | None, effect: Sequence[float] | None, device: torch.device
+    ) -> MotionStrength | None:
+        """The strength for per-frame values (None: 1 on every frame); None when both are None."""
+        if scale is None and effect is None:
+            return None
+        return cls(
+            None if scale is None else torch.tensor(scale, device=device),
+            None if effect is None else torch.tensor(effect, device=device),
+            effect is not None and not any(effect),
+        )
 
 
 @dataclass(frozen=True)
@@ -112,14 +142,16 @@ class TemporalAttention(nn.Module):
         self.to_out = nn.Sequential(nn.Linear(dim, dim))
         self.pos_encoder = PositionEncoding(dim, max_frames) if position_encoding else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (b h w) f c, one sequence of frames per spatial position
+    def forward(self, x: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+        # x: (b h w) f c, one sequence of frames per spatial position; scale: (f,) multiplies each frame's key
         if self.pos_encoder is not None:
             x = self.pos_encoder(x)
         q, k, v = (
             rearrange(project(x), "n f (heads d) -> n heads f d", heads=self.heads)
             for project in (self.to_q, self.to_k, self.to_v)
         )
+        if scale is not None:
+            k = k * rearrange(scale, "f -> f 1").to(k.dtype)
         chunks = zip(*(t.split(self.max_sequences) for t in (q, k, v)), strict=True)
         out = torch.cat([F.scaled_dot_product_attention(*chunk) for chunk in chunks])
         return self.to_out(rearrange(out, "n heads f d -> n f (heads d)"))
@@ -139,24 +171,27 @@ class TemporalTransformerBlock(nn.Module):
         self.ff = FeedForward(dim, activation_fn="geglu")
         self.ff_norm = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, windows: Windows | None = None) -> torch.Tensor:
-        # x: (b h w) f c
-        x = self._attend(x) if windows is None else self._attend_in_windows(x, windows)
+    def forward(
+        self, x: torch.Tensor, windows: Windows | None = None, scale: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        # x: (b h w) f c; scale: (f,) or None
+        x = self._attend(x, scale) if windows is None else self._attend_in_windows(x, windows, scale)
         return self.ff(self.ff_norm(x)) + x
 
-    def _attend(self, x: torch.Tensor) -> torch.Tensor:
+    def _attend(self, x: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
         for norm, attention in zip(self.norms, self.attention_blocks, strict=True):
-            x = attention(norm(x)) + x
+            x = attention(norm(x), scale) + x
         return x
 
-    def _attend_in_windows(self, x: torch.Tensor, windows: Windows) -> torch.Tensor:
+    def _attend_in_windows(self, x: torch.Tensor, windows: Windows, scale: torch.Tensor | None) -> torch.Tensor:
         """The attentions run on each window of frames alone (positions counted from the window's first
         frame), and each frame's results are averaged over the windows that hold it, by their weights."""
         total = torch.zeros_like(x, dtype=torch.float32)  # the weighted sum in float32 whatever the dtype
         count = torch.zeros(1, x.shape[1], 1, device=x.device)
         for frames, weights in windows:
             frames, weights = frames.to(x.device), weights.to(x.device)[None, :, None]
-            total.index_add_(1, frames, self._attend(x[:, frames]).float() * weights)
+            window_scale = None if scale is None else scale[frames]
+            total.index_add_(1, frames, self._attend(x[:, frames], window_scale).float() * weights)
             count.index_add_(1, frames, weights)
         return torch.where(count > 0, total / count, total).to(x.dtype)
 
@@ -176,8 +211,17 @@ class TemporalTransformer(nn.Module):
         nn.init.zeros_(self.proj_out.weight)
         nn.init.zeros_(self.proj_out.bias)
 
-    def forward(self, x: torch.Tensor, num_frames: int, windows: Windows | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        num_frames: int,
+        windows: Windows | None = None,
+        strength: MotionStrength | None = None,
+    ) -> torch.Tensor:
         # x: (b f) c h w
+        strength = strength or MotionStrength()
+        if strength.off:
+            return x
         height, width = x.shape[-2:]
         if self.norm_over_frames:
             h = rearrange(x, "(b f) c h w -> b c f h w", f=num_frames)
@@ -186,8 +230,10 @@ class TemporalTransformer(nn.Module):
             h = rearrange(self.norm(x), "(b f) c h w -> (b h w) f c", f=num_frames)
         h = self.proj_in(h)
         for block in self.transformer_blocks:
-            h = block(h, windows)
+            h = block(h, windows, strength.scale)
         h = self.proj_out(h)
+        if strength.effect is not None:
+            h = h * rearrange(strength.effect, "f -> f 1").to(h.dtype)
         return rearrange(h, "(b h w) f c -> (b f) c h w", h=height, w=width) + x
 
 
@@ -198,8 +244,14 @@ class TemporalModule(nn.Module):
         super().__init__()
         self.temporal_transformer = TemporalTransformer(channels, config)
 
-    def forward(self, x: torch.Tensor, num_frames: int, windows: Windows | None = None) -> torch.Tensor:
-        return self.temporal_transformer(x, num_frames, windows)
+    def forward(
+        self,
+        x: torch.Tensor,
+        num_frames: int,
+        windows: Windows | None = None,
+        strength: MotionStrength | None = None,
+    ) -> torch.Tensor:
+        return self.temporal_transformer(x, num_frames, windows, strength)
 
 
 class TemporalConvolution(nn.Module):
@@ -217,10 +269,13 @@ class TemporalConvolution(nn.Module):
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
-    def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, num_frames: int, effect: torch.Tensor | None = None) -> torch.Tensor:
+        # effect: (f,) scales what the convolutions add to each frame (None: 1)
         height, width = x.shape[-2:]
         h = rearrange(self.norm(x), "(b f) c h w -> (b h w) c f", f=num_frames)
         h = self.conv_out(F.silu(self.conv_in(h)))
+        if effect is not None:
+            h = h * effect.to(h.dtype)
         return rearrange(h, "(b h w) c f -> (b f) c h w", h=height, w=width) + x
 
 
@@ -231,9 +286,18 @@ class ConvolutionModule(nn.Module):
         super().__init__()
         self.temporal_convolution = TemporalConvolution(channels, config)
 
-    def forward(self, x: torch.Tensor, num_frames: int, windows: Windows | None = None) -> torch.Tensor:
-        """A convolution sees three neighbouring frames at a time, so it needs no context windows."""
-        return self.temporal_convolution(x, num_frames)
+    def forward(
+        self,
+        x: torch.Tensor,
+        num_frames: int,
+        windows: Windows | None = None,
+        strength: MotionStrength | None = None,
+    ) -> torch.Tensor:
+        """A convolution sees three neighbouring frames at a time, so it needs no context windows; having no
+        attention, it takes a strength's effect and not its scale."""
+        if strength is not None and strength.off:
+            return x
+        return self.temporal_convolution(x, num_frames, None if strength is None else strength.effect)
 
 
 MODULE_KINDS = {"transformer": TemporalModule, "convolution": ConvolutionModule}

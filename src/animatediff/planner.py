@@ -24,6 +24,7 @@ from animatediff.memory import check_memory
 from animatediff.prompt_config import load_yaml
 from animatediff.request import Request
 from animatediff.sampling.clip import check_frame_size, check_steps
+from animatediff.sampling.motion_strength import as_keys
 from animatediff.sampling.options import ContextRequest
 from animatediff.settings import (
     ControlNetSpec,
@@ -163,6 +164,9 @@ class Planner:
             height=request.height or size,
             clip_skip=request.clip_skip or 1,
             prompt_syntax=request.prompt_syntax or sources.prompt_syntax,
+            motion_scale=as_keys(request.motion_scale),
+            motion_effect=as_keys(request.motion_effect),
+            motion_scale_steps=request.motion_scale_steps or (),
         )
 
     def check_sample(self, model: ModelSpec, sample: Sample) -> None:

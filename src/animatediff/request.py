@@ -35,6 +35,8 @@ WHOLE_GROUPS = {"time": "time controls", "control": "control"}  # replaced whole
 TEXT, WHOLE, NUMBER, SEED, SWITCH, CHOICE = "text", "whole", "number", "seed", "switch", "choice"
 MODEL, SCALED, INPUT = "model", "scaled", "input"  # a model reference; one with a scale; a user's image/video
 KEYFRAMES, FRAME_INPUT, FRAME_LIST = "keyframes", "frame_input", "frame_list"  # FRAME:TEXT, FRAME:PATH, I,J,…
+PER_FRAME, PER_STEP = "per_frame", "per_step"  # a number or FRAME:VALUE,… (interpolated); FRACTION:VALUE,… of the steps
+MOTION_SCALE, MOTION_EFFECT = 10.0, 2.0  # the largest motion scale and effect taken
 
 
 @dataclass(frozen=True)
@@ -244,6 +246,35 @@ class Request:
         group="time",
         choices=get_args(Interpolation),
         default="linear",
+    )
+    motion_scale: float | tuple[tuple[int, float], ...] | None = setting(
+        "how much the clip moves: the motion modules' temporal attention scale multiplied (as "
+        f"ComfyUI-AnimateDiff-Evolved's scale; 0 to {MOTION_SCALE:g}, above 1 more motion), one number or per frame "
+        "FRAME:S,… interpolated linearly between the frames given (default: 1)",
+        PER_FRAME,
+        group="time",
+        low=0,
+        high=MOTION_SCALE,
+        metavar="S|FRAME:S,…",
+    )
+    motion_effect: float | tuple[tuple[int, float], ...] | None = setting(
+        "how much the motion modules act: their output blended with their input (as ComfyUI-AnimateDiff-Evolved's "
+        f"effect; 0: the image model alone, 0 to {MOTION_EFFECT:g}), one number or per frame FRAME:E,… interpolated "
+        "linearly (default: 1)",
+        PER_FRAME,
+        group="time",
+        low=0,
+        high=MOTION_EFFECT,
+        metavar="E|FRAME:E,…",
+    )
+    motion_scale_steps: tuple[tuple[float, float], ...] | None = setting(
+        "the motion scale over the denoising steps: from that fraction of the steps on it is multiplied by S "
+        "(before the first fraction given: by 1)",
+        PER_STEP,
+        group="time",
+        low=0,
+        high=MOTION_SCALE,
+        metavar="F:S,…",
     )
     # video to video, ControlNet, IP-Adapter, image to video
     init_video: str | None = setting(
@@ -458,6 +489,9 @@ def check(name: str, declared: Declared, value) -> None:
     """Refuse a value outside its setting's bounds or choices, naming the setting."""
     if value is None or declared.kind in (TEXT, MODEL, INPUT, SWITCH, FRAME_LIST, KEYFRAMES, FRAME_INPUT):
         return
+    if declared.kind in (PER_FRAME, PER_STEP):
+        _check_keys(name, declared, value)
+        return
     if declared.kind == CHOICE:
         if value not in declared.choices:
             raise ConfigError(f"{name}: expected one of {', '.join(declared.choices)}; got {value!r}.")
@@ -483,6 +517,19 @@ def check(name: str, declared: Declared, value) -> None:
         raise ConfigError(f"{name} must be {bounds}; got {value}.")
 
 
+def _check_keys(name: str, declared: Declared, value) -> None:
+    """A number, or (frame or fraction, number) pairs whose positions increase, each number within the bounds."""
+    pairs = ((0, value),) if isinstance(value, (int, float)) else value
+    where = "frames" if declared.kind == PER_FRAME else "fractions of the steps"
+    positions = [position for position, _ in pairs]
+    if not pairs or positions != sorted(set(positions)) or positions[0] < 0:
+        raise ConfigError(f"{name}: the {where} must be at least 0 and increase; got {positions}.")
+    if declared.kind == PER_STEP and positions[-1] > 1:
+        raise ConfigError(f"{name}: the fractions of the steps must be between 0 and 1; got {positions[-1]:g}.")
+    for _, number in pairs:
+        check(name, replace(declared, kind=NUMBER), number)
+
+
 def _check_scale(name: str, scale: float, bound: float) -> None:
     if not math.isfinite(scale) or abs(scale) > bound:
         raise ConfigError(f"the scale of {name} must be a number between -{bound:g} and {bound:g}; got {scale}.")
@@ -495,7 +542,7 @@ def _check_scale(name: str, scale: float, bound: float) -> None:
 def from_text(name: str, text: str):
     """A setting's value from its command-line text (`ValueError` with one sentence when it is not one)."""
     kind = declarations()[name].kind
-    if kind == WHOLE or kind == SEED:
+    if kind in (WHOLE, SEED):
         return _whole(text)
     if kind == NUMBER:
         return _number(text)
@@ -516,7 +563,7 @@ def from_text(name: str, text: str):
             return tuple(int(item) for item in text.split(","))
         except ValueError:
             raise ValueError(f"expected whole-number frames separated by commas, got {text!r}") from None
-    return text
+    return _keyed_numbers(kind, text) if kind in (PER_FRAME, PER_STEP) else text
 
 
 def from_data(name: str, value):
@@ -530,7 +577,46 @@ def from_data(name: str, value):
         return tuple(_item(declared.kind, item) for item in items)
     if declared.kind == FRAME_LIST:
         return tuple(_item(WHOLE, item) for item in (value if isinstance(value, list) else [value]))
+    if declared.kind in (PER_FRAME, PER_STEP):
+        return _keyed_data(declared.kind, value)
     return _item(declared.kind, value)
+
+
+def _keyed_data(kind: str, value):
+    """A number or keyed numbers from data: a number (per frame only), `FRAME:VALUE,…` text, a mapping
+    `{frame: value}` or a list of [frame, value] pairs (as the sidecar records them)."""
+    if isinstance(value, str):
+        return _keyed_numbers(kind, value)
+    if kind == PER_FRAME and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _scalar(NUMBER, value)
+    pairs = value.items() if isinstance(value, dict) else value if isinstance(value, list) else None
+    if not pairs or not all(isinstance(pair, (list, tuple)) and len(pair) == 2 for pair in pairs):
+        raise ValueError(f"expected {_KEYED_FORM[kind]}, a mapping or a list of pairs, got {brief(value)}")
+    return tuple(_keyed_pair(kind, str(position), number) for position, number in pairs)
+
+
+_KEYED_FORM = {PER_FRAME: "a number or FRAME:VALUE,…", PER_STEP: "FRACTION:VALUE,…"}
+
+
+def _keyed_numbers(kind: str, text: str):
+    """`1.2` (per frame only) or `0:1.0,16:1.3` → the number, or (frame or fraction, number) pairs."""
+    if kind == PER_FRAME and ":" not in text:
+        return _number(text)
+    items = [item.partition(":") for item in text.split(",")]
+    if not all(colon for _, colon, _ in items):
+        raise ValueError(f"expected {_KEYED_FORM[kind]}, got {text!r}")
+    return tuple(_keyed_pair(kind, position.strip(), number.strip()) for position, _, number in items)
+
+
+def _keyed_pair(kind: str, position: str, number) -> tuple[int | float, float]:
+    try:
+        at = int(position) if kind == PER_FRAME else float(position)
+        value = float(number)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected {_KEYED_FORM[kind]}, got {position}:{number}") from None
+    if not math.isfinite(at) or not math.isfinite(value) or isinstance(number, bool):
+        raise ValueError(f"expected finite numbers in {_KEYED_FORM[kind]}, got {position}:{number}")
+    return at, value
 
 
 def _item(kind: str, value):

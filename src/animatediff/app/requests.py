@@ -20,6 +20,8 @@ from animatediff.request import (
     FRAME_LIST,
     KEYFRAMES,
     NUMBER,
+    PER_FRAME,
+    PER_STEP,
     SCALED,
     SEED,
     SWITCH,
@@ -53,6 +55,8 @@ def _annotation(declared: Declared):
         FRAME_LIST: list[int],
         FRAME_INPUT: str,  # "FRAME:NAME"
         KEYFRAMES: dict[int, str],
+        PER_FRAME: float | list[tuple[int, float]],  # a number, or [frame, value] pairs
+        PER_STEP: list[tuple[float, float]],  # [fraction of the steps, value] pairs
     }.get(declared.kind, str)
     if declared.kind == CHOICE:
         single = Literal[tuple(declared.choices)]

@@ -66,6 +66,11 @@ class Sample:
     free_init: int | None = None
     clip_skip: int = 1  # A1111's CLIP skip: the text encoder's layer read, counted from the end
     prompt_syntax: str = "plain"  # how the prompts are read: a1111, comfy or plain (as written, cut at the length)
+    # how strongly the motion modules act (`sampling.motion_strength`): FRAME → value, interpolated between frames
+    # (empty: 1, as trained), and the scale's factor from a fraction of the steps on
+    motion_scale: tuple[tuple[int, float], ...] = ()
+    motion_effect: tuple[tuple[int, float], ...] = ()
+    motion_scale_steps: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self):
         for name in ("steps", "frames", "width", "height"):
@@ -93,3 +98,10 @@ class Sample:
         empty = [frame for frame, text in self.prompt_map if not text.strip()]
         if empty:
             raise ConfigError(f"the prompt at keyframe {empty[0]} is empty; every keyframe needs a prompt.")
+        for name in ("motion_scale", "motion_effect"):
+            frames = [frame for frame, _ in getattr(self, name)]
+            if frames and (frames != sorted(set(frames)) or frames[0] < 0 or frames[-1] >= self.frames):
+                raise ConfigError(
+                    f"{name} names frames {frames}; they must increase and lie inside the {self.frames}-frame clip "
+                    f"(0 to {self.frames - 1})."
+                )
