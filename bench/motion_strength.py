@@ -14,6 +14,8 @@ the spread (standard deviation) of the per-seed means, as lab/report.py reports.
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -23,7 +25,9 @@ from animatediff.planner import with_family
 from animatediff.settings import ModelSpec
 from animatediff.shapes.metrics import REQUIRED, _steps, prompted_track
 from animatediff.shapes.world import MOTIONS, parse_prompt
-from lab.report import held_out_prompts
+
+sys.path.insert(0, str(Path(__file__).parents[1]))  # the repository root, for lab/
+from lab.report import held_out_prompts  # noqa: E402
 
 SCALES = (0.8, 1.0, 1.2, 1.4)
 EFFECTS = (0.5, 0.75, 1.0)
