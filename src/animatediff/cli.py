@@ -184,7 +184,7 @@ def _serve_parser(commands) -> None:
         "--device",
         action="append",
         default=[],
-        help="a device with a worker of its own, repeatable (default: cuda if available, else cpu)",
+        help="a device with a worker of its own, repeatable (default: CUDA, else an Apple GPU, else the CPU)",
     )
     serve.add_argument("--queue", type=whole_number, default=8, help="jobs that may wait; more answer 429")
     for name, what in (
@@ -295,12 +295,11 @@ def _check_app_packages() -> None:
 def serve_options(args: argparse.Namespace):
     """The server's options from `serve`'s flags."""
     _check_app_packages()
-    import torch
-
     from animatediff.app.requests import Limits
     from animatediff.app.server import ServerOptions
+    from animatediff.planner import device_and_dtype
 
-    devices = tuple(args.device) or ("cuda" if torch.cuda.is_available() else "cpu",)
+    devices = tuple(args.device) or (device_and_dtype(None, None)[0],)  # CUDA, then an Apple GPU, then the CPU
     limits = Limits.for_device(devices[0])
     given = {
         "frames": args.max_frames,

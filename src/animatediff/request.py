@@ -407,7 +407,9 @@ class Request:
         page=True,
     )
     # runtime
-    device: str | None = setting("cpu, cuda, cuda:1 … (auto: cuda if present)", group="runtime", api=False)
+    device: str | None = setting(
+        "cpu, cuda, cuda:1, mps … (auto: CUDA if present, then an Apple GPU, then the CPU)", group="runtime", api=False
+    )
     dtype: str | None = setting(
         "auto: float16 on CUDA; on the CPU bfloat16 where it has AMX or AVX-512 BF16, else float32. float32 is the "
         "path that matches the official implementation's frames",
