@@ -180,6 +180,18 @@ def test_each_catalog_motion_module_is_its_release(offline, name):
     assert model.family == release.family and release.family in FAMILIES
 
 
+def test_a_prompt_config_names_models_by_catalog_name_and_hub_id(offline, tmp_path):
+    entry = {"motion_module": "mm-v3", "prompt": ["a red circle"], "W": 32, "H": 24, "L": 3, "steps": 2, "seed": 1}
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps([entry, {**entry, "motion_module": "hf://guoyww/animatediff/v3_sd15_mm.ckpt"}]))
+    base = ["--base", "stable-diffusion-v1-5/stable-diffusion-v1-5"]
+    assert main(["generate", "--config", str(config), *base, "--output-dir", str(tmp_path / "o")]) == 0
+    records = [json.loads(path.read_text()) for path in sorted((tmp_path / "o").glob("*.json"))]
+    module = snapshot(offline, "guoyww/animatediff") / "v3_sd15_mm.ckpt"
+    expected = {"path": str(module), "id": "hf://guoyww/animatediff/v3_sd15_mm.ckpt", "revision": MAIN}
+    assert [record["hub"][1] for record in records] == [expected, expected]
+
+
 @pytest.mark.parametrize("name", [name for name, release in RELEASES.items() if release.flag != "--motion-module"])
 def test_each_other_catalog_entry_resolves_to_its_file_or_folder(offline, name):
     release = RELEASES[name]
