@@ -233,3 +233,42 @@ def test_the_command_line_refuses_an_embedding_of_another_width_with_exit_2(
     assert main(["generate", "a wide red circle", *models, *small, "-o", str(tmp_path / "o.gif")]) == 2
     error = capsys.readouterr().err
     assert "768" in error and "32" in error and "Traceback" not in error
+
+
+# In the pipeline
+
+
+def tiny_pipeline(tiny_base):
+    from animatediff.image_models import load_base
+    from animatediff.pipeline import AnimateDiffPipeline
+    from helpers import random_motion_module
+
+    return AnimateDiffPipeline.from_components(load_base(tiny_base), random_motion_module())
+
+
+def test_prompt_travel_pads_keyframes_and_the_negative_prompt_to_the_most_chunks(tiny_base):
+    pipeline = tiny_pipeline(tiny_base)
+    travel = ((0, "a red circle"), (4, "a blue square " * 20 + "BREAK green"))
+    sample = pipeline.sample("a red circle", num_frames=6, prompt_map=travel, prompt_syntax="a1111")
+    states = pipeline.text_states(sample)
+    tokenizer, encoder = pipeline.tokenizer, pipeline.text_encoder
+    with torch.no_grad():
+        last = encode_prompts(tokenizer, encoder, [travel[1][1]], "a1111")[0]
+        first = encode_prompts(tokenizer, encoder, [travel[0][1]], "a1111")[0]
+        empty = encode_text(tokenizer, encoder, [""])[0]
+    count = len(last) // 77  # the long keyframe's chunks, its BREAK's among them
+    assert states.shape == (2, 6, count * 77, 32) and count > 2
+    torch.testing.assert_close(states[1, 5], last)
+    torch.testing.assert_close(states[1, 0], torch.cat([first] + [empty] * (count - 1)))
+    torch.testing.assert_close(states[0, 0], torch.cat([empty] * count))
+
+
+def test_long_prompts_are_not_reported_cut_under_a1111(tiny_base, caplog):
+    pipeline = tiny_pipeline(tiny_base)
+    long = "a red circle " * 30
+    with caplog.at_level(logging.WARNING, logger="animatediff"):
+        pipeline.text_states(pipeline.sample(long, prompt_syntax="a1111"))
+    assert "dropped" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="animatediff"):
+        pipeline.text_states(pipeline.sample(long, prompt_syntax="plain"))
+    assert "dropped" in caplog.text
