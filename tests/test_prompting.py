@@ -272,3 +272,21 @@ def test_long_prompts_are_not_reported_cut_under_a1111(tiny_base, caplog):
     with caplog.at_level(logging.WARNING, logger="animatediff"):
         pipeline.text_states(pipeline.sample(long, prompt_syntax="plain"))
     assert "dropped" in caplog.text
+
+
+def test_the_command_line_reads_an_embeddings_folder_and_records_each_file_and_hash(
+    tmp_path, tiny_base, tiny_motion_module_file
+):
+    import hashlib
+    import json
+
+    from animatediff.cli import main
+
+    (tmp_path / "embeddings").mkdir()
+    path = save(tmp_path / "embeddings" / "easyneg.pt", {"string_to_param": {"*": torch.randn(2, 32)}})
+    models = ["--base", str(tiny_base), "--motion-module", str(tiny_motion_module_file)]
+    small = ["--width", "16", "--height", "16", "--steps", "1", "--frames", "4", "--embeddings", str(path.parent)]
+    negative = ["--negative-prompt", "(easyneg:1.2)"]
+    assert main(["generate", "a red circle", *models, *small, *negative, "-o", str(tmp_path / "o.gif")]) == 0
+    recorded = json.loads((tmp_path / "o.gif.json").read_text())["embeddings"]
+    assert recorded == [{"path": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:12]}]

@@ -8,7 +8,6 @@ encoder's token embedding, named as diffusers' `TextualInversionLoaderMixin` nam
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
@@ -69,8 +68,3 @@ def load_embeddings(tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel, paths
     with torch.no_grad():
         for word, vector in zip(words, vectors, strict=True):
             table[tokenizer.convert_tokens_to_ids(word)] = vector.to(table)
-
-
-def short_hash(path: Path) -> str:
-    """The first 12 hex digits of the file's sha256, for the sidecar."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]

@@ -231,7 +231,7 @@ def encode_weighted(
     if not (weights != 1.0).any():
         return states.flatten(0, 1)
     weights = weights.to(states)[..., None]
-    if syntax == "a1111":  # A1111's "Original" emphasis, per chunk
+    if syntax == "a1111":  # A1111's "Original" emphasis, per chunk (A1111's mean spans its batch of one prompt)
         weighted = states * weights
         means = states.mean(dim=(1, 2), keepdim=True) / weighted.mean(dim=(1, 2), keepdim=True)
         return (weighted * means).flatten(0, 1)
@@ -270,11 +270,3 @@ def padded(
     empty = hidden_states(text_encoder, torch.tensor([_framed(tokenizer, Chunk()).tokens]), clip_skip)[0]
     repeats = [(most - len(s)) // len(empty) for s in states]
     return torch.stack([torch.cat([s, empty.repeat(n, 1)]) for s, n in zip(states, repeats, strict=True)])
-
-
-def chunk_count(tokenizer: CLIPTokenizer, text: str, syntax: str) -> int:
-    """How many encoder chunks the prompt takes (1 under `plain`)."""
-    if syntax == "plain":
-        return 1
-    pieces = parse_a1111(text) if syntax == "a1111" else parse_comfy(text)
-    return len(chunks(tokenizer, pieces))

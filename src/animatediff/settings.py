@@ -9,6 +9,7 @@ run exactly. Nothing here imports torch.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -103,7 +104,10 @@ class ModelSpec:
             "motion_module": absolute(self.motion_module),
             "dreambooth": absolute(self.dreambooth),
             "vae": absolute(self.vae),
-            "embeddings": [absolute(path) for path in self.embeddings],
+            "embeddings": [
+                {"path": absolute(path), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]}
+                for path in self.embeddings
+            ],
             "loras": [{"path": absolute(p), "scale": s} for p, s in self.loras],
             "domain_adapter": absolute(self.domain_adapter),
             "domain_adapter_scale": self.domain_adapter_scale if self.domain_adapter is not None else None,
