@@ -6,9 +6,10 @@ imports are paid once), each `accelerate`, `torchrun` and `python` command as a 
 files a user brings (an SD1.5 folder, a DreamBooth checkpoint, the official motion modules, LoRAs, training
 videos, a CLIP model) are stood in for by tiny seeded files of the same kinds under the same names.
 Commands that train or measure for hours are shrunk by flags appended to them (their step counts, data
-sizes, sampling budgets), and nothing else about them changes. The install and test commands of the first
-screen are what `.ci/run` runs. The files the README's own commands make (a clip, two keyframe images) are
-not stood in for.
+sizes, sampling budgets), and nothing else about them changes. The commands that download from the Hugging
+Face Hub run offline against a cache holding the stand-ins under the ids they name. The install and test
+commands of the first screen are what `.ci/run` runs. The files the README's own commands make (a clip, two
+keyframe images) are not stood in for.
 """
 
 import os
@@ -44,6 +45,7 @@ README = (ROOT / "README.md").read_text()
 # the docs/ pages whose code blocks are part of the guide: their blocks run after the README's, as the README's do
 DOCUMENTS = [README, *((ROOT / page).read_text() for page in ("docs/reference.md",))]
 CORGI = "animatediff generate a corgi running on the beach --base path/to/stable-diffusion-v1-5"
+HUB_CORGI = "animatediff generate a corgi running on the beach --base"  # with a catalog name or a Hub id
 SHRINK = {  # command prefix → flags appended, for the commands that train or measure at full scale
     "animatediff train": ["--steps", "1"],
     "accelerate launch -m animatediff train": ["--steps", "1"],
@@ -70,6 +72,8 @@ SHRINK = {  # command prefix → flags appended, for the commands that train or 
     f"{CORGI} --motion-module v3_sd15_mm.ckpt --ip-adapter": ["--frames", "4", "--steps", "2"],
     f"{CORGI} --motion-module AnimateLCM": ["--frames", "4"],  # the few-step families keep their own steps
     f"{CORGI} --motion-module animatediff_lightning": ["--frames", "4"],
+    f"{HUB_CORGI} sd15": ["--frames", "4", "--steps", "2"],
+    f"{HUB_CORGI} stable-diffusion-v1-5/stable-diffusion-v1-5": ["--frames", "4", "--steps", "2"],
 }
 INSTALLING = ("python3 -m venv", ". .venv/bin/activate", "pip install", "ruff check", "ruff format", "python -m pytest")
 
@@ -161,6 +165,7 @@ def stand_ins(folder: Path) -> None:
     tiny_clip(folder / "path/to/clip", TOKENIZER)
     control_stand_ins(folder, unet)
     family_stand_ins(folder)
+    hub_stand_ins(folder)
     (folder / "tests").symlink_to(ROOT / "tests")  # the tiny-model recipe imports the tests' helpers
     (folder / "prompts.yaml").write_text(
         yaml.safe_dump([{"prompt": ["a red circle moving right", "a blue square"], "seed": [1, 2], "steps": 2, "L": 4}])
@@ -214,6 +219,18 @@ def family_stand_ins(folder: Path) -> None:
     save_tiny_sdxl_base(folder / "path/to/stable-diffusion-xl-base-1.0")
     config = MotionModuleConfig(block_out_channels=SDXL_WIDTHS, layers_per_block=2, mid_block=False)
     torch.save(random_motion_module(config, seed=5, std=0.02).state_dict(), folder / "mm_sdxl_v10_beta.ckpt")
+
+
+def hub_stand_ins(folder: Path) -> None:
+    """A Hugging Face cache (`hub-cache`, as huggingface_hub lays it out) holding the stand-ins under the ids the
+    README names, for its commands that download: they run offline against it."""
+    from test_hub import MAIN, commit, folder_files
+
+    cache = folder / "hub-cache"
+    sd15 = folder_files(folder / "path/to/stable-diffusion-v1-5")
+    commit(cache, "stable-diffusion-v1-5/stable-diffusion-v1-5", sd15, MAIN)
+    files = ("mm_sd_v15_v2.ckpt", "v3_sd15_mm.ckpt", "v2_lora_ZoomIn.ckpt")
+    commit(cache, "guoyww/animatediff", {name: folder / name for name in files}, MAIN)
 
 
 @pytest.fixture(scope="module")
@@ -308,6 +325,8 @@ def test_every_readme_command_runs_as_written(sandbox, monkeypatch, capsys):
 
     monkeypatch.chdir(sandbox)
     monkeypatch.setattr(uvicorn, "run", serve_briefly)
+    monkeypatch.setenv("HF_HUB_CACHE", str(sandbox / "hub-cache"))  # the commands that download read it, offline
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     ran = []
     for block in blocks("bash"):
         for words in commands(block):
