@@ -318,3 +318,24 @@ def test_bare_names_are_hub_ids_only_when_they_are_no_file_name():
     )
     assert hub.parse("models/mm_sd_v15.ckpt") is None and hub.parse("mm_sd_v15.ckpt") is None
     assert hub.parse("hf://a/b/unet/config.json@refs/pr/1") == hub.HubReference("a/b", "unet/config.json", "refs/pr/1")
+
+
+def test_online_a_folder_downloads_only_the_needed_files_into_the_env_cache(monkeypatch, tmp_path):
+    import huggingface_hub
+
+    asked = {}
+
+    def snapshot_download(repo, **options):
+        asked.update(options, repo=repo)
+        return str(tmp_path / "models--a--b" / "snapshots" / MAIN)
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    listing = ["config.json", "diffusion_pytorch_model.bin", "diffusion_pytorch_model.safetensors"]
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", lambda self, repo, revision=None: listing)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    assert hub.fetch(hub.HubReference("a/b", None, "v2")) == tmp_path / "models--a--b" / "snapshots" / MAIN
+    assert asked["repo"] == "a/b" and asked["revision"] == "v2" and asked["cache_dir"] == tmp_path
+    assert asked["allow_patterns"] == ["config.json", "diffusion_pytorch_model.safetensors"]
+    assert asked["local_files_only"] is False
