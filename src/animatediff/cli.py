@@ -35,7 +35,11 @@ APP_PACKAGES = ("fastapi", "uvicorn", "gradio")  # the `app` extra
 # generate: its options are made from the request's declarations (animatediff.request)
 
 GROUPS = {
-    "models": ("models", "each takes a path or an embedded model's short name (see: animatediff models)"),
+    "models": (
+        "models",
+        "each takes a path, a short name (the embedded models and the releases: animatediff models) or a Hub id "
+        "(OWNER/REPO, hf://OWNER/REPO/FILE, either with @REVISION)",
+    ),
     "sampling": ("sampling (with --config: each one given overrides every entry's value)", None),
     "time": (
         "long videos and time (with --config: given ones replace every entry's own)",
