@@ -263,6 +263,12 @@ def test_prompt_travel_pads_keyframes_and_the_negative_prompt_to_the_most_chunks
     torch.testing.assert_close(states[0, 0], torch.cat([empty] * count))
 
 
+def test_an_unknown_prompt_syntax_is_refused_naming_the_choices(tiny_base):
+    pipeline = tiny_pipeline(tiny_base)
+    with pytest.raises(ConfigError, match="a1111, comfy, plain; got 'webui'"):
+        pipeline.text_states(pipeline.sample("a red circle", prompt_syntax="webui"))
+
+
 def test_long_prompts_are_not_reported_cut_under_a1111(tiny_base, caplog):
     pipeline = tiny_pipeline(tiny_base)
     long = "a red circle " * 30

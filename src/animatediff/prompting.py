@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from animatediff.errors import ConfigError
+
 log = logging.getLogger("animatediff")
 
 SYNTAXES = ("a1111", "comfy", "plain")
@@ -245,7 +247,7 @@ def encode_prompts(
     """The prompts' states (prompts, chunks × model_max_length, dim), the shorter padded with the empty
     prompt's chunk to the most chunks; `plain` is `pipeline.encode_text`."""
     if syntax not in SYNTAXES:
-        raise ValueError(f"prompt syntax must be one of {', '.join(SYNTAXES)}; got {syntax!r}")
+        raise ConfigError(f"prompt_syntax must be one of {', '.join(SYNTAXES)}; got {syntax!r}.")
     texts = [expand_embeddings(tokenizer, text) for text in texts]
     if syntax == "plain":
         ids = tokenizer(
