@@ -168,6 +168,29 @@ def test_models_lists_the_embedded_models_and_a_folders_checkpoints(tmp_path):
     assert listing["limits"]["frames"] == 32
 
 
+def test_the_models_folders_embeddings_are_words_of_every_request(tmp_path):
+    import json
+
+    import torch
+
+    from animatediff.embedded import MODELS
+
+    width = json.loads((MODELS["shapes"].path / "text_encoder" / "config.json").read_text())["hidden_size"]
+    folder = tmp_path / "models" / "embeddings"
+    folder.mkdir(parents=True)
+    torch.save(
+        {"string_to_param": {"*": torch.randn(2, width, generator=torch.Generator().manual_seed(0))}},
+        folder / "plainneg.pt",
+    )
+    app = create_app(ServerOptions(outputs=tmp_path / "out", models=tmp_path / "models"), page=False)
+    with TestClient(app) as client:
+        job_id = client.post("/api/generate", json={**SMALL, "negative_prompt": "(plainneg:1.2)"}).json()["id"]
+        record = wait(client, job_id)
+    assert record["state"] == "done", record
+    assert [item["path"] for item in record["settings"]["embeddings"]] == [str((folder / "plainneg.pt").resolve())]
+    assert client.post("/api/generate", json={**SMALL, "embeddings": ["/etc"]}).status_code == 422  # the app's own
+
+
 def test_with_credentials_every_route_asks_for_them(tmp_path):
     options = ServerOptions(outputs=tmp_path, auth=("ann", "secret"), token="t" * 20)
     app = create_app(options, page=False)

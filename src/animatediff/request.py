@@ -149,6 +149,7 @@ class Request:
         group="models",
         repeat=True,
         metavar="DIR",
+        api=False,  # the app's own: its models folder's embeddings/
     )
     inference_config: str | None = setting(
         "an official inference config (YAML): the motion module's settings and the noise schedule",

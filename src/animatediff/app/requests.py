@@ -149,10 +149,11 @@ def resolved_errors(settings, limits: Limits) -> list[tuple[str, str]]:
 
 class AppSources(Sources):
     """Models by their names in the app's lists (`UnknownModel` for any other), inputs by the bare names of
-    files uploaded into `uploads` (nothing a client sends is joined to a folder as a path)."""
+    files uploaded into `uploads` (nothing a client sends is joined to a folder as a path), and the
+    textual-inversion embeddings of the models folder's `embeddings/` for every request."""
 
-    def __init__(self, catalog: Catalog, uploads: Path | None):
-        self.catalog, self.uploads = catalog, uploads
+    def __init__(self, catalog: Catalog, uploads: Path | None, embeddings: Path | None = None):
+        self.catalog, self.uploads, self.embeddings = catalog, uploads, embeddings
 
     def name(self, setting: str) -> str:
         return setting
@@ -161,6 +162,8 @@ class AppSources(Sources):
         return self.catalog.path(CATALOG_KINDS.get(setting, setting), reference)
 
     def input(self, setting: str, reference: str) -> Path:
+        if setting == "embeddings" and self.embeddings is not None and reference == str(self.embeddings):
+            return self.embeddings
         if self.uploads is None:
             raise ConfigError("this app takes no uploaded inputs.")
         return self.uploads / Path(reference).name

@@ -62,7 +62,9 @@ class App:
         self.uploads = self.outputs / "uploads"
         self.uploads.mkdir(parents=True, exist_ok=True)
         self.catalog: Catalog = scan(options.models)
-        self.sources, self.planner = AppSources(self.catalog, self.uploads), Planner()
+        embeddings = None if options.models is None else Path(options.models).resolve() / "embeddings"
+        self.embeddings = embeddings if embeddings is not None and embeddings.is_dir() else None
+        self.sources, self.planner = AppSources(self.catalog, self.uploads, self.embeddings), Planner()
         self.makers = {device: OutputMaker(progress=False) for device in options.devices}
         self.jobs = JobQueue(self.outputs, list(options.devices), options.capacity, self._run)
 
@@ -82,7 +84,10 @@ class App:
         try:
             device, dtype, reason = device_and_dtype(self.options.devices[0], "auto")  # the memory check's device
             run = {"device": device, "dtype": dtype, "dtype_reason": reason}
-            settings = self.planner.plan(to_request(request), lambda sample: output, self.sources, **run)
+            planned = to_request(request)
+            if self.embeddings is not None:  # the models folder's embeddings are words of every prompt
+                planned = replace(planned, embeddings=(str(self.embeddings),))
+            settings = self.planner.plan(planned, lambda sample: output, self.sources, **run)
         except UnknownModel as error:
             raise HTTPException(404, str(error)) from error
         except AnimateDiffError as error:
