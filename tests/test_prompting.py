@@ -296,3 +296,17 @@ def test_the_command_line_reads_an_embeddings_folder_and_records_each_file_and_h
     assert main(["generate", "a red circle", *models, *small, *negative, "-o", str(tmp_path / "o.gif")]) == 0
     recorded = json.loads((tmp_path / "o.gif.json").read_text())["embeddings"]
     assert recorded == [{"path": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:12]}]
+
+
+def test_the_sidecar_records_how_many_chunks_the_prompts_took(tmp_path):
+    import json
+
+    from animatediff.cli import main
+
+    long = "a red circle " + "very " * 40 + "slowly moving right"  # past the embedded encoder's 30-token chunk
+    for syntax, prompt, count in (("a1111", long, 6), ("plain", long, 1), ("a1111", "a red circle", 1)):
+        out = tmp_path / f"{syntax}-{count}.gif"
+        flags = ["--frames", "2", "--steps", "1", "--prompt-syntax", syntax, "-o", str(out)]
+        assert main(["generate", prompt, *flags]) == 0
+        recorded = json.loads(out.with_suffix(".gif.json").read_text())
+        assert (recorded["prompt_syntax"], recorded["prompt_chunks"]) == (syntax, count)

@@ -44,7 +44,8 @@ class OutputMaker:
                 self.conditions_for = ConditionLoader.models(control)
             conditions = self.conditions(run.sample, control)
         frames = self.pipeline(run.sample, self.progress, conditions, on_step)
-        return write_video(frames, run.output, fps=run.fps, settings=run.sidecar())
+        settings = {**run.sidecar(), "prompt_chunks": self.pipeline.prompt_chunks(run.sample)}
+        return write_video(frames, run.output, fps=run.fps, settings=settings)
 
 
 def generate_outputs(runs: list[Settings], progress: bool = True) -> Iterator[tuple[Settings, Path]]:

@@ -29,7 +29,7 @@ from animatediff.families import OFFICIAL_DDIM
 from animatediff.image_models import Components
 from animatediff.inflation import AnimateDiffUNet, inflate
 from animatediff.motion_module import MotionModule, MotionStrength
-from animatediff.prompting import encode_prompts, padded
+from animatediff.prompting import chunk_count, encode_prompts, padded
 from animatediff.sampling.clip import DECODE_CHUNK, Sample, check_frame_size, check_steps
 from animatediff.sampling.context import fuse_weights, windows
 from animatediff.sampling.freeinit import butterworth_low_pass, mix_frequencies
@@ -572,6 +572,11 @@ class AnimateDiffPipeline:
                 f"{sparse.frames} frames; this {config.kind} SparseCtrl takes {what} of {wanted} for the clip's "
                 f"{sample.frames} frames."
             )
+
+    def prompt_chunks(self, sample: Sample) -> int:
+        """How many chunks the clip's prompts are encoded in (what the sidecar records beside the syntax)."""
+        texts = [*(dict(sample.prompt_map) or {0: sample.prompt}).values(), sample.negative_prompt or ""]
+        return chunk_count(self.tokenizer, texts, "plain" if self.sdxl else sample.prompt_syntax)
 
     def text_states(self, sample: Sample) -> torch.Tensor:
         """The clip's text states: (1 or 2, tokens, dim), or with a prompt map one per frame (1 or 2, frames,

@@ -262,6 +262,14 @@ def encode_prompts(
     )
 
 
+def chunk_count(tokenizer: CLIPTokenizer, texts: list[str], syntax: str) -> int:
+    """How many chunks the prompts are encoded in (the most of any; 1 under `plain`), from their tokens alone."""
+    if syntax == "plain":
+        return 1
+    parse = parse_a1111 if syntax == "a1111" else parse_comfy
+    return max(len(chunks(tokenizer, parse(expand_embeddings(tokenizer, text)))) for text in texts)
+
+
 def padded(
     states: list[torch.Tensor], tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel, clip_skip: int = 1
 ) -> torch.Tensor:
