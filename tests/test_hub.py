@@ -339,3 +339,28 @@ def test_online_a_folder_downloads_only_the_needed_files_into_the_env_cache(monk
     assert asked["repo"] == "a/b" and asked["revision"] == "v2" and asked["cache_dir"] == tmp_path
     assert asked["allow_patterns"] == ["config.json", "diffusion_pytorch_model.safetensors"]
     assert asked["local_files_only"] is False
+
+
+def test_serve_lists_the_models_of_a_hub_repository(offline, tmp_path):
+    from animatediff.cli import build_parser, serve_options
+    from animatediff.errors import ConfigError
+
+    args = build_parser().parse_args(["serve", "--models", "guoyww/animatediff", "--outputs", str(tmp_path)])
+    options = serve_options(args)
+    assert options.models == snapshot(offline, "guoyww/animatediff")
+    from animatediff.app.catalog import scan
+
+    listed = scan(options.models).listing()
+    assert "mm_sd_v15_v2.ckpt" in listed["motion_module"] and "v2_lora_ZoomIn.ckpt" in listed["motion_lora"]
+    args = build_parser().parse_args(["serve", "--models", "nobody/nothing", "--outputs", str(tmp_path)])
+    with pytest.raises(ConfigError, match="nobody/nothing"):
+        serve_options(args)
+
+
+def test_a_hub_repositorys_listed_files_keep_their_names_and_load(offline):
+    from animatediff.app.catalog import scan
+    from animatediff.formats import load_motion_module
+
+    catalog = scan(snapshot(offline, "guoyww/animatediff"))
+    path = catalog.path("motion_module", "mm_sd_v15_v2.ckpt")
+    assert path.name == "mm_sd_v15_v2.ckpt" and load_motion_module(path).config.mid_block

@@ -179,7 +179,9 @@ def _serve_parser(commands) -> None:
     )
     serve.add_argument("--port", type=whole_number, default=7860, help="port to listen on")
     serve.add_argument(
-        "--models", type=Path, help="a folder whose checkpoints the page lists (the embedded models are always listed)"
+        "--models",
+        help="a folder, or a Hub repository (OWNER/REPO[@REV]), whose checkpoints the page lists (the embedded models "
+        "are always listed; its embeddings/ are words of every prompt)",
     )
     serve.add_argument("--outputs", type=Path, default=Path("outputs"), help="where outputs and job records go")
     serve.add_argument("--auth", metavar="USER:PASSWORD", help="ask for this user (page and API: HTTP Basic)")
@@ -296,6 +298,18 @@ def _check_app_packages() -> None:
         )
 
 
+def _models_folder(given: str) -> Path:
+    """`serve --models`: a folder, or a Hub repository of models (OWNER/REPO[@REV], fetched into the cache)."""
+    from animatediff import hub
+
+    reference = None if Path(given).is_dir() else hub.parse(given)
+    if reference is not None and reference.path is None:
+        return hub.fetch(reference)
+    if not Path(given).is_dir():
+        raise ConfigError(f"--models {given}: no such folder, nor a Hub repository (OWNER/REPO).")
+    return Path(given)
+
+
 def serve_options(args: argparse.Namespace):
     """The server's options from `serve`'s flags."""
     _check_app_packages()
@@ -326,12 +340,10 @@ def serve_options(args: argparse.Namespace):
             raise ConfigError(f"--token-file {args.token_file}: cannot be read ({error.strerror}).") from error
         if len(token) < 16:
             raise ConfigError(f"--token-file {args.token_file}: the token must be at least 16 characters.")
-    if args.models is not None and not args.models.is_dir():
-        raise ConfigError(f"--models {args.models}: no such folder.")
     args.outputs.mkdir(parents=True, exist_ok=True)
     return ServerOptions(
         outputs=args.outputs,
-        models=args.models,
+        models=None if args.models is None else _models_folder(args.models),
         limits=limits,
         devices=devices,
         capacity=args.queue,

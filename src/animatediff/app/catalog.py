@@ -70,15 +70,23 @@ def _kinds_of(path: Path) -> list[str]:
     }.get(kind_of(path), [])
 
 
-def _candidates(folder: Path) -> list[Path]:
-    """Checkpoint files and model folders in `folder` and its subfolders (a model folder is not entered)."""
+def _linked_within(path: Path, root: Path) -> bool:
+    """Whether a link stays inside `root` (a Hugging Face snapshot's files link to its repository's blobs)."""
+    return path.resolve().is_relative_to(root.resolve())
+
+
+def _candidates(folder: Path, root: Path | None = None) -> list[Path]:
+    """Checkpoint files and model folders in `folder` and its subfolders (a model folder is not entered); links
+    are followed only where they stay inside `root` (the models folder, or a Hub snapshot's repository)."""
+    if root is None:
+        root = folder.parents[1] if folder.parent.name == "snapshots" else folder
     found = []
     for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.is_symlink():
+        if path.name.startswith(".") or (path.is_symlink() and not _linked_within(path, root)):
             continue
         if path.is_dir():
             model = (path / "config.json").is_file() or (path / "model_index.json").is_file()
-            found += [path] if model else _candidates(path)
+            found += [path] if model else _candidates(path, root)
         elif path.suffix in SUFFIXES:
             found.append(path)
     return found
@@ -101,5 +109,5 @@ def scan(models_folder: Path | None) -> Catalog:
             continue
         name = path.relative_to(models_folder).as_posix()
         for kind in kinds:
-            catalog.models[kind][name] = path.resolve()
+            catalog.models[kind][name] = Path(models_folder).resolve() / name  # a link keeps its name and suffix
     return catalog
