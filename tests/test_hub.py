@@ -342,7 +342,8 @@ def test_online_a_folder_downloads_only_the_needed_files_into_the_env_cache(monk
 
 
 def test_serve_lists_the_models_of_a_hub_repository(offline, tmp_path):
-    from animatediff.cli import build_parser, serve_options
+    from animatediff.app.command import serve_options
+    from animatediff.cli import build_parser
     from animatediff.errors import ConfigError
 
     args = build_parser().parse_args(["serve", "--models", "guoyww/animatediff", "--outputs", str(tmp_path)])

@@ -10,6 +10,7 @@ is what the library receives and what its sidecar records.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -69,7 +70,8 @@ class Planner:
             motion_module_settings=settings,
             sampler=request.scheduler,
             vae=_optional(sources.model, "vae", request.vae),
-            embeddings=embedding_files(sources, request.embeddings),
+            embeddings=(embeddings := embedding_files(sources, request.embeddings)),
+            embedding_digests=tuple(hashlib.sha256(path.read_bytes()).hexdigest()[:12] for path in embeddings),
             **({"scheduler": schedule} if schedule else {}),
         )
         check_files(model)

@@ -9,7 +9,6 @@ run exactly. Nothing here imports torch.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -53,10 +52,12 @@ class ModelSpec:
     family_rule: str | None = None  # what decided it
     vae: Path | None = None  # an autoencoder replacing the base's (a diffusers folder or a single file)
     embeddings: tuple[Path, ...] = ()  # textual-inversion embedding files, each a word named after its file stem
+    embedding_digests: tuple[str, ...] = ()  # each embedding file's sha256, its first 12 hex digits (the planner's)
 
     def __post_init__(self):
         object.__setattr__(self, "loras", tuple(self.loras))
         object.__setattr__(self, "embeddings", tuple(self.embeddings))
+        object.__setattr__(self, "embedding_digests", tuple(self.embedding_digests))
         object.__setattr__(self, "motion_loras", tuple(self.motion_loras))
         check_scale(self.domain_adapter_scale, ADAPTER_SCALE, "the domain adapter scale")
         for name, entries in (("LoRA", self.loras), ("MotionLoRA", self.motion_loras)):
@@ -105,8 +106,10 @@ class ModelSpec:
             "dreambooth": absolute(self.dreambooth),
             "vae": absolute(self.vae),
             "embeddings": [
-                {"path": absolute(path), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]}
-                for path in self.embeddings
+                {"path": absolute(path), "sha256": digest}
+                for path, digest in zip(
+                    self.embeddings, self.embedding_digests or (None,) * len(self.embeddings), strict=True
+                )
             ],
             "loras": [{"path": absolute(p), "scale": s} for p, s in self.loras],
             "domain_adapter": absolute(self.domain_adapter),
