@@ -348,3 +348,11 @@ def test_the_readme_python_example_runs_as_written(sandbox, monkeypatch):
     monkeypatch.chdir(sandbox)
     exec(compile(python, "README.md", "exec"), {})
     assert (sandbox / "corgi.gif").is_file() and (sandbox / "corgi.gif.json").is_file()
+
+
+def test_the_map_names_every_room_of_the_package():
+    table = README.partition("## How it fits together")[2]
+    package = ROOT / "src" / "animatediff"
+    rooms = [path.name for path in package.glob("*.py") if path.stem not in ("__init__", "__main__")]
+    rooms += [f"{path.name}/" for path in package.iterdir() if (path / "__init__.py").is_file()]
+    assert [room for room in rooms if f"`{room}`" not in table] == []
