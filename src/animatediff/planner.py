@@ -35,6 +35,7 @@ from animatediff.settings import (
     Settings,
     TimeControls,
     random_seed,
+    resolve_seed,
 )
 from animatediff.sources import Sources
 
@@ -248,11 +249,6 @@ def check_files(model: ModelSpec) -> None:
         )
     if model.motion_loras and model.motion_module is None:
         raise ConfigError("a MotionLoRA needs a motion module to adapt; none was given.")
-
-
-def resolve_seed(seed: int | None) -> int:
-    """`None` or -1 → a random seed; anything else as given (the request checked its range)."""
-    return random_seed() if seed is None or seed == -1 else seed
 
 
 def base_geometry(base: Path) -> tuple[int, int]:

@@ -21,8 +21,7 @@ import yaml
 
 from animatediff.errors import ConfigError, one_line
 from animatediff.request import Request, brief, check, declarations, from_data
-from animatediff.sampling.clip import MAX_SEED
-from animatediff.settings import random_seed
+from animatediff.settings import resolve_seed
 from animatediff.sources import Sources
 
 OFFICIAL = {  # an official key → the setting it gives
@@ -178,10 +177,7 @@ def _clips(entry: _Entry) -> list[tuple[str, str, int]]:
         raise entry.fail("n_prompt", f"expected 1 or {len(prompts)} negative prompts, got {len(negatives)}.")
     if len(seeds) not in (1, len(prompts)):
         raise entry.fail("seed", f"expected one whole number or {len(prompts)} of them, got {brief(seeds)}.")
-    for seed in seeds:
-        if seed != -1 and not 0 <= seed <= MAX_SEED:
-            raise entry.fail("seed", f"seed must be between 0 and 2**64 - 1, or -1 for a random one; got {seed}.")
-    seeds = [random_seed() if seed == -1 else seed for seed in seeds]
+    seeds = [resolve_seed(seed) for seed in seeds]  # each checked against the seed's bounds as it was read
     negatives, seeds = (items * len(prompts) if len(items) == 1 else items for items in (negatives, seeds))
     return list(zip(prompts, negatives, seeds, strict=True))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from animatediff import __version__
 from animatediff.errors import ConfigError
 from animatediff.families import DEFAULT, FAMILIES, SCHEDULERS, Family
-from animatediff.request import ADAPTER_SCALE, LORA_SCALE, Request
+from animatediff.request import ADAPTER_SCALE, LORA_SCALE, RANDOM_SEED, Request
 from animatediff.sampling.clip import Sample, check_finite
 from animatediff.sampling.options import ContextRequest, Interpolation
 
@@ -25,6 +25,11 @@ __all__ = ["ControlNetSpec", "ControlSpec", "ModelSpec", "Sample", "Settings", "
 
 def random_seed() -> int:
     return secrets.randbelow(2**31)
+
+
+def resolve_seed(seed: int | None) -> int:
+    """`None` or -1 → a random seed; anything else as given (the request checked its range)."""
+    return random_seed() if seed is None or seed == RANDOM_SEED else seed
 
 
 def check_scale(scale: float, bound: float, what: str) -> None:
