@@ -51,6 +51,7 @@ GROUPS = {
         "centre-cropped; frames taken from the first",
     ),
     "output": ("output", None),
+    "speed": ("speed (docs/results.md, 'Step caching': what each costs in quality)", None),
     "runtime": ("runtime", None),
 }
 
