@@ -50,13 +50,25 @@ SETTINGS = {  # name → the Sample fields it sets
     "deep, interval 2": {"cache": StepCache("deep", 2)},
     "deep, interval 3": {"cache": StepCache("deep", 3)},
     "deep, interval 3, quadratic": {"cache": StepCache("deep", 3, schedule="quadratic")},
-    "deep, interval 5": {"cache": StepCache("deep", 5)},
     "attention, interval 2": {"cache": StepCache("attention", 2)},
-    "deep 3 + guidance-end 0.6 (--fast)": {
-        "cache": StepCache(FAST["cache"], FAST["cache_interval"]),
-        "guidance_end": FAST["guidance_end"],
-    },
+    "deep 2 + guidance-end 0.5": {"cache": StepCache("deep", 2), "guidance_end": 0.5},
+    "deep 3 + guidance-end 0.5": {"cache": StepCache("deep", 3), "guidance_end": 0.5},
+    "deep 4 + guidance-end 0.6": {"cache": StepCache("deep", 4), "guidance_end": 0.6},
+    "deep 3 + guidance-reuse": {"cache": StepCache("deep", 3), "guidance_reuse": True},
 }
+
+
+def fast_fields() -> dict:
+    """The Sample fields `--fast` sets (`sampling.speed.FAST`)."""
+    cache = StepCache(FAST.get("cache", "none"), FAST.get("cache_interval", 3), FAST.get("cache_depth", 0))
+    fields = {"cache": cache, "guidance_end": FAST.get("guidance_end", 1.0)}
+    return {**fields, "guidance_reuse": True} if FAST.get("guidance_reuse") else fields
+
+
+def label(name: str) -> str:
+    """The row's name, marked when it is what `--fast` runs."""
+    fields = {"cache": StepCache(), "guidance_end": 1.0, **SETTINGS[name]}
+    return f"{name} (--fast)" if fields == fast_fields() else name
 
 
 def step_kinds(fields: dict, steps: int = STEPS) -> Counter:
@@ -87,32 +99,35 @@ def _time(call, repeats: int = 1) -> float:
 
 
 def sd15_step_seconds(kinds: set, repeats: int, steps: int) -> dict:
-    """Seconds of one video-UNet call of each kind (batch, cache treatment) on the SD1.5-shaped config."""
+    """Seconds of one video-UNet call of each kind (batch, cache treatment) on the SD1.5-shaped config. A call
+    takes about a minute on one thread, so there is no warm-up call: a full call that keeps what the cached
+    ones reuse comes first and is itself the full step's timing."""
     from animatediff import inflate
     from animatediff.step_cache import StepCacheRun, halves_of
 
     config = run.CONFIGS["sd15"]
     video_unet = inflate(run.build_unet(config), run.build_motion_module(config))
     latents, t, text = run.inputs(config)
-    seconds = {}
-    for batch, what in sorted(kinds):
+    seconds, caches = {}, {}
+    order = sorted(kinds, key=lambda kind: (kind[0], kind[1] != "full", kind[1] != "deep"))
+    for batch, what in order:
         halves = halves_of(batch)
         x, states = latents[-batch:], text[-batch:]
-        if what == "full":
-            call = lambda x=x, states=states: video_unet(x, t, states)  # noqa: E731
-        else:
-            mode = "deep" if what == "deep" else "attention"
-            cache = StepCacheRun(StepCache(mode, 2), steps)
-            prime, step = _cached_step(cache, what)
+        mode = "attention" if what not in ("full", "deep") else "deep"
+        if (batch, mode) not in caches:  # a full step that keeps what this mode's cached steps reuse
+            cache = caches[batch, mode] = StepCacheRun(StepCache(mode, 2), steps)
+            prime = _cached_step(cache, what if mode == "attention" else "deep")[0]
             with cache.call(prime, None, halves).applied(video_unet):
-                video_unet(x, t, states)  # a full step keeps what the cached one reuses
+                started = time.perf_counter()
+                video_unet(x, t, states)
+                seconds.setdefault((batch, "full"), time.perf_counter() - started)
+        if what != "full":
+            cache, step = caches[batch, mode], _cached_step(caches[batch, mode], what)[1]
 
             def call(cache=cache, step=step, halves=halves, x=x, states=states):
                 with cache.call(step, None, halves).applied(video_unet):
                     return video_unet(x, t, states)
 
-        with torch.no_grad():
-            call()  # warm-up
             seconds[batch, what] = _time(call, repeats)
         print(f"  SD1.5-shaped UNet call, batch {batch}, {what}: {seconds[batch, what]:.2f} s", flush=True)
     return seconds
@@ -140,8 +155,8 @@ def sd15_decode_and_diffusers(repeats: int) -> tuple[float, float, float]:
     seconds = []
     for worker in (run.ours_decode, run.diffusers_decode, run.diffusers_step):
         call = worker(config, "cpu", {})
-        call()  # warm-up
-        seconds.append(_time(call, repeats))
+        seconds.append(_time(call, repeats))  # no warm-up: each call takes about a minute on one thread
+        print(f"  {worker.__name__}: {seconds[-1]:.2f} s", flush=True)
         del call
     return tuple(seconds)
 
@@ -162,7 +177,7 @@ def sd15_table(repeats: int, steps: int) -> list[str]:
     for name, counts in schedules.items():
         calls = ", ".join(f"{n}×b{batch} {what}" for (batch, what), n in sorted(counts.items()))
         lines.append(
-            f"| {name} | {calls} | {clip[name]:.0f} | {clip['uncached'] / clip[name]:.2f}× | "
+            f"| {label(name)} | {calls} | {clip[name]:.0f} | {clip['uncached'] / clip[name]:.2f}× | "
             f"{clip[name] / theirs:.2f} |"
         )
     speed = clip["uncached"] / theirs
@@ -244,7 +259,8 @@ def embedded_table(prompts: list[str], seeds: list[int], steps: int) -> list[str
         change = mean - reference
         difference = np.mean([np.abs(a - b).mean() for a, b in zip(clips[name], clips["uncached"], strict=True)])
         lines.append(
-            f"| {name} | {per_clip:.2f} | {seconds['uncached'] / seconds[name]:.2f}× | {per_clip / their_clip:.2f} | "
+            f"| {label(name)} | {per_clip:.2f} | {seconds['uncached'] / seconds[name]:.2f}× | "
+            f"{per_clip / their_clip:.2f} | "
             f"{mean[0]:.3f} | {mean[1]:.3f} | {mean[2]:.3f} | {change[0]:+.3f} | {change[1]:+.3f} | "
             f"{change[2]:+.3f} | {difference:.2f}/255 |"
         )
