@@ -47,14 +47,11 @@ SETTINGS = {  # name → the Sample fields it sets
     "uncached": {},
     "guidance-end 0.5": {"guidance_end": 0.5},
     "guidance-reuse": {"guidance_reuse": True},
-    "deep, interval 2": {"cache": StepCache("deep", 2)},
     "deep, interval 3": {"cache": StepCache("deep", 3)},
     "deep, interval 3, quadratic": {"cache": StepCache("deep", 3, schedule="quadratic")},
     "attention, interval 2": {"cache": StepCache("attention", 2)},
-    "deep 2 + guidance-end 0.5": {"cache": StepCache("deep", 2), "guidance_end": 0.5},
     "deep 3 + guidance-end 0.5": {"cache": StepCache("deep", 3), "guidance_end": 0.5},
-    "deep 4 + guidance-end 0.6": {"cache": StepCache("deep", 4), "guidance_end": 0.6},
-    "deep 3 + guidance-reuse": {"cache": StepCache("deep", 3), "guidance_reuse": True},
+    "deep 4 + guidance-end 0.5": {"cache": StepCache("deep", 4), "guidance_end": 0.5},
 }
 
 
@@ -149,11 +146,12 @@ def _cached_step(cache, what: str) -> tuple[int, int]:
     return first, step
 
 
-def sd15_decode_and_diffusers(repeats: int) -> tuple[float, float, float]:
-    """(our VAE decode of 16 frames, diffusers', diffusers' guided UNetMotionModel step) in seconds."""
+def sd15_decode_and_diffusers(repeats: int, decode: bool = True) -> tuple[float, float, float]:
+    """(our VAE decode of 16 frames, diffusers', diffusers' guided UNetMotionModel step) in seconds (without
+    `decode`, the decodes are not run: 0)."""
     config = run.CONFIGS["sd15"]
-    seconds = []
-    for worker in (run.ours_decode, run.diffusers_decode, run.diffusers_step):
+    seconds = [] if decode else [0.0, 0.0]
+    for worker in (run.ours_decode, run.diffusers_decode, run.diffusers_step)[0 if decode else 2 :]:
         call = worker(config, "cpu", {})
         seconds.append(_time(call, repeats))  # no warm-up: each call takes about a minute on one thread
         print(f"  {worker.__name__}: {seconds[-1]:.2f} s", flush=True)
@@ -161,11 +159,17 @@ def sd15_decode_and_diffusers(repeats: int) -> tuple[float, float, float]:
     return tuple(seconds)
 
 
-def sd15_table(repeats: int, steps: int) -> list[str]:
-    schedules = {name: step_kinds(fields, steps) for name, fields in SETTINGS.items()}
+def sd15_table(repeats: int, steps: int, attention: bool = True, decode: bool = True) -> list[str]:
+    """The SD1.5-shaped clip times; without `attention`, the attention-cached settings are left out; without
+    `decode`, the clips' times are their denoising steps alone (the VAE decode is the same for every setting)."""
+    schedules = {
+        name: step_kinds(fields, steps)
+        for name, fields in SETTINGS.items()
+        if attention or fields.get("cache", StepCache()).mode != "attention"
+    }
     kinds = {kind for counts in schedules.values() for kind in counts}
     seconds = sd15_step_seconds(kinds, repeats, steps)
-    decode, their_decode, their_step = sd15_decode_and_diffusers(repeats)
+    decode, their_decode, their_step = sd15_decode_and_diffusers(repeats, decode)
     print(f"  decode: ours {decode:.2f} s, diffusers {their_decode:.2f} s; diffusers step {their_step:.2f} s")
     theirs = steps * their_step + their_decode
     clip = {name: sum(n * seconds[kind] for kind, n in counts.items()) + decode for name, counts in schedules.items()}
@@ -278,6 +282,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=STEPS, help="(a smoke run: fewer)")
     parser.add_argument("--skip-sd15", action="store_true")
     parser.add_argument("--skip-embedded", action="store_true")
+    parser.add_argument("--sd15-without-attention", action="store_true", help="SD1.5-shaped: no attention cache")
+    parser.add_argument("--sd15-without-decode", action="store_true", help="SD1.5-shaped: the steps alone")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from lab.report import held_out_prompts
@@ -290,7 +296,7 @@ def main() -> None:
         print("\n".join(lines), flush=True)
     if not args.skip_sd15:
         with torch.no_grad():
-            lines += sd15_table(args.repeats, args.steps)
+            lines += sd15_table(args.repeats, args.steps, not args.sd15_without_attention, not args.sd15_without_decode)
     print("\n" + "\n".join(lines))
 
 

@@ -79,8 +79,9 @@ def test_deep_cache_runs_the_deep_blocks_on_full_steps_only(pipe, today):
     assert not pipe.unet.unet.mid_block.__dict__.get("forward")  # nothing left on the model after the call
 
 
-def test_deep_cache_keeps_each_context_window_and_guidance_half(pipe):
-    context = dict(num_frames=8, steps=4, context=ContextSettings(length=6, overlap=2))
+def test_deep_cache_keeps_each_context_window_and_guidance_half_in_prompt_travel(pipe):
+    travel = ((0, "a cat"), (5, "a dog"))  # prompt travel: per-frame text states, cut to a window and a half
+    context = dict(num_frames=8, steps=4, context=ContextSettings(length=6, overlap=2), prompt_map=travel)
     uncached = frames(pipe, **context)
     assert np.array_equal(frames(pipe, cache=StepCache("deep", interval=1), **context), uncached)
     cached = frames(pipe, cache=StepCache("deep", interval=2), guidance_end=0.7, **context)
