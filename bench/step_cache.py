@@ -52,6 +52,11 @@ SETTINGS = {  # name → the Sample fields it sets
     "attention, interval 2": {"cache": StepCache("attention", 2)},
     "deep 3 + guidance-end 0.5": {"cache": StepCache("deep", 3), "guidance_end": 0.5},
     "deep 4 + guidance-end 0.5": {"cache": StepCache("deep", 4), "guidance_end": 0.5},
+    "deep 3 + guidance-end 0.4": {"cache": StepCache("deep", 3), "guidance_end": 0.4},
+    "deep 3 + guidance-end 0.3": {"cache": StepCache("deep", 3), "guidance_end": 0.3},
+    "deep 2 + guidance-end 0.3": {"cache": StepCache("deep", 2), "guidance_end": 0.3},
+    "deep 3 + guidance-end 0.2": {"cache": StepCache("deep", 3), "guidance_end": 0.2},
+    "deep 4 + guidance-end 0.3": {"cache": StepCache("deep", 4), "guidance_end": 0.3},
 }
 
 
@@ -280,12 +285,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="SD1.5-shaped timings: the best of this many")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--steps", type=int, default=STEPS, help="(a smoke run: fewer)")
+    parser.add_argument("--only", nargs="+", help="these settings (and the uncached run) alone")
     parser.add_argument("--skip-sd15", action="store_true")
     parser.add_argument("--skip-embedded", action="store_true")
     parser.add_argument("--sd15-without-attention", action="store_true", help="SD1.5-shaped: no attention cache")
     parser.add_argument("--sd15-without-decode", action="store_true", help="SD1.5-shaped: the steps alone")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    for name in set(SETTINGS) - {"uncached", *(args.only or SETTINGS)}:
+        del SETTINGS[name]
     from lab.report import held_out_prompts
 
     print(f"Machine: {run.machine()}; {args.threads} torch thread(s).\n", flush=True)

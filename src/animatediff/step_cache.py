@@ -23,7 +23,6 @@ conditional half alone (past `guidance_end`, a reused guidance step, `split_guid
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
@@ -51,7 +50,6 @@ class StepCacheRun:
         self.settings, self.steps = settings, steps
         self.full = full_steps(steps, settings) if settings.mode == "deep" else frozenset()
         self.kept: dict[tuple, torch.Tensor] = {}
-        self.computed = defaultdict(int)  # what ran, by kind ("full", "cached"; attention kinds), for the bench
 
     def call(self, step: int, window: Window, halves: tuple[str, ...]) -> CacheCall:
         """The cache for one video-UNet call at `step` on `window`, batch holding `halves`."""
@@ -117,9 +115,7 @@ class DeepCacheCall(CacheCall):
         entry = len(unet.up_blocks) - 1 - self.run.settings.depth  # the first up block that still runs
         kept = None if self.step in self.run.full else self.run.find(("deep",), self.halves, self.window)
         if kept is None:
-            self.run.computed["full"] += 1
             return self._keeping(unet.up_blocks[entry])
-        self.run.computed["cached"] += 1
         return self._reusing(unet, entry, kept)
 
     @contextmanager
@@ -173,7 +169,6 @@ class AttentionCacheCall(CacheCall):
             computed = attention_computed(self.step, self.run.steps, kind, interval)
             if computed and attention_computed(self.step + 1, self.run.steps, kind, interval):
                 continue  # nothing to keep for: the next step computes it too
-            self.run.computed[kind if computed else f"{kind} reused"] += len(layers)
             for name, module in layers:
                 module.forward = self._broadcast(kind, name, module, computed)
             stack.callback(lambda layers=layers: [_back(module) for _, module in layers])

@@ -21,7 +21,7 @@ MAX_DEPTH = 2  # SD1.5's UNet has 4 up blocks; the pipeline checks a UNet's own 
 
 # `--fast`: the setting measured at ≥ 2× the uncached speed with every quality metric within 0.03 of it
 # (bench/step_cache.py; docs/results.md, "Step caching"); each one given explicitly wins
-FAST = {"cache": "deep", "cache_interval": 3, "guidance_end": 0.6}
+FAST = {"cache": "deep", "cache_interval": 3, "guidance_end": 0.2}
 FAST_HELP = " ".join(f"--{name.replace('_', '-')} {value}" for name, value in FAST.items())
 
 # how a step treats classifier-free guidance
