@@ -23,6 +23,7 @@ from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokeniz
 
 from animatediff.control.conditions import Conditions, InitImage, InitVideo
 from animatediff.control.controlnet import control_residuals
+from animatediff.control.image_input import ImageInput
 from animatediff.control.init_latents import encode_frames, first_step, image_latents, noised_latents
 from animatediff.errors import AnimateDiffError
 from animatediff.families import OFFICIAL_DDIM
@@ -118,6 +119,18 @@ def _halves(value):
     return tuple(type(value)([d.chunk(2)[i] for d in value.down], value.mid.chunk(2)[i]) for i in range(2))
 
 
+def _with_image_input(
+    image_input: ImageInput | None, model_input: torch.Tensor, added: dict | None, frames: list[int]
+) -> tuple[torch.Tensor, dict | None]:
+    """The UNet's input and added conditions with a PIA image (its mask and image channels after the latents)
+    or an AnimateLCM-I2V image (its latents for the image encoder) of the clip's `frames`."""
+    if image_input is None:
+        return model_input, added
+    if image_input.kind == "pia":
+        return image_input.pia_channels(model_input, frames), added
+    return model_input, {**(added or {}), "image_latents": image_input.clip_latents(len(model_input), len(frames))}
+
+
 def to_uint8(video: torch.Tensor) -> np.ndarray:
     """Float frames in [0, 1], `f c h w`, to `F×H×W×3` uint8 by rounding."""
     video = rearrange(video.clamp(0, 1), "f c h w -> f h w c")
@@ -183,9 +196,12 @@ class AnimateDiffPipeline:
         motion_module: MotionModule | None,
         scheduler: SchedulerMixin | None = None,
         split_guidance: bool = False,
+        image_encoder: torch.nn.Module | None = None,
     ) -> AnimateDiffPipeline:
+        """`image_encoder`: AnimateLCM-I2V's (`control.image_input.ImageEncoder`); a PIA UNet is the image UNet
+        with PIA's `conv_in` in place (`control.image_input.pia_conv_in`)."""
         return cls(
-            inflate(components.unet, motion_module),
+            inflate(components.unet, motion_module, image_encoder),
             components.vae,
             components.text_encoder,
             components.tokenizer,
@@ -204,6 +220,14 @@ class AnimateDiffPipeline:
     @property
     def sdxl(self) -> bool:
         return self.text_encoder_2 is not None
+
+    @property
+    def image_input(self) -> str | None:
+        """The image conditioning the video UNet takes: `pia` (a 9-channel conv_in), `i2v` (AnimateLCM-I2V's
+        image encoder) or None."""
+        if self.unet.image_encoder is not None:
+            return "i2v"
+        return "pia" if self.unet.unet.conv_in.in_channels == 9 else None
 
     def compile(self, mode: str | None = None) -> AnimateDiffPipeline:
         """Compile the UNet, motion modules included, with `torch.compile` (`mode` as torch takes it, e.g.
@@ -413,6 +437,7 @@ class AnimateDiffPipeline:
         frames = range(model_input.shape[2]) if frame_index is None else frame_index.tolist()
         motion = controls.motion(step, frames, model_input.device)
         strength = {} if motion is None else {"motion": motion}  # only asked of a video UNet when given
+        model_input, added = _with_image_input(conditions.image_input, model_input, added, list(frames))
         if not self.split_guidance or len(model_input) == 1:
             return self.unet(model_input, t, text_states, motion_windows, residuals, image, added, **strength)
         added_halves = [None, None] if added is None else [{k: v.chunk(2)[i] for k, v in added.items()} for i in (0, 1)]
@@ -497,6 +522,8 @@ class AnimateDiffPipeline:
         text_states = self.text_states(sample)
         generator = torch.Generator("cpu").manual_seed(sample.seed)
         noise = self.initial_latents(sample, generator, conditions)
+        if conditions.image_input is not None:  # PIA's or AnimateLCM-I2V's image: drawn right after the noise
+            conditions = replace(conditions, image_input=conditions.image_input.encoded(self.vae, generator))
         if conditions.sparsectrl is not None:  # RGB keyframes: posterior samples drawn right after the noise
             conditions = replace(conditions, sparsectrl=conditions.sparsectrl.encoded(self.vae, generator))
         controls = StepControls(
@@ -526,6 +553,7 @@ class AnimateDiffPipeline:
                 "a prompt map" if sample.prompt_map else "ControlNets and SparseCtrl" if controls else "an IP-Adapter"
             )
             raise AnimateDiffError(f"{what} with an SDXL base is not supported yet; use an SD1.x base for it.")
+        self._check_image_input(conditions, sample)
         init = conditions.init
         if init is not None and first_step(sample.steps, init.strength) >= sample.steps:
             raise AnimateDiffError(
@@ -557,6 +585,29 @@ class AnimateDiffPipeline:
                 )
         if conditions.sparsectrl is not None:
             self._check_keyframes(conditions.sparsectrl, sample)
+
+    def _check_image_input(self, conditions: Conditions, sample: Sample) -> None:
+        """PIA and AnimateLCM-I2V clips need their image, at the clip's size; no other model takes one."""
+        names = {"pia": "PIA", "i2v": "AnimateLCM-I2V"}
+        given, wanted = conditions.image_input, self.image_input
+        if wanted is not None and given is None:
+            raise AnimateDiffError(f"this {names[wanted]} model animates an image; give it (an init image).")
+        if given is None:
+            return
+        if given.kind != wanted:
+            raise AnimateDiffError(
+                f"a {names[given.kind]} image was given, but the video UNet "
+                f"{'takes no image' if wanted is None else 'is ' + names[wanted] + ' (another image input)'}."
+            )
+        if conditions.init is not None:
+            raise AnimateDiffError(f"{names[given.kind]} conditions every step on its image; give no init latents.")
+        if tuple(given.image.shape[1:]) != (sample.height, sample.width):
+            raise AnimateDiffError(
+                f"the {names[given.kind]} image is {given.image.shape[2]}×{given.image.shape[1]}; the clip is "
+                f"{sample.width}×{sample.height}."
+            )
+        if given.kind == "pia" and len(given.affinity) != sample.frames:
+            raise AnimateDiffError(f"PIA's mask has {len(given.affinity)} frames; the clip has {sample.frames}.")
 
     def _check_keyframes(self, sparse, sample: Sample) -> None:
         """SparseCtrl keyframes must be what its encoder takes, at the clip's size and length."""

@@ -7,6 +7,8 @@
   mid residuals enter the video UNet's blocks (the one hook that SparseCtrl uses too).
 - `image_prompt`: IP-Adapter. An image's CLIP embedding, projected into extra key/value tokens of every
   cross-attention, the same for every frame.
+- `image_input`: image to video through weights trained for it (PIA's conv_in, AnimateLCM-I2V's image encoder):
+  the image's latents condition every step.
 - `preprocess`: control frames made from ordinary frames (edges).
 
 Nothing here reads files: the command line reads videos and images (`animatediff.media`) and hands over

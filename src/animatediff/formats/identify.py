@@ -16,8 +16,9 @@ from pathlib import Path
 import torch
 
 from animatediff.errors import CheckpointError
+from animatediff.families import IMAGE_INPUTS
 from animatediff.files import read_json
-from animatediff.formats.headers import checked_config, motion_module_family
+from animatediff.formats.headers import checked_config, image_input_of, motion_module_family, split_image_input
 from animatediff.formats.layouts import Layout, diffusers_to_official
 from animatediff.formats.safe import checkpoint_keys, is_safetensors, mapped_state_dict, read_state_dict
 
@@ -26,6 +27,7 @@ class Kind(StrEnum):
     """What a checkpoint file or folder holds."""
 
     MOTION_MODULE = "motion_module"
+    PIA = "pia"
     MOTION_LORA = "motion_lora"
     DOMAIN_ADAPTER = "domain_adapter"
     SD_CHECKPOINT = "sd_checkpoint"
@@ -39,6 +41,7 @@ class Kind(StrEnum):
 
 KIND_NAMES = {
     Kind.MOTION_MODULE: "a motion module",
+    Kind.PIA: "a PIA checkpoint (motion modules and PIA's image-conditioning conv_in)",
     Kind.MOTION_LORA: "a MotionLoRA",
     Kind.DOMAIN_ADAPTER: "a domain adapter",
     Kind.SD_CHECKPOINT: "a single-file Stable Diffusion checkpoint",
@@ -87,7 +90,9 @@ def classify_keys(keys: list[str]) -> CheckpointInfo:
     if "motion_modules." in joined:
         official = "temporal_transformer." in joined or "temporal_convolution." in joined
         layout = Layout.OFFICIAL if official else Layout.DIFFUSERS
-        return CheckpointInfo(Kind.MOTION_LORA if is_lora else Kind.MOTION_MODULE, layout)
+        if is_lora:
+            return CheckpointInfo(Kind.MOTION_LORA, layout)
+        return CheckpointInfo(Kind.PIA if image_input_of(keys) == "pia" else Kind.MOTION_MODULE, layout)
     if is_lora and any(key.startswith(("unet.", "text_encoder.")) for key in keys):
         return CheckpointInfo(Kind.IMAGE_LORA, Layout.DIFFUSERS)
     if "processor.to_q_lora." in joined or "processor.to_out_lora." in joined:
@@ -140,11 +145,15 @@ def identify(path: str | os.PathLike) -> CheckpointInfo:
     state_dict = read_state_dict(path)
     info = classify_keys(list(state_dict))
     info.details.update(_tensor_summary(state_dict))
-    if info.kind == Kind.MOTION_MODULE:
+    if info.kind in (Kind.MOTION_MODULE, Kind.PIA):
         official = state_dict if info.layout == Layout.OFFICIAL else diffusers_to_official(state_dict)
         config = checked_config(path, official)
         release, rule = motion_module_family(path)
         info.details.update(version=release.name, detected_by=rule, sampling=release.sampling(), **config.to_dict())
+        if release.image_input is not None:
+            info.details.update(
+                image_input=IMAGE_INPUTS[release.image_input], image_tensors=_image_input_tensors(official)
+            )
     elif info.kind in (Kind.MOTION_LORA, Kind.DOMAIN_ADAPTER):
         info.details.update(_lora_summary(state_dict))
     return info
@@ -158,11 +167,16 @@ def require_kind(path: str | os.PathLike, keys: list[str], kind: Kind, hint: str
     return info
 
 
-def read_checkpoint(path: str | os.PathLike, kind: Kind, hint: str = "") -> dict[str, torch.Tensor]:
-    """The tensors of a file that must be of `kind`; motion modules and MotionLoRAs in the official layout."""
+def read_checkpoint(
+    path: str | os.PathLike, kind: Kind, hint: str = "", also: tuple[Kind, ...] = ()
+) -> dict[str, torch.Tensor]:
+    """The tensors of a file that must be of `kind` (or one of `also`); motion modules and MotionLoRAs in the
+    official layout."""
     state_dict = read_state_dict(path)
-    info = require_kind(path, list(state_dict), kind, hint)
-    if info.layout == Layout.DIFFUSERS and kind in (Kind.MOTION_MODULE, Kind.MOTION_LORA):
+    info = classify_keys(list(state_dict))
+    if info.kind not in also:
+        info = require_kind(path, list(state_dict), kind, hint)
+    if info.layout == Layout.DIFFUSERS and info.kind in (Kind.MOTION_MODULE, Kind.MOTION_LORA, Kind.PIA):
         return diffusers_to_official(state_dict)
     return state_dict
 
@@ -175,6 +189,13 @@ def _tensor_summary(state_dict: dict[str, torch.Tensor]) -> dict:
         "bytes": sum(t.numel() * t.element_size() for t in state_dict.values()),
         "dtype": ", ".join(dtypes),
     }
+
+
+def _image_input_tensors(state_dict: dict[str, torch.Tensor]) -> str:
+    """The image conditioning's tensors beside the motion modules, in words (`conv_in.weight (320, 9, 3, 3)`…)."""
+    _, extra = split_image_input(state_dict)
+    shown = [f"{key} {tuple(value.shape)}" for key, value in list(extra.items())[:4]]
+    return ", ".join(shown) + (f" … ({len(extra)} tensors)" if len(extra) > 4 else "")
 
 
 def _lora_summary(state_dict: dict[str, torch.Tensor]) -> dict:

@@ -18,7 +18,13 @@ import torch
 from animatediff.errors import CheckpointError, first_line
 from animatediff.families import FAMILIES, METADATA_KEY
 from animatediff.files import atomic_path
-from animatediff.formats.headers import IMAGE_LORA_KEY, MOTION_MODULE_FORMAT, checked_config, saved_config
+from animatediff.formats.headers import (
+    IMAGE_LORA_KEY,
+    MOTION_MODULE_FORMAT,
+    checked_config,
+    saved_config,
+    split_image_input,
+)
 from animatediff.formats.identify import Kind, identify_folder, read_checkpoint
 from animatediff.formats.layouts import Layout, diffusers_to_official, official_to_diffusers
 from animatediff.formats.safe import DIFFUSERS_MODEL_FILES, save_state_dict
@@ -29,7 +35,8 @@ def load_motion_module(path: str | os.PathLike, **overrides) -> MotionModule:
     """Build a `MotionModule` from an official- or diffusers-layout file, or a MotionAdapter folder.
 
     The layout is read from the file itself (a config saved by this package, else inferred from the
-    weights); keyword arguments override single `MotionModuleConfig` fields.
+    weights); keyword arguments override single `MotionModuleConfig` fields. The image conditioning a PIA or
+    AnimateLCM-I2V file stores beside its motion modules is left out (`image_input.load_image_input` reads it).
     """
     path = Path(path)
     state_dict, stated = read_motion_module_weights(path)
@@ -43,7 +50,7 @@ def load_motion_module(path: str | os.PathLike, **overrides) -> MotionModule:
     except (ValueError, TypeError, KeyError) as error:  # settings no motion module can have
         raise CheckpointError(f"{path}: its settings do not make a motion module ({first_line(error)}).") from error
     try:
-        missing, unexpected = module.load_state_dict(state_dict, strict=False)
+        missing, unexpected = module.load_state_dict(split_image_input(state_dict)[0], strict=False)
     except RuntimeError as error:  # a tensor of the wrong shape
         raise CheckpointError(
             f"{path}: the weights do not fit a motion module with settings {config}: {str(error).splitlines()[-1]}"
@@ -68,7 +75,7 @@ def read_motion_module_weights(path: str | os.PathLike) -> tuple[dict[str, torch
             raise CheckpointError(f"{path}: this folder is {info.description}, not a motion module.")
         return _read_motion_adapter_folder(path)
     hint = " A motion module has keys such as 'down_blocks.0.motion_modules.0.temporal_transformer.norm.weight'."
-    return read_checkpoint(path, Kind.MOTION_MODULE, hint), saved_config(path)
+    return read_checkpoint(path, Kind.MOTION_MODULE, hint, also=(Kind.PIA,)), saved_config(path)
 
 
 def _read_motion_adapter_folder(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
