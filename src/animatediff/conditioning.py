@@ -14,9 +14,11 @@ import torch
 from diffusers import ControlNetModel, UNet2DConditionModel
 
 from animatediff.control import Conditions, ControlNetInput, InitImage, InitVideo
+from animatediff.control.image_input import ImageInput
 from animatediff.control.image_prompt import image_prompt, load_ip_adapter, reads_hidden_states
 from animatediff.control.sparsectrl import SparseCtrlInput, crop_like_official, normalize_condition
 from animatediff.errors import CheckpointError, ConfigError, first_line
+from animatediff.families import pia_affinity
 from animatediff.formats import read_state_dict
 from animatediff.formats.sparsectrl import load_sparsectrl
 from animatediff.media import read_frames, read_image
@@ -176,12 +178,17 @@ class ConditionLoader:
         if spec.init_video is not None:
             frames = read_frames(spec.init_video, "init video", sample.frames, size, spec.stride)
             init = InitVideo(as_tensor(frames), spec.strength)
+        image_input = None
         if spec.init_image is not None:
             images = ((spec.init_image, "init image"), (spec.last_image, "last image"))
             first, last = (
                 None if path is None else as_tensor(read_image(path, what, size)[None])[0] for path, what in images
             )
-            init = InitImage(first, last, spec.init_strength, spec.init_falloff)
+            if spec.image_input is None:
+                init = InitImage(first, last, spec.init_strength, spec.init_falloff)
+            else:  # PIA and AnimateLCM-I2V animate the image themselves
+                affinity = pia_affinity(spec.pia_strength, sample.frames) if spec.pia_strength is not None else ()
+                image_input = ImageInput(spec.image_input, first, affinity)
         controls = tuple(
             ControlNetInput(
                 model,
@@ -204,7 +211,11 @@ class ConditionLoader:
                 guidance=sample.guidance_scale > 1.0,
             )
         return Conditions(
-            init=init, controlnets=controls, image_prompt=prompt, sparsectrl=self._keyframes(sample, spec)
+            init=init,
+            controlnets=controls,
+            image_prompt=prompt,
+            sparsectrl=self._keyframes(sample, spec),
+            image_input=image_input,
         )
 
     def _keyframes(self, sample: Sample, spec: ControlSpec) -> SparseCtrlInput | None:

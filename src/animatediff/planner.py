@@ -19,11 +19,11 @@ from pathlib import Path
 from animatediff.embedded import DEFAULT_BASE, DEFAULT_MOTION_MODULE, MODELS
 from animatediff.errors import ConfigError
 from animatediff.export import FRAME_FOLDER, check_fps, file_stem, output_format, sidecar_path
-from animatediff.families import Family
+from animatediff.families import PIA_DEFAULT, Family
 from animatediff.files import check_output, read_json
 from animatediff.memory import check_memory
 from animatediff.prompt_config import load_yaml
-from animatediff.request import Request
+from animatediff.request import Request, flag
 from animatediff.sampling.clip import check_frame_size, check_steps
 from animatediff.sampling.motion_strength import as_keys
 from animatediff.sampling.options import ContextRequest
@@ -79,10 +79,21 @@ class Planner:
         return self.with_family(model, request.family)
 
     def _motion_module(self, request: Request, sources: Sources, motion: bool) -> Path | None:
+        if request.pia is not None:
+            return self._pia(request, sources)
         if not motion or request.motion_module == "none":
             return None
         if request.motion_module is not None:
-            return sources.model("motion_module", request.motion_module)
+            path = sources.model("motion_module", request.motion_module)
+            if path.is_file() and self.header(path).image_input == "pia":
+                from animatediff.formats import KIND_NAMES, Kind
+
+                raise sources.fail(
+                    "motion_module",
+                    f"{path} is {KIND_NAMES[Kind.PIA]}; give it with --pia PATH and the image to animate with "
+                    "--init-image IMG.",
+                )
+            return path
         if request.base is None or request.base == DEFAULT_BASE:
             return MODELS[DEFAULT_MOTION_MODULE].path
         raise sources.fail(
@@ -90,6 +101,22 @@ class Planner:
             "no motion module given, and this base has no default one; name one (a motion module file, or 'none' "
             "for still images; in a prompt config also use_motion_module: false in an inference_config).",
         )
+
+    def _pia(self, request: Request, sources: Sources) -> Path:
+        """The PIA checkpoint of `--pia`, which gives the motion module too."""
+        if request.motion_module is not None:
+            raise sources.fail(
+                "pia", "a PIA checkpoint holds its own motion modules; give --pia or --motion-module, not both."
+            )
+        path = sources.model("pia", request.pia)
+        if not path.exists():
+            raise sources.fail("pia", f"{path}: no such file or folder.")
+        if self.header(path).image_input != "pia":
+            from animatediff.formats import KIND_NAMES, Kind, kind_of
+
+            what = KIND_NAMES[kind_of(path)]
+            raise sources.fail("pia", f"{path} is {what}, not {KIND_NAMES[Kind.PIA]}.")
+        return path
 
     def header(self, path: Path):
         """A motion module's header (`formats.module_header`), read once per file."""
@@ -196,7 +223,7 @@ class Planner:
         if not request.prompt and not request.prompt_map:
             raise sources.fail("prompt", "a prompt is needed (or a prompt map with frame 0).")
         model = self.model(request, sources)
-        control = control_spec(request, sources)
+        control = image_input_spec(request, model, control_spec(request, sources))
         sample, note = time_controls(request).apply(self.sample(request, model, sources), self.motion_table(model))
         self.check_sample(model, sample)
         output = output(sample)
@@ -328,6 +355,31 @@ def control_spec(request: Request, sources: Sources) -> ControlSpec:
         )
     check_inputs(spec)
     return spec
+
+
+IMAGE_INPUT_NOT = ("last_image", "init_strength", "init_falloff")  # what an image-input model does not take
+
+
+def image_input_spec(request: Request, model: ModelSpec, spec: ControlSpec) -> ControlSpec:
+    """`spec` for a model that animates the init image itself (PIA, AnimateLCM-I2V: `Family.image_input`), with
+    PIA's preset; refuses such a model without its image, and the init-image settings it does not take."""
+    release = model.release if model.motion_module is not None else None
+    kind = None if release is None else release.image_input
+    if kind is None:
+        if request.pia_strength is not None:
+            raise ConfigError("--pia-strength is PIA's motion-strength preset; it needs --pia.")
+        return spec
+    what = f"{model.motion_module} ({release.description})"
+    if spec.init_image is None:
+        raise ConfigError(f"{what} animates an image; give the image with --init-image IMG.")
+    given = [flag(name) for name in IMAGE_INPUT_NOT if getattr(request, name) is not None]
+    if given or spec.init_video is not None:
+        refused = ", ".join(given + ["--init-video"] * (spec.init_video is not None))
+        raise ConfigError(f"{what} conditions every step on the init image itself; leave out {refused}.")
+    if request.pia_strength is not None and kind != "pia":
+        raise ConfigError(f"--pia-strength is PIA's motion-strength preset; {what} is not PIA.")
+    strength = (request.pia_strength or PIA_DEFAULT) if kind == "pia" else None
+    return replace(spec, image_input=kind, pia_strength=strength)
 
 
 def check_inputs(spec: ControlSpec) -> None:

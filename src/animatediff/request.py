@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, get_args
 
 from animatediff.errors import ConfigError
-from animatediff.families import FAMILIES, SCHEDULERS
+from animatediff.families import FAMILIES, PIA_DEFAULT, PIA_PRESETS, SCHEDULERS
 from animatediff.sampling.clip import MAX_FREE_INIT, MAX_SEED
 from animatediff.sampling.options import Fuse, Interpolation, Schedule, Scope
 
@@ -112,6 +112,12 @@ class Request:
         group="models",
         choices=tuple(FAMILIES),
         page=True,
+    )
+    pia: str | None = setting(
+        "a PIA checkpoint (pia.ckpt: motion modules and an image-conditioning conv_in), instead of --motion-module: "
+        "animates the --init-image",
+        MODEL,
+        group="models",
     )
     motion_loras: tuple[tuple[str, float], ...] = setting(
         _scale_help("MotionLoRA, repeatable (they compose by weighted sum)", LORA_SCALE),
@@ -331,7 +337,7 @@ class Request:
     )
     init_image: str | None = setting(
         "start the clip from this image (any motion module): blended into each frame's starting latents, less each "
-        "frame, then noised to --init-strength",
+        "frame, then noised to --init-strength; with --pia or an AnimateLCM-I2V motion module, the image they animate",
         INPUT,
         group="control",
         page=True,
@@ -344,6 +350,15 @@ class Request:
         NUMBER,
         group="control",
         metavar="FRAMES",
+    )
+    pia_strength: str | None = setting(
+        "PIA's motion-strength preset: each frame's affinity to the init image (small, moderate, large motion; loops "
+        "back to the image; style transfer) (default: small)",
+        CHOICE,
+        group="control",
+        choices=tuple(PIA_PRESETS),
+        default=PIA_DEFAULT,
+        metavar="NAME",
     )
     last_image: str | None = setting(
         "end the clip on this image, blended in the same way from the end", INPUT, group="control"

@@ -234,6 +234,8 @@ class ControlSpec:
     # in the sidecar for control latents: one per latent from frame 0)
     control_latents: Path | None = None
     normalize_condition_images: bool = False
+    image_input: str | None = None  # the model animates the init image itself: "pia" or "i2v" (the planner's)
+    pia_strength: str | None = None  # PIA's preset (`families.PIA_PRESETS`) when the model is PIA's; else None
 
     def __post_init__(self):
         object.__setattr__(self, "controlnets", tuple(self.controlnets))
@@ -317,6 +319,21 @@ class ControlSpec:
             return None
         return self.image_encoder or Path(self.ip_adapter).parent / "image_encoder"
 
+    def _init_image_record(self, absolute) -> dict:
+        """The init image's fields: as a blend (`init_strength`, `init_falloff`), or the image a PIA or
+        AnimateLCM-I2V model animates (`image_input`, PIA's `pia_strength`)."""
+        if self.init_image is None:
+            return {}
+        if self.image_input is not None:
+            record = {"init_image": absolute(self.init_image), "image_input": self.image_input}
+            return record | ({"pia_strength": self.pia_strength} if self.pia_strength is not None else {})
+        return {
+            "init_image": absolute(self.init_image),
+            "last_image": absolute(self.last_image),
+            "init_strength": self.init_strength,
+            "init_falloff": self.init_falloff,
+        }
+
     def describe(self) -> dict:
         """The sidecar's fields for these inputs (absolute paths; nothing when none is given)."""
         if not self.given:
@@ -334,13 +351,7 @@ class ControlSpec:
         }
         if self.init_video is not None:
             record["strength"] = self.strength
-        if self.init_image is not None:
-            record.update(
-                init_image=absolute(self.init_image),
-                last_image=absolute(self.last_image),
-                init_strength=self.init_strength,
-                init_falloff=self.init_falloff,
-            )
+        record.update(self._init_image_record(absolute))
         if self.controlnets:
             record.update(control_start=self.control_start, control_end=self.control_end, guess_mode=self.guess_mode)
         if self.sparsectrl is not None:

@@ -69,6 +69,7 @@ def module_header(path: str | os.PathLike) -> ModuleHeader:
             bool(config.get("use_motion_mid_block", True)),
             int(config.get("motion_max_seq_length", MotionModuleConfig.max_frames)),
             None,
+            image_input="pia" if config.get("conv_in_channels") else None,  # diffusers' PIA adapter
         )
     metadata = {}
     if is_safetensors(path):

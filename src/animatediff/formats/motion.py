@@ -22,6 +22,7 @@ from animatediff.formats.headers import (
     IMAGE_LORA_KEY,
     MOTION_MODULE_FORMAT,
     checked_config,
+    image_input_of,
     saved_config,
     split_image_input,
 )
@@ -36,8 +37,14 @@ def load_motion_module(path: str | os.PathLike, **overrides) -> MotionModule:
 
     The layout is read from the file itself (a config saved by this package, else inferred from the
     weights); keyword arguments override single `MotionModuleConfig` fields. The image conditioning a PIA or
-    AnimateLCM-I2V file stores beside its motion modules is left out (`image_input.load_image_input` reads it).
+    AnimateLCM-I2V file stores beside its motion modules is left out (`load_with_image_input` returns it).
     """
+    return load_with_image_input(path, **overrides)[0]
+
+
+def load_with_image_input(path: str | os.PathLike, **overrides) -> tuple[MotionModule, str | None, dict]:
+    """`load_motion_module`, and the image conditioning stored beside the motion modules: its kind (`pia`,
+    `i2v` or None, `headers.image_input_of`) and its tensors, their prefix removed."""
     path = Path(path)
     state_dict, stated = read_motion_module_weights(path)
     _check_position_tables(path, state_dict)
@@ -49,8 +56,9 @@ def load_motion_module(path: str | os.PathLike, **overrides) -> MotionModule:
         module = MotionModule(config)
     except (ValueError, TypeError, KeyError) as error:  # settings no motion module can have
         raise CheckpointError(f"{path}: its settings do not make a motion module ({first_line(error)}).") from error
+    motion, image_input = split_image_input(state_dict)
     try:
-        missing, unexpected = module.load_state_dict(split_image_input(state_dict)[0], strict=False)
+        missing, unexpected = module.load_state_dict(motion, strict=False)
     except RuntimeError as error:  # a tensor of the wrong shape
         raise CheckpointError(
             f"{path}: the weights do not fit a motion module with settings {config}: {str(error).splitlines()[-1]}"
@@ -62,7 +70,7 @@ def load_motion_module(path: str | os.PathLike, **overrides) -> MotionModule:
             f"({len(missing)} missing, e.g. {missing[:2]}; "
             f"{len(unexpected)} unexpected, e.g. {unexpected[:2]})."
         )
-    return module
+    return module, image_input_of(state_dict), image_input
 
 
 def read_motion_module_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
