@@ -1,4 +1,5 @@
 """Rewriting a motion module, MotionLoRA or SparseCtrl encoder in the other key layout (`animatediff convert`).
+A PIA or AnimateLCM-I2V file keeps the image conditioning stored beside its motion modules.
 
 The tensors keep the dtype they are stored in unless another is asked for: a float16 release converts to
 a float16 file of the same size. Only these kinds convert; anything else is refused naming what it is.
@@ -18,10 +19,10 @@ import torch
 from animatediff.errors import CheckpointError, ConfigError
 from animatediff.formats.identify import CheckpointInfo, Kind, classify_keys, identify_folder, read_checkpoint
 from animatediff.formats.layouts import Layout, official_to_diffusers
-from animatediff.formats.motion import load_motion_module, save_motion_module
+from animatediff.formats.motion import load_with_image_input, save_motion_module
 from animatediff.formats.safe import checkpoint_keys, save_state_dict, stored_dtype, weights_file
 
-_CONVERTIBLE = (Kind.MOTION_MODULE, Kind.MOTION_LORA, Kind.SPARSECTRL)
+_CONVERTIBLE = (Kind.MOTION_MODULE, Kind.PIA, Kind.MOTION_LORA, Kind.SPARSECTRL)
 
 
 def convert_checkpoint(
@@ -43,7 +44,7 @@ def convert_checkpoint(
     info = identify_folder(source) if source.is_dir() else classify_keys(checkpoint_keys(source))
     if info.kind not in _CONVERTIBLE:
         raise CheckpointError(
-            f"{source}: this is {info.description}; convert takes a motion module, a MotionLoRA "
+            f"{source}: this is {info.description}; convert takes a motion module (PIA's too), a MotionLoRA "
             "or a SparseCtrl encoder."
         )
     if info.kind == Kind.SPARSECTRL and convert_sparsectrl is None:
@@ -55,8 +56,10 @@ def convert_checkpoint(
     written = dtype or stored_dtype(weights_file(source))
     if info.kind == Kind.SPARSECTRL:
         convert_sparsectrl(source, target, layout, dtype)
-    elif info.kind == Kind.MOTION_MODULE:  # built in float32, so brought back to the stored dtype
-        save_motion_module(load_motion_module(source).to(written), target, layout)
+    elif info.kind in (Kind.MOTION_MODULE, Kind.PIA):  # built in float32, so brought back to the stored dtype
+        module, kind, tensors = load_with_image_input(source)
+        image_input = (kind, {key: value.to(written) for key, value in tensors.items()}) if kind else None
+        save_motion_module(module.to(written), target, layout, image_input=image_input)
     else:
         official = read_checkpoint(source, Kind.MOTION_LORA)
         official = {key: value.to(dtype or value.dtype) for key, value in official.items()}
@@ -68,7 +71,9 @@ def convert_checkpoint(
 def _check_target(source: Path, target: Path, layout: Layout, kind: Kind) -> None:
     """Refuse a target convert cannot write: not safetensors (nor, where one can be, a model folder), or
     the source itself."""
-    folder = layout == Layout.DIFFUSERS and kind in (Kind.MOTION_MODULE, Kind.SPARSECTRL) and not target.suffix
+    folder = (
+        layout == Layout.DIFFUSERS and kind in (Kind.MOTION_MODULE, Kind.PIA, Kind.SPARSECTRL) and not target.suffix
+    )
     if target.suffix != ".safetensors" and not folder:
         raise ConfigError(
             f"{target}: convert writes safetensors, so name the target '{target.stem}.safetensors'"

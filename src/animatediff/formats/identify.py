@@ -120,6 +120,8 @@ def identify_folder(path: Path) -> CheckpointInfo:
         if kind == Kind.IMAGE_UNET:
             widths = config.get("block_out_channels")
             return CheckpointInfo(kind, Layout.DIFFUSERS, {"folder": True, "block_out_channels": widths})
+        if kind == Kind.MOTION_MODULE and config.get("conv_in_channels"):  # diffusers' PIA adapter
+            kind = Kind.PIA
         if kind is not None:
             return CheckpointInfo(kind, Layout.DIFFUSERS, {"folder": True})
     if (path / "unet").is_dir() or (path / "model_index.json").is_file():
