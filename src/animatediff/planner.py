@@ -369,7 +369,7 @@ def image_input_spec(request: Request, model: ModelSpec, spec: ControlSpec) -> C
         if request.pia_strength is not None:
             raise ConfigError("--pia-strength is PIA's motion-strength preset; it needs --pia.")
         return spec
-    what = f"{model.motion_module} ({release.description})"
+    what = f"{model.motion_module}, a {release.name} motion module,"
     if spec.init_image is None:
         raise ConfigError(f"{what} animates an image; give the image with --init-image IMG.")
     given = [flag(name) for name in IMAGE_INPUT_NOT if getattr(request, name) is not None]

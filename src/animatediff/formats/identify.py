@@ -18,7 +18,7 @@ import torch
 from animatediff.errors import CheckpointError
 from animatediff.families import IMAGE_INPUTS
 from animatediff.files import read_json
-from animatediff.formats.headers import checked_config, image_input_of, motion_module_family, split_image_input
+from animatediff.formats.headers import IMAGE_INPUT_KEYS, checked_config, image_input_of, motion_module_family
 from animatediff.formats.layouts import Layout, diffusers_to_official
 from animatediff.formats.safe import checkpoint_keys, is_safetensors, mapped_state_dict, read_state_dict
 
@@ -195,8 +195,9 @@ def _tensor_summary(state_dict: dict[str, torch.Tensor]) -> dict:
 
 def _image_input_tensors(state_dict: dict[str, torch.Tensor]) -> str:
     """The image conditioning's tensors beside the motion modules, in words (`conv_in.weight (320, 9, 3, 3)`…)."""
-    _, extra = split_image_input(state_dict)
-    shown = [f"{key} {tuple(value.shape)}" for key, value in list(extra.items())[:4]]
+    prefix = IMAGE_INPUT_KEYS[image_input_of(state_dict)]
+    extra = {key: value for key, value in state_dict.items() if key.startswith(prefix)}
+    shown = [f"{key} {tuple(value.shape)}" for key, value in sorted(extra.items())[:4]]
     return ", ".join(shown) + (f" … ({len(extra)} tensors)" if len(extra) > 4 else "")
 
 
