@@ -25,6 +25,7 @@ from animatediff.settings import ModelSpec
 from animatediff.sources import Sources
 from helpers import random_motion_module, save_tiny_base, tiny_config
 from test_families import animatelcm_file, lightning_file
+from test_image_input import i2v_file, pia_file
 from test_image_models import kohya_lora
 from test_lora_merges import adapter_state
 from test_readme import official_motion_lora, sparsectrl_stand_ins
@@ -98,6 +99,12 @@ def cache(tmp_path_factory) -> Path:
     commit(cache, "wangfuyun/AnimateLCM", {file.name: file for file in lcm}, MAIN)
     lightning = {f"animatediff_lightning_{n}step_diffusers.safetensors": lightning_file(made, n) for n in (1, 2, 4, 8)}
     commit(cache, "ByteDance/AnimateDiff-Lightning", lightning, MAIN)
+    commit(cache, "Leoxing/PIA", {"pia.ckpt": pia_file(made)}, MAIN)
+    i2v = {
+        "AnimateLCM_sd15_i2v.ckpt": i2v_file(made),
+        "AnimateLCM_sd15_i2v_lora.safetensors": made / "AnimateLCM_sd15_t2v_lora.safetensors",
+    }
+    commit(cache, "wangfuyun/AnimateLCM-I2V", i2v, MAIN)
     return cache
 
 

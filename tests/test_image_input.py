@@ -44,6 +44,23 @@ def save_with(path, module, prefix: str, tensors: dict):
     return save_state_dict(state, path)
 
 
+def pia_file(folder, name="pia.ckpt"):
+    """A tiny `pia.ckpt` as released: a pickled state dict of official motion-module keys and `conv_in.…`."""
+    module = random_motion_module(tiny_config(), seed=5, std=0.02)
+    torch.save({**module.state_dict(), **{f"conv_in.{k}": v for k, v in pia_conv().items()}}, folder / name)
+    return folder / name
+
+
+def i2v_file(folder, name="AnimateLCM_sd15_i2v.ckpt"):
+    """A tiny `AnimateLCM_sd15_i2v.ckpt` as released: official keys with a mid block, no position tables, and
+    the image encoder's `img_encoder.…`."""
+    module = random_motion_module(tiny_config(mid_block=True), seed=6, std=0.02)
+    state = {key: value for key, value in module.state_dict().items() if not key.endswith("pos_encoder.pe")}
+    encoder = {f"img_encoder.{key}": value for key, value in i2v_encoder().state_dict().items()}
+    torch.save({**state, **encoder}, folder / name)
+    return folder / name
+
+
 @pytest.fixture(scope="module")
 def picture(tmp_path_factory):
     pixels = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)
