@@ -3,6 +3,7 @@ AnimateLCM-I2V (its image encoder checked against the release's own code, `tests
 its features join the UNet, against the release's documented equation)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,8 @@ from animatediff.control import Conditions
 from animatediff.control.image_input import ImageEncoder, ImageInput, pia_conv_in
 from animatediff.families import PIA_PRESETS, pia_affinity
 from animatediff.formats import Kind, identify, save_state_dict, to_motion_adapter
+from animatediff.planner import plan_run
+from animatediff.request import Request
 from helpers import DATA, random_motion_module, tiny_config
 
 SIZE = dict(num_frames=6, height=32, width=32)
@@ -192,6 +195,16 @@ def test_animatelcm_i2v_from_the_command_line_samples_with_its_preset(tmp_path, 
         0.014,
         200,
     )
+
+
+def test_a_prompt_config_names_pia_its_preset_and_image(tmp_path, monkeypatch, tiny_base, picture):
+    monkeypatch.chdir(tmp_path)
+    pia_file(tmp_path)
+    entry = {"prompt": ["a red circle"], "pia": "pia.ckpt", "pia_strength": "loop-small", "init_image": str(picture[1])}
+    (tmp_path / "pia.yaml").write_text(json.dumps([{**entry, "L": 4, "W": 32, "H": 32, "steps": 2, "seed": 1}]))
+    [run] = plan_run(Request(base=str(tiny_base)), config=tmp_path / "pia.yaml")
+    assert (run.model.family, run.control.image_input, run.control.pia_strength) == ("pia", "pia", "loop-small")
+    assert run.model.motion_module == Path("pia.ckpt") and run.sample.frames == 4
 
 
 def test_inspect_and_convert_know_pia_and_i2v_files(tmp_path, capsys):

@@ -118,6 +118,12 @@ class Planner:
             raise sources.fail("pia", f"{path} is {what}, not {KIND_NAMES[Kind.PIA]}.")
         return path
 
+    def image_input(self, model: ModelSpec) -> str | None:
+        """The image conditioning the model's motion-module file stores beside it (`pia`, `i2v`), which
+        loading installs whatever `--family` says; None without one."""
+        module = model.motion_module
+        return None if module is None or not Path(module).exists() else self.header(module).image_input
+
     def header(self, path: Path):
         """A motion module's header (`formats.module_header`), read once per file."""
         from animatediff.formats import module_header
@@ -223,7 +229,7 @@ class Planner:
         if not request.prompt and not request.prompt_map:
             raise sources.fail("prompt", "a prompt is needed (or a prompt map with frame 0).")
         model = self.model(request, sources)
-        control = image_input_spec(request, model, control_spec(request, sources))
+        control = image_input_spec(request, model, control_spec(request, sources), self.image_input(model))
         sample, note = time_controls(request).apply(self.sample(request, model, sources), self.motion_table(model))
         self.check_sample(model, sample)
         output = output(sample)
@@ -360,16 +366,14 @@ def control_spec(request: Request, sources: Sources) -> ControlSpec:
 IMAGE_INPUT_NOT = ("last_image", "init_strength", "init_falloff")  # what an image-input model does not take
 
 
-def image_input_spec(request: Request, model: ModelSpec, spec: ControlSpec) -> ControlSpec:
-    """`spec` for a model that animates the init image itself (PIA, AnimateLCM-I2V: `Family.image_input`), with
+def image_input_spec(request: Request, model: ModelSpec, spec: ControlSpec, kind: str | None) -> ControlSpec:
+    """`spec` for a model that animates the init image itself (`kind`: PIA's `pia`, AnimateLCM-I2V's `i2v`), with
     PIA's preset; refuses such a model without its image, and the init-image settings it does not take."""
-    release = model.release if model.motion_module is not None else None
-    kind = None if release is None else release.image_input
     if kind is None:
         if request.pia_strength is not None:
             raise ConfigError("--pia-strength is PIA's motion-strength preset; it needs --pia.")
         return spec
-    what = f"{model.motion_module}, a {release.name} motion module,"
+    what = f"{model.motion_module}, {'a PIA' if kind == 'pia' else 'an AnimateLCM-I2V'} checkpoint,"
     if spec.init_image is None:
         raise ConfigError(f"{what} animates an image; give the image with --init-image IMG.")
     given = [flag(name) for name in IMAGE_INPUT_NOT if getattr(request, name) is not None]

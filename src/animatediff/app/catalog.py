@@ -18,6 +18,7 @@ FLAGS = {
     "dreambooth": "--dreambooth",
     "lora": "--lora",
     "motion_module": "--motion-module",
+    "pia": "--pia",
     "motion_lora": "--motion-lora",
     "domain_adapter": "--domain-adapter",
     "sparsectrl": "--sparsectrl",
@@ -59,6 +60,7 @@ def _kinds_of(path: Path) -> list[str]:
 
     return {
         Kind.MOTION_MODULE: ["motion_module"],
+        Kind.PIA: ["pia"],
         Kind.MOTION_LORA: ["motion_lora"],
         Kind.DOMAIN_ADAPTER: ["domain_adapter"],
         Kind.SD_CHECKPOINT: ["base", "dreambooth"],

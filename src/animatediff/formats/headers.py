@@ -33,6 +33,8 @@ def image_input_of(keys) -> str | None:
     """The image conditioning a motion module file stores beside its motion modules (`families.IMAGE_INPUTS`):
     PIA's `conv_in.weight`/`.bias`, AnimateLCM-I2V's `img_encoder.…`; None for a plain motion module."""
     keys = list(keys)
+    if not any(MODULE_KEY.match(key) for key in keys):  # an image UNet's own conv_in is no image input
+        return None
     return next((name for name, prefix in IMAGE_INPUT_KEYS.items() if any(k.startswith(prefix) for k in keys)), None)
 
 
