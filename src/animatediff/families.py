@@ -114,8 +114,8 @@ class Family:
     def matches(self, levels: int, mid_block: bool, max_frames: int | None, image_input: str | None = None) -> bool:
         """Whether weights of this layout (`max_frames` None: no position table stored; `image_input` the image
         conditioning stored beside the motion module: `pia`, `i2v` or None) are this release's."""
-        if self.signature is None:
-            return False
+        if self.signature is None or (image_input is not None and "image_input" not in self.signature):
+            return False  # weights with an image input are only the releases' that name it
         found = {
             "levels": levels,
             "mid_block": mid_block,
@@ -181,32 +181,6 @@ FAMILIES = {
     family.name: family
     for family in (  # in the order `detect` tries them
         Family(
-            "pia",
-            "PIA, the Personalized Image Animator (pia.ckpt): motion modules and an image-conditioning conv_in",
-            32,
-            False,
-            False,
-            True,
-            signature={"image_input": "pia"},
-            distinctive=True,
-            trainable=False,
-        ),
-        Family(
-            "animatelcm-i2v",
-            "AnimateLCM-I2V (AnimateLCM_sd15_i2v): consistency-distilled, with an image encoder and its LCM LoRA",
-            64,
-            True,
-            False,
-            False,
-            signature={"image_input": "i2v"},
-            distinctive=True,
-            trainable=False,
-            steps=4,
-            guidance_scale=1.0,
-            sampler="lcm",
-            scheduler=dict(I2V_SCHEDULE),
-        ),
-        Family(
             "sdxl",
             "the official SDXL beta module (mm_sdxl_v10_beta)",
             32,
@@ -260,6 +234,32 @@ FAMILIES = {
         ),
         Family("v2", "the official v2 module (mm_sd_v15_v2)", 32, True, False, False, signature={"mid_block": True}),
         Family("v3", "the official v3 module (v3_sd15_mm)", 32, False, False, False, signature={"mid_block": False}),
+        Family(
+            "pia",
+            "PIA, the Personalized Image Animator (pia.ckpt): motion modules and an image-conditioning conv_in",
+            32,
+            False,
+            False,
+            True,
+            signature={"image_input": "pia"},
+            distinctive=True,
+            trainable=False,
+        ),
+        Family(
+            "animatelcm-i2v",
+            "AnimateLCM-I2V (AnimateLCM_sd15_i2v): consistency-distilled, with an image encoder and its LCM LoRA",
+            64,
+            True,
+            False,
+            False,
+            signature={"image_input": "i2v"},
+            distinctive=True,
+            trainable=False,
+            steps=4,
+            guidance_scale=1.0,
+            sampler="lcm",
+            scheduler=dict(I2V_SCHEDULE),
+        ),
     )
 }
 DEFAULT = FAMILIES["v3"]  # what a fresh module is, and how a clip samples when nothing says otherwise
