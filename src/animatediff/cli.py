@@ -23,6 +23,7 @@ from animatediff.errors import AnimateDiffError, ConfigError
 from animatediff.export import FRAME_FOLDER, output_format
 from animatediff.families import FAMILIES
 from animatediff.files import check_output
+from animatediff.finishing.command import add_interpolate_parser
 from animatediff.planner import plan_run
 from animatediff.request import SCALED, Request, check, declarations, flag, from_text
 from animatediff.settings import Settings
@@ -226,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     _tool_parsers(commands)
     add_serve_parser(commands)
     _preprocess_parser(commands)
+    add_interpolate_parser(commands)
     add_shapes_parser(commands)  # the lab's commands last
     return parser
 
