@@ -51,6 +51,7 @@ GROUPS = {
         "videos: any file PyAV reads or a folder of per-frame images, resized to cover the clip and "
         "centre-cropped; frames taken from the first",
     ),
+    "finish": ("finishing (after the clip is decoded)", None),
     "output": ("output", None),
     "runtime": ("runtime", None),
 }
@@ -161,7 +162,8 @@ def run_generate(args: argparse.Namespace) -> int:
     for number, (run, output) in enumerate(outputs, start=1):
         count = f"[{number}/{len(runs)}] " if len(runs) > 1 else ""
         sample = run.sample
-        print(f"{count}wrote {output} ({sample.frames} frames, {sample.width}×{sample.height}, seed {sample.seed})")
+        frames = f"{sample.frames} frames" + (f" interpolated to {run.output_frames}" if run.interpolate else "")
+        print(f"{count}wrote {output} ({frames}, {sample.width}×{sample.height}, seed {sample.seed})")
     return 0
 
 

@@ -43,9 +43,19 @@ class OutputMaker:
                 self.conditions = ConditionLoader(self.pipeline, control)
                 self.conditions_for = ConditionLoader.models(control)
             conditions = self.conditions(run.sample, control)
-        frames = self.pipeline(run.sample, self.progress, conditions, on_step)
+        frames = finish(self.pipeline(run.sample, self.progress, conditions, on_step), run, self.progress)
         settings = {**run.sidecar(), "prompt_chunks": self.pipeline.prompt_chunks(run.sample)}
         return write_video(frames, run.output, fps=run.fps, settings=settings)
+
+
+def finish(frames, run: Settings, progress: bool = True):
+    """The decoded clip's finishing passes: frame interpolation when asked."""
+    if run.interpolate is None:
+        return frames
+    from animatediff.finishing.interpolation import interpolate, interpolator
+
+    between, _ = interpolator(run.interpolator)
+    return interpolate(frames, run.interpolate, run.loops, between, progress)
 
 
 def generate_outputs(runs: list[Settings], progress: bool = True) -> Iterator[tuple[Settings, Path]]:

@@ -200,13 +200,22 @@ class Planner:
         sample, note = time_controls(request).apply(self.sample(request, model, sources), self.motion_table(model))
         self.check_sample(model, sample)
         output = output(sample)
-        fps = output_fps(request.fps, control)
+        fps = output_fps(request.fps, control, request.interpolate)
         check_fps(fps, output_format(output))
         check_output(output, directory=output_format(output) == "png", replaceable=FRAME_FOLDER)
         check_output(sidecar_path(output))
         notes = (note,) if note else ()
         settings = Settings(
-            sample=sample, model=model, control=control, output=output, fps=fps, notes=notes, request=request, **run
+            sample=sample,
+            model=model,
+            control=control,
+            output=output,
+            fps=fps,
+            notes=notes,
+            request=request,
+            interpolate=request.interpolate,
+            interpolator=interpolator_file(request, sources),
+            **run,
         )
         settings = replace(settings, references=sources.references(model, control))
         check_memory(settings, settings.split_guidance)
@@ -356,17 +365,29 @@ def check_inputs(spec: ControlSpec) -> None:
         )
 
 
-def output_fps(given: float | None, control: ControlSpec) -> float:
-    """The output's frame rate: the one given; else a restyled video's own over the stride; else 8."""
+def output_fps(given: float | None, control: ControlSpec, interpolate: int | None = None) -> float:
+    """The output's frame rate: the one given; else a restyled video's own over the stride, or 8, times the
+    interpolation factor (the clip lasts as long with its new frames)."""
     if given is not None:
         return given
+    rate = 8.0
     if control.init_video is not None:
         from animatediff.media import video_fps
 
-        rate = video_fps(control.init_video)
-        if rate:
-            return rate / control.stride
-    return 8.0
+        rate = (video_fps(control.init_video) or rate * control.stride) / control.stride
+    return rate * (interpolate or 1)
+
+
+def interpolator_file(request: Request, sources: Sources) -> Path | None:
+    """The learned interpolator's weights, checked to exist (None: the built-in optical flow)."""
+    if request.interpolator is None:
+        return None
+    if request.interpolate is None:
+        raise sources.fail("interpolator", "an interpolator's weights need a factor: give --interpolate K too.")
+    path = sources.input("interpolator", request.interpolator)
+    if not Path(path).is_file():
+        raise sources.fail("interpolator", f"{path}: no such file (expected a RIFE 4.x flownet.pkl).")
+    return Path(path)
 
 
 # ---------------------------------------------------------------------------------------------------

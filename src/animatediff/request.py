@@ -37,6 +37,7 @@ MODEL, SCALED, INPUT = "model", "scaled", "input"  # a model reference; one with
 KEYFRAMES, FRAME_INPUT, FRAME_LIST = "keyframes", "frame_input", "frame_list"  # FRAME:TEXT, FRAME:PATH, I,J,…
 PER_FRAME, PER_STEP = "per_frame", "per_step"  # a number or FRAME:VALUE,… (interpolated); FRACTION:VALUE,… of the steps
 MOTION_SCALE, MOTION_EFFECT = 10.0, 2.0  # the largest motion scale and effect taken
+MIN_FACTOR, MAX_FACTOR = 2, 16  # frame interpolation: output frames per input frame (K − 1 new between each pair)
 
 
 @dataclass(frozen=True)
@@ -387,6 +388,24 @@ class Request:
         INPUT,
         group="control",
         api=False,
+    )
+    # finishing
+    interpolate: int | None = setting(
+        f"frame interpolation: K − 1 new frames between each pair of frames ({MIN_FACTOR}-{MAX_FACTOR}; with --loop "
+        "also between the last and the first); the output's fps is multiplied by K unless --fps is given",
+        WHOLE,
+        group="finish",
+        low=MIN_FACTOR,
+        high=MAX_FACTOR,
+        metavar="K",
+        page=True,
+    )
+    interpolator: str | None = setting(
+        "interpolate with a RIFE 4.x flownet.pkl (Practical-RIFE's weights) instead of the built-in optical flow",
+        INPUT,
+        group="finish",
+        metavar="PATH",
+        api=False,  # a file of the user's, not an upload
     )
     # output
     output: str | None = setting(

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from animatediff.arguments import command, positive_number
-from animatediff.finishing.interpolation import MAX_FACTOR, MIN_FACTOR
+from animatediff.request import MAX_FACTOR, MIN_FACTOR
 
 DEFAULT_FPS = 8.0  # a frame folder's rate, which it does not record
 

@@ -21,8 +21,8 @@ from einops import rearrange
 from tqdm.auto import tqdm
 
 from animatediff.errors import ConfigError
+from animatediff.request import MAX_FACTOR, MIN_FACTOR
 
-MIN_FACTOR, MAX_FACTOR = 2, 16  # K: output frames per input frame (K − 1 new ones between each pair)
 FLOW_SIZE = 128  # frames smaller than this are measured upscaled: DIS needs a few 8-pixel patches per object
 CONSISTENCY = 1.0  # pixels: a forward/backward flow mismatch this large halves a pixel's weight
 
