@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from animatediff.cli import main
 from animatediff.export import read_video, write_video
@@ -74,3 +75,29 @@ def test_generate_interpolate_multiplies_the_frames_and_the_frame_rate(tmp_path,
     sidecar = json.loads((tmp_path / "finished.json").read_text())
     assert (sidecar["interpolate"], sidecar["fps"], sidecar["frames"], sidecar["output_frames"]) == (2, 16, 5, 9)
     assert sidecar["request"]["interpolate"] == 2
+
+
+def rife_weights(blocks=((39, 16, 13), (52, 8, 13)), head=(4, 16), seed=0) -> dict:
+    """Random weights in Practical-RIFE 4.25's key layout (a `flownet.pkl` as its training saves it: `module.`
+    prefixed), at a tiny width."""
+    from animatediff.finishing.rife import IFNet, Layout
+
+    torch.manual_seed(seed)
+    net = IFNet(Layout(blocks, head))
+    return {f"module.{key}": value for key, value in net.state_dict().items()}
+
+
+def test_rife_weights_load_through_interpolator_and_keep_identical_frames(tmp_path, capsys):
+    torch.save(rife_weights(), tmp_path / "flownet.pkl")
+    frame = np.full((1, 30, 36, 3), (200, 90, 40), np.uint8)  # any flow warps a plain frame to itself
+    write_video(np.concatenate([frame, frame]), tmp_path / "still", fps=8)
+    args = ["interpolate", str(tmp_path / "still"), "-o", str(tmp_path / "out"), "--factor", "4"]
+    assert main([*args, "--interpolator", str(tmp_path / "flownet.pkl")]) == 0
+    made = read_video(tmp_path / "out")
+    assert made.shape == (5, 30, 36, 3)  # padded to the network's multiple and cropped back
+    assert np.abs(made.astype(int) - frame[0]).max() <= 1  # the two frames fused by the mask: that frame
+    sidecar = json.loads((tmp_path / "out.json").read_text())
+    assert sidecar["interpolate"]["interpolation_method"].startswith("RIFE 4.x IFNet (2 blocks, with feature head)")
+    torch.save({"down_blocks.0.motion_modules.0.weight": torch.zeros(2)}, tmp_path / "mm.ckpt")
+    assert main([*args, "--interpolator", str(tmp_path / "mm.ckpt")]) == 2
+    assert "not RIFE 4.x weights" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from animatediff.export import write_video
+from animatediff.finishing.interpolation import interpolate, interpolator
 from animatediff.loading import build_pipeline
 from animatediff.settings import Settings
 
@@ -43,19 +44,12 @@ class OutputMaker:
                 self.conditions = ConditionLoader(self.pipeline, control)
                 self.conditions_for = ConditionLoader.models(control)
             conditions = self.conditions(run.sample, control)
-        frames = finish(self.pipeline(run.sample, self.progress, conditions, on_step), run, self.progress)
+        between = interpolator(run.interpolator)[0] if run.interpolate else None  # a bad file fails before sampling
+        frames = self.pipeline(run.sample, self.progress, conditions, on_step)
+        if between is not None:
+            frames = interpolate(frames, run.interpolate, run.loops, between, self.progress)
         settings = {**run.sidecar(), "prompt_chunks": self.pipeline.prompt_chunks(run.sample)}
         return write_video(frames, run.output, fps=run.fps, settings=settings)
-
-
-def finish(frames, run: Settings, progress: bool = True):
-    """The decoded clip's finishing passes: frame interpolation when asked."""
-    if run.interpolate is None:
-        return frames
-    from animatediff.finishing.interpolation import interpolate, interpolator
-
-    between, _ = interpolator(run.interpolator)
-    return interpolate(frames, run.interpolate, run.loops, between, progress)
 
 
 def generate_outputs(runs: list[Settings], progress: bool = True) -> Iterator[tuple[Settings, Path]]:
