@@ -34,7 +34,7 @@ from animatediff.finishing.interpolation import (
 )
 from animatediff.shapes.metrics import smooth_score
 from animatediff.shapes.render import render_clip
-from animatediff.shapes.world import HELD_OUT, prompt_clip
+from animatediff.shapes.world import prompt_clip
 
 FACTORS = (2, 4)
 SIZE = 64  # rendered frame size (the world renders at any size; the embedded models make 32×32)
@@ -142,7 +142,7 @@ def format_interpolation_rows(rows: dict) -> list[str]:
 
 def write_interpolation_media(media: Path, size: int = SIZE) -> list[tuple[str, str, str]]:
     """A GIF pair: a held-out clip as made (8 fps) and interpolated ×4 by the built-in method (32 fps)."""
-    prompt = HELD_OUT and held_out_prompts()[0]
+    prompt = held_out_prompts()[0]
     clip = full_rate(prompt, 1, 1, size)
     made = interpolate(clip, 4, progress=False)
     media.mkdir(parents=True, exist_ok=True)
@@ -151,6 +151,27 @@ def write_interpolation_media(media: Path, size: int = SIZE) -> list[tuple[str, 
     return [
         ("as made, 16 frames at 8 fps", prompt, "interpolation-input.gif"),
         ("×4 by optical flow, 61 frames at 32 fps", prompt, "interpolation-x4.gif"),
+    ]
+
+
+def interpolation_section(media: Path, relative: str, seeds: list[int], max_prompts: int | None = None) -> list[str]:
+    """The frame-interpolation rows and their GIF pair (written into `media`, linked as `relative`)."""
+    rows = interpolation_rows(seeds, prompts=held_out_prompts()[:max_prompts])
+    made = write_interpolation_media(media)
+    return [
+        "## Frame interpolation",
+        "",
+        f"The held-out prompts' clips as the world renders them ({FRAMES} frames, {SIZE}×{SIZE}, seeds "
+        f"{', '.join(map(str, seeds))}), interpolated ×2 and ×4 and scored against the world's own in-between "
+        "frames (`lab.interpolation_report` says how each number is measured). No RIFE weights are in this "
+        "repository, so the learned interpolator has no row here.",
+        "",
+        *format_interpolation_rows(rows),
+        "",
+        "| " + " | ".join(caption for caption, _, _ in made) + " |",
+        "|" + "---|" * len(made),
+        "| " + " | ".join(f"![{caption}]({relative}/{name})" for caption, _, name in made) + " |",
+        "",
     ]
 
 
