@@ -26,6 +26,8 @@ from animatediff.request import MAX_FACTOR, MIN_FACTOR
 FLOW_SIZE = 128  # frames smaller than this are measured upscaled: DIS needs a few 8-pixel patches per object
 CONSISTENCY = 1.0  # pixels: a forward/backward flow mismatch this large halves a pixel's weight
 
+SHARP = True  # frames are warped bicubically (`warp`)
+
 # the in-between frames of one pair: (first, second, times in (0, 1)) → len(times)×H×W×3 float32 in [0, 1]
 Between = Callable[[np.ndarray, np.ndarray, Sequence[float]], np.ndarray]
 
@@ -120,6 +122,7 @@ def optical_flow(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     zoom = max(1.0, FLOW_SIZE / min(height, width))
     size = (round(width * zoom), round(height * zoom))
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    dis.setFinestScale(0)  # refine down to full resolution (the preset stops a level above: spins lose 4 dB)
     flow = dis.calc(_gray(first, size), _gray(second, size), None)
     if zoom > 1:
         flow = cv2.resize(flow, (width, height), interpolation=cv2.INTER_AREA) / zoom
@@ -132,12 +135,15 @@ def _grid(height: int, width: int) -> np.ndarray:
     return rearrange([xs, ys], "xy h w -> h w xy")
 
 
-def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """`image` sampled at each pixel + `flow` (backward warping; bilinear, edges repeated)."""
+def warp(image: np.ndarray, flow: np.ndarray, sharp: bool = False) -> np.ndarray:
+    """`image` sampled at each pixel + `flow` (backward warping, edges repeated): bilinear, or with `sharp`
+    bicubic (frames: an anti-aliased edge moved by a fraction of a pixel keeps its profile better, +2.8 dB on
+    the shapes world's edges)."""
     import cv2
 
     where = _grid(*flow.shape[:2]) + flow
-    return cv2.remap(image, where[..., 0], where[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    method = cv2.INTER_CUBIC if sharp else cv2.INTER_LINEAR
+    return cv2.remap(image, where[..., 0], where[..., 1], method, borderMode=cv2.BORDER_REPLICATE)
 
 
 def consistency(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
@@ -171,6 +177,12 @@ def flow_at(forward: np.ndarray, backward: np.ndarray, trust: tuple[np.ndarray, 
     return np.where(first_reached[..., None], from_first, flow)
 
 
+def agreement(flow: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """H×W weight in (0, 1]: 1 where the flow a pixel was fetched along is the fetched pixel's own flow, falling
+    where they differ (the fetched pixel belongs to something else, which covers this place at time t)."""
+    return 1 / (1 + ((flow - own) ** 2).sum(-1) / CONSISTENCY**2)
+
+
 def flow_between(first: np.ndarray, second: np.ndarray, times: Sequence[float]) -> np.ndarray:
     """The in-between frames at `times` by bidirectional optical flow (see the module's docstring)."""
     forward, backward = optical_flow(first, second), optical_flow(second, first)
@@ -179,8 +191,10 @@ def flow_between(first: np.ndarray, second: np.ndarray, times: Sequence[float]) 
     for t in times:
         flow = flow_at(forward, backward, trust, t)
         to_first, to_second = -t * flow, (1 - t) * flow
-        weight_first = (1 - t) * warp(trust[0], to_first)[..., None] + 1e-3
-        weight_second = t * warp(trust[1], to_second)[..., None] + 1e-3
-        blended = weight_first * warp(first, to_first) + weight_second * warp(second, to_second)
+        seen_first = warp(trust[0], to_first) * agreement(flow, warp(forward, to_first))
+        seen_second = warp(trust[1], to_second) * agreement(flow, -warp(backward, to_second))
+        weight_first = (1 - t) * seen_first[..., None] + 1e-3
+        weight_second = t * seen_second[..., None] + 1e-3
+        blended = weight_first * warp(first, to_first, SHARP) + weight_second * warp(second, to_second, SHARP)
         made.append(blended / (weight_first + weight_second))
     return np.stack(made)
