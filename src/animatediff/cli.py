@@ -53,6 +53,7 @@ GROUPS = {
     ),
     "finish": ("finishing (after the clip is decoded)", None),
     "output": ("output", None),
+    "speed": ("speed (docs/results.md, 'Step caching': what each costs in quality)", None),
     "runtime": ("runtime", None),
 }
 

@@ -27,6 +27,7 @@ from animatediff.request import Request
 from animatediff.sampling.clip import check_frame_size, check_steps
 from animatediff.sampling.motion_strength import as_keys
 from animatediff.sampling.options import ContextRequest
+from animatediff.sampling.speed import FAST, StepCache
 from animatediff.settings import (
     ControlNetSpec,
     ControlSpec,
@@ -170,6 +171,7 @@ class Planner:
             motion_scale=as_keys(request.motion_scale),
             motion_effect=as_keys(request.motion_effect),
             motion_scale_steps=request.motion_scale_steps or (),
+            **speed_settings(request),
         )
 
     def check_sample(self, model: ModelSpec, sample: Sample) -> None:
@@ -272,6 +274,22 @@ def base_geometry(base: Path) -> tuple[int, int]:
         return int(unet["sample_size"]) * factor, factor
     except (KeyError, TypeError, ValueError) as error:
         raise ConfigError(f"{base}: its unet/ and vae/ configs do not give a frame size ({error}).") from error
+
+
+def speed_settings(request: Request) -> dict:
+    """The `Sample` fields of guidance's end and reuse and of step caching: as given, else `--fast`'s preset
+    (`sampling.speed.FAST`) when it is asked for, else the defaults (every step guided, no cache)."""
+
+    def value(name: str, default):
+        given = getattr(request, name)
+        if given is not None:
+            return given
+        return FAST.get(name, default) if request.fast else default
+
+    cache = StepCache(
+        value("cache", "none"), value("cache_interval", 3), value("cache_depth", 0), value("cache_schedule", "uniform")
+    )
+    return {"guidance_end": value("guidance_end", 1.0), "guidance_reuse": request.guidance_reuse, "cache": cache}
 
 
 def time_controls(request: Request) -> TimeControls:
