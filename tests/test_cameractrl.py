@@ -12,17 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from animatediff.cameractrl import load_cameractrl
+from animatediff.camera_poses import PRESETS, check_frame_count, parse_poses, preset_poses
+from animatediff.cameractrl import CameraPoseEncoder, PoseEncoderConfig, pose_attentions
 from animatediff.cli import main
-from animatediff.control.camera import (
-    PRESETS,
-    check_frame_count,
-    parse_poses,
-    plucker_embedding,
-    pose_embedding,
-    preset_poses,
-    relative_poses,
-)
+from animatediff.conditioning import load_cameractrl
+from animatediff.control.camera import plucker_embedding, pose_embedding, relative_poses
 from animatediff.errors import CheckpointError, ConfigError
 from animatediff.families import FAMILIES
 from animatediff.formats import Kind, identify, kind_of, load_motion_module
@@ -154,3 +148,17 @@ def _png(path):
     from PIL import Image
 
     return Image.open(path)
+
+
+def release_file(motion_module, downscale: int, path, seed: int = 0):
+    """A CameraCtrl file in the release's layout for `motion_module` (random weights; the pose layers small)."""
+    torch.manual_seed(seed)
+    config = PoseEncoderConfig(channels=motion_module.config.block_out_channels, downscale=downscale)
+    merges = {}
+    for name, (attention, _) in pose_attentions(motion_module).items():
+        width = attention.to_q.in_features
+        merges[f"{name}.processor.qkv_merge.weight"] = torch.randn(width, width) * 0.02
+        merges[f"{name}.processor.qkv_merge.bias"] = torch.zeros(width)
+    encoder = CameraPoseEncoder(config).state_dict()
+    torch.save({"pose_encoder_state_dict": encoder, "attention_processor_state_dict": merges}, path)
+    return path

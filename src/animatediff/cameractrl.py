@@ -35,7 +35,6 @@ from einops import rearrange, repeat
 from torch import nn
 
 from animatediff.errors import CheckpointError
-from animatediff.formats.identify import Kind, read_checkpoint
 from animatediff.motion_module import MotionModule, MotionModuleConfig, TemporalTransformerBlock
 
 ENCODER = "pose_encoder."
@@ -255,13 +254,6 @@ def encoder_config(state_dict: dict[str, torch.Tensor], path) -> PoseEncoderConf
         conv_down=levels > 1 and f"{ENCODER}encoder_down_conv_blocks.1.0.down_opt.op.weight" in state_dict,
         max_frames=table.shape[1] if table is not None else 16,
     )
-
-
-def load_cameractrl(path, motion_module: MotionModule) -> CameraCtrl:
-    """A CameraCtrl file (the release's `CameraCtrl.ckpt`, or its tensors flattened into a `.safetensors`)
-    plugged into `motion_module`."""
-    hint = " A CameraCtrl file holds a pose encoder ('pose_encoder_state_dict') and pose layers (qkv_merge)."
-    return attach(motion_module, read_checkpoint(path, Kind.CAMERACTRL, hint), path)
 
 
 def attach(motion_module: MotionModule, state_dict: dict[str, torch.Tensor], path) -> CameraCtrl:

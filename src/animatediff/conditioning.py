@@ -15,23 +15,17 @@ from pathlib import Path
 import torch
 from diffusers import ControlNetModel, UNet2DConditionModel
 
-from animatediff.cameractrl import CameraCtrl, load_cameractrl
+from animatediff.camera_poses import PRESETS, check_frame_count, preset_poses, read_camera_poses
+from animatediff.cameractrl import CameraCtrl, attach
 from animatediff.control import Conditions, ControlNetInput, InitImage, InitVideo
-from animatediff.control.camera import (
-    PRESETS,
-    CameraInput,
-    CameraPoses,
-    check_frame_count,
-    parse_poses,
-    pose_embedding,
-    preset_poses,
-)
+from animatediff.control.camera import CameraInput, pose_embedding
 from animatediff.control.image_prompt import image_prompt, load_ip_adapter, reads_hidden_states
 from animatediff.control.sparsectrl import SparseCtrlInput, crop_like_official, normalize_condition
 from animatediff.errors import CheckpointError, ConfigError, first_line
-from animatediff.formats import read_state_dict
+from animatediff.formats import Kind, read_checkpoint, read_state_dict
 from animatediff.formats.sparsectrl import load_sparsectrl
 from animatediff.media import read_frames, read_image
+from animatediff.motion_module import MotionModule
 from animatediff.pipeline import AnimateDiffPipeline
 from animatediff.settings import ControlSpec, Sample
 from animatediff.sparsectrl import check_keyframes
@@ -269,6 +263,13 @@ class ConditionLoader:
         )
 
 
+def load_cameractrl(path: str | Path, motion_module: MotionModule) -> CameraCtrl:
+    """A CameraCtrl file (the release's `CameraCtrl.ckpt`, or its tensors flattened into a `.safetensors`)
+    plugged into `motion_module`."""
+    hint = " A CameraCtrl file holds a pose encoder ('pose_encoder_state_dict') and pose layers (qkv_merge)."
+    return attach(motion_module, read_checkpoint(path, Kind.CAMERACTRL, hint), path)
+
+
 def load_camera(pipeline: AnimateDiffPipeline, path: Path) -> CameraCtrl:
     """CameraCtrl from its file, its pose layers plugged into the pipeline's motion module, on the pipeline's
     device and in its dtype."""
@@ -277,15 +278,6 @@ def load_camera(pipeline: AnimateDiffPipeline, path: Path) -> CameraCtrl:
         raise ConfigError(f"camera-ctrl {path}: CameraCtrl steers a motion module; give the v3 one.")
     unet = pipeline.unet.unet
     return load_cameractrl(path, motion_module).to(pipeline.device, unet.dtype)
-
-
-def read_camera_poses(path: str | Path) -> CameraPoses:
-    """The camera poses of a RealEstate10K-layout text file (`control.camera.parse_poses`)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"camera poses {path}: not a readable text file ({first_line(error)}).") from error
-    return parse_poses(text, str(path))
 
 
 def read_control_latents(path: Path) -> torch.Tensor:

@@ -336,7 +336,7 @@ def control_spec(request: Request, sources: Sources) -> ControlSpec:
 
 def camera_path(sources: Sources, given: str | None) -> str | None:
     """--camera-poses as the control spec keeps it: a preset's name, or the pose file's absolute path."""
-    from animatediff.control.camera import PRESETS
+    from animatediff.camera_poses import PRESETS  # torch: not for --help
 
     if given is None or given in PRESETS:
         return given
@@ -360,12 +360,10 @@ def with_camera(model: ModelSpec, control: ControlSpec, family: str | None) -> M
 
 def check_camera_poses(control: ControlSpec, sample: Sample) -> None:
     """A pose file must hold one readable pose per frame of the clip (a preset fits any frame count)."""
-    from animatediff.control.camera import PRESETS, check_frame_count
+    from animatediff.camera_poses import PRESETS, check_frame_count, read_camera_poses
 
     if control.camera_poses is None or control.camera_poses in PRESETS:
         return
-    from animatediff.conditioning import read_camera_poses
-
     check_frame_count(read_camera_poses(control.camera_poses), sample.frames, control.camera_poses)
 
 

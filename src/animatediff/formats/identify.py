@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from animatediff.cameractrl import MERGE, encoder_config
 from animatediff.errors import CheckpointError
 from animatediff.files import read_json
 from animatediff.formats.headers import checked_config, motion_module_family
@@ -192,8 +193,6 @@ def _lora_summary(state_dict: dict[str, torch.Tensor]) -> dict:
 
 def _cameractrl_summary(path: Path, state_dict: dict[str, torch.Tensor]) -> dict:
     """What `inspect` tells of a CameraCtrl file: its encoder's shape and its pose layers."""
-    from animatediff.cameractrl import MERGE, encoder_config
-
     config = encoder_config(state_dict, path)
     merges = sum(1 for key in state_dict if MERGE.match(key) and key.endswith(".weight"))
     return {
