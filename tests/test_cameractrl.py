@@ -21,7 +21,7 @@ from animatediff.errors import CheckpointError, ConfigError
 from animatediff.families import FAMILIES
 from animatediff.formats import Kind, identify, kind_of, load_motion_module
 from animatediff.inflation import inflate
-from helpers import DATA, tiny_unet
+from helpers import DATA, random_motion_module, tiny_config, tiny_unet
 
 CAMERA = DATA / "cameractrl"
 POSES, CKPT, MODULE = CAMERA / "poses.txt", CAMERA / "cameractrl.ckpt", CAMERA / "motion_module.ckpt"
@@ -124,6 +124,26 @@ def test_a_camera_ctrl_file_is_told_from_its_keys():
     assert FAMILIES["cameractrl"].guidance_scale == 14.0
     with pytest.raises(CheckpointError, match="is a CameraCtrl pose encoder"):
         load_motion_module(CKPT)
+    with pytest.raises(
+        CheckpointError,
+        match=r"pose layers do not fit this motion module \(1 of its attentions without one, e.g. mid_block",
+    ):
+        load_cameractrl(CKPT, random_motion_module(tiny_config(mid_block=True)))  # a v2 layout: a mid block
+
+
+def test_convert_writes_the_release_file_as_safetensors_that_loads_the_same(tmp_path):
+    from animatediff.formats import convert_checkpoint
+    from animatediff.formats.layouts import Layout
+
+    target = tmp_path / "CameraCtrl.safetensors"
+    assert convert_checkpoint(CKPT, target, Layout.OFFICIAL).kind == Kind.CAMERACTRL
+    plucker = torch.zeros(2, 6, 8, 8)
+    plucker[:, :, 2] = 1.0
+    encodings = [load_cameractrl(path, load_motion_module(MODULE)).encode(plucker) for path in (CKPT, target)]
+    for ours, theirs in zip(*encodings, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    with pytest.raises(ConfigError, match="one key layout"):
+        convert_checkpoint(CKPT, tmp_path / "x.safetensors", Layout.DIFFUSERS)
 
 
 def _generate(tiny_base, output, *extra):

@@ -273,10 +273,11 @@ def attach(motion_module: MotionModule, state_dict: dict[str, torch.Tensor], pat
     places = pose_attentions(motion_module)
     if merges_in_file != set(places):
         missing, extra = sorted(set(places) - merges_in_file), sorted(merges_in_file - set(places))
+        found = [f"{len(missing)} of its attentions without one, e.g. {missing[0]}"] if missing else []
+        found += [f"{len(extra)} for attentions it does not have, e.g. {extra[0]}"] if extra else []
         raise CheckpointError(
-            f"{path}: its pose layers do not fit this motion module ({len(missing)} of its attentions without one, "
-            f"e.g. {missing[:1]}; {len(extra)} for attentions it does not have, e.g. {extra[:1]}); use the v3 "
-            "motion module CameraCtrl was trained with."
+            f"{path}: its pose layers do not fit this motion module ({'; '.join(found)}); use the v3 motion "
+            "module CameraCtrl was trained with."
         )
     features = PoseFeatures()
     merges = {}
