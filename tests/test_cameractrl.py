@@ -109,6 +109,10 @@ def test_presets_fit_any_frame_count_and_start_at_the_first_camera():
             poses = preset_poses(name, frames)
             assert len(poses) == frames
             torch.testing.assert_close(relative_poses(poses)[0], torch.eye(4))
+    from animatediff.request import declarations
+
+    documented = (DATA.parents[1] / "docs" / "reference.md").read_text()
+    assert all(name in declarations()["camera_poses"].help and f"`{name}`" in documented for name in PRESETS)
     last = relative_poses(preset_poses("pan-left", 8))[-1]
     assert last[0, 3] < -0.9  # moved left (−x in OpenCV axes)
     check_frame_count(preset_poses("zoom-in", 8), 8, "zoom-in")
