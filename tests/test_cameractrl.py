@@ -186,3 +186,27 @@ def release_file(motion_module, downscale: int, path, seed: int = 0):
     encoder = CameraPoseEncoder(config).state_dict()
     torch.save({"pose_encoder_state_dict": encoder, "attention_processor_state_dict": merges}, path)
     return path
+
+
+def test_the_api_takes_a_camera_ctrl_from_the_models_folder_and_a_preset(tiny_base, tmp_path):
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from animatediff.app.server import ServerOptions, create_app
+    from test_app import wait
+
+    folder = tmp_path / "models"
+    shutil.copytree(tiny_base, folder / "tiny")
+    (folder / "tiny" / "model_index.json").write_text("{}")  # what makes a folder a model in the app's lists
+    for path in (CKPT, MODULE):
+        shutil.copy(path, folder / path.name)
+    app = create_app(ServerOptions(outputs=tmp_path / "out", models=folder), page=False)
+    request = {"prompt": "a red circle", "base": "tiny", "motion_module": MODULE.name, "camera_ctrl": CKPT.name}
+    request |= {"camera_poses": "orbit-right", "frames": 8, "width": 24, "height": 16, "steps": 2, "seed": 1}
+    with TestClient(app) as client:
+        assert client.get("/api/models").json()["models"]["camera_ctrl"] == [CKPT.name]
+        record = wait(client, client.post("/api/generate", json=request).json()["id"])
+    assert record["state"] == "done", record["error"]
+    assert record["settings"]["camera_poses"] == "orbit-right"
+    assert record["settings"]["family"]["name"] == "cameractrl"
