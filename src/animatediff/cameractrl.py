@@ -9,12 +9,12 @@ A clip's camera path becomes a Plücker embedding, six numbers per pixel and fra
 and the **camera-conditioned motion module** adds each level's feature to the first temporal attention of
 every transformer block at that level: after its position encoding, the attention's input h becomes
 
-    h' = qkv_merge(h + pose) · scale + h
+    h' = qkv_merge(h + pose) + h
 
 and the queries, keys and values are all computed from h' (the release's `PoseAdaptorAttnProcessor` with
-`query_condition` and `key_value_condition`). Down block i takes level i's feature, up block i the feature
-of the level of its width (the last level first). The merge layers are the only weights CameraCtrl adds to
-the motion module; with no poses set they leave it as it was.
+`query_condition` and `key_value_condition`, at its scale 1). Down block i takes level i's feature, up block
+i the feature of the level of its width (the last level first). The merge layers are the only weights
+CameraCtrl adds to the motion module; with no poses set they leave it as it was.
 
 The release file (`CameraCtrl.ckpt`) holds `pose_encoder_state_dict` (the encoder's keys as here) and
 `attention_processor_state_dict` (`…attention_blocks.0.processor.qkv_merge.weight|bias`, keyed by the
@@ -144,12 +144,12 @@ class PoseFeatures:
 
 
 class PoseMerge(nn.Module):
-    """One temporal attention's pose layer: its input h becomes qkv_merge(h + pose) · scale + h."""
+    """One temporal attention's pose layer: its input h becomes qkv_merge(h + pose) + h."""
 
-    def __init__(self, channels: int, level: int, features: PoseFeatures, scale: float = 1.0):
+    def __init__(self, channels: int, level: int, features: PoseFeatures):
         super().__init__()
         self.qkv_merge = nn.Linear(channels, channels)
-        self.level, self.features, self.scale = level, features, scale
+        self.level, self.features = level, features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (b h w) f c, the attention's input after its position encoding
@@ -163,7 +163,7 @@ class PoseMerge(nn.Module):
                 f"do not fit the motion module's input at this level ({x.shape[1]} frames, {x.shape[0]} positions)"
             )
         pose = repeat(feature, "1 c f h w -> (n h w) f c", n=x.shape[0] // sequences).to(x.dtype)
-        return self.qkv_merge(x + pose) * self.scale + x
+        return self.qkv_merge(x + pose) + x
 
 
 class CameraCtrl(nn.Module):
