@@ -22,6 +22,7 @@ from einops import rearrange
 from tqdm.auto import tqdm
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+from animatediff.control.camera import camera_context
 from animatediff.control.conditions import Conditions, ImagePrompt, InitImage, InitVideo
 from animatediff.control.controlnet import control_residuals
 from animatediff.control.image_input import ImageInput
@@ -479,16 +480,21 @@ class AnimateDiffPipeline:
         def reusing(halves: tuple[str, ...]):
             return nullcontext() if cache is None else cache.call(step[0], window, halves).applied(self.unet)
 
-        if not self.split_guidance or len(model_input) == 1:
-            with reusing(halves_of(len(model_input))):
-                return self.unet(model_input, t, text_states, motion_windows, residuals, image, added, **strength)
-        added_halves = [None, None] if added is None else [{k: v.chunk(2)[i] for k, v in added.items()} for i in (0, 1)]
-        halves = [model_input.chunk(2), text_states.chunk(2), _halves(residuals), _halves(image), added_halves]
-        predictions = []
-        for half, (latents, text, res, emb, more) in zip(("uncond", "cond"), zip(*halves, strict=True), strict=True):
-            with reusing((half,)):
-                predictions.append(self.unet(latents, t, text, motion_windows, res, emb, more, **strength))
-        return torch.cat(predictions)
+        with camera_context(conditions.camera):  # CameraCtrl's pose features for the motion module, if any
+            if not self.split_guidance or len(model_input) == 1:
+                with reusing(halves_of(len(model_input))):
+                    return self.unet(model_input, t, text_states, motion_windows, residuals, image, added, **strength)
+            added_halves = (
+                [None, None] if added is None else [{k: v.chunk(2)[i] for k, v in added.items()} for i in (0, 1)]
+            )
+            halves = [model_input.chunk(2), text_states.chunk(2), _halves(residuals), _halves(image), added_halves]
+            predictions = []
+            for half, (latents, text, res, emb, more) in zip(
+                ("uncond", "cond"), zip(*halves, strict=True), strict=True
+            ):
+                with reusing((half,)):
+                    predictions.append(self.unet(latents, t, text, motion_windows, res, emb, more, **strength))
+            return torch.cat(predictions)
 
     def denoise(
         self,
@@ -569,6 +575,8 @@ class AnimateDiffPipeline:
             conditions = replace(conditions, image_input=conditions.image_input.encoded(self.vae, generator))
         if conditions.sparsectrl is not None:  # RGB keyframes: posterior samples drawn right after the noise
             conditions = replace(conditions, sparsectrl=conditions.sparsectrl.encoded(self.vae, generator))
+        if conditions.camera is not None:  # the pose features, once per clip
+            conditions = replace(conditions, camera=conditions.camera.encoded())
         controls = StepControls(
             sample.context,
             conditions,
@@ -631,6 +639,35 @@ class AnimateDiffPipeline:
                 )
         if conditions.sparsectrl is not None:
             self._check_keyframes(conditions.sparsectrl, sample)
+        if conditions.camera is not None:
+            self._check_camera(conditions.camera, sample)
+
+    def _check_camera(self, camera, sample: Sample) -> None:
+        """CameraCtrl's poses must be one per frame at the clip's size, its encoder must take the clip's length
+        at once (no context windows) and its levels must come out at the motion modules' sizes."""
+        frames, _, height, width = camera.embedding.shape
+        if frames != sample.frames or (height, width) != (sample.height, sample.width):
+            raise AnimateDiffError(
+                f"the camera poses' embedding is {frames} frames of {width}×{height}; the clip is {sample.frames} "
+                f"frames of {sample.width}×{sample.height}."
+            )
+        config = camera.model.config
+        if sample.context is not None and sample.frames > sample.context.length or sample.frames > config.max_frames:
+            raise AnimateDiffError(
+                f"CameraCtrl's pose encoder takes at most {config.max_frames} frames, all in one pass; the clip has "
+                f"{sample.frames}{' in context windows' if sample.context is not None else ''}."
+            )
+        if config.downscale != self.vae_scale_factor:
+            raise AnimateDiffError(
+                f"CameraCtrl's pose encoder was made for a VAE that downscales by {config.downscale}; this image "
+                f"model's VAE downscales by {self.vae_scale_factor}."
+            )
+        step = self.vae_scale_factor * 2 ** (len(config.channels) - 1)
+        if sample.width % step or sample.height % step:
+            raise AnimateDiffError(
+                f"CameraCtrl needs a width and height that are multiples of {step} (its features halve the size "
+                f"{len(config.channels) - 1} times, as the UNet does); got {sample.width}×{sample.height}."
+            )
 
     def _check_image_input(self, conditions: Conditions, sample: Sample) -> None:
         """PIA and AnimateLCM-I2V clips need their image, at the clip's size; no other model takes one."""

@@ -231,9 +231,12 @@ class Planner:
         if not request.prompt and not request.prompt_map:
             raise sources.fail("prompt", "a prompt is needed (or a prompt map with frame 0).")
         model = self.model(request, sources)
-        control = image_input_spec(request, model, control_spec(request, sources), self.image_input(model))
+        control = control_spec(request, sources)
+        model = with_camera(model, control, request.family)
+        control = image_input_spec(request, model, control, self.image_input(model))
         sample, note = time_controls(request).apply(self.sample(request, model, sources), self.motion_table(model))
         self.check_sample(model, sample)
+        check_camera_poses(control, sample)
         output = output(sample)
         fps = output_fps(request.fps, control, request.interpolate)
         check_fps(fps, output_format(output))
@@ -377,6 +380,8 @@ def control_spec(request: Request, sources: Sources) -> ControlSpec:
         control_images=tuple(sources.input("control_image", path) for _, path in request.control_image),
         control_frames=tuple(frame for frame, _ in request.control_image) or request.control_frames or (),
         normalize_condition_images=request.normalize_condition_images,
+        camera_ctrl=_optional(sources.model, "camera_ctrl", request.camera_ctrl),
+        camera_poses=camera_path(sources, request.camera_poses),
         **inputs,
         **numbers,
     )
@@ -413,6 +418,39 @@ def image_input_spec(request: Request, model: ModelSpec, spec: ControlSpec, kind
     return replace(spec, image_input=kind, pia_strength=strength)
 
 
+def camera_path(sources: Sources, given: str | None) -> str | None:
+    """--camera-poses as the control spec keeps it: a preset's name, or the pose file's absolute path."""
+    from animatediff.camera_poses import PRESETS  # torch: not for --help
+
+    if given is None or given in PRESETS:
+        return given
+    path = sources.input("camera_poses", given)
+    if not Path(path).is_file():
+        raise sources.fail("camera_poses", f"{given}: neither a pose file nor a preset ({', '.join(PRESETS)}).")
+    return str(Path(path).resolve())
+
+
+def with_camera(model: ModelSpec, control: ControlSpec, family: str | None) -> ModelSpec:
+    """A model steered by CameraCtrl runs as the `cameractrl` release (its sampling preset) unless --family
+    says otherwise; CameraCtrl needs a motion module to steer."""
+    if control.camera_ctrl is None:
+        return model
+    if model.motion_module is None:
+        raise ConfigError(f"camera-ctrl {control.camera_ctrl}: CameraCtrl steers a motion module; give the v3 one.")
+    if family is not None:
+        return model
+    return replace(model, family="cameractrl", family_rule=f"--camera-ctrl {Path(control.camera_ctrl).name}")
+
+
+def check_camera_poses(control: ControlSpec, sample: Sample) -> None:
+    """A pose file must hold one readable pose per frame of the clip (a preset fits any frame count)."""
+    from animatediff.camera_poses import PRESETS, check_frame_count, read_camera_poses
+
+    if control.camera_poses is None or control.camera_poses in PRESETS:
+        return
+    check_frame_count(read_camera_poses(control.camera_poses), sample.frames, control.camera_poses)
+
+
 def check_inputs(spec: ControlSpec) -> None:
     """Fail early, naming the file, if a control input is missing."""
     files = [
@@ -423,6 +461,7 @@ def check_inputs(spec: ControlSpec) -> None:
         ("last image", spec.last_image),
         ("sparsectrl", spec.sparsectrl),
         ("control latents", spec.control_latents),
+        ("camera-ctrl", spec.camera_ctrl),
     ]
     files += [("control image", path) for path in spec.control_images]
     files += [

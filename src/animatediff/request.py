@@ -405,6 +405,21 @@ class Request:
         group="control",
         api=False,
     )
+    camera_ctrl: str | None = setting(
+        "a CameraCtrl file (the release's CameraCtrl.ckpt: pose encoder and pose layers) steering the v3 motion "
+        "module along --camera-poses",
+        MODEL,
+        group="control",
+        metavar="PATH",
+    )
+    camera_poses: str | None = setting(
+        "the camera path for --camera-ctrl: a pose file in RealEstate10K's text layout (one line per frame: "
+        "timestamp fx fy cx cy 0 0 and a 3×4 world-to-camera matrix), or a preset: static, pan-left, pan-right, "
+        "pan-up, pan-down, zoom-in, zoom-out, tilt-up, tilt-down, roll-clockwise, roll-anticlockwise, orbit-left, "
+        "orbit-right",
+        group="control",
+        metavar="FILE|PRESET",
+    )
     # finishing
     interpolate: int | None = setting(
         f"frame interpolation: K − 1 new frames between each pair of frames ({MIN_FACTOR}-{MAX_FACTOR}; with --loop "

@@ -234,6 +234,8 @@ class ControlSpec:
     # in the sidecar for control latents: one per latent from frame 0)
     control_latents: Path | None = None
     normalize_condition_images: bool = False
+    camera_ctrl: Path | None = None  # CameraCtrl (pose encoder and pose layers) for the motion module
+    camera_poses: str | None = None  # its camera path: a preset's name, or a pose file's absolute path
     image_input: str | None = None  # the model animates the init image itself: "pia" or "i2v" (the planner's)
     pia_strength: str | None = None  # PIA's preset (`families.PIA_PRESETS`) when the model is PIA's; else None
 
@@ -253,6 +255,11 @@ class ControlSpec:
             check_scale(getattr(self, name), ADAPTER_SCALE, name)
         self._check_init_image()
         self._check_keyframes()
+        if (self.camera_ctrl is None) != (self.camera_poses is None):
+            raise ConfigError(
+                "CameraCtrl and its camera path go together: give both --camera-ctrl and --camera-poses (a pose "
+                "file or a preset)."
+            )
         for controlnet in self.controlnets:
             check_scale(controlnet.scale, ADAPTER_SCALE, f"the scale of ControlNet {controlnet.path}")
         if not 0 < self.strength <= 1:
@@ -305,6 +312,7 @@ class ControlSpec:
             or bool(self.controlnets)
             or self.ip_adapter is not None
             or self.sparsectrl is not None
+            or self.camera_ctrl is not None
         )
 
     def keyframe_indices(self, count: int | None = None) -> tuple[int, ...]:
@@ -368,6 +376,8 @@ class ControlSpec:
             )
             if self.control_images:
                 record["keyframe_noise"] = KEYFRAME_NOISE
+        if self.camera_ctrl is not None:
+            record.update(camera_ctrl=absolute(self.camera_ctrl), camera_poses=self.camera_poses)
         if self.ip_adapter is not None:
             record.update(
                 ip_adapter={"path": absolute(self.ip_adapter), "scale": self.ip_adapter_scale},

@@ -1,5 +1,5 @@
 """The conditions of one clip: an init video or image, ControlNets with their control frames, SparseCtrl keyframes,
-an image prompt, the image of a PIA or AnimateLCM-I2V clip."""
+an image prompt, camera poses, the image of a PIA or AnimateLCM-I2V clip."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from diffusers import ControlNetModel
 
+from animatediff.control.camera import CameraInput
 from animatediff.control.image_input import ImageInput
 from animatediff.control.sparsectrl import SparseCtrlInput
 
@@ -76,6 +77,7 @@ class Conditions:
     image_prompt: ImagePrompt | None = None
     sparsectrl: SparseCtrlInput | None = None
     image_input: ImageInput | None = None  # PIA's or AnimateLCM-I2V's image
+    camera: CameraInput | None = None  # CameraCtrl's pose features for the motion module
 
     def __post_init__(self):
         object.__setattr__(self, "controlnets", tuple(self.controlnets))
