@@ -24,6 +24,7 @@ from animatediff.releases import RELEASES
 from animatediff.settings import ModelSpec
 from animatediff.sources import Sources
 from helpers import random_motion_module, save_tiny_base, tiny_config
+from test_cameractrl import release_file
 from test_families import animatelcm_file, lightning_file
 from test_image_input import i2v_file, pia_file
 from test_image_models import kohya_lora
@@ -100,6 +101,8 @@ def cache(tmp_path_factory) -> Path:
     lightning = {f"animatediff_lightning_{n}step_diffusers.safetensors": lightning_file(made, n) for n in (1, 2, 4, 8)}
     commit(cache, "ByteDance/AnimateDiff-Lightning", lightning, MAIN)
     commit(cache, "Leoxing/PIA", {"pia.ckpt": pia_file(made)}, MAIN)
+    camera = release_file(random_motion_module(tiny_config(mid_block=False)), 2, made / "CameraCtrl.ckpt")
+    commit(cache, "hehao13/CameraCtrl", {"CameraCtrl.ckpt": camera}, MAIN)
     i2v = {
         "AnimateLCM_sd15_i2v.ckpt": i2v_file(made),
         "AnimateLCM_sd15_i2v_lora.safetensors": made / "AnimateLCM_sd15_t2v_lora.safetensors",
