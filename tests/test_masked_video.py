@@ -1,0 +1,141 @@
+"""Masked video-to-video reproduces diffusers' `StableDiffusionInpaintPipeline` frame by frame (4- and 9-channel
+image UNets), keeps the input outside the mask, and extending a clip joins the input to the new frames."""
+
+import numpy as np
+import pytest
+import torch
+from diffusers import StableDiffusionInpaintPipeline
+from PIL import Image
+
+from animatediff import AnimateDiffPipeline, load_base, official_scheduler
+from animatediff.control import Conditions, Extension, InitVideo
+from animatediff.control.init_latents import encode_frames
+from animatediff.control.inpaint import latent_mask
+from helpers import TOKENIZER, random_motion_module, tiny_text_encoder, tiny_unet, tiny_vae
+
+SIZE, SEED, STEPS = 32, 11, 4
+PROMPT = dict(prompt="a red circle", negative_prompt="blurry", guidance_scale=7.5)
+
+
+def clip(frames: int, seed: int = 1) -> np.ndarray:
+    """A moving gradient with noise: F×32×32×3 uint8."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, 255, SIZE)
+    planes = [
+        np.stack(
+            [np.roll(ramp, 3 * f)[None].repeat(SIZE, 0), ramp[:, None].repeat(SIZE, 1), rng.uniform(0, 255, (32, 32))],
+            -1,
+        )
+        for f in range(frames)
+    ]
+    return np.stack(planes).astype(np.uint8)
+
+
+def as_tensor(frames: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+
+
+def disc_mask(frames: int) -> torch.Tensor:
+    """White (redrawn) inside a disc that moves right, black elsewhere: f 1 H W."""
+    y, x = torch.meshgrid(torch.arange(SIZE), torch.arange(SIZE), indexing="ij")
+    discs = [((x - 10 - 2 * f) ** 2 + (y - 16) ** 2 < 64).float() for f in range(frames)]
+    return torch.stack(discs)[:, None]
+
+
+@pytest.fixture(scope="module")
+def bases(tmp_path_factory):
+    """Tiny image models with a 4-channel and an inpainting (9-channel) UNet, by input channels."""
+    folders = {}
+    for channels in (4, 9):
+        folder = tmp_path_factory.mktemp(f"base{channels}")
+        unet = tiny_unet(3)
+        if channels == 9:
+            torch.manual_seed(3)
+            unet = type(unet).from_config({**unet.config, "in_channels": 9}).eval()
+        unet.save_pretrained(folder / "unet")
+        tiny_vae(3).save_pretrained(folder / "vae")
+        tiny_text_encoder(3).save_pretrained(folder / "text_encoder")
+        import shutil
+
+        shutil.copytree(TOKENIZER, folder / "tokenizer")
+        folders[channels] = folder
+    return folders
+
+
+def ours(folder, motion_module=None) -> AnimateDiffPipeline:
+    return AnimateDiffPipeline.from_components(load_base(folder), motion_module)
+
+
+def generate(pipeline, conditions: Conditions, frames: int) -> torch.Tensor:
+    return pipeline.generate(
+        **PROMPT,
+        steps=STEPS,
+        seed=SEED,
+        num_frames=frames,
+        height=SIZE,
+        width=SIZE,
+        progress=False,
+        conditions=conditions,
+    )
+
+
+@pytest.mark.parametrize("channels", [4, 9])
+def test_a_masked_frame_reproduces_diffusers_inpainting(bases, channels):
+    base = load_base(bases[channels])
+    theirs = StableDiffusionInpaintPipeline(
+        **dict(vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer, unet=base.unet),
+        scheduler=official_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    theirs.set_progress_bar_config(disable=True)
+    frame, mask = clip(1), disc_mask(1)
+    expected = theirs(
+        **PROMPT,
+        image=Image.fromarray(frame[0]),
+        mask_image=Image.fromarray((mask[0, 0].numpy() * 255).astype(np.uint8)),
+        strength=0.75,
+        num_inference_steps=STEPS,
+        height=SIZE,
+        width=SIZE,
+        generator=torch.Generator("cpu").manual_seed(SEED),
+        output_type="np",
+    ).images[0]
+    found = generate(ours(bases[channels]), Conditions(init=InitVideo(as_tensor(frame), 0.75, mask)), 1)
+    assert np.abs(found[0].permute(1, 2, 0).numpy() - expected).max() < 1e-4
+
+
+def test_the_mask_keeps_the_input_outside_and_all_white_is_plain_video_to_video(bases):
+    pipeline = ours(bases[4], random_motion_module(seed=5))
+    frames, mask = as_tensor(clip(6)), disc_mask(6)
+    decoded = []
+    decode = pipeline.decode
+    pipeline.decode = lambda latents: decoded.append(latents) or decode(latents)
+    plain = generate(pipeline, Conditions(init=InitVideo(frames, 0.75)), 6)
+    white = generate(pipeline, Conditions(init=InitVideo(frames, 0.75, torch.ones_like(mask))), 6)
+    assert torch.equal(white, plain)
+    black = generate(pipeline, Conditions(init=InitVideo(frames, 0.75, torch.zeros_like(mask))), 6)
+    generate(pipeline, Conditions(init=InitVideo(frames, 0.75, mask)), 6)
+    # the input's latents (the posterior sample the clip's generator draws first) and their round trip
+    original = encode_frames(pipeline.vae, frames, torch.Generator("cpu").manual_seed(SEED)).permute(1, 0, 2, 3)[None]
+    round_trip = decode(original)
+    assert torch.allclose(black, round_trip, atol=1e-6)  # all black: the input, through the VAE
+    kept = latent_mask(mask, pipeline.vae_scale_factor) == 0
+    masked = decoded[-1]
+    assert kept.float().mean() > 0.5 and torch.equal(masked[kept.expand_as(masked)], original[kept.expand_as(original)])
+    assert (masked - original).abs()[~kept.expand_as(masked)].mean() > 0.1  # inside, redrawn
+
+
+def test_an_extended_clip_is_the_input_then_the_new_frames(bases):
+    pipeline = ours(bases[4], random_motion_module(seed=5))
+    frames = as_tensor(clip(5))
+    decoded = []
+    decode = pipeline.decode
+    pipeline.decode = lambda latents: decoded.append(latents) or decode(latents)
+    joined = generate(pipeline, Conditions(extension=Extension(frames, overlap=2)), 6)
+    assert joined.shape == (5 + 6 - 2, 3, SIZE, SIZE)
+    assert torch.equal(joined[:5], frames)  # unchanged (as uint8 the same bytes)
+    original = encode_frames(pipeline.vae, frames[-2:], torch.Generator("cpu").manual_seed(SEED))
+    kept = decoded[-1][0, :, :2]  # the overlap, kept as the input's latents (encoded in a batch of 6: float error)
+    assert torch.allclose(kept, original.permute(1, 0, 2, 3), atol=1e-5)
