@@ -139,3 +139,16 @@ def test_an_extended_clip_is_the_input_then_the_new_frames(bases):
     original = encode_frames(pipeline.vae, frames[-2:], torch.Generator("cpu").manual_seed(SEED))
     kept = decoded[-1][0, :, :2]  # the overlap, kept as the input's latents (encoded in a batch of 6: float error)
     assert torch.allclose(kept, original.permute(1, 0, 2, 3), atol=1e-5)
+
+
+def test_an_inpainting_single_file_loads_with_nine_input_channels(bases, tmp_path):
+    from safetensors.torch import save_file
+
+    from animatediff import apply_dreambooth
+    from ldm_layout import to_ldm_checkpoint
+
+    inpainting = load_base(bases[9])
+    file = tmp_path / "inpainting.safetensors"
+    save_file(to_ldm_checkpoint(inpainting.unet, inpainting.vae, inpainting.text_encoder), file)
+    unet = apply_dreambooth(load_base(bases[4]), file, bases[4]).unet  # the base's configs say 4 channels
+    assert unet.config.in_channels == 9 and torch.equal(unet.conv_in.weight, inpainting.unet.conv_in.weight)

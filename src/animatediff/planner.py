@@ -198,6 +198,8 @@ class Planner:
         model = self.model(request, sources)
         control = control_spec(request, sources)
         sample, note = time_controls(request).apply(self.sample(request, model, sources), self.motion_table(model))
+        sample = extension_sample(sample, request, control)
+        check_mask(control, sample)
         self.check_sample(model, sample)
         output = output(sample)
         fps = output_fps(request.fps, control)
@@ -283,7 +285,15 @@ def time_controls(request: Request) -> TimeControls:
     )
 
 
-CONTROL_NUMBERS = ("strength", "stride", "control_start", "control_end", "init_strength", "init_falloff")
+CONTROL_NUMBERS = (
+    "strength",
+    "stride",
+    "control_start",
+    "control_end",
+    "init_strength",
+    "init_falloff",
+    "extend_overlap",
+)
 
 
 def control_spec(request: Request, sources: Sources) -> ControlSpec:
@@ -298,7 +308,17 @@ def control_spec(request: Request, sources: Sources) -> ControlSpec:
     numbers = {name: getattr(request, name) for name in CONTROL_NUMBERS if getattr(request, name) is not None}
     inputs = {
         name: _optional(sources.input, name, getattr(request, name))
-        for name in ("init_video", "ip_image", "image_encoder", "init_image", "last_image", "control_latents")
+        for name in (
+            "init_video",
+            "ip_image",
+            "image_encoder",
+            "init_image",
+            "last_image",
+            "control_latents",
+            "mask_video",
+            "mask",
+            "extend",
+        )
     }
     controlnets = tuple(
         ControlNetSpec(sources.model("controlnet", path), scale, sources.input("control_video", video))
@@ -323,9 +343,13 @@ def control_spec(request: Request, sources: Sources) -> ControlSpec:
     if not spec.given and (numbers or request.guess_mode or request.ip_image or request.image_encoder):
         raise ConfigError(
             "--strength, --stride, --control-start/--control-end, --guess-mode, --init-strength, "
-            "--init-falloff and the IP-Adapter image need an --init-video, an --init-image, a "
-            "--controlnet or an --ip-adapter."
+            "--init-falloff, --extend-overlap and the IP-Adapter image need an --init-video, an --init-image, "
+            "an --extend, a --controlnet or an --ip-adapter."
         )
+    if request.extend is None and request.extend_overlap is not None:
+        raise sources.fail("extend_overlap", "the overlap of an extension needs the clip to extend (--extend).")
+    if request.extend is not None and request.strength is not None:
+        raise sources.fail("strength", "an extension draws its new frames from noise (strength 1); leave it out.")
     check_inputs(spec)
     return spec
 
@@ -334,6 +358,9 @@ def check_inputs(spec: ControlSpec) -> None:
     """Fail early, naming the file, if a control input is missing."""
     files = [
         ("init video", spec.init_video),
+        ("mask video", spec.mask_video),
+        ("mask", spec.mask),
+        ("extend", spec.extend),
         ("ip-adapter", spec.ip_adapter),
         ("ip image", spec.ip_image),
         ("init image", spec.init_image),
@@ -356,16 +383,67 @@ def check_inputs(spec: ControlSpec) -> None:
         )
 
 
+def extension_sample(sample: Sample, request: Request, control: ControlSpec) -> Sample:
+    """The clip of an extension (`sample` itself without one): at the input's size, whose frames it keeps
+    unchanged (a --width or --height must be it), and with an overlap the input and the clip both hold."""
+    if control.extend is None:
+        return sample
+    from animatediff.media import video_shape
+
+    count, width, height = video_shape(control.extend, "extend")
+    if (request.width or width, request.height or height) != (width, height):
+        raise ConfigError(
+            f"extend {control.extend} is {width}×{height} and the clip keeps its frames unchanged; leave out "
+            f"--width and --height (got {request.width or width}×{request.height or height}) or resize the clip."
+        )
+    overlap = control.extend_overlap
+    if overlap >= sample.frames or overlap > count:
+        raise ConfigError(
+            f"--extend-overlap {overlap} must be less than the {sample.frames} new frames (--frames) and at most the "
+            f"{count} frames of extend {control.extend}."
+        )
+    return replace(sample, width=width, height=height)
+
+
+def check_mask(control: ControlSpec, sample: Sample) -> None:
+    """A mask must line up with the init video: its size or its shape (both are fitted to the clip's size the
+    same way, as diffusers resizes a mask to the frame size), and a mask video at least the frames it gives."""
+    mask = control.mask or control.mask_video
+    if mask is None:
+        return
+    from animatediff.media import read_image, video_shape
+
+    what = "mask" if control.mask is not None else "mask video"
+    _, width, height = video_shape(control.init_video, "init video", limit=1)
+    needed = (sample.frames - 1) * control.stride + 1  # the frames of the mask video the clip takes a mask from
+    if control.mask is not None:
+        count, (mask_height, mask_width) = 1, read_image(mask, what).shape[:2]
+    else:
+        count, mask_width, mask_height = video_shape(mask, what, needed)
+    if mask_width * height != mask_height * width:
+        raise ConfigError(
+            f"{what} {mask} is {mask_width}×{mask_height} and the init video {control.init_video} {width}×{height}; "
+            "a mask must have the video's size (or its shape: it is resized with the video)."
+        )
+    if control.mask_video is not None and count < needed:
+        every = f" taking every {control.stride}th" if control.stride > 1 else ""
+        raise ConfigError(
+            f"mask video {mask} gives {(count + control.stride - 1) // control.stride} frames{every}; the clip "
+            f"needs a mask for each of its {sample.frames}."
+        )
+
+
 def output_fps(given: float | None, control: ControlSpec) -> float:
-    """The output's frame rate: the one given; else a restyled video's own over the stride; else 8."""
+    """The output's frame rate: the one given; else a restyled or extended video's own (over the stride for a
+    restyled one); else 8."""
     if given is not None:
         return given
-    if control.init_video is not None:
+    if control.init_video is not None or control.extend is not None:
         from animatediff.media import video_fps
 
-        rate = video_fps(control.init_video)
+        rate = video_fps(control.init_video or control.extend)
         if rate:
-            return rate / control.stride
+            return rate / (control.stride if control.extend is None else 1)
     return 8.0
 
 

@@ -208,12 +208,17 @@ class ControlSpec:
     """What conditions a clip besides its text, as files (`animatediff.control` gets them as tensors):
     an init video denoised from `strength`, ControlNets active from `control_start` to `control_end`
     (fractions of the steps), an IP-Adapter with its image and CLIP image encoder folder, an init image, a
-    SparseCtrl encoder with its keyframes (control images or precomputed latents at `control_frames`).
-    `stride` takes every n-th frame of the input and control videos."""
+    SparseCtrl encoder with its keyframes (control images or precomputed latents at `control_frames`), a mask
+    of the init video (`mask_video`, or one image `mask`: white redrawn, black kept), a clip to extend (`extend`)
+    from its last `extend_overlap` frames. `stride` takes every n-th frame of the input and control videos."""
 
     init_video: Path | None = None
     strength: float = 0.6
     stride: int = 1
+    mask_video: Path | None = None
+    mask: Path | None = None
+    extend: Path | None = None
+    extend_overlap: int = 4
     controlnets: tuple[ControlNetSpec, ...] = ()
     control_start: float = 0.0
     control_end: float = 1.0
@@ -250,6 +255,7 @@ class ControlSpec:
         for name in ("ip_adapter_scale", "sparsectrl_scale"):
             check_scale(getattr(self, name), ADAPTER_SCALE, name)
         self._check_init_image()
+        self._check_masks()
         self._check_keyframes()
         for controlnet in self.controlnets:
             check_scale(controlnet.scale, ADAPTER_SCALE, f"the scale of ControlNet {controlnet.path}")
@@ -275,6 +281,17 @@ class ControlSpec:
         if self.init_falloff <= 0:
             raise ConfigError(f"init_falloff must be more than 0 frames; got {self.init_falloff}.")
 
+    def _check_masks(self) -> None:
+        if self.mask is not None and self.mask_video is not None:
+            raise ConfigError("give one mask: --mask (one image for every frame) or --mask-video, not both.")
+        if (self.mask is not None or self.mask_video is not None) and self.init_video is None:
+            raise ConfigError("a mask says which part of an init video is redrawn; give the video with --init-video.")
+        if self.extend is not None and (self.init_video is not None or self.init_image is not None):
+            raise ConfigError("--extend sets the clip's start itself; give no --init-video or --init-image with it.")
+        overlap = self.extend_overlap
+        if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 1:
+            raise ConfigError(f"extend_overlap must be a whole number of at least 1; got {overlap!r}.")
+
     def _check_keyframes(self) -> None:
         keyframes = bool(self.control_images) or self.control_latents is not None
         if self.sparsectrl is None and (keyframes or self.control_frames):
@@ -299,6 +316,7 @@ class ControlSpec:
     def given(self) -> bool:
         return (
             self.init_video is not None
+            or self.extend is not None
             or self.init_image is not None
             or bool(self.controlnets)
             or self.ip_adapter is not None
@@ -317,6 +335,15 @@ class ControlSpec:
             return None
         return self.image_encoder or Path(self.ip_adapter).parent / "image_encoder"
 
+    def _masked_or_extended(self, absolute) -> dict:
+        """The sidecar's fields of a mask or an extension (nothing without them)."""
+        record = {}
+        if self.mask is not None or self.mask_video is not None:
+            record.update(mask=absolute(self.mask), mask_video=absolute(self.mask_video))
+        if self.extend is not None:
+            record.update(extend=absolute(self.extend), extend_overlap=self.extend_overlap)
+        return record
+
     def describe(self) -> dict:
         """The sidecar's fields for these inputs (absolute paths; nothing when none is given)."""
         if not self.given:
@@ -334,6 +361,7 @@ class ControlSpec:
         }
         if self.init_video is not None:
             record["strength"] = self.strength
+        record.update(self._masked_or_extended(absolute))
         if self.init_image is not None:
             record.update(
                 init_image=absolute(self.init_image),
