@@ -152,3 +152,74 @@ def test_an_inpainting_single_file_loads_with_nine_input_channels(bases, tmp_pat
     save_file(to_ldm_checkpoint(inpainting.unet, inpainting.vae, inpainting.text_encoder), file)
     unet = apply_dreambooth(load_base(bases[4]), file, bases[4]).unet  # the base's configs say 4 channels
     assert unet.config.in_channels == 9 and torch.equal(unet.conv_in.weight, inpainting.unet.conv_in.weight)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The command line
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """What a user passes: an input video, mask frames of its shape, masks that do not fit, clips to extend."""
+    from animatediff.export import write_video
+
+    folder = tmp_path_factory.mktemp("inputs")
+    write_video(clip(8), folder / "input.mp4", fps=12)
+    masks = (disc_mask(8)[:, 0].numpy() * 255).astype(np.uint8)
+    write_video(np.repeat(masks[..., None], 3, -1), folder / "masks")  # a folder of frames, as the input's shape
+    write_video(np.repeat(masks[:2, ..., None], 3, -1), folder / "short-masks")
+    Image.fromarray(masks[0][:, :16]).save(folder / "narrow.png")
+    write_video(clip(5)[:, :16, :16], folder / "clip")  # 16×16, the size the tests' clips are made at
+    write_video(clip(5)[:, :24, :24], folder / "large-clip")
+    (folder / "noise.mp4").write_bytes(b"not a video at all")
+    return folder
+
+
+def cli(tiny_base, motion_module, output, *extra) -> int:
+    from animatediff.cli import main
+
+    models = ["--base", str(tiny_base), "--motion-module", str(motion_module)]
+    small = ["--width", "16", "--height", "16", "--steps", "2", "--seed", "2", "--frames", "4"]
+    return main(["generate", "a red circle", *models, *small, "-o", str(output), *extra])
+
+
+def test_masked_and_extended_clips_from_the_command_line(tmp_path, tiny_base, tiny_motion_module_file, files):
+    import json
+
+    from animatediff import read_video
+
+    masked = ["--init-video", str(files / "input.mp4"), "--mask-video", str(files / "masks")]
+    assert cli(tiny_base, tiny_motion_module_file, tmp_path / "masked.gif", *masked) == 0
+    sidecar = json.loads((tmp_path / "masked.gif.json").read_text())
+    assert sidecar["mask_video"] == str(files / "masks") and sidecar["request"]["mask_video"] == str(files / "masks")
+    extend = ["--extend", str(files / "clip"), "--extend-overlap", "2"]
+    assert cli(tiny_base, tiny_motion_module_file, tmp_path / "longer", *extend) == 0
+    joined, given = read_video(tmp_path / "longer"), read_video(files / "clip")
+    assert joined.shape == (5 + 4 - 2, 16, 16, 3) and np.array_equal(joined[:5], given)
+    sidecar = json.loads((tmp_path / "longer.json").read_text())
+    assert (sidecar["extend"], sidecar["extend_overlap"], sidecar["extend_frames"]) == (str(files / "clip"), 2, 5)
+    assert sidecar["frames"] == 4 and sidecar["output_frames"] == 7
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--init-video", "{f}/input.mp4", "--mask", "{f}/narrow.png"], "a mask must have the video's size (or its"),
+        (["--init-video", "{f}/input.mp4", "--mask-video", "{f}/short-masks"], "needs a mask for each of its 4"),
+        (["--mask", "{f}/narrow.png"], "give the video with --init-video"),
+        (["--extend", "{f}/noise.mp4"], "noise.mp4: cannot be read as a video or frames"),
+        (["--extend", "{f}/clip", "--extend-overlap", "0"], "--extend-overlap: must be between 1 and 4096; got 0"),
+        (["--extend", "{f}/clip", "--extend-overlap", "4"], "must be less than the 4 new frames (--frames)"),
+        (["--extend", "{f}/large-clip"], "is 24×24 and the clip keeps its frames unchanged"),
+        (["--extend", "{f}/clip", "--strength", "0.5"], "an extension draws its new frames from noise"),
+        (["--motion-scale", "0:1.0,9:1.3"], "lie inside the 4-frame clip"),
+    ],
+)
+def test_bad_masks_and_extensions_exit_2_with_one_sentence(
+    tmp_path, tiny_base, tiny_motion_module_file, files, capsys, flags, said
+):
+    flags = [flag.format(f=files) for flag in flags]
+    assert cli(tiny_base, tiny_motion_module_file, tmp_path / "o.gif", *flags) == 2
+    error = capsys.readouterr().err
+    assert said in error and error.count("\n") == 1 and "Traceback" not in error, error
+    assert not (tmp_path / "o.gif").exists()

@@ -160,7 +160,8 @@ def run_generate(args: argparse.Namespace) -> int:
     for number, (run, output) in enumerate(outputs, start=1):
         count = f"[{number}/{len(runs)}] " if len(runs) > 1 else ""
         sample = run.sample
-        print(f"{count}wrote {output} ({sample.frames} frames, {sample.width}×{sample.height}, seed {sample.seed})")
+        frames = run.output_frames
+        print(f"{count}wrote {output} ({frames} frames, {sample.width}×{sample.height}, seed {sample.seed})")
     return 0
 
 

@@ -198,7 +198,7 @@ class Planner:
         model = self.model(request, sources)
         control = control_spec(request, sources)
         sample, note = time_controls(request).apply(self.sample(request, model, sources), self.motion_table(model))
-        sample = extension_sample(sample, request, control)
+        sample, control = extension_sample(sample, request, control)
         check_mask(control, sample)
         self.check_sample(model, sample)
         output = output(sample)
@@ -340,16 +340,16 @@ def control_spec(request: Request, sources: Sources) -> ControlSpec:
         **inputs,
         **numbers,
     )
-    if not spec.given and (numbers or request.guess_mode or request.ip_image or request.image_encoder):
-        raise ConfigError(
-            "--strength, --stride, --control-start/--control-end, --guess-mode, --init-strength, "
-            "--init-falloff, --extend-overlap and the IP-Adapter image need an --init-video, an --init-image, "
-            "an --extend, a --controlnet or an --ip-adapter."
-        )
     if request.extend is None and request.extend_overlap is not None:
         raise sources.fail("extend_overlap", "the overlap of an extension needs the clip to extend (--extend).")
     if request.extend is not None and request.strength is not None:
         raise sources.fail("strength", "an extension draws its new frames from noise (strength 1); leave it out.")
+    if not spec.given and (numbers or request.guess_mode or request.ip_image or request.image_encoder):
+        raise ConfigError(
+            "--strength, --stride, --control-start/--control-end, --guess-mode, --init-strength, "
+            "--init-falloff and the IP-Adapter image need an --init-video, an --init-image, a "
+            "--controlnet or an --ip-adapter."
+        )
     check_inputs(spec)
     return spec
 
@@ -383,11 +383,12 @@ def check_inputs(spec: ControlSpec) -> None:
         )
 
 
-def extension_sample(sample: Sample, request: Request, control: ControlSpec) -> Sample:
+def extension_sample(sample: Sample, request: Request, control: ControlSpec) -> tuple[Sample, ControlSpec]:
     """The clip of an extension (`sample` itself without one): at the input's size, whose frames it keeps
-    unchanged (a --width or --height must be it), and with an overlap the input and the clip both hold."""
+    unchanged (a --width or --height must be it), and with an overlap the input and the clip both hold; and the
+    control inputs with the input's length."""
     if control.extend is None:
-        return sample
+        return sample, control
     from animatediff.media import video_shape
 
     count, width, height = video_shape(control.extend, "extend")
@@ -402,7 +403,7 @@ def extension_sample(sample: Sample, request: Request, control: ControlSpec) -> 
             f"--extend-overlap {overlap} must be less than the {sample.frames} new frames (--frames) and at most the "
             f"{count} frames of extend {control.extend}."
         )
-    return replace(sample, width=width, height=height)
+    return replace(sample, width=width, height=height), replace(control, extend_frames=count)
 
 
 def check_mask(control: ControlSpec, sample: Sample) -> None:

@@ -219,6 +219,7 @@ class ControlSpec:
     mask: Path | None = None
     extend: Path | None = None
     extend_overlap: int = 4
+    extend_frames: int = 0  # the length of the clip to extend (the planner's; 0: not read)
     controlnets: tuple[ControlNetSpec, ...] = ()
     control_start: float = 0.0
     control_end: float = 1.0
@@ -341,7 +342,9 @@ class ControlSpec:
         if self.mask is not None or self.mask_video is not None:
             record.update(mask=absolute(self.mask), mask_video=absolute(self.mask_video))
         if self.extend is not None:
-            record.update(extend=absolute(self.extend), extend_overlap=self.extend_overlap)
+            record.update(
+                extend=absolute(self.extend), extend_overlap=self.extend_overlap, extend_frames=self.extend_frames
+            )
         return record
 
     def describe(self) -> dict:
@@ -413,6 +416,13 @@ class Settings:
     request: Request | None = None  # what the front end was asked (the sidecar records it beside the resolved values)
     references: tuple[tuple[str, str, str], ...] = ()  # (path, Hub id, commit) of each model from the Hub cache
 
+    @property
+    def output_frames(self) -> int:
+        """The frames the output holds: the clip's, or an extended clip's whole length (input + new − overlap)."""
+        control = self.control
+        extra = control.extend_frames - control.extend_overlap if control.extend is not None else 0
+        return self.sample.frames + extra
+
     def sidecar(self) -> dict:
         record = {
             **asdict(self.sample),
@@ -430,6 +440,8 @@ class Settings:
             record["notes"] = list(self.notes)
         if self.split_guidance:
             record["split_guidance"] = True
+        if self.control.extend is not None:
+            record["output_frames"] = self.output_frames
         if self.request is not None:
             record["request"] = self.request.record()
         if self.references:
