@@ -2,13 +2,15 @@
 
     python bench/masked_video.py                       # the first held-out prompt, seeds 1-3, 25 steps, 16 frames
     python bench/masked_video.py --prompts 3 --plain   # the first three, and plain video to video beside
+    python bench/masked_video.py --strength 1 --masked-only
 
-Masked video to video (strength 0.8): the input is the shapes world's own clip of a held-out prompt (rendered at
-the embedded model's 32², the prompt's seed); the mask, white, is its object's silhouette in each frame dilated by
-one latent cell (4 px); the prompt names another colour (the next of the world's colours). Outside the mask,
-on the pixels at least one latent cell from it, the mean absolute difference to the input in 0-255 levels, beside
-the VAE's round trip of the same clip on the same pixels (encoded with the posterior sample the clip itself draws,
-decoded: what an all-black mask gives) and, with --plain, beside plain video to video at the same strength.
+Masked video to video (strength 0.8, or --strength): the input is the shapes world's own clip of a held-out
+prompt (rendered at the embedded model's 32², the prompt's seed); the mask, white, is its object's silhouette in
+each frame dilated by one latent cell (4 px); the prompt names another colour (the next of the world's colours).
+Outside the mask, on the pixels at least one latent cell from it (and two), the mean absolute difference to the
+input in 0-255 levels, beside the VAE's round trip of the same clip on the same pixels (encoded with the posterior
+sample the clip itself draws, decoded: what an all-black mask gives) and, with --plain, beside plain video to
+video at the same strength.
 Inside: the `text` metric of the new prompt (its colour found, its shape, the background), beside the input
 itself (and plain video to video).
 
@@ -80,7 +82,7 @@ def error(frames: np.ndarray, reference: np.ndarray, where: np.ndarray) -> float
     return float(np.abs(frames.astype(float) - reference.astype(float))[where].mean())
 
 
-def masked_case(pipeline, prompt: str, seed: int, steps: int, with_plain: bool) -> dict[str, float]:
+def masked_case(pipeline, prompt: str, seed: int, steps: int, with_plain: bool, strength: float) -> dict[str, float]:
     """One masked clip's numbers: errors outside (masked, round trip, plain), `text` inside (masked, plain, input);
     NaN for plain video to video when it is not made."""
     factor = pipeline.vae_scale_factor
@@ -90,11 +92,11 @@ def masked_case(pipeline, prompt: str, seed: int, steps: int, with_plain: bool) 
     run = dict(num_frames=FRAMES, steps=steps, seed=seed, progress=False)
     masked = pipeline(
         new,
-        conditions=Conditions(init=InitVideo(as_tensor(frames), STRENGTH, torch.from_numpy(mask[:, None]).float())),
+        conditions=Conditions(init=InitVideo(as_tensor(frames), strength, torch.from_numpy(mask[:, None]).float())),
         **run,
     )
     plain = (
-        pipeline(new, conditions=Conditions(init=InitVideo(as_tensor(frames), STRENGTH)), **run) if with_plain else None
+        pipeline(new, conditions=Conditions(init=InitVideo(as_tensor(frames), strength)), **run) if with_plain else None
     )
     latents = encode_frames(pipeline.vae, as_tensor(frames), torch.Generator("cpu").manual_seed(seed))
     round_trip = to_uint8(pipeline.decode(latents.permute(1, 0, 2, 3)[None]))
@@ -162,11 +164,16 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=1, help="the first N held-out prompts")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--plain", action="store_true", help="plain video to video beside the masked clips")
+    parser.add_argument("--strength", type=float, default=STRENGTH, help="of the masked video to video")
+    parser.add_argument("--masked-only", action="store_true", help="no extension")
     args = parser.parse_args()
     prompts = held_out_prompts()[: args.prompts]
     print(f"{len(prompts)} prompts × seeds {SEEDS}, {args.steps} steps, {FRAMES} frames", flush=True)
     pipeline = build_pipeline(with_family(ModelSpec(MODELS["shapes"].path, MODELS["shapes-motion"].path)))
-    cases = [[masked_case(pipeline, prompt, seed, args.steps, args.plain) for prompt in prompts] for seed in SEEDS]
+    cases = [
+        [masked_case(pipeline, prompt, seed, args.steps, args.plain, args.strength) for prompt in prompts]
+        for seed in SEEDS
+    ]
     table = {key: np.array([[case[key] for case in row] for row in cases]) for key in cases[0][0]}
     print("| masked video to video | masked | VAE round trip | plain video to video | input |\n|---|---|---|---|---|")
     print(
@@ -182,6 +189,8 @@ def main() -> None:
         f"{cell(table['text plain'])} | {cell(table['text input'])} |",
         flush=True,
     )
+    if args.masked_only:
+        return
     cases = [extension_cases(pipeline, prompt, args.steps) for prompt in prompts]  # prompts × seeds
     table = {key: np.array([[case[key] for case in row] for row in cases]).T for key in cases[0][0]}
     print("| extending a clip | change across the join / elsewhere | largest |\n|---|---|---|")
