@@ -3,6 +3,7 @@
     python bench/masked_video.py                       # the first held-out prompt, seeds 1-3, 25 steps, 16 frames
     python bench/masked_video.py --prompts 3 --plain   # the first three, and plain video to video beside
     python bench/masked_video.py --strength 1 --masked-only
+    python bench/masked_video.py --overlap 8 --extension-only
 
 Masked video to video (strength 0.8, or --strength): the input is the shapes world's own clip of a held-out
 prompt (rendered at the embedded model's 32², the prompt's seed); the mask, white, is its object's silhouette in
@@ -127,7 +128,7 @@ def join_ratio(frames: np.ndarray, join: int) -> float:
     return float(change[join - 1] / np.delete(change, join - 1).mean())
 
 
-def extension_cases(pipeline, prompt: str, steps: int) -> list[dict[str, float]]:
+def extension_cases(pipeline, prompt: str, steps: int, overlap: int) -> list[dict[str, float]]:
     """Per seed: the join ratio of the extended clip, of a naive join with the next seed's clip, of the new clip's
     own latents; the round trip of the input's last frame."""
     run = dict(num_frames=FRAMES, steps=steps, progress=False)
@@ -136,16 +137,16 @@ def extension_cases(pipeline, prompt: str, steps: int) -> list[dict[str, float]]
     pipeline.decode = lambda latents: decoded.append(latents) or decode(latents)
     cases = []
     for seed in SEEDS:
-        extension = Extension(as_tensor(clips[seed]), OVERLAP)
+        extension = Extension(as_tensor(clips[seed]), overlap)
         joined = pipeline(prompt, seed=seed, conditions=Conditions(extension=extension), **run)
-        assert len(joined) == 2 * FRAMES - OVERLAP and np.array_equal(joined[:FRAMES], clips[seed])
+        assert len(joined) == 2 * FRAMES - overlap and np.array_equal(joined[:FRAMES], clips[seed])
         new = to_uint8(decode(decoded[-1]))
         other = clips[SEEDS[(SEEDS.index(seed) + 1) % len(SEEDS)]]
         case = {
             "extended": join_ratio(joined, FRAMES),
-            "naive": join_ratio(np.concatenate([clips[seed], other[OVERLAP:]]), FRAMES),
-            "latents": join_ratio(new, OVERLAP),
-            "round trip": float(np.abs(new[OVERLAP - 1].astype(float) - clips[seed][-1]).mean()),
+            "naive": join_ratio(np.concatenate([clips[seed], other[overlap:]]), FRAMES),
+            "latents": join_ratio(new, overlap),
+            "round trip": float(np.abs(new[overlap - 1].astype(float) - clips[seed][-1]).mean()),
             "change": float(changes(clips[seed]).mean()),
         }
         print(f"seed {seed}, {prompt!r}: " + ", ".join(f"{k} {v:.3f}" for k, v in case.items()), flush=True)
@@ -166,10 +167,19 @@ def main() -> None:
     parser.add_argument("--plain", action="store_true", help="plain video to video beside the masked clips")
     parser.add_argument("--strength", type=float, default=STRENGTH, help="of the masked video to video")
     parser.add_argument("--masked-only", action="store_true", help="no extension")
+    parser.add_argument("--extension-only", action="store_true", help="no masked video to video")
+    parser.add_argument("--overlap", type=int, default=OVERLAP, help="of the extension")
     args = parser.parse_args()
     prompts = held_out_prompts()[: args.prompts]
     print(f"{len(prompts)} prompts × seeds {SEEDS}, {args.steps} steps, {FRAMES} frames", flush=True)
     pipeline = build_pipeline(with_family(ModelSpec(MODELS["shapes"].path, MODELS["shapes-motion"].path)))
+    if not args.extension_only:
+        masked_table(pipeline, prompts, args)
+    if not args.masked_only:
+        extension_table(pipeline, prompts, args)
+
+
+def masked_table(pipeline, prompts: list[str], args: argparse.Namespace) -> None:
     cases = [
         [masked_case(pipeline, prompt, seed, args.steps, args.plain, args.strength) for prompt in prompts]
         for seed in SEEDS
@@ -189,12 +199,15 @@ def main() -> None:
         f"{cell(table['text plain'])} | {cell(table['text input'])} |",
         flush=True,
     )
-    if args.masked_only:
-        return
-    cases = [extension_cases(pipeline, prompt, args.steps) for prompt in prompts]  # prompts × seeds
+
+
+def extension_table(pipeline, prompts: list[str], args: argparse.Namespace) -> None:
+    cases = [extension_cases(pipeline, prompt, args.steps, args.overlap) for prompt in prompts]  # prompts × seeds
     table = {key: np.array([[case[key] for case in row] for row in cases]).T for key in cases[0][0]}
     print("| extending a clip | change across the join / elsewhere | largest |\n|---|---|---|")
-    print(f"| extended (overlap {OVERLAP}), as written | {cell(table['extended'])} | {table['extended'].max():.2f} |")
+    print(
+        f"| extended (overlap {args.overlap}), as written | {cell(table['extended'])} | {table['extended'].max():.2f} |"
+    )
     print(f"| naive join (another seed's clip) | {cell(table['naive'])} | {table['naive'].max():.2f} |")
     print(
         f"| the new clip's own latents, across the overlap | {cell(table['latents'])} | {table['latents'].max():.2f} |"
