@@ -160,25 +160,6 @@ def cell(values: np.ndarray) -> str:
     return f"{values.mean():.2f} ± {values.mean(axis=1).std():.2f}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=1, help="the first N held-out prompts")
-    parser.add_argument("--steps", type=int, default=25)
-    parser.add_argument("--plain", action="store_true", help="plain video to video beside the masked clips")
-    parser.add_argument("--strength", type=float, default=STRENGTH, help="of the masked video to video")
-    parser.add_argument("--masked-only", action="store_true", help="no extension")
-    parser.add_argument("--extension-only", action="store_true", help="no masked video to video")
-    parser.add_argument("--overlap", type=int, default=OVERLAP, help="of the extension")
-    args = parser.parse_args()
-    prompts = held_out_prompts()[: args.prompts]
-    print(f"{len(prompts)} prompts × seeds {SEEDS}, {args.steps} steps, {FRAMES} frames", flush=True)
-    pipeline = build_pipeline(with_family(ModelSpec(MODELS["shapes"].path, MODELS["shapes-motion"].path)))
-    if not args.extension_only:
-        masked_table(pipeline, prompts, args)
-    if not args.masked_only:
-        extension_table(pipeline, prompts, args)
-
-
 def masked_table(pipeline, prompts: list[str], args: argparse.Namespace) -> None:
     cases = [
         [masked_case(pipeline, prompt, seed, args.steps, args.plain, args.strength) for prompt in prompts]
@@ -216,6 +197,25 @@ def extension_table(pipeline, prompts: list[str], args: argparse.Namespace) -> N
         f"round trip of the input's last frame {cell(table['round trip'])} levels; mean frame-to-frame change of the "
         f"input {cell(table['change'])} levels"
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=1, help="the first N held-out prompts")
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--plain", action="store_true", help="plain video to video beside the masked clips")
+    parser.add_argument("--strength", type=float, default=STRENGTH, help="of the masked video to video")
+    parser.add_argument("--masked-only", action="store_true", help="no extension")
+    parser.add_argument("--extension-only", action="store_true", help="no masked video to video")
+    parser.add_argument("--overlap", type=int, default=OVERLAP, help="of the extension")
+    args = parser.parse_args()
+    prompts = held_out_prompts()[: args.prompts]
+    print(f"{len(prompts)} prompts × seeds {SEEDS}, {args.steps} steps, {FRAMES} frames", flush=True)
+    pipeline = build_pipeline(with_family(ModelSpec(MODELS["shapes"].path, MODELS["shapes-motion"].path)))
+    if not args.extension_only:
+        masked_table(pipeline, prompts, args)
+    if not args.masked_only:
+        extension_table(pipeline, prompts, args)
 
 
 if __name__ == "__main__":
