@@ -141,6 +141,18 @@ def test_an_extended_clip_is_the_input_then_the_new_frames(bases):
     assert torch.allclose(kept, original.permute(1, 0, 2, 3), atol=1e-5)
 
 
+def test_an_inpainting_unet_extends_a_clip_with_a_motion_module_in_context_windows(bases):
+    from animatediff.sampling.options import ContextSettings
+
+    frames, extension = as_tensor(clip(5)), Conditions(extension=Extension(as_tensor(clip(5)), overlap=2))
+    run = dict(**PROMPT, steps=STEPS, seed=SEED, num_frames=6, height=SIZE, width=SIZE, progress=False)
+    windows = ContextSettings(length=4, overlap=2)  # each window's frames with their own mask and masked latents
+    moving = ours(bases[9], random_motion_module(seed=5)).generate(**run, context=windows, conditions=extension)
+    still = ours(bases[9]).generate(**run, context=windows, conditions=extension)
+    assert moving.shape == (5 + 6 - 2, 3, SIZE, SIZE) and torch.equal(moving[:5], frames)
+    assert (moving[5:] - still[5:]).abs().mean() > 1e-3  # the motion module acts on the 9-channel UNet's frames
+
+
 def test_an_inpainting_single_file_loads_with_nine_input_channels(bases, tmp_path):
     from safetensors.torch import save_file
 
