@@ -27,6 +27,7 @@ from animatediff.request import Request
 from animatediff.sampling.clip import check_frame_size, check_steps
 from animatediff.sampling.motion_strength import as_keys
 from animatediff.sampling.options import ContextRequest
+from animatediff.sampling.speed import FAST, StepCache
 from animatediff.settings import (
     ControlNetSpec,
     ControlSpec,
@@ -170,6 +171,7 @@ class Planner:
             motion_scale=as_keys(request.motion_scale),
             motion_effect=as_keys(request.motion_effect),
             motion_scale_steps=request.motion_scale_steps or (),
+            **speed_settings(request),
         )
 
     def check_sample(self, model: ModelSpec, sample: Sample) -> None:
@@ -197,18 +199,29 @@ class Planner:
             raise sources.fail("prompt", "a prompt is needed (or a prompt map with frame 0).")
         model = self.model(request, sources)
         control = control_spec(request, sources)
+        model = with_camera(model, control, request.family)
         sample, note = time_controls(request).apply(self.sample(request, model, sources), self.motion_table(model))
         sample, control = extension_sample(sample, request, control)
         check_mask(control, sample)
         self.check_sample(model, sample)
+        check_camera_poses(control, sample)
         output = output(sample)
-        fps = output_fps(request.fps, control)
+        fps = output_fps(request.fps, control, request.interpolate)
         check_fps(fps, output_format(output))
         check_output(output, directory=output_format(output) == "png", replaceable=FRAME_FOLDER)
         check_output(sidecar_path(output))
         notes = (note,) if note else ()
         settings = Settings(
-            sample=sample, model=model, control=control, output=output, fps=fps, notes=notes, request=request, **run
+            sample=sample,
+            model=model,
+            control=control,
+            output=output,
+            fps=fps,
+            notes=notes,
+            request=request,
+            interpolate=request.interpolate,
+            interpolator=interpolator_file(request, sources),
+            **run,
         )
         settings = replace(settings, references=sources.references(model, control))
         check_memory(settings, settings.split_guidance)
@@ -265,6 +278,22 @@ def base_geometry(base: Path) -> tuple[int, int]:
         return int(unet["sample_size"]) * factor, factor
     except (KeyError, TypeError, ValueError) as error:
         raise ConfigError(f"{base}: its unet/ and vae/ configs do not give a frame size ({error}).") from error
+
+
+def speed_settings(request: Request) -> dict:
+    """The `Sample` fields of guidance's end and reuse and of step caching: as given, else `--fast`'s preset
+    (`sampling.speed.FAST`) when it is asked for, else the defaults (every step guided, no cache)."""
+
+    def value(name: str, default):
+        given = getattr(request, name)
+        if given is not None:
+            return given
+        return FAST.get(name, default) if request.fast else default
+
+    cache = StepCache(
+        value("cache", "none"), value("cache_interval", 3), value("cache_depth", 0), value("cache_schedule", "uniform")
+    )
+    return {"guidance_end": value("guidance_end", 1.0), "guidance_reuse": request.guidance_reuse, "cache": cache}
 
 
 def time_controls(request: Request) -> TimeControls:
@@ -337,6 +366,8 @@ def control_spec(request: Request, sources: Sources) -> ControlSpec:
         control_images=tuple(sources.input("control_image", path) for _, path in request.control_image),
         control_frames=tuple(frame for frame, _ in request.control_image) or request.control_frames or (),
         normalize_condition_images=request.normalize_condition_images,
+        camera_ctrl=_optional(sources.model, "camera_ctrl", request.camera_ctrl),
+        camera_poses=camera_path(sources, request.camera_poses),
         **inputs,
         **numbers,
     )
@@ -354,6 +385,39 @@ def control_spec(request: Request, sources: Sources) -> ControlSpec:
     return spec
 
 
+def camera_path(sources: Sources, given: str | None) -> str | None:
+    """--camera-poses as the control spec keeps it: a preset's name, or the pose file's absolute path."""
+    from animatediff.camera_poses import PRESETS  # torch: not for --help
+
+    if given is None or given in PRESETS:
+        return given
+    path = sources.input("camera_poses", given)
+    if not Path(path).is_file():
+        raise sources.fail("camera_poses", f"{given}: neither a pose file nor a preset ({', '.join(PRESETS)}).")
+    return str(Path(path).resolve())
+
+
+def with_camera(model: ModelSpec, control: ControlSpec, family: str | None) -> ModelSpec:
+    """A model steered by CameraCtrl runs as the `cameractrl` release (its sampling preset) unless --family
+    says otherwise; CameraCtrl needs a motion module to steer."""
+    if control.camera_ctrl is None:
+        return model
+    if model.motion_module is None:
+        raise ConfigError(f"camera-ctrl {control.camera_ctrl}: CameraCtrl steers a motion module; give the v3 one.")
+    if family is not None:
+        return model
+    return replace(model, family="cameractrl", family_rule=f"--camera-ctrl {Path(control.camera_ctrl).name}")
+
+
+def check_camera_poses(control: ControlSpec, sample: Sample) -> None:
+    """A pose file must hold one readable pose per frame of the clip (a preset fits any frame count)."""
+    from animatediff.camera_poses import PRESETS, check_frame_count, read_camera_poses
+
+    if control.camera_poses is None or control.camera_poses in PRESETS:
+        return
+    check_frame_count(read_camera_poses(control.camera_poses), sample.frames, control.camera_poses)
+
+
 def check_inputs(spec: ControlSpec) -> None:
     """Fail early, naming the file, if a control input is missing."""
     files = [
@@ -367,6 +431,7 @@ def check_inputs(spec: ControlSpec) -> None:
         ("last image", spec.last_image),
         ("sparsectrl", spec.sparsectrl),
         ("control latents", spec.control_latents),
+        ("camera-ctrl", spec.camera_ctrl),
     ]
     files += [("control image", path) for path in spec.control_images]
     files += [
@@ -434,18 +499,30 @@ def check_mask(control: ControlSpec, sample: Sample) -> None:
         )
 
 
-def output_fps(given: float | None, control: ControlSpec) -> float:
-    """The output's frame rate: the one given; else a restyled or extended video's own (over the stride for a
-    restyled one); else 8."""
+def output_fps(given: float | None, control: ControlSpec, interpolate: int | None = None) -> float:
+    """The output's frame rate: the one given; else a restyled video's own over the stride (an extended one's
+    own), or 8, times the interpolation factor (the clip lasts as long with its new frames)."""
     if given is not None:
         return given
+    rate = 8.0
     if control.init_video is not None or control.extend is not None:
         from animatediff.media import video_fps
 
-        rate = video_fps(control.init_video or control.extend)
-        if rate:
-            return rate / (control.stride if control.extend is None else 1)
-    return 8.0
+        stride = control.stride if control.extend is None else 1
+        rate = (video_fps(control.init_video or control.extend) or rate * stride) / stride
+    return rate * (interpolate or 1)
+
+
+def interpolator_file(request: Request, sources: Sources) -> Path | None:
+    """The learned interpolator's weights, checked to exist (None: the built-in optical flow)."""
+    if request.interpolator is None:
+        return None
+    if request.interpolate is None:
+        raise sources.fail("interpolator", "an interpolator's weights need a factor: give --interpolate K too.")
+    path = sources.input("interpolator", request.interpolator)
+    if not Path(path).is_file():
+        raise sources.fail("interpolator", f"{path}: no such file (expected a RIFE 4.x flownet.pkl).")
+    return Path(path)
 
 
 # ---------------------------------------------------------------------------------------------------

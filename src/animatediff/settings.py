@@ -240,6 +240,8 @@ class ControlSpec:
     # in the sidecar for control latents: one per latent from frame 0)
     control_latents: Path | None = None
     normalize_condition_images: bool = False
+    camera_ctrl: Path | None = None  # CameraCtrl (pose encoder and pose layers) for the motion module
+    camera_poses: str | None = None  # its camera path: a preset's name, or a pose file's absolute path
 
     def __post_init__(self):
         object.__setattr__(self, "controlnets", tuple(self.controlnets))
@@ -258,6 +260,11 @@ class ControlSpec:
         self._check_init_image()
         self._check_masks()
         self._check_keyframes()
+        if (self.camera_ctrl is None) != (self.camera_poses is None):
+            raise ConfigError(
+                "CameraCtrl and its camera path go together: give both --camera-ctrl and --camera-poses (a pose "
+                "file or a preset)."
+            )
         for controlnet in self.controlnets:
             check_scale(controlnet.scale, ADAPTER_SCALE, f"the scale of ControlNet {controlnet.path}")
         if not 0 < self.strength <= 1:
@@ -322,6 +329,7 @@ class ControlSpec:
             or bool(self.controlnets)
             or self.ip_adapter is not None
             or self.sparsectrl is not None
+            or self.camera_ctrl is not None
         )
 
     def keyframe_indices(self, count: int | None = None) -> tuple[int, ...]:
@@ -388,6 +396,8 @@ class ControlSpec:
             )
             if self.control_images:
                 record["keyframe_noise"] = KEYFRAME_NOISE
+        if self.camera_ctrl is not None:
+            record.update(camera_ctrl=absolute(self.camera_ctrl), camera_poses=self.camera_poses)
         if self.ip_adapter is not None:
             record.update(
                 ip_adapter={"path": absolute(self.ip_adapter), "scale": self.ip_adapter_scale},
@@ -415,13 +425,27 @@ class Settings:
     compile: bool = False  # torch.compile the UNet
     request: Request | None = None  # what the front end was asked (the sidecar records it beside the resolved values)
     references: tuple[tuple[str, str, str], ...] = ()  # (path, Hub id, commit) of each model from the Hub cache
+    interpolate: int | None = None  # K: frame interpolation to K frames per frame after decoding (None: none)
+    interpolator: Path | None = None  # a learned interpolator's weights (None: the built-in optical flow)
 
     @property
-    def output_frames(self) -> int:
-        """The frames the output holds: the clip's, or an extended clip's whole length (input + new − overlap)."""
+    def loops(self) -> bool:
+        """Whether the clip is a closed loop (its context windows wrap around the end)."""
+        return self.sample.context is not None and self.sample.context.schedule == "looped"
+
+    @property
+    def clip_frames(self) -> int:
+        """The frames the pipeline makes: the clip's, or an extended clip's whole length (input + new − overlap)."""
         control = self.control
         extra = control.extend_frames - control.extend_overlap if control.extend is not None else 0
         return self.sample.frames + extra
+
+    @property
+    def output_frames(self) -> int:
+        """The frames written: the clip's (`clip_frames`), with K − 1 new ones between each pair when interpolated
+        (and between the last and the first of a loop)."""
+        frames, factor = self.clip_frames, self.interpolate or 1
+        return frames * factor if self.loops else (frames - 1) * factor + 1
 
     def sidecar(self) -> dict:
         record = {
@@ -444,6 +468,10 @@ class Settings:
             record["output_frames"] = self.output_frames
         if self.request is not None:
             record["request"] = self.request.record()
+        if self.interpolate is not None:
+            record["interpolate"] = self.interpolate
+            record["interpolator"] = None if self.interpolator is None else str(Path(self.interpolator).resolve())
+            record["output_frames"] = self.output_frames
         if self.references:
             record["hub"] = [{"path": path, "id": id, "revision": revision} for path, id, revision in self.references]
         return record

@@ -1,5 +1,5 @@
 """The conditions of one clip: an init video (masked or not) or image, a clip to extend, ControlNets with their
-control frames, SparseCtrl keyframes, an image prompt."""
+control frames, SparseCtrl keyframes, an image prompt, camera poses."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from diffusers import ControlNetModel
 
+from animatediff.control.camera import CameraInput
 from animatediff.control.sparsectrl import SparseCtrlInput
 
 
@@ -101,6 +102,7 @@ class Conditions:
     controlnets: tuple[ControlNetInput, ...] = ()
     image_prompt: ImagePrompt | None = None
     sparsectrl: SparseCtrlInput | None = None
+    camera: CameraInput | None = None  # CameraCtrl's pose features for the motion module
 
     def __post_init__(self):
         object.__setattr__(self, "controlnets", tuple(self.controlnets))
