@@ -163,7 +163,7 @@ def run_generate(args: argparse.Namespace) -> int:
     for number, (run, output) in enumerate(outputs, start=1):
         count = f"[{number}/{len(runs)}] " if len(runs) > 1 else ""
         sample = run.sample
-        frames = f"{sample.frames} frames" + (f" interpolated to {run.output_frames}" if run.interpolate else "")
+        frames = f"{run.clip_frames} frames" + (f" interpolated to {run.output_frames}" if run.interpolate else "")
         print(f"{count}wrote {output} ({frames}, {sample.width}×{sample.height}, seed {sample.seed})")
     return 0
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 from diffusers import ControlNetModel, UNet2DConditionModel
+from PIL import Image
 
 from animatediff.camera_poses import PRESETS, check_frame_count, preset_poses, read_camera_poses
 from animatediff.cameractrl import CameraCtrl, attach
-from animatediff.control import Conditions, ControlNetInput, InitImage, InitVideo
+from animatediff.control import Conditions, ControlNetInput, Extension, InitImage, InitVideo
 from animatediff.control.camera import CameraInput, pose_embedding
 from animatediff.control.image_input import ImageInput
 from animatediff.control.image_prompt import image_prompt, load_ip_adapter, reads_hidden_states
@@ -183,10 +185,12 @@ class ConditionLoader:
         another with the same `models`)."""
         spec = spec or self.spec
         size = (sample.width, sample.height)
-        init = None
+        init = extension = None
         if spec.init_video is not None:
             frames = read_frames(spec.init_video, "init video", sample.frames, size, spec.stride)
-            init = InitVideo(as_tensor(frames), spec.strength)
+            init = InitVideo(as_tensor(frames), spec.strength, read_mask(spec, sample))
+        if spec.extend is not None:
+            extension = Extension(as_tensor(read_frames(spec.extend, "extend", None, size)), spec.extend_overlap)
         image_input = None
         if spec.init_image is not None:
             images = ((spec.init_image, "init image"), (spec.last_image, "last image"))
@@ -221,6 +225,7 @@ class ConditionLoader:
             )
         return Conditions(
             init=init,
+            extension=extension,
             controlnets=controls,
             image_prompt=prompt,
             sparsectrl=self._keyframes(sample, spec),
@@ -271,6 +276,20 @@ class ConditionLoader:
         )
 
 
+def read_mask(spec: ControlSpec, sample: Sample) -> torch.Tensor | None:
+    """The init video's mask (f 1 H W in [0, 1], white redrawn) at the clip's size, fitted as the video is: a
+    mask video's frames (every `stride`-th, as the video's) or one image for every frame; None without one."""
+    size = (sample.width, sample.height)
+    if spec.mask_video is not None:
+        frames = read_frames(spec.mask_video, "mask video", sample.frames, size, spec.stride)
+    elif spec.mask is not None:
+        frames = read_image(spec.mask, "mask", size)[None].repeat(sample.frames, axis=0)
+    else:
+        return None
+    grey = np.stack([np.asarray(Image.fromarray(frame).convert("L")) for frame in frames])  # as diffusers' masks
+    return torch.from_numpy(grey)[:, None].float() / 255
+
+
 def load_cameractrl(path: str | Path, motion_module: MotionModule) -> CameraCtrl:
     """A CameraCtrl file (the release's `CameraCtrl.ckpt`, or its tensors flattened into a `.safetensors`)
     plugged into `motion_module`."""
@@ -291,8 +310,6 @@ def load_camera(pipeline: AnimateDiffPipeline, path: Path) -> CameraCtrl:
 def read_control_latents(path: Path) -> torch.Tensor:
     """Precomputed keyframe latents from a `.npy` file: (keyframes, 4, h, w), already scaled by the VAE's
     scaling factor."""
-    import numpy as np
-
     try:
         latents = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:

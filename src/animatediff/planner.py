@@ -235,6 +235,8 @@ class Planner:
         model = with_camera(model, control, request.family)
         control = image_input_spec(request, model, control, self.image_input(model))
         sample, note = time_controls(request).apply(self.sample(request, model, sources), self.motion_table(model))
+        sample, control = extension_sample(sample, request, control)
+        check_mask(control, sample)
         self.check_sample(model, sample)
         check_camera_poses(control, sample)
         output = output(sample)
@@ -346,7 +348,15 @@ def time_controls(request: Request) -> TimeControls:
     )
 
 
-CONTROL_NUMBERS = ("strength", "stride", "control_start", "control_end", "init_strength", "init_falloff")
+CONTROL_NUMBERS = (
+    "strength",
+    "stride",
+    "control_start",
+    "control_end",
+    "init_strength",
+    "init_falloff",
+    "extend_overlap",
+)
 
 
 def control_spec(request: Request, sources: Sources) -> ControlSpec:
@@ -361,7 +371,17 @@ def control_spec(request: Request, sources: Sources) -> ControlSpec:
     numbers = {name: getattr(request, name) for name in CONTROL_NUMBERS if getattr(request, name) is not None}
     inputs = {
         name: _optional(sources.input, name, getattr(request, name))
-        for name in ("init_video", "ip_image", "image_encoder", "init_image", "last_image", "control_latents")
+        for name in (
+            "init_video",
+            "ip_image",
+            "image_encoder",
+            "init_image",
+            "last_image",
+            "control_latents",
+            "mask_video",
+            "mask",
+            "extend",
+        )
     }
     controlnets = tuple(
         ControlNetSpec(sources.model("controlnet", path), scale, sources.input("control_video", video))
@@ -385,6 +405,10 @@ def control_spec(request: Request, sources: Sources) -> ControlSpec:
         **inputs,
         **numbers,
     )
+    if request.extend is None and request.extend_overlap is not None:
+        raise sources.fail("extend_overlap", "the overlap of an extension needs the clip to extend (--extend).")
+    if request.extend is not None and request.strength is not None:
+        raise sources.fail("strength", "an extension draws its new frames from noise (strength 1); leave it out.")
     if not spec.given and (numbers or request.guess_mode or request.ip_image or request.image_encoder):
         raise ConfigError(
             "--strength, --stride, --control-start/--control-end, --guess-mode, --init-strength, "
@@ -455,6 +479,9 @@ def check_inputs(spec: ControlSpec) -> None:
     """Fail early, naming the file, if a control input is missing."""
     files = [
         ("init video", spec.init_video),
+        ("mask video", spec.mask_video),
+        ("mask", spec.mask),
+        ("extend", spec.extend),
         ("ip-adapter", spec.ip_adapter),
         ("ip image", spec.ip_image),
         ("init image", spec.init_image),
@@ -478,16 +505,68 @@ def check_inputs(spec: ControlSpec) -> None:
         )
 
 
+def extension_sample(sample: Sample, request: Request, control: ControlSpec) -> tuple[Sample, ControlSpec]:
+    """The clip of an extension (`sample` itself without one): at the input's size, whose frames it keeps
+    unchanged (a --width or --height must be it), and with an overlap the input and the clip both hold; and the
+    control inputs with the input's length."""
+    if control.extend is None:
+        return sample, control
+    from animatediff.media import video_shape
+
+    count, width, height = video_shape(control.extend, "extend")
+    if (request.width or width, request.height or height) != (width, height):
+        raise ConfigError(
+            f"extend {control.extend} is {width}×{height} and the clip keeps its frames unchanged; leave out "
+            f"--width and --height (got {request.width or width}×{request.height or height}) or resize the clip."
+        )
+    overlap = control.extend_overlap
+    if overlap >= sample.frames or overlap > count:
+        raise ConfigError(
+            f"--extend-overlap {overlap} must be less than the {sample.frames} new frames (--frames) and at most the "
+            f"{count} frames of extend {control.extend}."
+        )
+    return replace(sample, width=width, height=height), replace(control, extend_frames=count)
+
+
+def check_mask(control: ControlSpec, sample: Sample) -> None:
+    """A mask must line up with the init video: its size or its shape (both are fitted to the clip's size the
+    same way, as diffusers resizes a mask to the frame size), and a mask video at least the frames it gives."""
+    mask = control.mask or control.mask_video
+    if mask is None:
+        return
+    from animatediff.media import read_image, video_shape
+
+    what = "mask" if control.mask is not None else "mask video"
+    _, width, height = video_shape(control.init_video, "init video", limit=1)
+    needed = (sample.frames - 1) * control.stride + 1  # the frames of the mask video the clip takes a mask from
+    if control.mask is not None:
+        count, (mask_height, mask_width) = 1, read_image(mask, what).shape[:2]
+    else:
+        count, mask_width, mask_height = video_shape(mask, what, needed)
+    if mask_width * height != mask_height * width:
+        raise ConfigError(
+            f"{what} {mask} is {mask_width}×{mask_height} and the init video {control.init_video} {width}×{height}; "
+            "a mask must have the video's size (or its shape: it is resized with the video)."
+        )
+    if control.mask_video is not None and count < needed:
+        every = f" taking every {control.stride}th" if control.stride > 1 else ""
+        raise ConfigError(
+            f"mask video {mask} gives {(count + control.stride - 1) // control.stride} frames{every}; the clip "
+            f"needs a mask for each of its {sample.frames}."
+        )
+
+
 def output_fps(given: float | None, control: ControlSpec, interpolate: int | None = None) -> float:
-    """The output's frame rate: the one given; else a restyled video's own over the stride, or 8, times the
-    interpolation factor (the clip lasts as long with its new frames)."""
+    """The output's frame rate: the one given; else a restyled video's own over the stride (an extended one's
+    own), or 8, times the interpolation factor (the clip lasts as long with its new frames)."""
     if given is not None:
         return given
     rate = 8.0
-    if control.init_video is not None:
+    if control.init_video is not None or control.extend is not None:
         from animatediff.media import video_fps
 
-        rate = (video_fps(control.init_video) or rate * control.stride) / control.stride
+        stride = control.stride if control.extend is None else 1
+        rate = (video_fps(control.init_video or control.extend) or rate * stride) / stride
     return rate * (interpolate or 1)
 
 

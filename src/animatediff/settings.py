@@ -208,12 +208,18 @@ class ControlSpec:
     """What conditions a clip besides its text, as files (`animatediff.control` gets them as tensors):
     an init video denoised from `strength`, ControlNets active from `control_start` to `control_end`
     (fractions of the steps), an IP-Adapter with its image and CLIP image encoder folder, an init image, a
-    SparseCtrl encoder with its keyframes (control images or precomputed latents at `control_frames`).
-    `stride` takes every n-th frame of the input and control videos."""
+    SparseCtrl encoder with its keyframes (control images or precomputed latents at `control_frames`), a mask
+    of the init video (`mask_video`, or one image `mask`: white redrawn, black kept), a clip to extend (`extend`)
+    from its last `extend_overlap` frames. `stride` takes every n-th frame of the input and control videos."""
 
     init_video: Path | None = None
     strength: float = 0.6
     stride: int = 1
+    mask_video: Path | None = None
+    mask: Path | None = None
+    extend: Path | None = None
+    extend_overlap: int = 4
+    extend_frames: int = 0  # the length of the clip to extend (the planner's; 0: not read)
     controlnets: tuple[ControlNetSpec, ...] = ()
     control_start: float = 0.0
     control_end: float = 1.0
@@ -254,6 +260,7 @@ class ControlSpec:
         for name in ("ip_adapter_scale", "sparsectrl_scale"):
             check_scale(getattr(self, name), ADAPTER_SCALE, name)
         self._check_init_image()
+        self._check_masks()
         self._check_keyframes()
         if (self.camera_ctrl is None) != (self.camera_poses is None):
             raise ConfigError(
@@ -284,6 +291,17 @@ class ControlSpec:
         if self.init_falloff <= 0:
             raise ConfigError(f"init_falloff must be more than 0 frames; got {self.init_falloff}.")
 
+    def _check_masks(self) -> None:
+        if self.mask is not None and self.mask_video is not None:
+            raise ConfigError("give one mask: --mask (one image for every frame) or --mask-video, not both.")
+        if (self.mask is not None or self.mask_video is not None) and self.init_video is None:
+            raise ConfigError("a mask says which part of an init video is redrawn; give the video with --init-video.")
+        if self.extend is not None and (self.init_video is not None or self.init_image is not None):
+            raise ConfigError("--extend sets the clip's start itself; give no --init-video or --init-image with it.")
+        overlap = self.extend_overlap
+        if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 1:
+            raise ConfigError(f"extend_overlap must be a whole number of at least 1; got {overlap!r}.")
+
     def _check_keyframes(self) -> None:
         keyframes = bool(self.control_images) or self.control_latents is not None
         if self.sparsectrl is None and (keyframes or self.control_frames):
@@ -308,6 +326,7 @@ class ControlSpec:
     def given(self) -> bool:
         return (
             self.init_video is not None
+            or self.extend is not None
             or self.init_image is not None
             or bool(self.controlnets)
             or self.ip_adapter is not None
@@ -342,6 +361,17 @@ class ControlSpec:
             "init_falloff": self.init_falloff,
         }
 
+    def _masked_or_extended(self, absolute) -> dict:
+        """The sidecar's fields of a mask or an extension (nothing without them)."""
+        record = {}
+        if self.mask is not None or self.mask_video is not None:
+            record.update(mask=absolute(self.mask), mask_video=absolute(self.mask_video))
+        if self.extend is not None:
+            record.update(
+                extend=absolute(self.extend), extend_overlap=self.extend_overlap, extend_frames=self.extend_frames
+            )
+        return record
+
     def describe(self) -> dict:
         """The sidecar's fields for these inputs (absolute paths; nothing when none is given)."""
         if not self.given:
@@ -359,6 +389,7 @@ class ControlSpec:
         }
         if self.init_video is not None:
             record["strength"] = self.strength
+        record.update(self._masked_or_extended(absolute))
         record.update(self._init_image_record(absolute))
         if self.controlnets:
             record.update(control_start=self.control_start, control_end=self.control_end, guess_mode=self.guess_mode)
@@ -414,10 +445,17 @@ class Settings:
         return self.sample.context is not None and self.sample.context.schedule == "looped"
 
     @property
+    def clip_frames(self) -> int:
+        """The frames the pipeline makes: the clip's, or an extended clip's whole length (input + new − overlap)."""
+        control = self.control
+        extra = control.extend_frames - control.extend_overlap if control.extend is not None else 0
+        return self.sample.frames + extra
+
+    @property
     def output_frames(self) -> int:
-        """The frames written: the clip's, with K − 1 new ones between each pair when interpolated (and between
-        the last and the first of a loop)."""
-        frames, factor = self.sample.frames, self.interpolate or 1
+        """The frames written: the clip's (`clip_frames`), with K − 1 new ones between each pair when interpolated
+        (and between the last and the first of a loop)."""
+        frames, factor = self.clip_frames, self.interpolate or 1
         return frames * factor if self.loops else (frames - 1) * factor + 1
 
     def sidecar(self) -> dict:
@@ -437,6 +475,8 @@ class Settings:
             record["notes"] = list(self.notes)
         if self.split_guidance:
             record["split_guidance"] = True
+        if self.control.extend is not None:
+            record["output_frames"] = self.output_frames
         if self.request is not None:
             record["request"] = self.request.record()
         if self.interpolate is not None:

@@ -65,6 +65,8 @@ def pia_conv_in(image_conv: nn.Conv2d, pia: dict[str, torch.Tensor]) -> nn.Conv2
     """PIA's 9-channel input layer for an image UNet whose `conv_in` is `image_conv`: its weights for the 4
     latent channels and its bias, PIA's for the mask and image channels."""
     weight = pia["weight"]
+    if image_conv.in_channels != 4:
+        raise ValueError(f"PIA fits an image UNet of 4 input channels; this one takes {image_conv.in_channels}")
     if weight.ndim != 4 or weight.shape[1] != 9 or weight.shape[0] != image_conv.out_channels:
         raise ValueError(
             f"PIA's conv_in weight is {tuple(weight.shape)}; the image UNet needs ({image_conv.out_channels}, 9, 3, 3)"
