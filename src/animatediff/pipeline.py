@@ -22,9 +22,12 @@ from einops import rearrange
 from tqdm.auto import tqdm
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+from animatediff.control.camera import camera_context
 from animatediff.control.conditions import Conditions, ImagePrompt, InitImage, InitVideo
 from animatediff.control.controlnet import control_residuals
+from animatediff.control.image_input import ImageInput
 from animatediff.control.init_latents import encode_frames, first_step, image_latents, noised_latents
+from animatediff.control.inpaint import INPAINT_CHANNELS, InpaintInput, KeptLatents, latent_mask
 from animatediff.errors import AnimateDiffError
 from animatediff.families import OFFICIAL_DDIM
 from animatediff.image_models import Components
@@ -121,6 +124,18 @@ def _halves(value):
     return tuple(type(value)([d.chunk(2)[i] for d in value.down], value.mid.chunk(2)[i]) for i in range(2))
 
 
+def _with_image_input(
+    image_input: ImageInput | None, model_input: torch.Tensor, added: dict | None, frames: list[int]
+) -> tuple[torch.Tensor, dict | None]:
+    """The UNet's input and added conditions with a PIA image (its mask and image channels after the latents)
+    or an AnimateLCM-I2V image (its latents for the image encoder) of the clip's `frames`."""
+    if image_input is None:
+        return model_input, added
+    if image_input.kind == "pia":
+        return image_input.pia_channels(model_input, frames), added
+    return model_input, {**(added or {}), "image_latents": image_input.clip_latents(len(model_input), len(frames))}
+
+
 def to_uint8(video: torch.Tensor) -> np.ndarray:
     """Float frames in [0, 1], `f c h w`, to `F×H×W×3` uint8 by rounding."""
     video = rearrange(video.clamp(0, 1), "f c h w -> f h w c")
@@ -130,10 +145,11 @@ def to_uint8(video: torch.Tensor) -> np.ndarray:
 @dataclass(frozen=True)
 class StepControls:
     """What steers every denoising step besides the text: context windows, the conditions of the clip
-    (control residuals and an image prompt; an init video only sets where sampling starts), and how strongly
-    the motion modules act (`sampling.motion_strength`: per frame, the scale also per step), and what the steps
-    may skip (`sampling.speed`: guidance past `guidance_end`, the unconditional half on alternate late steps
-    with `guidance_reuse`, step caching)."""
+    (control residuals and an image prompt; an init video sets where sampling starts, and a masked one what is
+    kept after each step or what an inpainting UNet sees besides), how strongly the motion modules act
+    (`sampling.motion_strength`: per frame, the scale also per step), and what the steps may skip
+    (`sampling.speed`: guidance past `guidance_end`, the unconditional half on alternate late steps with
+    `guidance_reuse`, step caching)."""
 
     context: ContextSettings | None = None
     conditions: Conditions = field(default_factory=Conditions)
@@ -145,6 +161,8 @@ class StepControls:
     guidance_end: float = 1.0
     guidance_reuse: bool = False
     cache: StepCache = field(default_factory=StepCache)
+    kept: KeptLatents | None = None  # a masked init video's kept area (4-channel UNets; `control.inpaint`)
+    inpaint: InpaintInput | None = None  # an inpainting UNet's mask and masked latents
 
     def conditional_half(self) -> StepControls:
         """These controls for the conditional half of the guidance batch alone (the image prompt's and SDXL's
@@ -201,9 +219,12 @@ class AnimateDiffPipeline:
         motion_module: MotionModule | None,
         scheduler: SchedulerMixin | None = None,
         split_guidance: bool = False,
+        image_encoder: torch.nn.Module | None = None,
     ) -> AnimateDiffPipeline:
+        """`image_encoder`: AnimateLCM-I2V's (`control.image_input.ImageEncoder`); a PIA UNet is the image UNet
+        with PIA's `conv_in` in place (`control.image_input.pia_conv_in`)."""
         return cls(
-            inflate(components.unet, motion_module),
+            inflate(components.unet, motion_module, image_encoder),
             components.vae,
             components.text_encoder,
             components.tokenizer,
@@ -222,6 +243,15 @@ class AnimateDiffPipeline:
     @property
     def sdxl(self) -> bool:
         return self.text_encoder_2 is not None
+
+    @property
+    def image_input(self) -> str | None:
+        """The image conditioning the video UNet takes: `pia` (a 9-channel conv_in), `i2v` (AnimateLCM-I2V's
+        image encoder) or None."""
+        if self.unet.image_encoder is not None:
+            return "i2v"
+        unet = self.unet.unet  # PIA's conv_in is wider than the image UNet's own (an inpainting UNet's is not)
+        return "pia" if unet.conv_in.in_channels > unet.config.in_channels else None
 
     def compile(self, mode: str | None = None) -> AnimateDiffPipeline:
         """Compile the UNet, motion modules included, with `torch.compile` (`mode` as torch takes it, e.g.
@@ -362,6 +392,10 @@ class AnimateDiffPipeline:
                 elif how == REUSED:  # the unconditional prediction: this step's conditional less the last difference
                     eps = eps + (guidance_scale - 1) * difference
                 latents = self.scheduler.step(eps, t, latents, **extra, return_dict=False)[0]
+                if controls.kept is not None:  # as diffusers' inpainting: the kept area noised to the next step
+                    following = step - start + 1
+                    next_t = timesteps[following] if following < len(timesteps) else None
+                    latents = controls.kept.blend(latents, self.scheduler, next_t)
                 if not torch.isfinite(latents).all():
                     raise AnimateDiffError(
                         f"the latents became NaN or infinite at step {step + 1} of {steps}; nothing was written. "
@@ -412,7 +446,9 @@ class AnimateDiffPipeline:
         cache: StepCacheRun | None = None,
     ) -> torch.Tensor:
         """Each window of frames through the whole video UNet on its own; the predictions averaged per frame."""
-        total = torch.zeros_like(model_input, dtype=torch.float32)
+        batch, _, num_frames, height, width = model_input.shape
+        out = (batch, self.unet.unet.config.out_channels, num_frames, height, width)  # 4 for an inpainting UNet too
+        total = torch.zeros(out, dtype=torch.float32, device=model_input.device)
         count = torch.zeros(model_input.shape[2], device=model_input.device)
         context = controls.context
         weights = fuse_weights(context.length, context.fuse, context.overlap).to(model_input.device)
@@ -448,22 +484,30 @@ class AnimateDiffPipeline:
             text_states = rearrange(text_states, "b f n d -> (b f) n d")
         frames = range(model_input.shape[2]) if frame_index is None else frame_index.tolist()
         motion = controls.motion(step, frames, model_input.device)
+        if controls.inpaint is not None:  # after the ControlNets, which take the latents alone
+            model_input = controls.inpaint.beside(model_input, frame_index)
         strength = {} if motion is None else {"motion": motion}  # only asked of a video UNet when given
+        model_input, added = _with_image_input(conditions.image_input, model_input, added, list(frames))
         window: Window = None if frame_index is None else tuple(frames)
 
         def reusing(halves: tuple[str, ...]):
             return nullcontext() if cache is None else cache.call(step[0], window, halves).applied(self.unet)
 
-        if not self.split_guidance or len(model_input) == 1:
-            with reusing(halves_of(len(model_input))):
-                return self.unet(model_input, t, text_states, motion_windows, residuals, image, added, **strength)
-        added_halves = [None, None] if added is None else [{k: v.chunk(2)[i] for k, v in added.items()} for i in (0, 1)]
-        halves = [model_input.chunk(2), text_states.chunk(2), _halves(residuals), _halves(image), added_halves]
-        predictions = []
-        for half, (latents, text, res, emb, more) in zip(("uncond", "cond"), zip(*halves, strict=True), strict=True):
-            with reusing((half,)):
-                predictions.append(self.unet(latents, t, text, motion_windows, res, emb, more, **strength))
-        return torch.cat(predictions)
+        with camera_context(conditions.camera):  # CameraCtrl's pose features for the motion module, if any
+            if not self.split_guidance or len(model_input) == 1:
+                with reusing(halves_of(len(model_input))):
+                    return self.unet(model_input, t, text_states, motion_windows, residuals, image, added, **strength)
+            added_halves = (
+                [None, None] if added is None else [{k: v.chunk(2)[i] for k, v in added.items()} for i in (0, 1)]
+            )
+            halves = [model_input.chunk(2), text_states.chunk(2), _halves(residuals), _halves(image), added_halves]
+            predictions = []
+            for half, (latents, text, res, emb, more) in zip(
+                ("uncond", "cond"), zip(*halves, strict=True), strict=True
+            ):
+                with reusing((half,)):
+                    predictions.append(self.unet(latents, t, text, motion_windows, res, emb, more, **strength))
+            return torch.cat(predictions)
 
     def denoise(
         self,
@@ -530,6 +574,10 @@ class AnimateDiffPipeline:
         steps)` is called after each denoising step."""
         sample = prompt if isinstance(prompt, Sample) else self.sample(prompt, **settings)
         conditions = conditions or Conditions()
+        extension = conditions.extension
+        if extension is not None:
+            self.check_extension(conditions, sample)
+            conditions = replace(conditions, init=extension.init(sample.frames))
         self.check_inputs(sample.frames, sample.height, sample.width, sample.steps, sample.context)
         self.check_conditions(conditions, sample)
         if sample.cache.mode == "deep":
@@ -539,9 +587,14 @@ class AnimateDiffPipeline:
             raise AnimateDiffError(f"clip skip {sample.clip_skip} reaches past the text encoder's {layers} layers.")
         text_states = self.text_states(sample)
         generator = torch.Generator("cpu").manual_seed(sample.seed)
-        noise = self.initial_latents(sample, generator, conditions)
+        noise, kept = self.starting_latents(sample, generator, conditions)
+        if conditions.image_input is not None:  # PIA's or AnimateLCM-I2V's image: drawn right after the noise
+            conditions = replace(conditions, image_input=conditions.image_input.encoded(self.vae, generator))
+        inpaint = self.inpaint_input(conditions, generator)
         if conditions.sparsectrl is not None:  # RGB keyframes: posterior samples drawn right after the noise
             conditions = replace(conditions, sparsectrl=conditions.sparsectrl.encoded(self.vae, generator))
+        if conditions.camera is not None:  # the pose features, once per clip
+            conditions = replace(conditions, camera=conditions.camera.encoded())
         controls = StepControls(
             sample.context,
             conditions,
@@ -553,6 +606,8 @@ class AnimateDiffPipeline:
             sample.guidance_end,
             sample.guidance_reuse,
             sample.cache,
+            kept,
+            inpaint,
         )
         latents = noise
         for iteration in range(sample.free_init or 1):
@@ -561,7 +616,34 @@ class AnimateDiffPipeline:
             latents = self.denoise(
                 latents, text_states, sample.steps, sample.guidance_scale, progress, generator, controls
             )
-        return self.decode(latents)
+        clip = self.decode(latents)
+        return clip if extension is None else extension.join(clip)
+
+    @property
+    def inpainting(self) -> bool:
+        """Whether the image UNet is an inpainting one (SD1.5-inpainting: 9 input channels)."""
+        return self.unet.unet.config.in_channels == INPAINT_CHANNELS
+
+    def inpaint_input(self, conditions: Conditions, generator: torch.Generator) -> InpaintInput | None:
+        """An inpainting UNet's mask and masked latents for an init video (no mask: all of it redrawn); None
+        for any other UNet."""
+        init = conditions.init
+        if not self.inpainting or not isinstance(init, InitVideo):
+            return None
+        mask = init.mask if init.mask is not None else torch.ones_like(init.frames[:, :1])
+        return InpaintInput.encode(self.vae, init.frames, mask, self.vae_scale_factor, generator)
+
+    def check_extension(self, conditions: Conditions, sample: Sample) -> None:
+        """An extension is the clip's start: its overlap must leave new frames, its frames be the clip's size."""
+        extension = conditions.extension
+        if conditions.init is not None:
+            raise AnimateDiffError("extending a clip sets the clip's start itself; give no init video or image too.")
+        count = len(extension.frames)
+        if not 0 < extension.overlap < min(count + 1, sample.frames):
+            raise AnimateDiffError(
+                f"the extension overlap must be at least 1 and less than the clip's {sample.frames} frames and at "
+                f"most the input's {count}; got {extension.overlap}."
+            )
 
     def check_conditions(self, conditions: Conditions, sample: Sample) -> None:
         """Refuse conditions that do not fit the clip: frames of another size or too few of them, a strength
@@ -572,7 +654,9 @@ class AnimateDiffPipeline:
                 "a prompt map" if sample.prompt_map else "ControlNets and SparseCtrl" if controls else "an IP-Adapter"
             )
             raise AnimateDiffError(f"{what} with an SDXL base is not supported yet; use an SD1.x base for it.")
-        init = conditions.init
+        self._check_image_input(conditions, sample)
+        init, size = conditions.init, (sample.height, sample.width)
+        self._check_mask(init, sample)
         if init is not None and first_step(sample.steps, init.strength) >= sample.steps:
             raise AnimateDiffError(
                 f"strength {init.strength} leaves none of the {sample.steps} steps to run (it runs "
@@ -584,7 +668,6 @@ class AnimateDiffPipeline:
                 f"{what} sets the clip's starting latents itself; FreeInit and the noise shuffle "
                 "work on clips made from noise (leave them out)."
             )
-        size = (sample.height, sample.width)
         inputs = [("the init video", init.frames)] if isinstance(init, InitVideo) else []
         if isinstance(init, InitImage):
             images = [("the init image", init.first), ("the last image", init.last)]
@@ -603,6 +686,71 @@ class AnimateDiffPipeline:
                 )
         if conditions.sparsectrl is not None:
             self._check_keyframes(conditions.sparsectrl, sample)
+        if conditions.camera is not None:
+            self._check_camera(conditions.camera, sample)
+
+    def _check_mask(self, init: InitVideo | InitImage | None, sample: Sample) -> None:
+        """An inpainting UNet redraws an init video; a mask is one per frame at the clip's size."""
+        if self.inpainting and not isinstance(init, InitVideo):
+            raise AnimateDiffError(
+                "this image model is an inpainting one (its UNet takes 9 input channels): it redraws an init video "
+                "(--init-video, with --mask or --mask-video) or extends a clip (--extend)."
+            )
+        wanted = (sample.frames, 1, sample.height, sample.width)
+        if isinstance(init, InitVideo) and init.mask is not None and tuple(init.mask.shape) != wanted:
+            raise AnimateDiffError(
+                f"the mask is {tuple(init.mask.shape)} (frames, 1, height, width); the clip needs {wanted}."
+            )
+
+    def _check_camera(self, camera, sample: Sample) -> None:
+        """CameraCtrl's poses must be one per frame at the clip's size, its encoder must take the clip's length
+        at once (no context windows) and its levels must come out at the motion modules' sizes."""
+        frames, _, height, width = camera.embedding.shape
+        if frames != sample.frames or (height, width) != (sample.height, sample.width):
+            raise AnimateDiffError(
+                f"the camera poses' embedding is {frames} frames of {width}×{height}; the clip is {sample.frames} "
+                f"frames of {sample.width}×{sample.height}."
+            )
+        config = camera.model.config
+        if sample.context is not None and sample.frames > sample.context.length or sample.frames > config.max_frames:
+            raise AnimateDiffError(
+                f"CameraCtrl's pose encoder takes at most {config.max_frames} frames, all in one pass; the clip has "
+                f"{sample.frames}{' in context windows' if sample.context is not None else ''}."
+            )
+        if config.downscale != self.vae_scale_factor:
+            raise AnimateDiffError(
+                f"CameraCtrl's pose encoder was made for a VAE that downscales by {config.downscale}; this image "
+                f"model's VAE downscales by {self.vae_scale_factor}."
+            )
+        step = self.vae_scale_factor * 2 ** (len(config.channels) - 1)
+        if sample.width % step or sample.height % step:
+            raise AnimateDiffError(
+                f"CameraCtrl needs a width and height that are multiples of {step} (its features halve the size "
+                f"{len(config.channels) - 1} times, as the UNet does); got {sample.width}×{sample.height}."
+            )
+
+    def _check_image_input(self, conditions: Conditions, sample: Sample) -> None:
+        """PIA and AnimateLCM-I2V clips need their image, at the clip's size; no other model takes one."""
+        names = {"pia": "PIA", "i2v": "AnimateLCM-I2V"}
+        given, wanted = conditions.image_input, self.image_input
+        if wanted is not None and given is None:
+            raise AnimateDiffError(f"this {names[wanted]} model animates an image; give it (an init image).")
+        if given is None:
+            return
+        if given.kind != wanted:
+            raise AnimateDiffError(
+                f"a {names[given.kind]} image was given, but the video UNet "
+                f"{'takes no image' if wanted is None else 'is ' + names[wanted] + ' (another image input)'}."
+            )
+        if conditions.init is not None:
+            raise AnimateDiffError(f"{names[given.kind]} conditions every step on its image; give no init latents.")
+        if tuple(given.image.shape[1:]) != (sample.height, sample.width):
+            raise AnimateDiffError(
+                f"the {names[given.kind]} image is {given.image.shape[2]}×{given.image.shape[1]}; the clip is "
+                f"{sample.width}×{sample.height}."
+            )
+        if given.kind == "pia" and len(given.affinity) != sample.frames:
+            raise AnimateDiffError(f"PIA's mask has {len(given.affinity)} frames; the clip has {sample.frames}.")
 
     def _check_keyframes(self, sparse, sample: Sample) -> None:
         """SparseCtrl keyframes must be what its encoder takes, at the clip's size and length."""
@@ -652,6 +800,13 @@ class AnimateDiffPipeline:
     ) -> torch.Tensor:
         """The noise contract's draw for the clip, with FreeNoise's rescheduling if the sample asks for it; for
         video-to-video, the init video's latents noised to the timestep its strength starts from."""
+        return self.starting_latents(sample, generator, conditions)[0]
+
+    def starting_latents(
+        self, sample: Sample, generator: torch.Generator, conditions: Conditions | None = None
+    ) -> tuple[torch.Tensor, KeptLatents | None]:
+        """`initial_latents`, and for a masked init video on a 4-channel UNet what it keeps at every step (the
+        input's clean latents, the noise they were noised with, the latent mask)."""
         init = conditions.init if conditions is not None else None
         if init is not None:
             self.scheduler.set_timesteps(sample.steps, device=self.device)
@@ -660,14 +815,18 @@ class AnimateDiffPipeline:
                 latents = encode_frames(self.vae, init.frames, generator).float()
             else:
                 latents = image_latents(self.vae, init, sample.frames, generator)
-            return noised_latents(latents, self.scheduler, self.scheduler.timesteps[start], generator)
+            noised, noise = noised_latents(latents, self.scheduler, self.scheduler.timesteps[start], generator)
+            if not isinstance(init, InitVideo) or init.mask is None or self.inpainting:
+                return noised, None
+            mask = latent_mask(init.mask, self.vae_scale_factor).to(latents.device)
+            return noised, KeptLatents(rearrange(latents, "f c h w -> 1 c f h w"), noise, mask)
         factor = self.vae_scale_factor
         channels = self.unet.unet.config.in_channels
         shape = (1, channels, sample.frames, sample.height // factor, sample.width // factor)
         noise = initial_noise(shape, generator)
         if sample.noise_shuffle and sample.context is not None:
             noise = shuffle_noise(noise, sample.context.length, sample.context.stride, generator)
-        return noise.to(device=self.device)  # float32 whatever the UNet's dtype: the scheduler's arithmetic stays in it
+        return noise.to(device=self.device), None  # float32 whatever the UNet's dtype: the scheduler's arithmetic too
 
     def reinitialize(self, latents: torch.Tensor, noise: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """FreeInit: the denoised `latents` noised back to the last timestep with the clip's own `noise`, low
