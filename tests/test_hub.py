@@ -24,7 +24,9 @@ from animatediff.releases import RELEASES
 from animatediff.settings import ModelSpec
 from animatediff.sources import Sources
 from helpers import random_motion_module, save_tiny_base, tiny_config
+from test_cameractrl import release_file
 from test_families import animatelcm_file, lightning_file
+from test_image_input import i2v_file, pia_file
 from test_image_models import kohya_lora
 from test_lora_merges import adapter_state
 from test_readme import official_motion_lora, sparsectrl_stand_ins
@@ -98,6 +100,14 @@ def cache(tmp_path_factory) -> Path:
     commit(cache, "wangfuyun/AnimateLCM", {file.name: file for file in lcm}, MAIN)
     lightning = {f"animatediff_lightning_{n}step_diffusers.safetensors": lightning_file(made, n) for n in (1, 2, 4, 8)}
     commit(cache, "ByteDance/AnimateDiff-Lightning", lightning, MAIN)
+    commit(cache, "Leoxing/PIA", {"pia.ckpt": pia_file(made)}, MAIN)
+    camera = release_file(random_motion_module(tiny_config(mid_block=False)), 2, made / "CameraCtrl.ckpt")
+    commit(cache, "hehao13/CameraCtrl", {"CameraCtrl.ckpt": camera}, MAIN)
+    i2v = {
+        "AnimateLCM_sd15_i2v.ckpt": i2v_file(made),
+        "AnimateLCM_sd15_i2v_lora.safetensors": made / "AnimateLCM_sd15_t2v_lora.safetensors",
+    }
+    commit(cache, "wangfuyun/AnimateLCM-I2V", i2v, MAIN)
     return cache
 
 

@@ -33,6 +33,7 @@ from animatediff.motion_module import MotionModuleConfig
 from animatediff.shapes.datasets import DatasetSpec, render_dataset
 from helpers import TOKENIZER, random_motion_module, tiny_config, tiny_text_encoder, tiny_unet
 from ldm_layout import to_ldm_checkpoint
+from test_cameractrl import release_file
 from test_control import tiny_image_encoder, tiny_ip_adapter
 from test_image_models import kohya_lora
 from test_lora_merges import adapter_state
@@ -71,6 +72,8 @@ SHRINK = {  # command prefix → flags appended, for the commands that train or 
     f"{CORGI} --dreambooth": ["--frames", "4", "--steps", "2"],
     f"{CORGI} --motion-module v3_sd15_mm.ckpt --controlnet": ["--frames", "4", "--steps", "2"],
     f"{CORGI} --motion-module v3_sd15_mm.ckpt --ip-adapter": ["--frames", "4", "--steps", "2"],
+    f"{CORGI} --pia": ["--frames", "4", "--steps", "2"],
+    f"{CORGI} --motion-module v3_sd15_mm.ckpt --camera-ctrl": ["--frames", "4", "--steps", "2"],
     f"{CORGI} --motion-module AnimateLCM": ["--frames", "4"],  # the few-step families keep their own steps
     f"{CORGI} --motion-module animatediff_lightning": ["--frames", "4"],
     f"{HUB_CORGI} sd15": ["--frames", "4", "--steps", "2"],
@@ -153,6 +156,7 @@ def stand_ins(folder: Path) -> None:
     save_file(kohya_lora(), folder / "style.safetensors")
     v3 = random_motion_module(tiny_config(mid_block=False), seed=1, std=0.02)
     torch.save(v3.state_dict(), folder / "v3_sd15_mm.ckpt")
+    release_file(v3, 32, folder / "CameraCtrl.ckpt")  # for the stand-in base's VAE, which downscales 32×
     torch.save(
         random_motion_module(tiny_config(mid_block=True), seed=2, std=0.02).state_dict(), folder / "mm_sd_v15_v2.ckpt"
     )
@@ -209,14 +213,19 @@ def sparsectrl_stand_ins(folder: Path, unet: UNet2DConditionModel) -> None:
 
 
 def family_stand_ins(folder: Path) -> None:
-    """AnimateLCM's module (official keys, no position tables) and its image LoRA, and a Lightning module
-    (diffusers keys, v2's mid block), under their released names."""
+    """AnimateLCM's module (official keys, no position tables) and its image LoRA, a Lightning module
+    (diffusers keys, v2's mid block), PIA's checkpoint and AnimateLCM-I2V's module and LoRA, under their released
+    names."""
     from test_families import animatelcm_file, lightning_file
+    from test_image_input import i2v_file, pia_file
     from test_sdxl import SDXL_WIDTHS, save_tiny_sdxl_base
 
     animatelcm_file(folder)
     save_file(kohya_lora(), folder / "AnimateLCM_sd15_t2v_lora.safetensors")
     lightning_file(folder)
+    pia_file(folder)
+    i2v_file(folder)
+    save_file(kohya_lora(), folder / "AnimateLCM_sd15_i2v_lora.safetensors")
     save_tiny_sdxl_base(folder / "path/to/stable-diffusion-xl-base-1.0")
     config = MotionModuleConfig(block_out_channels=SDXL_WIDTHS, layers_per_block=2, mid_block=False)
     torch.save(random_motion_module(config, seed=5, std=0.02).state_dict(), folder / "mm_sdxl_v10_beta.ckpt")

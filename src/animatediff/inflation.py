@@ -48,6 +48,7 @@ class FrameAxis:
         self.windows: Windows | None = None
         self.text_per_clip = False  # whether every frame of a clip has the same text states
         self.strength: MotionStrength | None = None
+        self.image_features: list[torch.Tensor] | None = None  # AnimateLCM-I2V's, one per down block, this pass
 
     @contextmanager
     def folded(
@@ -195,6 +196,28 @@ def apply_after(layer: nn.Module, module: nn.Module, axis: FrameAxis) -> None:
     layer.register_forward_hook(hook)
 
 
+def add_image_features(unet: UNet2DConditionModel, axis: FrameAxis) -> None:
+    """Add each down block's image feature (`axis.image_features`, AnimateLCM-I2V's encoder) to the output of
+    the block's second layer, before that layer's motion module runs (the release adds it there)."""
+    for level, block in enumerate(unet.down_blocks):
+        layers = insertion_points(block)
+        if len(layers) < 2:
+            continue
+
+        def hook(_layer, _inputs, output, level=level):
+            features = axis.image_features
+            if features is None:
+                return output
+            if isinstance(output, torch.Tensor):
+                return output + features[level]
+            if isinstance(output, tuple):
+                return (output[0] + features[level], *output[1:])
+            output.sample = output.sample + features[level]
+            return output
+
+        layers[1].register_forward_hook(hook, prepend=True)
+
+
 @dataclass
 class Residuals:
     """What the video UNet's down blocks and mid block add to their outputs, `(b f) c h w` each: the input that
@@ -210,7 +233,14 @@ class Residuals:
 class AnimateDiffUNet(nn.Module):
     """A video UNet: the image UNet plus an optional motion module, on `b c f h w` latents."""
 
-    def __init__(self, unet: UNet2DConditionModel, motion_module: MotionModule | None = None):
+    def __init__(
+        self,
+        unet: UNet2DConditionModel,
+        motion_module: MotionModule | None = None,
+        image_encoder: nn.Module | None = None,
+    ):
+        """`image_encoder`: AnimateLCM-I2V's (`control.image_input.ImageEncoder`), whose features of the
+        `image_latents` a call is given join the down blocks."""
         super().__init__()
         if getattr(unet, _INFLATED, False):
             raise AlreadyInflatedError(
@@ -223,7 +253,10 @@ class AnimateDiffUNet(nn.Module):
         self.unet = unet
         self.motion_module = motion_module
         self.axis = FrameAxis()
+        self.image_encoder = image_encoder
         share_text_keys(unet, self.axis)
+        if image_encoder is not None:
+            add_image_features(unet, self.axis)
         if motion_module is not None:
             self._plug_in(motion_module)
             if motion_module.config.image_norm_over_frames:
@@ -281,8 +314,10 @@ class AnimateDiffUNet(nn.Module):
         frames alone, fused per frame (the image layers see every frame); None: on all frames at once.
         `residuals` (ControlNet, SparseCtrl) are added to the down blocks' and the mid block's outputs,
         `(b f) c h w` each; `image_embeds` (b, tokens, dim) are an IP-Adapter's image prompt per clip;
-        `added_cond` SDXL's pooled text embeddings and size ids per clip (`text_embeds`, `time_ids`); `motion` how
-        strongly the motion modules act in this call, per frame of `sample` (None: as trained)."""
+        `added_cond` what conditions each clip besides: SDXL's pooled text embeddings and size ids (`text_embeds`,
+        `time_ids`), the image latents AnimateLCM-I2V's encoder sees (`image_latents`, b 4 f h w; needs
+        `image_encoder`); `motion` how strongly the motion modules act in this call, per frame of `sample` (None:
+        as trained)."""
         num_frames = sample.shape[2]
         folded = rearrange(sample.to(self.dtype), "b c f h w -> (b f) c h w")
         text = encoder_hidden_states.to(self.dtype)  # a text encoder kept in float32 feeds a bfloat16 UNet too
@@ -295,18 +330,32 @@ class AnimateDiffUNet(nn.Module):
         if residuals is not None:
             extra["down_block_additional_residuals"] = residuals.down
             extra["mid_block_additional_residual"] = residuals.mid
-        added = {key: value.repeat_interleave(num_frames, dim=0) for key, value in (added_cond or {}).items()}
+        added_cond = dict(added_cond or {})
+        image_latents = added_cond.pop("image_latents", None)
+        added = {key: value.repeat_interleave(num_frames, dim=0) for key, value in added_cond.items()}
         if image_embeds is not None:
             added["image_embeds"] = [image_embeds.to(self.dtype).repeat_interleave(num_frames, dim=0)]
         if added:
             extra["added_cond_kwargs"] = added
+        features = None
+        if image_latents is not None:  # one image for every clip of the batch
+            image_latents = image_latents.expand(sample.shape[0], -1, -1, -1, -1)
+            features = [feature.to(self.dtype) for feature in self.image_encoder(image_latents.to(self.dtype))]
         with self.axis.folded(num_frames, motion_windows, text_per_clip, motion):
-            out = self.unet(folded, timestep, encoder_hidden_states=text, return_dict=False, **extra)[0]
+            self.axis.image_features = features
+            try:
+                out = self.unet(folded, timestep, encoder_hidden_states=text, return_dict=False, **extra)[0]
+            finally:
+                self.axis.image_features = None
         return rearrange(out, "(b f) c h w -> b c f h w", f=num_frames)
 
 
-def inflate(unet: UNet2DConditionModel, motion_module: MotionModule | None) -> AnimateDiffUNet:
-    """Plug `motion_module` into `unet` (in place, nothing copied) and return the video UNet."""
-    if motion_module is not None:
-        motion_module.to(device=unet.device, dtype=unet.dtype)
-    return AnimateDiffUNet(unet, motion_module)
+def inflate(
+    unet: UNet2DConditionModel, motion_module: MotionModule | None, image_encoder: nn.Module | None = None
+) -> AnimateDiffUNet:
+    """Plug `motion_module` (and AnimateLCM-I2V's `image_encoder`) into `unet` (in place, nothing copied) and
+    return the video UNet."""
+    for module in (motion_module, image_encoder):
+        if module is not None:
+            module.to(device=unet.device, dtype=unet.dtype)
+    return AnimateDiffUNet(unet, motion_module, image_encoder)

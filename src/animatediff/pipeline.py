@@ -11,6 +11,7 @@ import inspect
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -21,9 +22,12 @@ from einops import rearrange
 from tqdm.auto import tqdm
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from animatediff.control.conditions import Conditions, InitImage, InitVideo
+from animatediff.control.camera import camera_context
+from animatediff.control.conditions import Conditions, ImagePrompt, InitImage, InitVideo
 from animatediff.control.controlnet import control_residuals
+from animatediff.control.image_input import ImageInput
 from animatediff.control.init_latents import encode_frames, first_step, image_latents, noised_latents
+from animatediff.control.inpaint import INPAINT_CHANNELS, InpaintInput, KeptLatents, latent_mask
 from animatediff.errors import AnimateDiffError
 from animatediff.families import OFFICIAL_DDIM
 from animatediff.image_models import Components
@@ -38,6 +42,8 @@ from animatediff.sampling.motion_strength import per_frame, scaled, step_factor
 from animatediff.sampling.noise import shuffle_noise
 from animatediff.sampling.options import ContextSettings
 from animatediff.sampling.prompts import frame_states
+from animatediff.sampling.speed import CONDITIONAL, GUIDED, REUSED, StepCache, guidance_step
+from animatediff.step_cache import StepCacheRun, Window, check_depth, halves_of
 
 log = logging.getLogger("animatediff")
 
@@ -119,6 +125,18 @@ def _halves(value):
     return tuple(type(value)([d.chunk(2)[i] for d in value.down], value.mid.chunk(2)[i]) for i in range(2))
 
 
+def _with_image_input(
+    image_input: ImageInput | None, model_input: torch.Tensor, added: dict | None, frames: list[int]
+) -> tuple[torch.Tensor, dict | None]:
+    """The UNet's input and added conditions with a PIA image (its mask and image channels after the latents)
+    or an AnimateLCM-I2V image (its latents for the image encoder) of the clip's `frames`."""
+    if image_input is None:
+        return model_input, added
+    if image_input.kind == "pia":
+        return image_input.pia_channels(model_input, frames), added
+    return model_input, {**(added or {}), "image_latents": image_input.clip_latents(len(model_input), len(frames))}
+
+
 def to_uint8(video: torch.Tensor) -> np.ndarray:
     """Float frames in [0, 1], `f c h w`, to `F×H×W×3` uint8 by rounding."""
     video = rearrange(video.clamp(0, 1), "f c h w -> f h w c")
@@ -128,8 +146,11 @@ def to_uint8(video: torch.Tensor) -> np.ndarray:
 @dataclass(frozen=True)
 class StepControls:
     """What steers every denoising step besides the text: context windows, the conditions of the clip
-    (control residuals and an image prompt; an init video only sets where sampling starts), and how strongly
-    the motion modules act (`sampling.motion_strength`: per frame, the scale also per step)."""
+    (control residuals and an image prompt; an init video sets where sampling starts, and a masked one what is
+    kept after each step or what an inpainting UNet sees besides), how strongly the motion modules act
+    (`sampling.motion_strength`: per frame, the scale also per step), and what the steps may skip
+    (`sampling.speed`: guidance past `guidance_end`, the unconditional half on alternate late steps with
+    `guidance_reuse`, step caching)."""
 
     context: ContextSettings | None = None
     conditions: Conditions = field(default_factory=Conditions)
@@ -138,6 +159,21 @@ class StepControls:
     motion_scale: tuple[tuple[int, float], ...] = ()  # FRAME → scale (empty: 1)
     motion_effect: tuple[tuple[int, float], ...] = ()  # FRAME → effect (empty: 1)
     motion_scale_steps: tuple[tuple[float, float], ...] = ()  # fraction of the steps → the scale's factor
+    guidance_end: float = 1.0
+    guidance_reuse: bool = False
+    cache: StepCache = field(default_factory=StepCache)
+    kept: KeptLatents | None = None  # a masked init video's kept area (4-channel UNets; `control.inpaint`)
+    inpaint: InpaintInput | None = None  # an inpainting UNet's mask and masked latents
+
+    def conditional_half(self) -> StepControls:
+        """These controls for the conditional half of the guidance batch alone (the image prompt's and SDXL's
+        per-clip conditioning cut to it)."""
+        conditions, added = self.conditions, self.added
+        if conditions.image_prompt is not None:
+            conditions = replace(conditions, image_prompt=ImagePrompt(conditions.image_prompt.embeds[1:]))
+        if added is not None:
+            added = {name: value[1:] for name, value in added.items()}
+        return replace(self, conditions=conditions, added=added)
 
     def motion(self, step: tuple[int, int], frames: Sequence[int], device: torch.device) -> MotionStrength | None:
         """How strongly the motion modules act at `step` (index, of how many) on the clip's `frames` (None: as
@@ -186,9 +222,12 @@ class AnimateDiffPipeline:
         motion_module: MotionModule | None,
         scheduler: SchedulerMixin | None = None,
         split_guidance: bool = False,
+        image_encoder: torch.nn.Module | None = None,
     ) -> AnimateDiffPipeline:
+        """`image_encoder`: AnimateLCM-I2V's (`control.image_input.ImageEncoder`); a PIA UNet is the image UNet
+        with PIA's `conv_in` in place (`control.image_input.pia_conv_in`)."""
         return cls(
-            inflate(components.unet, motion_module),
+            inflate(components.unet, motion_module, image_encoder),
             components.vae,
             components.text_encoder,
             components.tokenizer,
@@ -207,6 +246,15 @@ class AnimateDiffPipeline:
     @property
     def sdxl(self) -> bool:
         return self.text_encoder_2 is not None
+
+    @property
+    def image_input(self) -> str | None:
+        """The image conditioning the video UNet takes: `pia` (a 9-channel conv_in), `i2v` (AnimateLCM-I2V's
+        image encoder) or None."""
+        if self.unet.image_encoder is not None:
+            return "i2v"
+        unet = self.unet.unet  # PIA's conv_in is wider than the image UNet's own (an inpainting UNet's is not)
+        return "pia" if unet.conv_in.in_channels > unet.config.in_channels else None
 
     def compile(self, mode: str | None = None) -> AnimateDiffPipeline:
         """Compile the UNet, motion modules included, with `torch.compile` (`mode` as torch takes it, e.g.
@@ -315,6 +363,9 @@ class AnimateDiffPipeline:
         elif hasattr(self.scheduler, "set_begin_index"):
             self.scheduler.set_begin_index(start * self.scheduler.order)
         guidance = text_states.shape[0] == 2
+        conditional = controls.conditional_half() if guidance else controls
+        cache = StepCacheRun(controls.cache, steps) if controls.cache.on else None
+        difference = None  # the last guided step's cond − uncond, for the steps that reuse it
         accepted = inspect.signature(self.scheduler.step).parameters
         extra = {"eta": 0.0, "generator": generator}
         extra = {name: value for name, value in extra.items() if name in accepted}
@@ -324,16 +375,30 @@ class AnimateDiffPipeline:
         # closed on Ctrl-C too; a step of many windows moves the bar (and its estimate of the time left) per window
         with tqdm(total=sum(units), desc="denoising", unit=unit, disable=not progress) as bar:
             for step, t in enumerate(timesteps, start=start):
-                model_input = torch.cat([latents] * 2) if guidance else latents
+                how = guidance_step(step, steps, controls.guidance_end, controls.guidance_reuse)
+                if not guidance or (how == REUSED and difference is None):
+                    how = GUIDED if guidance else CONDITIONAL
+                both = how == GUIDED and guidance
+                model_input = torch.cat([latents] * 2) if both else latents
                 model_input = self.scheduler.scale_model_input(model_input, t)
                 tick = bar.update if unit == "window" else lambda count: None
-                eps = self._predict_noise(model_input, t, text_states, controls, (step, steps), tick)
+                text, step_controls = (
+                    (text_states, controls) if both or not guidance else (text_states[1:], conditional)
+                )
+                eps = self._predict_noise(model_input, t, text, step_controls, (step, steps), tick, cache)
                 eps = eps.to(latents.dtype)
                 bar.update(0 if unit == "window" else 1)
-                if guidance:
+                if both:
                     uncond, cond = eps.chunk(2)
-                    eps = uncond + guidance_scale * (cond - uncond)
+                    difference = cond - uncond
+                    eps = uncond + guidance_scale * difference
+                elif how == REUSED:  # the unconditional prediction: this step's conditional less the last difference
+                    eps = eps + (guidance_scale - 1) * difference
                 latents = self.scheduler.step(eps, t, latents, **extra, return_dict=False)[0]
+                if controls.kept is not None:  # as diffusers' inpainting: the kept area noised to the next step
+                    following = step - start + 1
+                    next_t = timesteps[following] if following < len(timesteps) else None
+                    latents = controls.kept.blend(latents, self.scheduler, next_t)
                 if not torch.isfinite(latents).all():
                     raise AnimateDiffError(
                         f"the latents became NaN or infinite at step {step + 1} of {steps}; nothing was written. "
@@ -358,18 +423,19 @@ class AnimateDiffPipeline:
         controls: StepControls,
         step: tuple[int, int],
         tick: Callable[[int], None],
+        cache: StepCacheRun | None = None,
     ) -> torch.Tensor:
         """The noise prediction for the whole clip; `step` is (index, of how many) in the full schedule;
-        `tick(1)` after each context window."""
+        `tick(1)` after each context window; `cache` the run's step cache (None: none)."""
         num_frames, context = model_input.shape[2], controls.context
         if context is None or num_frames <= context.length:
-            return self._call_unet(model_input, t, text_states, controls, step)
+            return self._call_unet(model_input, t, text_states, controls, step, cache=cache)
         frame_windows = windows(num_frames, step[0], context)
-        weights = fuse_weights(context.length, context.fuse, context.overlap)
         if context.scope == "motion":
+            weights = fuse_weights(context.length, context.fuse, context.overlap)
             pairs = [(torch.tensor(frames), weights) for frames in frame_windows]
-            return self._call_unet(model_input, t, text_states, controls, step, motion_windows=pairs)
-        return self._predict_in_windows(model_input, t, text_states, controls, step, frame_windows, weights, tick)
+            return self._call_unet(model_input, t, text_states, controls, step, motion_windows=pairs, cache=cache)
+        return self._predict_in_windows(model_input, t, text_states, controls, step, frame_windows, tick, cache)
 
     def _predict_in_windows(
         self,
@@ -379,22 +445,26 @@ class AnimateDiffPipeline:
         controls: StepControls,
         step: tuple[int, int],
         frame_windows: list[list[int]],
-        weights: torch.Tensor,
         tick: Callable[[int], None],
+        cache: StepCacheRun | None = None,
     ) -> torch.Tensor:
         """Each window of frames through the whole video UNet on its own; the predictions averaged per frame.
         With several processes (`self.spread`), this one runs its share of the windows and the weighted sums
         are joined (`sampling.distributed`)."""
-        total = torch.zeros_like(model_input, dtype=torch.float32)
+        batch, _, num_frames, height, width = model_input.shape
+        out = (batch, self.unet.unet.config.out_channels, num_frames, height, width)  # 4 for an inpainting UNet too
+        total = torch.zeros(out, dtype=torch.float32, device=model_input.device)
         count = torch.zeros(model_input.shape[2], device=model_input.device)
-        weights = weights.to(model_input.device)
+        context = controls.context
+        weights = fuse_weights(context.length, context.fuse, context.overlap).to(model_input.device)
         for frames in frame_windows:
             count.index_add_(0, torch.tensor(frames, device=model_input.device), weights)
         mine = self.spread.share(frame_windows)
         for frames in mine:
             index = torch.tensor(frames, device=model_input.device)
             text = text_states[:, index] if text_states.ndim == 4 else text_states
-            eps = self._call_unet(model_input[:, :, index], t, text, controls, step, frame_index=index).float()
+            window = model_input[:, :, index]
+            eps = self._call_unet(window, t, text, controls, step, frame_index=index, cache=cache).float()
             total.index_add_(2, index, eps * weights[None, None, :, None, None])
             tick(1)
         tick(len(frame_windows) - len(mine))  # the other processes' windows
@@ -409,10 +479,12 @@ class AnimateDiffPipeline:
         step: tuple[int, int],
         motion_windows=None,
         frame_index=None,
+        cache: StepCacheRun | None = None,
     ):
         """The video UNet on `model_input` (the frames `frame_index` of the clip; None: all of them), with
         the clip's control residuals, image prompt and SDXL conditioning; per-frame text states folded as it
-        takes them; the guidance batch's halves one after the other with `split_guidance`."""
+        takes them; the guidance batch's halves one after the other with `split_guidance`; what `cache` keeps
+        for this window and these halves reused."""
         conditions, added = controls.conditions, controls.added
         residuals = control_residuals(conditions, model_input, t, text_states, *step, frame_index, motion_windows)
         image = conditions.image_prompt.embeds if conditions.image_prompt is not None else None
@@ -420,17 +492,30 @@ class AnimateDiffPipeline:
             text_states = rearrange(text_states, "b f n d -> (b f) n d")
         frames = range(model_input.shape[2]) if frame_index is None else frame_index.tolist()
         motion = controls.motion(step, frames, model_input.device)
+        if controls.inpaint is not None:  # after the ControlNets, which take the latents alone
+            model_input = controls.inpaint.beside(model_input, frame_index)
         strength = {} if motion is None else {"motion": motion}  # only asked of a video UNet when given
-        if not self.split_guidance or len(model_input) == 1:
-            return self.unet(model_input, t, text_states, motion_windows, residuals, image, added, **strength)
-        added_halves = [None, None] if added is None else [{k: v.chunk(2)[i] for k, v in added.items()} for i in (0, 1)]
-        halves = [model_input.chunk(2), text_states.chunk(2), _halves(residuals), _halves(image), added_halves]
-        return torch.cat(
-            [
-                self.unet(latents, t, text, motion_windows, res, emb, more, **strength)
-                for latents, text, res, emb, more in zip(*halves, strict=True)
-            ]
-        )
+        model_input, added = _with_image_input(conditions.image_input, model_input, added, list(frames))
+        window: Window = None if frame_index is None else tuple(frames)
+
+        def reusing(halves: tuple[str, ...]):
+            return nullcontext() if cache is None else cache.call(step[0], window, halves).applied(self.unet)
+
+        with camera_context(conditions.camera):  # CameraCtrl's pose features for the motion module, if any
+            if not self.split_guidance or len(model_input) == 1:
+                with reusing(halves_of(len(model_input))):
+                    return self.unet(model_input, t, text_states, motion_windows, residuals, image, added, **strength)
+            added_halves = (
+                [None, None] if added is None else [{k: v.chunk(2)[i] for k, v in added.items()} for i in (0, 1)]
+            )
+            halves = [model_input.chunk(2), text_states.chunk(2), _halves(residuals), _halves(image), added_halves]
+            predictions = []
+            for half, (latents, text, res, emb, more) in zip(
+                ("uncond", "cond"), zip(*halves, strict=True), strict=True
+            ):
+                with reusing((half,)):
+                    predictions.append(self.unet(latents, t, text, motion_windows, res, emb, more, **strength))
+            return torch.cat(predictions)
 
     def denoise(
         self,
@@ -497,16 +582,27 @@ class AnimateDiffPipeline:
         steps)` is called after each denoising step."""
         sample = prompt if isinstance(prompt, Sample) else self.sample(prompt, **settings)
         conditions = conditions or Conditions()
+        extension = conditions.extension
+        if extension is not None:
+            self.check_extension(conditions, sample)
+            conditions = replace(conditions, init=extension.init(sample.frames))
         self.check_inputs(sample.frames, sample.height, sample.width, sample.steps, sample.context)
         self.check_conditions(conditions, sample)
+        if sample.cache.mode == "deep":
+            check_depth(self.unet.unet, sample.cache.depth)
         layers = self.text_encoder.config.num_hidden_layers
         if sample.clip_skip > layers:
             raise AnimateDiffError(f"clip skip {sample.clip_skip} reaches past the text encoder's {layers} layers.")
         text_states = self.text_states(sample)
         generator = torch.Generator("cpu").manual_seed(sample.seed)
-        noise = self.initial_latents(sample, generator, conditions)
+        noise, kept = self.starting_latents(sample, generator, conditions)
+        if conditions.image_input is not None:  # PIA's or AnimateLCM-I2V's image: drawn right after the noise
+            conditions = replace(conditions, image_input=conditions.image_input.encoded(self.vae, generator))
+        inpaint = self.inpaint_input(conditions, generator)
         if conditions.sparsectrl is not None:  # RGB keyframes: posterior samples drawn right after the noise
             conditions = replace(conditions, sparsectrl=conditions.sparsectrl.encoded(self.vae, generator))
+        if conditions.camera is not None:  # the pose features, once per clip
+            conditions = replace(conditions, camera=conditions.camera.encoded())
         controls = StepControls(
             sample.context,
             conditions,
@@ -515,6 +611,11 @@ class AnimateDiffPipeline:
             sample.motion_scale,
             sample.motion_effect,
             sample.motion_scale_steps,
+            sample.guidance_end,
+            sample.guidance_reuse,
+            sample.cache,
+            kept,
+            inpaint,
         )
         latents = noise
         for iteration in range(sample.free_init or 1):
@@ -523,7 +624,34 @@ class AnimateDiffPipeline:
             latents = self.denoise(
                 latents, text_states, sample.steps, sample.guidance_scale, progress, generator, controls
             )
-        return self.decode(latents)
+        clip = self.decode(latents)
+        return clip if extension is None else extension.join(clip)
+
+    @property
+    def inpainting(self) -> bool:
+        """Whether the image UNet is an inpainting one (SD1.5-inpainting: 9 input channels)."""
+        return self.unet.unet.config.in_channels == INPAINT_CHANNELS
+
+    def inpaint_input(self, conditions: Conditions, generator: torch.Generator) -> InpaintInput | None:
+        """An inpainting UNet's mask and masked latents for an init video (no mask: all of it redrawn); None
+        for any other UNet."""
+        init = conditions.init
+        if not self.inpainting or not isinstance(init, InitVideo):
+            return None
+        mask = init.mask if init.mask is not None else torch.ones_like(init.frames[:, :1])
+        return InpaintInput.encode(self.vae, init.frames, mask, self.vae_scale_factor, generator)
+
+    def check_extension(self, conditions: Conditions, sample: Sample) -> None:
+        """An extension is the clip's start: its overlap must leave new frames, its frames be the clip's size."""
+        extension = conditions.extension
+        if conditions.init is not None:
+            raise AnimateDiffError("extending a clip sets the clip's start itself; give no init video or image too.")
+        count = len(extension.frames)
+        if not 0 < extension.overlap < min(count + 1, sample.frames):
+            raise AnimateDiffError(
+                f"the extension overlap must be at least 1 and less than the clip's {sample.frames} frames and at "
+                f"most the input's {count}; got {extension.overlap}."
+            )
 
     def check_conditions(self, conditions: Conditions, sample: Sample) -> None:
         """Refuse conditions that do not fit the clip: frames of another size or too few of them, a strength
@@ -534,7 +662,9 @@ class AnimateDiffPipeline:
                 "a prompt map" if sample.prompt_map else "ControlNets and SparseCtrl" if controls else "an IP-Adapter"
             )
             raise AnimateDiffError(f"{what} with an SDXL base is not supported yet; use an SD1.x base for it.")
-        init = conditions.init
+        self._check_image_input(conditions, sample)
+        init, size = conditions.init, (sample.height, sample.width)
+        self._check_mask(init, sample)
         if init is not None and first_step(sample.steps, init.strength) >= sample.steps:
             raise AnimateDiffError(
                 f"strength {init.strength} leaves none of the {sample.steps} steps to run (it runs "
@@ -546,7 +676,6 @@ class AnimateDiffPipeline:
                 f"{what} sets the clip's starting latents itself; FreeInit and the noise shuffle "
                 "work on clips made from noise (leave them out)."
             )
-        size = (sample.height, sample.width)
         inputs = [("the init video", init.frames)] if isinstance(init, InitVideo) else []
         if isinstance(init, InitImage):
             images = [("the init image", init.first), ("the last image", init.last)]
@@ -565,6 +694,71 @@ class AnimateDiffPipeline:
                 )
         if conditions.sparsectrl is not None:
             self._check_keyframes(conditions.sparsectrl, sample)
+        if conditions.camera is not None:
+            self._check_camera(conditions.camera, sample)
+
+    def _check_mask(self, init: InitVideo | InitImage | None, sample: Sample) -> None:
+        """An inpainting UNet redraws an init video; a mask is one per frame at the clip's size."""
+        if self.inpainting and not isinstance(init, InitVideo):
+            raise AnimateDiffError(
+                "this image model is an inpainting one (its UNet takes 9 input channels): it redraws an init video "
+                "(--init-video, with --mask or --mask-video) or extends a clip (--extend)."
+            )
+        wanted = (sample.frames, 1, sample.height, sample.width)
+        if isinstance(init, InitVideo) and init.mask is not None and tuple(init.mask.shape) != wanted:
+            raise AnimateDiffError(
+                f"the mask is {tuple(init.mask.shape)} (frames, 1, height, width); the clip needs {wanted}."
+            )
+
+    def _check_camera(self, camera, sample: Sample) -> None:
+        """CameraCtrl's poses must be one per frame at the clip's size, its encoder must take the clip's length
+        at once (no context windows) and its levels must come out at the motion modules' sizes."""
+        frames, _, height, width = camera.embedding.shape
+        if frames != sample.frames or (height, width) != (sample.height, sample.width):
+            raise AnimateDiffError(
+                f"the camera poses' embedding is {frames} frames of {width}×{height}; the clip is {sample.frames} "
+                f"frames of {sample.width}×{sample.height}."
+            )
+        config = camera.model.config
+        if sample.context is not None and sample.frames > sample.context.length or sample.frames > config.max_frames:
+            raise AnimateDiffError(
+                f"CameraCtrl's pose encoder takes at most {config.max_frames} frames, all in one pass; the clip has "
+                f"{sample.frames}{' in context windows' if sample.context is not None else ''}."
+            )
+        if config.downscale != self.vae_scale_factor:
+            raise AnimateDiffError(
+                f"CameraCtrl's pose encoder was made for a VAE that downscales by {config.downscale}; this image "
+                f"model's VAE downscales by {self.vae_scale_factor}."
+            )
+        step = self.vae_scale_factor * 2 ** (len(config.channels) - 1)
+        if sample.width % step or sample.height % step:
+            raise AnimateDiffError(
+                f"CameraCtrl needs a width and height that are multiples of {step} (its features halve the size "
+                f"{len(config.channels) - 1} times, as the UNet does); got {sample.width}×{sample.height}."
+            )
+
+    def _check_image_input(self, conditions: Conditions, sample: Sample) -> None:
+        """PIA and AnimateLCM-I2V clips need their image, at the clip's size; no other model takes one."""
+        names = {"pia": "PIA", "i2v": "AnimateLCM-I2V"}
+        given, wanted = conditions.image_input, self.image_input
+        if wanted is not None and given is None:
+            raise AnimateDiffError(f"this {names[wanted]} model animates an image; give it (an init image).")
+        if given is None:
+            return
+        if given.kind != wanted:
+            raise AnimateDiffError(
+                f"a {names[given.kind]} image was given, but the video UNet "
+                f"{'takes no image' if wanted is None else 'is ' + names[wanted] + ' (another image input)'}."
+            )
+        if conditions.init is not None:
+            raise AnimateDiffError(f"{names[given.kind]} conditions every step on its image; give no init latents.")
+        if tuple(given.image.shape[1:]) != (sample.height, sample.width):
+            raise AnimateDiffError(
+                f"the {names[given.kind]} image is {given.image.shape[2]}×{given.image.shape[1]}; the clip is "
+                f"{sample.width}×{sample.height}."
+            )
+        if given.kind == "pia" and len(given.affinity) != sample.frames:
+            raise AnimateDiffError(f"PIA's mask has {len(given.affinity)} frames; the clip has {sample.frames}.")
 
     def _check_keyframes(self, sparse, sample: Sample) -> None:
         """SparseCtrl keyframes must be what its encoder takes, at the clip's size and length."""
@@ -614,6 +808,13 @@ class AnimateDiffPipeline:
     ) -> torch.Tensor:
         """The noise contract's draw for the clip, with FreeNoise's rescheduling if the sample asks for it; for
         video-to-video, the init video's latents noised to the timestep its strength starts from."""
+        return self.starting_latents(sample, generator, conditions)[0]
+
+    def starting_latents(
+        self, sample: Sample, generator: torch.Generator, conditions: Conditions | None = None
+    ) -> tuple[torch.Tensor, KeptLatents | None]:
+        """`initial_latents`, and for a masked init video on a 4-channel UNet what it keeps at every step (the
+        input's clean latents, the noise they were noised with, the latent mask)."""
         init = conditions.init if conditions is not None else None
         if init is not None:
             self.scheduler.set_timesteps(sample.steps, device=self.device)
@@ -622,14 +823,18 @@ class AnimateDiffPipeline:
                 latents = encode_frames(self.vae, init.frames, generator).float()
             else:
                 latents = image_latents(self.vae, init, sample.frames, generator)
-            return noised_latents(latents, self.scheduler, self.scheduler.timesteps[start], generator)
+            noised, noise = noised_latents(latents, self.scheduler, self.scheduler.timesteps[start], generator)
+            if not isinstance(init, InitVideo) or init.mask is None or self.inpainting:
+                return noised, None
+            mask = latent_mask(init.mask, self.vae_scale_factor).to(latents.device)
+            return noised, KeptLatents(rearrange(latents, "f c h w -> 1 c f h w"), noise, mask)
         factor = self.vae_scale_factor
         channels = self.unet.unet.config.in_channels
         shape = (1, channels, sample.frames, sample.height // factor, sample.width // factor)
         noise = initial_noise(shape, generator)
         if sample.noise_shuffle and sample.context is not None:
             noise = shuffle_noise(noise, sample.context.length, sample.context.stride, generator)
-        return noise.to(device=self.device)  # float32 whatever the UNet's dtype: the scheduler's arithmetic stays in it
+        return noise.to(device=self.device), None  # float32 whatever the UNet's dtype: the scheduler's arithmetic too
 
     def reinitialize(self, latents: torch.Tensor, noise: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """FreeInit: the denoised `latents` noised back to the last timestep with the clip's own `noise`, low

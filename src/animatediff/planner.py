@@ -19,14 +19,15 @@ from pathlib import Path
 from animatediff.embedded import DEFAULT_BASE, DEFAULT_MOTION_MODULE, MODELS
 from animatediff.errors import ConfigError
 from animatediff.export import FRAME_FOLDER, check_fps, file_stem, output_format, sidecar_path
-from animatediff.families import Family
+from animatediff.families import PIA_DEFAULT, Family
 from animatediff.files import check_output, read_json
 from animatediff.memory import check_memory
 from animatediff.prompt_config import load_yaml
-from animatediff.request import Request
+from animatediff.request import Request, flag
 from animatediff.sampling.clip import check_frame_size, check_steps
 from animatediff.sampling.motion_strength import as_keys
 from animatediff.sampling.options import ContextRequest
+from animatediff.sampling.speed import FAST, StepCache
 from animatediff.settings import (
     ControlNetSpec,
     ControlSpec,
@@ -79,10 +80,21 @@ class Planner:
         return self.with_family(model, request.family)
 
     def _motion_module(self, request: Request, sources: Sources, motion: bool) -> Path | None:
+        if request.pia is not None:
+            return self._pia(request, sources)
         if not motion or request.motion_module == "none":
             return None
         if request.motion_module is not None:
-            return sources.model("motion_module", request.motion_module)
+            path = sources.model("motion_module", request.motion_module)
+            if path.is_file() and self.header(path).image_input == "pia":
+                from animatediff.formats import KIND_NAMES, Kind
+
+                raise sources.fail(
+                    "motion_module",
+                    f"{path} is {KIND_NAMES[Kind.PIA]}; give it with --pia PATH and the image to animate with "
+                    "--init-image IMG.",
+                )
+            return path
         if request.base is None or request.base == DEFAULT_BASE:
             return MODELS[DEFAULT_MOTION_MODULE].path
         raise sources.fail(
@@ -90,6 +102,28 @@ class Planner:
             "no motion module given, and this base has no default one; name one (a motion module file, or 'none' "
             "for still images; in a prompt config also use_motion_module: false in an inference_config).",
         )
+
+    def _pia(self, request: Request, sources: Sources) -> Path:
+        """The PIA checkpoint of `--pia`, which gives the motion module too."""
+        if request.motion_module is not None:
+            raise sources.fail(
+                "pia", "a PIA checkpoint holds its own motion modules; give --pia or --motion-module, not both."
+            )
+        path = sources.model("pia", request.pia)
+        if not path.exists():
+            raise sources.fail("pia", f"{path}: no such file or folder.")
+        if self.header(path).image_input != "pia":
+            from animatediff.formats import KIND_NAMES, Kind, kind_of
+
+            what = KIND_NAMES[kind_of(path)]
+            raise sources.fail("pia", f"{path} is {what}, not {KIND_NAMES[Kind.PIA]}.")
+        return path
+
+    def image_input(self, model: ModelSpec) -> str | None:
+        """The image conditioning the model's motion-module file stores beside it (`pia`, `i2v`), which
+        loading installs whatever `--family` says; None without one."""
+        module = model.motion_module
+        return None if module is None or not Path(module).exists() else self.header(module).image_input
 
     def header(self, path: Path):
         """A motion module's header (`formats.module_header`), read once per file."""
@@ -170,6 +204,7 @@ class Planner:
             motion_scale=as_keys(request.motion_scale),
             motion_effect=as_keys(request.motion_effect),
             motion_scale_steps=request.motion_scale_steps or (),
+            **speed_settings(request),
         )
 
     def check_sample(self, model: ModelSpec, sample: Sample) -> None:
@@ -197,16 +232,30 @@ class Planner:
             raise sources.fail("prompt", "a prompt is needed (or a prompt map with frame 0).")
         model = self.model(request, sources)
         control = control_spec(request, sources)
+        model = with_camera(model, control, request.family)
+        control = image_input_spec(request, model, control, self.image_input(model))
         sample, note = time_controls(request).apply(self.sample(request, model, sources), self.motion_table(model))
+        sample, control = extension_sample(sample, request, control)
+        check_mask(control, sample)
         self.check_sample(model, sample)
+        check_camera_poses(control, sample)
         output = output(sample)
-        fps = output_fps(request.fps, control)
+        fps = output_fps(request.fps, control, request.interpolate)
         check_fps(fps, output_format(output))
         check_output(output, directory=output_format(output) == "png", replaceable=FRAME_FOLDER)
         check_output(sidecar_path(output))
         notes = (note,) if note else ()
         settings = Settings(
-            sample=sample, model=model, control=control, output=output, fps=fps, notes=notes, request=request, **run
+            sample=sample,
+            model=model,
+            control=control,
+            output=output,
+            fps=fps,
+            notes=notes,
+            request=request,
+            interpolate=request.interpolate,
+            interpolator=interpolator_file(request, sources),
+            **run,
         )
         settings = replace(settings, references=sources.references(model, control))
         check_memory(settings, settings.split_guidance)
@@ -265,6 +314,22 @@ def base_geometry(base: Path) -> tuple[int, int]:
         raise ConfigError(f"{base}: its unet/ and vae/ configs do not give a frame size ({error}).") from error
 
 
+def speed_settings(request: Request) -> dict:
+    """The `Sample` fields of guidance's end and reuse and of step caching: as given, else `--fast`'s preset
+    (`sampling.speed.FAST`) when it is asked for, else the defaults (every step guided, no cache)."""
+
+    def value(name: str, default):
+        given = getattr(request, name)
+        if given is not None:
+            return given
+        return FAST.get(name, default) if request.fast else default
+
+    cache = StepCache(
+        value("cache", "none"), value("cache_interval", 3), value("cache_depth", 0), value("cache_schedule", "uniform")
+    )
+    return {"guidance_end": value("guidance_end", 1.0), "guidance_reuse": request.guidance_reuse, "cache": cache}
+
+
 def time_controls(request: Request) -> TimeControls:
     context = ContextRequest(
         request.context_length,
@@ -283,7 +348,15 @@ def time_controls(request: Request) -> TimeControls:
     )
 
 
-CONTROL_NUMBERS = ("strength", "stride", "control_start", "control_end", "init_strength", "init_falloff")
+CONTROL_NUMBERS = (
+    "strength",
+    "stride",
+    "control_start",
+    "control_end",
+    "init_strength",
+    "init_falloff",
+    "extend_overlap",
+)
 
 
 def control_spec(request: Request, sources: Sources) -> ControlSpec:
@@ -298,7 +371,17 @@ def control_spec(request: Request, sources: Sources) -> ControlSpec:
     numbers = {name: getattr(request, name) for name in CONTROL_NUMBERS if getattr(request, name) is not None}
     inputs = {
         name: _optional(sources.input, name, getattr(request, name))
-        for name in ("init_video", "ip_image", "image_encoder", "init_image", "last_image", "control_latents")
+        for name in (
+            "init_video",
+            "ip_image",
+            "image_encoder",
+            "init_image",
+            "last_image",
+            "control_latents",
+            "mask_video",
+            "mask",
+            "extend",
+        )
     }
     controlnets = tuple(
         ControlNetSpec(sources.model("controlnet", path), scale, sources.input("control_video", video))
@@ -317,9 +400,15 @@ def control_spec(request: Request, sources: Sources) -> ControlSpec:
         control_images=tuple(sources.input("control_image", path) for _, path in request.control_image),
         control_frames=tuple(frame for frame, _ in request.control_image) or request.control_frames or (),
         normalize_condition_images=request.normalize_condition_images,
+        camera_ctrl=_optional(sources.model, "camera_ctrl", request.camera_ctrl),
+        camera_poses=camera_path(sources, request.camera_poses),
         **inputs,
         **numbers,
     )
+    if request.extend is None and request.extend_overlap is not None:
+        raise sources.fail("extend_overlap", "the overlap of an extension needs the clip to extend (--extend).")
+    if request.extend is not None and request.strength is not None:
+        raise sources.fail("strength", "an extension draws its new frames from noise (strength 1); leave it out.")
     if not spec.given and (numbers or request.guess_mode or request.ip_image or request.image_encoder):
         raise ConfigError(
             "--strength, --stride, --control-start/--control-end, --guess-mode, --init-strength, "
@@ -330,16 +419,76 @@ def control_spec(request: Request, sources: Sources) -> ControlSpec:
     return spec
 
 
+IMAGE_INPUT_NOT = ("last_image", "init_strength", "init_falloff")  # what an image-input model does not take
+
+
+def image_input_spec(request: Request, model: ModelSpec, spec: ControlSpec, kind: str | None) -> ControlSpec:
+    """`spec` for a model that animates the init image itself (`kind`: PIA's `pia`, AnimateLCM-I2V's `i2v`), with
+    PIA's preset; refuses such a model without its image, and the init-image settings it does not take."""
+    if kind is None:
+        if request.pia_strength is not None:
+            raise ConfigError("--pia-strength is PIA's motion-strength preset; it needs --pia.")
+        return spec
+    what = f"{model.motion_module}, {'a PIA' if kind == 'pia' else 'an AnimateLCM-I2V'} checkpoint,"
+    if spec.init_image is None:
+        raise ConfigError(f"{what} animates an image; give the image with --init-image IMG.")
+    given = [flag(name) for name in IMAGE_INPUT_NOT if getattr(request, name) is not None]
+    if given or spec.init_video is not None:
+        refused = ", ".join(given + ["--init-video"] * (spec.init_video is not None))
+        raise ConfigError(f"{what} conditions every step on the init image itself; leave out {refused}.")
+    if request.pia_strength is not None and kind != "pia":
+        raise ConfigError(f"--pia-strength is PIA's motion-strength preset; {what} is not PIA.")
+    strength = (request.pia_strength or PIA_DEFAULT) if kind == "pia" else None
+    return replace(spec, image_input=kind, pia_strength=strength)
+
+
+def camera_path(sources: Sources, given: str | None) -> str | None:
+    """--camera-poses as the control spec keeps it: a preset's name, or the pose file's absolute path."""
+    from animatediff.camera_poses import PRESETS  # torch: not for --help
+
+    if given is None or given in PRESETS:
+        return given
+    path = sources.input("camera_poses", given)
+    if not Path(path).is_file():
+        raise sources.fail("camera_poses", f"{given}: neither a pose file nor a preset ({', '.join(PRESETS)}).")
+    return str(Path(path).resolve())
+
+
+def with_camera(model: ModelSpec, control: ControlSpec, family: str | None) -> ModelSpec:
+    """A model steered by CameraCtrl runs as the `cameractrl` release (its sampling preset) unless --family
+    says otherwise; CameraCtrl needs a motion module to steer."""
+    if control.camera_ctrl is None:
+        return model
+    if model.motion_module is None:
+        raise ConfigError(f"camera-ctrl {control.camera_ctrl}: CameraCtrl steers a motion module; give the v3 one.")
+    if family is not None:
+        return model
+    return replace(model, family="cameractrl", family_rule=f"--camera-ctrl {Path(control.camera_ctrl).name}")
+
+
+def check_camera_poses(control: ControlSpec, sample: Sample) -> None:
+    """A pose file must hold one readable pose per frame of the clip (a preset fits any frame count)."""
+    from animatediff.camera_poses import PRESETS, check_frame_count, read_camera_poses
+
+    if control.camera_poses is None or control.camera_poses in PRESETS:
+        return
+    check_frame_count(read_camera_poses(control.camera_poses), sample.frames, control.camera_poses)
+
+
 def check_inputs(spec: ControlSpec) -> None:
     """Fail early, naming the file, if a control input is missing."""
     files = [
         ("init video", spec.init_video),
+        ("mask video", spec.mask_video),
+        ("mask", spec.mask),
+        ("extend", spec.extend),
         ("ip-adapter", spec.ip_adapter),
         ("ip image", spec.ip_image),
         ("init image", spec.init_image),
         ("last image", spec.last_image),
         ("sparsectrl", spec.sparsectrl),
         ("control latents", spec.control_latents),
+        ("camera-ctrl", spec.camera_ctrl),
     ]
     files += [("control image", path) for path in spec.control_images]
     files += [
@@ -356,17 +505,81 @@ def check_inputs(spec: ControlSpec) -> None:
         )
 
 
-def output_fps(given: float | None, control: ControlSpec) -> float:
-    """The output's frame rate: the one given; else a restyled video's own over the stride; else 8."""
+def extension_sample(sample: Sample, request: Request, control: ControlSpec) -> tuple[Sample, ControlSpec]:
+    """The clip of an extension (`sample` itself without one): at the input's size, whose frames it keeps
+    unchanged (a --width or --height must be it), and with an overlap the input and the clip both hold; and the
+    control inputs with the input's length."""
+    if control.extend is None:
+        return sample, control
+    from animatediff.media import video_shape
+
+    count, width, height = video_shape(control.extend, "extend")
+    if (request.width or width, request.height or height) != (width, height):
+        raise ConfigError(
+            f"extend {control.extend} is {width}×{height} and the clip keeps its frames unchanged; leave out "
+            f"--width and --height (got {request.width or width}×{request.height or height}) or resize the clip."
+        )
+    overlap = control.extend_overlap
+    if overlap >= sample.frames or overlap > count:
+        raise ConfigError(
+            f"--extend-overlap {overlap} must be less than the {sample.frames} new frames (--frames) and at most the "
+            f"{count} frames of extend {control.extend}."
+        )
+    return replace(sample, width=width, height=height), replace(control, extend_frames=count)
+
+
+def check_mask(control: ControlSpec, sample: Sample) -> None:
+    """A mask must line up with the init video: its size or its shape (both are fitted to the clip's size the
+    same way, as diffusers resizes a mask to the frame size), and a mask video at least the frames it gives."""
+    mask = control.mask or control.mask_video
+    if mask is None:
+        return
+    from animatediff.media import read_image, video_shape
+
+    what = "mask" if control.mask is not None else "mask video"
+    _, width, height = video_shape(control.init_video, "init video", limit=1)
+    needed = (sample.frames - 1) * control.stride + 1  # the frames of the mask video the clip takes a mask from
+    if control.mask is not None:
+        count, (mask_height, mask_width) = 1, read_image(mask, what).shape[:2]
+    else:
+        count, mask_width, mask_height = video_shape(mask, what, needed)
+    if mask_width * height != mask_height * width:
+        raise ConfigError(
+            f"{what} {mask} is {mask_width}×{mask_height} and the init video {control.init_video} {width}×{height}; "
+            "a mask must have the video's size (or its shape: it is resized with the video)."
+        )
+    if control.mask_video is not None and count < needed:
+        every = f" taking every {control.stride}th" if control.stride > 1 else ""
+        raise ConfigError(
+            f"mask video {mask} gives {(count + control.stride - 1) // control.stride} frames{every}; the clip "
+            f"needs a mask for each of its {sample.frames}."
+        )
+
+
+def output_fps(given: float | None, control: ControlSpec, interpolate: int | None = None) -> float:
+    """The output's frame rate: the one given; else a restyled video's own over the stride (an extended one's
+    own), or 8, times the interpolation factor (the clip lasts as long with its new frames)."""
     if given is not None:
         return given
-    if control.init_video is not None:
+    rate = 8.0
+    if control.init_video is not None or control.extend is not None:
         from animatediff.media import video_fps
 
-        rate = video_fps(control.init_video)
-        if rate:
-            return rate / control.stride
-    return 8.0
+        stride = control.stride if control.extend is None else 1
+        rate = (video_fps(control.init_video or control.extend) or rate * stride) / stride
+    return rate * (interpolate or 1)
+
+
+def interpolator_file(request: Request, sources: Sources) -> Path | None:
+    """The learned interpolator's weights, checked to exist (None: the built-in optical flow)."""
+    if request.interpolator is None:
+        return None
+    if request.interpolate is None:
+        raise sources.fail("interpolator", "an interpolator's weights need a factor: give --interpolate K too.")
+    path = sources.input("interpolator", request.interpolator)
+    if not Path(path).is_file():
+        raise sources.fail("interpolator", f"{path}: no such file (expected a RIFE 4.x flownet.pkl).")
+    return Path(path)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ Every model flag of `animatediff generate` takes these names as it takes the emb
 mm-v15-v2`); each stands for a file or a repository on the Hugging Face Hub (`animatediff.hub`), downloaded
 into its cache on first use or ahead of time with `animatediff models pull NAME…`. The ids and file names are
 those the releases published: the official files of `guoyww/animatediff` (as the official README lists
-them), `wangfuyun/AnimateLCM`, `ByteDance/AnimateDiff-Lightning` (its diffusers-keyed files), and the
+them), `wangfuyun/AnimateLCM` and `wangfuyun/AnimateLCM-I2V`, `Leoxing/PIA` (PIA's `pia.ckpt`),
+`ByteDance/AnimateDiff-Lightning` (its diffusers-keyed files), and the
 Stable Diffusion 1.5 and VAE repositories diffusers' own examples use.
 """
 
@@ -82,6 +83,27 @@ RELEASES = {
             "animatelcm",
             "AnimateLCM's image LoRA, for its motion module",
         ),
+        Release(
+            "pia",
+            "--pia",
+            HubReference("Leoxing/PIA", "pia.ckpt"),
+            "pia",
+            "PIA: image to video (motion modules and its image-conditioning conv_in; with --init-image)",
+        ),
+        Release(
+            "animatelcm-i2v",
+            "--motion-module",
+            HubReference("wangfuyun/AnimateLCM-I2V", "AnimateLCM_sd15_i2v.ckpt"),
+            "animatelcm-i2v",
+            "AnimateLCM-I2V motion module and image encoder (4 steps; with --init-image and animatelcm-i2v-lora)",
+        ),
+        Release(
+            "animatelcm-i2v-lora",
+            "--lora",
+            HubReference("wangfuyun/AnimateLCM-I2V", "AnimateLCM_sd15_i2v_lora.safetensors"),
+            "animatelcm-i2v",
+            "AnimateLCM-I2V's image LoRA, for its motion module",
+        ),
         *(
             Release(
                 f"lightning-{steps}",
@@ -91,6 +113,13 @@ RELEASES = {
                 f"AnimateDiff-Lightning, {steps} step{'s' * (steps > 1)}",
             )
             for steps in (1, 2, 4, 8)
+        ),
+        Release(
+            "cameractrl",
+            "--camera-ctrl",
+            HubReference("hehao13/CameraCtrl", "CameraCtrl.ckpt"),
+            "cameractrl",
+            "CameraCtrl for the v3 motion module (with --camera-poses)",
         ),
         Release(
             "vae-mse",

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, get_args
 
 from animatediff.errors import ConfigError
-from animatediff.families import FAMILIES, SCHEDULERS
+from animatediff.families import FAMILIES, PIA_DEFAULT, PIA_PRESETS, SCHEDULERS
 from animatediff.sampling.clip import MAX_FREE_INIT, MAX_SEED
 from animatediff.sampling.options import Fuse, Interpolation, Schedule, Scope
+from animatediff.sampling.speed import FAST_HELP, MAX_DEPTH, MAX_INTERVAL, CacheMode, CacheSchedule
 
 RANDOM_SEED = -1  # as in the official prompt configs: draw one (and record it)
 MAX_FRAMES = 4096  # frames per clip: the longest clip measured (bench/memory.py); a longer one runs for days
@@ -37,6 +38,7 @@ MODEL, SCALED, INPUT = "model", "scaled", "input"  # a model reference; one with
 KEYFRAMES, FRAME_INPUT, FRAME_LIST = "keyframes", "frame_input", "frame_list"  # FRAME:TEXT, FRAME:PATH, I,J,…
 PER_FRAME, PER_STEP = "per_frame", "per_step"  # a number or FRAME:VALUE,… (interpolated); FRACTION:VALUE,… of the steps
 MOTION_SCALE, MOTION_EFFECT = 10.0, 2.0  # the largest motion scale and effect taken
+MIN_FACTOR, MAX_FACTOR = 2, 16  # frame interpolation: output frames per input frame (K − 1 new between each pair)
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,12 @@ class Request:
         group="models",
         choices=tuple(FAMILIES),
         page=True,
+    )
+    pia: str | None = setting(
+        "a PIA checkpoint (pia.ckpt: motion modules and an image-conditioning conv_in), instead of --motion-module: "
+        "animates the --init-image",
+        MODEL,
+        group="models",
     )
     motion_loras: tuple[tuple[str, float], ...] = setting(
         _scale_help("MotionLoRA, repeatable (they compose by weighted sum)", LORA_SCALE),
@@ -290,6 +298,35 @@ class Request:
     stride: int | None = setting(
         "take every n-th frame of the init and control videos (default: 1)", WHOLE, group="control", low=1
     )
+    mask_video: str | None = setting(
+        "redraw only part of the init video: a mask video or folder of frames, white where it is redrawn, black "
+        "where the input is kept (as diffusers and A1111 read masks); the init video's size or shape (it is resized "
+        "with it) and at least as many frames",
+        INPUT,
+        group="control",
+        metavar="PATH",
+    )
+    mask: str | None = setting(
+        "one mask image for every frame of the init video (white: redrawn, black: kept)",
+        INPUT,
+        group="control",
+        metavar="PATH",
+    )
+    extend: str | None = setting(
+        "continue this clip (a video or folder of frames): --frames new frames whose first --extend-overlap are its "
+        "last ones, kept; the output is the clip followed by the new frames after the overlap (the clip's size)",
+        INPUT,
+        group="control",
+        metavar="PATH",
+    )
+    extend_overlap: int | None = setting(
+        "frames of the clip the extension starts from, kept (at least 1, fewer than --frames; default: 4)",
+        WHOLE,
+        group="control",
+        low=1,
+        high=MAX_FRAMES,
+        metavar="K",
+    )
     controlnet: tuple[tuple[str, float], ...] = setting(
         _scale_help(
             "an SD1.5 ControlNet (diffusers folder or single file), repeatable; each takes the --control-video in "
@@ -331,7 +368,7 @@ class Request:
     )
     init_image: str | None = setting(
         "start the clip from this image (any motion module): blended into each frame's starting latents, less each "
-        "frame, then noised to --init-strength",
+        "frame, then noised to --init-strength; with --pia or an AnimateLCM-I2V motion module, the image they animate",
         INPUT,
         group="control",
         page=True,
@@ -344,6 +381,15 @@ class Request:
         NUMBER,
         group="control",
         metavar="FRAMES",
+    )
+    pia_strength: str | None = setting(
+        "PIA's motion-strength preset: each frame's affinity to the init image (small, moderate, large motion; loops "
+        "back to the image; style transfer) (default: small)",
+        CHOICE,
+        group="control",
+        choices=tuple(PIA_PRESETS),
+        default=PIA_DEFAULT,
+        metavar="NAME",
     )
     last_image: str | None = setting(
         "end the clip on this image, blended in the same way from the end", INPUT, group="control"
@@ -388,6 +434,39 @@ class Request:
         group="control",
         api=False,
     )
+    camera_ctrl: str | None = setting(
+        "a CameraCtrl file (the release's CameraCtrl.ckpt: pose encoder and pose layers) steering the v3 motion "
+        "module along --camera-poses",
+        MODEL,
+        group="control",
+        metavar="PATH",
+    )
+    camera_poses: str | None = setting(
+        "the camera path for --camera-ctrl: a pose file in RealEstate10K's text layout (one line per frame: "
+        "timestamp fx fy cx cy 0 0 and a 3×4 world-to-camera matrix), or a preset: static, pan-left, pan-right, "
+        "pan-up, pan-down, zoom-in, zoom-out, tilt-up, tilt-down, roll-clockwise, roll-anticlockwise, orbit-left, "
+        "orbit-right",
+        group="control",
+        metavar="FILE|PRESET",
+    )
+    # finishing
+    interpolate: int | None = setting(
+        f"frame interpolation: K − 1 new frames between each pair of frames ({MIN_FACTOR}-{MAX_FACTOR}; with --loop "
+        "also between the last and the first); the output's fps is multiplied by K unless --fps is given",
+        WHOLE,
+        group="finish",
+        low=MIN_FACTOR,
+        high=MAX_FACTOR,
+        metavar="K",
+        page=True,
+    )
+    interpolator: str | None = setting(
+        "interpolate with a RIFE 4.x flownet.pkl (Practical-RIFE's weights) instead of the built-in optical flow",
+        INPUT,
+        group="finish",
+        metavar="PATH",
+        api=False,  # a file of the user's, not an upload
+    )
     # output
     output: str | None = setting(
         "output file; its extension picks the format (.gif .mp4 .webm .webp; none: a folder of PNG frames) "
@@ -406,6 +485,61 @@ class Request:
         low=0,
         high=240,
         page=True,
+    )
+    # speed: doing less per clip (`sampling.speed`, `step_cache`)
+    fast: bool = setting(
+        "the measured fast preset: "
+        + FAST_HELP
+        + " (any of them given explicitly wins; docs/results.md, 'Step caching')",
+        SWITCH,
+        group="speed",
+    )
+    cache: str | None = setting(
+        "step caching: deep (DeepCache: the UNet's deep features reused between full steps), attention "
+        "(Pyramid Attention Broadcast: attention outputs reused in the middle steps) or none (default: none)",
+        CHOICE,
+        group="speed",
+        choices=get_args(CacheMode),
+    )
+    cache_interval: int | None = setting(
+        "deep: a full step every N steps; attention: spatial attention computed every N steps, temporal every "
+        f"2N, cross-attention every 3N (default: 3; at most {MAX_INTERVAL})",
+        WHOLE,
+        group="speed",
+        low=1,
+        high=MAX_INTERVAL,
+        metavar="N",
+    )
+    cache_depth: int | None = setting(
+        "deep: the up block whose input is reused, counted from the last (0: the shallowest, the most skipped; "
+        "at most the UNet's up blocks less 2) (default: 0)",
+        WHOLE,
+        group="speed",
+        low=0,
+        high=MAX_DEPTH,
+        metavar="D",
+    )
+    cache_schedule: str | None = setting(
+        "deep: full steps every N (uniform) or denser in the first third of the steps (quadratic, DeepCache's "
+        "non-uniform schedule) (default: uniform)",
+        CHOICE,
+        group="speed",
+        choices=get_args(CacheSchedule),
+    )
+    guidance_end: float | None = setting(
+        "classifier-free guidance on the first F of the steps only; after them the conditional half alone runs "
+        "(default: 1, every step)",
+        NUMBER,
+        group="speed",
+        low=0,
+        high=1,
+        metavar="F",
+    )
+    guidance_reuse: bool = setting(
+        "on alternate steps of the second half, compute the conditional half only and take the unconditional "
+        "prediction from the last guided step's difference",
+        SWITCH,
+        group="speed",
     )
     # runtime
     device: str | None = setting(

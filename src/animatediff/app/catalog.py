@@ -18,10 +18,12 @@ FLAGS = {
     "dreambooth": "--dreambooth",
     "lora": "--lora",
     "motion_module": "--motion-module",
+    "pia": "--pia",
     "motion_lora": "--motion-lora",
     "domain_adapter": "--domain-adapter",
     "sparsectrl": "--sparsectrl",
     "controlnet": "--controlnet",
+    "camera_ctrl": "--camera-ctrl",
 }
 SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
@@ -59,6 +61,7 @@ def _kinds_of(path: Path) -> list[str]:
 
     return {
         Kind.MOTION_MODULE: ["motion_module"],
+        Kind.PIA: ["pia"],
         Kind.MOTION_LORA: ["motion_lora"],
         Kind.DOMAIN_ADAPTER: ["domain_adapter"],
         Kind.SD_CHECKPOINT: ["base", "dreambooth"],
@@ -67,6 +70,7 @@ def _kinds_of(path: Path) -> list[str]:
         Kind.IMAGE_UNET: ["dreambooth"],
         Kind.SPARSECTRL: ["sparsectrl"],
         Kind.CONTROLNET: ["controlnet"],
+        Kind.CAMERACTRL: ["camera_ctrl"],
     }.get(kind_of(path), [])
 
 

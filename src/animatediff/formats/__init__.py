@@ -38,6 +38,7 @@ from animatediff.formats.identify import (
 from animatediff.formats.layouts import Layout, diffusers_to_official, official_to_diffusers
 from animatediff.formats.motion import (
     load_motion_module,
+    load_with_image_input,
     read_motion_module_weights,
     save_motion_module,
     to_motion_adapter,
@@ -68,6 +69,7 @@ __all__ = [
     "infer_motion_module_config",
     "kind_of",
     "load_motion_module",
+    "load_with_image_input",
     "module_family",
     "module_header",
     "motion_module_family",

@@ -26,6 +26,26 @@ from animatediff.motion_module import MotionModuleConfig
 MOTION_MODULE_FORMAT = "animatediff-motion-module"  # the metadata `format` of the files this package writes
 IMAGE_LORA_KEY = "animatediff.image_lora"  # a motion module's metadata: the image LoRA beside it that it runs with
 MODULE_KEY = re.compile(r"^(down_blocks\.(\d+)|up_blocks\.(\d+)|mid_block)\.motion_modules\.(\d+)\.")
+IMAGE_INPUT_KEYS = {"pia": "conv_in.", "i2v": "img_encoder."}  # the image conditioning stored beside a motion module
+
+
+def image_input_of(keys) -> str | None:
+    """The image conditioning a motion module file stores beside its motion modules (`families.IMAGE_INPUTS`):
+    PIA's `conv_in.weight`/`.bias`, AnimateLCM-I2V's `img_encoder.…`; None for a plain motion module."""
+    keys = list(keys)
+    if not any(MODULE_KEY.match(key) for key in keys):  # an image UNet's own conv_in is no image input
+        return None
+    return next((name for name, prefix in IMAGE_INPUT_KEYS.items() if any(k.startswith(prefix) for k in keys)), None)
+
+
+def split_image_input(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """A motion module file's tensors as (the motion modules', the image conditioning's, prefix removed)."""
+    kind = image_input_of(state_dict)
+    if kind is None:
+        return state_dict, {}
+    prefix = IMAGE_INPUT_KEYS[kind]
+    extra = {key.removeprefix(prefix): value for key, value in state_dict.items() if key.startswith(prefix)}
+    return {key: value for key, value in state_dict.items() if not key.startswith(prefix)}, extra
 
 
 @dataclass(frozen=True)
@@ -37,6 +57,7 @@ class ModuleHeader:
     max_frames: int | None  # None: no position table stored
     metadata: str | None  # the release its metadata names (`families.METADATA_KEY`)
     image_lora: str | None = None  # the image LoRA file beside it that its metadata names (`IMAGE_LORA_KEY`)
+    image_input: str | None = None  # the image conditioning stored beside it (`image_input_of`)
 
 
 def module_header(path: str | os.PathLike) -> ModuleHeader:
@@ -50,6 +71,7 @@ def module_header(path: str | os.PathLike) -> ModuleHeader:
             bool(config.get("use_motion_mid_block", True)),
             int(config.get("motion_max_seq_length", MotionModuleConfig.max_frames)),
             None,
+            image_input="pia" if config.get("conv_in_channels") else None,  # diffusers' PIA adapter
         )
     metadata = {}
     if is_safetensors(path):
@@ -66,7 +88,8 @@ def module_header(path: str | os.PathLike) -> ModuleHeader:
             f"{path}: its metadata names the image LoRA {lora!r}, which should be a file beside it "
             f"({path.parent / Path(lora).name} is missing)."
         )
-    return ModuleHeader(len(levels), mid_block, tables[0] if tables else None, metadata.get(METADATA_KEY), lora)
+    table = tables[0] if tables else None
+    return ModuleHeader(len(levels), mid_block, table, metadata.get(METADATA_KEY), lora, image_input_of(shapes))
 
 
 def motion_module_family(
@@ -79,7 +102,9 @@ def motion_module_family(
         raise CheckpointError(
             f"{path}: its metadata names the release {header.metadata!r}; expected one of {', '.join(FAMILIES)}."
         )
-    return resolve(path.name, header.levels, header.mid_block, header.max_frames, header.metadata, override)
+    return resolve(
+        path.name, header.levels, header.mid_block, header.max_frames, header.metadata, override, header.image_input
+    )
 
 
 def motion_module_table(path: str | os.PathLike, header: ModuleHeader | None = None) -> int:
@@ -91,7 +116,7 @@ def motion_module_table(path: str | os.PathLike, header: ModuleHeader | None = N
     if "max_frames" in stated:
         return int(stated["max_frames"])
     header = header or module_header(path)
-    return header.max_frames or detect(header.levels, header.mid_block, None).max_frames
+    return header.max_frames or detect(header.levels, header.mid_block, None, header.image_input).max_frames
 
 
 def module_family(config: MotionModuleConfig) -> Family:
@@ -150,7 +175,7 @@ def infer_motion_module_config(state_dict: dict[str, torch.Tensor], **overrides)
     blocks = {key[len(first) :].split(".")[1] for key in state_dict if key.startswith(first + "transformer_blocks.")}
     pe_key = next((key for key in state_dict if key.startswith(first) and key.endswith("pos_encoder.pe")), None)
     table = state_dict[pe_key].shape[1] if pe_key else None
-    release = detect(levels=len(widths), mid_block=mid, max_frames=table)
+    release = detect(len(widths), mid, table, image_input_of(state_dict))
     max_frames = table or release.max_frames  # a file without its table (AnimateLCM's): the release's length
     values = dict(
         block_out_channels=widths,

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import torch
 
+from animatediff.cameractrl import MERGE, encoder_config
 from animatediff.errors import CheckpointError
+from animatediff.families import IMAGE_INPUTS
 from animatediff.files import read_json
-from animatediff.formats.headers import checked_config, motion_module_family
+from animatediff.formats.headers import IMAGE_INPUT_KEYS, checked_config, image_input_of, motion_module_family
 from animatediff.formats.layouts import Layout, diffusers_to_official
 from animatediff.formats.safe import checkpoint_keys, is_safetensors, mapped_state_dict, read_state_dict
 
@@ -26,6 +28,7 @@ class Kind(StrEnum):
     """What a checkpoint file or folder holds."""
 
     MOTION_MODULE = "motion_module"
+    PIA = "pia"
     MOTION_LORA = "motion_lora"
     DOMAIN_ADAPTER = "domain_adapter"
     SD_CHECKPOINT = "sd_checkpoint"
@@ -34,11 +37,13 @@ class Kind(StrEnum):
     IMAGE_UNET = "image_unet"
     SPARSECTRL = "sparsectrl"
     CONTROLNET = "controlnet"
+    CAMERACTRL = "cameractrl"
     UNKNOWN = "unknown"
 
 
 KIND_NAMES = {
     Kind.MOTION_MODULE: "a motion module",
+    Kind.PIA: "a PIA checkpoint (motion modules and PIA's image-conditioning conv_in)",
     Kind.MOTION_LORA: "a MotionLoRA",
     Kind.DOMAIN_ADAPTER: "a domain adapter",
     Kind.SD_CHECKPOINT: "a single-file Stable Diffusion checkpoint",
@@ -47,6 +52,7 @@ KIND_NAMES = {
     Kind.IMAGE_UNET: "an image UNet (a personalized model's or a base's)",
     Kind.SPARSECTRL: "a SparseCtrl encoder",
     Kind.CONTROLNET: "a ControlNet",
+    Kind.CAMERACTRL: "a CameraCtrl pose encoder with its motion-module pose layers",
     Kind.UNKNOWN: "not a checkpoint kind this package knows",
 }
 
@@ -84,10 +90,13 @@ def classify_keys(keys: list[str]) -> CheckpointInfo:
         official = "motion_modules." not in joined or "temporal_transformer." in joined
         kind = Kind.SPARSECTRL if "motion_modules." in joined else Kind.CONTROLNET
         return CheckpointInfo(kind, Layout.OFFICIAL if official else Layout.DIFFUSERS)
+    if "pose_encoder.encoder_conv_in." in joined or ".processor.qkv_merge." in joined:
+        return CheckpointInfo(Kind.CAMERACTRL, Layout.OFFICIAL)
     if "motion_modules." in joined:
         official = "temporal_transformer." in joined or "temporal_convolution." in joined
         layout = Layout.OFFICIAL if official else Layout.DIFFUSERS
-        return CheckpointInfo(Kind.MOTION_LORA if is_lora else Kind.MOTION_MODULE, layout)
+        kind = Kind.MOTION_LORA if is_lora else Kind.PIA if image_input_of(keys) == "pia" else Kind.MOTION_MODULE
+        return CheckpointInfo(kind, layout)
     if is_lora and any(key.startswith(("unet.", "text_encoder.")) for key in keys):
         return CheckpointInfo(Kind.IMAGE_LORA, Layout.DIFFUSERS)
     if "processor.to_q_lora." in joined or "processor.to_out_lora." in joined:
@@ -115,6 +124,8 @@ def identify_folder(path: Path) -> CheckpointInfo:
         if kind == Kind.IMAGE_UNET:
             widths = config.get("block_out_channels")
             return CheckpointInfo(kind, Layout.DIFFUSERS, {"folder": True, "block_out_channels": widths})
+        if kind == Kind.MOTION_MODULE and config.get("conv_in_channels"):  # diffusers' PIA adapter
+            kind = Kind.PIA
         if kind is not None:
             return CheckpointInfo(kind, Layout.DIFFUSERS, {"folder": True})
     if (path / "unet").is_dir() or (path / "model_index.json").is_file():
@@ -140,11 +151,17 @@ def identify(path: str | os.PathLike) -> CheckpointInfo:
     state_dict = read_state_dict(path)
     info = classify_keys(list(state_dict))
     info.details.update(_tensor_summary(state_dict))
-    if info.kind == Kind.MOTION_MODULE:
+    if info.kind in (Kind.MOTION_MODULE, Kind.PIA):
         official = state_dict if info.layout == Layout.OFFICIAL else diffusers_to_official(state_dict)
         config = checked_config(path, official)
         release, rule = motion_module_family(path)
         info.details.update(version=release.name, detected_by=rule, sampling=release.sampling(), **config.to_dict())
+        if release.image_input is not None:
+            info.details.update(
+                image_input=IMAGE_INPUTS[release.image_input], image_tensors=_image_input_tensors(official)
+            )
+    elif info.kind == Kind.CAMERACTRL:
+        info.details.update(_cameractrl_summary(path, state_dict))
     elif info.kind in (Kind.MOTION_LORA, Kind.DOMAIN_ADAPTER):
         info.details.update(_lora_summary(state_dict))
     return info
@@ -158,11 +175,16 @@ def require_kind(path: str | os.PathLike, keys: list[str], kind: Kind, hint: str
     return info
 
 
-def read_checkpoint(path: str | os.PathLike, kind: Kind, hint: str = "") -> dict[str, torch.Tensor]:
-    """The tensors of a file that must be of `kind`; motion modules and MotionLoRAs in the official layout."""
+def read_checkpoint(
+    path: str | os.PathLike, kind: Kind, hint: str = "", also: tuple[Kind, ...] = ()
+) -> dict[str, torch.Tensor]:
+    """The tensors of a file that must be of `kind` (or one of `also`); motion modules and MotionLoRAs in the
+    official layout."""
     state_dict = read_state_dict(path)
-    info = require_kind(path, list(state_dict), kind, hint)
-    if info.layout == Layout.DIFFUSERS and kind in (Kind.MOTION_MODULE, Kind.MOTION_LORA):
+    info = classify_keys(list(state_dict))
+    if info.kind not in also:
+        info = require_kind(path, list(state_dict), kind, hint)
+    if info.layout == Layout.DIFFUSERS and info.kind in (Kind.MOTION_MODULE, Kind.MOTION_LORA, Kind.PIA):
         return diffusers_to_official(state_dict)
     return state_dict
 
@@ -177,8 +199,29 @@ def _tensor_summary(state_dict: dict[str, torch.Tensor]) -> dict:
     }
 
 
+def _image_input_tensors(state_dict: dict[str, torch.Tensor]) -> str:
+    """The image conditioning's tensors beside the motion modules, in words (`conv_in.weight (320, 9, 3, 3)`…)."""
+    prefix = IMAGE_INPUT_KEYS[image_input_of(state_dict)]
+    extra = {key: value for key, value in state_dict.items() if key.startswith(prefix)}
+    shown = [f"{key} {tuple(value.shape)}" for key, value in sorted(extra.items())[:4]]
+    return ", ".join(shown) + (f" … ({len(extra)} tensors)" if len(extra) > 4 else "")
+
+
 def _lora_summary(state_dict: dict[str, torch.Tensor]) -> dict:
     downs = {key: value for key, value in state_dict.items() if ".down." in key}
     ranks = sorted({value.shape[0] for value in downs.values()})
     projections = sorted({re.search(r"to_(q|k|v|out)_lora", key).group(0) for key in downs})
     return {"rank": ", ".join(map(str, ranks)), "targets": len(downs), "projections": ", ".join(projections)}
+
+
+def _cameractrl_summary(path: Path, state_dict: dict[str, torch.Tensor]) -> dict:
+    """What `inspect` tells of a CameraCtrl file: its encoder's shape and its pose layers."""
+    config = encoder_config(state_dict, path)
+    merges = sum(1 for key in state_dict if MERGE.match(key) and key.endswith(".weight"))
+    return {
+        "version": "cameractrl",
+        "block_out_channels": config.channels,
+        "downscale": config.downscale,
+        "max_frames": config.max_frames,
+        "pose_layers": merges,
+    }

@@ -15,10 +15,18 @@ from pathlib import Path
 
 import torch
 
-from animatediff.errors import CheckpointError, first_line
+from animatediff.errors import CheckpointError, ConfigError, first_line
 from animatediff.families import FAMILIES, METADATA_KEY
 from animatediff.files import atomic_path
-from animatediff.formats.headers import IMAGE_LORA_KEY, MOTION_MODULE_FORMAT, checked_config, saved_config
+from animatediff.formats.headers import (
+    IMAGE_INPUT_KEYS,
+    IMAGE_LORA_KEY,
+    MOTION_MODULE_FORMAT,
+    checked_config,
+    image_input_of,
+    saved_config,
+    split_image_input,
+)
 from animatediff.formats.identify import Kind, identify_folder, read_checkpoint
 from animatediff.formats.layouts import Layout, diffusers_to_official, official_to_diffusers
 from animatediff.formats.safe import DIFFUSERS_MODEL_FILES, save_state_dict
@@ -29,8 +37,15 @@ def load_motion_module(path: str | os.PathLike, **overrides) -> MotionModule:
     """Build a `MotionModule` from an official- or diffusers-layout file, or a MotionAdapter folder.
 
     The layout is read from the file itself (a config saved by this package, else inferred from the
-    weights); keyword arguments override single `MotionModuleConfig` fields.
+    weights); keyword arguments override single `MotionModuleConfig` fields. The image conditioning a PIA or
+    AnimateLCM-I2V file stores beside its motion modules is left out (`load_with_image_input` returns it).
     """
+    return load_with_image_input(path, **overrides)[0]
+
+
+def load_with_image_input(path: str | os.PathLike, **overrides) -> tuple[MotionModule, str | None, dict]:
+    """`load_motion_module`, and the image conditioning stored beside the motion modules: its kind (`pia`,
+    `i2v` or None, `headers.image_input_of`) and its tensors, their prefix removed."""
     path = Path(path)
     state_dict, stated = read_motion_module_weights(path)
     _check_position_tables(path, state_dict)
@@ -42,8 +57,9 @@ def load_motion_module(path: str | os.PathLike, **overrides) -> MotionModule:
         module = MotionModule(config)
     except (ValueError, TypeError, KeyError) as error:  # settings no motion module can have
         raise CheckpointError(f"{path}: its settings do not make a motion module ({first_line(error)}).") from error
+    motion, image_input = split_image_input(state_dict)
     try:
-        missing, unexpected = module.load_state_dict(state_dict, strict=False)
+        missing, unexpected = module.load_state_dict(motion, strict=False)
     except RuntimeError as error:  # a tensor of the wrong shape
         raise CheckpointError(
             f"{path}: the weights do not fit a motion module with settings {config}: {str(error).splitlines()[-1]}"
@@ -55,7 +71,7 @@ def load_motion_module(path: str | os.PathLike, **overrides) -> MotionModule:
             f"({len(missing)} missing, e.g. {missing[:2]}; "
             f"{len(unexpected)} unexpected, e.g. {unexpected[:2]})."
         )
-    return module
+    return module, image_input_of(state_dict), image_input
 
 
 def read_motion_module_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
@@ -64,11 +80,11 @@ def read_motion_module_weights(path: str | os.PathLike) -> tuple[dict[str, torch
     path = Path(path)
     if path.is_dir():
         info = identify_folder(path)
-        if info.kind != Kind.MOTION_MODULE:
+        if info.kind not in (Kind.MOTION_MODULE, Kind.PIA):
             raise CheckpointError(f"{path}: this folder is {info.description}, not a motion module.")
         return _read_motion_adapter_folder(path)
     hint = " A motion module has keys such as 'down_blocks.0.motion_modules.0.temporal_transformer.norm.weight'."
-    return read_checkpoint(path, Kind.MOTION_MODULE, hint), saved_config(path)
+    return read_checkpoint(path, Kind.MOTION_MODULE, hint, also=(Kind.PIA,)), saved_config(path)
 
 
 def _read_motion_adapter_folder(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -106,13 +122,15 @@ def save_motion_module(
     layout: Layout = Layout.OFFICIAL,
     family: str | None = None,
     image_lora: str | None = None,
+    image_input: tuple[str, dict[str, torch.Tensor]] | None = None,
 ) -> Path:
     """Write `module` as safetensors in the official (default) or diffusers layout; `family` names its
     release in the metadata (for a release its weights do not tell, such as a distilled one), `image_lora`
     the image LoRA file beside it that it runs with (loading applies it at scale 1).
 
     A diffusers-layout path without the `.safetensors` extension becomes a `MotionAdapter` folder that
-    diffusers' `MotionAdapter.from_pretrained` loads.
+    diffusers' `MotionAdapter.from_pretrained` loads. `image_input` (kind, tensors: what `load_with_image_input`
+    returns) is the image conditioning a PIA or AnimateLCM-I2V file keeps beside its motion modules.
     """
     path = Path(path)
     metadata = {"format": MOTION_MODULE_FORMAT, "config": json.dumps(module.config.to_dict())}
@@ -120,15 +138,22 @@ def save_motion_module(
         metadata[METADATA_KEY] = FAMILIES[family].name
     if image_lora is not None:
         metadata[IMAGE_LORA_KEY] = image_lora
+    kind, tensors = image_input or (None, {})
+    extra = {IMAGE_INPUT_KEYS[kind] + key: value for key, value in tensors.items()} if kind else {}
     if layout == Layout.OFFICIAL:
-        return save_state_dict(module.state_dict(), path, metadata)
+        return save_state_dict({**module.state_dict(), **extra}, path, metadata)
     if path.suffix == ".safetensors":
-        return save_state_dict(official_to_diffusers(module.state_dict()), path, metadata)
-    return _save_motion_adapter_folder(module, path)
+        return save_state_dict({**official_to_diffusers(module.state_dict()), **extra}, path, metadata)
+    if kind == "i2v":
+        raise ConfigError(
+            f"{path}: AnimateLCM-I2V's image encoder has no diffusers MotionAdapter form; write a .safetensors file."
+        )
+    return _save_motion_adapter_folder(module, path, tensors if kind == "pia" else None)
 
 
-def to_motion_adapter(module: MotionModule):
-    """The same weights as a diffusers `MotionAdapter` (for diffusers' `AnimateDiffPipeline`)."""
+def to_motion_adapter(module: MotionModule, pia: dict[str, torch.Tensor] | None = None):
+    """The same weights as a diffusers `MotionAdapter` (for diffusers' `AnimateDiffPipeline`; with PIA's conv_in
+    tensors `pia`, for its `PIAPipeline`)."""
     from diffusers import MotionAdapter
 
     config = module.config
@@ -141,14 +166,17 @@ def to_motion_adapter(module: MotionModule):
         motion_norm_num_groups=config.norm_num_groups,
         motion_max_seq_length=config.max_frames,
         use_motion_mid_block=config.mid_block,
+        conv_in_channels=None if pia is None else pia["weight"].shape[1],
     )
-    adapter.load_state_dict(official_to_diffusers(module.state_dict()))
+    conv_in = {} if pia is None else {f"conv_in.{key}": value for key, value in pia.items()}
+    adapter.load_state_dict({**official_to_diffusers(module.state_dict()), **conv_in})
     return adapter
 
 
-def _save_motion_adapter_folder(module: MotionModule, path: Path) -> Path:
-    """A `MotionAdapter` folder holding the module's weights in the module's own dtype."""
-    adapter = to_motion_adapter(module).to(next(module.parameters()).dtype)
+def _save_motion_adapter_folder(module: MotionModule, path: Path, pia: dict | None = None) -> Path:
+    """A `MotionAdapter` folder holding the module's weights in the module's own dtype (with PIA's conv_in, as
+    diffusers' PIA adapter holds it)."""
+    adapter = to_motion_adapter(module, pia).to(next(module.parameters()).dtype)
     with atomic_path(path, directory=True, replaceable=DIFFUSERS_MODEL_FILES) as temporary:
         adapter.save_pretrained(temporary)
     return path
