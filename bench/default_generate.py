@@ -9,6 +9,12 @@ teardown at exit (what the program skips after a finished generate), for the tim
 one run split into imports, loading and generation in this process. `--also-module NAME` times the same
 command with that motion module in turn with the default (e.g. `shapes-lcm`: 4 LCM steps without
 guidance, against 25 DDIM steps with it) and prints the ratio.
+
+`--imports` times, instead, what the command imports against what it cannot do without, each in fresh
+processes (best of `--runs`, alternating): torch alone; the narrowest modules of the dependencies that
+serve the default (diffusers' `unet_2d_condition`, `autoencoder_kl` and `scheduling_ddim` modules,
+transformers' CLIP text model and tokenizer); and the package's modules as `generate` imports them. Then
+the command's `python -X importtime` profile, each package's own import time summed.
 """
 
 from __future__ import annotations
@@ -25,6 +31,17 @@ TARGET_SECONDS = 4.0
 
 
 TEARDOWN = "import sys; from animatediff.cli import main; sys.exit(main(sys.argv[1:]))"
+IMPORTS = {
+    "torch alone": "import torch",
+    "the dependencies' narrowest modules": (
+        "from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel\n"
+        "from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL\n"
+        "from diffusers.schedulers.scheduling_ddim import DDIMScheduler\n"
+        "from transformers import CLIPTextModel, CLIPTokenizer\n"
+        "CLIPTextModel, CLIPTokenizer  # transformers' lazy module imports them here"
+    ),
+    "the command's imports": "import animatediff.cli, animatediff.generation, animatediff.export",
+}
 
 
 def wall_time(command: list[str]) -> float:
@@ -33,9 +50,36 @@ def wall_time(command: list[str]) -> float:
     return time.perf_counter() - started
 
 
+def import_profile(runs: int) -> None:
+    """Fresh processes' wall time for each of `IMPORTS` (best of `runs`), then the command's import profile."""
+    best: dict[str, float] = {}
+    for _ in range(runs):
+        for name, code in IMPORTS.items():
+            seconds = wall_time([sys.executable, "-c", code])
+            best[name] = min(best.get(name, seconds), seconds)
+    floor = best["the dependencies' narrowest modules"]
+    for name, seconds in best.items():
+        print(f"{name}: {seconds:.2f} s ({seconds / floor:.2f}× the narrowest modules)")
+    with tempfile.TemporaryDirectory() as folder:
+        command = [sys.executable, "-X", "importtime", "-m", "animatediff", "generate", PROMPT, "-o"]
+        profile = subprocess.run([*command, str(Path(folder) / "out.gif")], capture_output=True, text=True).stderr
+    own: dict[str, float] = {}
+    for line in profile.splitlines()[1:]:
+        if line.startswith("import time:"):
+            self_time, _, name = line.removeprefix("import time:").split("|")
+            package = name.strip().split(".")[0]
+            if name.strip().startswith("torch._dynamo") or package == "sympy":
+                package = "torch._dynamo (with sympy)"
+            own[package] = own.get(package, 0.0) + int(self_time) / 1e6
+    print(f"python -X importtime, the command: {sum(own.values()):.2f} s of imports; by package (own time):")
+    for package, seconds in sorted(own.items(), key=lambda item: -item[1])[:12]:
+        print(f"  {package}: {seconds:.2f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--imports", action="store_true", help="time the imports against the dependencies' own")
     parser.add_argument("--also-module", metavar="NAME", help="time the command with this motion module too")
     parser.add_argument(
         "--also-dtype",
@@ -43,6 +87,9 @@ def main() -> None:
         help="time the command with --dtype DTYPE too (e.g. float32 beside auto's bfloat16)",
     )
     args = parser.parse_args()
+    if args.imports:
+        import_profile(args.runs)
+        return
     walls, torn_down, also = [], [], []
     with tempfile.TemporaryDirectory() as folder:
         for run in range(args.runs):

@@ -169,3 +169,17 @@ def test_the_sampling_loop_imports_nothing_of_the_front_ends():
     graph = import_graph()
     front_ends = {"animatediff.settings", "animatediff.request", "animatediff.planner", "animatediff.cli"}
     assert not front_ends & graph["animatediff.pipeline"]
+
+
+def test_the_first_command_imports_no_web_app_and_no_image_processing(tmp_path):
+    """`animatediff generate PROMPT -o out.gif` on the embedded default (a user's first command) runs without
+    importing the web app's libraries or OpenCV: each would add its import time to every clip."""
+    script = (
+        "import sys\nfrom animatediff.cli import main\ncode = main(sys.argv[1:])\n"
+        "unused = sorted({'gradio', 'fastapi', 'uvicorn', 'starlette', 'cv2'} & set(sys.modules))\n"
+        "print('UNUSED', unused, code)"
+    )
+    argv = ["generate", "a red circle", "--frames", "4", "--steps", "1", "-o", str(tmp_path / "out.gif")]
+    result = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, check=False)
+    assert result.stdout.strip().splitlines()[-1] == "UNUSED [] 0", result.stdout + result.stderr
+    assert (tmp_path / "out.gif").is_file()

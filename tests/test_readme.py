@@ -51,6 +51,7 @@ SHRINK = {  # command prefix → flags appended, for the commands that train or 
     "animatediff train": ["--steps", "1"],
     "accelerate launch -m animatediff train": ["--steps", "1"],
     "torchrun --nproc_per_node 2 -m animatediff train": ["--steps", "1"],
+    "torchrun --standalone --nproc_per_node 2 -m animatediff generate": ["--steps", "2"],
     "animatediff shapes retrain": ["--steps-scale", "0.002", "--data-scale", "0.002"],
     "animatediff shapes ablations": [
         "--steps-scale",

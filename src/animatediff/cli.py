@@ -138,12 +138,22 @@ def plan_outputs(args: argparse.Namespace) -> list[Settings]:
     return plan_run(request, args.config, args.output_dir)
 
 
-def _this_process_share(runs: list[Settings]) -> list[Settings]:
-    """Under `accelerate launch` (or torchrun) with several processes: this process's share of the outputs
-    (accelerate's `split_between_processes`, in order), each made on this process's device. Every process
-    plans the same outputs, so names and settings are those one process would give."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return runs
+def _this_process_share(runs: list[Settings]):
+    """Under `accelerate launch` (or torchrun) with several processes: the outputs this process makes, and its
+    share of each one's context windows. As many outputs as processes or more: this process's share of the
+    outputs (accelerate's `split_between_processes`, in order), each made whole on this process's device.
+    Fewer (one long clip): every process makes every output, running its share of each step's context windows
+    (`sampling.distributed`), and process 0 writes. Every process plans the same outputs, so names and settings
+    are those one process would give."""
+    from animatediff.sampling.distributed import ALONE, join_processes, launched_processes, process_device
+
+    processes = launched_processes()
+    if processes <= 1:
+        return runs, ALONE
+    if len(runs) < processes:
+        device = process_device(runs[0].device)
+        spread = join_processes(device)
+        return [replace(run, device=device) for run in spread.from_first(runs)], spread
     import torch
     from accelerate import PartialState
 
@@ -152,14 +162,14 @@ def _this_process_share(runs: list[Settings]) -> list[Settings]:
         share = list(share)
     if state.device.type != "cpu":
         share = [replace(run, device=str(state.device)) for run in share]
-    return share
+    return share, ALONE
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    runs = _this_process_share(plan_outputs(args))
+    runs, spread = _this_process_share(plan_outputs(args))
     from animatediff.generation import generate_outputs
 
-    outputs = generate_outputs(runs)
+    outputs = generate_outputs(runs, spread=spread)
     for number, (run, output) in enumerate(outputs, start=1):
         count = f"[{number}/{len(runs)}] " if len(runs) > 1 else ""
         sample = run.sample

@@ -11,6 +11,7 @@ import torch
 from animatediff.export import write_video
 from animatediff.finishing.interpolation import interpolate, interpolator
 from animatediff.loading import build_pipeline
+from animatediff.sampling.distributed import ALONE, WindowSpread
 from animatediff.settings import Settings
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -20,13 +21,16 @@ class OutputMaker:
     """Makes outputs one at a time, keeping the last pipeline (and its conditions' models) loaded while the
     next output uses the same models: the command line's loop and the web app's workers both use one."""
 
-    def __init__(self, progress: bool = True):
-        self.progress = progress
+    def __init__(self, progress: bool = True, spread: WindowSpread = ALONE):
+        """`spread`: this process's share of a clip's context windows, when several processes make each clip
+        together (`sampling.distributed`); only process 0 writes."""
+        self.progress = progress and spread.writes
+        self.spread = spread
         self.pipeline = self.conditions = self.built_for = self.conditions_for = None
 
-    def make(self, run: Settings, on_step: Callable[[int, int], None] | None = None) -> Path:
+    def make(self, run: Settings, on_step: Callable[[int, int], None] | None = None) -> Path | None:
         """Make and write `run`'s output (its sidecar is `run.sidecar()`); `on_step(done, steps)` after each
-        denoising step."""
+        denoising step. None on the processes that help make it without writing it."""
         control = run.control
         ip_adapter = (control.ip_adapter, control.ip_adapter_scale) if control.ip_adapter is not None else None
         built_for = (run.model, run.device, run.dtype, run.split_guidance, run.compile, ip_adapter)
@@ -34,6 +38,7 @@ class OutputMaker:
             self.pipeline = self.conditions = None  # free the last ones before loading the next
             device, dtype = torch.device(run.device), DTYPES[run.dtype]
             self.pipeline = build_pipeline(run.model, device, dtype, run.split_guidance, run.compile, ip_adapter)
+            self.pipeline.spread = self.spread
             self.built_for = built_for
         conditions = None
         if control.given:
@@ -46,16 +51,25 @@ class OutputMaker:
             conditions = self.conditions(run.sample, control)
         between = interpolator(run.interpolator)[0] if run.interpolate else None  # a bad file fails before sampling
         frames = self.pipeline(run.sample, self.progress, conditions, on_step)
+        if not self.spread.writes:
+            return None
         if between is not None:
             frames = interpolate(frames, run.interpolate, run.loops, between, self.progress)
         settings = {**run.sidecar(), "prompt_chunks": self.pipeline.prompt_chunks(run.sample)}
+        if self.spread.world > 1:
+            settings["processes"] = self.spread.world  # the windows' sums were joined in another order
         return write_video(frames, run.output, fps=run.fps, settings=settings)
 
 
-def generate_outputs(runs: list[Settings], progress: bool = True) -> Iterator[tuple[Settings, Path]]:
-    """Make and write each output of `runs` in order; yields each run with the path written.
+def generate_outputs(
+    runs: list[Settings], progress: bool = True, spread: WindowSpread = ALONE
+) -> Iterator[tuple[Settings, Path]]:
+    """Make and write each output of `runs` in order; yields each run with the path written (with `spread`,
+    on process 0 only: the others help make every output and write none).
 
     The sidecar beside each output is the run's own `Settings.sidecar()`."""
-    maker = OutputMaker(progress)
+    maker = OutputMaker(progress, spread)
     for run in runs:
-        yield run, maker.make(run)
+        written = maker.make(run)
+        if written is not None:
+            yield run, written

@@ -36,6 +36,7 @@ from animatediff.motion_module import MotionModule, MotionStrength
 from animatediff.prompting import chunk_count, encode_prompts, padded
 from animatediff.sampling.clip import DECODE_CHUNK, Sample, check_frame_size, check_steps
 from animatediff.sampling.context import fuse_weights, windows
+from animatediff.sampling.distributed import ALONE, WindowSpread
 from animatediff.sampling.freeinit import butterworth_low_pass, mix_frequencies
 from animatediff.sampling.motion_strength import per_frame, scaled, step_factor
 from animatediff.sampling.noise import shuffle_noise
@@ -189,6 +190,8 @@ class StepControls:
 
 class AnimateDiffPipeline:
     """Composes a video UNet, a VAE, a CLIP text encoder and any diffusers scheduler."""
+
+    spread: WindowSpread = ALONE  # which context windows this process runs (`sampling.distributed`)
 
     def __init__(
         self,
@@ -445,7 +448,9 @@ class AnimateDiffPipeline:
         tick: Callable[[int], None],
         cache: StepCacheRun | None = None,
     ) -> torch.Tensor:
-        """Each window of frames through the whole video UNet on its own; the predictions averaged per frame."""
+        """Each window of frames through the whole video UNet on its own; the predictions averaged per frame.
+        With several processes (`self.spread`), this one runs its share of the windows and the weighted sums
+        are joined (`sampling.distributed`)."""
         batch, _, num_frames, height, width = model_input.shape
         out = (batch, self.unet.unet.config.out_channels, num_frames, height, width)  # 4 for an inpainting UNet too
         total = torch.zeros(out, dtype=torch.float32, device=model_input.device)
@@ -453,14 +458,17 @@ class AnimateDiffPipeline:
         context = controls.context
         weights = fuse_weights(context.length, context.fuse, context.overlap).to(model_input.device)
         for frames in frame_windows:
+            count.index_add_(0, torch.tensor(frames, device=model_input.device), weights)
+        mine = self.spread.share(frame_windows)
+        for frames in mine:
             index = torch.tensor(frames, device=model_input.device)
             text = text_states[:, index] if text_states.ndim == 4 else text_states
             window = model_input[:, :, index]
             eps = self._call_unet(window, t, text, controls, step, frame_index=index, cache=cache).float()
             total.index_add_(2, index, eps * weights[None, None, :, None, None])
-            count.index_add_(0, index, weights)
             tick(1)
-        return total / count[None, None, :, None, None]
+        tick(len(frame_windows) - len(mine))  # the other processes' windows
+        return self.spread.join(total) / count[None, None, :, None, None]
 
     def _call_unet(
         self,
