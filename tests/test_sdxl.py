@@ -4,20 +4,24 @@ reproduced on tiny SDXL-shaped weights; SD1.5 and SDXL parts refused together.""
 
 import json
 import shutil
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
-from diffusers import AnimateDiffSDXLPipeline, UNet2DConditionModel
+from diffusers import AnimateDiffSDXLPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
+from diffusers.pipelines.free_noise_utils import AnimateDiffFreeNoiseMixin
+from einops import rearrange
 from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
-from animatediff import load_base, read_video
+from animatediff import AnimateDiffPipeline, load_base, read_video
 from animatediff.cli import main
 from animatediff.formats import to_motion_adapter
 from animatediff.loading import build_pipeline
 from animatediff.motion_module import MotionModuleConfig
 from animatediff.pipeline import official_scheduler
 from animatediff.planner import with_family
+from animatediff.sampling.options import ContextSettings
 from animatediff.settings import ModelSpec
 from helpers import TOKENIZER, assert_bfloat16_close, random_motion_module, tiny_text_encoder, tiny_vae
 
@@ -218,3 +222,80 @@ def test_an_sdxl_lora_merges_into_the_sdxl_base_and_changes_the_frames(tmp_path,
     assert main([*common, "--lora", str(path), "-o", str(tmp_path / "lora.gif")]) == 0
     plain, styled = read_video(tmp_path / "plain.gif"), read_video(tmp_path / "lora.gif")
     assert np.abs(plain.astype(int) - styled).mean() > 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# Prompt maps, IP-Adapters and ControlNets on SDXL
+#
+# diffusers' AnimateDiffSDXLPipeline takes an IP-Adapter image and is the reference for it. It has no prompt
+# travel and no ControlNet, and diffusers has no AnimateDiff SDXL ControlNet pipeline: for those the reference
+# is diffusers' SDXL image pipelines (StableDiffusionXLPipeline with per-frame embeddings,
+# StableDiffusionXLControlNetPipeline) run on the clip's frames as one batch, against our clip without a
+# motion module (`--motion-module none`), where the frames are independent.
+
+FRAMES, SEED = 5, 7
+XL_SIZE = dict(height=32, width=48)
+
+
+def clip_noise(frames: int, factor: int) -> torch.Tensor:
+    """The noise contract's draw for a clip, as a batch of frame latents (f c h w) for an image pipeline."""
+    generator = torch.Generator("cpu").manual_seed(SEED)
+    noise = torch.randn((1, 4, frames, XL_SIZE["height"] // factor, XL_SIZE["width"] // factor), generator=generator)
+    return rearrange(noise, "1 c f h w -> f c h w")
+
+
+def still_pipeline(folder) -> AnimateDiffPipeline:
+    """Our pipeline on the SDXL base without a motion module: every frame an SDXL image."""
+    return AnimateDiffPipeline.from_components(load_base(folder), None)
+
+
+def our_xl_frames(pipeline, prompt="a red circle", conditions=None, **settings) -> np.ndarray:
+    settings = {"num_frames": FRAMES, "negative_prompt": "blurry", "guidance_scale": 6.0, **XL_SIZE, **settings}
+    clip = pipeline.generate(prompt, steps=3, seed=SEED, progress=False, conditions=conditions, **settings)
+    return clip.permute(0, 2, 3, 1).numpy()
+
+
+def image_pipeline(kind, folder, **extra):
+    """diffusers' SDXL image pipeline `kind` on the SDXL base (`extra`: its ControlNet)."""
+    base = load_base(folder)
+    parts = ("vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "unet")
+    pipeline = kind(**{name: getattr(base, name) for name in parts}, scheduler=official_scheduler(), **extra)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def image_pipeline_frames(pipeline, factor: int, **inputs) -> np.ndarray:
+    """An SDXL image pipeline's images with the clip's frames as its batch, from the clip's noise."""
+    latents = clip_noise(FRAMES, factor)
+    output = pipeline(num_inference_steps=3, guidance_scale=6.0, latents=latents, output_type="np", **XL_SIZE, **inputs)
+    return output.images
+
+
+def test_an_sdxl_prompt_map_travels_the_pooled_embeddings_with_the_text_states(sdxl_base, sdxl_module):
+    """Per frame, the text states and the pooled embeddings both interpolated between the keyframes as
+    diffusers' FreeNoise prompt travel interpolates text states (`_lerp`), then diffusers' SDXL pipeline."""
+    pipeline = still_pipeline(sdxl_base)
+    travel = ((0, "a red circle"), (3, "a blue square"))
+    reference = image_pipeline(StableDiffusionXLPipeline, sdxl_base)
+    states, negative, pooled, negative_pooled = reference.encode_prompt(
+        [text for _, text in travel], negative_prompt=["blurry"] * 2, device="cpu"
+    )
+    lerp = partial(AnimateDiffFreeNoiseMixin._lerp, None)
+    per_frame = [torch.cat([lerp(0, 3, s[:1], s[1:]), s[1:]]) for s in (states, pooled)]  # frames 0-3, then 4
+    expected = image_pipeline_frames(
+        reference,
+        pipeline.vae_scale_factor,
+        prompt_embeds=per_frame[0],
+        pooled_prompt_embeds=per_frame[1],
+        negative_prompt_embeds=negative[:1].expand(FRAMES, -1, -1),
+        negative_pooled_prompt_embeds=negative_pooled[:1].expand(FRAMES, -1),
+    )
+    frames = our_xl_frames(pipeline, prompt_map=travel)
+    assert frames.shape == expected.shape == (FRAMES, 32, 48, 3)
+    assert np.abs(frames - expected).max() < 1e-4
+    windowed = our_xl_frames(pipeline, prompt_map=travel, context=ContextSettings(length=3, overlap=1))
+    assert np.abs(windowed - expected).max() < 1e-4  # each window gets its own frames' pooled embeddings
+    assert np.abs(frames[-1] - our_xl_frames(pipeline)[-1]).mean() > 1e-3  # the second prompt changed the end
+    video = build_pipeline(with_family(ModelSpec(base=sdxl_base, motion_module=sdxl_module)))
+    same = ((0, "a red circle"), (2, "a red circle"))
+    assert np.abs(our_xl_frames(video, prompt_map=same) - our_xl_frames(video)).max() < 1e-5

@@ -19,6 +19,7 @@ from animatediff.control.sparsectrl import SparseCtrlInput, crop_like_official, 
 from animatediff.errors import CheckpointError, ConfigError, first_line
 from animatediff.formats import read_state_dict
 from animatediff.formats.sparsectrl import load_sparsectrl
+from animatediff.image_models import TEXT_WIDTHS
 from animatediff.media import read_frames, read_image
 from animatediff.pipeline import AnimateDiffPipeline
 from animatediff.settings import ControlSpec, Sample
@@ -91,7 +92,8 @@ def load_controlnet(path: Path, unet: UNet2DConditionModel) -> ControlNetModel:
         raise CheckpointError(message) from error
     wanted, found = _shape(unet.config), _shape(controlnet.config)
     if wanted != found:
-        kind = "an SDXL" if found["cross_attention_dim"] == 2048 else "another base model's"
+        kind = TEXT_WIDTHS.get(found["cross_attention_dim"])
+        kind = f"an {kind}" if kind else "another base model's"
         raise ConfigError(
             f"controlnet {path} is {kind} ControlNet (widths {found['block_out_channels']}, text width "
             f"{found['cross_attention_dim']}); the base model's UNet has widths {wanted['block_out_channels']} "
@@ -127,11 +129,27 @@ def read_ip_adapter(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def _check_ip_adapter_width(path: Path, state: dict[str, torch.Tensor], width: int) -> None:
+    """Refuse an IP-Adapter whose extra keys and values read text states of another width than the base's
+    (an SD1.5 IP-Adapter on an SDXL base, or the reverse)."""
+    found = {value.shape[1] for key, value in state.items() if key.endswith(("to_k_ip.weight", "to_v_ip.weight"))}
+    if found and found != {width}:
+        other = max(found)
+        kind = TEXT_WIDTHS.get(other, "another")
+        raise ConfigError(
+            f"ip-adapter {path} is made for {kind} image models (image tokens {other} wide); the base model's "
+            f"cross-attention reads {width} ({TEXT_WIDTHS.get(width, 'its own width')}). Use an IP-Adapter made "
+            "for the base."
+        )
+
+
 def install_ip_adapter(pipeline: AnimateDiffPipeline, path: Path, scale: float) -> None:
     """An IP-Adapter's image projection and attention processors into the pipeline's UNet (diffusers'
     IP-Adapter loader): part of the model, loaded with it."""
+    state = read_ip_adapter(path)
+    _check_ip_adapter_width(path, state, pipeline.unet.unet.config.cross_attention_dim)
     try:
-        load_ip_adapter(pipeline.unet.unet, read_ip_adapter(path), scale)
+        load_ip_adapter(pipeline.unet.unet, state, scale)
     except (CheckpointError, ConfigError):
         raise
     except Exception as error:  # diffusers' loader on files that do not fit

@@ -195,6 +195,16 @@ def apply_after(layer: nn.Module, module: nn.Module, axis: FrameAxis) -> None:
     layer.register_forward_hook(hook)
 
 
+def fold_added(added: dict[str, torch.Tensor] | None, num_frames: int) -> dict[str, torch.Tensor]:
+    """SDXL's added conditions (`text_embeds`, `time_ids`) one per folded frame, `(b f) d`: a value given per
+    clip (b d) is repeated for each of its frames, one given per frame (b f d: a prompt map's pooled
+    embeddings) folded."""
+    return {
+        key: rearrange(value, "b f d -> (b f) d") if value.ndim == 3 else value.repeat_interleave(num_frames, dim=0)
+        for key, value in (added or {}).items()
+    }
+
+
 @dataclass
 class Residuals:
     """What the video UNet's down blocks and mid block add to their outputs, `(b f) c h w` each: the input that
@@ -281,7 +291,7 @@ class AnimateDiffUNet(nn.Module):
         frames alone, fused per frame (the image layers see every frame); None: on all frames at once.
         `residuals` (ControlNet, SparseCtrl) are added to the down blocks' and the mid block's outputs,
         `(b f) c h w` each; `image_embeds` (b, tokens, dim) are an IP-Adapter's image prompt per clip;
-        `added_cond` SDXL's pooled text embeddings and size ids per clip (`text_embeds`, `time_ids`); `motion` how
+        `added_cond` SDXL's pooled text embeddings and size ids (`text_embeds`, `time_ids`; `fold_added`); `motion` how
         strongly the motion modules act in this call, per frame of `sample` (None: as trained)."""
         num_frames = sample.shape[2]
         folded = rearrange(sample.to(self.dtype), "b c f h w -> (b f) c h w")
@@ -295,7 +305,7 @@ class AnimateDiffUNet(nn.Module):
         if residuals is not None:
             extra["down_block_additional_residuals"] = residuals.down
             extra["mid_block_additional_residual"] = residuals.mid
-        added = {key: value.repeat_interleave(num_frames, dim=0) for key, value in (added_cond or {}).items()}
+        added = fold_added(added_cond, num_frames)
         if image_embeds is not None:
             added["image_embeds"] = [image_embeds.to(self.dtype).repeat_interleave(num_frames, dim=0)]
         if added:
