@@ -16,6 +16,8 @@ from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
 from animatediff import AnimateDiffPipeline, load_base, read_video
 from animatediff.cli import main
+from animatediff.control import Conditions
+from animatediff.control.image_prompt import image_prompt, load_ip_adapter, reads_hidden_states
 from animatediff.formats import to_motion_adapter
 from animatediff.loading import build_pipeline
 from animatediff.motion_module import MotionModuleConfig
@@ -23,7 +25,14 @@ from animatediff.pipeline import official_scheduler
 from animatediff.planner import with_family
 from animatediff.sampling.options import ContextSettings
 from animatediff.settings import ModelSpec
-from helpers import TOKENIZER, assert_bfloat16_close, random_motion_module, tiny_text_encoder, tiny_vae
+from helpers import (
+    TOKENIZER,
+    assert_bfloat16_close,
+    random_motion_module,
+    tiny_image_encoder,
+    tiny_text_encoder,
+    tiny_vae,
+)
 
 SDXL_WIDTHS = (32, 64, 64)  # SDXL's three levels, its block types and size embedding, made tiny
 
@@ -89,13 +98,9 @@ def sdxl_module(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("negative", ["blurry", None])
-def test_frames_match_diffusers_animatediff_sdxl_pipeline(sdxl_base, sdxl_module, negative):
-    spec = with_family(ModelSpec(base=sdxl_base, motion_module=sdxl_module))
-    assert (spec.family, spec.family_rule) == ("sdxl", "weights: levels 3")
-    ours = build_pipeline(spec)
-    assert ours.sdxl and ours.unet.motion_module.config.norm_over_frames  # pooled, as the SDXL beta runs it
-    base = load_base(sdxl_base)
+def animatediff_sdxl(folder, ours, **extra) -> AnimateDiffSDXLPipeline:
+    """diffusers' AnimateDiffSDXLPipeline on the SDXL base with our motion module as a `MotionAdapter`."""
+    base = load_base(folder)
     reference = AnimateDiffSDXLPipeline(
         vae=base.vae,
         text_encoder=base.text_encoder,
@@ -105,11 +110,22 @@ def test_frames_match_diffusers_animatediff_sdxl_pipeline(sdxl_base, sdxl_module
         unet=base.unet,
         scheduler=official_scheduler(),
         motion_adapter=to_motion_adapter(ours.unet.motion_module),
+        **extra,
     )
     # diffusers' `UNetMotionModel.from_unet2d` leaves SDXL's `add_embedding` (pooled text and size ids) at its
     # random initialization (noted in the review of diffusers PR #6721); copy it over as a correct conversion would
     reference.unet.add_embedding.load_state_dict(base.unet.add_embedding.state_dict())
     reference.set_progress_bar_config(disable=True)
+    return reference
+
+
+@pytest.mark.parametrize("negative", ["blurry", None])
+def test_frames_match_diffusers_animatediff_sdxl_pipeline(sdxl_base, sdxl_module, negative):
+    spec = with_family(ModelSpec(base=sdxl_base, motion_module=sdxl_module))
+    assert (spec.family, spec.family_rule) == ("sdxl", "weights: levels 3")
+    ours = build_pipeline(spec)
+    assert ours.sdxl and ours.unet.motion_module.config.norm_over_frames  # pooled, as the SDXL beta runs it
+    reference = animatediff_sdxl(sdxl_base, ours)
     settings = dict(num_frames=4, height=32, width=48, guidance_scale=6.0)
     expected = reference(
         "a red circle",
@@ -299,3 +315,64 @@ def test_an_sdxl_prompt_map_travels_the_pooled_embeddings_with_the_text_states(s
     video = build_pipeline(with_family(ModelSpec(base=sdxl_base, motion_module=sdxl_module)))
     same = ((0, "a red circle"), (2, "a red circle"))
     assert np.abs(our_xl_frames(video, prompt_map=same) - our_xl_frames(video)).max() < 1e-5
+
+
+def tiny_ip_adapter_plus(unet, image_width: int = 32, hidden: int = 32, queries: int = 4) -> dict[str, torch.Tensor]:
+    """An IP-Adapter Plus in its release layout (`ip-adapter-plus_sdxl_vit-h`: a four-layer resampler of the
+    image encoder's hidden states into `queries` tokens as wide as the UNet's cross-attention, one 64-wide
+    head; key/value weights per cross-attention), every weight random."""
+    generator = torch.Generator().manual_seed(6)
+
+    def weight(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator) * shape[-1] ** -0.5
+
+    def norm(name: str, width: int) -> dict[str, torch.Tensor]:
+        return {f"{name}.weight": 1 + 0.1 * torch.randn(width, generator=generator), f"{name}.bias": torch.zeros(width)}
+
+    width, inner = unet.config.cross_attention_dim, 64
+    proj = {"latents": weight(1, queries, hidden), "proj_in.weight": weight(hidden, image_width)}
+    proj |= {"proj_in.bias": torch.zeros(hidden), "proj_out.weight": weight(width, hidden)}
+    proj |= {"proj_out.bias": torch.zeros(width), **norm("norm_out", width)}
+    for layer in range(4):
+        attention, ff = f"layers.{layer}.0", f"layers.{layer}.1"
+        proj |= {**norm(f"{attention}.norm1", hidden), **norm(f"{attention}.norm2", hidden)}
+        proj |= {
+            f"{attention}.to_q.weight": weight(inner, hidden),
+            f"{attention}.to_kv.weight": weight(2 * inner, hidden),
+        }
+        proj |= {f"{attention}.to_out.weight": weight(hidden, inner), **norm(f"{ff}.0", hidden)}
+        proj |= {f"{ff}.1.weight": weight(4 * hidden, hidden), f"{ff}.3.weight": weight(hidden, 4 * hidden)}
+    state = {f"image_proj.{key}": value for key, value in proj.items()}
+    names = [name for name in unet.attn_processors if name.endswith("attn2.processor")]
+    for number, name in enumerate(names):
+        inner_width = unet.get_submodule(name.removesuffix(".processor")).to_k.out_features
+        for kind in ("to_k_ip", "to_v_ip"):
+            state[f"ip_adapter.{2 * number + 1}.{kind}.weight"] = weight(inner_width, width)
+    return state
+
+
+def test_an_sdxl_ip_adapter_plus_reproduces_diffusers_animatediff_sdxl_pipeline(sdxl_base, sdxl_module):
+    encoder, processor = tiny_image_encoder()
+    image = np.random.default_rng(4).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    state = tiny_ip_adapter_plus(load_base(sdxl_base).unet)
+    ours = build_pipeline(with_family(ModelSpec(base=sdxl_base, motion_module=sdxl_module)))
+    reference = animatediff_sdxl(sdxl_base, ours, image_encoder=encoder, feature_extractor=processor)
+    parts = {
+        part: {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith(part)}
+        for part in ("image_proj", "ip_adapter")
+    }
+    reference.load_ip_adapter(parts, subfolder="", weight_name="", image_encoder_folder=None)
+    reference.set_ip_adapter_scale(0.7)
+    settings = dict(num_frames=4, negative_prompt="blurry", guidance_scale=6.0, **XL_SIZE)
+    generator = torch.Generator("cpu").manual_seed(SEED)
+    expected = reference(
+        "a red circle", num_inference_steps=3, generator=generator, output_type="np", ip_adapter_image=image, **settings
+    ).frames[0]
+    plain = our_xl_frames(ours, num_frames=4)
+    load_ip_adapter(ours.unet.unet, state, scale=0.7)
+    assert reads_hidden_states(ours.unet.unet)  # Plus: the encoder's penultimate hidden states, resampled
+    prompt = image_prompt(encoder, processor, image, hidden_states=True, guidance=True)
+    frames = our_xl_frames(ours, conditions=Conditions(image_prompt=prompt), num_frames=4)
+    assert frames.shape == expected.shape == (4, 32, 48, 3)
+    assert np.abs(frames - expected).max() < 1e-4
+    assert np.abs(frames - plain).mean() > 1e-3  # the image prompt changed the clip
