@@ -9,14 +9,21 @@ from functools import partial
 import numpy as np
 import pytest
 import torch
-from diffusers import AnimateDiffSDXLPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
+from diffusers import (
+    AnimateDiffSDXLPipeline,
+    ControlNetModel,
+    StableDiffusionXLControlNetPipeline,
+    StableDiffusionXLPipeline,
+    UNet2DConditionModel,
+)
 from diffusers.pipelines.free_noise_utils import AnimateDiffFreeNoiseMixin
 from einops import rearrange
+from PIL import Image
 from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
 from animatediff import AnimateDiffPipeline, load_base, read_video
 from animatediff.cli import main
-from animatediff.control import Conditions
+from animatediff.control import Conditions, ControlNetInput
 from animatediff.control.image_prompt import image_prompt, load_ip_adapter, reads_hidden_states
 from animatediff.formats import to_motion_adapter
 from animatediff.loading import build_pipeline
@@ -376,3 +383,136 @@ def test_an_sdxl_ip_adapter_plus_reproduces_diffusers_animatediff_sdxl_pipeline(
     assert frames.shape == expected.shape == (4, 32, 48, 3)
     assert np.abs(frames - expected).max() < 1e-4
     assert np.abs(frames - plain).mean() > 1e-3  # the image prompt changed the clip
+
+
+def random_sdxl_controlnet(folder, seed: int = 7) -> ControlNetModel:
+    """An SDXL ControlNet (pooled text embeddings and size ids: `addition_embed_type` text_time) shaped for the
+    tiny SDXL base, every weight random (its zero convolutions too)."""
+    controlnet = ControlNetModel.from_unet(load_base(folder).unet, conditioning_embedding_out_channels=(16, 32))
+    assert controlnet.config.addition_embed_type == "text_time"
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for parameter in controlnet.parameters():
+            parameter.normal_(0, 0.05)
+    return controlnet.eval()
+
+
+def control_frames(frames: int) -> np.ndarray:
+    """F×32×48×3 uint8: a bar that moves right, over noise."""
+    rng = np.random.default_rng(2)
+    clip = rng.integers(0, 64, (frames, 32, 48, 3), dtype=np.uint8)
+    for frame in range(frames):
+        clip[frame, 8:24, 6 * frame : 6 * frame + 10] = 255
+    return clip
+
+
+@pytest.mark.parametrize("guess_mode", [False, True])
+def test_an_sdxl_controlnet_reproduces_diffusers_sdxl_controlnet_pipeline_per_frame(sdxl_base, guess_mode):
+    controlnet, control = random_sdxl_controlnet(sdxl_base), control_frames(FRAMES)
+    pipeline = still_pipeline(sdxl_base)
+    reference = image_pipeline(StableDiffusionXLControlNetPipeline, sdxl_base, controlnet=controlnet)
+    expected = image_pipeline_frames(
+        reference,
+        pipeline.vae_scale_factor,
+        prompt=["a red circle"] * FRAMES,
+        negative_prompt=["blurry"] * FRAMES,
+        image=[Image.fromarray(frame) for frame in control],
+        controlnet_conditioning_scale=0.8,
+        control_guidance_start=0.2,
+        control_guidance_end=0.9,
+        guess_mode=guess_mode,
+    )
+    frames_in = torch.from_numpy(control).permute(0, 3, 1, 2).float() / 255
+    inputs = ControlNetInput(controlnet, frames_in, scale=0.8, start=0.2, end=0.9, guess_mode=guess_mode)
+    frames = our_xl_frames(pipeline, conditions=Conditions(controlnets=(inputs,)))
+    assert frames.shape == expected.shape == (FRAMES, 32, 48, 3)
+    assert np.abs(frames - expected).max() < 1e-4
+    assert np.abs(frames - our_xl_frames(pipeline)).mean() > 1e-3  # the ControlNet changed the clip
+
+
+# ---------------------------------------------------------------------------------------------------
+# The command line: every control on an SDXL base; parts made for SD1.x refused
+
+
+@pytest.fixture(scope="module")
+def xl_inputs(tmp_path_factory, sdxl_base, tiny_base):
+    """An SDXL ControlNet folder with its control video, an SDXL IP-Adapter Plus with its image encoder folder
+    and image; an SD1.x ControlNet and IP-Adapter for the tiny SD1.x base."""
+    from safetensors.torch import save_file
+
+    from animatediff.export import write_video
+    from test_control import tiny_ip_adapter
+
+    folder = tmp_path_factory.mktemp("xl_inputs")
+    random_sdxl_controlnet(sdxl_base).save_pretrained(folder / "controlnet")
+    write_video(control_frames(3), folder / "edges")
+    encoder, processor = tiny_image_encoder()
+    encoder.save_pretrained(folder / "image_encoder")
+    processor.save_pretrained(folder / "image_encoder")
+    save_file(tiny_ip_adapter_plus(load_base(sdxl_base).unet), folder / "ip-adapter-plus_sdxl.safetensors")
+    Image.fromarray(control_frames(1)[0]).save(folder / "look.png")
+    sd1 = load_base(tiny_base).unet
+    ControlNetModel.from_unet(sd1, conditioning_embedding_out_channels=(16, 32)).save_pretrained(folder / "sd1-cn")
+    save_file(tiny_ip_adapter(sd1), folder / "sd1-ip.safetensors")
+    return folder
+
+
+def xl_cli(sdxl_base, sdxl_module, output, *extra) -> int:
+    models = ["--base", str(sdxl_base), "--motion-module", str(sdxl_module)]
+    small = ["--frames", "3", "--steps", "2", "--seed", "1", "-o", str(output)]
+    return main(["generate", "a red circle", *models, *small, *extra])
+
+
+def test_the_cli_runs_an_sdxl_clip_with_a_prompt_map_a_controlnet_and_an_ip_adapter(
+    tmp_path, sdxl_base, sdxl_module, xl_inputs
+):
+    flags = ["--prompt-at", "2:a blue square", "--controlnet", f"{xl_inputs / 'controlnet'}:0.7"]
+    flags += ["--control-video", str(xl_inputs / "edges"), "--ip-image", str(xl_inputs / "look.png")]
+    flags += ["--ip-adapter", f"{xl_inputs / 'ip-adapter-plus_sdxl.safetensors'}:0.6"]
+    assert xl_cli(sdxl_base, sdxl_module, tmp_path / "all.gif", *flags) == 0
+    assert read_video(tmp_path / "all.gif").shape == (3, 16, 16, 3)
+    settings = json.loads((tmp_path / "all.gif.json").read_text())
+    assert settings["prompt_map"] == {"0": "a red circle", "2": "a blue square"}
+    assert settings["controlnets"] == [
+        {"path": str(xl_inputs / "controlnet"), "scale": 0.7, "video": str(xl_inputs / "edges")}
+    ]
+    assert settings["ip_adapter"] == {"path": str(xl_inputs / "ip-adapter-plus_sdxl.safetensors"), "scale": 0.6}
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (
+            ["--controlnet", "{inputs}/sd1-cn", "--control-video", "{inputs}/edges"],
+            "is another base model's ControlNet (widths (32, 64), text width 32); the base model's UNet has widths "
+            "(32, 64, 64)",
+        ),
+        (
+            ["--ip-adapter", "{inputs}/sd1-ip.safetensors", "--ip-image", "{inputs}/look.png"],
+            "sd1-ip.safetensors: made for an image model whose cross-attention reads 32 wide; this base's reads "
+            "64 wide",
+        ),
+    ],
+)
+def test_sd1_controls_on_an_sdxl_base_exit_2_with_one_sentence(
+    tmp_path, sdxl_base, sdxl_module, xl_inputs, capsys, flags, said
+):
+    flags = [flag.format(inputs=xl_inputs) for flag in flags]
+    assert xl_cli(sdxl_base, sdxl_module, tmp_path / "o.gif", *flags) == 2
+    error = capsys.readouterr().err
+    assert said in error and error.count("\n") == 1 and "Traceback" not in error, error
+    assert not (tmp_path / "o.gif").exists()
+
+
+def test_the_library_refuses_sparsectrl_and_controlnets_made_for_another_base(sdxl_base, tiny_base):
+    from animatediff.control.sparsectrl import SparseCtrlInput
+    from animatediff.errors import AnimateDiffError
+
+    pipeline = still_pipeline(sdxl_base)
+    sparse = SparseCtrlInput(torch.nn.Identity(), torch.zeros(1, 4, 16, 24), (0,), FRAMES)
+    with pytest.raises(AnimateDiffError, match="SparseCtrl encoders are made for SD1.5"):
+        our_xl_frames(pipeline, conditions=Conditions(sparsectrl=sparse))
+    sd1 = ControlNetModel.from_unet(load_base(tiny_base).unet, conditioning_embedding_out_channels=(16, 32))
+    control = ControlNetInput(sd1, torch.zeros(FRAMES, 3, 32, 48))
+    with pytest.raises(AnimateDiffError, match="ControlNet 1 is made for another image model .text width 32.; the "):
+        our_xl_frames(pipeline, conditions=Conditions(controlnets=(control,)))

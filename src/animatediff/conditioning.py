@@ -130,16 +130,17 @@ def read_ip_adapter(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _check_ip_adapter_width(path: Path, state: dict[str, torch.Tensor], width: int) -> None:
-    """Refuse an IP-Adapter whose extra keys and values read text states of another width than the base's
-    (an SD1.5 IP-Adapter on an SDXL base, or the reverse)."""
+    """Refuse an IP-Adapter whose extra keys and values read image tokens of another width than the base's
+    cross-attention (an SD1.5 IP-Adapter on an SDXL base, or the reverse)."""
     found = {value.shape[1] for key, value in state.items() if key.endswith(("to_k_ip.weight", "to_v_ip.weight"))}
     if found and found != {width}:
-        other = max(found)
-        kind = TEXT_WIDTHS.get(other, "another")
+
+        def named(size: int) -> str:
+            return f"{size} wide ({TEXT_WIDTHS[size]})" if size in TEXT_WIDTHS else f"{size} wide"
+
         raise ConfigError(
-            f"ip-adapter {path} is made for {kind} image models (image tokens {other} wide); the base model's "
-            f"cross-attention reads {width} ({TEXT_WIDTHS.get(width, 'its own width')}). Use an IP-Adapter made "
-            "for the base."
+            f"ip-adapter {path}: made for an image model whose cross-attention reads {named(max(found))}; this "
+            f"base's reads {named(width)}. Use an IP-Adapter made for the base."
         )
 
 
