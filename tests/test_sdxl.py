@@ -464,7 +464,7 @@ def xl_cli(sdxl_base, sdxl_module, output, *extra) -> int:
 
 
 def test_the_cli_runs_an_sdxl_clip_with_a_prompt_map_a_controlnet_and_an_ip_adapter(
-    tmp_path, sdxl_base, sdxl_module, xl_inputs
+    tmp_path, sdxl_base, sdxl_module, xl_inputs, capsys
 ):
     flags = ["--prompt-at", "2:a blue square", "--controlnet", f"{xl_inputs / 'controlnet'}:0.7"]
     flags += ["--control-video", str(xl_inputs / "edges"), "--ip-image", str(xl_inputs / "look.png")]
@@ -477,6 +477,9 @@ def test_the_cli_runs_an_sdxl_clip_with_a_prompt_map_a_controlnet_and_an_ip_adap
         {"path": str(xl_inputs / "controlnet"), "scale": 0.7, "video": str(xl_inputs / "edges")}
     ]
     assert settings["ip_adapter"] == {"path": str(xl_inputs / "ip-adapter-plus_sdxl.safetensors"), "scale": 0.6}
+    capsys.readouterr()
+    assert main(["inspect", str(xl_inputs / "controlnet")]) == 0
+    assert "a ControlNet (diffusers layout)\n  folder: True\n  family: sdxl" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -566,7 +566,8 @@ class AnimateDiffPipeline:
 
     def check_conditions(self, conditions: Conditions, sample: Sample) -> None:
         """Refuse conditions that do not fit the clip: frames of another size or too few of them, a strength
-        that leaves no step to run, time controls that an init video leaves no room for."""
+        that leaves no step to run, time controls that an init video leaves no room for, a ControlNet or
+        SparseCtrl made for another image model than the base."""
         if self.sdxl and conditions.sparsectrl is not None:
             raise AnimateDiffError(
                 "SparseCtrl encoders are made for SD1.5 (no SDXL SparseCtrl is released); use an SD1.x base with "
