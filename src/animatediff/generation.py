@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from animatediff.export import write_video
+from animatediff.finishing.interpolation import interpolate, interpolator
 from animatediff.loading import build_pipeline
 from animatediff.settings import Settings
 
@@ -43,7 +44,10 @@ class OutputMaker:
                 self.conditions = ConditionLoader(self.pipeline, control)
                 self.conditions_for = ConditionLoader.models(control)
             conditions = self.conditions(run.sample, control)
+        between = interpolator(run.interpolator)[0] if run.interpolate else None  # a bad file fails before sampling
         frames = self.pipeline(run.sample, self.progress, conditions, on_step)
+        if between is not None:
+            frames = interpolate(frames, run.interpolate, run.loops, between, self.progress)
         settings = {**run.sidecar(), "prompt_chunks": self.pipeline.prompt_chunks(run.sample)}
         return write_video(frames, run.output, fps=run.fps, settings=settings)
 

@@ -384,6 +384,20 @@ class Settings:
     compile: bool = False  # torch.compile the UNet
     request: Request | None = None  # what the front end was asked (the sidecar records it beside the resolved values)
     references: tuple[tuple[str, str, str], ...] = ()  # (path, Hub id, commit) of each model from the Hub cache
+    interpolate: int | None = None  # K: frame interpolation to K frames per frame after decoding (None: none)
+    interpolator: Path | None = None  # a learned interpolator's weights (None: the built-in optical flow)
+
+    @property
+    def loops(self) -> bool:
+        """Whether the clip is a closed loop (its context windows wrap around the end)."""
+        return self.sample.context is not None and self.sample.context.schedule == "looped"
+
+    @property
+    def output_frames(self) -> int:
+        """The frames written: the clip's, with K − 1 new ones between each pair when interpolated (and between
+        the last and the first of a loop)."""
+        frames, factor = self.sample.frames, self.interpolate or 1
+        return frames * factor if self.loops else (frames - 1) * factor + 1
 
     def sidecar(self) -> dict:
         record = {
@@ -404,6 +418,10 @@ class Settings:
             record["split_guidance"] = True
         if self.request is not None:
             record["request"] = self.request.record()
+        if self.interpolate is not None:
+            record["interpolate"] = self.interpolate
+            record["interpolator"] = None if self.interpolator is None else str(Path(self.interpolator).resolve())
+            record["output_frames"] = self.output_frames
         if self.references:
             record["hub"] = [{"path": path, "id": id, "revision": revision} for path, id, revision in self.references]
         return record

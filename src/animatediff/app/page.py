@@ -27,7 +27,7 @@ FORMATS = [name for name in declarations()["format"].choices if name != "png"]
 FORM = (
     "prompt negative_prompt base dreambooth motion_module domain_adapter domain_adapter_scale frames width height "
     "steps guidance_scale seed fps format context_length context_overlap loop prompt_map init_image init_strength "
-    "sparsectrl control_image init_video strength family scheduler"
+    "sparsectrl control_image init_video strength family scheduler interpolate"
 ).split()
 PAGE_SETTINGS = (*FORM, "loras", "motion_loras")
 
@@ -108,6 +108,10 @@ def build_page(app) -> gr.Blocks:
                 with gr.Accordion("Model family and scheduler", open=False):
                     family = gr.Dropdown(FAMILIES, value=NONE, label="Family (empty: told from the module)")
                     scheduler = gr.Dropdown(SCHEDULERS, value=NONE, label="Scheduler (empty: the family's)")
+                with gr.Accordion("Finish", open=False):
+                    interpolate = gr.Slider(
+                        1, 16, value=1, step=1, label="Frame interpolation: frames per frame (1: none)"
+                    )
                 run = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column(scale=2):
                 video = gr.Video(label="Result", elem_id="result", autoplay=True, loop=True, format=None)
@@ -145,6 +149,7 @@ def build_page(app) -> gr.Blocks:
             "strength": strength,
             "family": family,
             "scheduler": scheduler,
+            "interpolate": interpolate,
         }
         inputs = [controls[name] for name in FORM] + lora_inputs
 
@@ -207,6 +212,7 @@ def _request(values: tuple, app) -> GenerateRequest:
             strength=form["strength"] if form["init_video"] else None,
             sparsectrl=Scaled(name=form["sparsectrl"]) if _choice(form["sparsectrl"]) else None,
             control_image=[f"0:{keyframe}"] if keyframe else [],
+            interpolate=int(form["interpolate"]) if form["interpolate"] and form["interpolate"] > 1 else None,
             **numbers,
             **choices,
         )
