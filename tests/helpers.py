@@ -8,7 +8,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel
+from transformers import (
+    CLIPImageProcessor,
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPVisionConfig,
+    CLIPVisionModelWithProjection,
+)
 
 from animatediff import MotionModule, MotionModuleConfig
 
@@ -64,6 +70,22 @@ def tiny_text_encoder(seed: int = 0) -> CLIPTextModel:
         pad_token_id=513,
     )
     return CLIPTextModel(config).eval()
+
+
+def tiny_image_encoder() -> tuple[CLIPVisionModelWithProjection, CLIPImageProcessor]:
+    """A CLIP vision encoder (32 wide, 17 tokens of 32×32 images) with its processor, for IP-Adapters."""
+    torch.manual_seed(4)
+    config = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=37,
+        projection_dim=16,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=8,
+    )
+    processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    return CLIPVisionModelWithProjection(config).eval(), processor
 
 
 def tiny_config(**overrides) -> MotionModuleConfig:

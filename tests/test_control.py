@@ -13,7 +13,6 @@ from diffusers import (
 )
 from diffusers import AnimateDiffPipeline as DiffusersAnimateDiffPipeline
 from PIL import Image
-from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from animatediff import AnimateDiffPipeline, load_base, official_scheduler
 from animatediff.control import Conditions, ControlNetInput, InitVideo
@@ -22,7 +21,7 @@ from animatediff.control.init_latents import first_step
 from animatediff.control.preprocess import canny
 from animatediff.errors import AnimateDiffError
 from animatediff.formats import to_motion_adapter
-from helpers import assert_bfloat16_close
+from helpers import assert_bfloat16_close, tiny_image_encoder
 
 SIZE = dict(height=32, width=32)
 FRAMES, SEED = 6, 11
@@ -217,21 +216,6 @@ def test_split_guidance_computes_the_same_clip_with_control(models):
 
 # ---------------------------------------------------------------------------------------------------
 # IP-Adapter
-
-
-def tiny_image_encoder() -> tuple[CLIPVisionModelWithProjection, CLIPImageProcessor]:
-    torch.manual_seed(4)
-    config = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=37,
-        projection_dim=16,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        image_size=32,
-        patch_size=8,
-    )
-    processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    return CLIPVisionModelWithProjection(config).eval(), processor
 
 
 def tiny_ip_adapter(unet, embed_dim: int = 16, tokens: int = 4) -> dict[str, torch.Tensor]:

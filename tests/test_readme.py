@@ -76,6 +76,8 @@ SHRINK = {  # command prefix → flags appended, for the commands that train or 
     f"{CORGI} --motion-module v3_sd15_mm.ckpt --camera-ctrl": ["--frames", "4", "--steps", "2"],
     f"{CORGI} --motion-module AnimateLCM": ["--frames", "4"],  # the few-step families keep their own steps
     f"{CORGI} --motion-module animatediff_lightning": ["--frames", "4"],
+    "animatediff generate a corgi running on the beach --base path/to/stable-diffusion-xl-base-1.0 "
+    "--motion-module mm_sdxl_v10_beta.ckpt --prompt-at": ["--frames", "10", "--steps", "2"],
     f"{HUB_CORGI} sd15": ["--frames", "4", "--steps", "2"],
     f"{HUB_CORGI} stable-diffusion-v1-5/stable-diffusion-v1-5": ["--frames", "4", "--steps", "2"],
 }
@@ -214,11 +216,11 @@ def sparsectrl_stand_ins(folder: Path, unet: UNet2DConditionModel) -> None:
 
 def family_stand_ins(folder: Path) -> None:
     """AnimateLCM's module (official keys, no position tables) and its image LoRA, a Lightning module
-    (diffusers keys, v2's mid block), PIA's checkpoint and AnimateLCM-I2V's module and LoRA, under their released
-    names."""
+    (diffusers keys, v2's mid block), PIA's checkpoint and AnimateLCM-I2V's module and LoRA, and the SDXL beta
+    module with an SDXL base, ControlNet and IP-Adapter Plus, under their released names."""
     from test_families import animatelcm_file, lightning_file
     from test_image_input import i2v_file, pia_file
-    from test_sdxl import SDXL_WIDTHS, save_tiny_sdxl_base
+    from test_sdxl import SDXL_WIDTHS, save_tiny_sdxl_base, tiny_ip_adapter_plus
 
     animatelcm_file(folder)
     save_file(kohya_lora(), folder / "AnimateLCM_sd15_t2v_lora.safetensors")
@@ -226,7 +228,11 @@ def family_stand_ins(folder: Path) -> None:
     pia_file(folder)
     i2v_file(folder)
     save_file(kohya_lora(), folder / "AnimateLCM_sd15_i2v_lora.safetensors")
-    save_tiny_sdxl_base(folder / "path/to/stable-diffusion-xl-base-1.0")
+    sdxl = save_tiny_sdxl_base(folder / "path/to/stable-diffusion-xl-base-1.0")
+    sdxl_unet = UNet2DConditionModel.from_pretrained(sdxl / "unet")
+    controlnet = ControlNetModel.from_unet(sdxl_unet, conditioning_embedding_out_channels=(16, 32))
+    controlnet.save_pretrained(folder / "controlnet-canny-sdxl-1.0")
+    save_file(tiny_ip_adapter_plus(sdxl_unet), folder / "ip-adapter-plus_sdxl_vit-h.safetensors")
     config = MotionModuleConfig(block_out_channels=SDXL_WIDTHS, layers_per_block=2, mid_block=False)
     torch.save(random_motion_module(config, seed=5, std=0.02).state_dict(), folder / "mm_sdxl_v10_beta.ckpt")
 

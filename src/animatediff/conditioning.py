@@ -28,6 +28,7 @@ from animatediff.errors import CheckpointError, ConfigError, first_line
 from animatediff.families import pia_affinity
 from animatediff.formats import Kind, read_checkpoint, read_state_dict
 from animatediff.formats.sparsectrl import load_sparsectrl
+from animatediff.image_models import TEXT_WIDTHS
 from animatediff.media import read_frames, read_image
 from animatediff.motion_module import MotionModule
 from animatediff.pipeline import AnimateDiffPipeline
@@ -101,7 +102,8 @@ def load_controlnet(path: Path, unet: UNet2DConditionModel) -> ControlNetModel:
         raise CheckpointError(message) from error
     wanted, found = _shape(unet.config), _shape(controlnet.config)
     if wanted != found:
-        kind = "an SDXL" if found["cross_attention_dim"] == 2048 else "another base model's"
+        kind = TEXT_WIDTHS.get(found["cross_attention_dim"])
+        kind = f"an {kind}" if kind else "another base model's"
         raise ConfigError(
             f"controlnet {path} is {kind} ControlNet (widths {found['block_out_channels']}, text width "
             f"{found['cross_attention_dim']}); the base model's UNet has widths {wanted['block_out_channels']} "
@@ -137,11 +139,28 @@ def read_ip_adapter(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def _check_ip_adapter_width(path: Path, state: dict[str, torch.Tensor], width: int) -> None:
+    """Refuse an IP-Adapter whose extra keys and values read image tokens of another width than the base's
+    cross-attention (an SD1.5 IP-Adapter on an SDXL base, or the reverse)."""
+    found = {value.shape[1] for key, value in state.items() if key.endswith(("to_k_ip.weight", "to_v_ip.weight"))}
+    if found and found != {width}:
+
+        def named(size: int) -> str:
+            return f"{size} wide ({TEXT_WIDTHS[size]})" if size in TEXT_WIDTHS else f"{size} wide"
+
+        raise ConfigError(
+            f"ip-adapter {path}: made for an image model whose cross-attention reads {named(max(found))}; this "
+            f"base's reads {named(width)}. Use an IP-Adapter made for the base."
+        )
+
+
 def install_ip_adapter(pipeline: AnimateDiffPipeline, path: Path, scale: float) -> None:
     """An IP-Adapter's image projection and attention processors into the pipeline's UNet (diffusers'
     IP-Adapter loader): part of the model, loaded with it."""
+    state = read_ip_adapter(path)
+    _check_ip_adapter_width(path, state, pipeline.unet.unet.config.cross_attention_dim)
     try:
-        load_ip_adapter(pipeline.unet.unet, read_ip_adapter(path), scale)
+        load_ip_adapter(pipeline.unet.unet, state, scale)
     except (CheckpointError, ConfigError):
         raise
     except Exception as error:  # diffusers' loader on files that do not fit

@@ -218,6 +218,16 @@ def add_image_features(unet: UNet2DConditionModel, axis: FrameAxis) -> None:
         layers[1].register_forward_hook(hook, prepend=True)
 
 
+def fold_added(added: dict[str, torch.Tensor] | None, num_frames: int) -> dict[str, torch.Tensor]:
+    """SDXL's added conditions (`text_embeds`, `time_ids`) one per folded frame, `(b f) d`: a value given per
+    clip (b d) is repeated for each of its frames, one given per frame (b f d: a prompt map's pooled
+    embeddings) folded."""
+    return {
+        key: rearrange(value, "b f d -> (b f) d") if value.ndim == 3 else value.repeat_interleave(num_frames, dim=0)
+        for key, value in (added or {}).items()
+    }
+
+
 @dataclass
 class Residuals:
     """What the video UNet's down blocks and mid block add to their outputs, `(b f) c h w` each: the input that
@@ -315,9 +325,9 @@ class AnimateDiffUNet(nn.Module):
         `residuals` (ControlNet, SparseCtrl) are added to the down blocks' and the mid block's outputs,
         `(b f) c h w` each; `image_embeds` (b, tokens, dim) are an IP-Adapter's image prompt per clip;
         `added_cond` what conditions each clip besides: SDXL's pooled text embeddings and size ids (`text_embeds`,
-        `time_ids`), the image latents AnimateLCM-I2V's encoder sees (`image_latents`, b 4 f h w; needs
-        `image_encoder`); `motion` how strongly the motion modules act in this call, per frame of `sample` (None:
-        as trained)."""
+        `time_ids`; `fold_added`), the image latents AnimateLCM-I2V's encoder sees (`image_latents`, b 4 f h w;
+        needs `image_encoder`); `motion` how strongly the motion modules act in this call, per frame of `sample`
+        (None: as trained)."""
         num_frames = sample.shape[2]
         folded = rearrange(sample.to(self.dtype), "b c f h w -> (b f) c h w")
         text = encoder_hidden_states.to(self.dtype)  # a text encoder kept in float32 feeds a bfloat16 UNet too
@@ -332,7 +342,7 @@ class AnimateDiffUNet(nn.Module):
             extra["mid_block_additional_residual"] = residuals.mid
         added_cond = dict(added_cond or {})
         image_latents = added_cond.pop("image_latents", None)
-        added = {key: value.repeat_interleave(num_frames, dim=0) for key, value in added_cond.items()}
+        added = fold_added(added_cond, num_frames)
         if image_embeds is not None:
             added["image_embeds"] = [image_embeds.to(self.dtype).repeat_interleave(num_frames, dim=0)]
         if added:

@@ -30,7 +30,7 @@ from animatediff.control.init_latents import encode_frames, first_step, image_la
 from animatediff.control.inpaint import INPAINT_CHANNELS, InpaintInput, KeptLatents, latent_mask
 from animatediff.errors import AnimateDiffError
 from animatediff.families import OFFICIAL_DDIM
-from animatediff.image_models import Components
+from animatediff.image_models import TEXT_WIDTHS, Components
 from animatediff.inflation import AnimateDiffUNet, inflate
 from animatediff.motion_module import MotionModule, MotionStrength
 from animatediff.prompting import chunk_count, encode_prompts, padded
@@ -40,7 +40,7 @@ from animatediff.sampling.distributed import ALONE, WindowSpread
 from animatediff.sampling.freeinit import butterworth_low_pass, mix_frequencies
 from animatediff.sampling.motion_strength import per_frame, scaled, step_factor
 from animatediff.sampling.noise import shuffle_noise
-from animatediff.sampling.options import ContextSettings
+from animatediff.sampling.options import ContextSettings, Interpolation
 from animatediff.sampling.prompts import frame_states
 from animatediff.sampling.speed import CONDITIONAL, GUIDED, REUSED, StepCache, guidance_step
 from animatediff.step_cache import StepCacheRun, Window, check_depth, halves_of
@@ -137,6 +137,23 @@ def _with_image_input(
     return model_input, {**(added or {}), "image_latents": image_input.clip_latents(len(model_input), len(frames))}
 
 
+def _window_added(added: dict | None, index: torch.Tensor) -> dict | None:
+    """SDXL's added conditions for a window of frames `index`: per-frame values (b f d) sliced, per-clip
+    ones kept."""
+    if added is None:
+        return None
+    return {key: value[:, index] if value.ndim == 3 else value for key, value in added.items()}
+
+
+def _model_kind(config) -> str:
+    """What image model a UNet or ControlNet config is of, in words: SDXL (it takes pooled text embeddings and
+    size ids), else named by its text width."""
+    if config.addition_embed_type == "text_time":
+        return "an SDXL model"
+    kind = TEXT_WIDTHS.get(config.cross_attention_dim)
+    return f"an {kind} model" if kind else "another image model"
+
+
 def to_uint8(video: torch.Tensor) -> np.ndarray:
     """Float frames in [0, 1], `f c h w`, to `F×H×W×3` uint8 by rounding."""
     video = rearrange(video.clamp(0, 1), "f c h w -> f h w c")
@@ -154,7 +171,7 @@ class StepControls:
 
     context: ContextSettings | None = None
     conditions: Conditions = field(default_factory=Conditions)
-    added: dict | None = None  # SDXL's pooled text embeddings and size ids (`text_embeds`, `time_ids`), per clip
+    added: dict | None = None  # SDXL's pooled text embeddings and size ids (`text_embeds`, `time_ids`): b d or b f d
     on_step: Callable[[int, int], None] | None = None  # called with (steps done, steps) after each step
     motion_scale: tuple[tuple[int, float], ...] = ()  # FRAME → scale (empty: 1)
     motion_effect: tuple[tuple[int, float], ...] = ()  # FRAME → effect (empty: 1)
@@ -286,32 +303,61 @@ class AnimateDiffPipeline:
         prompt `syntax` (`animatediff.prompting`: a1111, comfy or plain); the negative prompt is padded to the
         prompt's chunks (or the prompt to its). SDXL's prompts are read `plain` whatever the syntax, for now."""
         if self.sdxl:
-            return self._encode_sdxl(prompt, negative_prompt, guidance, clip_skip)[0]
+            return self._sdxl_conditioning({0: prompt}, negative_prompt, guidance, clip_skip)[0]
         texts = [negative_prompt or "", prompt] if guidance else [prompt]
         return encode_prompts(self.tokenizer, self.text_encoder, texts, syntax, clip_skip)
 
-    def _encode_sdxl(self, prompt: str, negative_prompt: str | None, guidance: bool, clip_skip: int = 1):
-        """SDXL's text states and pooled embeddings, `[uncond; cond]` with guidance; no negative prompt gives
-        zeros for both, as diffusers' SDXL pipelines do (`force_zeros_for_empty_prompt`)."""
+    @torch.no_grad()
+    def _sdxl_conditioning(
+        self,
+        prompts: dict[int, str],
+        negative_prompt: str | None,
+        guidance: bool,
+        clip_skip: int = 1,
+        frames: int = 1,
+        interpolation: Interpolation = "linear",
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """SDXL's text states and pooled embeddings, `[uncond; cond]` with guidance: (1 or 2, tokens, dim) and
+        (1 or 2, dim) for one prompt; for a prompt map (`prompts`: keyframe → text) one of each per frame,
+        (1 or 2, frames, tokens, dim) and (1 or 2, frames, dim), the pooled embeddings interpolated between
+        the keyframes as the text states are. No negative prompt gives zeros for both, as diffusers' SDXL
+        pipelines do (`force_zeros_for_empty_prompt`)."""
         encoders, tokenizers = (self.text_encoder, self.text_encoder_2), (self.tokenizer, self.tokenizer_2)
-        states, pooled = encode_text_sdxl(tokenizers, encoders, [prompt], clip_skip)
+        keyframes = sorted(prompts)
+        states, pooled = encode_text_sdxl(tokenizers, encoders, [prompts[k] for k in keyframes], clip_skip)
+        if len(keyframes) > 1:  # k n d -> 1 f n d; the pooled ones as one-token states: k d -> 1 f d
+            states = frame_states(keyframes, states, frames, interpolation)[None]
+            pooled = frame_states(keyframes, pooled[:, None], frames, interpolation)[None, :, 0]
         if not guidance:
             return states, pooled
         if negative_prompt:
             negative, negative_pooled = encode_text_sdxl(tokenizers, encoders, [negative_prompt], clip_skip)
+            if len(keyframes) > 1:  # the same for every frame
+                negative, negative_pooled = (
+                    negative[:, None].expand_as(states),
+                    negative_pooled[:, None].expand_as(pooled),
+                )
         else:
             negative, negative_pooled = torch.zeros_like(states), torch.zeros_like(pooled)
         return torch.cat([negative, states]), torch.cat([negative_pooled, pooled])
 
+    def _sdxl_sample_conditioning(self, sample: Sample) -> tuple[torch.Tensor, torch.Tensor]:
+        """`_sdxl_conditioning` for the clip's prompt (or prompt map) and settings."""
+        prompts = dict(sample.prompt_map) or {0: sample.prompt}
+        guidance = sample.guidance_scale > 1.0
+        return self._sdxl_conditioning(
+            prompts, sample.negative_prompt, guidance, sample.clip_skip, sample.frames, sample.prompt_interpolation
+        )
+
     @torch.no_grad()
     def added_conditions(self, sample: Sample) -> dict | None:
-        """SDXL's added conditioning for the clip: the pooled text embeddings and the size ids (original size,
-        crop corner, target size: the clip's size, no crop), `[uncond; cond]` with guidance; None for SD1.x."""
+        """SDXL's added conditioning for the clip: the pooled text embeddings (one per clip, or with a prompt
+        map one per frame: b f dim) and the size ids (original size, crop corner, target size: the clip's
+        size, no crop; the same for every frame, so one per clip), `[uncond; cond]` with guidance; None for
+        SD1.x."""
         if not self.sdxl:
             return None
-        _, pooled = self._encode_sdxl(
-            sample.prompt, sample.negative_prompt, sample.guidance_scale > 1.0, sample.clip_skip
-        )
+        _, pooled = self._sdxl_sample_conditioning(sample)
         ids = torch.tensor([[sample.height, sample.width, 0, 0, sample.height, sample.width]], dtype=pooled.dtype)
         return {"text_embeds": pooled, "time_ids": ids.repeat(len(pooled), 1).to(pooled.device)}
 
@@ -463,8 +509,9 @@ class AnimateDiffPipeline:
         for frames in mine:
             index = torch.tensor(frames, device=model_input.device)
             text = text_states[:, index] if text_states.ndim == 4 else text_states
-            window = model_input[:, :, index]
-            eps = self._call_unet(window, t, text, controls, step, frame_index=index, cache=cache).float()
+            window = replace(controls, added=_window_added(controls.added, index))
+            latents = model_input[:, :, index]
+            eps = self._call_unet(latents, t, text, window, step, frame_index=index, cache=cache).float()
             total.index_add_(2, index, eps * weights[None, None, :, None, None])
             tick(1)
         tick(len(frame_windows) - len(mine))  # the other processes' windows
@@ -486,7 +533,7 @@ class AnimateDiffPipeline:
         takes them; the guidance batch's halves one after the other with `split_guidance`; what `cache` keeps
         for this window and these halves reused."""
         conditions, added = controls.conditions, controls.added
-        residuals = control_residuals(conditions, model_input, t, text_states, *step, frame_index, motion_windows)
+        residuals = control_residuals(conditions, model_input, t, text_states, step, frame_index, motion_windows, added)
         image = conditions.image_prompt.embeds if conditions.image_prompt is not None else None
         if text_states.ndim == 4:  # b f n d
             text_states = rearrange(text_states, "b f n d -> (b f) n d")
@@ -655,13 +702,14 @@ class AnimateDiffPipeline:
 
     def check_conditions(self, conditions: Conditions, sample: Sample) -> None:
         """Refuse conditions that do not fit the clip: frames of another size or too few of them, a strength
-        that leaves no step to run, time controls that an init video leaves no room for."""
-        controls = conditions.controlnets or conditions.sparsectrl is not None
-        if self.sdxl and (sample.prompt_map or controls or conditions.image_prompt is not None):
-            what = (
-                "a prompt map" if sample.prompt_map else "ControlNets and SparseCtrl" if controls else "an IP-Adapter"
+        that leaves no step to run, time controls that an init video leaves no room for, a ControlNet or
+        SparseCtrl made for another image model than the base."""
+        if self.sdxl and conditions.sparsectrl is not None:
+            raise AnimateDiffError(
+                "SparseCtrl encoders are made for SD1.5 (no SDXL SparseCtrl is released); use an SD1.x base with "
+                "it, or a ControlNet with this SDXL base."
             )
-            raise AnimateDiffError(f"{what} with an SDXL base is not supported yet; use an SD1.x base for it.")
+        self._check_controlnets(conditions)
         self._check_image_input(conditions, sample)
         init, size = conditions.init, (sample.height, sample.width)
         self._check_mask(init, sample)
@@ -760,6 +808,22 @@ class AnimateDiffPipeline:
         if given.kind == "pia" and len(given.affinity) != sample.frames:
             raise AnimateDiffError(f"PIA's mask has {len(given.affinity)} frames; the clip has {sample.frames}.")
 
+    def _check_controlnets(self, conditions: Conditions) -> None:
+        """Each ControlNet must be made for the base's UNet: the same text width and added conditioning
+        (SDXL's pooled text embeddings and size ids, or none)."""
+        base = self.unet.unet.config
+        for number, control in enumerate(conditions.controlnets, start=1):
+            config = control.model.config
+            if (config.cross_attention_dim, config.addition_embed_type) != (
+                base.cross_attention_dim,
+                base.addition_embed_type,
+            ):
+                raise AnimateDiffError(
+                    f"ControlNet {number} is made for {_model_kind(config)} (text width {config.cross_attention_dim}"
+                    f"); the base is {_model_kind(base)} (text width {base.cross_attention_dim}). Use a ControlNet "
+                    "made for the base."
+                )
+
     def _check_keyframes(self, sparse, sample: Sample) -> None:
         """SparseCtrl keyframes must be what its encoder takes, at the clip's size and length."""
         config = sparse.model.config
@@ -789,6 +853,8 @@ class AnimateDiffPipeline:
             for loss in prompt_losses(self.tokenizer, text, syntax):
                 log.warning("prompt %r: %s.", text[:60], loss)
         guidance = sample.guidance_scale > 1.0
+        if self.sdxl:
+            return self._sdxl_sample_conditioning(sample)[0]
         if len(prompts) == 1:
             return self.encode_prompt(prompts[0], sample.negative_prompt, guidance, sample.clip_skip, syntax)
         keyframes = sorted(prompts)

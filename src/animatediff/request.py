@@ -80,7 +80,7 @@ class Request:
     prompt: str | None = setting("what the video shows", flag=None, page=True)
     # models
     base: str | None = setting(
-        "the SD1.x image model: a diffusers folder or a single file (default: the embedded 'shapes')",
+        "the SD1.x or SDXL image model: a diffusers folder or a single file (default: the embedded 'shapes')",
         MODEL,
         group="models",
         page=True,
@@ -329,8 +329,8 @@ class Request:
     )
     controlnet: tuple[tuple[str, float], ...] = setting(
         _scale_help(
-            "an SD1.5 ControlNet (diffusers folder or single file), repeatable; each takes the --control-video in "
-            "the same place",
+            "a ControlNet made for the base, SD1.5 or SDXL (diffusers folder or single file), repeatable; each "
+            "takes the --control-video in the same place",
             ADAPTER_SCALE,
         ),
         SCALED,
@@ -354,7 +354,10 @@ class Request:
     )
     guess_mode: bool = setting("ControlNets see no text (the conditional half)", SWITCH, group="control")
     ip_adapter: tuple[str, float] | None = setting(
-        _scale_help("an SD1.5 IP-Adapter (.safetensors or .bin) steered by --ip-image", ADAPTER_SCALE),
+        _scale_help(
+            "an IP-Adapter made for the base, SD1.5 or SDXL (.safetensors or .bin), steered by --ip-image",
+            ADAPTER_SCALE,
+        ),
         SCALED,
         group="control",
         high=ADAPTER_SCALE,

@@ -1,6 +1,7 @@
 """Control residuals: each ControlNet runs on every frame folded into the batch, with the text states of
 its frames and its own control frame, and returns residuals for the video UNet's down blocks and mid
-block. Several ControlNets add up (as diffusers' `MultiControlNetModel`). In guess mode a ControlNet sees
+block (an SDXL ControlNet also the clip's pooled text embeddings and size ids, as the video UNet). Several
+ControlNets add up (as diffusers' `MultiControlNetModel`). In guess mode a ControlNet sees
 the conditional half of the guidance batch alone and the unconditional half gets zero residuals (as
 diffusers' Stable Diffusion ControlNet pipeline)."""
 
@@ -10,7 +11,7 @@ import torch
 from einops import rearrange, repeat
 
 from animatediff.control.conditions import Conditions, ControlNetInput
-from animatediff.inflation import Residuals
+from animatediff.inflation import Residuals, fold_added
 from animatediff.motion_module import Windows
 
 
@@ -22,14 +23,23 @@ def _per_frame_text(text_states: torch.Tensor, frames: int) -> torch.Tensor:
 
 
 def _run(
-    control: ControlNetInput, model_input: torch.Tensor, t, text_states: torch.Tensor, frame_index: torch.Tensor | None
+    control: ControlNetInput,
+    model_input: torch.Tensor,
+    t,
+    text_states: torch.Tensor,
+    frame_index: torch.Tensor | None,
+    added: dict[str, torch.Tensor] | None,
 ) -> Residuals:
     batch, frames = model_input.shape[0], model_input.shape[2]
     guessing = control.guess_mode and batch == 2
     if guessing:  # the conditional half alone
         model_input, text_states = model_input[1:], text_states[1:]
+        added = None if added is None else {key: value[1:] for key, value in added.items()}
     images = control.frames if frame_index is None else control.frames[frame_index.cpu()]
     images = images.to(device=model_input.device, dtype=control.model.dtype)
+    extra = {}
+    if added is not None:  # an SDXL ControlNet: the pooled text embeddings and size ids, one per folded frame
+        extra["added_cond_kwargs"] = {k: v.to(control.model.dtype) for k, v in fold_added(added, frames).items()}
     down, mid = control.model(
         rearrange(model_input, "b c f h w -> (b f) c h w").to(control.model.dtype),
         t,
@@ -38,6 +48,7 @@ def _run(
         conditioning_scale=control.scale,
         guess_mode=control.guess_mode,
         return_dict=False,
+        **extra,
     )
     if guessing:
         down, mid = [torch.cat([torch.zeros_like(d), d]) for d in down], torch.cat([torch.zeros_like(mid), mid])
@@ -49,22 +60,23 @@ def control_residuals(
     model_input: torch.Tensor,
     t,
     text_states: torch.Tensor,
-    step: int,
-    steps: int,
+    step: tuple[int, int],
     frame_index: torch.Tensor | None,
     windows: Windows | None,
+    added: dict[str, torch.Tensor] | None = None,
 ) -> Residuals | None:
-    """The summed residuals of the clip's SparseCtrl and of its ControlNets active at `step` of `steps` for
+    """The summed residuals of the clip's SparseCtrl and of its ControlNets active at `step` (index, of how many) for
     `model_input` (b c f h w, the guidance batch), or None when none acts. `frame_index`: which of the
     clip's frames `model_input` holds (a context window), None for all of them; `windows`: the motion
-    modules' context windows (SparseCtrl's encoder has motion modules of its own)."""
+    modules' context windows (SparseCtrl's encoder has motion modules of its own); `added`: SDXL's pooled
+    text embeddings and size ids for the frames of `model_input` (`inflation.fold_added`), None on SD1.x."""
     total = None
     if conditions.sparsectrl is not None:
         text = _per_frame_text(text_states, model_input.shape[2])
         total = conditions.sparsectrl.residuals(model_input, t, text, frame_index, windows)
     for control in conditions.controlnets:
-        if not control.active(step, steps):
+        if not control.active(*step):
             continue
-        residuals = _run(control, model_input, t, text_states, frame_index)
+        residuals = _run(control, model_input, t, text_states, frame_index, added)
         total = residuals if total is None else total + residuals
     return total

@@ -89,7 +89,9 @@ def classify_keys(keys: list[str]) -> CheckpointInfo:
     if "controlnet_cond_embedding." in joined or "control_model.input_hint_block." in joined:
         official = "motion_modules." not in joined or "temporal_transformer." in joined
         kind = Kind.SPARSECTRL if "motion_modules." in joined else Kind.CONTROLNET
-        return CheckpointInfo(kind, Layout.OFFICIAL if official else Layout.DIFFUSERS)
+        sdxl = "add_embedding." in joined or "control_model.label_emb." in joined  # pooled text and size ids
+        details = {"family": "sdxl" if sdxl else "sd1 or sd2"} if kind == Kind.CONTROLNET else {}
+        return CheckpointInfo(kind, Layout.OFFICIAL if official else Layout.DIFFUSERS, details)
     if "pose_encoder.encoder_conv_in." in joined or ".processor.qkv_merge." in joined:
         return CheckpointInfo(Kind.CAMERACTRL, Layout.OFFICIAL)
     if "motion_modules." in joined:
@@ -126,6 +128,11 @@ def identify_folder(path: Path) -> CheckpointInfo:
             return CheckpointInfo(kind, Layout.DIFFUSERS, {"folder": True, "block_out_channels": widths})
         if kind == Kind.MOTION_MODULE and config.get("conv_in_channels"):  # diffusers' PIA adapter
             kind = Kind.PIA
+        if kind == Kind.CONTROLNET:  # made for SDXL when it takes pooled text embeddings and size ids
+            widths = {768: "sd1", 1024: "sd2"}
+            text_time = config.get("addition_embed_type") == "text_time"
+            family = "sdxl" if text_time else widths.get(config.get("cross_attention_dim"), "another base's")
+            return CheckpointInfo(kind, Layout.DIFFUSERS, {"folder": True, "family": family})
         if kind is not None:
             return CheckpointInfo(kind, Layout.DIFFUSERS, {"folder": True})
     if (path / "unet").is_dir() or (path / "model_index.json").is_file():
