@@ -10,6 +10,7 @@ estimate came to 0.98-1.42× the real peak, so what it refuses would not have fi
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -81,3 +82,24 @@ def check_memory(settings: Settings, split_guidance: bool = False) -> None:
             + ("" if split_guidance else ", or add --split-guidance")
             + "."
         )
+
+
+def check_upscale_memory(settings: Settings) -> None:
+    """Refuse, before anything loads, an upscale whose frames (or second pass) would not fit in memory."""
+    spec = settings.upscale
+    if spec is None:
+        return
+    big = spec.sample(settings.sample, settings.vae_factor)
+    what = f"--upscale {spec.scale:g} to {big.width}×{big.height}"
+    if not spec.second_pass:  # the upscaled frames alone: uint8, and floats while a model upscaler runs
+        needed, free = PROCESS + big.frames * 3 * big.width * big.height * 9, available_bytes(settings.device)
+        if needed > free:
+            raise ConfigError(
+                f"{what}: {big.frames} frames need about {needed / 2**30:.1f} GiB, and {free / 2**30:.1f} GiB "
+                "is free; upscale less or make fewer frames."
+            )
+        return
+    try:
+        check_memory(replace(settings, sample=big), settings.split_guidance)
+    except ConfigError as error:
+        raise ConfigError(f"{what}, its second pass: {error}") from None

@@ -480,7 +480,19 @@ class AnimateDiffPipeline:
         on_step: Callable[[int, int], None] | None = None,
         **settings,
     ) -> torch.Tensor:
-        """Generate one clip as float frames `f 3 H W` in [0, 1] (what `__call__` rounds to uint8).
+        """Generate one clip as float frames `f 3 H W` in [0, 1] (what `__call__` rounds to uint8); the
+        arguments as for `generate_latents`."""
+        return self.decode(self.generate_latents(prompt, progress, conditions, on_step, **settings))
+
+    def generate_latents(
+        self,
+        prompt: str | Sample,
+        progress: bool = True,
+        conditions: Conditions | None = None,
+        on_step: Callable[[int, int], None] | None = None,
+        **settings,
+    ) -> torch.Tensor:
+        """Generate one clip's final latents (1 c f h w, not yet decoded: a latent upscaler resizes them).
 
         `prompt` is a complete `Sample`, or the prompt text with the keyword settings of `sample`
         (`negative_prompt`, `num_frames`, `height`, `width`, `steps`, `guidance_scale`, `seed`, and the
@@ -515,7 +527,7 @@ class AnimateDiffPipeline:
             latents = self.denoise(
                 latents, text_states, sample.steps, sample.guidance_scale, progress, generator, controls
             )
-        return self.decode(latents)
+        return latents
 
     def check_conditions(self, conditions: Conditions, sample: Sample) -> None:
         """Refuse conditions that do not fit the clip: frames of another size or too few of them, a strength
@@ -539,7 +551,16 @@ class AnimateDiffPipeline:
                 "work on clips made from noise (leave them out)."
             )
         size = (sample.height, sample.width)
-        inputs = [("the init video", init.frames)] if isinstance(init, InitVideo) else []
+        video = isinstance(init, InitVideo)
+        inputs = [("the init video", init.frames)] if video and init.latents is None else []
+        if video and init.latents is not None:  # already encoded: latents of the clip's size
+            factor, latents = self.vae_scale_factor, init.latents
+            wanted = (sample.frames, sample.height // factor, sample.width // factor)
+            if (len(latents), *latents.shape[2:]) != wanted:
+                raise AnimateDiffError(
+                    f"the init latents are {tuple(latents.shape)} (frames, channels, height, width); the clip "
+                    f"needs {wanted[0]} frames of {wanted[2]}×{wanted[1]} latents."
+                )
         if isinstance(init, InitImage):
             images = [("the init image", init.first), ("the last image", init.last)]
             inputs += [
@@ -610,7 +631,9 @@ class AnimateDiffPipeline:
         if init is not None:
             self.scheduler.set_timesteps(sample.steps, device=self.device)
             start = first_step(sample.steps, init.strength) * self.scheduler.order
-            if isinstance(init, InitVideo):
+            if isinstance(init, InitVideo) and init.latents is not None:
+                latents = init.latents.to(self.device).float()
+            elif isinstance(init, InitVideo):
                 latents = encode_frames(self.vae, init.frames, generator).float()
             else:
                 latents = image_latents(self.vae, init, sample.frames, generator)

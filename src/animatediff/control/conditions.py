@@ -14,10 +14,12 @@ from animatediff.control.sparsectrl import SparseCtrlInput
 @dataclass(frozen=True)
 class InitVideo:
     """Video-to-video: `frames` (f 3 H W, floats in [0, 1], the clip's own size) are kept more the lower
-    `strength` is (0 < strength ≤ 1; 1 starts from pure noise)."""
+    `strength` is (0 < strength ≤ 1; 1 starts from pure noise). `latents` (f c h w, scaled): the frames
+    already encoded (a latent upscale), used instead of encoding `frames` (then None)."""
 
-    frames: torch.Tensor
+    frames: torch.Tensor | None
     strength: float = 0.6
+    latents: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Finishing passes on made clips: frame interpolation and upscaling."""
