@@ -50,6 +50,7 @@ GROUPS = {
         "videos: any file PyAV reads or a folder of per-frame images, resized to cover the clip and "
         "centre-cropped; frames taken from the first",
     ),
+    "finish": ("finishing (after the clip is made)", None),
     "output": ("output", None),
     "runtime": ("runtime", None),
 }
@@ -160,7 +161,8 @@ def run_generate(args: argparse.Namespace) -> int:
     for number, (run, output) in enumerate(outputs, start=1):
         count = f"[{number}/{len(runs)}] " if len(runs) > 1 else ""
         sample = run.sample
-        print(f"{count}wrote {output} ({sample.frames} frames, {sample.width}×{sample.height}, seed {sample.seed})")
+        width, height = (sample.width, sample.height) if run.upscale is None else run.upscaled_size()
+        print(f"{count}wrote {output} ({sample.frames} frames, {width}×{height}, seed {sample.seed})")
     return 0
 
 

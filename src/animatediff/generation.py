@@ -4,13 +4,15 @@ calls. Consecutive outputs with the same models share one pipeline."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import torch
 
+from animatediff.control import Conditions
 from animatediff.export import write_video
 from animatediff.loading import build_pipeline
-from animatediff.settings import Settings
+from animatediff.settings import Sample, Settings
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -23,6 +25,19 @@ class OutputMaker:
         self.progress = progress
         self.pipeline = self.conditions = self.built_for = self.conditions_for = None
 
+    def conditions_of(self, run: Settings, sample: Sample) -> Conditions | None:
+        """The conditions of `run`'s control inputs for `sample` (its size), their models loaded once."""
+        control = run.control
+        if not control.given:
+            return None
+        from animatediff.conditioning import ConditionLoader
+
+        if self.conditions is None or ConditionLoader.models(control) != self.conditions_for:
+            self.conditions = None
+            self.conditions = ConditionLoader(self.pipeline, control)
+            self.conditions_for = ConditionLoader.models(control)
+        return self.conditions(sample, control)
+
     def make(self, run: Settings, on_step: Callable[[int, int], None] | None = None) -> Path:
         """Make and write `run`'s output (its sidecar is `run.sidecar()`); `on_step(done, steps)` after each
         denoising step."""
@@ -34,16 +49,13 @@ class OutputMaker:
             device, dtype = torch.device(run.device), DTYPES[run.dtype]
             self.pipeline = build_pipeline(run.model, device, dtype, run.split_guidance, run.compile, ip_adapter)
             self.built_for = built_for
-        conditions = None
-        if control.given:
-            from animatediff.conditioning import ConditionLoader
+        if run.upscale is None:
+            frames = self.pipeline(run.sample, self.progress, self.conditions_of(run, run.sample), on_step)
+        else:
+            from animatediff.finishing.upscaling import hires_fix
 
-            if self.conditions is None or ConditionLoader.models(control) != self.conditions_for:
-                self.conditions = None
-                self.conditions = ConditionLoader(self.pipeline, control)
-                self.conditions_for = ConditionLoader.models(control)
-            conditions = self.conditions(run.sample, control)
-        frames = self.pipeline(run.sample, self.progress, conditions, on_step)
+            conditions = partial(self.conditions_of, run)  # at the first pass's size, then at the second's
+            frames = hires_fix(self.pipeline, run.sample, run.upscale, conditions, self.progress, on_step)
         settings = {**run.sidecar(), "prompt_chunks": self.pipeline.prompt_chunks(run.sample)}
         return write_video(frames, run.output, fps=run.fps, settings=settings)
 
