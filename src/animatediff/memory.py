@@ -91,15 +91,21 @@ def check_upscale_memory(settings: Settings) -> None:
         return
     big = spec.sample(settings.sample, settings.vae_factor)
     what = f"--upscale {spec.scale:g} to {big.width}×{big.height}"
-    if not spec.second_pass:  # the upscaled frames alone: uint8, and floats while a model upscaler runs
-        needed, free = PROCESS + big.frames * 3 * big.width * big.height * 9, available_bytes(settings.device)
-        if needed > free:
-            raise ConfigError(
-                f"{what}: {big.frames} frames need about {needed / 2**30:.1f} GiB, and {free / 2**30:.1f} GiB "
-                "is free; upscale less or make fewer frames."
-            )
+    if not spec.second_pass:
+        check_frames_memory(big.frames, big.width, big.height, what)
         return
     try:
         check_memory(replace(settings, sample=big), settings.split_guidance)
     except ConfigError as error:
         raise ConfigError(f"{what}, its second pass: {error}") from None
+
+
+def check_frames_memory(frames: int, width: int, height: int, what: str) -> None:
+    """Refuse frames made without a model (an upscale alone: uint8, and floats while a model upscaler runs
+    on the CPU) that would not fit in the machine's memory."""
+    needed, free = PROCESS + frames * 3 * width * height * 9, available_bytes("cpu")
+    if needed > free:
+        raise ConfigError(
+            f"{what}: {frames} frames of {width}×{height} need about {needed / 2**30:.1f} GiB, and "
+            f"{free / 2**30:.1f} GiB is free; upscale less or use fewer frames."
+        )

@@ -23,7 +23,7 @@ from PIL import Image
 from animatediff.control import Conditions, InitVideo
 from animatediff.errors import CheckpointError, ConfigError, first_line
 from animatediff.pipeline import to_uint8
-from animatediff.settings import LATENT_MODES, Sample, UpscaleSpec
+from animatediff.settings import LATENT_MODES, Sample, Settings, UpscaleSpec
 
 TILE = 192  # input pixels per tile side of a model upscaler: ×4 models hold 768² outputs at once
 TILE_OVERLAP = 16  # input pixels of context read on each side of a tile (its outputs dropped)
@@ -197,3 +197,32 @@ def hires_fix(
     model = load_model_upscaler(spec.model, str(pipeline.device)) if spec.model is not None else None
     latents = pipeline.generate_latents(sample, progress, conditions(sample), on_step)
     return upscaled(spec, sample, latents, pipeline, conditions, progress, on_step, model)
+
+
+# -- an existing clip ----------------------------------------------------------------------------------------
+
+
+def upscale_video(frames: np.ndarray, run: Settings, record: dict, progress: bool = True) -> Path:
+    """Upscale an existing clip's F×H×W×3 uint8 `frames` as `run.upscale` says, with a second pass by
+    `run.model` at `run.sample`'s prompt and seed, and write `run.output`, its sidecar `run.sidecar()` with
+    `record` added."""
+    from animatediff.export import write_video
+    from animatediff.generation import DTYPES
+    from animatediff.loading import build_pipeline
+
+    spec = run.upscale
+    model = load_model_upscaler(spec.model, run.device) if spec.model is not None else None
+    pipeline = build_pipeline(run.model, torch.device(run.device), DTYPES[run.dtype], run.split_guidance)
+    made = upscaled(spec, run.sample, frames, pipeline, progress=progress, model=model)
+    return write_video(made, run.output, fps=run.fps, settings={**run.sidecar(), **record})
+
+
+def upscale_frames(frames: np.ndarray, spec: UpscaleSpec, output: Path, fps: float, record: dict) -> Path:
+    """Upscale F×H×W×3 uint8 `frames` by a pixel upscaler alone (no second pass: no image model) and write
+    `output`, its sidecar the spec's settings with `record` added."""
+    from animatediff.export import write_video
+
+    height, width = frames.shape[1:3]
+    model = load_model_upscaler(spec.model) if spec.model is not None else None
+    made = upscale_pixels(frames, spec.size(width, height, 1), model)
+    return write_video(made, output, fps=fps, settings={**spec.describe(width, height, 1), **record})
