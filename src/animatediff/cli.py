@@ -349,7 +349,7 @@ def run_upscale(args: argparse.Namespace) -> int:
     )
     record = {"input": str(args.input.resolve())}
     if second_pass:
-        from animatediff.finishing.upscaling import upscale_video
+        from animatediff.generation import upscale_video
 
         run = plan_run(request)[0]
         written, (width, height) = upscale_video(frames, run, record), run.upscaled_size()

@@ -11,7 +11,6 @@ the whole clip at once rather than frame by frame.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +19,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from PIL import Image
 
-from animatediff.control import Conditions, InitVideo
 from animatediff.errors import CheckpointError, ConfigError, first_line
-from animatediff.pipeline import to_uint8
-from animatediff.settings import LATENT_MODES, Sample, Settings, UpscaleSpec
+from animatediff.settings import LATENT_MODES, UpscaleSpec
 
 TILE = 192  # input pixels per tile side of a model upscaler: ×4 models hold 768² outputs at once
 TILE_OVERLAP = 16  # input pixels of context read on each side of a tile (its outputs dropped)
@@ -131,90 +128,7 @@ def latent_mode(spec: UpscaleSpec) -> str | None:
     return LATENT_MODES.get(spec.upscaler)
 
 
-# -- the hires fix ---------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def encoded(pipeline, frames: np.ndarray, seed: int) -> torch.Tensor:
-    """F×H×W×3 uint8 frames as video latents (1 c f h w), posterior samples drawn from the seed."""
-    from animatediff.conditioning import as_tensor
-    from animatediff.control.init_latents import encode_frames
-
-    generator = torch.Generator("cpu").manual_seed(seed)
-    latents = encode_frames(pipeline.vae, as_tensor(frames), generator).float()
-    return rearrange(latents, "f c h w -> 1 c f h w")
-
-
-def upscaled(
-    spec: UpscaleSpec,
-    sample: Sample,
-    clip: np.ndarray | torch.Tensor,
-    pipeline=None,
-    conditions: Callable[[Sample], Conditions | None] | None = None,
-    progress: bool = True,
-    on_step: Callable[[int, int], None] | None = None,
-    model=None,
-) -> np.ndarray:
-    """A made `clip`, its frames (F×H×W×3 uint8) or its latents (1 c f h w), upscaled by `spec` and, unless its
-    strength is 0, denoised again by `pipeline` from the upscaled clip at `spec.sample(sample)`
-    (`conditions(sample)`: the clip's conditions at a sample's size; none if not given): F×H'×W'×3 uint8.
-    `model`: the spec's super-resolution model, already loaded."""
-    from animatediff.conditioning import as_tensor
-
-    device = str(pipeline.device) if pipeline is not None else "cpu"
-    if spec.model is not None and model is None:
-        model = load_model_upscaler(spec.model, device)
-    factor = pipeline.vae_scale_factor if pipeline is not None else 1
-    big = spec.sample(sample, factor)
-    mode = latent_mode(spec)
-    if mode is not None:
-        latents = clip if isinstance(clip, torch.Tensor) else encoded(pipeline, clip, sample.seed)
-        latents = upscale_latents(latents, (big.height // factor, big.width // factor), mode)
-        if not spec.second_pass:
-            return to_uint8(pipeline.decode(latents))
-        init = InitVideo(None, spec.strength, latents=rearrange(latents, "1 c f h w -> f c h w"))
-    else:
-        frames = to_uint8(pipeline.decode(clip)) if isinstance(clip, torch.Tensor) else clip
-        frames = upscale_pixels(frames, (big.width, big.height), model, device)
-        if not spec.second_pass:
-            return frames
-        init = InitVideo(as_tensor(frames), spec.strength)
-    given = (conditions(big) if conditions is not None else None) or Conditions()
-    return to_uint8(pipeline.generate(big, progress, replace(given, init=init), on_step))
-
-
-def hires_fix(
-    pipeline,
-    sample: Sample,
-    spec: UpscaleSpec,
-    conditions: Callable[[Sample], Conditions],
-    progress: bool = True,
-    on_step: Callable[[int, int], None] | None = None,
-) -> np.ndarray:
-    """The clip `sample` made by `pipeline` with `conditions(sample)`, then upscaled and denoised again as
-    `upscaled` does: F×H'×W'×3 uint8 frames at the new size. A model upscaler is loaded first, so a file it
-    cannot read fails before anything is made."""
-    model = load_model_upscaler(spec.model, str(pipeline.device)) if spec.model is not None else None
-    latents = pipeline.generate_latents(sample, progress, conditions(sample), on_step)
-    return upscaled(spec, sample, latents, pipeline, conditions, progress, on_step, model)
-
-
-# -- an existing clip ----------------------------------------------------------------------------------------
-
-
-def upscale_video(frames: np.ndarray, run: Settings, record: dict, progress: bool = True) -> Path:
-    """Upscale an existing clip's F×H×W×3 uint8 `frames` as `run.upscale` says, with a second pass by
-    `run.model` at `run.sample`'s prompt and seed, and write `run.output`, its sidecar `run.sidecar()` with
-    `record` added."""
-    from animatediff.export import write_video
-    from animatediff.generation import DTYPES
-    from animatediff.loading import build_pipeline
-
-    spec = run.upscale
-    model = load_model_upscaler(spec.model, run.device) if spec.model is not None else None
-    pipeline = build_pipeline(run.model, torch.device(run.device), DTYPES[run.dtype], run.split_guidance)
-    made = upscaled(spec, run.sample, frames, pipeline, progress=progress, model=model)
-    return write_video(made, run.output, fps=run.fps, settings={**run.sidecar(), **record})
+# -- an existing clip, without a second pass ---------------------------------------------------------
 
 
 def upscale_frames(frames: np.ndarray, spec: UpscaleSpec, output: Path, fps: float, record: dict) -> Path:
