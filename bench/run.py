@@ -186,7 +186,7 @@ def diffusers_step(config, device, options):
 
 def ours_decode(config, device, options):
     from animatediff.pipeline import AnimateDiffPipeline
-    from animatediff.settings import DECODE_CHUNK
+    from animatediff.sampling.clip import DECODE_CHUNK
 
     vae = build_vae(config).to(device, _dtype(options))
     if options.get("channels_last"):

@@ -34,6 +34,7 @@ from lab.control_report import (
     write_edge_media,
     write_keyframe_media,
 )
+from lab.interpolation_report import interpolation_section
 from lab.time_report import format_time_rows, time_rows, world_long_clips, write_time_media
 
 METRICS = ("text", "motion", "camera", "style", "smooth", "watermark")
@@ -355,6 +356,7 @@ def write_results(
     relative = os.path.relpath(media, output.parent)
     long_videos = time_section(media, relative, seeds, steps, models, max_prompts, reference=rows[1].scores)
     long_videos += control_section(media, relative, seeds, steps, models, max_prompts)
+    long_videos += interpolation_section(media, relative, seeds, max_prompts)
     recipe = json.loads((models / "recipe.json").read_text()) if (models / "recipe.json").exists() else {}
     text = [
         "# The embedded shapes-world models: measured quality",

@@ -41,6 +41,8 @@ _HOMES = {
     "Sample": "sampling.clip",
     "Settings": "settings",
     "generate_outputs": "generation",
+    "interpolate": "finishing.interpolation",
+    "load_rife": "finishing.rife",
 }
 __all__ = sorted(_HOMES)
 

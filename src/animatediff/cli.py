@@ -23,6 +23,7 @@ from animatediff.errors import AnimateDiffError, ConfigError
 from animatediff.export import FRAME_FOLDER, output_format
 from animatediff.families import FAMILIES
 from animatediff.files import check_output
+from animatediff.finishing.command import add_interpolate_parser
 from animatediff.planner import plan_run
 from animatediff.request import SCALED, Request, check, declarations, flag, from_text
 from animatediff.settings import Settings
@@ -50,8 +51,9 @@ GROUPS = {
         "videos: any file PyAV reads or a folder of per-frame images, resized to cover the clip and "
         "centre-cropped; frames taken from the first",
     ),
-    "finish": ("finishing (after the clip is made)", None),
+    "finish": ("finishing (after the clip is decoded)", None),
     "output": ("output", None),
+    "speed": ("speed (docs/results.md, 'Step caching': what each costs in quality)", None),
     "runtime": ("runtime", None),
 }
 
@@ -162,7 +164,8 @@ def run_generate(args: argparse.Namespace) -> int:
         count = f"[{number}/{len(runs)}] " if len(runs) > 1 else ""
         sample = run.sample
         width, height = (sample.width, sample.height) if run.upscale is None else run.upscaled_size()
-        print(f"{count}wrote {output} ({sample.frames} frames, {width}×{height}, seed {sample.seed})")
+        frames = f"{sample.frames} frames" + (f" interpolated to {run.output_frames}" if run.interpolate else "")
+        print(f"{count}wrote {output} ({frames}, {width}×{height}, seed {sample.seed})")
     return 0
 
 
@@ -247,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_parser(commands)
     _preprocess_parser(commands)
     _upscale_parser(commands)
+    add_interpolate_parser(commands)
     add_shapes_parser(commands)  # the lab's commands last
     return parser
 

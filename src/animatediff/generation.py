@@ -17,6 +17,7 @@ from animatediff.conditioning import as_tensor
 from animatediff.control import Conditions, InitVideo
 from animatediff.control.init_latents import encode_frames
 from animatediff.export import write_video
+from animatediff.finishing.interpolation import interpolate, interpolator
 from animatediff.finishing.upscaling import latent_mode, load_model_upscaler, upscale_latents, upscale_pixels
 from animatediff.loading import build_pipeline
 from animatediff.pipeline import AnimateDiffPipeline, to_uint8
@@ -57,11 +58,14 @@ class OutputMaker:
             device, dtype = torch.device(run.device), DTYPES[run.dtype]
             self.pipeline = build_pipeline(run.model, device, dtype, run.split_guidance, run.compile, ip_adapter)
             self.built_for = built_for
+        between = interpolator(run.interpolator)[0] if run.interpolate else None  # a bad file fails before sampling
         if run.upscale is None:
             frames = self.pipeline(run.sample, self.progress, self.conditions_of(run, run.sample), on_step)
         else:
             conditions = partial(self.conditions_of, run)  # at the first pass's size, then at the second's
             frames = hires_fix(self.pipeline, run.sample, run.upscale, conditions, self.progress, on_step)
+        if between is not None:  # after the upscale: the second pass denoises the clip's own frames
+            frames = interpolate(frames, run.interpolate, run.loops, between, self.progress)
         settings = {**run.sidecar(), "prompt_chunks": self.pipeline.prompt_chunks(run.sample)}
         return write_video(frames, run.output, fps=run.fps, settings=settings)
 

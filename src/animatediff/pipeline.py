@@ -11,6 +11,7 @@ import inspect
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -21,7 +22,7 @@ from einops import rearrange
 from tqdm.auto import tqdm
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from animatediff.control.conditions import Conditions, InitImage, InitVideo
+from animatediff.control.conditions import Conditions, ImagePrompt, InitImage, InitVideo
 from animatediff.control.controlnet import control_residuals
 from animatediff.control.init_latents import encode_frames, first_step, image_latents, noised_latents
 from animatediff.errors import AnimateDiffError
@@ -37,6 +38,8 @@ from animatediff.sampling.motion_strength import per_frame, scaled, step_factor
 from animatediff.sampling.noise import shuffle_noise
 from animatediff.sampling.options import ContextSettings
 from animatediff.sampling.prompts import frame_states
+from animatediff.sampling.speed import CONDITIONAL, GUIDED, REUSED, StepCache, guidance_step
+from animatediff.step_cache import StepCacheRun, Window, check_depth, halves_of
 
 log = logging.getLogger("animatediff")
 
@@ -128,7 +131,9 @@ def to_uint8(video: torch.Tensor) -> np.ndarray:
 class StepControls:
     """What steers every denoising step besides the text: context windows, the conditions of the clip
     (control residuals and an image prompt; an init video only sets where sampling starts), and how strongly
-    the motion modules act (`sampling.motion_strength`: per frame, the scale also per step)."""
+    the motion modules act (`sampling.motion_strength`: per frame, the scale also per step), and what the steps
+    may skip (`sampling.speed`: guidance past `guidance_end`, the unconditional half on alternate late steps
+    with `guidance_reuse`, step caching)."""
 
     context: ContextSettings | None = None
     conditions: Conditions = field(default_factory=Conditions)
@@ -137,6 +142,19 @@ class StepControls:
     motion_scale: tuple[tuple[int, float], ...] = ()  # FRAME → scale (empty: 1)
     motion_effect: tuple[tuple[int, float], ...] = ()  # FRAME → effect (empty: 1)
     motion_scale_steps: tuple[tuple[float, float], ...] = ()  # fraction of the steps → the scale's factor
+    guidance_end: float = 1.0
+    guidance_reuse: bool = False
+    cache: StepCache = field(default_factory=StepCache)
+
+    def conditional_half(self) -> StepControls:
+        """These controls for the conditional half of the guidance batch alone (the image prompt's and SDXL's
+        per-clip conditioning cut to it)."""
+        conditions, added = self.conditions, self.added
+        if conditions.image_prompt is not None:
+            conditions = replace(conditions, image_prompt=ImagePrompt(conditions.image_prompt.embeds[1:]))
+        if added is not None:
+            added = {name: value[1:] for name, value in added.items()}
+        return replace(self, conditions=conditions, added=added)
 
     def motion(self, step: tuple[int, int], frames: Sequence[int], device: torch.device) -> MotionStrength | None:
         """How strongly the motion modules act at `step` (index, of how many) on the clip's `frames` (None: as
@@ -312,6 +330,9 @@ class AnimateDiffPipeline:
         elif hasattr(self.scheduler, "set_begin_index"):
             self.scheduler.set_begin_index(start * self.scheduler.order)
         guidance = text_states.shape[0] == 2
+        conditional = controls.conditional_half() if guidance else controls
+        cache = StepCacheRun(controls.cache, steps) if controls.cache.on else None
+        difference = None  # the last guided step's cond − uncond, for the steps that reuse it
         accepted = inspect.signature(self.scheduler.step).parameters
         extra = {"eta": 0.0, "generator": generator}
         extra = {name: value for name, value in extra.items() if name in accepted}
@@ -321,15 +342,25 @@ class AnimateDiffPipeline:
         # closed on Ctrl-C too; a step of many windows moves the bar (and its estimate of the time left) per window
         with tqdm(total=sum(units), desc="denoising", unit=unit, disable=not progress) as bar:
             for step, t in enumerate(timesteps, start=start):
-                model_input = torch.cat([latents] * 2) if guidance else latents
+                how = guidance_step(step, steps, controls.guidance_end, controls.guidance_reuse)
+                if not guidance or (how == REUSED and difference is None):
+                    how = GUIDED if guidance else CONDITIONAL
+                both = how == GUIDED and guidance
+                model_input = torch.cat([latents] * 2) if both else latents
                 model_input = self.scheduler.scale_model_input(model_input, t)
                 tick = bar.update if unit == "window" else lambda count: None
-                eps = self._predict_noise(model_input, t, text_states, controls, (step, steps), tick)
+                text, step_controls = (
+                    (text_states, controls) if both or not guidance else (text_states[1:], conditional)
+                )
+                eps = self._predict_noise(model_input, t, text, step_controls, (step, steps), tick, cache)
                 eps = eps.to(latents.dtype)
                 bar.update(0 if unit == "window" else 1)
-                if guidance:
+                if both:
                     uncond, cond = eps.chunk(2)
-                    eps = uncond + guidance_scale * (cond - uncond)
+                    difference = cond - uncond
+                    eps = uncond + guidance_scale * difference
+                elif how == REUSED:  # the unconditional prediction: this step's conditional less the last difference
+                    eps = eps + (guidance_scale - 1) * difference
                 latents = self.scheduler.step(eps, t, latents, **extra, return_dict=False)[0]
                 if not torch.isfinite(latents).all():
                     raise AnimateDiffError(
@@ -355,18 +386,19 @@ class AnimateDiffPipeline:
         controls: StepControls,
         step: tuple[int, int],
         tick: Callable[[int], None],
+        cache: StepCacheRun | None = None,
     ) -> torch.Tensor:
         """The noise prediction for the whole clip; `step` is (index, of how many) in the full schedule;
-        `tick(1)` after each context window."""
+        `tick(1)` after each context window; `cache` the run's step cache (None: none)."""
         num_frames, context = model_input.shape[2], controls.context
         if context is None or num_frames <= context.length:
-            return self._call_unet(model_input, t, text_states, controls, step)
+            return self._call_unet(model_input, t, text_states, controls, step, cache=cache)
         frame_windows = windows(num_frames, step[0], context)
-        weights = fuse_weights(context.length, context.fuse, context.overlap)
         if context.scope == "motion":
+            weights = fuse_weights(context.length, context.fuse, context.overlap)
             pairs = [(torch.tensor(frames), weights) for frames in frame_windows]
-            return self._call_unet(model_input, t, text_states, controls, step, motion_windows=pairs)
-        return self._predict_in_windows(model_input, t, text_states, controls, step, frame_windows, weights, tick)
+            return self._call_unet(model_input, t, text_states, controls, step, motion_windows=pairs, cache=cache)
+        return self._predict_in_windows(model_input, t, text_states, controls, step, frame_windows, tick, cache)
 
     def _predict_in_windows(
         self,
@@ -376,17 +408,19 @@ class AnimateDiffPipeline:
         controls: StepControls,
         step: tuple[int, int],
         frame_windows: list[list[int]],
-        weights: torch.Tensor,
         tick: Callable[[int], None],
+        cache: StepCacheRun | None = None,
     ) -> torch.Tensor:
         """Each window of frames through the whole video UNet on its own; the predictions averaged per frame."""
         total = torch.zeros_like(model_input, dtype=torch.float32)
         count = torch.zeros(model_input.shape[2], device=model_input.device)
-        weights = weights.to(model_input.device)
+        context = controls.context
+        weights = fuse_weights(context.length, context.fuse, context.overlap).to(model_input.device)
         for frames in frame_windows:
             index = torch.tensor(frames, device=model_input.device)
             text = text_states[:, index] if text_states.ndim == 4 else text_states
-            eps = self._call_unet(model_input[:, :, index], t, text, controls, step, frame_index=index).float()
+            window = model_input[:, :, index]
+            eps = self._call_unet(window, t, text, controls, step, frame_index=index, cache=cache).float()
             total.index_add_(2, index, eps * weights[None, None, :, None, None])
             count.index_add_(0, index, weights)
             tick(1)
@@ -401,10 +435,12 @@ class AnimateDiffPipeline:
         step: tuple[int, int],
         motion_windows=None,
         frame_index=None,
+        cache: StepCacheRun | None = None,
     ):
         """The video UNet on `model_input` (the frames `frame_index` of the clip; None: all of them), with
         the clip's control residuals, image prompt and SDXL conditioning; per-frame text states folded as it
-        takes them; the guidance batch's halves one after the other with `split_guidance`."""
+        takes them; the guidance batch's halves one after the other with `split_guidance`; what `cache` keeps
+        for this window and these halves reused."""
         conditions, added = controls.conditions, controls.added
         residuals = control_residuals(conditions, model_input, t, text_states, *step, frame_index, motion_windows)
         image = conditions.image_prompt.embeds if conditions.image_prompt is not None else None
@@ -413,16 +449,21 @@ class AnimateDiffPipeline:
         frames = range(model_input.shape[2]) if frame_index is None else frame_index.tolist()
         motion = controls.motion(step, frames, model_input.device)
         strength = {} if motion is None else {"motion": motion}  # only asked of a video UNet when given
+        window: Window = None if frame_index is None else tuple(frames)
+
+        def reusing(halves: tuple[str, ...]):
+            return nullcontext() if cache is None else cache.call(step[0], window, halves).applied(self.unet)
+
         if not self.split_guidance or len(model_input) == 1:
-            return self.unet(model_input, t, text_states, motion_windows, residuals, image, added, **strength)
+            with reusing(halves_of(len(model_input))):
+                return self.unet(model_input, t, text_states, motion_windows, residuals, image, added, **strength)
         added_halves = [None, None] if added is None else [{k: v.chunk(2)[i] for k, v in added.items()} for i in (0, 1)]
         halves = [model_input.chunk(2), text_states.chunk(2), _halves(residuals), _halves(image), added_halves]
-        return torch.cat(
-            [
-                self.unet(latents, t, text, motion_windows, res, emb, more, **strength)
-                for latents, text, res, emb, more in zip(*halves, strict=True)
-            ]
-        )
+        predictions = []
+        for half, (latents, text, res, emb, more) in zip(("uncond", "cond"), zip(*halves, strict=True), strict=True):
+            with reusing((half,)):
+                predictions.append(self.unet(latents, t, text, motion_windows, res, emb, more, **strength))
+        return torch.cat(predictions)
 
     def denoise(
         self,
@@ -503,6 +544,8 @@ class AnimateDiffPipeline:
         conditions = conditions or Conditions()
         self.check_inputs(sample.frames, sample.height, sample.width, sample.steps, sample.context)
         self.check_conditions(conditions, sample)
+        if sample.cache.mode == "deep":
+            check_depth(self.unet.unet, sample.cache.depth)
         layers = self.text_encoder.config.num_hidden_layers
         if sample.clip_skip > layers:
             raise AnimateDiffError(f"clip skip {sample.clip_skip} reaches past the text encoder's {layers} layers.")
@@ -519,6 +562,9 @@ class AnimateDiffPipeline:
             sample.motion_scale,
             sample.motion_effect,
             sample.motion_scale_steps,
+            sample.guidance_end,
+            sample.guidance_reuse,
+            sample.cache,
         )
         latents = noise
         for iteration in range(sample.free_init or 1):

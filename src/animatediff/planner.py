@@ -27,6 +27,7 @@ from animatediff.request import Request
 from animatediff.sampling.clip import check_frame_size, check_steps
 from animatediff.sampling.motion_strength import as_keys
 from animatediff.sampling.options import ContextRequest
+from animatediff.sampling.speed import FAST, StepCache
 from animatediff.settings import (
     LATENT_MODES,
     PIXEL_UPSCALERS,
@@ -173,6 +174,7 @@ class Planner:
             motion_scale=as_keys(request.motion_scale),
             motion_effect=as_keys(request.motion_effect),
             motion_scale_steps=request.motion_scale_steps or (),
+            **speed_settings(request),
         )
 
     def check_sample(self, model: ModelSpec, sample: Sample) -> None:
@@ -203,13 +205,22 @@ class Planner:
         sample, note = time_controls(request).apply(self.sample(request, model, sources), self.motion_table(model))
         self.check_sample(model, sample)
         output = output(sample)
-        fps = output_fps(request.fps, control)
+        fps = output_fps(request.fps, control, request.interpolate)
         check_fps(fps, output_format(output))
         check_output(output, directory=output_format(output) == "png", replaceable=FRAME_FOLDER)
         check_output(sidecar_path(output))
         notes = (note,) if note else ()
         settings = Settings(
-            sample=sample, model=model, control=control, output=output, fps=fps, notes=notes, request=request, **run
+            sample=sample,
+            model=model,
+            control=control,
+            output=output,
+            fps=fps,
+            notes=notes,
+            request=request,
+            interpolate=request.interpolate,
+            interpolator=interpolator_file(request, sources),
+            **run,
         )
         factor = self.geometry(model.base)[1]
         upscale = upscale_spec(request, sources)
@@ -288,6 +299,22 @@ def upscale_spec(request: Request, sources: Sources) -> UpscaleSpec | None:
         name = "model"
     strength = 0.35 if request.upscale_strength is None else request.upscale_strength
     return UpscaleSpec(request.upscale, name, model, strength)
+
+
+def speed_settings(request: Request) -> dict:
+    """The `Sample` fields of guidance's end and reuse and of step caching: as given, else `--fast`'s preset
+    (`sampling.speed.FAST`) when it is asked for, else the defaults (every step guided, no cache)."""
+
+    def value(name: str, default):
+        given = getattr(request, name)
+        if given is not None:
+            return given
+        return FAST.get(name, default) if request.fast else default
+
+    cache = StepCache(
+        value("cache", "none"), value("cache_interval", 3), value("cache_depth", 0), value("cache_schedule", "uniform")
+    )
+    return {"guidance_end": value("guidance_end", 1.0), "guidance_reuse": request.guidance_reuse, "cache": cache}
 
 
 def time_controls(request: Request) -> TimeControls:
@@ -381,17 +408,29 @@ def check_inputs(spec: ControlSpec) -> None:
         )
 
 
-def output_fps(given: float | None, control: ControlSpec) -> float:
-    """The output's frame rate: the one given; else a restyled video's own over the stride; else 8."""
+def output_fps(given: float | None, control: ControlSpec, interpolate: int | None = None) -> float:
+    """The output's frame rate: the one given; else a restyled video's own over the stride, or 8, times the
+    interpolation factor (the clip lasts as long with its new frames)."""
     if given is not None:
         return given
+    rate = 8.0
     if control.init_video is not None:
         from animatediff.media import video_fps
 
-        rate = video_fps(control.init_video)
-        if rate:
-            return rate / control.stride
-    return 8.0
+        rate = (video_fps(control.init_video) or rate * control.stride) / control.stride
+    return rate * (interpolate or 1)
+
+
+def interpolator_file(request: Request, sources: Sources) -> Path | None:
+    """The learned interpolator's weights, checked to exist (None: the built-in optical flow)."""
+    if request.interpolator is None:
+        return None
+    if request.interpolate is None:
+        raise sources.fail("interpolator", "an interpolator's weights need a factor: give --interpolate K too.")
+    path = sources.input("interpolator", request.interpolator)
+    if not Path(path).is_file():
+        raise sources.fail("interpolator", f"{path}: no such file (expected a RIFE 4.x flownet.pkl).")
+    return Path(path)
 
 
 # ---------------------------------------------------------------------------------------------------

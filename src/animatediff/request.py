@@ -21,6 +21,7 @@ from animatediff.errors import ConfigError
 from animatediff.families import FAMILIES, SCHEDULERS
 from animatediff.sampling.clip import MAX_FREE_INIT, MAX_SEED
 from animatediff.sampling.options import Fuse, Interpolation, Schedule, Scope
+from animatediff.sampling.speed import FAST_HELP, MAX_DEPTH, MAX_INTERVAL, CacheMode, CacheSchedule
 
 RANDOM_SEED = -1  # as in the official prompt configs: draw one (and record it)
 MAX_FRAMES = 4096  # frames per clip: the longest clip measured (bench/memory.py); a longer one runs for days
@@ -38,6 +39,7 @@ KEYFRAMES, FRAME_INPUT, FRAME_LIST = "keyframes", "frame_input", "frame_list"  #
 PER_FRAME, PER_STEP = "per_frame", "per_step"  # a number or FRAME:VALUE,… (interpolated); FRACTION:VALUE,… of the steps
 MOTION_SCALE, MOTION_EFFECT = 10.0, 2.0  # the largest motion scale and effect taken
 MAX_UPSCALE = 8.0  # the largest upscale factor: 512² → 4096², beyond what a second pass fits on one GPU
+MIN_FACTOR, MAX_FACTOR = 2, 16  # frame interpolation: output frames per input frame (K − 1 new between each pair)
 
 
 @dataclass(frozen=True)
@@ -420,6 +422,23 @@ class Request:
         default=0.35,
         page=True,
     )
+    interpolate: int | None = setting(
+        f"frame interpolation: K − 1 new frames between each pair of frames ({MIN_FACTOR}-{MAX_FACTOR}; with --loop "
+        "also between the last and the first); the output's fps is multiplied by K unless --fps is given",
+        WHOLE,
+        group="finish",
+        low=MIN_FACTOR,
+        high=MAX_FACTOR,
+        metavar="K",
+        page=True,
+    )
+    interpolator: str | None = setting(
+        "interpolate with a RIFE 4.x flownet.pkl (Practical-RIFE's weights) instead of the built-in optical flow",
+        INPUT,
+        group="finish",
+        metavar="PATH",
+        api=False,  # a file of the user's, not an upload
+    )
     # output
     output: str | None = setting(
         "output file; its extension picks the format (.gif .mp4 .webm .webp; none: a folder of PNG frames) "
@@ -438,6 +457,61 @@ class Request:
         low=0,
         high=240,
         page=True,
+    )
+    # speed: doing less per clip (`sampling.speed`, `step_cache`)
+    fast: bool = setting(
+        "the measured fast preset: "
+        + FAST_HELP
+        + " (any of them given explicitly wins; docs/results.md, 'Step caching')",
+        SWITCH,
+        group="speed",
+    )
+    cache: str | None = setting(
+        "step caching: deep (DeepCache: the UNet's deep features reused between full steps), attention "
+        "(Pyramid Attention Broadcast: attention outputs reused in the middle steps) or none (default: none)",
+        CHOICE,
+        group="speed",
+        choices=get_args(CacheMode),
+    )
+    cache_interval: int | None = setting(
+        "deep: a full step every N steps; attention: spatial attention computed every N steps, temporal every "
+        f"2N, cross-attention every 3N (default: 3; at most {MAX_INTERVAL})",
+        WHOLE,
+        group="speed",
+        low=1,
+        high=MAX_INTERVAL,
+        metavar="N",
+    )
+    cache_depth: int | None = setting(
+        "deep: the up block whose input is reused, counted from the last (0: the shallowest, the most skipped; "
+        "at most the UNet's up blocks less 2) (default: 0)",
+        WHOLE,
+        group="speed",
+        low=0,
+        high=MAX_DEPTH,
+        metavar="D",
+    )
+    cache_schedule: str | None = setting(
+        "deep: full steps every N (uniform) or denser in the first third of the steps (quadratic, DeepCache's "
+        "non-uniform schedule) (default: uniform)",
+        CHOICE,
+        group="speed",
+        choices=get_args(CacheSchedule),
+    )
+    guidance_end: float | None = setting(
+        "classifier-free guidance on the first F of the steps only; after them the conditional half alone runs "
+        "(default: 1, every step)",
+        NUMBER,
+        group="speed",
+        low=0,
+        high=1,
+        metavar="F",
+    )
+    guidance_reuse: bool = setting(
+        "on alternate steps of the second half, compute the conditional half only and take the unconditional "
+        "prediction from the last guided step's difference",
+        SWITCH,
+        group="speed",
     )
     # runtime
     device: str | None = setting(

@@ -449,6 +449,21 @@ class Settings:
             return sample.width, sample.height
         return self.upscale.size(sample.width, sample.height, self.vae_factor)
 
+    interpolate: int | None = None  # K: frame interpolation to K frames per frame after decoding (None: none)
+    interpolator: Path | None = None  # a learned interpolator's weights (None: the built-in optical flow)
+
+    @property
+    def loops(self) -> bool:
+        """Whether the clip is a closed loop (its context windows wrap around the end)."""
+        return self.sample.context is not None and self.sample.context.schedule == "looped"
+
+    @property
+    def output_frames(self) -> int:
+        """The frames written: the clip's, with K − 1 new ones between each pair when interpolated (and between
+        the last and the first of a loop)."""
+        frames, factor = self.sample.frames, self.interpolate or 1
+        return frames * factor if self.loops else (frames - 1) * factor + 1
+
     def sidecar(self) -> dict:
         record = {
             **asdict(self.sample),
@@ -470,6 +485,10 @@ class Settings:
             record["request"] = self.request.record()
         if self.upscale is not None:
             record.update(self.upscale.describe(self.sample.width, self.sample.height, self.vae_factor))
+        if self.interpolate is not None:
+            record["interpolate"] = self.interpolate
+            record["interpolator"] = None if self.interpolator is None else str(Path(self.interpolator).resolve())
+            record["output_frames"] = self.output_frames
         if self.references:
             record["hub"] = [{"path": path, "id": id, "revision": revision} for path, id, revision in self.references]
         return record

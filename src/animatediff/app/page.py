@@ -28,7 +28,7 @@ FORMATS = [name for name in declarations()["format"].choices if name != "png"]
 FORM = (
     "prompt negative_prompt base dreambooth motion_module domain_adapter domain_adapter_scale frames width height "
     "steps guidance_scale seed fps format context_length context_overlap loop prompt_map init_image init_strength "
-    "sparsectrl control_image init_video strength family scheduler upscale upscaler upscale_strength"
+    "sparsectrl control_image init_video strength family scheduler upscale upscaler upscale_strength interpolate"
 ).split()
 PAGE_SETTINGS = (*FORM, "loras", "motion_loras")
 
@@ -110,6 +110,9 @@ def build_page(app) -> gr.Blocks:
                     family = gr.Dropdown(FAMILIES, value=NONE, label="Family (empty: told from the module)")
                     scheduler = gr.Dropdown(SCHEDULERS, value=NONE, label="Scheduler (empty: the family's)")
                 with gr.Accordion("Finish", open=False):
+                    interpolate = gr.Slider(
+                        1, 16, value=1, step=1, label="Frame interpolation: frames per frame (1: none)"
+                    )
                     upscale = gr.Slider(1, 4, value=1, step=0.5, label="Upscale (1: none)", elem_id="upscale")
                     upscaler = gr.Dropdown(UPSCALERS, value="lanczos", label="Upscaler")
                     upscale_strength = gr.Slider(0, 1, value=0.35, step=0.05, label="Second pass strength (0: none)")
@@ -153,6 +156,7 @@ def build_page(app) -> gr.Blocks:
             "upscale": upscale,
             "upscaler": upscaler,
             "upscale_strength": upscale_strength,
+            "interpolate": interpolate,
         }
         inputs = [controls[name] for name in FORM] + lora_inputs
 
@@ -217,6 +221,7 @@ def _request(values: tuple, app) -> GenerateRequest:
             strength=form["strength"] if form["init_video"] else None,
             sparsectrl=Scaled(name=form["sparsectrl"]) if _choice(form["sparsectrl"]) else None,
             control_image=[f"0:{keyframe}"] if keyframe else [],
+            interpolate=int(form["interpolate"]) if form["interpolate"] and form["interpolate"] > 1 else None,
             **numbers,
             **choices,
             **finish,

@@ -1,1 +1,1 @@
-"""Finishing passes on made clips: frame interpolation and upscaling."""
+"""Finishing a clip after it is decoded: frame interpolation (and upscaling), working on uint8 frames."""

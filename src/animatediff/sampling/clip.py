@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from animatediff.errors import ConfigError
 from animatediff.families import DEFAULT
 from animatediff.sampling.options import ContextSettings, Interpolation
+from animatediff.sampling.speed import StepCache
 
 MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes 0 … 2**64 - 1
 MAX_FREE_INIT = 10  # FreeInit iterations: each one samples the whole clip again
@@ -71,6 +72,11 @@ class Sample:
     motion_scale: tuple[tuple[int, float], ...] = ()
     motion_effect: tuple[tuple[int, float], ...] = ()
     motion_scale_steps: tuple[tuple[float, float], ...] = ()
+    # doing less per clip (`sampling.speed`): guidance on the first `guidance_end` of the steps only, the
+    # unconditional half reused on alternate late steps, step caching
+    guidance_end: float = 1.0
+    guidance_reuse: bool = False
+    cache: StepCache = StepCache()
 
     def __post_init__(self):
         for name in ("steps", "frames", "width", "height"):
@@ -78,6 +84,8 @@ class Sample:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a whole number of at least 1; got {value!r}.")
         check_finite(self.guidance_scale, "guidance_scale")
+        if isinstance(self.guidance_end, bool) or not 0 <= self.guidance_end <= 1:
+            raise ConfigError(f"guidance_end must be a fraction of the steps from 0 to 1; got {self.guidance_end!r}.")
         if isinstance(self.clip_skip, bool) or not isinstance(self.clip_skip, int) or self.clip_skip < 1:
             raise ConfigError(f"clip_skip must be a whole number of at least 1; got {self.clip_skip!r}.")
         if not 0 <= self.seed <= MAX_SEED:
