@@ -147,15 +147,15 @@ def worker(case: str, size: int) -> None:
     print(json.dumps({"seconds": seconds, "frames": count, "peak": peak}))
 
 
-def row(case: str, size: int, result: dict, reference: dict) -> str:
+def row(case: str, size: int, result: dict, reference: dict | None) -> str:
     per_frame = result["seconds"] / result["frames"]
-    ratio = per_frame / (reference["seconds"] / reference["frames"])
+    ratio = f"{per_frame / (reference['seconds'] / reference['frames']):.0f}" if reference else "–"
     source, scale = (size, 4) if case.startswith("ESRGAN") else (size, 2)
     if case == "second pass":
         source = 32 if size == 32 else size // 2
         case = "second pass, embedded model, 8 steps" if size == 32 else "second pass, SD1.5-shaped, 1 step"
     return (
-        f"| {case} | {source}² → {source * scale}² | {result['frames']} | {per_frame:.3f} | {ratio:.0f} | "
+        f"| {case} | {source}² → {source * scale}² | {result['frames']} | {per_frame:.4g} | {ratio} | "
         f"{result['peak'] / 2**30:.2f} |"
     )
 
@@ -170,11 +170,13 @@ def main() -> None:
         results = {}
         for case in (case for case in CASES if case not in skipped.get(size, ())):
             run = subprocess.run([sys.executable, __file__, case, str(size)], capture_output=True, text=True)
-            if run.returncode:
-                print(f"| {case} | {size}² | failed: {run.stderr.strip().splitlines()[-1]} |", flush=True)
+            lines = run.stdout.strip().splitlines()
+            if run.returncode or not lines:
+                error = [line for line in run.stderr.splitlines() if line.strip()] or [f"exit {run.returncode}"]
+                print(f"| {case} | {size}² | failed: {error[-1].strip()[:200]} |", flush=True)
                 continue
-            results[case] = json.loads(run.stdout.strip().splitlines()[-1])
-            print(row(case, size, results[case], results["Lanczos"]), flush=True)
+            results[case] = json.loads(lines[-1])
+            print(row(case, size, results[case], results.get("Lanczos")), flush=True)
 
 
 if __name__ == "__main__":
