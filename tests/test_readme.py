@@ -33,6 +33,7 @@ from animatediff.motion_module import MotionModuleConfig
 from animatediff.shapes.datasets import DatasetSpec, render_dataset
 from helpers import TOKENIZER, random_motion_module, tiny_config, tiny_text_encoder, tiny_unet
 from ldm_layout import to_ldm_checkpoint
+from test_cameractrl import release_file
 from test_control import tiny_image_encoder, tiny_ip_adapter
 from test_image_models import kohya_lora
 from test_lora_merges import adapter_state
@@ -70,6 +71,7 @@ SHRINK = {  # command prefix → flags appended, for the commands that train or 
     f"{CORGI} --dreambooth": ["--frames", "4", "--steps", "2"],
     f"{CORGI} --motion-module v3_sd15_mm.ckpt --controlnet": ["--frames", "4", "--steps", "2"],
     f"{CORGI} --motion-module v3_sd15_mm.ckpt --ip-adapter": ["--frames", "4", "--steps", "2"],
+    f"{CORGI} --motion-module v3_sd15_mm.ckpt --camera-ctrl": ["--frames", "4", "--steps", "2"],
     f"{CORGI} --motion-module AnimateLCM": ["--frames", "4"],  # the few-step families keep their own steps
     f"{CORGI} --motion-module animatediff_lightning": ["--frames", "4"],
     f"{HUB_CORGI} sd15": ["--frames", "4", "--steps", "2"],
@@ -152,6 +154,7 @@ def stand_ins(folder: Path) -> None:
     save_file(kohya_lora(), folder / "style.safetensors")
     v3 = random_motion_module(tiny_config(mid_block=False), seed=1, std=0.02)
     torch.save(v3.state_dict(), folder / "v3_sd15_mm.ckpt")
+    release_file(v3, 32, folder / "CameraCtrl.ckpt")  # for the stand-in base's VAE, which downscales 32×
     torch.save(
         random_motion_module(tiny_config(mid_block=True), seed=2, std=0.02).state_dict(), folder / "mm_sd_v15_v2.ckpt"
     )

@@ -164,7 +164,7 @@ def run_generate(args: argparse.Namespace) -> int:
         count = f"[{number}/{len(runs)}] " if len(runs) > 1 else ""
         sample = run.sample
         width, height = (sample.width, sample.height) if run.upscale is None else run.upscaled_size()
-        frames = f"{sample.frames} frames" + (f" interpolated to {run.output_frames}" if run.interpolate else "")
+        frames = f"{run.clip_frames} frames" + (f" interpolated to {run.output_frames}" if run.interpolate else "")
         print(f"{count}wrote {output} ({frames}, {width}×{height}, seed {sample.seed})")
     return 0
 

@@ -3,23 +3,31 @@
 Videos and images are read by `media` at the clip's size; ControlNets are loaded by diffusers'
 `ControlNetModel` loaders (a diffusers folder, or a single SD1.x file with its config taken from the
 base's UNet); the IP-Adapter goes into the pipeline's UNet through diffusers' IP-Adapter loader, with
-the CLIP image encoder folder the user gives. Each ControlNet is loaded once per command."""
+the CLIP image encoder folder the user gives; CameraCtrl plugs its pose layers into the pipeline's motion
+module, and its camera path is read from a pose file or made from a preset. Each ControlNet is loaded once per
+command."""
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 from diffusers import ControlNetModel, UNet2DConditionModel
+from PIL import Image
 
-from animatediff.control import Conditions, ControlNetInput, InitImage, InitVideo
+from animatediff.camera_poses import PRESETS, check_frame_count, preset_poses, read_camera_poses
+from animatediff.cameractrl import CameraCtrl, attach
+from animatediff.control import Conditions, ControlNetInput, Extension, InitImage, InitVideo
+from animatediff.control.camera import CameraInput, pose_embedding
 from animatediff.control.image_prompt import image_prompt, load_ip_adapter, reads_hidden_states
 from animatediff.control.sparsectrl import SparseCtrlInput, crop_like_official, normalize_condition
 from animatediff.errors import CheckpointError, ConfigError, first_line
-from animatediff.formats import read_state_dict
+from animatediff.formats import Kind, read_checkpoint, read_state_dict
 from animatediff.formats.sparsectrl import load_sparsectrl
 from animatediff.media import read_frames, read_image
+from animatediff.motion_module import MotionModule
 from animatediff.pipeline import AnimateDiffPipeline
 from animatediff.settings import ControlSpec, Sample
 from animatediff.sparsectrl import check_keyframes
@@ -149,6 +157,9 @@ class ConditionLoader:
         self.sparsectrl = None
         if spec.sparsectrl is not None:
             self.sparsectrl = load_sparsectrl(spec.sparsectrl, unet, spec.sparsectrl_settings)
+        self.camera = None
+        if spec.camera_ctrl is not None:
+            self.camera = load_camera(pipeline, spec.camera_ctrl)
         self.encoder = None
         if spec.ip_adapter is not None:
             folder = spec.encoder_folder()
@@ -165,17 +176,19 @@ class ConditionLoader:
         """What a loader for `spec` loads: another spec with the same models shares it."""
         controlnets = tuple(c.path for c in spec.controlnets)
         settings = tuple(sorted((spec.sparsectrl_settings or {}).items()))
-        return controlnets, spec.sparsectrl, repr(settings), spec.encoder_folder()
+        return controlnets, spec.sparsectrl, repr(settings), spec.encoder_folder(), spec.camera_ctrl
 
     def __call__(self, sample: Sample, spec: ControlSpec | None = None) -> Conditions:
         """The conditions of one clip, from its own inputs (`spec`: the one the loader was made with, or
         another with the same `models`)."""
         spec = spec or self.spec
         size = (sample.width, sample.height)
-        init = None
+        init = extension = None
         if spec.init_video is not None:
             frames = read_frames(spec.init_video, "init video", sample.frames, size, spec.stride)
-            init = InitVideo(as_tensor(frames), spec.strength)
+            init = InitVideo(as_tensor(frames), spec.strength, read_mask(spec, sample))
+        if spec.extend is not None:
+            extension = Extension(as_tensor(read_frames(spec.extend, "extend", None, size)), spec.extend_overlap)
         if spec.init_image is not None:
             images = ((spec.init_image, "init image"), (spec.last_image, "last image"))
             first, last = (
@@ -204,8 +217,25 @@ class ConditionLoader:
                 guidance=sample.guidance_scale > 1.0,
             )
         return Conditions(
-            init=init, controlnets=controls, image_prompt=prompt, sparsectrl=self._keyframes(sample, spec)
+            init=init,
+            extension=extension,
+            controlnets=controls,
+            image_prompt=prompt,
+            sparsectrl=self._keyframes(sample, spec),
+            camera=self._camera(sample, spec),
         )
+
+    def _camera(self, sample: Sample, spec: ControlSpec) -> CameraInput | None:
+        """CameraCtrl with the clip's camera path (a preset made for its frame count, or the pose file) as a
+        Plücker embedding at the clip's size."""
+        if self.camera is None:
+            return None
+        if spec.camera_poses in PRESETS:
+            poses = preset_poses(spec.camera_poses, sample.frames)
+        else:
+            poses = read_camera_poses(spec.camera_poses)
+            check_frame_count(poses, sample.frames, spec.camera_poses)
+        return CameraInput(self.camera, pose_embedding(poses, sample.height, sample.width))
 
     def _keyframes(self, sample: Sample, spec: ControlSpec) -> SparseCtrlInput | None:
         """The SparseCtrl encoder with the clip's keyframes: control images cropped as the official script
@@ -238,11 +268,40 @@ class ConditionLoader:
         )
 
 
+def read_mask(spec: ControlSpec, sample: Sample) -> torch.Tensor | None:
+    """The init video's mask (f 1 H W in [0, 1], white redrawn) at the clip's size, fitted as the video is: a
+    mask video's frames (every `stride`-th, as the video's) or one image for every frame; None without one."""
+    size = (sample.width, sample.height)
+    if spec.mask_video is not None:
+        frames = read_frames(spec.mask_video, "mask video", sample.frames, size, spec.stride)
+    elif spec.mask is not None:
+        frames = read_image(spec.mask, "mask", size)[None].repeat(sample.frames, axis=0)
+    else:
+        return None
+    grey = np.stack([np.asarray(Image.fromarray(frame).convert("L")) for frame in frames])  # as diffusers' masks
+    return torch.from_numpy(grey)[:, None].float() / 255
+
+
+def load_cameractrl(path: str | Path, motion_module: MotionModule) -> CameraCtrl:
+    """A CameraCtrl file (the release's `CameraCtrl.ckpt`, or its tensors flattened into a `.safetensors`)
+    plugged into `motion_module`."""
+    hint = " A CameraCtrl file holds a pose encoder ('pose_encoder_state_dict') and pose layers (qkv_merge)."
+    return attach(motion_module, read_checkpoint(path, Kind.CAMERACTRL, hint), path)
+
+
+def load_camera(pipeline: AnimateDiffPipeline, path: Path) -> CameraCtrl:
+    """CameraCtrl from its file, its pose layers plugged into the pipeline's motion module, on the pipeline's
+    device and in its dtype."""
+    motion_module = pipeline.unet.motion_module
+    if motion_module is None:
+        raise ConfigError(f"camera-ctrl {path}: CameraCtrl steers a motion module; give the v3 one.")
+    unet = pipeline.unet.unet
+    return load_cameractrl(path, motion_module).to(pipeline.device, unet.dtype)
+
+
 def read_control_latents(path: Path) -> torch.Tensor:
     """Precomputed keyframe latents from a `.npy` file: (keyframes, 4, h, w), already scaled by the VAE's
     scaling factor."""
-    import numpy as np
-
     try:
         latents = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:

@@ -198,6 +198,17 @@ FAMILIES = {
             guidance_scale=1.0,
             sampler="lcm",
         ),
+        Family(
+            "cameractrl",
+            "the v3 module steered by CameraCtrl's pose layers (--camera-ctrl with --camera-poses)",
+            32,
+            False,
+            False,
+            False,
+            signature=None,  # v3's layout: chosen by a CameraCtrl file's keys (its pose encoder, its pose layers)
+            trainable=False,
+            guidance_scale=14.0,  # the release's inference default
+        ),
         Family("v2", "the official v2 module (mm_sd_v15_v2)", 32, True, False, False, signature={"mid_block": True}),
         Family("v3", "the official v3 module (v3_sd15_mm)", 32, False, False, False, signature={"mid_block": False}),
     )

@@ -201,7 +201,9 @@ def apply_dreambooth(components: Components, path: str | os.PathLike, base: str 
     _check_sd_checkpoint(path, list(state_dict), "sd1")
     dtype = components.unet.dtype
     with _reading(path, "a personalized SD1.x checkpoint that fits the base's configs"):
-        unet = UNet2DConditionModel.from_single_file(state_dict, config=str(base), subfolder="unet", torch_dtype=dtype)
+        unet = UNet2DConditionModel.from_single_file(
+            state_dict, config=str(base), subfolder="unet", torch_dtype=dtype, **_input_channels(state_dict)
+        )
         vae = components.vae
         if any(key.startswith("first_stage_model.") for key in state_dict):
             vae = AutoencoderKL.from_single_file(state_dict, config=str(base), subfolder="vae", torch_dtype=dtype)
@@ -215,6 +217,13 @@ def apply_dreambooth(components: Components, path: str | os.PathLike, base: str 
                 f"{path}: its text encoder does not fit the base's ({len(missing)} weights missing, e.g. {missing[0]})."
             )
     return Components(unet, vae, text_encoder, components.tokenizer, components.text_encoder_2, components.tokenizer_2)
+
+
+def _input_channels(state_dict: dict[str, torch.Tensor]) -> dict[str, int]:
+    """The UNet's input channels as a single file's first convolution has them (9 for an SD1.5 inpainting
+    checkpoint, whose base configs say 4); nothing when the file has no UNet."""
+    conv_in = state_dict.get("model.diffusion_model.input_blocks.0.0.weight")
+    return {} if conv_in is None else {"in_channels": int(conv_in.shape[1])}
 
 
 def _apply_dreambooth_folder(components: Components, path: Path) -> Components:

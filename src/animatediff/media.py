@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
 
@@ -85,21 +86,43 @@ def read_frames(
 ) -> np.ndarray:
     """`frames` frames (None: all) of a video file or a folder of images, every `stride`-th from the first,
     fitted to `size` = (width, height) (None: the first frame's own size): F×H×W×3 uint8."""
-    import av
-
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{what} {path}: no such file or folder.")
-    try:
-        source = _folder_frames(path, what) if path.is_dir() else _video_frames(path)
-        images = list(islice(source, 0, None if frames is None else frames * stride, stride))
+    with _reading(path, what):
+        images = list(islice(_images(path, what), 0, None if frames is None else frames * stride, stride))
         size = size or (images[0].size if images else None)
         taken = [fit(image, *size) for image in images]
-    except (av.FFmpegError, UnidentifiedImageError, OSError, ValueError) as error:
-        raise ConfigError(f"{what} {path}: cannot be read as a video or frames ({one_line(error)}).") from error
     if not taken:
         raise ConfigError(f"{what} {path}: holds no frames.")
     if frames is not None and len(taken) < frames:
         every = f" taking every {stride}th" if stride > 1 else ""
         raise ConfigError(f"{what} {path} gives {len(taken)} frames{every}; the clip needs {frames}.")
     return np.stack(taken)
+
+
+def video_shape(path: str | os.PathLike, what: str, limit: int | None = None) -> tuple[int, int, int]:
+    """(frames, width, height) of a video file or a folder of images, counting at most `limit` frames, without
+    keeping them (the planner's check of an input's length and size)."""
+    count, size = 0, None
+    with _reading(path, what):
+        for image in islice(_images(path, what), limit):
+            count, size = count + 1, size or image.size
+    if not count:
+        raise ConfigError(f"{what} {path}: holds no frames.")
+    return count, *size
+
+
+def _images(path: str | os.PathLike, what: str) -> Iterator[Image.Image]:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{what} {path}: no such file or folder.")
+    return _folder_frames(path, what) if path.is_dir() else _video_frames(path)
+
+
+@contextmanager
+def _reading(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Any failure to decode a video or its frames as one sentence naming the file."""
+    import av
+
+    try:
+        yield
+    except (av.FFmpegError, UnidentifiedImageError, OSError, ValueError) as error:
+        raise ConfigError(f"{what} {path}: cannot be read as a video or frames ({one_line(error)}).") from error

@@ -141,11 +141,14 @@ class TemporalAttention(nn.Module):
         self.to_v = nn.Linear(dim, dim, bias=False)
         self.to_out = nn.Sequential(nn.Linear(dim, dim))
         self.pos_encoder = PositionEncoding(dim, max_frames) if position_encoding else None
+        self.pose_merge: nn.Module | None = None  # CameraCtrl's pose layer, when it is plugged in (`cameractrl`)
 
     def forward(self, x: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
         # x: (b h w) f c, one sequence of frames per spatial position; scale: (f,) multiplies each frame's key
         if self.pos_encoder is not None:
             x = self.pos_encoder(x)
+        if self.pose_merge is not None:  # camera poses enter the queries, keys and values alike
+            x = self.pose_merge(x)
         q, k, v = (
             rearrange(project(x), "n f (heads d) -> n heads f d", heads=self.heads)
             for project in (self.to_q, self.to_k, self.to_v)

@@ -22,9 +22,11 @@ from einops import rearrange
 from tqdm.auto import tqdm
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+from animatediff.control.camera import camera_context
 from animatediff.control.conditions import Conditions, ImagePrompt, InitImage, InitVideo
 from animatediff.control.controlnet import control_residuals
 from animatediff.control.init_latents import encode_frames, first_step, image_latents, noised_latents
+from animatediff.control.inpaint import INPAINT_CHANNELS, InpaintInput, KeptLatents, latent_mask
 from animatediff.errors import AnimateDiffError
 from animatediff.families import OFFICIAL_DDIM
 from animatediff.image_models import Components
@@ -130,10 +132,11 @@ def to_uint8(video: torch.Tensor) -> np.ndarray:
 @dataclass(frozen=True)
 class StepControls:
     """What steers every denoising step besides the text: context windows, the conditions of the clip
-    (control residuals and an image prompt; an init video only sets where sampling starts), and how strongly
-    the motion modules act (`sampling.motion_strength`: per frame, the scale also per step), and what the steps
-    may skip (`sampling.speed`: guidance past `guidance_end`, the unconditional half on alternate late steps
-    with `guidance_reuse`, step caching)."""
+    (control residuals and an image prompt; an init video sets where sampling starts, and a masked one what is
+    kept after each step or what an inpainting UNet sees besides), how strongly the motion modules act
+    (`sampling.motion_strength`: per frame, the scale also per step), and what the steps may skip
+    (`sampling.speed`: guidance past `guidance_end`, the unconditional half on alternate late steps with
+    `guidance_reuse`, step caching)."""
 
     context: ContextSettings | None = None
     conditions: Conditions = field(default_factory=Conditions)
@@ -145,6 +148,8 @@ class StepControls:
     guidance_end: float = 1.0
     guidance_reuse: bool = False
     cache: StepCache = field(default_factory=StepCache)
+    kept: KeptLatents | None = None  # a masked init video's kept area (4-channel UNets; `control.inpaint`)
+    inpaint: InpaintInput | None = None  # an inpainting UNet's mask and masked latents
 
     def conditional_half(self) -> StepControls:
         """These controls for the conditional half of the guidance batch alone (the image prompt's and SDXL's
@@ -362,6 +367,10 @@ class AnimateDiffPipeline:
                 elif how == REUSED:  # the unconditional prediction: this step's conditional less the last difference
                     eps = eps + (guidance_scale - 1) * difference
                 latents = self.scheduler.step(eps, t, latents, **extra, return_dict=False)[0]
+                if controls.kept is not None:  # as diffusers' inpainting: the kept area noised to the next step
+                    following = step - start + 1
+                    next_t = timesteps[following] if following < len(timesteps) else None
+                    latents = controls.kept.blend(latents, self.scheduler, next_t)
                 if not torch.isfinite(latents).all():
                     raise AnimateDiffError(
                         f"the latents became NaN or infinite at step {step + 1} of {steps}; nothing was written. "
@@ -412,7 +421,9 @@ class AnimateDiffPipeline:
         cache: StepCacheRun | None = None,
     ) -> torch.Tensor:
         """Each window of frames through the whole video UNet on its own; the predictions averaged per frame."""
-        total = torch.zeros_like(model_input, dtype=torch.float32)
+        batch, _, num_frames, height, width = model_input.shape
+        out = (batch, self.unet.unet.config.out_channels, num_frames, height, width)  # 4 for an inpainting UNet too
+        total = torch.zeros(out, dtype=torch.float32, device=model_input.device)
         count = torch.zeros(model_input.shape[2], device=model_input.device)
         context = controls.context
         weights = fuse_weights(context.length, context.fuse, context.overlap).to(model_input.device)
@@ -448,22 +459,29 @@ class AnimateDiffPipeline:
             text_states = rearrange(text_states, "b f n d -> (b f) n d")
         frames = range(model_input.shape[2]) if frame_index is None else frame_index.tolist()
         motion = controls.motion(step, frames, model_input.device)
+        if controls.inpaint is not None:  # after the ControlNets, which take the latents alone
+            model_input = controls.inpaint.beside(model_input, frame_index)
         strength = {} if motion is None else {"motion": motion}  # only asked of a video UNet when given
         window: Window = None if frame_index is None else tuple(frames)
 
         def reusing(halves: tuple[str, ...]):
             return nullcontext() if cache is None else cache.call(step[0], window, halves).applied(self.unet)
 
-        if not self.split_guidance or len(model_input) == 1:
-            with reusing(halves_of(len(model_input))):
-                return self.unet(model_input, t, text_states, motion_windows, residuals, image, added, **strength)
-        added_halves = [None, None] if added is None else [{k: v.chunk(2)[i] for k, v in added.items()} for i in (0, 1)]
-        halves = [model_input.chunk(2), text_states.chunk(2), _halves(residuals), _halves(image), added_halves]
-        predictions = []
-        for half, (latents, text, res, emb, more) in zip(("uncond", "cond"), zip(*halves, strict=True), strict=True):
-            with reusing((half,)):
-                predictions.append(self.unet(latents, t, text, motion_windows, res, emb, more, **strength))
-        return torch.cat(predictions)
+        with camera_context(conditions.camera):  # CameraCtrl's pose features for the motion module, if any
+            if not self.split_guidance or len(model_input) == 1:
+                with reusing(halves_of(len(model_input))):
+                    return self.unet(model_input, t, text_states, motion_windows, residuals, image, added, **strength)
+            added_halves = (
+                [None, None] if added is None else [{k: v.chunk(2)[i] for k, v in added.items()} for i in (0, 1)]
+            )
+            halves = [model_input.chunk(2), text_states.chunk(2), _halves(residuals), _halves(image), added_halves]
+            predictions = []
+            for half, (latents, text, res, emb, more) in zip(
+                ("uncond", "cond"), zip(*halves, strict=True), strict=True
+            ):
+                with reusing((half,)):
+                    predictions.append(self.unet(latents, t, text, motion_windows, res, emb, more, **strength))
+            return torch.cat(predictions)
 
     def denoise(
         self,
@@ -522,8 +540,10 @@ class AnimateDiffPipeline:
         **settings,
     ) -> torch.Tensor:
         """Generate one clip as float frames `f 3 H W` in [0, 1] (what `__call__` rounds to uint8); the
-        arguments as for `generate_latents`."""
-        return self.decode(self.generate_latents(prompt, progress, conditions, on_step, **settings))
+        arguments as for `generate_latents`. An extended clip is the input's frames followed by the new ones."""
+        clip = self.decode(self.generate_latents(prompt, progress, conditions, on_step, **settings))
+        extension = conditions.extension if conditions is not None else None
+        return clip if extension is None else extension.join(clip)
 
     def generate_latents(
         self,
@@ -533,7 +553,8 @@ class AnimateDiffPipeline:
         on_step: Callable[[int, int], None] | None = None,
         **settings,
     ) -> torch.Tensor:
-        """Generate one clip's final latents (1 c f h w, not yet decoded: a latent upscaler resizes them).
+        """Generate one clip's final latents (1 c f h w, not yet decoded: a latent upscaler resizes them; for an
+        extension, those of the new part with its overlap, which `generate` joins to the input).
 
         `prompt` is a complete `Sample`, or the prompt text with the keyword settings of `sample`
         (`negative_prompt`, `num_frames`, `height`, `width`, `steps`, `guidance_scale`, `seed`, and the
@@ -542,6 +563,10 @@ class AnimateDiffPipeline:
         steps)` is called after each denoising step."""
         sample = prompt if isinstance(prompt, Sample) else self.sample(prompt, **settings)
         conditions = conditions or Conditions()
+        extension = conditions.extension
+        if extension is not None:
+            self.check_extension(conditions, sample)
+            conditions = replace(conditions, init=extension.init(sample.frames))
         self.check_inputs(sample.frames, sample.height, sample.width, sample.steps, sample.context)
         self.check_conditions(conditions, sample)
         if sample.cache.mode == "deep":
@@ -551,9 +576,12 @@ class AnimateDiffPipeline:
             raise AnimateDiffError(f"clip skip {sample.clip_skip} reaches past the text encoder's {layers} layers.")
         text_states = self.text_states(sample)
         generator = torch.Generator("cpu").manual_seed(sample.seed)
-        noise = self.initial_latents(sample, generator, conditions)
+        noise, kept = self.starting_latents(sample, generator, conditions)
+        inpaint = self.inpaint_input(conditions, generator)
         if conditions.sparsectrl is not None:  # RGB keyframes: posterior samples drawn right after the noise
             conditions = replace(conditions, sparsectrl=conditions.sparsectrl.encoded(self.vae, generator))
+        if conditions.camera is not None:  # the pose features, once per clip
+            conditions = replace(conditions, camera=conditions.camera.encoded())
         controls = StepControls(
             sample.context,
             conditions,
@@ -565,6 +593,8 @@ class AnimateDiffPipeline:
             sample.guidance_end,
             sample.guidance_reuse,
             sample.cache,
+            kept,
+            inpaint,
         )
         latents = noise
         for iteration in range(sample.free_init or 1):
@@ -575,6 +605,32 @@ class AnimateDiffPipeline:
             )
         return latents
 
+    @property
+    def inpainting(self) -> bool:
+        """Whether the image UNet is an inpainting one (SD1.5-inpainting: 9 input channels)."""
+        return self.unet.unet.config.in_channels == INPAINT_CHANNELS
+
+    def inpaint_input(self, conditions: Conditions, generator: torch.Generator) -> InpaintInput | None:
+        """An inpainting UNet's mask and masked latents for an init video (no mask: all of it redrawn); None
+        for any other UNet."""
+        init = conditions.init
+        if not self.inpainting or not isinstance(init, InitVideo):
+            return None
+        mask = init.mask if init.mask is not None else torch.ones_like(init.frames[:, :1])
+        return InpaintInput.encode(self.vae, init.frames, mask, self.vae_scale_factor, generator)
+
+    def check_extension(self, conditions: Conditions, sample: Sample) -> None:
+        """An extension is the clip's start: its overlap must leave new frames, its frames be the clip's size."""
+        extension = conditions.extension
+        if conditions.init is not None:
+            raise AnimateDiffError("extending a clip sets the clip's start itself; give no init video or image too.")
+        count = len(extension.frames)
+        if not 0 < extension.overlap < min(count + 1, sample.frames):
+            raise AnimateDiffError(
+                f"the extension overlap must be at least 1 and less than the clip's {sample.frames} frames and at "
+                f"most the input's {count}; got {extension.overlap}."
+            )
+
     def check_conditions(self, conditions: Conditions, sample: Sample) -> None:
         """Refuse conditions that do not fit the clip: frames of another size or too few of them, a strength
         that leaves no step to run, time controls that an init video leaves no room for."""
@@ -584,7 +640,8 @@ class AnimateDiffPipeline:
                 "a prompt map" if sample.prompt_map else "ControlNets and SparseCtrl" if controls else "an IP-Adapter"
             )
             raise AnimateDiffError(f"{what} with an SDXL base is not supported yet; use an SD1.x base for it.")
-        init = conditions.init
+        init, size = conditions.init, (sample.height, sample.width)
+        self._check_mask(init, sample)
         if init is not None and first_step(sample.steps, init.strength) >= sample.steps:
             raise AnimateDiffError(
                 f"strength {init.strength} leaves none of the {sample.steps} steps to run (it runs "
@@ -596,17 +653,10 @@ class AnimateDiffPipeline:
                 f"{what} sets the clip's starting latents itself; FreeInit and the noise shuffle "
                 "work on clips made from noise (leave them out)."
             )
-        size = (sample.height, sample.width)
         video = isinstance(init, InitVideo)
         inputs = [("the init video", init.frames)] if video and init.latents is None else []
-        if video and init.latents is not None:  # already encoded: latents of the clip's size
-            factor, latents = self.vae_scale_factor, init.latents
-            wanted = (sample.frames, sample.height // factor, sample.width // factor)
-            if (len(latents), *latents.shape[2:]) != wanted:
-                raise AnimateDiffError(
-                    f"the init latents are {tuple(latents.shape)} (frames, channels, height, width); the clip "
-                    f"needs {wanted[0]} frames of {wanted[2]}×{wanted[1]} latents."
-                )
+        if video and init.latents is not None:
+            self._check_init_latents(init.latents, sample)
         if isinstance(init, InitImage):
             images = [("the init image", init.first), ("the last image", init.last)]
             inputs += [
@@ -624,6 +674,58 @@ class AnimateDiffPipeline:
                 )
         if conditions.sparsectrl is not None:
             self._check_keyframes(conditions.sparsectrl, sample)
+        if conditions.camera is not None:
+            self._check_camera(conditions.camera, sample)
+
+    def _check_mask(self, init: InitVideo | InitImage | None, sample: Sample) -> None:
+        """An inpainting UNet redraws an init video; a mask is one per frame at the clip's size."""
+        if self.inpainting and not isinstance(init, InitVideo):
+            raise AnimateDiffError(
+                "this image model is an inpainting one (its UNet takes 9 input channels): it redraws an init video "
+                "(--init-video, with --mask or --mask-video) or extends a clip (--extend)."
+            )
+        wanted = (sample.frames, 1, sample.height, sample.width)
+        if isinstance(init, InitVideo) and init.mask is not None and tuple(init.mask.shape) != wanted:
+            raise AnimateDiffError(
+                f"the mask is {tuple(init.mask.shape)} (frames, 1, height, width); the clip needs {wanted}."
+            )
+
+    def _check_camera(self, camera, sample: Sample) -> None:
+        """CameraCtrl's poses must be one per frame at the clip's size, its encoder must take the clip's length
+        at once (no context windows) and its levels must come out at the motion modules' sizes."""
+        frames, _, height, width = camera.embedding.shape
+        if frames != sample.frames or (height, width) != (sample.height, sample.width):
+            raise AnimateDiffError(
+                f"the camera poses' embedding is {frames} frames of {width}×{height}; the clip is {sample.frames} "
+                f"frames of {sample.width}×{sample.height}."
+            )
+        config = camera.model.config
+        if sample.context is not None and sample.frames > sample.context.length or sample.frames > config.max_frames:
+            raise AnimateDiffError(
+                f"CameraCtrl's pose encoder takes at most {config.max_frames} frames, all in one pass; the clip has "
+                f"{sample.frames}{' in context windows' if sample.context is not None else ''}."
+            )
+        if config.downscale != self.vae_scale_factor:
+            raise AnimateDiffError(
+                f"CameraCtrl's pose encoder was made for a VAE that downscales by {config.downscale}; this image "
+                f"model's VAE downscales by {self.vae_scale_factor}."
+            )
+        step = self.vae_scale_factor * 2 ** (len(config.channels) - 1)
+        if sample.width % step or sample.height % step:
+            raise AnimateDiffError(
+                f"CameraCtrl needs a width and height that are multiples of {step} (its features halve the size "
+                f"{len(config.channels) - 1} times, as the UNet does); got {sample.width}×{sample.height}."
+            )
+
+    def _check_init_latents(self, latents: torch.Tensor, sample: Sample) -> None:
+        """Already encoded init latents (a latent upscale's) must be the clip's: its frames, its latent size."""
+        factor = self.vae_scale_factor
+        wanted = (sample.frames, sample.height // factor, sample.width // factor)
+        if (len(latents), *latents.shape[2:]) != wanted:
+            raise AnimateDiffError(
+                f"the init latents are {tuple(latents.shape)} (frames, channels, height, width); the clip needs "
+                f"{wanted[0]} frames of {wanted[2]}×{wanted[1]} latents."
+            )
 
     def _check_keyframes(self, sparse, sample: Sample) -> None:
         """SparseCtrl keyframes must be what its encoder takes, at the clip's size and length."""
@@ -673,6 +775,13 @@ class AnimateDiffPipeline:
     ) -> torch.Tensor:
         """The noise contract's draw for the clip, with FreeNoise's rescheduling if the sample asks for it; for
         video-to-video, the init video's latents noised to the timestep its strength starts from."""
+        return self.starting_latents(sample, generator, conditions)[0]
+
+    def starting_latents(
+        self, sample: Sample, generator: torch.Generator, conditions: Conditions | None = None
+    ) -> tuple[torch.Tensor, KeptLatents | None]:
+        """`initial_latents`, and for a masked init video on a 4-channel UNet what it keeps at every step (the
+        input's clean latents, the noise they were noised with, the latent mask)."""
         init = conditions.init if conditions is not None else None
         if init is not None:
             self.scheduler.set_timesteps(sample.steps, device=self.device)
@@ -683,14 +792,18 @@ class AnimateDiffPipeline:
                 latents = encode_frames(self.vae, init.frames, generator).float()
             else:
                 latents = image_latents(self.vae, init, sample.frames, generator)
-            return noised_latents(latents, self.scheduler, self.scheduler.timesteps[start], generator)
+            noised, noise = noised_latents(latents, self.scheduler, self.scheduler.timesteps[start], generator)
+            if not isinstance(init, InitVideo) or init.mask is None or self.inpainting:
+                return noised, None
+            mask = latent_mask(init.mask, self.vae_scale_factor).to(latents.device)
+            return noised, KeptLatents(rearrange(latents, "f c h w -> 1 c f h w"), noise, mask)
         factor = self.vae_scale_factor
         channels = self.unet.unet.config.in_channels
         shape = (1, channels, sample.frames, sample.height // factor, sample.width // factor)
         noise = initial_noise(shape, generator)
         if sample.noise_shuffle and sample.context is not None:
             noise = shuffle_noise(noise, sample.context.length, sample.context.stride, generator)
-        return noise.to(device=self.device)  # float32 whatever the UNet's dtype: the scheduler's arithmetic stays in it
+        return noise.to(device=self.device), None  # float32 whatever the UNet's dtype: the scheduler's arithmetic too
 
     def reinitialize(self, latents: torch.Tensor, noise: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """FreeInit: the denoised `latents` noised back to the last timestep with the clip's own `noise`, low

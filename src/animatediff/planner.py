@@ -202,8 +202,12 @@ class Planner:
             raise sources.fail("prompt", "a prompt is needed (or a prompt map with frame 0).")
         model = self.model(request, sources)
         control = control_spec(request, sources)
+        model = with_camera(model, control, request.family)
         sample, note = time_controls(request).apply(self.sample(request, model, sources), self.motion_table(model))
+        sample, control = extension_sample(sample, request, control)
+        check_mask(control, sample)
         self.check_sample(model, sample)
+        check_camera_poses(control, sample)
         output = output(sample)
         fps = output_fps(request.fps, control, request.interpolate)
         check_fps(fps, output_format(output))
@@ -289,6 +293,10 @@ def upscale_spec(request: Request, sources: Sources) -> UpscaleSpec | None:
         if request.upscaler is not None or request.upscale_strength is not None:
             raise ConfigError("--upscaler and --upscale-strength act on --upscale S; give it too.")
         return None
+    if request.extend is not None:
+        raise ConfigError(
+            "--upscale with --extend is not supported yet: upscale the extended clip with animatediff upscale."
+        )
     name, model = request.upscaler or "lanczos", None
     if name not in (*PIXEL_UPSCALERS, *LATENT_MODES):
         model = sources.model("upscaler", name)
@@ -335,7 +343,15 @@ def time_controls(request: Request) -> TimeControls:
     )
 
 
-CONTROL_NUMBERS = ("strength", "stride", "control_start", "control_end", "init_strength", "init_falloff")
+CONTROL_NUMBERS = (
+    "strength",
+    "stride",
+    "control_start",
+    "control_end",
+    "init_strength",
+    "init_falloff",
+    "extend_overlap",
+)
 
 
 def control_spec(request: Request, sources: Sources) -> ControlSpec:
@@ -350,7 +366,17 @@ def control_spec(request: Request, sources: Sources) -> ControlSpec:
     numbers = {name: getattr(request, name) for name in CONTROL_NUMBERS if getattr(request, name) is not None}
     inputs = {
         name: _optional(sources.input, name, getattr(request, name))
-        for name in ("init_video", "ip_image", "image_encoder", "init_image", "last_image", "control_latents")
+        for name in (
+            "init_video",
+            "ip_image",
+            "image_encoder",
+            "init_image",
+            "last_image",
+            "control_latents",
+            "mask_video",
+            "mask",
+            "extend",
+        )
     }
     controlnets = tuple(
         ControlNetSpec(sources.model("controlnet", path), scale, sources.input("control_video", video))
@@ -369,9 +395,15 @@ def control_spec(request: Request, sources: Sources) -> ControlSpec:
         control_images=tuple(sources.input("control_image", path) for _, path in request.control_image),
         control_frames=tuple(frame for frame, _ in request.control_image) or request.control_frames or (),
         normalize_condition_images=request.normalize_condition_images,
+        camera_ctrl=_optional(sources.model, "camera_ctrl", request.camera_ctrl),
+        camera_poses=camera_path(sources, request.camera_poses),
         **inputs,
         **numbers,
     )
+    if request.extend is None and request.extend_overlap is not None:
+        raise sources.fail("extend_overlap", "the overlap of an extension needs the clip to extend (--extend).")
+    if request.extend is not None and request.strength is not None:
+        raise sources.fail("strength", "an extension draws its new frames from noise (strength 1); leave it out.")
     if not spec.given and (numbers or request.guess_mode or request.ip_image or request.image_encoder):
         raise ConfigError(
             "--strength, --stride, --control-start/--control-end, --guess-mode, --init-strength, "
@@ -382,16 +414,53 @@ def control_spec(request: Request, sources: Sources) -> ControlSpec:
     return spec
 
 
+def camera_path(sources: Sources, given: str | None) -> str | None:
+    """--camera-poses as the control spec keeps it: a preset's name, or the pose file's absolute path."""
+    from animatediff.camera_poses import PRESETS  # torch: not for --help
+
+    if given is None or given in PRESETS:
+        return given
+    path = sources.input("camera_poses", given)
+    if not Path(path).is_file():
+        raise sources.fail("camera_poses", f"{given}: neither a pose file nor a preset ({', '.join(PRESETS)}).")
+    return str(Path(path).resolve())
+
+
+def with_camera(model: ModelSpec, control: ControlSpec, family: str | None) -> ModelSpec:
+    """A model steered by CameraCtrl runs as the `cameractrl` release (its sampling preset) unless --family
+    says otherwise; CameraCtrl needs a motion module to steer."""
+    if control.camera_ctrl is None:
+        return model
+    if model.motion_module is None:
+        raise ConfigError(f"camera-ctrl {control.camera_ctrl}: CameraCtrl steers a motion module; give the v3 one.")
+    if family is not None:
+        return model
+    return replace(model, family="cameractrl", family_rule=f"--camera-ctrl {Path(control.camera_ctrl).name}")
+
+
+def check_camera_poses(control: ControlSpec, sample: Sample) -> None:
+    """A pose file must hold one readable pose per frame of the clip (a preset fits any frame count)."""
+    from animatediff.camera_poses import PRESETS, check_frame_count, read_camera_poses
+
+    if control.camera_poses is None or control.camera_poses in PRESETS:
+        return
+    check_frame_count(read_camera_poses(control.camera_poses), sample.frames, control.camera_poses)
+
+
 def check_inputs(spec: ControlSpec) -> None:
     """Fail early, naming the file, if a control input is missing."""
     files = [
         ("init video", spec.init_video),
+        ("mask video", spec.mask_video),
+        ("mask", spec.mask),
+        ("extend", spec.extend),
         ("ip-adapter", spec.ip_adapter),
         ("ip image", spec.ip_image),
         ("init image", spec.init_image),
         ("last image", spec.last_image),
         ("sparsectrl", spec.sparsectrl),
         ("control latents", spec.control_latents),
+        ("camera-ctrl", spec.camera_ctrl),
     ]
     files += [("control image", path) for path in spec.control_images]
     files += [
@@ -408,16 +477,68 @@ def check_inputs(spec: ControlSpec) -> None:
         )
 
 
+def extension_sample(sample: Sample, request: Request, control: ControlSpec) -> tuple[Sample, ControlSpec]:
+    """The clip of an extension (`sample` itself without one): at the input's size, whose frames it keeps
+    unchanged (a --width or --height must be it), and with an overlap the input and the clip both hold; and the
+    control inputs with the input's length."""
+    if control.extend is None:
+        return sample, control
+    from animatediff.media import video_shape
+
+    count, width, height = video_shape(control.extend, "extend")
+    if (request.width or width, request.height or height) != (width, height):
+        raise ConfigError(
+            f"extend {control.extend} is {width}×{height} and the clip keeps its frames unchanged; leave out "
+            f"--width and --height (got {request.width or width}×{request.height or height}) or resize the clip."
+        )
+    overlap = control.extend_overlap
+    if overlap >= sample.frames or overlap > count:
+        raise ConfigError(
+            f"--extend-overlap {overlap} must be less than the {sample.frames} new frames (--frames) and at most the "
+            f"{count} frames of extend {control.extend}."
+        )
+    return replace(sample, width=width, height=height), replace(control, extend_frames=count)
+
+
+def check_mask(control: ControlSpec, sample: Sample) -> None:
+    """A mask must line up with the init video: its size or its shape (both are fitted to the clip's size the
+    same way, as diffusers resizes a mask to the frame size), and a mask video at least the frames it gives."""
+    mask = control.mask or control.mask_video
+    if mask is None:
+        return
+    from animatediff.media import read_image, video_shape
+
+    what = "mask" if control.mask is not None else "mask video"
+    _, width, height = video_shape(control.init_video, "init video", limit=1)
+    needed = (sample.frames - 1) * control.stride + 1  # the frames of the mask video the clip takes a mask from
+    if control.mask is not None:
+        count, (mask_height, mask_width) = 1, read_image(mask, what).shape[:2]
+    else:
+        count, mask_width, mask_height = video_shape(mask, what, needed)
+    if mask_width * height != mask_height * width:
+        raise ConfigError(
+            f"{what} {mask} is {mask_width}×{mask_height} and the init video {control.init_video} {width}×{height}; "
+            "a mask must have the video's size (or its shape: it is resized with the video)."
+        )
+    if control.mask_video is not None and count < needed:
+        every = f" taking every {control.stride}th" if control.stride > 1 else ""
+        raise ConfigError(
+            f"mask video {mask} gives {(count + control.stride - 1) // control.stride} frames{every}; the clip "
+            f"needs a mask for each of its {sample.frames}."
+        )
+
+
 def output_fps(given: float | None, control: ControlSpec, interpolate: int | None = None) -> float:
-    """The output's frame rate: the one given; else a restyled video's own over the stride, or 8, times the
-    interpolation factor (the clip lasts as long with its new frames)."""
+    """The output's frame rate: the one given; else a restyled video's own over the stride (an extended one's
+    own), or 8, times the interpolation factor (the clip lasts as long with its new frames)."""
     if given is not None:
         return given
     rate = 8.0
-    if control.init_video is not None:
+    if control.init_video is not None or control.extend is not None:
         from animatediff.media import video_fps
 
-        rate = (video_fps(control.init_video) or rate * control.stride) / control.stride
+        stride = control.stride if control.extend is None else 1
+        rate = (video_fps(control.init_video or control.extend) or rate * stride) / stride
     return rate * (interpolate or 1)
 
 

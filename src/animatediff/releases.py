@@ -93,6 +93,13 @@ RELEASES = {
             for steps in (1, 2, 4, 8)
         ),
         Release(
+            "cameractrl",
+            "--camera-ctrl",
+            HubReference("hehao13/CameraCtrl", "CameraCtrl.ckpt"),
+            "cameractrl",
+            "CameraCtrl for the v3 motion module (with --camera-poses)",
+        ),
+        Release(
             "vae-mse",
             "--vae",
             HubReference("stabilityai/sd-vae-ft-mse"),

@@ -293,6 +293,35 @@ class Request:
     stride: int | None = setting(
         "take every n-th frame of the init and control videos (default: 1)", WHOLE, group="control", low=1
     )
+    mask_video: str | None = setting(
+        "redraw only part of the init video: a mask video or folder of frames, white where it is redrawn, black "
+        "where the input is kept (as diffusers and A1111 read masks); the init video's size or shape (it is resized "
+        "with it) and at least as many frames",
+        INPUT,
+        group="control",
+        metavar="PATH",
+    )
+    mask: str | None = setting(
+        "one mask image for every frame of the init video (white: redrawn, black: kept)",
+        INPUT,
+        group="control",
+        metavar="PATH",
+    )
+    extend: str | None = setting(
+        "continue this clip (a video or folder of frames): --frames new frames whose first --extend-overlap are its "
+        "last ones, kept; the output is the clip followed by the new frames after the overlap (the clip's size)",
+        INPUT,
+        group="control",
+        metavar="PATH",
+    )
+    extend_overlap: int | None = setting(
+        "frames of the clip the extension starts from, kept (at least 1, fewer than --frames; default: 4)",
+        WHOLE,
+        group="control",
+        low=1,
+        high=MAX_FRAMES,
+        metavar="K",
+    )
     controlnet: tuple[tuple[str, float], ...] = setting(
         _scale_help(
             "an SD1.5 ControlNet (diffusers folder or single file), repeatable; each takes the --control-video in "
@@ -390,6 +419,21 @@ class Request:
         INPUT,
         group="control",
         api=False,
+    )
+    camera_ctrl: str | None = setting(
+        "a CameraCtrl file (the release's CameraCtrl.ckpt: pose encoder and pose layers) steering the v3 motion "
+        "module along --camera-poses",
+        MODEL,
+        group="control",
+        metavar="PATH",
+    )
+    camera_poses: str | None = setting(
+        "the camera path for --camera-ctrl: a pose file in RealEstate10K's text layout (one line per frame: "
+        "timestamp fx fy cx cy 0 0 and a 3×4 world-to-camera matrix), or a preset: static, pan-left, pan-right, "
+        "pan-up, pan-down, zoom-in, zoom-out, tilt-up, tilt-down, roll-clockwise, roll-anticlockwise, orbit-left, "
+        "orbit-right",
+        group="control",
+        metavar="FILE|PRESET",
     )
     # finishing
     upscale: float | None = setting(

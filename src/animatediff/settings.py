@@ -208,12 +208,18 @@ class ControlSpec:
     """What conditions a clip besides its text, as files (`animatediff.control` gets them as tensors):
     an init video denoised from `strength`, ControlNets active from `control_start` to `control_end`
     (fractions of the steps), an IP-Adapter with its image and CLIP image encoder folder, an init image, a
-    SparseCtrl encoder with its keyframes (control images or precomputed latents at `control_frames`).
-    `stride` takes every n-th frame of the input and control videos."""
+    SparseCtrl encoder with its keyframes (control images or precomputed latents at `control_frames`), a mask
+    of the init video (`mask_video`, or one image `mask`: white redrawn, black kept), a clip to extend (`extend`)
+    from its last `extend_overlap` frames. `stride` takes every n-th frame of the input and control videos."""
 
     init_video: Path | None = None
     strength: float = 0.6
     stride: int = 1
+    mask_video: Path | None = None
+    mask: Path | None = None
+    extend: Path | None = None
+    extend_overlap: int = 4
+    extend_frames: int = 0  # the length of the clip to extend (the planner's; 0: not read)
     controlnets: tuple[ControlNetSpec, ...] = ()
     control_start: float = 0.0
     control_end: float = 1.0
@@ -234,6 +240,8 @@ class ControlSpec:
     # in the sidecar for control latents: one per latent from frame 0)
     control_latents: Path | None = None
     normalize_condition_images: bool = False
+    camera_ctrl: Path | None = None  # CameraCtrl (pose encoder and pose layers) for the motion module
+    camera_poses: str | None = None  # its camera path: a preset's name, or a pose file's absolute path
 
     def __post_init__(self):
         object.__setattr__(self, "controlnets", tuple(self.controlnets))
@@ -250,7 +258,13 @@ class ControlSpec:
         for name in ("ip_adapter_scale", "sparsectrl_scale"):
             check_scale(getattr(self, name), ADAPTER_SCALE, name)
         self._check_init_image()
+        self._check_masks()
         self._check_keyframes()
+        if (self.camera_ctrl is None) != (self.camera_poses is None):
+            raise ConfigError(
+                "CameraCtrl and its camera path go together: give both --camera-ctrl and --camera-poses (a pose "
+                "file or a preset)."
+            )
         for controlnet in self.controlnets:
             check_scale(controlnet.scale, ADAPTER_SCALE, f"the scale of ControlNet {controlnet.path}")
         if not 0 < self.strength <= 1:
@@ -274,6 +288,17 @@ class ControlSpec:
             raise ConfigError(f"init_strength must be more than 0 and at most 1; got {self.init_strength}.")
         if self.init_falloff <= 0:
             raise ConfigError(f"init_falloff must be more than 0 frames; got {self.init_falloff}.")
+
+    def _check_masks(self) -> None:
+        if self.mask is not None and self.mask_video is not None:
+            raise ConfigError("give one mask: --mask (one image for every frame) or --mask-video, not both.")
+        if (self.mask is not None or self.mask_video is not None) and self.init_video is None:
+            raise ConfigError("a mask says which part of an init video is redrawn; give the video with --init-video.")
+        if self.extend is not None and (self.init_video is not None or self.init_image is not None):
+            raise ConfigError("--extend sets the clip's start itself; give no --init-video or --init-image with it.")
+        overlap = self.extend_overlap
+        if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 1:
+            raise ConfigError(f"extend_overlap must be a whole number of at least 1; got {overlap!r}.")
 
     def _check_keyframes(self) -> None:
         keyframes = bool(self.control_images) or self.control_latents is not None
@@ -299,10 +324,12 @@ class ControlSpec:
     def given(self) -> bool:
         return (
             self.init_video is not None
+            or self.extend is not None
             or self.init_image is not None
             or bool(self.controlnets)
             or self.ip_adapter is not None
             or self.sparsectrl is not None
+            or self.camera_ctrl is not None
         )
 
     def keyframe_indices(self, count: int | None = None) -> tuple[int, ...]:
@@ -316,6 +343,17 @@ class ControlSpec:
         if self.ip_adapter is None:
             return None
         return self.image_encoder or Path(self.ip_adapter).parent / "image_encoder"
+
+    def _masked_or_extended(self, absolute) -> dict:
+        """The sidecar's fields of a mask or an extension (nothing without them)."""
+        record = {}
+        if self.mask is not None or self.mask_video is not None:
+            record.update(mask=absolute(self.mask), mask_video=absolute(self.mask_video))
+        if self.extend is not None:
+            record.update(
+                extend=absolute(self.extend), extend_overlap=self.extend_overlap, extend_frames=self.extend_frames
+            )
+        return record
 
     def describe(self) -> dict:
         """The sidecar's fields for these inputs (absolute paths; nothing when none is given)."""
@@ -334,6 +372,7 @@ class ControlSpec:
         }
         if self.init_video is not None:
             record["strength"] = self.strength
+        record.update(self._masked_or_extended(absolute))
         if self.init_image is not None:
             record.update(
                 init_image=absolute(self.init_image),
@@ -357,6 +396,8 @@ class ControlSpec:
             )
             if self.control_images:
                 record["keyframe_noise"] = KEYFRAME_NOISE
+        if self.camera_ctrl is not None:
+            record.update(camera_ctrl=absolute(self.camera_ctrl), camera_poses=self.camera_poses)
         if self.ip_adapter is not None:
             record.update(
                 ip_adapter={"path": absolute(self.ip_adapter), "scale": self.ip_adapter_scale},
@@ -458,10 +499,17 @@ class Settings:
         return self.sample.context is not None and self.sample.context.schedule == "looped"
 
     @property
+    def clip_frames(self) -> int:
+        """The frames the pipeline makes: the clip's, or an extended clip's whole length (input + new − overlap)."""
+        control = self.control
+        extra = control.extend_frames - control.extend_overlap if control.extend is not None else 0
+        return self.sample.frames + extra
+
+    @property
     def output_frames(self) -> int:
-        """The frames written: the clip's, with K − 1 new ones between each pair when interpolated (and between
-        the last and the first of a loop)."""
-        frames, factor = self.sample.frames, self.interpolate or 1
+        """The frames written: the clip's (`clip_frames`), with K − 1 new ones between each pair when interpolated
+        (and between the last and the first of a loop)."""
+        frames, factor = self.clip_frames, self.interpolate or 1
         return frames * factor if self.loops else (frames - 1) * factor + 1
 
     def sidecar(self) -> dict:
@@ -481,6 +529,8 @@ class Settings:
             record["notes"] = list(self.notes)
         if self.split_guidance:
             record["split_guidance"] = True
+        if self.control.extend is not None:
+            record["output_frames"] = self.output_frames
         if self.request is not None:
             record["request"] = self.request.record()
         if self.upscale is not None:

@@ -49,6 +49,7 @@ class Sources:
     def references(self, model: ModelSpec, control: ControlSpec) -> tuple[tuple[str, str, str], ...]:
         """(path, Hub id, commit) of each model file that came from the Hub cache, for the sidecar."""
         paths = [path for _, path in model.files()] + [controlnet.path for controlnet in control.controlnets]
-        paths += [path for path in (control.ip_adapter, control.sparsectrl, control.image_encoder) if path is not None]
+        others = (control.ip_adapter, control.sparsectrl, control.image_encoder, control.camera_ctrl)
+        paths += [path for path in others if path is not None]
         found = {str(path): hub.recorded(path) for path in paths}
         return tuple((path, *origin) for path, origin in found.items() if origin is not None)

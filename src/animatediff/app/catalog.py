@@ -22,6 +22,7 @@ FLAGS = {
     "domain_adapter": "--domain-adapter",
     "sparsectrl": "--sparsectrl",
     "controlnet": "--controlnet",
+    "camera_ctrl": "--camera-ctrl",
 }
 SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
@@ -67,6 +68,7 @@ def _kinds_of(path: Path) -> list[str]:
         Kind.IMAGE_UNET: ["dreambooth"],
         Kind.SPARSECTRL: ["sparsectrl"],
         Kind.CONTROLNET: ["controlnet"],
+        Kind.CAMERACTRL: ["camera_ctrl"],
     }.get(kind_of(path), [])
 
 

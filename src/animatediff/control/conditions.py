@@ -1,5 +1,5 @@
-"""The conditions of one clip: an init video or image, ControlNets with their control frames, SparseCtrl keyframes,
-an image prompt."""
+"""The conditions of one clip: an init video (masked or not) or image, a clip to extend, ControlNets with their
+control frames, SparseCtrl keyframes, an image prompt, camera poses."""
 
 from __future__ import annotations
 
@@ -8,18 +8,45 @@ from dataclasses import dataclass
 import torch
 from diffusers import ControlNetModel
 
+from animatediff.control.camera import CameraInput
 from animatediff.control.sparsectrl import SparseCtrlInput
 
 
 @dataclass(frozen=True)
 class InitVideo:
     """Video-to-video: `frames` (f 3 H W, floats in [0, 1], the clip's own size) are kept more the lower
-    `strength` is (0 < strength ≤ 1; 1 starts from pure noise). `latents` (f c h w, scaled): the frames
-    already encoded (a latent upscale), used instead of encoding `frames` (then None)."""
+    `strength` is (0 < strength ≤ 1; 1 starts from pure noise). With a `mask` (f 1 H W in [0, 1]: white, 1, is
+    redrawn, black, 0, is kept; `control.inpaint`) only the white area is redrawn. `latents` (f c h w, scaled):
+    the frames already encoded (a latent upscale), used instead of encoding `frames` (then None)."""
 
     frames: torch.Tensor | None
     strength: float = 0.6
+    mask: torch.Tensor | None = None
     latents: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class Extension:
+    """Extending a clip: `frames` (the input, f 3 H W in [0, 1], the clip's size) go on for the clip's frames,
+    the first `overlap` of which are the input's last ones, kept as masked video-to-video keeps them (a mask all
+    black over them, all white after), so the motion continues; the rest is drawn from noise (strength 1).
+    The output is the input followed by the new frames after the overlap."""
+
+    frames: torch.Tensor
+    overlap: int = 4
+
+    def init(self, count: int) -> InitVideo:
+        """The masked init video of a `count`-frame clip: the overlap, then the input's last frame repeated
+        (almost all noise at strength 1), white after the overlap."""
+        kept, last = self.frames[-self.overlap :], self.frames[-1:]
+        frames = torch.cat([kept, last.expand(count - self.overlap, -1, -1, -1)])
+        mask = torch.ones((count, 1, *frames.shape[2:]))
+        mask[: self.overlap] = 0
+        return InitVideo(frames, 1.0, mask)
+
+    def join(self, clip: torch.Tensor) -> torch.Tensor:
+        """The whole clip: the input's frames, then `clip`'s (f 3 H W) after the overlap."""
+        return torch.cat([self.frames.to(clip), clip[self.overlap :]])
 
 
 @dataclass(frozen=True)
@@ -73,9 +100,11 @@ class Conditions:
     """Everything besides text that conditions one clip (each part optional)."""
 
     init: InitVideo | InitImage | None = None
+    extension: Extension | None = None  # extending a clip (it sets `init` itself)
     controlnets: tuple[ControlNetInput, ...] = ()
     image_prompt: ImagePrompt | None = None
     sparsectrl: SparseCtrlInput | None = None
+    camera: CameraInput | None = None  # CameraCtrl's pose features for the motion module
 
     def __post_init__(self):
         object.__setattr__(self, "controlnets", tuple(self.controlnets))

@@ -42,9 +42,11 @@ def image_latents(vae: AutoencoderKL, init, frames: int, generator: torch.Genera
 
 def noised_latents(
     latents: torch.Tensor, scheduler: SchedulerMixin, timestep: torch.Tensor, generator: torch.Generator
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Scaled frame latents (f c h w) noised to `timestep` with noise drawn from `generator` in frame-major
-    order, as one clip (1 c f h w)."""
+    order, as one clip (1 c f h w), and that noise in the same layout (masked clips noise their input with it
+    again at every step)."""
     noise = torch.randn((1, *latents.shape), generator=generator, dtype=torch.float32).to(latents.device)
     noised = scheduler.add_noise(latents[None].float(), noise, timestep.reshape(1))
-    return rearrange(noised, "b f c h w -> b c f h w").to(latents.dtype)
+    clip = "b f c h w -> b c f h w"
+    return rearrange(noised, clip).to(latents.dtype), rearrange(noise, clip)

@@ -188,7 +188,7 @@ def read_layout(path: Path, weights: dict[str, torch.Tensor]) -> Layout:
     if blocks[0][0] != 3 + 3 + 2 * head[1] + 1 or any(into not in later for into, _, _ in blocks[1:]):
         raise CheckpointError(
             f"interpolator {path}: an IFNet whose blocks take {[into for into, _, _ in blocks]} input channels, "
-            "which no RIFE 4.x release this package reads has (4.0 to 4.26: frames, flows, mask, features)."
+            "which is not the inputs of a RIFE 4.x IFNet (frames, features, t, mask, flows)."
         )
     return layout
 

@@ -1,4 +1,5 @@
-"""Rewriting a motion module, MotionLoRA or SparseCtrl encoder in the other key layout (`animatediff convert`).
+"""Rewriting a motion module, MotionLoRA or SparseCtrl encoder in the other key layout (`animatediff convert`);
+a CameraCtrl file from the release's pickle to safetensors (its one layout).
 
 The tensors keep the dtype they are stored in unless another is asked for: a float16 release converts to
 a float16 file of the same size. Only these kinds convert; anything else is refused naming what it is.
@@ -21,7 +22,7 @@ from animatediff.formats.layouts import Layout, official_to_diffusers
 from animatediff.formats.motion import load_motion_module, save_motion_module
 from animatediff.formats.safe import checkpoint_keys, save_state_dict, stored_dtype, weights_file
 
-_CONVERTIBLE = (Kind.MOTION_MODULE, Kind.MOTION_LORA, Kind.SPARSECTRL)
+_CONVERTIBLE = (Kind.MOTION_MODULE, Kind.MOTION_LORA, Kind.SPARSECTRL, Kind.CAMERACTRL)
 
 
 def convert_checkpoint(
@@ -43,13 +44,18 @@ def convert_checkpoint(
     info = identify_folder(source) if source.is_dir() else classify_keys(checkpoint_keys(source))
     if info.kind not in _CONVERTIBLE:
         raise CheckpointError(
-            f"{source}: this is {info.description}; convert takes a motion module, a MotionLoRA "
-            "or a SparseCtrl encoder."
+            f"{source}: this is {info.description}; convert takes a motion module, a MotionLoRA, "
+            "a SparseCtrl encoder or a CameraCtrl file."
         )
     if info.kind == Kind.SPARSECTRL and convert_sparsectrl is None:
         raise CheckpointError(
             f"{source}: a SparseCtrl encoder; convert it with animatediff.formats.sparsectrl's "
             "convert_sparsectrl (as `animatediff convert` does)."
+        )
+    if info.kind == Kind.CAMERACTRL and layout != Layout.OFFICIAL:
+        raise ConfigError(
+            f"{source}: CameraCtrl has one key layout, the release's; convert it --to official (a pickled "
+            "CameraCtrl.ckpt becomes a .safetensors with the pose encoder's keys under 'pose_encoder.')."
         )
     _check_target(source, target, layout, info.kind)
     written = dtype or stored_dtype(weights_file(source))
@@ -57,6 +63,9 @@ def convert_checkpoint(
         convert_sparsectrl(source, target, layout, dtype)
     elif info.kind == Kind.MOTION_MODULE:  # built in float32, so brought back to the stored dtype
         save_motion_module(load_motion_module(source).to(written), target, layout)
+    elif info.kind == Kind.CAMERACTRL:
+        tensors = read_checkpoint(source, Kind.CAMERACTRL)
+        save_state_dict({key: value.to(dtype or value.dtype) for key, value in tensors.items()}, target)
     else:
         official = read_checkpoint(source, Kind.MOTION_LORA)
         official = {key: value.to(dtype or value.dtype) for key, value in official.items()}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from animatediff.cameractrl import MERGE, encoder_config
 from animatediff.errors import CheckpointError
 from animatediff.files import read_json
 from animatediff.formats.headers import checked_config, motion_module_family
@@ -34,6 +35,7 @@ class Kind(StrEnum):
     IMAGE_UNET = "image_unet"
     SPARSECTRL = "sparsectrl"
     CONTROLNET = "controlnet"
+    CAMERACTRL = "cameractrl"
     UNKNOWN = "unknown"
 
 
@@ -47,6 +49,7 @@ KIND_NAMES = {
     Kind.IMAGE_UNET: "an image UNet (a personalized model's or a base's)",
     Kind.SPARSECTRL: "a SparseCtrl encoder",
     Kind.CONTROLNET: "a ControlNet",
+    Kind.CAMERACTRL: "a CameraCtrl pose encoder with its motion-module pose layers",
     Kind.UNKNOWN: "not a checkpoint kind this package knows",
 }
 
@@ -84,6 +87,8 @@ def classify_keys(keys: list[str]) -> CheckpointInfo:
         official = "motion_modules." not in joined or "temporal_transformer." in joined
         kind = Kind.SPARSECTRL if "motion_modules." in joined else Kind.CONTROLNET
         return CheckpointInfo(kind, Layout.OFFICIAL if official else Layout.DIFFUSERS)
+    if "pose_encoder.encoder_conv_in." in joined or ".processor.qkv_merge." in joined:
+        return CheckpointInfo(Kind.CAMERACTRL, Layout.OFFICIAL)
     if "motion_modules." in joined:
         official = "temporal_transformer." in joined or "temporal_convolution." in joined
         layout = Layout.OFFICIAL if official else Layout.DIFFUSERS
@@ -145,6 +150,8 @@ def identify(path: str | os.PathLike) -> CheckpointInfo:
         config = checked_config(path, official)
         release, rule = motion_module_family(path)
         info.details.update(version=release.name, detected_by=rule, sampling=release.sampling(), **config.to_dict())
+    elif info.kind == Kind.CAMERACTRL:
+        info.details.update(_cameractrl_summary(path, state_dict))
     elif info.kind in (Kind.MOTION_LORA, Kind.DOMAIN_ADAPTER):
         info.details.update(_lora_summary(state_dict))
     return info
@@ -182,3 +189,16 @@ def _lora_summary(state_dict: dict[str, torch.Tensor]) -> dict:
     ranks = sorted({value.shape[0] for value in downs.values()})
     projections = sorted({re.search(r"to_(q|k|v|out)_lora", key).group(0) for key in downs})
     return {"rank": ", ".join(map(str, ranks)), "targets": len(downs), "projections": ", ".join(projections)}
+
+
+def _cameractrl_summary(path: Path, state_dict: dict[str, torch.Tensor]) -> dict:
+    """What `inspect` tells of a CameraCtrl file: its encoder's shape and its pose layers."""
+    config = encoder_config(state_dict, path)
+    merges = sum(1 for key in state_dict if MERGE.match(key) and key.endswith(".weight"))
+    return {
+        "version": "cameractrl",
+        "block_out_channels": config.channels,
+        "downscale": config.downscale,
+        "max_frames": config.max_frames,
+        "pose_layers": merges,
+    }

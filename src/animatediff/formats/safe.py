@@ -65,9 +65,23 @@ def _unwrapped(content: object) -> object:
     return content
 
 
+# CameraCtrl's release file keeps two dictionaries side by side; read as one, the encoder's keys prefixed
+_JOINED = {"pose_encoder_state_dict": "pose_encoder.", "attention_processor_state_dict": ""}
+
+
+def _joined(content: object) -> object:
+    """A checkpoint of side-by-side dictionaries (`_JOINED`) as one dictionary; anything else as it is."""
+    if not isinstance(content, dict) or not any(isinstance(content.get(name), dict) for name in _JOINED):
+        return content
+    joined = {}
+    for name, prefix in _JOINED.items():
+        joined.update({f"{prefix}{key}": value for key, value in content.get(name, {}).items() if isinstance(key, str)})
+    return joined
+
+
 def _tensors(content: object) -> dict[str, torch.Tensor]:
-    """The named tensors of an unpickled checkpoint (unwrapped), or {} when it holds no dictionary."""
-    content = _unwrapped(content)
+    """The named tensors of an unpickled checkpoint (unwrapped, joined), or {} when it holds no dictionary."""
+    content = _joined(_unwrapped(content))
     if not isinstance(content, dict):
         return {}
     return {key: value for key, value in content.items() if isinstance(key, str) and isinstance(value, torch.Tensor)}

@@ -1,0 +1,86 @@
+"""Masked video-to-video as diffusers' `StableDiffusionInpaintPipeline` computes it, one frame after another in
+the clip's batch.
+
+A mask is white (1) where the clip is redrawn and black (0) where the input is kept. It is binarized at 0.5
+in pixels and taken to the latents' size by nearest-neighbour interpolation. With an image UNet of 4 input
+channels, after every step the latents outside the mask are replaced by the input's own latents noised to
+the next step's timestep with the clip's initial noise (the input's clean latents after the last step). An
+inpainting UNet (9 input channels, SD1.5-inpainting) sees the mask and the masked input's latents beside
+its latents at every step instead, and keeps the input itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from einops import rearrange
+
+from animatediff.control.init_latents import encode_frames
+
+INPAINT_CHANNELS = 9  # an inpainting UNet's input: 4 latents, the mask, 4 latents of the masked input
+
+
+def binarized(mask: torch.Tensor) -> torch.Tensor:
+    """A mask (f 1 H W, in [0, 1]) as diffusers' mask processor leaves it: 1 where it is at least 0.5, else 0."""
+    return (mask >= 0.5).to(mask.dtype)
+
+
+def latent_mask(mask: torch.Tensor, factor: int) -> torch.Tensor:
+    """A pixel mask (f 1 H W) at the latents' size, as one clip (1 1 f h w): nearest-neighbour, as diffusers."""
+    height, width = mask.shape[-2] // factor, mask.shape[-1] // factor
+    small = F.interpolate(binarized(mask.float()), size=(height, width))
+    return rearrange(small, "f 1 h w -> 1 1 f h w")
+
+
+def masked_frames(frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The input frames (f 3 H W in [0, 1]) with the redrawn area grey (0.5, which is 0 in the VAE's [-1, 1]),
+    what diffusers encodes for an inpainting UNet."""
+    return torch.where(binarized(mask) > 0, torch.full_like(frames, 0.5), frames)
+
+
+@dataclass(frozen=True)
+class KeptLatents:
+    """What a masked clip keeps of its input at every step: the input's clean latents and the clip's initial
+    noise (each b c f h w), and the latent mask (1 1 f h w, 1 = redrawn)."""
+
+    original: torch.Tensor
+    noise: torch.Tensor
+    mask: torch.Tensor
+
+    def blend(self, latents: torch.Tensor, scheduler: SchedulerMixin, next_timestep: torch.Tensor | None):
+        """`latents` after a step, outside the mask replaced by the input noised to `next_timestep` (None: the
+        last step was run, the input itself)."""
+        kept = self.original
+        if next_timestep is not None:
+            kept = scheduler.add_noise(self.original, self.noise, next_timestep.reshape(1))
+        mask = self.mask.to(latents.dtype)
+        return (1 - mask) * kept.to(latents.dtype) + mask * latents
+
+
+@dataclass(frozen=True)
+class InpaintInput:
+    """An inpainting UNet's extra input channels for the clip: the latent mask (1 1 f h w) and the masked input's
+    latents (1 4 f h w)."""
+
+    mask: torch.Tensor
+    masked_latents: torch.Tensor
+
+    @classmethod
+    def encode(
+        cls, vae: AutoencoderKL, frames: torch.Tensor, mask: torch.Tensor, factor: int, generator: torch.Generator
+    ) -> InpaintInput:
+        """The masked frames through the VAE (a posterior sample from `generator`, drawn after the clip's noise
+        as diffusers draws it)."""
+        latents = encode_frames(vae, masked_frames(frames, mask), generator).float()
+        return cls(latent_mask(mask, factor).to(latents.device), rearrange(latents, "f c h w -> 1 c f h w"))
+
+    def beside(self, model_input: torch.Tensor, frame_index: torch.Tensor | None = None) -> torch.Tensor:
+        """`model_input` (b 4 f h w, the guidance batch; the clip's frames `frame_index`, None: all) with the
+        mask and the masked latents of those frames appended: b 9 f h w."""
+        extra = torch.cat([self.mask, self.masked_latents], dim=1).to(model_input)
+        if frame_index is not None:
+            extra = extra[:, :, frame_index.to(extra.device)]
+        return torch.cat([model_input, extra.expand(model_input.shape[0], -1, -1, -1, -1)], dim=1)
