@@ -112,6 +112,7 @@ def test_twenty_concurrent_requests_are_all_done_or_refused_with_429(client):
         ({"format": "exe"}, "format"),
         ({"unknown": 1}, "unknown"),
         ({"steps": None}, "steps"),  # the family's 25 is above this app's limit of 4
+        ({"upscale": 4}, "upscale"),  # 64² × 4 is above twice this app's size limit
     ],
 )
 def test_values_out_of_bounds_answer_422_naming_the_field(client, change, field):
@@ -129,6 +130,7 @@ def test_values_out_of_bounds_answer_422_naming_the_field(client, change, field)
         {"loras": [{"name": "/etc/passwd"}]},
         {"dreambooth": "shapes-outlined/../../x"},
         {"motion_loras": [{"name": "shapes-striped"}]},  # a name, but of another kind
+        {"upscale": 2, "upscaler": "/etc/passwd"},  # the app names no upscaler files
     ],
 )
 def test_model_names_not_in_the_lists_answer_404(client, change):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from animatediff import __version__
 from animatediff.app.command import add_serve_parser
-from animatediff.arguments import Parser, command, count, positive_number, whole_number
+from animatediff.arguments import Parser, command, count, finite_number, positive_number, whole_number
 from animatediff.embedded import find, listing
 from animatediff.errors import AnimateDiffError, ConfigError
 from animatediff.export import FRAME_FOLDER, output_format
@@ -173,8 +173,9 @@ def run_generate(args: argparse.Namespace) -> int:
     for number, (run, output) in enumerate(outputs, start=1):
         count = f"[{number}/{len(runs)}] " if len(runs) > 1 else ""
         sample = run.sample
+        width, height = (sample.width, sample.height) if run.upscale is None else run.upscaled_size()
         frames = f"{run.clip_frames} frames" + (f" interpolated to {run.output_frames}" if run.interpolate else "")
-        print(f"{count}wrote {output} ({frames}, {sample.width}×{sample.height}, seed {sample.seed})")
+        print(f"{count}wrote {output} ({frames}, {width}×{height}, seed {sample.seed})")
     return 0
 
 
@@ -232,6 +233,24 @@ def _preprocess_parser(commands) -> None:
     preprocess.set_defaults(run=run_preprocess)
 
 
+def _upscale_parser(commands) -> None:
+    upscale = command(commands, "upscale", "upscale an existing clip; with --prompt, denoise it again (the hires fix)")
+    upscale.add_argument("input", type=Path, help="a video file or a folder of frames")
+    upscale.add_argument("--output", "-o", type=Path, required=True, help=declarations()["output"].help)
+    upscale.add_argument("--scale", type=positive_number, required=True, help=declarations()["upscale"].help)
+    upscale.add_argument("--upscaler", metavar="lanczos|latent|PATH", help=declarations()["upscaler"].help)
+    upscale.add_argument("--prompt", help="the second pass's prompt (without one: the upscaler alone)")
+    upscale.add_argument(
+        "--strength", type=finite_number, help="with --prompt: " + declarations()["upscale_strength"].help
+    )
+    for name in ("negative_prompt", "base", "motion_module", "seed", "steps", "guidance_scale", "device", "dtype"):
+        _add_setting(upscale, name, declarations()[name])
+    upscale.add_argument(
+        "--fps", type=positive_number, help="frame rate of a video output (default: the input's, or 8)"
+    )
+    upscale.set_defaults(run=run_upscale)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="animatediff", description="Animate Stable Diffusion image models.")
     parser.add_argument("--version", action="version", version=f"animatediff {__version__}")
@@ -240,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     _tool_parsers(commands)
     add_serve_parser(commands)
     _preprocess_parser(commands)
+    _upscale_parser(commands)
     add_interpolate_parser(commands)
     add_shapes_parser(commands)  # the lab's commands last
     return parser
@@ -315,6 +335,57 @@ def run_preprocess(args: argparse.Namespace) -> int:
     written = write_video(canny(frames, args.low, args.high), args.output, fps=args.fps, settings=settings)
     print(f"wrote {written} ({len(frames)} frames of {args.kind} edges, {frames.shape[2]}×{frames.shape[1]})")
     return 0
+
+
+def run_upscale(args: argparse.Namespace) -> int:
+    from animatediff.media import read_frames, video_fps
+
+    second_pass = args.prompt is not None and args.strength != 0
+    if not second_pass and (args.strength or args.upscaler in ("latent", "latent-nearest")):
+        raise ConfigError("a second pass (--strength above 0, or a latent upscaler) needs --prompt.")
+    frames = read_frames(args.input, "input", None)
+    fps = args.fps or video_fps(args.input) or 8.0
+    settings = {name: getattr(args, name) for name in ("negative_prompt", "base", "motion_module", "seed", "steps")}
+    request = Request(
+        prompt=args.prompt,
+        upscale=args.scale,
+        upscaler=args.upscaler,
+        upscale_strength=(None if second_pass else 0.0) if args.strength is None else args.strength,
+        frames=len(frames),
+        width=frames.shape[2],
+        height=frames.shape[1],
+        guidance_scale=args.guidance_scale,
+        output=str(args.output),
+        fps=fps,
+        device=args.device,
+        dtype=args.dtype,
+        **settings,
+    )
+    record = {"input": str(args.input.resolve())}
+    if second_pass:
+        from animatediff.generation import upscale_video
+
+        run = plan_run(request)[0]
+        written, (width, height) = upscale_video(frames, run, record), run.upscaled_size()
+    else:
+        written, (width, height) = _upscale_alone(request, frames, record)
+    print(f"wrote {written} ({len(frames)} frames, {width}×{height})")
+    return 0
+
+
+def _upscale_alone(request: Request, frames, record: dict) -> tuple[Path, tuple[int, int]]:
+    """`upscale` without a second pass: the pixel upscaler alone, no models loaded."""
+    from animatediff.finishing.upscaling import upscale_frames
+    from animatediff.memory import check_frames_memory
+    from animatediff.planner import upscale_spec
+    from animatediff.sources import Sources
+
+    spec = upscale_spec(request, Sources())
+    width, height = spec.size(request.width, request.height, 1)
+    check_frames_memory(request.frames, width, height, f"--scale {spec.scale:g} to {width}×{height}")
+    output = Path(request.output)
+    check_output(output, directory=output_format(output) == "png", replaceable=FRAME_FOLDER)
+    return upscale_frames(frames, spec, output, request.fps, record), (width, height)
 
 
 def run_train(args: argparse.Namespace) -> int:

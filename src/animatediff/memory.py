@@ -10,6 +10,7 @@ estimate came to 0.98-1.42× the real peak, so what it refuses would not have fi
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -80,4 +81,31 @@ def check_memory(settings: Settings, split_guidance: bool = False) -> None:
             f"{settings.device}, which has {free / 2**30:.1f} GiB free; make fewer frames or smaller ones"
             + ("" if split_guidance else ", or add --split-guidance")
             + "."
+        )
+
+
+def check_upscale_memory(settings: Settings) -> None:
+    """Refuse, before anything loads, an upscale whose frames (or second pass) would not fit in memory."""
+    spec = settings.upscale
+    if spec is None:
+        return
+    big = spec.sample(settings.sample, settings.vae_factor)
+    what = f"--upscale {spec.scale:g} to {big.width}×{big.height}"
+    if not spec.second_pass:
+        check_frames_memory(big.frames, big.width, big.height, what)
+        return
+    try:
+        check_memory(replace(settings, sample=big), settings.split_guidance)
+    except ConfigError as error:
+        raise ConfigError(f"{what}, its second pass: {error}") from None
+
+
+def check_frames_memory(frames: int, width: int, height: int, what: str) -> None:
+    """Refuse frames made without a model (an upscale alone: uint8, and floats while a model upscaler runs
+    on the CPU) that would not fit in the machine's memory."""
+    needed, free = PROCESS + frames * 3 * width * height * 9, available_bytes("cpu")
+    if needed > free:
+        raise ConfigError(
+            f"{what}: {frames} frames of {width}×{height} need about {needed / 2**30:.1f} GiB, and "
+            f"{free / 2**30:.1f} GiB is free; upscale less or use fewer frames."
         )

@@ -620,7 +620,22 @@ class AnimateDiffPipeline:
         on_step: Callable[[int, int], None] | None = None,
         **settings,
     ) -> torch.Tensor:
-        """Generate one clip as float frames `f 3 H W` in [0, 1] (what `__call__` rounds to uint8).
+        """Generate one clip as float frames `f 3 H W` in [0, 1] (what `__call__` rounds to uint8); the
+        arguments as for `generate_latents`. An extended clip is the input's frames followed by the new ones."""
+        clip = self.decode(self.generate_latents(prompt, progress, conditions, on_step, **settings))
+        extension = conditions.extension if conditions is not None else None
+        return clip if extension is None else extension.join(clip)
+
+    def generate_latents(
+        self,
+        prompt: str | Sample,
+        progress: bool = True,
+        conditions: Conditions | None = None,
+        on_step: Callable[[int, int], None] | None = None,
+        **settings,
+    ) -> torch.Tensor:
+        """Generate one clip's final latents (1 c f h w, not yet decoded: a latent upscaler resizes them; for an
+        extension, those of the new part with its overlap, which `generate` joins to the input).
 
         `prompt` is a complete `Sample`, or the prompt text with the keyword settings of `sample`
         (`negative_prompt`, `num_frames`, `height`, `width`, `steps`, `guidance_scale`, `seed`, and the
@@ -671,8 +686,7 @@ class AnimateDiffPipeline:
             latents = self.denoise(
                 latents, text_states, sample.steps, sample.guidance_scale, progress, generator, controls
             )
-        clip = self.decode(latents)
-        return clip if extension is None else extension.join(clip)
+        return latents
 
     @property
     def inpainting(self) -> bool:
@@ -724,7 +738,10 @@ class AnimateDiffPipeline:
                 f"{what} sets the clip's starting latents itself; FreeInit and the noise shuffle "
                 "work on clips made from noise (leave them out)."
             )
-        inputs = [("the init video", init.frames)] if isinstance(init, InitVideo) else []
+        video = isinstance(init, InitVideo)
+        inputs = [("the init video", init.frames)] if video and init.latents is None else []
+        if video and init.latents is not None:
+            self._check_init_latents(init.latents, sample)
         if isinstance(init, InitImage):
             images = [("the init image", init.first), ("the last image", init.last)]
             inputs += [
@@ -824,6 +841,16 @@ class AnimateDiffPipeline:
                     "made for the base."
                 )
 
+    def _check_init_latents(self, latents: torch.Tensor, sample: Sample) -> None:
+        """Already encoded init latents (a latent upscale's) must be the clip's: its frames, its latent size."""
+        factor = self.vae_scale_factor
+        wanted = (sample.frames, sample.height // factor, sample.width // factor)
+        if (len(latents), *latents.shape[2:]) != wanted:
+            raise AnimateDiffError(
+                f"the init latents are {tuple(latents.shape)} (frames, channels, height, width); the clip needs "
+                f"{wanted[0]} frames of {wanted[2]}×{wanted[1]} latents."
+            )
+
     def _check_keyframes(self, sparse, sample: Sample) -> None:
         """SparseCtrl keyframes must be what its encoder takes, at the clip's size and length."""
         config = sparse.model.config
@@ -885,7 +912,9 @@ class AnimateDiffPipeline:
         if init is not None:
             self.scheduler.set_timesteps(sample.steps, device=self.device)
             start = first_step(sample.steps, init.strength) * self.scheduler.order
-            if isinstance(init, InitVideo):
+            if isinstance(init, InitVideo) and init.latents is not None:
+                latents = init.latents.to(self.device).float()
+            elif isinstance(init, InitVideo):
                 latents = encode_frames(self.vae, init.frames, generator).float()
             else:
                 latents = image_latents(self.vae, init, sample.frames, generator)

@@ -21,7 +21,7 @@ from animatediff.errors import ConfigError
 from animatediff.export import FRAME_FOLDER, check_fps, file_stem, output_format, sidecar_path
 from animatediff.families import PIA_DEFAULT, Family
 from animatediff.files import check_output, read_json
-from animatediff.memory import check_memory
+from animatediff.memory import check_memory, check_upscale_memory
 from animatediff.prompt_config import load_yaml
 from animatediff.request import Request, flag
 from animatediff.sampling.clip import check_frame_size, check_steps
@@ -29,12 +29,15 @@ from animatediff.sampling.motion_strength import as_keys
 from animatediff.sampling.options import ContextRequest
 from animatediff.sampling.speed import FAST, StepCache
 from animatediff.settings import (
+    LATENT_MODES,
+    PIXEL_UPSCALERS,
     ControlNetSpec,
     ControlSpec,
     ModelSpec,
     Sample,
     Settings,
     TimeControls,
+    UpscaleSpec,
     random_seed,
     resolve_seed,
 )
@@ -257,8 +260,11 @@ class Planner:
             interpolator=interpolator_file(request, sources),
             **run,
         )
-        settings = replace(settings, references=sources.references(model, control))
+        factor = self.geometry(model.base)[1]
+        upscale = upscale_spec(request, sources)
+        settings = replace(settings, references=sources.references(model, control), upscale=upscale, vae_factor=factor)
         check_memory(settings, settings.split_guidance)
+        check_upscale_memory(settings)
         return settings
 
 
@@ -312,6 +318,29 @@ def base_geometry(base: Path) -> tuple[int, int]:
         return int(unet["sample_size"]) * factor, factor
     except (KeyError, TypeError, ValueError) as error:
         raise ConfigError(f"{base}: its unet/ and vae/ configs do not give a frame size ({error}).") from error
+
+
+def upscale_spec(request: Request, sources: Sources) -> UpscaleSpec | None:
+    """The hires fix a request asks for (None: none): its upscaler by name, or a model file resolved like any
+    other model."""
+    if request.upscale is None:
+        if request.upscaler is not None or request.upscale_strength is not None:
+            raise ConfigError("--upscaler and --upscale-strength act on --upscale S; give it too.")
+        return None
+    if request.extend is not None:
+        raise ConfigError(
+            "--upscale with --extend is not supported yet: upscale the extended clip with animatediff upscale."
+        )
+    name, model = request.upscaler or "lanczos", None
+    if name not in (*PIXEL_UPSCALERS, *LATENT_MODES):
+        model = sources.model("upscaler", name)
+        if not Path(model).is_file():
+            raise sources.fail(
+                "upscaler", f"{name}: expected lanczos, latent, latent-nearest or a super-resolution model file."
+            )
+        name = "model"
+    strength = 0.35 if request.upscale_strength is None else request.upscale_strength
+    return UpscaleSpec(request.upscale, name, model, strength)
 
 
 def speed_settings(request: Request) -> dict:

@@ -38,6 +38,7 @@ MODEL, SCALED, INPUT = "model", "scaled", "input"  # a model reference; one with
 KEYFRAMES, FRAME_INPUT, FRAME_LIST = "keyframes", "frame_input", "frame_list"  # FRAME:TEXT, FRAME:PATH, I,J,…
 PER_FRAME, PER_STEP = "per_frame", "per_step"  # a number or FRAME:VALUE,… (interpolated); FRACTION:VALUE,… of the steps
 MOTION_SCALE, MOTION_EFFECT = 10.0, 2.0  # the largest motion scale and effect taken
+MAX_UPSCALE = 8.0  # the largest upscale factor: 512² → 4096², beyond what a second pass fits on one GPU
 MIN_FACTOR, MAX_FACTOR = 2, 16  # frame interpolation: output frames per input frame (K − 1 new between each pair)
 
 
@@ -453,6 +454,36 @@ class Request:
         metavar="FILE|PRESET",
     )
     # finishing
+    upscale: float | None = setting(
+        f"the hires fix: upscale the clip this many times (1 to {MAX_UPSCALE:g}) after it is made, then denoise it "
+        "again at --upscale-strength",
+        NUMBER,
+        group="finish",
+        low=1,
+        high=MAX_UPSCALE,
+        metavar="S",
+        page=True,
+    )
+    upscaler: str | None = setting(
+        "lanczos, latent (the latents resized bicubically; latent-nearest: nearest-exact) or a super-resolution "
+        "model file spandrel reads (ESRGAN, Real-ESRGAN, SwinIR …), run in tiles",
+        MODEL,
+        group="finish",
+        metavar="lanczos|latent|PATH",
+        default="lanczos",
+        page=True,
+    )
+    upscale_strength: float | None = setting(
+        "how much the upscaled clip is redrawn by the second pass (the same prompt, models, seed and controls); 0 "
+        "skips it",
+        NUMBER,
+        group="finish",
+        low=0,
+        high=1,
+        metavar="T",
+        default=0.35,
+        page=True,
+    )
     interpolate: int | None = setting(
         f"frame interpolation: K − 1 new frames between each pair of frames ({MIN_FACTOR}-{MAX_FACTOR}; with --loop "
         "also between the last and the first); the output's fps is multiplied by K unless --fps is given",

@@ -16,11 +16,11 @@ from pathlib import Path
 from animatediff import __version__
 from animatediff.errors import ConfigError
 from animatediff.families import DEFAULT, FAMILIES, SCHEDULERS, Family
-from animatediff.request import ADAPTER_SCALE, LORA_SCALE, RANDOM_SEED, Request
+from animatediff.request import ADAPTER_SCALE, LORA_SCALE, MAX_UPSCALE, RANDOM_SEED, Request
 from animatediff.sampling.clip import Sample, check_finite
 from animatediff.sampling.options import ContextRequest, Interpolation
 
-__all__ = ["ControlNetSpec", "ControlSpec", "ModelSpec", "Sample", "Settings", "TimeControls"]
+__all__ = ["ControlNetSpec", "ControlSpec", "ModelSpec", "Sample", "Settings", "TimeControls", "UpscaleSpec"]
 
 
 def random_seed() -> int:
@@ -418,6 +418,61 @@ class ControlSpec:
         return record
 
 
+LATENT_MODES = {"latent": "bicubic", "latent-nearest": "nearest-exact"}  # A1111's latent upscalers' modes
+PIXEL_UPSCALERS = ("lanczos",)  # besides a model file
+
+
+@dataclass(frozen=True)
+class UpscaleSpec:
+    """The hires fix: the clip upscaled `scale` times by `upscaler` (lanczos, latent, latent-nearest, or
+    `model`, a super-resolution model file), then, unless `strength` is 0, denoised again from `strength` at
+    the new size with the clip's own prompt, models, seed and controls."""
+
+    scale: float
+    upscaler: str = "lanczos"
+    model: Path | None = None
+    strength: float = 0.35
+
+    def __post_init__(self):
+        check_finite(self.scale, "upscale")
+        if not 1 <= self.scale <= MAX_UPSCALE:
+            raise ConfigError(f"upscale must be between 1 and {MAX_UPSCALE:g}; got {self.scale}.")
+        if not 0 <= self.strength <= 1:
+            raise ConfigError(f"upscale_strength must be between 0 and 1; got {self.strength}.")
+        known = (*PIXEL_UPSCALERS, *LATENT_MODES, "model")
+        if self.upscaler not in known or (self.upscaler == "model") != (self.model is not None):
+            raise ConfigError(
+                f"upscaler: expected lanczos, latent, latent-nearest or a model file; got {self.upscaler!r}."
+            )
+
+    @property
+    def second_pass(self) -> bool:
+        return self.strength > 0
+
+    def size(self, width: int, height: int, factor: int) -> tuple[int, int]:
+        """The upscaled (width, height): each side times the scale, to the nearest multiple of `factor` (the
+        VAE's downscale factor) when a second pass or the latents need it."""
+        step = factor if self.second_pass or self.upscaler in LATENT_MODES else 1
+        return tuple(max(step, round(side * self.scale / step) * step) for side in (width, height))
+
+    def sample(self, sample: Sample, factor: int) -> Sample:
+        """The second pass's clip: `sample` at the upscaled size, started from the upscaled clip (so without
+        FreeInit or the noise shuffle, which start from noise)."""
+        width, height = self.size(sample.width, sample.height, factor)
+        return replace(sample, width=width, height=height, free_init=None, noise_shuffle=False)
+
+    def describe(self, width: int, height: int, factor: int) -> dict:
+        upscaled = self.size(width, height, factor)
+        upscaler = str(Path(self.model).resolve()) if self.model is not None else self.upscaler
+        return {
+            "upscale": self.scale,
+            "upscaler": upscaler,
+            "upscale_strength": self.strength,
+            "upscaled_width": upscaled[0],
+            "upscaled_height": upscaled[1],
+        }
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything one output is made with: what the pipeline receives and what its sidecar records."""
@@ -436,6 +491,16 @@ class Settings:
     compile: bool = False  # torch.compile the UNet
     request: Request | None = None  # what the front end was asked (the sidecar records it beside the resolved values)
     references: tuple[tuple[str, str, str], ...] = ()  # (path, Hub id, commit) of each model from the Hub cache
+    upscale: UpscaleSpec | None = None  # the hires fix after the first pass (None: none)
+    vae_factor: int = 8  # the VAE's downscale factor (the upscaled size is a multiple of it for a second pass)
+
+    def upscaled_size(self) -> tuple[int, int]:
+        """The output's (width, height): the clip's, or after `upscale` the upscaled one."""
+        sample = self.sample
+        if self.upscale is None:
+            return sample.width, sample.height
+        return self.upscale.size(sample.width, sample.height, self.vae_factor)
+
     interpolate: int | None = None  # K: frame interpolation to K frames per frame after decoding (None: none)
     interpolator: Path | None = None  # a learned interpolator's weights (None: the built-in optical flow)
 
@@ -479,6 +544,8 @@ class Settings:
             record["output_frames"] = self.output_frames
         if self.request is not None:
             record["request"] = self.request.record()
+        if self.upscale is not None:
+            record.update(self.upscale.describe(self.sample.width, self.sample.height, self.vae_factor))
         if self.interpolate is not None:
             record["interpolate"] = self.interpolate
             record["interpolator"] = None if self.interpolator is None else str(Path(self.interpolator).resolve())

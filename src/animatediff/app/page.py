@@ -21,13 +21,14 @@ LORA_SLOTS = 2  # LoRAs and MotionLoRAs the page offers at once
 NONE = "(none)"
 FAMILIES = [NONE, *declarations()["family"].choices]
 SCHEDULERS = [NONE, *declarations()["scheduler"].choices]
+UPSCALERS = ["lanczos", "latent", "latent-nearest"]  # the built-in ones (the page names no model files)
 FORMATS = [name for name in declarations()["format"].choices if name != "png"]
 # the form's controls in the order the page hands them over; then the LoRA and MotionLoRA slots (a test checks
 # that the page offers exactly the declared `page` settings)
 FORM = (
     "prompt negative_prompt base dreambooth motion_module domain_adapter domain_adapter_scale frames width height "
     "steps guidance_scale seed fps format context_length context_overlap loop prompt_map init_image init_strength "
-    "sparsectrl control_image init_video strength family scheduler interpolate"
+    "sparsectrl control_image init_video strength family scheduler upscale upscaler upscale_strength interpolate"
 ).split()
 PAGE_SETTINGS = (*FORM, "loras", "motion_loras")
 
@@ -112,6 +113,9 @@ def build_page(app) -> gr.Blocks:
                     interpolate = gr.Slider(
                         1, 16, value=1, step=1, label="Frame interpolation: frames per frame (1: none)"
                     )
+                    upscale = gr.Slider(1, 4, value=1, step=0.5, label="Upscale (1: none)", elem_id="upscale")
+                    upscaler = gr.Dropdown(UPSCALERS, value="lanczos", label="Upscaler")
+                    upscale_strength = gr.Slider(0, 1, value=0.35, step=0.05, label="Second pass strength (0: none)")
                 run = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column(scale=2):
                 video = gr.Video(label="Result", elem_id="result", autoplay=True, loop=True, format=None)
@@ -149,6 +153,9 @@ def build_page(app) -> gr.Blocks:
             "strength": strength,
             "family": family,
             "scheduler": scheduler,
+            "upscale": upscale,
+            "upscaler": upscaler,
+            "upscale_strength": upscale_strength,
             "interpolate": interpolate,
         }
         inputs = [controls[name] for name in FORM] + lora_inputs
@@ -191,6 +198,8 @@ def _request(values: tuple, app) -> GenerateRequest:
     numbers = {name: _number(form[name]) for name in ("width", "height", "steps", "seed")}
     numbers.update({name: _number(form[name]) for name in ("context_length", "context_overlap")})
     choices = {name: _choice(form[name]) for name in ("dreambooth", "domain_adapter", "family", "scheduler")}
+    upscaling = form["upscale"] not in (None, 0, 1)
+    finish = {name: form[name] if upscaling else None for name in ("upscale", "upscaler", "upscale_strength")}
     try:
         return GenerateRequest(
             prompt=form["prompt"],
@@ -215,6 +224,7 @@ def _request(values: tuple, app) -> GenerateRequest:
             interpolate=int(form["interpolate"]) if form["interpolate"] and form["interpolate"] > 1 else None,
             **numbers,
             **choices,
+            **finish,
         )
     except ValueError as error:
         raise gr.Error(str(error)) from error

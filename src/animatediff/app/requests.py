@@ -120,6 +120,10 @@ def limit_errors(request: GenerateRequest, limits: Limits) -> list[tuple[str, st
     for name, value, low, high in checks:
         if value is not None and not low <= value <= high:
             errors.append((name, f"must be between {low} and {high}; got {value}"))
+    if request.upscale is not None:  # the upscaled clip within twice the largest size
+        side = max(request.width or 0, request.height or 0) or limits.size
+        if side * request.upscale > 2 * limits.size:
+            errors.append(("upscale", f"the upscaled clip must be at most {2 * limits.size} pixels a side"))
     texts = [("prompt", request.prompt), ("negative_prompt", request.negative_prompt or "")]
     texts += [(f"prompt_map.{frame}", text) for frame, text in request.prompt_map.items()]
     for name, text in texts:

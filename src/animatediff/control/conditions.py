@@ -17,11 +17,13 @@ from animatediff.control.sparsectrl import SparseCtrlInput
 class InitVideo:
     """Video-to-video: `frames` (f 3 H W, floats in [0, 1], the clip's own size) are kept more the lower
     `strength` is (0 < strength ≤ 1; 1 starts from pure noise). With a `mask` (f 1 H W in [0, 1]: white, 1, is
-    redrawn, black, 0, is kept; `control.inpaint`) only the white area is redrawn."""
+    redrawn, black, 0, is kept; `control.inpaint`) only the white area is redrawn. `latents` (f c h w, scaled):
+    the frames already encoded (a latent upscale), used instead of encoding `frames` (then None)."""
 
-    frames: torch.Tensor
+    frames: torch.Tensor | None
     strength: float = 0.6
     mask: torch.Tensor | None = None
+    latents: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
