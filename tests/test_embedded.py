@@ -249,7 +249,9 @@ def test_results_and_ablations_reports_run_on_a_retrain(smoke, tmp_path, monkeyp
     ):
         assert heading in text, heading
     assert "strength 0.3" not in text  # 2 steps at strength 0.3 would run none of them: that row is left out
-    assert len(list((tmp_path / "media").glob("*.gif"))) == 5 + 3 + 2 + 2 + 2  # grid, 64 frames, v2v, ControlNet,
+    assert "## Frame interpolation" in text
+    # grid, 64 frames, v2v, ControlNet, interpolation (its input and ×4),
+    assert len(list((tmp_path / "media").glob("*.gif"))) == 5 + 3 + 2 + 2 + 2 + 2
     assert (tmp_path / "media" / "sparsectrl-keyframe.png").is_file()  # SparseCtrl (its keyframe, two clips)
     assert "measured on an earlier retrain" not in text  # the smoke retrain's own base
     data["models"]["motion_module"] = "0" * 16  # measured with another motion module than the shipped one
