@@ -291,3 +291,54 @@ def test_uploaded_inputs_are_taken_from_the_uploads_folder_only(client):
     for trick in ("../../../etc/passwd", "/etc/passwd", "../uploads/first.png.missing"):
         answer = client.post("/api/generate", json={**SMALL, "init_image": trick})
         assert answer.status_code == 422 and "no such file" in answer.text, answer.text
+
+
+def test_the_pages_form_hands_motion_pia_camera_mask_and_fast_to_the_request(tmp_path):
+    from types import SimpleNamespace
+
+    from animatediff.app.page import FORM, LORA_SLOTS, NONE, _request
+
+    app = SimpleNamespace(uploads=tmp_path / "uploads")
+    app.uploads.mkdir()
+    image, video = tmp_path / "mask.PNG", tmp_path / "in.mp4"
+    image.write_bytes(b"mask"), video.write_bytes(b"video")
+    form = {name: None for name in FORM} | {
+        "prompt": "a red circle",
+        "base": "shapes",
+        "motion_module": "shapes-motion",
+        "domain_adapter_scale": 1,
+        "frames": 4,
+        "fps": 8,
+        "format": "gif",
+        "init_strength": 0.75,
+        "strength": 0.6,
+        "upscale": 1,
+    }
+    loras = [NONE, 1.0] * (2 * LORA_SLOTS)
+
+    def request(**changes):
+        return _request(tuple((form | changes)[name] for name in FORM) + tuple(loras), app)
+
+    chosen = request(
+        motion_scale=1.3,
+        motion_effect=0.5,
+        pia="pia.ckpt",
+        pia_strength="large",
+        camera_ctrl="CameraCtrl.ckpt",
+        camera_poses="zoom-in",
+        init_video=str(video),
+        mask=str(image),
+        fast=True,
+    )
+    assert (chosen.motion_scale, chosen.motion_effect, chosen.fast) == (1.3, 0.5, True)
+    assert (chosen.pia, chosen.pia_strength, chosen.motion_module) == ("pia.ckpt", "large", None)
+    assert (chosen.camera_ctrl, chosen.camera_poses) == ("CameraCtrl.ckpt", "zoom-in")
+    assert chosen.mask.endswith(".png") and (app.uploads / chosen.mask).read_bytes() == b"mask"
+    assert (app.uploads / chosen.init_video).read_bytes() == b"video"
+    # the controls' neutral values: nothing asked (a preset without its model, a mask without a video)
+    plain = request(motion_scale=1, motion_effect=1, pia=NONE, pia_strength="large", camera_ctrl=NONE)
+    plain_mask = request(camera_poses="zoom-in", mask=str(image), fast=False)
+    for made in (plain, plain_mask):
+        assert (made.motion_scale, made.motion_effect, made.pia, made.pia_strength) == (None, None, None, None)
+        assert (made.camera_ctrl, made.camera_poses, made.mask, made.fast) == (None, None, None, False)
+        assert made.motion_module == "shapes-motion"

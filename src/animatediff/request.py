@@ -121,6 +121,7 @@ class Request:
         "animates the --init-image",
         MODEL,
         group="models",
+        page=True,
     )
     motion_loras: tuple[tuple[str, float], ...] = setting(
         _scale_help("MotionLoRA, repeatable (they compose by weighted sum)", LORA_SCALE),
@@ -266,6 +267,7 @@ class Request:
         low=0,
         high=MOTION_SCALE,
         metavar="S|FRAME:S,…",
+        page=True,
     )
     motion_effect: float | tuple[tuple[int, float], ...] | None = setting(
         "how much the motion modules act: their output blended with their input (as ComfyUI-AnimateDiff-Evolved's "
@@ -276,6 +278,7 @@ class Request:
         low=0,
         high=MOTION_EFFECT,
         metavar="E|FRAME:E,…",
+        page=True,
     )
     motion_scale_steps: tuple[tuple[float, float], ...] | None = setting(
         "the motion scale over the denoising steps: from that fraction of the steps on it is multiplied by S "
@@ -312,6 +315,7 @@ class Request:
         INPUT,
         group="control",
         metavar="PATH",
+        page=True,
     )
     extend: str | None = setting(
         "continue this clip (a video or folder of frames): --frames new frames whose first --extend-overlap are its "
@@ -394,6 +398,7 @@ class Request:
         choices=tuple(PIA_PRESETS),
         default=PIA_DEFAULT,
         metavar="NAME",
+        page=True,
     )
     last_image: str | None = setting(
         "end the clip on this image, blended in the same way from the end", INPUT, group="control"
@@ -444,6 +449,7 @@ class Request:
         MODEL,
         group="control",
         metavar="PATH",
+        page=True,
     )
     camera_poses: str | None = setting(
         "the camera path for --camera-ctrl: a pose file in RealEstate10K's text layout (one line per frame: "
@@ -452,6 +458,7 @@ class Request:
         "orbit-right",
         group="control",
         metavar="FILE|PRESET",
+        page=True,
     )
     # finishing
     upscale: float | None = setting(
@@ -527,6 +534,7 @@ class Request:
         + " (any of them given explicitly wins; docs/results.md, 'Step caching')",
         SWITCH,
         group="speed",
+        page=True,
     )
     cache: str | None = setting(
         "step caching: deep (DeepCache: the UNet's deep features reused between full steps), attention "

@@ -23,12 +23,14 @@ FAMILIES = [NONE, *declarations()["family"].choices]
 SCHEDULERS = [NONE, *declarations()["scheduler"].choices]
 UPSCALERS = ["lanczos", "latent", "latent-nearest"]  # the built-in ones (the page names no model files)
 FORMATS = [name for name in declarations()["format"].choices if name != "png"]
+PIA_STRENGTHS = list(declarations()["pia_strength"].choices)
 # the form's controls in the order the page hands them over; then the LoRA and MotionLoRA slots (a test checks
 # that the page offers exactly the declared `page` settings)
 FORM = (
     "prompt negative_prompt base dreambooth motion_module domain_adapter domain_adapter_scale frames width height "
     "steps guidance_scale seed fps format context_length context_overlap loop prompt_map init_image init_strength "
-    "sparsectrl control_image init_video strength family scheduler upscale upscaler upscale_strength interpolate"
+    "sparsectrl control_image init_video strength family scheduler upscale upscaler upscale_strength interpolate "
+    "motion_scale motion_effect pia pia_strength camera_ctrl camera_poses mask fast"
 ).split()
 PAGE_SETTINGS = (*FORM, "loras", "motion_loras")
 
@@ -51,6 +53,8 @@ def _prompt_map(text: str) -> dict[int, str]:
 
 def build_page(app) -> gr.Blocks:
     """The page for `app` (a `server.App`)."""
+    from animatediff.camera_poses import PRESETS  # torch: imported when the page is built, not with the module
+
     catalog = app.catalog
     limits = app.options.limits
 
@@ -98,14 +102,28 @@ def build_page(app) -> gr.Blocks:
                     overlap = gr.Number(value=None, label="Context overlap", precision=0)
                     loop = gr.Checkbox(label="Loop")
                     travel = gr.Textbox(label="Prompt travel ('FRAME: prompt' per line)", lines=3)
+                with gr.Accordion("Motion", open=False), gr.Row():
+                    motion_scale = gr.Slider(0, 2, value=1, step=0.05, label="Motion scale (above 1: more motion)")
+                    motion_effect = gr.Slider(
+                        0, 2, value=1, step=0.05, label="Motion effect (0: the image model alone)"
+                    )
                 with gr.Accordion("Image to video", open=False):
                     init_image = gr.Image(label="Init image (the clip starts from it)", type="filepath")
                     init_strength = gr.Slider(0.05, 1, value=0.75, step=0.05, label="Init strength")
                     sparsectrl = gr.Dropdown(names("sparsectrl", True), value=NONE, label="SparseCtrl")
                     keyframe = gr.Image(label="SparseCtrl keyframe (frame 0)", type="filepath")
+                    with gr.Row():
+                        pia = gr.Dropdown(names("pia", True), value=NONE, label="PIA (animates the init image)")
+                        pia_strength = gr.Dropdown(
+                            PIA_STRENGTHS, value=declarations()["pia_strength"].default, label="PIA motion"
+                        )
+                with gr.Accordion("Camera", open=False), gr.Row():
+                    camera_ctrl = gr.Dropdown(names("camera_ctrl", True), value=NONE, label="CameraCtrl")
+                    camera_poses = gr.Dropdown(list(PRESETS), value=PRESETS[0], label="Camera path")
                 with gr.Accordion("Video to video", open=False):
                     init_video = gr.Video(label="Input video (restyled)", format=None)
                     strength = gr.Slider(0.05, 1, value=0.6, step=0.05, label="Strength")
+                    mask = gr.Image(label="Mask (white: redrawn, black: kept)", type="filepath")
                 with gr.Accordion("Model family and scheduler", open=False):
                     family = gr.Dropdown(FAMILIES, value=NONE, label="Family (empty: told from the module)")
                     scheduler = gr.Dropdown(SCHEDULERS, value=NONE, label="Scheduler (empty: the family's)")
@@ -116,6 +134,7 @@ def build_page(app) -> gr.Blocks:
                     upscale = gr.Slider(1, 4, value=1, step=0.5, label="Upscale (1: none)", elem_id="upscale")
                     upscaler = gr.Dropdown(UPSCALERS, value="lanczos", label="Upscaler")
                     upscale_strength = gr.Slider(0, 1, value=0.35, step=0.05, label="Second pass strength (0: none)")
+                    fast = gr.Checkbox(label="Fast (the measured fast preset)")
                 run = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column(scale=2):
                 video = gr.Video(label="Result", elem_id="result", autoplay=True, loop=True, format=None)
@@ -157,6 +176,14 @@ def build_page(app) -> gr.Blocks:
             "upscaler": upscaler,
             "upscale_strength": upscale_strength,
             "interpolate": interpolate,
+            "motion_scale": motion_scale,
+            "motion_effect": motion_effect,
+            "pia": pia,
+            "pia_strength": pia_strength,
+            "camera_ctrl": camera_ctrl,
+            "camera_poses": camera_poses,
+            "mask": mask,
+            "fast": fast,
         }
         inputs = [controls[name] for name in FORM] + lora_inputs
 
@@ -200,6 +227,8 @@ def _request(values: tuple, app) -> GenerateRequest:
     choices = {name: _choice(form[name]) for name in ("dreambooth", "domain_adapter", "family", "scheduler")}
     upscaling = form["upscale"] not in (None, 0, 1)
     finish = {name: form[name] if upscaling else None for name in ("upscale", "upscaler", "upscale_strength")}
+    motion = {name: None if form[name] in (None, 1) else form[name] for name in ("motion_scale", "motion_effect")}
+    pia, camera_ctrl = _choice(form["pia"]), _choice(form["camera_ctrl"])
     try:
         return GenerateRequest(
             prompt=form["prompt"],
@@ -209,7 +238,7 @@ def _request(values: tuple, app) -> GenerateRequest:
             fps=form["fps"] or 8,
             format=form["format"],
             base=form["base"],
-            motion_module=_choice(form["motion_module"]) or "none",
+            motion_module=None if pia else _choice(form["motion_module"]) or "none",  # PIA holds its own
             domain_adapter_scale=form["domain_adapter_scale"],
             loras=loras,
             motion_loras=motion_loras,
@@ -219,12 +248,19 @@ def _request(values: tuple, app) -> GenerateRequest:
             init_strength=form["init_strength"] if form["init_image"] else None,
             init_video=_keep(app, form["init_video"]),
             strength=form["strength"] if form["init_video"] else None,
+            mask=_keep(app, form["mask"]) if form["init_video"] else None,
+            pia=pia,
+            pia_strength=_choice(form["pia_strength"]) if pia else None,
+            camera_ctrl=camera_ctrl,
+            camera_poses=_choice(form["camera_poses"]) if camera_ctrl else None,
+            fast=bool(form["fast"]),
             sparsectrl=Scaled(name=form["sparsectrl"]) if _choice(form["sparsectrl"]) else None,
             control_image=[f"0:{keyframe}"] if keyframe else [],
             interpolate=int(form["interpolate"]) if form["interpolate"] and form["interpolate"] > 1 else None,
             **numbers,
             **choices,
             **finish,
+            **motion,
         )
     except ValueError as error:
         raise gr.Error(str(error)) from error
