@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.multiprocessing as mp
+from results_file import write_section
 
 PROMPT = "a red circle moving right on a blue background"
 MARK = "<!-- bench/distributed.py -->"
@@ -65,15 +66,6 @@ def run(world: int, threads: int, frames: int, steps: int) -> tuple[float, np.nd
         return seconds, np.load(folder / "frames-0.npy")
 
 
-def write_section(lines: list[str]) -> None:
-    """Replace (or add) this benchmark's section of bench/RESULTS.md, between two markers."""
-    path = Path(__file__).parent / "RESULTS.md"
-    before, _, rest = path.read_text().partition(MARK)
-    after = rest.partition(MARK)[2]
-    section = [MARK, "## One long clip over two processes (`python bench/distributed.py`)", "", *lines, MARK]
-    path.write_text(before.rstrip() + "\n\n" + "\n".join(section) + (after or "\n"))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=64)
@@ -102,7 +94,7 @@ def main() -> None:
     ]
     print("\n".join(lines))
     if args.write:
-        write_section(lines)
+        write_section(MARK, "## One long clip over two processes (`python bench/distributed.py`)", lines)
 
 
 if __name__ == "__main__":

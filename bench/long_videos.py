@@ -20,6 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from results_file import write_section
+
 FRAMES = (16, 32, 64, 128)
 
 EMBEDDED = """
@@ -77,15 +79,6 @@ def measure(script: str, frames: int) -> dict:
 MARK = "<!-- bench/long_videos.py -->"
 
 
-def write_section(lines: list[str]) -> None:
-    """Replace (or add) this benchmark's section of bench/RESULTS.md, between two markers."""
-    path = Path(__file__).parent / "RESULTS.md"
-    before, _, rest = path.read_text().partition(MARK)
-    after = rest.partition(MARK)[2]
-    section = [MARK, "## Long clips in context windows (`python bench/long_videos.py`)", "", *lines, MARK]
-    path.write_text(before.rstrip() + "\n\n" + "\n".join(section) + (after or "\n"))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=["embedded", "sd15", "both"], default="both")
@@ -113,7 +106,7 @@ def main() -> None:
             )
             print(lines[-1], flush=True)
     if args.write:
-        write_section(lines)
+        write_section(MARK, "## Long clips in context windows (`python bench/long_videos.py`)", lines)
 
 
 if __name__ == "__main__":
