@@ -1,6 +1,7 @@
 """Upscaling the embedded model's clips ×2 (32×32 → 64×64), scored at 64×64 by the shapes-world metrics.
 
     python bench/upscale_quality.py --out upscale.jsonl            # held-out prompts 1, 5, 7; seeds 1-3
+    python bench/upscale_quality.py --out more.jsonl --prompts 2 4 9   # other held-out prompts (1-12)
     python bench/upscale_quality.py --summary upscale.jsonl        # the table of docs/results.md, "Upscaling"
     python bench/upscale_quality.py --out seed3.jsonl --seeds 3    # one seed (processes side by side)
 
@@ -10,7 +11,8 @@ Lanczos + the second pass at 0.2, 0.35, 0.5 (the second pass: the package's hire
 the same prompt, models and seed); and, for contrast, the clip made at 64×64 directly. Scores: `text`,
 `motion`, `smooth` (`shapes.metrics.score_video`) and flicker, the mean absolute difference between each frame
 and the mean of its neighbours in 8-bit levels (what `smooth` turns into a score). One JSON line per clip and
-arm, written as it is made; the summary gives the mean over every clip ± the spread (standard deviation) of the
+arm, written as it is made, prompt by prompt (each prompt's seeds before the next prompt, so a run stopped early
+leaves whole prompts); the summary gives the mean over every clip ± the spread (standard deviation) of the
 per-seed means, as lab/report.py reports.
 """
 
@@ -37,7 +39,7 @@ from animatediff.shapes.metrics import score_video
 sys.path.insert(0, str(Path(__file__).parents[1]))  # the repository root, for lab/
 from lab.report import held_out_prompts  # noqa: E402
 
-PROMPTS = (0, 4, 6)  # held-out prompts: a translation, a growth, a rotation
+PROMPTS = (1, 5, 7)  # held-out prompts, numbered from 1: a translation, a growth, a rotation
 SEEDS = (1, 2, 3)
 ARMS = (
     ("Lanczos alone", "lanczos", 0.0),
@@ -60,13 +62,13 @@ def scores(frames: np.ndarray, prompt: str) -> dict:
     return {"text": found["text"], "motion": found["motion"], "smooth": found["smooth"], "flicker": flicker(frames)}
 
 
-def measure(out: Path, steps: int, media: Path | None, seeds: list[int]) -> None:
+def measure(out: Path, steps: int, media: Path | None, seeds: list[int], numbers: list[int]) -> None:
     torch.set_num_threads(1)
     pipeline = build_pipeline(with_family(ModelSpec(MODELS["shapes"].path, MODELS["shapes-motion"].path)))
-    prompts = [held_out_prompts()[index] for index in PROMPTS]
+    prompts = [held_out_prompts()[number - 1] for number in numbers]
     with out.open("a") as log:
-        for seed in seeds:
-            for prompt in prompts:
+        for prompt in prompts:
+            for seed in seeds:
                 sample = pipeline.sample(prompt, num_frames=16, height=32, width=32, steps=steps, seed=seed)
                 started = time.perf_counter()
                 latents = pipeline.generate_latents(sample, progress=False)
@@ -117,12 +119,15 @@ def main() -> None:
     parser.add_argument("--summary", type=Path, nargs="+", help="print the table of finished --out files")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="default: 1 2 3")
+    parser.add_argument(
+        "--prompts", type=int, nargs="+", default=list(PROMPTS), help="held-out prompt numbers (1-12); default: 1 5 7"
+    )
     parser.add_argument("--media", type=Path, help="write the first clip and its hires fix (0.35) here as GIFs")
     args = parser.parse_args()
     if args.summary is not None:
         print(summary(args.summary))
         return
-    measure(args.out, args.steps, args.media, args.seeds)
+    measure(args.out, args.steps, args.media, args.seeds, args.prompts)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python bench/upscale_speed.py            # the cases below, each in a fresh process; prints the table
     python bench/upscale_speed.py --all      # also the 512² cases left out on the shared CPU (SKIPPED_AT)
+    python bench/upscale_speed.py --sizes 128 --cases Lanczos "ESRGAN-shaped ×4, tiled"   # some cases, sides
 
 Cases, ×2 unless said, input sides 32, 256 and 512:
 - Lanczos (Pillow), 16 frames;
@@ -20,6 +21,7 @@ Lanczos at the same input size, measured in the same run.
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
 import subprocess
@@ -161,15 +163,24 @@ def row(case: str, size: int, result: dict, reference: dict | None) -> str:
 
 
 def main() -> None:
-    if len(sys.argv) == 3:
-        worker(sys.argv[1], int(sys.argv[2]))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--all", action="store_true", help="also the 512² cases left out on the shared CPU")
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="input sides; default: 32 256 512")
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), help="only these (and not SKIPPED_AT's skips)")
+    parser.add_argument("--worker", nargs=2, metavar=("CASE", "SIZE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker is not None:
+        worker(args.worker[0], int(args.worker[1]))
         return
-    skipped = {} if "--all" in sys.argv else SKIPPED_AT
+    skipped = {} if args.all or args.cases else SKIPPED_AT
     print("| case | size | frames | s per output frame | × Lanczos | peak GiB |\n|---|---|---|---|---|---|", flush=True)
-    for size in SIZES:
+    for size in args.sizes:
         results = {}
-        for case in (case for case in CASES if case not in skipped.get(size, ())):
-            run = subprocess.run([sys.executable, __file__, case, str(size)], capture_output=True, text=True)
+        chosen = [case for case in CASES if case in (args.cases or CASES) and case not in skipped.get(size, ())]
+        for case in chosen:
+            run = subprocess.run(
+                [sys.executable, __file__, "--worker", case, str(size)], capture_output=True, text=True
+            )
             lines = run.stdout.strip().splitlines()
             if run.returncode or not lines:
                 error = [line for line in run.stderr.splitlines() if line.strip()] or [f"exit {run.returncode}"]
