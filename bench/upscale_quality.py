@@ -3,6 +3,7 @@
     python bench/upscale_quality.py --out upscale.jsonl            # held-out prompts 1, 5, 7; seeds 1-3
     python bench/upscale_quality.py --out more.jsonl --prompts 2 4 9   # other held-out prompts (1-12)
     python bench/upscale_quality.py --summary upscale.jsonl        # the table of docs/results.md, "Upscaling"
+    python bench/upscale_quality.py --summary upscale.jsonl --per-prompt   # text/motion/smooth per prompt
     python bench/upscale_quality.py --out seed3.jsonl --seeds 3    # one seed (processes side by side)
 
 Each clip (16 frames, 25 DDIM steps, float32) is made at 32×32, the size the embedded model was trained at,
@@ -104,6 +105,25 @@ def summary(paths: list[Path]) -> str:
     return f"{len(prompts)} prompts × seeds {seeds}\n\n" + "\n".join(lines)
 
 
+PER_PROMPT = (FIRST, "Lanczos alone", "latent + second pass 0.35", "Lanczos + second pass 0.35", DIRECT)
+
+
+def per_prompt(paths: list[Path]) -> str:
+    """text / motion / smooth of a few arms, each prompt's mean over its seeds."""
+    records = [json.loads(line) for path in paths for line in path.read_text().splitlines()]
+    lines = ["| prompt | " + " | ".join(PER_PROMPT) + " |", "|---" * (len(PER_PROMPT) + 1) + "|"]
+    for prompt in dict.fromkeys(record["prompt"] for record in records):
+        cells = []
+        for arm in PER_PROMPT:
+            mine = [r for r in records if r["prompt"] == prompt and r["arm"] == arm]
+            means = [
+                np.mean([r[m] for r in mine if r[m] is not None] or [np.nan]) for m in ("text", "motion", "smooth")
+            ]
+            cells.append(" / ".join("–" if np.isnan(value) else f"{value:.2f}" for value in means))
+        lines.append(f"| {prompt} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
 def _cell(records: list[dict], metric: str) -> str:
     values = [(r["seed"], r[metric]) for r in records if r[metric] is not None]
     if not values:
@@ -117,6 +137,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="append one JSON line per clip and arm here")
     parser.add_argument("--summary", type=Path, nargs="+", help="print the table of finished --out files")
+    parser.add_argument("--per-prompt", action="store_true", help="with --summary: a few arms, prompt by prompt")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="default: 1 2 3")
     parser.add_argument(
@@ -125,7 +146,7 @@ def main() -> None:
     parser.add_argument("--media", type=Path, help="write the first clip and its hires fix (0.35) here as GIFs")
     args = parser.parse_args()
     if args.summary is not None:
-        print(summary(args.summary))
+        print(per_prompt(args.summary) if args.per_prompt else summary(args.summary))
         return
     measure(args.out, args.steps, args.media, args.seeds, args.prompts)
 

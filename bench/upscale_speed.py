@@ -36,8 +36,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).parent))
 
 SIZES = (32, 256, 512)
-# what the shared 2-core CPU had time for at 512² (an SD1.5-shaped second pass to 256² took 342 s for 4 frames
-# under a load of 15, so one to 512² and an ESRGAN frame from 512² were left out); --all runs everything
+# left out of the default run on the shared 2-core CPU: an SD1.5-shaped second pass to 512² takes about 4 minutes
+# a frame (`--sizes 512 --cases Lanczos "second pass"` runs it alone) and an ESRGAN frame from 512² (2048² out)
+# about 16 times the 128² one; --all runs everything
 SKIPPED_AT = {512: ("ESRGAN-shaped ×4, tiled", "second pass")}
 
 
