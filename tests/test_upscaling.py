@@ -13,6 +13,7 @@ from torch import nn
 
 from animatediff import read_video
 from animatediff.cli import main
+from animatediff.errors import CheckpointError
 from animatediff.finishing.upscaling import (
     SR_WRAPPERS,
     lanczos,
@@ -49,9 +50,10 @@ def esrgan_shaped(scale: int = 2, width: int = 8) -> nn.Module:
     return Net().eval()
 
 
-def real_esrgan_file(path, width: int = 8, growth: int = 4, blocks: int = 1):
+def real_esrgan_file(path, width: int = 8, growth: int = 32, blocks: int = 1):
     """A tiny random file in Real-ESRGAN x4plus's published layout: its keys (`conv_first`, `body.N.rdbK.convJ`,
-    `conv_body`, `conv_up1`, `conv_up2`, `conv_hr`, `conv_last`) nested under `params_ema`, as its .pth is."""
+    `conv_body`, `conv_up1`, `conv_up2`, `conv_hr`, `conv_last`) nested under `params_ema`, as its .pth is; the
+    growth of 32 channels is the release's, which spandrel assumes."""
     generator = torch.Generator().manual_seed(0)
 
     def conv(name, into, out_of):
@@ -88,6 +90,9 @@ def test_a_real_esrgan_shaped_file_is_recognised_by_spandrel_and_runs_tiled(tmp_
     tiles = model_upscale(model, 4, frames, (160, 96), tile=16, overlap=24)  # 19 convolutions at input size
     assert whole.shape == (1, 96, 160, 3) and whole.std() > 0
     assert np.abs(tiles.astype(int) - whole).max() <= 1
+    torch.save({"params_ema": {"encoder.weight": torch.zeros(4, 4)}}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="not a super-resolution model spandrel knows"):
+        load_model_upscaler(tmp_path / "other.pth")
 
 
 def test_tiles_that_overlap_enough_give_the_pixels_of_one_tile():

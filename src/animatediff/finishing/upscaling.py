@@ -71,7 +71,10 @@ def load_model_upscaler(path: Path, device: str = "cpu"):
 
     # as spandrel's own file loader reads it: Real-ESRGAN's and SwinIR's releases nest their tensors under
     # `params_ema` or `params`, some training scripts prefix every key with `module.`
-    state = spandrel.canonicalize_state_dict(read_state_dict(path, SR_WRAPPERS))
+    try:
+        state = spandrel.canonicalize_state_dict(read_state_dict(path, SR_WRAPPERS))
+    except CheckpointError as error:  # not a file of tensors at all: said as the other refusals say it
+        raise CheckpointError(f"upscaler {error}") from error
     try:
         model = spandrel.ModelLoader(device=torch.device(device)).load_from_state_dict(state)
     except Exception as error:  # spandrel's architecture detection refuses unknown keys in many ways
