@@ -339,6 +339,19 @@ def _media_table(made: list[tuple[str, str, str]], relative: str) -> list[str]:
     ]
 
 
+BENCH_MARK = (
+    "<!-- The sections below are measured by the bench scripts each names (bench/README.md); "
+    "`animatediff shapes results` keeps them as they are. -->"
+)
+
+
+def bench_sections(output: Path) -> list[str]:
+    """The lines of `output` from `BENCH_MARK` on, which making the file again keeps ([] without the mark)."""
+    text = output.read_text() if output.is_file() else ""
+    at = text.find(BENCH_MARK)
+    return [] if at < 0 else text[at:].rstrip("\n").split("\n") + [""]
+
+
 def write_results(
     output: str | os.PathLike,
     media: str | os.PathLike,
@@ -349,7 +362,8 @@ def write_results(
     max_prompts: int | None = None,
 ) -> Path:
     """Regenerate the quality table and the GIF grid (and render the ablation tables from
-    `animatediff shapes ablations`' JSON, if given); returns the markdown file written."""
+    `animatediff shapes ablations`' JSON, if given), keeping what the bench scripts wrote below `BENCH_MARK`;
+    returns the markdown file written."""
     output, media, models = Path(output), Path(media), Path(models)
     rows = [evaluate_row(row, seeds, steps=steps, models=models, max_prompts=max_prompts) for row in default_rows()]
     grid = write_grid(media, steps=steps, models=models)
@@ -401,6 +415,7 @@ def write_results(
                 f"| {name} | {entry['stage']} | {entry['steps']} × {entry['batch_size']} | {entry['seconds']:.0f} |"
             )
         text.append("")
+    text += bench_sections(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text("\n".join(text))
     return output
