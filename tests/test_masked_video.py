@@ -102,8 +102,20 @@ def test_a_masked_frame_reproduces_diffusers_inpainting(bases, channels):
         generator=torch.Generator("cpu").manual_seed(SEED),
         output_type="np",
     ).images[0]
-    found = generate(ours(bases[channels]), Conditions(init=InitVideo(as_tensor(frame), 0.75, mask)), 1)
+    pipeline = ours(bases[channels])
+    found = generate(pipeline, Conditions(init=InitVideo(as_tensor(frame), 0.75, mask)), 1)
     assert np.abs(found[0].permute(1, 2, 0).numpy() - expected).max() < 1e-4
+    # the input pasted back outside the mask, as diffusers' mask processor blurs a mask and overlays the input
+    processor, mask_image = theirs.image_processor, Image.fromarray((mask[0, 0].numpy() * 255).astype(np.uint8))
+    for blur in (0, 4):
+        overlay = mask_image if blur == 0 else processor.blur(mask_image, blur)
+        image = Image.fromarray((expected * 255).round().astype(np.uint8))
+        overlaid = np.asarray(processor.apply_overlay(overlay, Image.fromarray(frame[0]), image)).astype(float)
+        pasted = generate(pipeline, Conditions(init=InitVideo(as_tensor(frame), 0.75, mask, mask_blur=blur)), 1)
+        pasted = (pasted[0].permute(1, 2, 0).numpy() * 255).round()
+        assert np.abs(pasted - overlaid).max() <= 2 and np.abs(pasted - overlaid).mean() < 0.5
+        kept = np.asarray(overlay) == 0  # the input itself where the blurred mask is black
+        assert kept.mean() > 0.15 and np.array_equal(pasted[kept], frame[0][kept].astype(float))
 
 
 def test_the_mask_keeps_the_input_outside_and_all_white_is_plain_video_to_video(bases):
@@ -201,9 +213,10 @@ def test_masked_and_extended_clips_from_the_command_line(tmp_path, tiny_base, ti
     from animatediff import read_video
 
     masked = ["--init-video", str(files / "input.mp4"), "--mask-video", str(files / "masks")]
-    assert cli(tiny_base, tiny_motion_module_file, tmp_path / "masked.gif", *masked) == 0
+    assert cli(tiny_base, tiny_motion_module_file, tmp_path / "masked.gif", *masked, "--mask-blur", "2") == 0
     sidecar = json.loads((tmp_path / "masked.gif.json").read_text())
     assert sidecar["mask_video"] == str(files / "masks") and sidecar["request"]["mask_video"] == str(files / "masks")
+    assert sidecar["mask_blur"] == 2 and sidecar["request"]["mask_blur"] == 2
     extend = ["--extend", str(files / "clip"), "--extend-overlap", "2"]
     assert cli(tiny_base, tiny_motion_module_file, tmp_path / "longer", *extend) == 0
     joined, given = read_video(tmp_path / "longer"), read_video(files / "clip")

@@ -207,7 +207,8 @@ class ConditionLoader:
         init = extension = None
         if spec.init_video is not None:
             frames = read_frames(spec.init_video, "init video", sample.frames, size, spec.stride)
-            init = InitVideo(as_tensor(frames), spec.strength, read_mask(spec, sample))
+            mask = read_mask(spec, sample)
+            init = InitVideo(as_tensor(frames), spec.strength, mask, mask_blur=None if mask is None else spec.mask_blur)
         if spec.extend is not None:
             extension = Extension(as_tensor(read_frames(spec.extend, "extend", None, size)), spec.extend_overlap)
         image_input = None

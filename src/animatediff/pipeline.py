@@ -621,10 +621,13 @@ class AnimateDiffPipeline:
         **settings,
     ) -> torch.Tensor:
         """Generate one clip as float frames `f 3 H W` in [0, 1] (what `__call__` rounds to uint8); the
-        arguments as for `generate_latents`. An extended clip is the input's frames followed by the new ones."""
+        arguments as for `generate_latents`. An extended clip is the input's frames followed by the new ones; a
+        masked init video with a `mask_blur` has its kept area pasted back from the input."""
         clip = self.decode(self.generate_latents(prompt, progress, conditions, on_step, **settings))
-        extension = conditions.extension if conditions is not None else None
-        return clip if extension is None else extension.join(clip)
+        if conditions is not None and conditions.extension is not None:
+            return conditions.extension.join(clip)
+        init = conditions.init if conditions is not None else None
+        return init.overlaid(clip) if isinstance(init, InitVideo) else clip
 
     def generate_latents(
         self,

@@ -385,6 +385,7 @@ CONTROL_NUMBERS = (
     "init_strength",
     "init_falloff",
     "extend_overlap",
+    "mask_blur",
 )
 
 

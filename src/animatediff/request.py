@@ -317,6 +317,15 @@ class Request:
         metavar="PATH",
         page=True,
     )
+    mask_blur: float | None = setting(
+        "outside the mask the output is the input's own pixels, pasted back over an edge blurred by this many pixels "
+        "(a Gaussian's standard deviation; default: 4, as A1111's mask blur; 0: a hard edge)",
+        NUMBER,
+        group="control",
+        low=0,
+        high=64,
+        metavar="PX",
+    )
     extend: str | None = setting(
         "continue this clip (a video or folder of frames): --frames new frames whose first --extend-overlap are its "
         "last ones, kept; the output is the clip followed by the new frames after the overlap (the clip's size)",

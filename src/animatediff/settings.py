@@ -217,6 +217,7 @@ class ControlSpec:
     stride: int = 1
     mask_video: Path | None = None
     mask: Path | None = None
+    mask_blur: float = 4.0  # the pasted-back input's edge, in pixels (`control.inpaint.pasted`)
     extend: Path | None = None
     extend_overlap: int = 4
     extend_frames: int = 0  # the length of the clip to extend (the planner's; 0: not read)
@@ -365,7 +366,7 @@ class ControlSpec:
         """The sidecar's fields of a mask or an extension (nothing without them)."""
         record = {}
         if self.mask is not None or self.mask_video is not None:
-            record.update(mask=absolute(self.mask), mask_video=absolute(self.mask_video))
+            record.update(mask=absolute(self.mask), mask_video=absolute(self.mask_video), mask_blur=self.mask_blur)
         if self.extend is not None:
             record.update(
                 extend=absolute(self.extend), extend_overlap=self.extend_overlap, extend_frames=self.extend_frames

@@ -10,6 +10,7 @@ import torch
 
 from animatediff.control.camera import CameraInput
 from animatediff.control.image_input import ImageInput
+from animatediff.control.inpaint import pasted
 from animatediff.control.sparsectrl import SparseCtrlInput
 
 if TYPE_CHECKING:  # diffusers' ControlNet registry loads when a ControlNet does, not with every clip
@@ -20,13 +21,23 @@ if TYPE_CHECKING:  # diffusers' ControlNet registry loads when a ControlNet does
 class InitVideo:
     """Video-to-video: `frames` (f 3 H W, floats in [0, 1], the clip's own size) are kept more the lower
     `strength` is (0 < strength ≤ 1; 1 starts from pure noise). With a `mask` (f 1 H W in [0, 1]: white, 1, is
-    redrawn, black, 0, is kept; `control.inpaint`) only the white area is redrawn. `latents` (f c h w, scaled):
-    the frames already encoded (a latent upscale), used instead of encoding `frames` (then None)."""
+    redrawn, black, 0, is kept; `control.inpaint`) only the white area is redrawn, and with a `mask_blur` (pixels,
+    ≥ 0; None: the frames as decoded, as diffusers' pipelines return them) the input is pasted back outside it.
+    `latents` (f c h w, scaled): the frames already encoded (a latent upscale), used instead of encoding `frames`
+    (then None)."""
 
     frames: torch.Tensor | None
     strength: float = 0.6
     mask: torch.Tensor | None = None
     latents: torch.Tensor | None = None
+    mask_blur: float | None = None
+
+    def overlaid(self, clip: torch.Tensor) -> torch.Tensor:
+        """The finished clip (f 3 H W): with a mask and a `mask_blur`, the input's own pixels pasted back outside
+        the mask over an edge blurred by that many pixels (`control.inpaint.pasted`); else `clip` as it is."""
+        if self.mask is None or self.mask_blur is None:
+            return clip
+        return pasted(clip, self.frames, self.mask, self.mask_blur)
 
 
 @dataclass(frozen=True)

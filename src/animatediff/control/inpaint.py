@@ -6,17 +6,24 @@ in pixels and taken to the latents' size by nearest-neighbour interpolation. Wit
 channels, after every step the latents outside the mask are replaced by the input's own latents noised to
 the next step's timestep with the clip's initial noise (the input's clean latents after the last step). An
 inpainting UNet (9 input channels, SD1.5-inpainting) sees the mask and the masked input's latents beside
-its latents at every step instead, and keeps the input itself."""
+its latents at every step instead, and keeps the input itself.
+
+In pixels the decoder spreads the redrawn area a little into the kept one, so the finished clip has the input's
+own pixels pasted back outside the mask, as A1111 and diffusers' `apply_overlay` do: the binarized mask blurred
+by a Gaussian of `mask_blur` pixels (PIL's, as diffusers' mask processor blurs it; A1111's default 4) weighs the
+new frames, one minus it the input."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from einops import rearrange
+from PIL import Image, ImageFilter
 
 from animatediff.control.init_latents import encode_frames
 
@@ -39,6 +46,22 @@ def masked_frames(frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The input frames (f 3 H W in [0, 1]) with the redrawn area grey (0.5, which is 0 in the VAE's [-1, 1]),
     what diffusers encodes for an inpainting UNet."""
     return torch.where(binarized(mask) > 0, torch.full_like(frames, 0.5), frames)
+
+
+def overlay_weight(mask: torch.Tensor, blur: float) -> torch.Tensor:
+    """How much of each pixel comes from the new frames when the input is pasted back (f 1 H W in [0, 1]): the
+    binarized mask in 8-bit levels, blurred by a Gaussian of standard deviation `blur` pixels (0: a hard edge)."""
+    levels = (binarized(mask.float()) * 255).round().to(torch.uint8).cpu().numpy()
+    if blur > 0:
+        blurred = [np.asarray(Image.fromarray(frame[0]).filter(ImageFilter.GaussianBlur(blur))) for frame in levels]
+        levels = np.stack(blurred)[:, None]
+    return torch.from_numpy(levels.astype(np.float32) / 255)
+
+
+def pasted(clip: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor, blur: float) -> torch.Tensor:
+    """The new frames `clip` (f 3 H W in [0, 1]) with the input `frames` pasted back where `mask` keeps them."""
+    weight = overlay_weight(mask, blur).to(clip)
+    return weight * clip + (1 - weight) * frames.to(clip)
 
 
 @dataclass(frozen=True)
