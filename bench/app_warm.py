@@ -9,7 +9,9 @@ into the request's planning (the POST), the wait in the queue, and the job's own
 beside the pipeline's generation alone (the same clip in this process, no HTTP, no writing) and the 1.5 s
 target. `--profile` runs one more clip under cProfile in the worker and splits the job's time into the
 stages it spends it in: the text encoder, the denoising steps (UNet with its motion modules), the VAE decode,
-writing the GIF and its sidecar, and the rest (planning the run, the job records).
+writing the GIF and its sidecar, and the rest (planning the run, the job records). Like `animatediff serve`,
+it sets OpenMP's passive wait policy first when the CPU is busy (`cli.busy_cpu_wait_policy`); the line
+"OMP_WAIT_POLICY" says which policy ran.
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-from fastapi.testclient import TestClient
+from animatediff.cli import wait_passively_when_busy
 
-from animatediff.app.server import ServerOptions, create_app
+wait_passively_when_busy()  # as `animatediff serve` starts: before torch loads
+import torch  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+
+from animatediff.app.server import ServerOptions, create_app  # noqa: E402
 
 PROMPT = "a red circle moving right on a blue background"
 TARGET_SECONDS = 1.5
@@ -98,6 +103,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    print(f"OMP_WAIT_POLICY: {os.environ.get('OMP_WAIT_POLICY', 'unset (torch default)')}")
     with tempfile.TemporaryDirectory() as outputs:
         app = create_app(ServerOptions(outputs=Path(outputs)), page=False)
         with TestClient(app) as client:

@@ -442,7 +442,7 @@ def busy_cpu_wait_policy(environ: dict, load: float, cores: int) -> str | None:
     return "PASSIVE" if "OMP_WAIT_POLICY" not in environ and load >= cores else None
 
 
-def _wait_passively_when_busy() -> None:
+def wait_passively_when_busy() -> None:
     """Set `busy_cpu_wait_policy`'s answer; OpenMP reads it when torch first loads, so before that."""
     if "torch" in sys.modules or not hasattr(os, "getloadavg"):
         return
@@ -453,7 +453,7 @@ def _wait_passively_when_busy() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command in this process and return its exit status."""
-    _wait_passively_when_busy()
+    wait_passively_when_busy()
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit:  # --help, --version, or an argument error (already printed)
@@ -468,7 +468,7 @@ def console() -> None:
     of torch, transformers and diffusers, which frees nothing the operating system does not and takes
     about a second, a tenth of the whole command on the embedded model; so it exits without it. Every
     other command, and any error, exits normally."""
-    _wait_passively_when_busy()
+    wait_passively_when_busy()
     args = build_parser().parse_args()
     status = _run(args)
     if args.command == "generate" and status == 0 and not args.compile:
