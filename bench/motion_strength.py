@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from animatediff.embedded import MODELS
 from animatediff.loading import build_pipeline
@@ -90,9 +91,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=None, help="the first N held-out prompts with a direction")
     parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (more oversubscribe a shared CPU)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     prompts = [prompt for prompt in held_out_prompts() if directed(prompt)][: args.prompts]
-    print(f"{len(prompts)} prompts × seeds {SEEDS}, {args.steps} steps, 16 frames", flush=True)
+    threads = f"{args.threads} torch thread(s)"
+    print(f"{len(prompts)} prompts × seeds {SEEDS}, {args.steps} steps, 16 frames, {threads}", flush=True)
     measure(prompts, args.steps)
 
 

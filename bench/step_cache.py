@@ -279,6 +279,16 @@ def embedded_table(prompts: list[str], seeds: list[int], steps: int) -> list[str
     return lines
 
 
+def keep_only(names: list[str] | None) -> None:
+    """Leave in SETTINGS the uncached run and `names` (every setting when None); a name that is not a setting
+    (a row's label with its " (--fast)", a typo) is a ValueError, not a run of the uncached clips alone."""
+    unknown = [name for name in names or () if name not in SETTINGS]
+    if unknown:
+        raise ValueError(f"--only: not a setting: {', '.join(map(repr, unknown))}; the settings: {', '.join(SETTINGS)}")
+    for name in set(SETTINGS) - {"uncached", *(names or SETTINGS)}:
+        del SETTINGS[name]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=12, help="how many of the 12 held-out prompts")
@@ -293,8 +303,10 @@ def main() -> None:
     parser.add_argument("--sd15-without-decode", action="store_true", help="SD1.5-shaped: the steps alone")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    for name in set(SETTINGS) - {"uncached", *(args.only or SETTINGS)}:
-        del SETTINGS[name]
+    try:
+        keep_only(args.only)
+    except ValueError as error:
+        parser.error(str(error))
     from lab.report import held_out_prompts
 
     print(f"Machine: {run.machine()}; {args.threads} torch thread(s).\n", flush=True)

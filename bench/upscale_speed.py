@@ -2,6 +2,7 @@
 
     python bench/upscale_speed.py            # the cases below, each in a fresh process; prints the table
     python bench/upscale_speed.py --all      # also the 512² cases left out on the shared CPU (SKIPPED_AT)
+    python bench/upscale_speed.py --sizes 128 --cases Lanczos "ESRGAN-shaped ×4, tiled"   # some cases, sides
 
 Cases, ×2 unless said, input sides 32, 256 and 512:
 - Lanczos (Pillow), 16 frames;
@@ -20,6 +21,7 @@ Lanczos at the same input size, measured in the same run.
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
 import subprocess
@@ -34,8 +36,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).parent))
 
 SIZES = (32, 256, 512)
-# what the shared 2-core CPU had time for at 512² (an SD1.5-shaped second pass to 256² took 342 s for 4 frames
-# under a load of 15, so one to 512² and an ESRGAN frame from 512² were left out); --all runs everything
+# left out of the default run on the shared 2-core CPU: an SD1.5-shaped second pass to 512² takes about 4 minutes
+# a frame (`--sizes 512 --cases Lanczos "second pass"` runs it alone) and an ESRGAN frame from 512² (2048² out)
+# about 16 times the 128² one; --all runs everything
 SKIPPED_AT = {512: ("ESRGAN-shaped ×4, tiled", "second pass")}
 
 
@@ -161,15 +164,24 @@ def row(case: str, size: int, result: dict, reference: dict | None) -> str:
 
 
 def main() -> None:
-    if len(sys.argv) == 3:
-        worker(sys.argv[1], int(sys.argv[2]))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--all", action="store_true", help="also the 512² cases left out on the shared CPU")
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="input sides; default: 32 256 512")
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), help="only these (and not SKIPPED_AT's skips)")
+    parser.add_argument("--worker", nargs=2, metavar=("CASE", "SIZE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker is not None:
+        worker(args.worker[0], int(args.worker[1]))
         return
-    skipped = {} if "--all" in sys.argv else SKIPPED_AT
+    skipped = {} if args.all or args.cases else SKIPPED_AT
     print("| case | size | frames | s per output frame | × Lanczos | peak GiB |\n|---|---|---|---|---|---|", flush=True)
-    for size in SIZES:
+    for size in args.sizes:
         results = {}
-        for case in (case for case in CASES if case not in skipped.get(size, ())):
-            run = subprocess.run([sys.executable, __file__, case, str(size)], capture_output=True, text=True)
+        chosen = [case for case in CASES if case in (args.cases or CASES) and case not in skipped.get(size, ())]
+        for case in chosen:
+            run = subprocess.run(
+                [sys.executable, __file__, "--worker", case, str(size)], capture_output=True, text=True
+            )
             lines = run.stdout.strip().splitlines()
             if run.returncode or not lines:
                 error = [line for line in run.stderr.splitlines() if line.strip()] or [f"exit {run.returncode}"]

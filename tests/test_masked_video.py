@@ -118,6 +118,14 @@ def test_a_masked_frame_reproduces_diffusers_inpainting(bases, channels):
         assert kept.mean() > 0.15 and np.array_equal(pasted[kept], frame[0][kept].astype(float))
 
 
+def test_the_default_mask_blur_is_a1111s_4_pixels_at_512_in_proportion_to_the_clip():
+    from animatediff.control.inpaint import default_blur, overlay_weight
+
+    assert (default_blur(512, 768), default_blur(1024, 1024), default_blur(32, 32)) == (4, 8, 0.25)
+    weight = overlay_weight(disc_mask(1), default_blur(32, 32))  # a quarter pixel: the edge barely moves
+    assert torch.equal(weight > 0.5, disc_mask(1) > 0.5) and ((weight > 0) & (weight < 1)).float().mean() < 0.2
+
+
 def test_the_mask_keeps_the_input_outside_and_all_white_is_plain_video_to_video(bases):
     pipeline = ours(bases[4], random_motion_module(seed=5))
     frames, mask = as_tensor(clip(6)), disc_mask(6)

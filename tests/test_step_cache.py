@@ -166,3 +166,16 @@ def test_bad_speed_settings_exit_2(tmp_path, tiny_base, tiny_motion_module_file,
     assert main([*args, *flags]) == 2
     error = capsys.readouterr().err
     assert message in error and "Traceback" not in error
+
+
+def test_the_benchmarks_only_keeps_the_uncached_run_and_refuses_a_name_that_is_no_setting(monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "bench"))
+    import step_cache as bench
+
+    monkeypatch.setattr(bench, "SETTINGS", dict(bench.SETTINGS))
+    with pytest.raises(ValueError, match="not a setting: 'deep 3 \\+ guidance-end 0.2 \\(--fast\\)'"):
+        bench.keep_only(["deep 3 + guidance-end 0.2 (--fast)"])
+    bench.keep_only(["deep 3 + guidance-end 0.2"])
+    assert list(bench.SETTINGS) == ["uncached", "deep 3 + guidance-end 0.2"]

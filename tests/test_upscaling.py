@@ -13,7 +13,15 @@ from torch import nn
 
 from animatediff import read_video
 from animatediff.cli import main
-from animatediff.finishing.upscaling import lanczos, model_upscale, upscale_latents
+from animatediff.errors import CheckpointError
+from animatediff.finishing.upscaling import (
+    SR_WRAPPERS,
+    lanczos,
+    load_model_upscaler,
+    model_upscale,
+    upscale_latents,
+)
+from animatediff.formats.safe import read_state_dict
 
 SMALL = ["--frames", "4", "--width", "32", "--height", "24", "--steps", "4", "--device", "cpu", "--seed", "3"]
 
@@ -40,6 +48,51 @@ def esrgan_shaped(scale: int = 2, width: int = 8) -> nn.Module:
             return torch.sigmoid(self.last(nn.functional.leaky_relu(self.hr(x), 0.2)))
 
     return Net().eval()
+
+
+def real_esrgan_file(path, width: int = 8, growth: int = 32, blocks: int = 1):
+    """A tiny random file in Real-ESRGAN x4plus's published layout: its keys (`conv_first`, `body.N.rdbK.convJ`,
+    `conv_body`, `conv_up1`, `conv_up2`, `conv_hr`, `conv_last`) nested under `params_ema`, as its .pth is; the
+    growth of 32 channels is the release's, which spandrel assumes."""
+    generator = torch.Generator().manual_seed(0)
+
+    def conv(name, into, out_of):
+        state[f"{name}.weight"] = torch.randn(into, out_of, 3, 3, generator=generator) * 0.05
+        state[f"{name}.bias"] = torch.zeros(into)
+
+    state = {}
+    conv("conv_first", width, 3)
+    for block in range(blocks):
+        for rdb in (1, 2, 3):
+            for index in range(1, 6):
+                conv(f"body.{block}.rdb{rdb}.conv{index}", growth if index < 5 else width, width + (index - 1) * growth)
+    for name in ("conv_body", "conv_up1", "conv_up2", "conv_hr"):
+        conv(name, width, width)
+    conv("conv_last", 3, width)
+    torch.save({"params_ema": state}, path)
+    return state
+
+
+def test_a_super_resolution_release_nested_under_params_ema_is_read_whole(tmp_path):
+    state = real_esrgan_file(tmp_path / "x4.pth")
+    read = read_state_dict(tmp_path / "x4.pth", SR_WRAPPERS)
+    assert read.keys() == state.keys() and torch.equal(read["conv_last.weight"], state["conv_last.weight"])
+    assert read_state_dict(tmp_path / "x4.pth") == {}  # the default wrappers do not look inside `params_ema`
+
+
+def test_a_real_esrgan_shaped_file_is_recognised_by_spandrel_and_runs_tiled(tmp_path):
+    pytest.importorskip("spandrel", exc_type=ImportError)  # spandrel imports torchvision, which needs its own torch
+    real_esrgan_file(tmp_path / "x4.pth")
+    model = load_model_upscaler(tmp_path / "x4.pth")
+    assert (model.architecture.name, model.scale, model.purpose) == ("ESRGAN", 4, "SR")
+    frames = np.random.default_rng(3).integers(0, 256, (1, 24, 40, 3), dtype=np.uint8)
+    whole = model_upscale(model, 4, frames, (160, 96), tile=1000)
+    tiles = model_upscale(model, 4, frames, (160, 96), tile=16, overlap=24)  # 19 convolutions at input size
+    assert whole.shape == (1, 96, 160, 3) and whole.std() > 0
+    assert np.abs(tiles.astype(int) - whole).max() <= 1
+    torch.save({"params_ema": {"encoder.weight": torch.zeros(4, 4)}}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="not a super-resolution model spandrel knows"):
+        load_model_upscaler(tmp_path / "other.pth")
 
 
 def test_tiles_that_overlap_enough_give_the_pixels_of_one_tile():

@@ -23,6 +23,7 @@ from animatediff.control import Conditions, ControlNetInput, Extension, InitImag
 from animatediff.control.camera import CameraInput, pose_embedding
 from animatediff.control.image_input import ImageInput
 from animatediff.control.image_prompt import image_prompt, load_ip_adapter, reads_hidden_states
+from animatediff.control.inpaint import default_blur
 from animatediff.control.sparsectrl import SparseCtrlInput, crop_like_official, normalize_condition
 from animatediff.errors import CheckpointError, ConfigError, first_line
 from animatediff.families import pia_affinity
@@ -208,7 +209,8 @@ class ConditionLoader:
         if spec.init_video is not None:
             frames = read_frames(spec.init_video, "init video", sample.frames, size, spec.stride)
             mask = read_mask(spec, sample)
-            init = InitVideo(as_tensor(frames), spec.strength, mask, mask_blur=None if mask is None else spec.mask_blur)
+            blur = spec.mask_blur if spec.mask_blur is not None else default_blur(sample.width, sample.height)
+            init = InitVideo(as_tensor(frames), spec.strength, mask, mask_blur=None if mask is None else blur)
         if spec.extend is not None:
             extension = Extension(as_tensor(read_frames(spec.extend, "extend", None, size)), spec.extend_overlap)
         image_input = None

@@ -319,7 +319,8 @@ class Request:
     )
     mask_blur: float | None = setting(
         "outside the mask the output is the input's own pixels, pasted back over an edge blurred by this many pixels "
-        "(a Gaussian's standard deviation; default: 4, as A1111's mask blur; 0: a hard edge)",
+        "(a Gaussian's standard deviation; default: 4 at 512², A1111's mask blur, in proportion to the clip's shorter "
+        "side; 0: a hard edge)",
         NUMBER,
         group="control",
         low=0,

@@ -217,7 +217,7 @@ class ControlSpec:
     stride: int = 1
     mask_video: Path | None = None
     mask: Path | None = None
-    mask_blur: float = 4.0  # the pasted-back input's edge, in pixels (`control.inpaint.pasted`)
+    mask_blur: float | None = None  # the pasted-back input's edge in pixels (None: `inpaint.default_blur`)
     extend: Path | None = None
     extend_overlap: int = 4
     extend_frames: int = 0  # the length of the clip to extend (the planner's; 0: not read)

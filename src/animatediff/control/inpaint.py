@@ -10,8 +10,8 @@ its latents at every step instead, and keeps the input itself.
 
 In pixels the decoder spreads the redrawn area a little into the kept one, so the finished clip has the input's
 own pixels pasted back outside the mask, as A1111 and diffusers' `apply_overlay` do: the binarized mask blurred
-by a Gaussian of `mask_blur` pixels (PIL's, as diffusers' mask processor blurs it; A1111's default 4) weighs the
-new frames, one minus it the input."""
+by a Gaussian of `mask_blur` pixels (PIL's, as diffusers' mask processor blurs it; by default 4 at 512², A1111's
+default, in proportion to the clip's size) weighs the new frames, one minus it the input."""
 
 from __future__ import annotations
 
@@ -46,6 +46,12 @@ def masked_frames(frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The input frames (f 3 H W in [0, 1]) with the redrawn area grey (0.5, which is 0 in the VAE's [-1, 1]),
     what diffusers encodes for an inpainting UNet."""
     return torch.where(binarized(mask) > 0, torch.full_like(frames, 0.5), frames)
+
+
+def default_blur(width: int, height: int) -> float:
+    """The pasted-back edge's blur when none is given: 4 pixels at 512² (A1111's mask blur), in proportion to the
+    clip's shorter side (so a 32² clip's small objects are not blurred away)."""
+    return 4 * min(width, height) / 512
 
 
 def overlay_weight(mask: torch.Tensor, blur: float) -> torch.Tensor:

@@ -24,6 +24,8 @@ from animatediff.settings import LATENT_MODES, UpscaleSpec
 
 TILE = 192  # input pixels per tile side of a model upscaler: ×4 models hold 768² outputs at once
 TILE_OVERLAP = 16  # input pixels of context read on each side of a tile (its outputs dropped)
+# what super-resolution releases nest their tensors under, in the order spandrel's loader unwraps them
+SR_WRAPPERS = ("model_state_dict", "state_dict", "params_ema", "params-ema", "params", "model", "net")
 
 
 # -- pixel upscalers ------------------------------------------------------------------------------------
@@ -67,7 +69,12 @@ def load_model_upscaler(path: Path, device: str = "cpu"):
         ) from error
     from animatediff.formats.safe import read_state_dict
 
-    state = read_state_dict(path)
+    # as spandrel's own file loader reads it: Real-ESRGAN's and SwinIR's releases nest their tensors under
+    # `params_ema` or `params`, some training scripts prefix every key with `module.`
+    try:
+        state = spandrel.canonicalize_state_dict(read_state_dict(path, SR_WRAPPERS))
+    except CheckpointError as error:  # not a file of tensors at all: said as the other refusals say it
+        raise CheckpointError(f"upscaler {error}") from error
     try:
         model = spandrel.ModelLoader(device=torch.device(device)).load_from_state_dict(state)
     except Exception as error:  # spandrel's architecture detection refuses unknown keys in many ways

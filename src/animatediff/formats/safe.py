@@ -32,18 +32,18 @@ DIFFUSERS_MODEL_FILES = holds_only("config.json", *DIFFUSERS_WEIGHTS)  # a model
 _WRAPPERS = ("state_dict", "controlnet")  # what checkpoints nest their tensors under (official SparseCtrl: controlnet)
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+def read_state_dict(path: str | os.PathLike, wrappers: tuple[str, ...] = _WRAPPERS) -> dict[str, torch.Tensor]:
     """Tensors of a `.safetensors` or `.ckpt`/`.pt`/`.pth` file, never running pickled code.
 
-    The format is told from the bytes, not the extension. A checkpoint nested under `state_dict` (or
-    `controlnet`, as the official SparseCtrl files) is unwrapped; non-tensor entries (such as an
-    `animatediff_config`) are dropped.
+    The format is told from the bytes, not the extension. A checkpoint nested under one of `wrappers` (by
+    default `state_dict` or `controlnet`, as the official SparseCtrl files) is unwrapped; non-tensor entries
+    (such as an `animatediff_config`) are dropped.
     """
     path = checkpoint_file(path)
     content = _read_safetensors(path) if is_safetensors(path) else _read_pickle(path)
-    if not isinstance(_unwrapped(content), dict):
+    if not isinstance(_unwrapped(content, wrappers), dict):
         raise CheckpointError(f"{path}: expected a dictionary of tensors, found {type(content).__name__}.")
-    return _tensors(content)
+    return _tensors(content, wrappers)
 
 
 def mapped_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -58,8 +58,8 @@ def mapped_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return _tensors(content)
 
 
-def _unwrapped(content: object) -> object:
-    for wrapper in _WRAPPERS:
+def _unwrapped(content: object, wrappers: tuple[str, ...] = _WRAPPERS) -> object:
+    for wrapper in wrappers:
         if isinstance(content, dict) and isinstance(content.get(wrapper), dict):
             content = content[wrapper]
     return content
@@ -79,9 +79,9 @@ def _joined(content: object) -> object:
     return joined
 
 
-def _tensors(content: object) -> dict[str, torch.Tensor]:
+def _tensors(content: object, wrappers: tuple[str, ...] = _WRAPPERS) -> dict[str, torch.Tensor]:
     """The named tensors of an unpickled checkpoint (unwrapped, joined), or {} when it holds no dictionary."""
-    content = _joined(_unwrapped(content))
+    content = _joined(_unwrapped(content, wrappers))
     if not isinstance(content, dict):
         return {}
     return {key: value for key, value in content.items() if isinstance(key, str) and isinstance(value, torch.Tensor)}
