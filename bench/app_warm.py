@@ -7,20 +7,30 @@ default clip (the embedded default, 16 frames, 25 steps, a GIF) to load the mode
 other seeds. Each clip's time runs from the POST to the job's record saying done (polled every 10 ms), split
 into the request's planning (the POST), the wait in the queue, and the job's own run; the job's run is set
 beside the pipeline's generation alone (the same clip in this process, no HTTP, no writing) and the 1.5 s
-target.
+target. `--profile` runs one more clip under cProfile in the worker and splits the job's time into the
+stages it spends it in: the text encoder, the denoising steps (UNet with its motion modules), the VAE decode,
+writing the GIF and its sidecar, and the rest (planning the run, the job records). Like `animatediff serve`,
+it sets OpenMP's passive wait policy first when the CPU is busy (`cli.busy_cpu_wait_policy`); the line
+"OMP_WAIT_POLICY" says which policy ran.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import os
+import pstats
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-from fastapi.testclient import TestClient
+from animatediff.cli import wait_passively_when_busy
 
-from animatediff.app.server import ServerOptions, create_app
+wait_passively_when_busy()  # as `animatediff serve` starts: before torch loads
+import torch  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+
+from animatediff.app.server import ServerOptions, create_app  # noqa: E402
 
 PROMPT = "a red circle moving right on a blue background"
 TARGET_SECONDS = 1.5
@@ -28,7 +38,7 @@ TARGET_SECONDS = 1.5
 
 def one_clip(client: TestClient, seed: int) -> dict:
     """A default clip through the API: the POST's time, the wait for a worker, the job's run, the whole."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), process_cpu()
     answer = client.post("/api/generate", json={"prompt": PROMPT, "seed": seed, "format": "gif"})
     posted = time.perf_counter()
     assert answer.status_code == 202, answer.text
@@ -38,7 +48,13 @@ def one_clip(client: TestClient, seed: int) -> dict:
     done = time.perf_counter()
     assert record["state"] == "done", record["error"]
     run = record["finished"] - record["started"]
-    return {"post": posted - started, "run": run, "whole": done - started}
+    return {"post": posted - started, "run": run, "whole": done - started, "cpu": process_cpu() - cpu}
+
+
+def process_cpu() -> float:
+    """This process's CPU time so far (user + system, every thread)."""
+    times = os.times()
+    return times.user + times.system
 
 
 def generation_alone(app, seed: int) -> float:
@@ -49,18 +65,50 @@ def generation_alone(app, seed: int) -> float:
     return time.perf_counter() - started
 
 
+STAGES = {  # (file ending, function name) → stage; cumulative times, none of them inside another
+    ("prompting.py", "encode_prompts"): "text encoder",
+    ("pipeline.py", "denoise"): "denoising steps",
+    ("pipeline.py", "decode"): "VAE decode",
+    ("export.py", "write_video"): "writing the GIF and sidecar",
+}
+
+
+def profiled_clip(client: TestClient, app, seed: int) -> None:
+    """One more clip with the worker's job under cProfile: its time by stage."""
+    state = app.state.animatediff
+    run, profile = state.jobs.run, cProfile.Profile()
+    state.jobs.run = lambda *arguments: profile.runcall(run, *arguments)
+    try:
+        row = one_clip(client, seed)
+    finally:
+        state.jobs.run = run
+    stats = pstats.Stats(profile).stats
+    spent = {stage: 0.0 for stage in STAGES.values()}
+    for (file, _, function), (_, _, _, cumulative, _) in stats.items():
+        stage = STAGES.get((file.rsplit("/", 1)[-1], function))
+        if stage is not None:
+            spent[stage] += cumulative
+    spent["the rest"] = row["run"] - sum(spent.values())
+    print(
+        f"seed {seed} under cProfile: job {row['run']:.2f} s; "
+        + ", ".join(f"{stage} {seconds:.2f} s ({seconds / row['run']:.0%})" for stage, seconds in spent.items())
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=3)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--profile", action="store_true", help="one more clip, its job's time by stage")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    print(f"OMP_WAIT_POLICY: {os.environ.get('OMP_WAIT_POLICY', 'unset (torch default)')}")
     with tempfile.TemporaryDirectory() as outputs:
         app = create_app(ServerOptions(outputs=Path(outputs)), page=False)
         with TestClient(app) as client:
             cold = one_clip(client, seed=1)
-            print(f"first clip (loads the models): {cold['whole']:.2f} s")
+            print(f"first clip (loads the models): {cold['whole']:.2f} s, process CPU {cold['cpu']:.2f} s")
             warm = []
             for seed in range(2, 2 + args.clips):
                 warm.append(one_clip(client, seed))
@@ -68,8 +116,11 @@ def main() -> None:
                 row = warm[-1]
                 print(
                     f"seed {seed}: {row['whole']:.2f} s from the POST to done (POST {row['post'] * 1000:.0f} ms, "
-                    f"job {row['run']:.2f} s; the pipeline alone {alone:.2f} s, {row['run'] / alone:.2f}×)"
+                    f"job {row['run']:.2f} s, process CPU {row['cpu']:.2f} s; the pipeline alone {alone:.2f} s, "
+                    f"{row['run'] / alone:.2f}×)"
                 )
+            if args.profile:
+                profiled_clip(client, app, seed=2 + args.clips)
     best = min(warm, key=lambda row: row["whole"])
     print(
         f"warm, best of {args.clips} ({torch.get_num_threads()} threads): {best['whole']:.2f} s; target ≤ "

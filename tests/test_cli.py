@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from animatediff import MotionModule, MotionModuleConfig, read_video, save_motion_module
-from animatediff.cli import main
+from animatediff.cli import busy_cpu_wait_policy, main
 from helpers import assert_bfloat16_close, random_motion_module
 
 SMALL = ["--frames", "5", "--width", "32", "--height", "24", "--steps", "2", "--device", "cpu"]
@@ -243,3 +243,10 @@ def test_motion_module_version_overrides_what_the_weights_suggest(tmp_path, tiny
     sidecar = json.loads((tmp_path / "v1.json").read_text())
     assert sidecar["motion_module_settings"]["image_norm_over_frames"] is True
     assert np.abs(read_video(tmp_path / "v1").astype(int) - read_video(tmp_path / "inferred")).mean() > 0.5
+
+
+def test_openmp_threads_sleep_only_when_every_core_is_taken_and_the_user_chose_nothing():
+    assert busy_cpu_wait_policy({}, load=2.0, cores=2) == "PASSIVE"
+    assert busy_cpu_wait_policy({}, load=7.5, cores=2) == "PASSIVE"
+    assert busy_cpu_wait_policy({}, load=1.9, cores=2) is None
+    assert busy_cpu_wait_policy({"OMP_WAIT_POLICY": "ACTIVE"}, load=7.5, cores=2) is None

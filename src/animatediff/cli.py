@@ -433,8 +433,27 @@ def _run(args: argparse.Namespace) -> int:
         return 130
 
 
+def busy_cpu_wait_policy(environ: dict, load: float, cores: int) -> str | None:
+    """`PASSIVE` for OpenMP's `OMP_WAIT_POLICY` when the CPU already runs as many processes as it has cores
+    (`load`, the 1-minute load average, ≥ `cores`) and the variable is not set; else None. With the cores busy,
+    torch's OpenMP threads spinning at each barrier take them from the threads that have work: on a shared 2-core
+    machine the embedded default took 2-5× as long as with sleeping threads, to the same bytes (bench/RESULTS.md).
+    On an idle machine nothing changes."""
+    return "PASSIVE" if "OMP_WAIT_POLICY" not in environ and load >= cores else None
+
+
+def wait_passively_when_busy() -> None:
+    """Set `busy_cpu_wait_policy`'s answer; OpenMP reads it when torch first loads, so before that."""
+    if "torch" in sys.modules or not hasattr(os, "getloadavg"):
+        return
+    policy = busy_cpu_wait_policy(os.environ, os.getloadavg()[0], os.cpu_count() or 1)
+    if policy is not None:
+        os.environ["OMP_WAIT_POLICY"] = policy
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command in this process and return its exit status."""
+    wait_passively_when_busy()
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit:  # --help, --version, or an argument error (already printed)
@@ -449,6 +468,7 @@ def console() -> None:
     of torch, transformers and diffusers, which frees nothing the operating system does not and takes
     about a second, a tenth of the whole command on the embedded model; so it exits without it. Every
     other command, and any error, exits normally."""
+    wait_passively_when_busy()
     args = build_parser().parse_args()
     status = _run(args)
     if args.command == "generate" and status == 0 and not args.compile:

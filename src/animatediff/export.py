@@ -17,7 +17,6 @@ import re
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 from PIL import Image
 
@@ -109,6 +108,8 @@ def _write_pillow(frames: np.ndarray, path: Path, fps: float, fmt: str) -> None:
 
 def _write_av(frames: np.ndarray, path: Path, fps: float, fmt: str, encoding: tuple[str, str, dict]) -> None:
     """`encoding`: (codec, pixel format, codec options), an entry of `_VIDEO_CODECS` or `_LOSSLESS_MP4`."""
+    import av  # FFmpeg's bindings: only MP4 and WebM need them, not the default GIF
+
     codec, pixel_format, options = encoding
     height, width = frames.shape[1:3]
     if pixel_format == "yuv420p" and (height % 2 or width % 2):  # chroma at half the size each way
@@ -173,6 +174,8 @@ def read_video(path: str | os.PathLike) -> np.ndarray:
     if fmt == "png":
         return np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted(path.glob("*.png"))])
     if fmt in _VIDEO_CODECS:
+        import av
+
         with av.open(str(path)) as container:
             return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
     with Image.open(path) as image:

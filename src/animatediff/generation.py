@@ -13,7 +13,6 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from animatediff.conditioning import as_tensor
 from animatediff.control import Conditions, InitVideo
 from animatediff.control.init_latents import encode_frames
 from animatediff.export import write_video
@@ -99,6 +98,8 @@ def generate_outputs(
 @torch.no_grad()
 def encoded(pipeline: AnimateDiffPipeline, frames: np.ndarray, seed: int) -> torch.Tensor:
     """F×H×W×3 uint8 frames as video latents (1 c f h w), posterior samples drawn from the seed."""
+    from animatediff.conditioning import as_tensor  # the control inputs' loader: only clips with inputs need it
+
     generator = torch.Generator("cpu").manual_seed(seed)
     latents = encode_frames(pipeline.vae, as_tensor(frames), generator).float()
     return rearrange(latents, "f c h w -> 1 c f h w")
@@ -118,6 +119,8 @@ def upscaled(
     strength is 0, denoised again by `pipeline` from the upscaled clip at `spec.sample(sample)`
     (`conditions(sample)`: the clip's conditions at a sample's size; none if not given): F×H'×W'×3 uint8.
     `model`: the spec's super-resolution model, already loaded."""
+    from animatediff.conditioning import as_tensor
+
     device = str(pipeline.device) if pipeline is not None else "cpu"
     if spec.model is not None and model is None:
         model = load_model_upscaler(spec.model, device)

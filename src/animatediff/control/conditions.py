@@ -4,14 +4,17 @@ control frames, SparseCtrl keyframes, an image prompt, camera poses, the image o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
-from diffusers import ControlNetModel
 
 from animatediff.control.camera import CameraInput
 from animatediff.control.image_input import ImageInput
 from animatediff.control.inpaint import pasted
 from animatediff.control.sparsectrl import SparseCtrlInput
+
+if TYPE_CHECKING:  # diffusers' ControlNet registry loads when a ControlNet does, not with every clip
+    from diffusers import ControlNetModel
 
 
 @dataclass(frozen=True)
