@@ -153,6 +153,27 @@ def test_strength_0_returns_the_first_pass_upscaled_and_the_second_pass_is_video
     assert (sidecar["width"], sidecar["upscaled_width"], sidecar["upscaled_height"]) == (32, 64, 48)
 
 
+@pytest.mark.parametrize("upscaler", ["lanczos", "latent"])
+def test_a_masked_upscaled_clip_keeps_its_input_outside_its_mask(
+    tmp_path, tiny_base, tiny_motion_module_file, upscaler
+):
+    from animatediff.export import write_video
+    from animatediff.media import read_frames
+
+    source = np.random.default_rng(0).integers(0, 256, (4, 48, 64, 3), dtype=np.uint8)
+    write_video(source, tmp_path / "input")
+    mask = np.zeros((48, 64), np.uint8)
+    mask[:, 32:] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    masked = ["--init-video", str(tmp_path / "input"), "--mask", str(tmp_path / "mask.png"), "--mask-blur", "0"]
+    hires = ["--upscale", "2", "--upscaler", upscaler, "--upscale-strength", "0.5"]
+    assert generate(tiny_base, tiny_motion_module_file, tmp_path / "o", *masked, *hires) == 0
+    made, given = read_video(tmp_path / "o"), read_frames(tmp_path / "input", "init video", 4, (64, 48))
+    assert made.shape == given.shape == (4, 48, 64, 3)
+    assert np.array_equal(made[:, :, :32], given[:, :, :32])  # kept: the input itself, at the new size
+    assert np.abs(made[:, :, 32:].astype(int) - given[:, :, 32:]).mean() > 10  # redrawn
+
+
 def test_generate_with_the_latent_upscaler_makes_the_upscaled_size(tmp_path, tiny_base, tiny_motion_module_file):
     assert generate(tiny_base, tiny_motion_module_file, tmp_path / "o", "--upscale", "2", "--upscaler", "latent") == 0
     assert read_video(tmp_path / "o").shape == (4, 48, 64, 3)

@@ -117,8 +117,9 @@ def upscaled(
 ) -> np.ndarray:
     """A made `clip`, its frames (F×H×W×3 uint8) or its latents (1 c f h w), upscaled by `spec` and, unless its
     strength is 0, denoised again by `pipeline` from the upscaled clip at `spec.sample(sample)`
-    (`conditions(sample)`: the clip's conditions at a sample's size; none if not given): F×H'×W'×3 uint8.
-    `model`: the spec's super-resolution model, already loaded."""
+    (`conditions(sample)`: the clip's conditions at a sample's size; none if not given): F×H'×W'×3 uint8. A
+    masked init video keeps its input outside the mask at the new size. `model`: the spec's super-resolution
+    model, already loaded."""
     from animatediff.conditioning import as_tensor
 
     device = str(pipeline.device) if pipeline is not None else "cpu"
@@ -126,21 +127,30 @@ def upscaled(
         model = load_model_upscaler(spec.model, device)
     factor = pipeline.vae_scale_factor if pipeline is not None else 1
     big = spec.sample(sample, factor)
+    given = (conditions(big) if conditions is not None else None) or Conditions()
+    masked = given.init if isinstance(given.init, InitVideo) and given.init.mask is not None else None
     mode = latent_mode(spec)
     if mode is not None:
         latents = clip if isinstance(clip, torch.Tensor) else encoded(pipeline, clip, sample.seed)
         latents = upscale_latents(latents, (big.height // factor, big.width // factor), mode)
         if not spec.second_pass:
-            return to_uint8(pipeline.decode(latents))
+            return finished(pipeline.decode(latents), masked)
         init = InitVideo(None, spec.strength, latents=rearrange(latents, "1 c f h w -> f c h w"))
     else:
         frames = to_uint8(pipeline.decode(clip)) if isinstance(clip, torch.Tensor) else clip
         frames = upscale_pixels(frames, (big.width, big.height), model, device)
         if not spec.second_pass:
-            return frames
+            return frames if masked is None else finished(as_tensor(frames), masked)
         init = InitVideo(as_tensor(frames), spec.strength)
-    given = (conditions(big) if conditions is not None else None) or Conditions()
-    return to_uint8(pipeline.generate(big, progress, replace(given, init=init), on_step))
+    if masked is not None and not (init.frames is None and pipeline.inpainting):
+        init = replace(init, mask=masked.mask)  # the second pass redraws the mask's area alone too
+    return finished(pipeline.generate(big, progress, replace(given, init=init), on_step), masked)
+
+
+def finished(clip: torch.Tensor, masked: InitVideo | None) -> np.ndarray:
+    """An upscaled clip (f 3 H W in [0, 1]) as uint8 frames; for a masked clip, the input at the new size pasted
+    back outside its mask (`InitVideo.overlaid`)."""
+    return to_uint8(clip if masked is None else masked.overlaid(clip))
 
 
 def hires_fix(
