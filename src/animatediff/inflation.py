@@ -291,7 +291,9 @@ class AnimateDiffUNet(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.unet.dtype
+        """The dtype the image UNet computes in: its input layer's (diffusers' `unet.dtype` walks every module for
+        casting hooks at each call, which is not nothing once per step of a small UNet)."""
+        return self.unet.conv_in.weight.dtype
 
     def enable_gradient_checkpointing(self) -> None:
         """Gradient checkpointing of the image UNet's blocks (motion modules included): a block run again
@@ -328,9 +330,9 @@ class AnimateDiffUNet(nn.Module):
         `time_ids`; `fold_added`), the image latents AnimateLCM-I2V's encoder sees (`image_latents`, b 4 f h w;
         needs `image_encoder`); `motion` how strongly the motion modules act in this call, per frame of `sample`
         (None: as trained)."""
-        num_frames = sample.shape[2]
-        folded = rearrange(sample.to(self.dtype), "b c f h w -> (b f) c h w")
-        text = encoder_hidden_states.to(self.dtype)  # a text encoder kept in float32 feeds a bfloat16 UNet too
+        num_frames, dtype = sample.shape[2], self.dtype
+        folded = rearrange(sample.to(dtype), "b c f h w -> (b f) c h w")
+        text = encoder_hidden_states.to(dtype)  # a text encoder kept in float32 feeds a bfloat16 UNet too
         text_per_clip = text.shape[0] != folded.shape[0] or num_frames == 1
         if text_per_clip:
             text = repeat(text, "b n d -> (b f) n d", f=num_frames)
@@ -344,13 +346,13 @@ class AnimateDiffUNet(nn.Module):
         image_latents = added_cond.pop("image_latents", None)
         added = fold_added(added_cond, num_frames)
         if image_embeds is not None:
-            added["image_embeds"] = [image_embeds.to(self.dtype).repeat_interleave(num_frames, dim=0)]
+            added["image_embeds"] = [image_embeds.to(dtype).repeat_interleave(num_frames, dim=0)]
         if added:
             extra["added_cond_kwargs"] = added
         features = None
         if image_latents is not None:  # one image for every clip of the batch
             image_latents = image_latents.expand(sample.shape[0], -1, -1, -1, -1)
-            features = [feature.to(self.dtype) for feature in self.image_encoder(image_latents.to(self.dtype))]
+            features = [feature.to(dtype) for feature in self.image_encoder(image_latents.to(dtype))]
         with self.axis.folded(num_frames, motion_windows, text_per_clip, motion):
             self.axis.image_features = features
             try:

@@ -156,7 +156,8 @@ class TemporalAttention(nn.Module):
         if scale is not None:
             k = k * rearrange(scale, "f -> f 1").to(k.dtype)
         chunks = zip(*(t.split(self.max_sequences) for t in (q, k, v)), strict=True)
-        out = torch.cat([F.scaled_dot_product_attention(*chunk) for chunk in chunks])
+        outs = [F.scaled_dot_product_attention(*chunk) for chunk in chunks]
+        out = outs[0] if len(outs) == 1 else torch.cat(outs)  # one chunk: no copy
         return self.to_out(rearrange(out, "n heads f d -> n f (heads d)"))
 
 
