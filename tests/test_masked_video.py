@@ -221,10 +221,11 @@ def test_masked_and_extended_clips_from_the_command_line(tmp_path, tiny_base, ti
     from animatediff import read_video
 
     masked = ["--init-video", str(files / "input.mp4"), "--mask-video", str(files / "masks")]
-    assert cli(tiny_base, tiny_motion_module_file, tmp_path / "masked.gif", *masked, "--mask-blur", "2") == 0
+    assert cli(tiny_base, tiny_motion_module_file, tmp_path / "masked.gif", *masked) == 0
     sidecar = json.loads((tmp_path / "masked.gif.json").read_text())
     assert sidecar["mask_video"] == str(files / "masks") and sidecar["request"]["mask_video"] == str(files / "masks")
-    assert sidecar["mask_blur"] == 2 and sidecar["request"]["mask_blur"] == 2
+    # the size-proportional default is recorded as the pixels it came to: 4 at 512², so 0.125 at 16²
+    assert sidecar["mask_blur"] == 0.125 and "mask_blur" not in sidecar["request"]
     extend = ["--extend", str(files / "clip"), "--extend-overlap", "2"]
     assert cli(tiny_base, tiny_motion_module_file, tmp_path / "longer", *extend) == 0
     joined, given = read_video(tmp_path / "longer"), read_video(files / "clip")
@@ -240,6 +241,7 @@ def test_masked_and_extended_clips_from_the_command_line(tmp_path, tiny_base, ti
         (["--init-video", "{f}/input.mp4", "--mask", "{f}/narrow.png"], "a mask must have the video's size (or its"),
         (["--init-video", "{f}/input.mp4", "--mask-video", "{f}/short-masks"], "needs a mask for each of its 4"),
         (["--mask", "{f}/narrow.png"], "give the video with --init-video"),
+        (["--init-video", "{f}/input.mp4", "--mask-blur", "2"], "--mask-blur: the blurred edge of the pasted-back"),
         (["--extend", "{f}/noise.mp4"], "noise.mp4: cannot be read as a video or frames"),
         (["--extend", "{f}/clip", "--extend-overlap", "0"], "--extend-overlap: must be between 1 and 4096; got 0"),
         (["--extend", "{f}/clip", "--extend-overlap", "4"], "must be less than the 4 new frames (--frames)"),

@@ -240,6 +240,7 @@ class Planner:
         sample, note = time_controls(request).apply(self.sample(request, model, sources), self.motion_table(model))
         sample, control = extension_sample(sample, request, control)
         check_mask(control, sample)
+        control = with_mask_blur(control, sample)
         self.check_sample(model, sample)
         check_camera_poses(control, sample)
         output = output(sample)
@@ -437,6 +438,10 @@ def control_spec(request: Request, sources: Sources) -> ControlSpec:
     )
     if request.extend is None and request.extend_overlap is not None:
         raise sources.fail("extend_overlap", "the overlap of an extension needs the clip to extend (--extend).")
+    if request.mask_blur is not None and request.mask is None and request.mask_video is None:
+        raise sources.fail(
+            "mask_blur", "the blurred edge of the pasted-back input needs a mask (--mask or --mask-video)."
+        )
     if request.extend is not None and request.strength is not None:
         raise sources.fail("strength", "an extension draws its new frames from noise (strength 1); leave it out.")
     if not spec.given and (numbers or request.guess_mode or request.ip_image or request.image_encoder):
@@ -556,6 +561,16 @@ def extension_sample(sample: Sample, request: Request, control: ControlSpec) -> 
             f"{count} frames of extend {control.extend}."
         )
     return replace(sample, width=width, height=height), replace(control, extend_frames=count)
+
+
+def with_mask_blur(control: ControlSpec, sample: Sample) -> ControlSpec:
+    """`control` with a mask's blur in pixels: as given, else the size-proportional default (so the sidecar
+    records what was used)."""
+    if control.mask is None and control.mask_video is None or control.mask_blur is not None:
+        return control
+    from animatediff.control.inpaint import default_blur
+
+    return replace(control, mask_blur=default_blur(sample.width, sample.height))
 
 
 def check_mask(control: ControlSpec, sample: Sample) -> None:
