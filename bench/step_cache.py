@@ -4,7 +4,7 @@ uncached run and against diffusers' AnimateDiffPipeline, all in one process.
     python bench/step_cache.py                       # both parts (the SD1.5-shaped one takes ~30 min on 1 thread)
     python bench/step_cache.py --skip-sd15 --prompts 4
     python bench/step_cache.py --skip-embedded       # the SD1.5-shaped clip times alone
-    python bench/step_cache.py --skip-sd15 --prompts 2 --only "deep 3 + guidance-end 0.2"   # one setting
+    python bench/step_cache.py --skip-sd15 --prompts 2 --only "deep 4 + guidance-end 0.25"   # one setting
 
 SD1.5-shaped (16 frames at 256², 25 steps, seeded random weights, `bench/run.py`'s builders): a clip of 25
 steps is too long to run for every setting on a CPU, so every kind of step a setting's schedule holds is timed
@@ -58,6 +58,15 @@ SETTINGS = {  # name → the Sample fields it sets
     "deep 2 + guidance-end 0.3": {"cache": StepCache("deep", 2), "guidance_end": 0.3},
     "deep 3 + guidance-end 0.2": {"cache": StepCache("deep", 3), "guidance_end": 0.2},
     "deep 4 + guidance-end 0.3": {"cache": StepCache("deep", 4), "guidance_end": 0.3},
+    "deep 3 + guidance-end 0.1": {"cache": StepCache("deep", 3), "guidance_end": 0.1},
+    "deep 3 + guidance-end 0.15": {"cache": StepCache("deep", 3), "guidance_end": 0.15},
+    "deep 3 + guidance-end 0.25": {"cache": StepCache("deep", 3), "guidance_end": 0.25},
+    "deep 4 + guidance-end 0.2": {"cache": StepCache("deep", 4), "guidance_end": 0.2},
+    "deep 4 + guidance-end 0.25": {"cache": StepCache("deep", 4), "guidance_end": 0.25},
+    "deep 3, quadratic + guidance-end 0.2": {
+        "cache": StepCache("deep", 3, schedule="quadratic"),
+        "guidance_end": 0.2,
+    },
 }
 
 

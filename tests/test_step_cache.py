@@ -137,6 +137,11 @@ def test_the_sidecar_records_the_speed_settings_and_fast_fills_the_unsaid_ones(t
         {"mode": "none", "interval": 3, "depth": 0, "schedule": "uniform"},
         1.0,
     )
+    preset = sidecar(fast=True)
+    assert (preset["cache"], preset["guidance_end"]) == (
+        {"mode": "deep", "interval": 4, "depth": 0, "schedule": "uniform"},
+        0.25,
+    )
     fast = sidecar(fast=True, cache_interval=2)
     assert fast["cache"]["mode"] == FAST["cache"] and fast["cache"]["interval"] == 2  # the explicit flag wins
     assert fast["guidance_end"] == FAST["guidance_end"] and fast["request"]["fast"] is True
@@ -175,7 +180,9 @@ def test_the_benchmarks_only_keeps_the_uncached_run_and_refuses_a_name_that_is_n
     import step_cache as bench
 
     monkeypatch.setattr(bench, "SETTINGS", dict(bench.SETTINGS))
-    with pytest.raises(ValueError, match="not a setting: 'deep 3 \\+ guidance-end 0.2 \\(--fast\\)'"):
-        bench.keep_only(["deep 3 + guidance-end 0.2 (--fast)"])
-    bench.keep_only(["deep 3 + guidance-end 0.2"])
-    assert list(bench.SETTINGS) == ["uncached", "deep 3 + guidance-end 0.2"]
+    assert bench.label("deep 4 + guidance-end 0.25") == "deep 4 + guidance-end 0.25 (--fast)"  # the preset's row
+    assert bench.label("deep 3 + guidance-end 0.2") == "deep 3 + guidance-end 0.2"
+    with pytest.raises(ValueError, match="not a setting: 'deep 4 \\+ guidance-end 0.25 \\(--fast\\)'"):
+        bench.keep_only(["deep 4 + guidance-end 0.25 (--fast)"])
+    bench.keep_only(["deep 4 + guidance-end 0.25"])
+    assert list(bench.SETTINGS) == ["uncached", "deep 4 + guidance-end 0.25"]

@@ -19,10 +19,10 @@ CacheSchedule = Literal["uniform", "quadratic"]
 MAX_INTERVAL = 10  # beyond it a cached step reuses features from a step too far away to resemble its own
 MAX_DEPTH = 2  # SD1.5's UNet has 4 up blocks; the pipeline checks a UNet's own (`step_cache.check_depth`)
 
-# `--fast`: the fastest setting measured at ≥ 2× the uncached speed whose quality stays closest to it (12 held-out
-# prompts × 3 seeds: 2.13×, `text` and `smooth` within 0.02, `motion` +0.033; bench/step_cache.py, docs/results.md,
-# "Step caching"); each one given explicitly wins
-FAST = {"cache": "deep", "cache_interval": 3, "guidance_end": 0.2}
+# `--fast`: of the settings measured at ≥ 2× the uncached speed, the one whose quality stays closest to it (12
+# held-out prompts × 3 seeds: 2.20×, `text`, `motion` and `smooth` within 0.012; bench/step_cache.py,
+# docs/results.md, "Step caching"); each one given explicitly wins
+FAST = {"cache": "deep", "cache_interval": 4, "guidance_end": 0.25}
 FAST_HELP = " ".join(f"--{name.replace('_', '-')} {value}" for name, value in FAST.items())
 
 # how a step treats classifier-free guidance
