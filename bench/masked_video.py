@@ -4,6 +4,7 @@
     python bench/masked_video.py --prompts 3 --plain   # the first three, and plain video to video beside
     python bench/masked_video.py --strength 1 --masked-only
     python bench/masked_video.py --overlap 8 --extension-only
+    python bench/masked_video.py --prompts 12 --sweep 1 2 4 8 12   # the join at each overlap, per prompt
 
 Masked video to video (strength 0.8, or --strength): the input is the shapes world's own clip of a held-out
 prompt (rendered at the embedded model's 32², the prompt's seed); the mask, white, is its object's silhouette in
@@ -23,7 +24,9 @@ else in the joined clip; beside it the same ratio for a naive join (the clip, th
 the next seed). What the join is made of: the VAE round trip of the input's last frame (its kept latents decoded,
 against it: the mean absolute difference), and the same ratio inside the new clip as decoded, from its last kept
 frame to its first new one (the latents' own join, before the input's frames take the overlap's place).
-Rows: mean over every clip ± the spread (standard deviation) of the per-seed means.
+Rows: mean over every clip ± the spread (standard deviation) of the per-seed means. With --sweep, the join
+ratio alone at each overlap given (16 frames per extension, so 16 − overlap new ones), per prompt (mean over the
+seeds) and over all of them.
 """
 
 from __future__ import annotations
@@ -210,6 +213,29 @@ def extension_table(pipeline, prompts: list[str], args: argparse.Namespace) -> N
     )
 
 
+def overlap_sweep(pipeline, prompts: list[str], overlaps: list[int], steps: int) -> None:
+    """The join ratio of each prompt's extensions at each overlap (mean over the seeds), then over every clip."""
+    run = dict(num_frames=FRAMES, steps=steps, progress=False)
+    print(f"| prompt | {' | '.join(f'overlap {k}' for k in overlaps)} |\n|---|{'---|' * len(overlaps)}")
+    ratios = []  # prompts × seeds × overlaps
+    for prompt in prompts:
+        rows = []
+        for seed in SEEDS:
+            clip = pipeline(prompt, seed=seed, **run)
+            extended = [
+                pipeline(prompt, seed=seed, conditions=Conditions(extension=Extension(as_tensor(clip), k)), **run)
+                for k in overlaps
+            ]
+            rows.append([join_ratio(joined, FRAMES) for joined in extended])
+        ratios.append(rows)
+        means = np.mean(rows, axis=0)
+        print(f"| {prompt} | {' | '.join(f'{value:.2f}' for value in means)} |", flush=True)
+    table = np.array(ratios)
+    spread = table.mean(axis=0).std(axis=0)  # over the per-seed means
+    cells = " | ".join(f"**{mean:.2f} ± {std:.2f}**" for mean, std in zip(table.mean(axis=(0, 1)), spread, strict=True))
+    print(f"| **all {len(prompts)} prompts** | {cells} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=1, help="the first N held-out prompts")
@@ -219,10 +245,13 @@ def main() -> None:
     parser.add_argument("--masked-only", action="store_true", help="no extension")
     parser.add_argument("--extension-only", action="store_true", help="no masked video to video")
     parser.add_argument("--overlap", type=int, default=OVERLAP, help="of the extension")
+    parser.add_argument("--sweep", type=int, nargs="+", metavar="K", help="only the join ratio at these overlaps")
     args = parser.parse_args()
     prompts = held_out_prompts()[: args.prompts]
     print(f"{len(prompts)} prompts × seeds {SEEDS}, {args.steps} steps, {FRAMES} frames", flush=True)
     pipeline = build_pipeline(with_family(ModelSpec(MODELS["shapes"].path, MODELS["shapes-motion"].path)))
+    if args.sweep:
+        return overlap_sweep(pipeline, prompts, args.sweep, args.steps)
     if not args.extension_only:
         masked_table(pipeline, prompts, args)
     if not args.masked_only:
