@@ -119,10 +119,11 @@ def test_a_masked_frame_reproduces_diffusers_inpainting(bases, channels):
 
 
 def test_the_default_mask_blur_is_a1111s_4_pixels_at_512_in_proportion_to_the_clip():
-    from animatediff.control.inpaint import default_blur, overlay_weight
+    from animatediff.control.inpaint import overlay_weight
+    from animatediff.settings import default_mask_blur
 
-    assert (default_blur(512, 768), default_blur(1024, 1024), default_blur(32, 32)) == (4, 8, 0.25)
-    weight = overlay_weight(disc_mask(1), default_blur(32, 32))  # a quarter pixel: the edge barely moves
+    assert (default_mask_blur(512, 768), default_mask_blur(1024, 1024), default_mask_blur(32, 32)) == (4, 8, 0.25)
+    weight = overlay_weight(disc_mask(1), default_mask_blur(32, 32))  # a quarter pixel: the edge barely moves
     assert torch.equal(weight > 0.5, disc_mask(1) > 0.5) and ((weight > 0) & (weight < 1)).float().mean() < 0.2
 
 

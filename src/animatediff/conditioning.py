@@ -23,7 +23,6 @@ from animatediff.control import Conditions, ControlNetInput, Extension, InitImag
 from animatediff.control.camera import CameraInput, pose_embedding
 from animatediff.control.image_input import ImageInput
 from animatediff.control.image_prompt import image_prompt, load_ip_adapter, reads_hidden_states
-from animatediff.control.inpaint import default_blur
 from animatediff.control.sparsectrl import SparseCtrlInput, crop_like_official, normalize_condition
 from animatediff.errors import CheckpointError, ConfigError, first_line
 from animatediff.families import pia_affinity
@@ -33,7 +32,7 @@ from animatediff.image_models import TEXT_WIDTHS
 from animatediff.media import read_frames, read_image
 from animatediff.motion_module import MotionModule
 from animatediff.pipeline import AnimateDiffPipeline
-from animatediff.settings import ControlSpec, Sample
+from animatediff.settings import ControlSpec, Sample, default_mask_blur
 from animatediff.sparsectrl import check_keyframes
 
 _CONTROLNET_SHAPE = ("block_out_channels", "cross_attention_dim", "layers_per_block")
@@ -209,7 +208,7 @@ class ConditionLoader:
         if spec.init_video is not None:
             frames = read_frames(spec.init_video, "init video", sample.frames, size, spec.stride)
             mask = read_mask(spec, sample)
-            blur = spec.mask_blur if spec.mask_blur is not None else default_blur(sample.width, sample.height)
+            blur = spec.mask_blur if spec.mask_blur is not None else default_mask_blur(sample.width, sample.height)
             init = InitVideo(as_tensor(frames), spec.strength, mask, mask_blur=None if mask is None else blur)
         if spec.extend is not None:
             extension = Extension(as_tensor(read_frames(spec.extend, "extend", None, size)), spec.extend_overlap)

@@ -38,6 +38,7 @@ from animatediff.settings import (
     Settings,
     TimeControls,
     UpscaleSpec,
+    default_mask_blur,
     random_seed,
     resolve_seed,
 )
@@ -568,9 +569,7 @@ def with_mask_blur(control: ControlSpec, sample: Sample) -> ControlSpec:
     records what was used)."""
     if control.mask is None and control.mask_video is None or control.mask_blur is not None:
         return control
-    from animatediff.control.inpaint import default_blur
-
-    return replace(control, mask_blur=default_blur(sample.width, sample.height))
+    return replace(control, mask_blur=default_mask_blur(sample.width, sample.height))
 
 
 def check_mask(control: ControlSpec, sample: Sample) -> None:

@@ -203,6 +203,12 @@ KEYFRAME_NOISE = (
 )
 
 
+def default_mask_blur(width: int, height: int) -> float:
+    """The pasted-back edge's blur when none is given: 4 pixels at 512² (A1111's mask blur), in proportion to the
+    clip's shorter side (so a 32² clip's small objects are not blurred away)."""
+    return 4 * min(width, height) / 512
+
+
 @dataclass(frozen=True, kw_only=True)
 class ControlSpec:
     """What conditions a clip besides its text, as files (`animatediff.control` gets them as tensors):
@@ -217,7 +223,7 @@ class ControlSpec:
     stride: int = 1
     mask_video: Path | None = None
     mask: Path | None = None
-    mask_blur: float | None = None  # the pasted-back input's edge in pixels (None: `inpaint.default_blur`)
+    mask_blur: float | None = None  # the pasted-back input's edge in pixels (None: `default_mask_blur`)
     extend: Path | None = None
     extend_overlap: int = 4
     extend_frames: int = 0  # the length of the clip to extend (the planner's; 0: not read)

@@ -48,12 +48,6 @@ def masked_frames(frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(binarized(mask) > 0, torch.full_like(frames, 0.5), frames)
 
 
-def default_blur(width: int, height: int) -> float:
-    """The pasted-back edge's blur when none is given: 4 pixels at 512² (A1111's mask blur), in proportion to the
-    clip's shorter side (so a 32² clip's small objects are not blurred away)."""
-    return 4 * min(width, height) / 512
-
-
 def overlay_weight(mask: torch.Tensor, blur: float) -> torch.Tensor:
     """How much of each pixel comes from the new frames when the input is pasted back (f 1 H W in [0, 1]): the
     binarized mask in 8-bit levels, blurred by a Gaussian of standard deviation `blur` pixels (0: a hard edge)."""
