@@ -38,7 +38,6 @@ from animatediff.settings import (
     Settings,
     TimeControls,
     UpscaleSpec,
-    default_mask_blur,
     random_seed,
     resolve_seed,
 )
@@ -241,7 +240,6 @@ class Planner:
         sample, note = time_controls(request).apply(self.sample(request, model, sources), self.motion_table(model))
         sample, control = extension_sample(sample, request, control)
         check_mask(control, sample)
-        control = with_mask_blur(control, sample)
         self.check_sample(model, sample)
         check_camera_poses(control, sample)
         output = output(sample)
@@ -562,14 +560,6 @@ def extension_sample(sample: Sample, request: Request, control: ControlSpec) -> 
             f"{count} frames of extend {control.extend}."
         )
     return replace(sample, width=width, height=height), replace(control, extend_frames=count)
-
-
-def with_mask_blur(control: ControlSpec, sample: Sample) -> ControlSpec:
-    """`control` with a mask's blur in pixels: as given, else the size-proportional default (so the sidecar
-    records what was used)."""
-    if control.mask is None and control.mask_video is None or control.mask_blur is not None:
-        return control
-    return replace(control, mask_blur=default_mask_blur(sample.width, sample.height))
 
 
 def check_mask(control: ControlSpec, sample: Sample) -> None:

@@ -547,6 +547,8 @@ class Settings:
             record["notes"] = list(self.notes)
         if self.split_guidance:
             record["split_guidance"] = True
+        if record.get("mask_blur", 0) is None:  # the size-proportional default, as the pixels it came to
+            record["mask_blur"] = default_mask_blur(self.sample.width, self.sample.height)
         if self.control.extend is not None:
             record["output_frames"] = self.output_frames
         if self.request is not None:
