@@ -23,13 +23,10 @@ SMALL = {
 
 
 def wait(client: TestClient, job_id: str, timeout: float = 120) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        record = client.get(f"/api/jobs/{job_id}").json()
-        if record["state"] in ("done", "failed"):
-            return record
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not finish")
+    """The job's record once it has finished: one request that the app answers when the job is done or failed."""
+    record = client.get(f"/api/jobs/{job_id}", params={"wait": timeout}).json()
+    assert record["state"] in ("done", "failed"), f"job {job_id} did not finish in {timeout} s"
+    return record
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +149,30 @@ def test_a_failing_job_keeps_its_error_and_settings(client, monkeypatch):
     assert record["state"] == "failed" and "out of memory (simulated)" in record["error"]
     assert record["settings"]["seed"] == 3
     assert client.get(f"/api/jobs/{job_id}/video").status_code == 409
+
+
+def test_a_wait_answers_when_the_job_finishes_or_when_the_time_is_up(client, monkeypatch):
+    state = client.app.state.animatediff
+    release, original = threading.Event(), state.makers["cpu"].make
+
+    def held(settings, on_step=None):
+        release.wait(60)
+        return original(settings, on_step=on_step)
+
+    monkeypatch.setattr(state.makers["cpu"], "make", held)
+    job_id = client.post("/api/generate", json=SMALL).json()["id"]
+    started = time.monotonic()
+    record = client.get(f"/api/jobs/{job_id}", params={"wait": 0.3}).json()
+    assert record["state"] in ("queued", "running") and time.monotonic() - started >= 0.3
+    assert client.get(f"/api/jobs/{job_id}").json()["state"] in ("queued", "running")  # no wait: answers at once
+    threading.Timer(0.2, release.set).start()
+    record = client.get(f"/api/jobs/{job_id}", params={"wait": 60}).json()
+    assert record["state"] == "done" and record["finished"] >= record["started"]
+    assert client.get(f"/api/jobs/{job_id}/video").status_code == 200  # done means the file is there
+    for bad in (-1, 601, "soon"):
+        answer = client.get(f"/api/jobs/{job_id}", params={"wait": bad})
+        assert answer.status_code == 422 and "wait" in map(str, answer.json()["detail"][0]["loc"])
+    assert client.get("/api/jobs/0123456789abcdef", params={"wait": 0.1}).status_code == 404
 
 
 def test_models_lists_the_embedded_models_and_a_folders_checkpoints(tmp_path):

@@ -1,7 +1,9 @@
 """The job queue: accepted jobs wait in a bounded queue; one worker thread per device takes them in order and
 makes each with its own `OutputMaker` (the pipeline stays loaded while the next job uses the same models).
 Every accepted job keeps its record in memory and as `<id>.job.json` in the outputs folder (written whole
-and renamed), so a job that fails keeps its error and settings and none is lost while the app runs."""
+and renamed), so a job that fails keeps its error and settings and none is lost while the app runs. A client
+can wait for a job to finish (`wait`) instead of asking again and again: on a machine with few cores, a
+client that asks every few milliseconds takes CPU time from the job it is waiting for."""
 
 from __future__ import annotations
 
@@ -26,6 +28,10 @@ class State(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (State.DONE, State.FAILED)
 
 
 class QueueFull(RuntimeError):
@@ -62,6 +68,7 @@ class JobQueue:
         self._settings: dict[str, Settings] = {}
         self._waiting: queue.Queue[str] = queue.Queue()
         self._lock = threading.Lock()
+        self._finished = threading.Condition(self._lock)  # notified whenever a job is done or has failed
         self._workers = [
             threading.Thread(target=self._work, args=(device,), daemon=True, name=f"worker-{device}")
             for device in devices
@@ -84,6 +91,14 @@ class JobQueue:
     def get(self, job_id: str) -> Job | None:
         return self.jobs.get(job_id)
 
+    def wait(self, job_id: str, timeout: float) -> Job | None:
+        """The job once it is done or has failed, or as it stands after `timeout` seconds (None: no such job)."""
+        job = self.jobs.get(job_id)
+        if job is not None:
+            with self._finished:
+                self._finished.wait_for(lambda: job.state.finished, timeout)
+        return job
+
     def _save(self, job: Job) -> None:
         with atomic_path(self.outputs / f"{job.id}.job.json") as temporary:
             temporary.write_text(json.dumps(job.record(), indent=2, default=str))
@@ -100,12 +115,15 @@ class JobQueue:
 
             try:
                 self.run(job, self._settings.pop(job_id), device, on_progress)
-                job.state, job.progress = State.DONE, 1.0
+                state, job.progress = State.DONE, 1.0
             except Exception as error:  # the job fails; the worker goes on with the next
                 log.exception("job %s failed", job_id)
-                job.state, job.error = State.FAILED, f"{type(error).__name__}: {error}"
+                state, job.error = State.FAILED, f"{type(error).__name__}: {error}"
             job.finished = time.time()
-            self._save(job)
+            with self._finished:  # the record is complete (its finish time too) once a client sees it finished
+                job.state = state
+                self._save(job)
+                self._finished.notify_all()
 
 
 def new_job_id() -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import random
 import shutil
-import time
 from pathlib import Path
 
 import gradio as gr
@@ -191,9 +190,9 @@ def build_page(app) -> gr.Blocks:
             request = _request(values, app)
             job = _submit(app, request)
             progress(0, desc="queued")
-            while job.state in (State.QUEUED, State.RUNNING):
+            while not job.state.finished:
                 progress(job.progress, desc="denoising" if job.state == State.RUNNING else "queued")
-                time.sleep(0.2)
+                app.jobs.wait(job.id, 0.2)
             if job.state == State.FAILED:
                 raise gr.Error(job.error or "the job failed")
             path = str(app.outputs / job.output)

@@ -2,7 +2,8 @@
 
     POST /api/generate          a `GenerateRequest` → 202 {"id": …}; 422 naming a bad field, 404 for a model
                                 name not in the lists, 429 when the queue is full
-    GET  /api/jobs/{id}         {"state": queued|running|done|failed, "progress": 0..1, "error", "settings", …}
+    GET  /api/jobs/{id}         {"state": queued|running|done|failed, "progress": 0..1, "error", "settings", …};
+                                `?wait=S` answers once the job is done or failed, or after S seconds (at most 600)
     GET  /api/jobs/{id}/video   the output file (409 until the job is done)
     GET  /api/jobs/{id}/settings  the sidecar
     GET  /api/models            the model names by kind, and the limits
@@ -18,8 +19,9 @@ import base64
 import secrets
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 
@@ -29,6 +31,8 @@ from animatediff.app.jobs import JobQueue, QueueFull, State, new_job_id
 from animatediff.app.requests import AppSources, GenerateRequest, Limits, limit_errors, resolved_errors, to_request
 from animatediff.errors import AnimateDiffError
 from animatediff.planner import Planner, device_and_dtype
+
+MAX_WAIT = 600.0  # seconds a `GET /api/jobs/{id}?wait=…` may hold its answer back
 
 
 @dataclass(frozen=True)
@@ -100,8 +104,8 @@ class App:
         except QueueFull as error:
             raise HTTPException(429, str(error)) from error
 
-    def job(self, job_id: str):
-        job = self.jobs.get(job_id)
+    def job(self, job_id: str, wait: float = 0.0):
+        job = self.jobs.wait(job_id, wait) if wait > 0 else self.jobs.get(job_id)
         if job is None:
             raise HTTPException(404, f"no job {job_id!r}")
         return job
@@ -159,8 +163,8 @@ def create_app(options: ServerOptions, page: bool = True) -> FastAPI:
         return {"id": state.submit(request).id}
 
     @api.get("/api/jobs/{job_id}", dependencies=guard)
-    def job(job_id: str) -> dict:
-        return state.job(job_id).record()
+    def job(job_id: str, wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0.0) -> dict:
+        return state.job(job_id, wait).record()
 
     @api.get("/api/jobs/{job_id}/video", dependencies=guard)
     def video(job_id: str):
