@@ -10,7 +10,7 @@ from PIL import Image
 from animatediff import AnimateDiffPipeline, load_base, official_scheduler
 from animatediff.control import Conditions, Extension, InitVideo
 from animatediff.control.init_latents import encode_frames
-from animatediff.control.inpaint import latent_mask
+from animatediff.control.inpaint import STILL, carried, latent_mask
 from helpers import TOKENIZER, random_motion_module, tiny_text_encoder, tiny_unet, tiny_vae
 
 SIZE, SEED, STEPS = 32, 11, 4
@@ -160,6 +160,21 @@ def test_an_extended_clip_is_the_input_then_the_new_frames(bases):
     original = encode_frames(pipeline.vae, frames[-2:], torch.Generator("cpu").manual_seed(SEED))
     kept = decoded[-1][0, :, :2]  # the overlap, kept as the input's latents (encoded in a batch of 6: float error)
     assert torch.allclose(kept, original.permute(1, 0, 2, 3), atol=1e-5)
+    clip_as_decoded = decode(decoded[-1])
+    assert torch.allclose(joined[5:], carried(clip_as_decoded[2:], clip_as_decoded[1], frames[-1]), atol=1e-5)
+
+
+def test_the_new_frames_carry_the_inputs_pixels_where_nothing_moved():
+    input_last = torch.full((3, 8, 8), 0.50)
+    decoded_last = torch.full((3, 8, 8), 0.52)  # the VAE's round trip: 0.02 off everywhere
+    new = decoded_last.expand(3, 3, 8, 8).clone()  # three new frames, the first as still as the decoded last
+    new[1, :, :, 4:] += 0.3  # the right half moved in the second
+    new[2] += STILL / 2  # the whole third changed by half the threshold
+    out = carried(new, decoded_last, input_last)
+    assert torch.allclose(out[0], input_last)  # nothing moved: the input's own pixels, no jump at the join
+    assert torch.allclose(out[1, :, :, :3], input_last[:, :, :3])  # the still half, beyond the 3×3 neighbourhood
+    assert torch.equal(out[1, :, :, 4:], new[1, :, :, 4:])  # what moved is as the model drew it
+    assert torch.allclose(out[2], new[2] - 0.01)  # half the round trip's difference
 
 
 def test_an_inpainting_unet_extends_a_clip_with_a_motion_module_in_context_windows(bases):

@@ -10,7 +10,7 @@ import torch
 
 from animatediff.control.camera import CameraInput
 from animatediff.control.image_input import ImageInput
-from animatediff.control.inpaint import pasted
+from animatediff.control.inpaint import carried, pasted
 from animatediff.control.sparsectrl import SparseCtrlInput
 
 if TYPE_CHECKING:  # diffusers' ControlNet registry loads when a ControlNet does, not with every clip
@@ -45,7 +45,8 @@ class Extension:
     """Extending a clip: `frames` (the input, f 3 H W in [0, 1], the clip's size) go on for the clip's frames,
     the first `overlap` of which are the input's last ones, kept as masked video-to-video keeps them (a mask all
     black over them, all white after), so the motion continues; the rest is drawn from noise (strength 1).
-    The output is the input followed by the new frames after the overlap."""
+    The output is the input followed by the new frames after the overlap, which keep the input's own pixels
+    where they still show what its last frame showed."""
 
     frames: torch.Tensor
     overlap: int = 4
@@ -60,8 +61,10 @@ class Extension:
         return InitVideo(frames, 1.0, mask)
 
     def join(self, clip: torch.Tensor) -> torch.Tensor:
-        """The whole clip: the input's frames, then `clip`'s (f 3 H W) after the overlap."""
-        return torch.cat([self.frames.to(clip), clip[self.overlap :]])
+        """The whole clip: the input's frames, then `clip`'s (f 3 H W, its overlap as decoded) after the overlap,
+        with the input's own pixels carried on where nothing moved (`control.inpaint.carried`)."""
+        frames = self.frames.to(clip)
+        return torch.cat([frames, carried(clip[self.overlap :], clip[self.overlap - 1], frames[-1])])
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@ its latents at every step instead, and keeps the input itself.
 In pixels the decoder spreads the redrawn area a little into the kept one, so the finished clip has the input's
 own pixels pasted back outside the mask, as A1111 and diffusers' `apply_overlay` do: the binarized mask blurred
 by a Gaussian of `mask_blur` pixels (PIL's, as diffusers' mask processor blurs it; by default 4 at 512², A1111's
-default, in proportion to the clip's size) weighs the new frames, one minus it the input."""
+default, in proportion to the clip's size) weighs the new frames, one minus it the input. An extended clip goes on
+in the same spirit (`carried`): where its new frames still show what the last kept frame showed, they show it with
+the input's own pixels."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from PIL import Image, ImageFilter
 from animatediff.control.init_latents import encode_frames
 
 INPAINT_CHANNELS = 9  # an inpainting UNet's input: 4 latents, the mask, 4 latents of the masked input
+STILL = 8 / 255  # a new frame's pixel this close to the decoded last kept frame's (or closer) still shows it
 
 
 def binarized(mask: torch.Tensor) -> torch.Tensor:
@@ -62,6 +65,18 @@ def pasted(clip: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor, blur: f
     """The new frames `clip` (f 3 H W in [0, 1]) with the input `frames` pasted back where `mask` keeps them."""
     weight = overlay_weight(mask, blur).to(clip)
     return weight * clip + (1 - weight) * frames.to(clip)
+
+
+def carried(new: torch.Tensor, decoded_last: torch.Tensor, input_last: torch.Tensor) -> torch.Tensor:
+    """An extension's new frames (f 3 H W in [0, 1]) with the input's own pixels where they still show what the
+    last kept frame showed. The decoded last kept frame (3 H W) differs from the input's (`input_last`) by the
+    VAE's round trip, which would otherwise jump at the join; that difference is added to each new frame in full
+    where the frame's pixel is the decoded last kept frame's (its largest channel difference over its 3×3
+    neighbourhood), less the more it differs, and not at all from `STILL` on: a background or an object that has
+    not moved goes on with the input's pixels, what moved is left as the model drew it."""
+    changed = F.max_pool2d((new - decoded_last).abs().amax(dim=1, keepdim=True), 3, stride=1, padding=1)
+    weight = (1 - changed / STILL).clamp(min=0)
+    return (new + weight * (input_last - decoded_last)).clamp(0, 1)
 
 
 @dataclass(frozen=True)
