@@ -5,6 +5,7 @@
     python bench/masked_video.py --strength 1 --masked-only
     python bench/masked_video.py --overlap 8 --extension-only
     python bench/masked_video.py --prompts 12 --sweep 1 2 4 8 12   # the join at each overlap, per prompt
+    python bench/masked_video.py --prompts 12 --sweep 4 12 --guidance 0 20   # and with reconstruction guidance
 
 Masked video to video (strength 0.8, or --strength): the input is the shapes world's own clip of a held-out
 prompt (rendered at the embedded model's 32², the prompt's seed); the mask, white, is its object's silhouette in
@@ -26,7 +27,8 @@ against it: the mean absolute difference), and the same ratio inside the new cli
 frame to its first new one (the latents' own join, before the input's frames take the overlap's place).
 Rows: mean over every clip ± the spread (standard deviation) of the per-seed means. With --sweep, the join
 ratio alone at each overlap given (16 frames per extension, so 16 − overlap new ones), per prompt (mean over the
-seeds) and over all of them.
+seeds) and over all of them; with --guidance W…, at each overlap for each weight of reconstruction guidance
+(`--extend-guidance`; the extensions of the other modes use the first weight).
 """
 
 from __future__ import annotations
@@ -142,7 +144,7 @@ def join_ratio(frames: np.ndarray, join: int) -> float:
     return float(change[join - 1] / np.delete(change, join - 1).mean())
 
 
-def extension_cases(pipeline, prompt: str, steps: int, overlap: int) -> list[dict[str, float]]:
+def extension_cases(pipeline, prompt: str, steps: int, overlap: int, guidance: float = 0.0) -> list[dict[str, float]]:
     """Per seed: the join ratio of the extended clip, of a naive join with the next seed's clip, of the new clip's
     own latents; the round trip of the input's last frame."""
     run = dict(num_frames=FRAMES, steps=steps, progress=False)
@@ -151,7 +153,7 @@ def extension_cases(pipeline, prompt: str, steps: int, overlap: int) -> list[dic
     pipeline.decode = lambda latents: decoded.append(latents) or decode(latents)
     cases = []
     for seed in SEEDS:
-        extension = Extension(as_tensor(clips[seed]), overlap)
+        extension = Extension(as_tensor(clips[seed]), overlap, guidance)
         joined = pipeline(prompt, seed=seed, conditions=Conditions(extension=extension), **run)
         assert len(joined) == 2 * FRAMES - overlap and np.array_equal(joined[:FRAMES], clips[seed])
         new = to_uint8(decode(decoded[-1]))
@@ -197,7 +199,7 @@ def masked_table(pipeline, prompts: list[str], args: argparse.Namespace) -> None
 
 
 def extension_table(pipeline, prompts: list[str], args: argparse.Namespace) -> None:
-    cases = [extension_cases(pipeline, prompt, args.steps, args.overlap) for prompt in prompts]  # prompts × seeds
+    cases = [extension_cases(pipeline, prompt, args.steps, args.overlap, args.guidance[0]) for prompt in prompts]
     table = {key: np.array([[case[key] for case in row] for row in cases]).T for key in cases[0][0]}
     print("| extending a clip | change across the join / elsewhere | largest |\n|---|---|---|")
     print(
@@ -213,18 +215,21 @@ def extension_table(pipeline, prompts: list[str], args: argparse.Namespace) -> N
     )
 
 
-def overlap_sweep(pipeline, prompts: list[str], overlaps: list[int], steps: int) -> None:
-    """The join ratio of each prompt's extensions at each overlap (mean over the seeds), then over every clip."""
+def overlap_sweep(pipeline, prompts: list[str], overlaps: list[int], steps: int, weights: list[float]) -> None:
+    """The join ratio of each prompt's extensions at each overlap and guidance weight (mean over the seeds),
+    then over every clip."""
     run = dict(num_frames=FRAMES, steps=steps, progress=False)
-    print(f"| prompt | {' | '.join(f'overlap {k}' for k in overlaps)} |\n|---|{'---|' * len(overlaps)}")
-    ratios = []  # prompts × seeds × overlaps
+    columns = [(k, w) for k in overlaps for w in weights]
+    names = [f"overlap {k}" + (f", guidance {w:g}" if len(weights) > 1 else "") for k, w in columns]
+    print(f"| prompt | {' | '.join(names)} |\n|---|{'---|' * len(columns)}")
+    ratios = []  # prompts × seeds × columns
     for prompt in prompts:
         rows = []
         for seed in SEEDS:
             clip = pipeline(prompt, seed=seed, **run)
             extended = [
-                pipeline(prompt, seed=seed, conditions=Conditions(extension=Extension(as_tensor(clip), k)), **run)
-                for k in overlaps
+                pipeline(prompt, seed=seed, conditions=Conditions(extension=Extension(as_tensor(clip), k, w)), **run)
+                for k, w in columns
             ]
             rows.append([join_ratio(joined, FRAMES) for joined in extended])
         ratios.append(rows)
@@ -246,12 +251,13 @@ def main() -> None:
     parser.add_argument("--extension-only", action="store_true", help="no masked video to video")
     parser.add_argument("--overlap", type=int, default=OVERLAP, help="of the extension")
     parser.add_argument("--sweep", type=int, nargs="+", metavar="K", help="only the join ratio at these overlaps")
+    parser.add_argument("--guidance", type=float, nargs="+", default=[0.0], metavar="W", help="--extend-guidance")
     args = parser.parse_args()
     prompts = held_out_prompts()[: args.prompts]
     print(f"{len(prompts)} prompts × seeds {SEEDS}, {args.steps} steps, {FRAMES} frames", flush=True)
     pipeline = build_pipeline(with_family(ModelSpec(MODELS["shapes"].path, MODELS["shapes-motion"].path)))
     if args.sweep:
-        return overlap_sweep(pipeline, prompts, args.sweep, args.steps)
+        return overlap_sweep(pipeline, prompts, args.sweep, args.steps, args.guidance)
     if not args.extension_only:
         masked_table(pipeline, prompts, args)
     if not args.masked_only:

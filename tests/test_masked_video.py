@@ -10,7 +10,7 @@ from PIL import Image
 from animatediff import AnimateDiffPipeline, load_base, official_scheduler
 from animatediff.control import Conditions, Extension, InitVideo
 from animatediff.control.init_latents import encode_frames
-from animatediff.control.inpaint import STILL, carried, latent_mask
+from animatediff.control.inpaint import STILL, KeptLatents, carried, latent_mask
 from helpers import TOKENIZER, random_motion_module, tiny_text_encoder, tiny_unet, tiny_vae
 
 SIZE, SEED, STEPS = 32, 11, 4
@@ -164,6 +164,34 @@ def test_an_extended_clip_is_the_input_then_the_new_frames(bases):
     assert torch.allclose(joined[5:], carried(clip_as_decoded[2:], clip_as_decoded[1], frames[-1]), atol=1e-5)
 
 
+def test_reconstruction_guidance_moves_the_redrawn_frames_by_the_kept_ones_error():
+    # two frames, the first kept, the second redrawn; a model whose prediction for each frame is the other's
+    # latents, so the estimate of the kept frame is (x₀ − σ·x₁) / √ᾱ and its gradient reaches x₁ alone
+    torch.manual_seed(0)
+    original, latents, eps = (torch.randn(1, 4, 2, 3, 3) for _ in range(3))
+    mask = torch.tensor([0.0, 1.0]).reshape(1, 1, 2, 1, 1).expand(1, 1, 2, 3, 3)
+    alpha_bar = torch.tensor(0.6)
+
+    def swapped(x):
+        return x.flip(2)
+
+    kept = KeptLatents(original, torch.zeros_like(original), mask, guidance=3.0)
+    guided = kept.reconstructed(eps, latents, alpha_bar, swapped)
+    error = (latents[:, :, 0] - (1 - alpha_bar).sqrt() * latents[:, :, 1]) / alpha_bar.sqrt() - original[:, :, 0]
+    assert torch.equal(guided[:, :, 0], eps[:, :, 0])  # the kept frame's prediction as it was
+    assert torch.allclose(guided[:, :, 1], eps[:, :, 1] - 3.0 * alpha_bar.sqrt() * error, atol=1e-5)
+    unguided = KeptLatents(original, torch.zeros_like(original), mask).reconstructed(eps, latents, alpha_bar, swapped)
+    assert torch.equal(unguided, eps)
+
+
+def test_an_inpainting_unet_refuses_the_extensions_guidance(bases):
+    from animatediff.errors import AnimateDiffError
+
+    extension = Conditions(extension=Extension(as_tensor(clip(5)), overlap=2, guidance=20.0))
+    with pytest.raises(AnimateDiffError, match="an inpainting UNet sees the kept frames itself"):
+        generate(ours(bases[9]), extension, 6)
+
+
 def test_the_new_frames_carry_the_inputs_pixels_where_nothing_moved():
     input_last = torch.full((3, 8, 8), 0.50)
     decoded_last = torch.full((3, 8, 8), 0.52)  # the VAE's round trip: 0.02 off everywhere
@@ -249,6 +277,12 @@ def test_masked_and_extended_clips_from_the_command_line(tmp_path, tiny_base, ti
     sidecar = json.loads((tmp_path / "longer.json").read_text())
     assert (sidecar["extend"], sidecar["extend_overlap"], sidecar["extend_frames"]) == (str(files / "clip"), 2, 5)
     assert sidecar["frames"] == 4 and sidecar["output_frames"] == 7
+    assert sidecar["extend_guidance"] == 0
+    guided = ["--extend-guidance", "20"]
+    assert cli(tiny_base, tiny_motion_module_file, tmp_path / "guided", *extend, *guided) == 0
+    pulled = read_video(tmp_path / "guided")
+    assert np.array_equal(pulled[:5], given) and np.abs(pulled[5:].astype(int) - joined[5:]).max() > 0
+    assert json.loads((tmp_path / "guided.json").read_text())["extend_guidance"] == 20
 
 
 @pytest.mark.parametrize(
@@ -260,6 +294,8 @@ def test_masked_and_extended_clips_from_the_command_line(tmp_path, tiny_base, ti
         (["--init-video", "{f}/input.mp4", "--mask-blur", "2"], "--mask-blur: the blurred edge of the pasted-back"),
         (["--extend", "{f}/noise.mp4"], "noise.mp4: cannot be read as a video or frames"),
         (["--extend", "{f}/clip", "--extend-overlap", "0"], "--extend-overlap: must be between 1 and 4096; got 0"),
+        (["--extend-guidance", "20"], "the guidance of an extension needs the clip to extend (--extend)"),
+        (["--extend", "{f}/clip", "--extend-guidance", "-1"], "--extend-guidance: must be between 0 and 1000; got -1"),
         (["--extend", "{f}/clip", "--extend-overlap", "4"], "must be less than the 4 new frames (--frames)"),
         (["--extend", "{f}/large-clip"], "is 24×24 and the clip keeps its frames unchanged"),
         (["--extend", "{f}/clip", "--strength", "0.5"], "an extension draws its new frames from noise"),

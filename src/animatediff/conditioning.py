@@ -211,7 +211,8 @@ class ConditionLoader:
             blur = spec.mask_blur if spec.mask_blur is not None else default_mask_blur(sample.width, sample.height)
             init = InitVideo(as_tensor(frames), spec.strength, mask, mask_blur=None if mask is None else blur)
         if spec.extend is not None:
-            extension = Extension(as_tensor(read_frames(spec.extend, "extend", None, size)), spec.extend_overlap)
+            frames = as_tensor(read_frames(spec.extend, "extend", None, size))
+            extension = Extension(frames, spec.extend_overlap, spec.extend_guidance)
         image_input = None
         if spec.init_image is not None:
             images = ((spec.init_image, "init image"), (spec.last_image, "last image"))

@@ -160,6 +160,19 @@ def to_uint8(video: torch.Tensor) -> np.ndarray:
     return (video.float() * 255).round().to(torch.uint8).cpu().numpy()
 
 
+def _guided(eps: torch.Tensor, how: str, scale: float, difference: torch.Tensor | None) -> tuple:
+    """A step's noise prediction after classifier-free guidance, and the cond − uncond difference to reuse:
+    `how` is GUIDED (`eps` the [uncond; cond] batch), REUSED (`eps` the conditional half; the unconditional one
+    is it less the last `difference`) or CONDITIONAL (`eps` as it is)."""
+    if how == GUIDED:
+        uncond, cond = eps.chunk(2)
+        difference = cond - uncond
+        return uncond + scale * difference, difference
+    if how == REUSED:
+        return eps + (scale - 1) * difference, difference
+    return eps, difference
+
+
 @dataclass(frozen=True)
 class StepControls:
     """What steers every denoising step besides the text: context windows, the conditions of the clip
@@ -434,12 +447,10 @@ class AnimateDiffPipeline:
                 eps = self._predict_noise(model_input, t, text, step_controls, (step, steps), tick, cache)
                 eps = eps.to(latents.dtype)
                 bar.update(0 if unit == "window" else 1)
-                if both:
-                    uncond, cond = eps.chunk(2)
-                    difference = cond - uncond
-                    eps = uncond + guidance_scale * difference
-                elif how == REUSED:  # the unconditional prediction: this step's conditional less the last difference
-                    eps = eps + (guidance_scale - 1) * difference
+                eps, difference = _guided(eps, how, guidance_scale, difference)
+                if controls.kept is not None and controls.kept.guidance:
+                    alone = step_controls.conditional_half() if both else step_controls
+                    eps = self._reconstructed(eps, model_input[-1:], t, text[-1:], alone, (step, steps))
                 latents = self.scheduler.step(eps, t, latents, **extra, return_dict=False)[0]
                 if controls.kept is not None:  # as diffusers' inpainting: the kept area noised to the next step
                     following = step - start + 1
@@ -453,6 +464,18 @@ class AnimateDiffPipeline:
                 if controls.on_step is not None:
                     controls.on_step(step + 1, steps)
                 yield latents
+
+    def _reconstructed(
+        self, eps: torch.Tensor, model_input: torch.Tensor, t, text: torch.Tensor, controls, step: tuple[int, int]
+    ) -> torch.Tensor:
+        """`eps` with reconstruction guidance toward the kept area (`controls.kept.reconstructed`), through
+        the conditional prediction of `model_input` (the step's scaled latents, one clip) with `text`."""
+
+        def predict(latents: torch.Tensor) -> torch.Tensor:
+            return self._predict_noise(latents, t, text, controls, step, lambda count: None)
+
+        alpha_bar = self.scheduler.alphas_cumprod[int(t)].to(self.device)
+        return controls.kept.reconstructed(eps, model_input, alpha_bar, predict)
 
     @staticmethod
     def _window_counts(num_frames: int, steps: range, context: ContextSettings | None) -> list[int]:
@@ -922,10 +945,16 @@ class AnimateDiffPipeline:
             else:
                 latents = image_latents(self.vae, init, sample.frames, generator)
             noised, noise = noised_latents(latents, self.scheduler, self.scheduler.timesteps[start], generator)
+            if isinstance(init, InitVideo) and init.guidance and self.inpainting:
+                raise AnimateDiffError(
+                    "the extension's guidance pulls the new frames toward kept ones that an image UNet does not "
+                    "see; an inpainting UNet sees the kept frames itself: leave out --extend-guidance."
+                )
             if not isinstance(init, InitVideo) or init.mask is None or self.inpainting:
                 return noised, None
             mask = latent_mask(init.mask, self.vae_scale_factor).to(latents.device)
-            return noised, KeptLatents(rearrange(latents, "f c h w -> 1 c f h w"), noise, mask)
+            original = rearrange(latents, "f c h w -> 1 c f h w")
+            return noised, KeptLatents(original, noise, mask, init.guidance)
         factor = self.vae_scale_factor
         channels = self.unet.unet.config.in_channels
         shape = (1, channels, sample.frames, sample.height // factor, sample.width // factor)

@@ -385,6 +385,7 @@ CONTROL_NUMBERS = (
     "init_strength",
     "init_falloff",
     "extend_overlap",
+    "extend_guidance",
     "mask_blur",
 )
 
@@ -437,6 +438,8 @@ def control_spec(request: Request, sources: Sources) -> ControlSpec:
     )
     if request.extend is None and request.extend_overlap is not None:
         raise sources.fail("extend_overlap", "the overlap of an extension needs the clip to extend (--extend).")
+    if request.extend is None and request.extend_guidance is not None:
+        raise sources.fail("extend_guidance", "the guidance of an extension needs the clip to extend (--extend).")
     if request.mask_blur is not None and request.mask is None and request.mask_video is None:
         raise sources.fail(
             "mask_blur", "the blurred edge of the pasted-back input needs a mask (--mask or --mask-video)."

@@ -342,6 +342,16 @@ class Request:
         high=MAX_FRAMES,
         metavar="K",
     )
+    extend_guidance: float | None = setting(
+        "pull the new frames of an extension toward the kept ones: reconstruction guidance, the gradient of how far "
+        "the model's estimate of the kept frames is from them, this much per kept frame (0: off, the default; 20 "
+        "smooths the join, at about 2.5× the time and a backward pass's memory)",
+        NUMBER,
+        group="control",
+        low=0,
+        high=1000,
+        metavar="W",
+    )
     controlnet: tuple[tuple[str, float], ...] = setting(
         _scale_help(
             "a ControlNet made for the base, SD1.5 or SDXL (diffusers folder or single file), repeatable; each "

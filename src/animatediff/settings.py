@@ -216,7 +216,8 @@ class ControlSpec:
     (fractions of the steps), an IP-Adapter with its image and CLIP image encoder folder, an init image, a
     SparseCtrl encoder with its keyframes (control images or precomputed latents at `control_frames`), a mask
     of the init video (`mask_video`, or one image `mask`: white redrawn, black kept), a clip to extend (`extend`)
-    from its last `extend_overlap` frames. `stride` takes every n-th frame of the input and control videos."""
+    from its last `extend_overlap` frames, pulled toward them by reconstruction guidance (`extend_guidance`).
+    `stride` takes every n-th frame of the input and control videos."""
 
     init_video: Path | None = None
     strength: float = 0.6
@@ -226,6 +227,7 @@ class ControlSpec:
     mask_blur: float | None = None  # the pasted-back input's edge in pixels (None: `default_mask_blur`)
     extend: Path | None = None
     extend_overlap: int = 4
+    extend_guidance: float = 0.0
     extend_frames: int = 0  # the length of the clip to extend (the planner's; 0: not read)
     controlnets: tuple[ControlNetSpec, ...] = ()
     control_start: float = 0.0
@@ -308,6 +310,9 @@ class ControlSpec:
         overlap = self.extend_overlap
         if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 1:
             raise ConfigError(f"extend_overlap must be a whole number of at least 1; got {overlap!r}.")
+        guidance = self.extend_guidance
+        if isinstance(guidance, bool) or not isinstance(guidance, int | float) or not 0 <= guidance < float("inf"):
+            raise ConfigError(f"extend_guidance must be a number of at least 0; got {guidance!r}.")
 
     def _check_keyframes(self) -> None:
         keyframes = bool(self.control_images) or self.control_latents is not None
@@ -375,7 +380,10 @@ class ControlSpec:
             record.update(mask=absolute(self.mask), mask_video=absolute(self.mask_video), mask_blur=self.mask_blur)
         if self.extend is not None:
             record.update(
-                extend=absolute(self.extend), extend_overlap=self.extend_overlap, extend_frames=self.extend_frames
+                extend=absolute(self.extend),
+                extend_overlap=self.extend_overlap,
+                extend_guidance=self.extend_guidance,
+                extend_frames=self.extend_frames,
             )
         return record
 

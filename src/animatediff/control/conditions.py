@@ -24,13 +24,15 @@ class InitVideo:
     redrawn, black, 0, is kept; `control.inpaint`) only the white area is redrawn, and with a `mask_blur` (pixels,
     ≥ 0; None: the frames as decoded, as diffusers' pipelines return them) the input is pasted back outside it.
     `latents` (f c h w, scaled): the frames already encoded (a latent upscale), used instead of encoding `frames`
-    (then None)."""
+    (then None). `guidance`: reconstruction guidance toward the kept area, per kept frame (`control.inpaint`;
+    0: none)."""
 
     frames: torch.Tensor | None
     strength: float = 0.6
     mask: torch.Tensor | None = None
     latents: torch.Tensor | None = None
     mask_blur: float | None = None
+    guidance: float = 0.0
 
     def overlaid(self, clip: torch.Tensor) -> torch.Tensor:
         """The finished clip (f 3 H W): with a mask and a `mask_blur`, the input's own pixels pasted back outside
@@ -46,10 +48,12 @@ class Extension:
     the first `overlap` of which are the input's last ones, kept as masked video-to-video keeps them (a mask all
     black over them, all white after), so the motion continues; the rest is drawn from noise (strength 1).
     The output is the input followed by the new frames after the overlap, which keep the input's own pixels
-    where they still show what its last frame showed."""
+    where they still show what its last frame showed. `guidance` > 0 pulls the new frames toward the kept ones
+    (reconstruction guidance, `control.inpaint.KeptLatents.reconstructed`) on 4-channel UNets."""
 
     frames: torch.Tensor
     overlap: int = 4
+    guidance: float = 0.0
 
     def init(self, count: int) -> InitVideo:
         """The masked init video of a `count`-frame clip: the overlap, then the input's last frame repeated
@@ -58,7 +62,7 @@ class Extension:
         frames = torch.cat([kept, last.expand(count - self.overlap, -1, -1, -1)])
         mask = torch.ones((count, 1, *frames.shape[2:]))
         mask[: self.overlap] = 0
-        return InitVideo(frames, 1.0, mask)
+        return InitVideo(frames, 1.0, mask, guidance=self.guidance)
 
     def join(self, clip: torch.Tensor) -> torch.Tensor:
         """The whole clip: the input's frames, then `clip`'s (f 3 H W, its overlap as decoded) after the overlap,

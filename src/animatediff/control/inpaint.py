@@ -82,11 +82,33 @@ def carried(new: torch.Tensor, decoded_last: torch.Tensor, input_last: torch.Ten
 @dataclass(frozen=True)
 class KeptLatents:
     """What a masked clip keeps of its input at every step: the input's clean latents and the clip's initial
-    noise (each b c f h w), and the latent mask (1 1 f h w, 1 = redrawn)."""
+    noise (each b c f h w), the latent mask (1 1 f h w, 1 = redrawn), and the weight of reconstruction guidance
+    toward the kept area (0: none; `reconstructed`)."""
 
     original: torch.Tensor
     noise: torch.Tensor
     mask: torch.Tensor
+    guidance: float = 0.0
+
+    def reconstructed(
+        self, eps: torch.Tensor, model_input: torch.Tensor, alpha_bar: torch.Tensor, predict
+    ) -> torch.Tensor:
+        """`eps` (a step's noise prediction, b c f h w) with reconstruction guidance (Ho et al. 2022, "Video
+        Diffusion Models", 3.1): replacing the kept area after each step does not tell the redrawn area what the
+        kept one is, so the redrawn area's prediction also moves down the gradient of how far the model's own
+        estimate of the clean kept area is from the input's, `guidance` per kept frame (the squared distance
+        summed over the kept area, divided by its size in frames). `model_input` (1 c f h w) is the step's
+        scaled latents and `predict(x)` the conditional noise prediction for `x`, through which the gradient is
+        taken; `alpha_bar` is the step's ᾱ."""
+        kept = 1 - self.mask
+        with torch.enable_grad():
+            latents = model_input.detach().float().requires_grad_(True)
+            estimate = (latents - (1 - alpha_bar).sqrt() * predict(latents).float()) / alpha_bar.sqrt()
+            frames = kept.sum() / (kept.shape[-1] * kept.shape[-2])
+            distance = (kept * (estimate - self.original)).square().sum() / frames
+            (gradient,) = torch.autograd.grad(distance, latents)
+        step = self.guidance * alpha_bar / (2 * (1 - alpha_bar).sqrt())
+        return eps + (step * gradient * self.mask).to(eps.dtype)
 
     def blend(self, latents: torch.Tensor, scheduler: SchedulerMixin, next_timestep: torch.Tensor | None):
         """`latents` after a step, outside the mask replaced by the input noised to `next_timestep` (None: the
