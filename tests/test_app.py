@@ -165,9 +165,15 @@ def test_a_wait_answers_when_the_job_finishes_or_when_the_time_is_up(client, mon
     record = client.get(f"/api/jobs/{job_id}", params={"wait": 0.3}).json()
     assert record["state"] in ("queued", "running") and time.monotonic() - started >= 0.3
     assert client.get(f"/api/jobs/{job_id}").json()["state"] in ("queued", "running")  # no wait: answers at once
-    threading.Timer(0.2, release.set).start()
-    record = client.get(f"/api/jobs/{job_id}", params={"wait": 60}).json()
-    assert record["state"] == "done" and record["finished"] >= record["started"]
+    with ThreadPoolExecutor(50) as pool:  # more waiting requests than the server has threads for routes
+        waiting = [pool.submit(client.get, f"/api/jobs/{job_id}", params={"wait": 60}) for _ in range(45)]
+        time.sleep(0.5)
+        posted = pool.submit(client.post, "/api/generate", json={**SMALL, "frames": 2, "steps": 1})
+        assert posted.result(timeout=30).status_code == 202 and not release.is_set()  # answered while they wait
+        release.set()
+        records = [answer.result(timeout=60).json() for answer in waiting]
+    assert all(record["state"] == "done" and record["finished"] >= record["started"] for record in records)
+    wait(client, posted.result().json()["id"])
     assert client.get(f"/api/jobs/{job_id}/video").status_code == 200  # done means the file is there
     for bad in (-1, 601, "soon"):
         answer = client.get(f"/api/jobs/{job_id}", params={"wait": bad})

@@ -15,8 +15,10 @@ the page has its own login for the same user.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Annotated
@@ -33,6 +35,7 @@ from animatediff.errors import AnimateDiffError
 from animatediff.planner import Planner, device_and_dtype
 
 MAX_WAIT = 600.0  # seconds a `GET /api/jobs/{id}?wait=…` may hold its answer back
+WAIT_TICK = 0.01  # how often a waiting request looks at its job (in memory: no request, no thread)
 
 
 @dataclass(frozen=True)
@@ -104,8 +107,8 @@ class App:
         except QueueFull as error:
             raise HTTPException(429, str(error)) from error
 
-    def job(self, job_id: str, wait: float = 0.0):
-        job = self.jobs.wait(job_id, wait) if wait > 0 else self.jobs.get(job_id)
+    def job(self, job_id: str):
+        job = self.jobs.get(job_id)
         if job is None:
             raise HTTPException(404, f"no job {job_id!r}")
         return job
@@ -163,8 +166,12 @@ def create_app(options: ServerOptions, page: bool = True) -> FastAPI:
         return {"id": state.submit(request).id}
 
     @api.get("/api/jobs/{job_id}", dependencies=guard)
-    def job(job_id: str, wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0.0) -> dict:
-        return state.job(job_id, wait).record()
+    async def job(job_id: str, wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0.0) -> dict:
+        found = state.job(job_id)
+        deadline = time.monotonic() + wait
+        while not found.state.finished and (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(WAIT_TICK, left))  # holds no thread while it waits
+        return found.record()
 
     @api.get("/api/jobs/{job_id}/video", dependencies=guard)
     def video(job_id: str):
