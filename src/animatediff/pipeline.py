@@ -160,7 +160,9 @@ def to_uint8(video: torch.Tensor) -> np.ndarray:
     return (video.float() * 255).round().to(torch.uint8).cpu().numpy()
 
 
-def _guided(eps: torch.Tensor, how: str, scale: float, difference: torch.Tensor | None) -> tuple:
+def _guided(
+    eps: torch.Tensor, how: str, scale: float, difference: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A step's noise prediction after classifier-free guidance, and the cond − uncond difference to reuse:
     `how` is GUIDED (`eps` the [uncond; cond] batch), REUSED (`eps` the conditional half; the unconditional one
     is it less the last `difference`) or CONDITIONAL (`eps` as it is)."""
@@ -474,8 +476,17 @@ class AnimateDiffPipeline:
         def predict(latents: torch.Tensor) -> torch.Tensor:
             return self._predict_noise(latents, t, text, controls, step, lambda count: None)
 
-        alpha_bar = self.scheduler.alphas_cumprod[int(t)].to(self.device)
-        return controls.kept.reconstructed(eps, model_input, alpha_bar, predict)
+        # with several processes each one's gradient reaches its own windows only: their sum is the whole one
+        return controls.kept.reconstructed(eps, model_input, self._alpha_bar(t), predict, self.spread.join)
+
+    def _alpha_bar(self, t) -> torch.Tensor:
+        """ᾱ of the step at timestep `t` (after `scale_model_input`, which sets a sigma scheduler's step index):
+        from the step's sigma where the scheduler has sigmas (ᾱ = 1 / (1 + σ²)), else from `alphas_cumprod`."""
+        scheduler = self.scheduler
+        if getattr(scheduler, "sigmas", None) is not None and getattr(scheduler, "step_index", None) is not None:
+            sigma = scheduler.sigmas[scheduler.step_index].float()
+            return (1 / (1 + sigma**2)).to(self.device)
+        return scheduler.alphas_cumprod[int(t)].float().to(self.device)
 
     @staticmethod
     def _window_counts(num_frames: int, steps: range, context: ContextSettings | None) -> list[int]:
@@ -929,6 +940,20 @@ class AnimateDiffPipeline:
         video-to-video, the init video's latents noised to the timestep its strength starts from."""
         return self.starting_latents(sample, generator, conditions)[0]
 
+    def _check_reconstruction(self, weight: float) -> None:
+        """Reconstruction guidance (`weight`) needs an image UNet of 4 input channels and a scheduler with ᾱ."""
+        if self.inpainting:
+            channels = self.unet.unet.config.in_channels
+            raise AnimateDiffError(
+                f"extension guidance ({weight:g}) needs an image UNet of 4 input channels; this one takes {channels} "
+                "(an inpainting UNet) and sees the kept frames itself: leave out --extend-guidance."
+            )
+        if getattr(self.scheduler, "alphas_cumprod", None) is None:
+            raise AnimateDiffError(
+                f"extension guidance ({weight:g}) needs a scheduler with a noise schedule (alphas_cumprod); "
+                f"{type(self.scheduler).__name__} has none: use another scheduler or leave out --extend-guidance."
+            )
+
     def starting_latents(
         self, sample: Sample, generator: torch.Generator, conditions: Conditions | None = None
     ) -> tuple[torch.Tensor, KeptLatents | None]:
@@ -945,11 +970,8 @@ class AnimateDiffPipeline:
             else:
                 latents = image_latents(self.vae, init, sample.frames, generator)
             noised, noise = noised_latents(latents, self.scheduler, self.scheduler.timesteps[start], generator)
-            if isinstance(init, InitVideo) and init.guidance and self.inpainting:
-                raise AnimateDiffError(
-                    "the extension's guidance pulls the new frames toward kept ones that an image UNet does not "
-                    "see; an inpainting UNet sees the kept frames itself: leave out --extend-guidance."
-                )
+            if isinstance(init, InitVideo) and init.guidance:
+                self._check_reconstruction(init.guidance)
             if not isinstance(init, InitVideo) or init.mask is None or self.inpainting:
                 return noised, None
             mask = latent_mask(init.mask, self.vae_scale_factor).to(latents.device)

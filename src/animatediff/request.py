@@ -343,9 +343,9 @@ class Request:
         metavar="K",
     )
     extend_guidance: float | None = setting(
-        "pull the new frames of an extension toward the kept ones: reconstruction guidance, the gradient of how far "
-        "the model's estimate of the kept frames is from them, this much per kept frame (0: off, the default; 20 "
-        "smooths the join, at about 2.5× the time and a backward pass's memory)",
+        "pull the new frames of an extension toward the kept ones: reconstruction guidance along the gradient of how "
+        "far the model's estimate of the kept frames is from them (squared, averaged over the kept frames), with this "
+        "weight (0: off, the default; 20 smooths the join, at about 2.5× the time and a backward pass's memory)",
         NUMBER,
         group="control",
         low=0,

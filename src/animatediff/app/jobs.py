@@ -69,6 +69,7 @@ class JobQueue:
         self._waiting: queue.Queue[str] = queue.Queue()
         self._lock = threading.Lock()
         self._finished = threading.Condition(self._lock)  # notified whenever a job is done or has failed
+        self._when_finished: dict[str, list] = {}  # job id → what to call once it is done or has failed
         self._workers = [
             threading.Thread(target=self._work, args=(device,), daemon=True, name=f"worker-{device}")
             for device in devices
@@ -99,6 +100,15 @@ class JobQueue:
                 self._finished.wait_for(lambda: job.state.finished, timeout)
         return job
 
+    def when_finished(self, job_id: str, callback) -> None:
+        """Call `callback()` once the job is done or has failed (at once if it already is), from the worker's
+        thread: a waiting request's way to learn it without asking again."""
+        with self._lock:
+            if not self.jobs[job_id].state.finished:
+                self._when_finished.setdefault(job_id, []).append(callback)
+                return
+        callback()
+
     def _save(self, job: Job) -> None:
         with atomic_path(self.outputs / f"{job.id}.job.json") as temporary:
             temporary.write_text(json.dumps(job.record(), indent=2, default=str))
@@ -124,6 +134,9 @@ class JobQueue:
                 job.state = state
                 self._save(job)
                 self._finished.notify_all()
+                callbacks = self._when_finished.pop(job_id, [])
+            for callback in callbacks:
+                callback()
 
 
 def new_job_id() -> str:

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import secrets
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Annotated
@@ -35,7 +35,6 @@ from animatediff.errors import AnimateDiffError
 from animatediff.planner import Planner, device_and_dtype
 
 MAX_WAIT = 600.0  # seconds a `GET /api/jobs/{id}?wait=…` may hold its answer back
-WAIT_TICK = 0.01  # how often a waiting request looks at its job (in memory: no request, no thread)
 
 
 @dataclass(frozen=True)
@@ -114,6 +113,16 @@ class App:
         return job
 
 
+def _setter(loop: asyncio.AbstractEventLoop, event: asyncio.Event):
+    """A function that sets `event` in `loop` from another thread (nothing once the loop has closed)."""
+
+    def set_event() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+            loop.call_soon_threadsafe(event.set)
+
+    return set_event
+
+
 def _authorize(options: ServerOptions):
     """A dependency that accepts the configured user (HTTP Basic) or token (Bearer), or anyone if neither is."""
 
@@ -168,9 +177,11 @@ def create_app(options: ServerOptions, page: bool = True) -> FastAPI:
     @api.get("/api/jobs/{job_id}", dependencies=guard)
     async def job(job_id: str, wait: Annotated[float, Query(ge=0, le=MAX_WAIT)] = 0.0) -> dict:
         found = state.job(job_id)
-        deadline = time.monotonic() + wait
-        while not found.state.finished and (left := deadline - time.monotonic()) > 0:
-            await asyncio.sleep(min(WAIT_TICK, left))  # holds no thread while it waits
+        if wait > 0 and not found.state.finished:  # the worker wakes this request: no thread held, no polling
+            finished = asyncio.Event()
+            state.jobs.when_finished(job_id, _setter(asyncio.get_running_loop(), finished))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(finished.wait(), wait)
         return found.record()
 
     @api.get("/api/jobs/{job_id}/video", dependencies=guard)

@@ -30,7 +30,7 @@ from PIL import Image, ImageFilter
 from animatediff.control.init_latents import encode_frames
 
 INPAINT_CHANNELS = 9  # an inpainting UNet's input: 4 latents, the mask, 4 latents of the masked input
-STILL = 8 / 255  # a new frame's pixel this close to the decoded last kept frame's (or closer) still shows it
+STILL = 8 / 255  # a new frame's pixel this far from the decoded last kept frame's no longer shows it (at 0: fully)
 
 
 def binarized(mask: torch.Tensor) -> torch.Tensor:
@@ -72,7 +72,7 @@ def carried(new: torch.Tensor, decoded_last: torch.Tensor, input_last: torch.Ten
     last kept frame showed. The decoded last kept frame (3 H W) differs from the input's (`input_last`) by the
     VAE's round trip, which would otherwise jump at the join; that difference is added to each new frame in full
     where the frame's pixel is the decoded last kept frame's (its largest channel difference over its 3×3
-    neighbourhood), less the more it differs, and not at all from `STILL` on: a background or an object that has
+    neighbourhood), falling linearly with that difference to nothing at `STILL`: a background or an object that has
     not moved goes on with the input's pixels, what moved is left as the model drew it."""
     changed = F.max_pool2d((new - decoded_last).abs().amax(dim=1, keepdim=True), 3, stride=1, padding=1)
     weight = (1 - changed / STILL).clamp(min=0)
@@ -91,15 +91,18 @@ class KeptLatents:
     guidance: float = 0.0
 
     def reconstructed(
-        self, eps: torch.Tensor, model_input: torch.Tensor, alpha_bar: torch.Tensor, predict
+        self, eps: torch.Tensor, model_input: torch.Tensor, alpha_bar: torch.Tensor, predict, join=lambda x: x
     ) -> torch.Tensor:
         """`eps` (a step's noise prediction, b c f h w) with reconstruction guidance (Ho et al. 2022, "Video
         Diffusion Models", 3.1): replacing the kept area after each step does not tell the redrawn area what the
         kept one is, so the redrawn area's prediction also moves down the gradient of how far the model's own
-        estimate of the clean kept area is from the input's, `guidance` per kept frame (the squared distance
-        summed over the kept area, divided by its size in frames). `model_input` (1 c f h w) is the step's
-        scaled latents and `predict(x)` the conditional noise prediction for `x`, through which the gradient is
-        taken; `alpha_bar` is the step's ᾱ."""
+        estimate of the clean kept area is from the input's, with the weight `guidance` on the squared distance
+        averaged over the kept frames (summed over the kept area, divided by its size in frames). `model_input`
+        (1 c f h w) is the step's scaled latents and `predict(x)` the conditional noise prediction for `x`, through
+        which the gradient is taken; `alpha_bar` is the step's ᾱ; `join` sums the gradient over the processes that
+        share the windows."""
+        if not self.guidance:
+            return eps
         kept = 1 - self.mask
         with torch.enable_grad():
             latents = model_input.detach().float().requires_grad_(True)
@@ -107,6 +110,7 @@ class KeptLatents:
             frames = kept.sum() / (kept.shape[-1] * kept.shape[-2])
             distance = (kept * (estimate - self.original)).square().sum() / frames
             (gradient,) = torch.autograd.grad(distance, latents)
+        gradient = join(gradient)
         step = self.guidance * alpha_bar / (2 * (1 - alpha_bar).sqrt())
         return eps + (step * gradient * self.mask).to(eps.dtype)
 
