@@ -136,7 +136,10 @@ class JobQueue:
                 self._finished.notify_all()
                 callbacks = self._when_finished.pop(job_id, [])
             for callback in callbacks:
-                callback()
+                try:
+                    callback()
+                except Exception:  # a waiter's mistake must not stop the worker
+                    log.exception("telling a waiting request that job %s finished failed", job_id)
 
 
 def new_job_id() -> str:
