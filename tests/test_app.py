@@ -164,6 +164,7 @@ def test_a_wait_answers_when_the_job_finishes_or_when_the_time_is_up(client, mon
     started = time.monotonic()
     record = client.get(f"/api/jobs/{job_id}", params={"wait": 0.3}).json()
     assert record["state"] in ("queued", "running") and time.monotonic() - started >= 0.3
+    assert not state.jobs._when_finished.get(job_id)  # the request that stopped waiting left no callback behind
     assert client.get(f"/api/jobs/{job_id}").json()["state"] in ("queued", "running")  # no wait: answers at once
     with ThreadPoolExecutor(50) as pool:  # more waiting requests than the server has threads for routes
         waiting = [pool.submit(client.get, f"/api/jobs/{job_id}", params={"wait": 60}) for _ in range(45)]

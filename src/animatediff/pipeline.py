@@ -960,6 +960,8 @@ class AnimateDiffPipeline:
         """`initial_latents`, and for a masked init video on a 4-channel UNet what it keeps at every step (the
         input's clean latents, the noise they were noised with, the latent mask)."""
         init = conditions.init if conditions is not None else None
+        if isinstance(init, InitVideo) and init.guidance:  # refused before anything is encoded
+            self._check_reconstruction(init.guidance)
         if init is not None:
             self.scheduler.set_timesteps(sample.steps, device=self.device)
             start = first_step(sample.steps, init.strength) * self.scheduler.order
@@ -970,8 +972,6 @@ class AnimateDiffPipeline:
             else:
                 latents = image_latents(self.vae, init, sample.frames, generator)
             noised, noise = noised_latents(latents, self.scheduler, self.scheduler.timesteps[start], generator)
-            if isinstance(init, InitVideo) and init.guidance:
-                self._check_reconstruction(init.guidance)
             if not isinstance(init, InitVideo) or init.mask is None or self.inpainting:
                 return noised, None
             mask = latent_mask(init.mask, self.vae_scale_factor).to(latents.device)

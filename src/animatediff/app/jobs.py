@@ -100,14 +100,22 @@ class JobQueue:
                 self._finished.wait_for(lambda: job.state.finished, timeout)
         return job
 
-    def when_finished(self, job_id: str, callback) -> None:
+    def when_finished(self, job_id: str, callback):
         """Call `callback()` once the job is done or has failed (at once if it already is), from the worker's
-        thread: a waiting request's way to learn it without asking again."""
+        thread: a waiting request's way to learn it without asking again. Returns what forgets the callback
+        (for a request that stops waiting first)."""
         with self._lock:
             if not self.jobs[job_id].state.finished:
                 self._when_finished.setdefault(job_id, []).append(callback)
-                return
+                return lambda: self._forget(job_id, callback)
         callback()
+        return lambda: None
+
+    def _forget(self, job_id: str, callback) -> None:
+        with self._lock:
+            waiting = self._when_finished.get(job_id, [])
+            if callback in waiting:
+                waiting.remove(callback)
 
     def _save(self, job: Job) -> None:
         with atomic_path(self.outputs / f"{job.id}.job.json") as temporary:

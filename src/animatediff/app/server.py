@@ -179,9 +179,11 @@ def create_app(options: ServerOptions, page: bool = True) -> FastAPI:
         found = state.job(job_id)
         if wait > 0 and not found.state.finished:  # the worker wakes this request: no thread held, no polling
             finished = asyncio.Event()
-            state.jobs.when_finished(job_id, _setter(asyncio.get_running_loop(), finished))
-            with contextlib.suppress(TimeoutError):
+            forget = state.jobs.when_finished(job_id, _setter(asyncio.get_running_loop(), finished))
+            try:
                 await asyncio.wait_for(finished.wait(), wait)
+            except TimeoutError:
+                forget()  # a client asking again and again with short waits leaves nothing behind
         return found.record()
 
     @api.get("/api/jobs/{job_id}/video", dependencies=guard)

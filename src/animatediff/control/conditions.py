@@ -24,8 +24,8 @@ class InitVideo:
     redrawn, black, 0, is kept; `control.inpaint`) only the white area is redrawn, and with a `mask_blur` (pixels,
     ≥ 0; None: the frames as decoded, as diffusers' pipelines return them) the input is pasted back outside it.
     `latents` (f c h w, scaled): the frames already encoded (a latent upscale), used instead of encoding `frames`
-    (then None). `guidance`: reconstruction guidance toward the kept area, per kept frame (`control.inpaint`;
-    0: none)."""
+    (then None). `guidance`: the weight of reconstruction guidance toward the kept area (on the squared distance
+    averaged over the kept frames; `control.inpaint.KeptLatents.reconstructed`; 0: none)."""
 
     frames: torch.Tensor | None
     strength: float = 0.6
