@@ -6,6 +6,7 @@
     python bench/masked_video.py --overlap 8 --extension-only
     python bench/masked_video.py --prompts 12 --sweep 1 2 4 8 12   # the join at each overlap, per prompt
     python bench/masked_video.py --prompts 12 --sweep 4 12 --guidance 0 20   # and with reconstruction guidance
+    python bench/masked_video.py --prompts 12 --sweep 12 --release 0 0.08    # the overlap finished by the model or not
 
 Masked video to video (strength 0.8, or --strength): the input is the shapes world's own clip of a held-out
 prompt (rendered at the embedded model's 32², the prompt's seed); the mask, white, is its object's silhouette in
@@ -28,7 +29,8 @@ frame to its first new one (the latents' own join, before the input's frames tak
 Rows: mean over every clip ± the spread (standard deviation) of the per-seed means. With --sweep, the join
 ratio alone at each overlap given (16 frames per extension, so 16 − overlap new ones), per prompt (mean over the
 seeds) and over all of them; with --guidance W…, at each overlap for each weight of reconstruction guidance
-(`--extend-guidance`; the extensions of the other modes use the first weight).
+(`--extend-guidance`; the extensions of the other modes use the first weight); with --release R…, for each
+fraction of the last steps whose results leave the overlap to the model (`Extension.release`; default 0.08).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import torch
 from scipy import ndimage
 
 from animatediff.control import Conditions, Extension, InitVideo
+from animatediff.control.conditions import RELEASE
 from animatediff.control.init_latents import encode_frames
 from animatediff.control.inpaint import latent_mask, pasted
 from animatediff.embedded import MODELS
@@ -215,12 +218,19 @@ def extension_table(pipeline, prompts: list[str], args: argparse.Namespace) -> N
     )
 
 
-def overlap_sweep(pipeline, prompts: list[str], overlaps: list[int], steps: int, weights: list[float]) -> None:
-    """The join ratio of each prompt's extensions at each overlap and guidance weight (mean over the seeds),
-    then over every clip."""
+def overlap_sweep(
+    pipeline, prompts: list[str], overlaps: list[int], steps: int, weights: list[float], releases: list[float]
+) -> None:
+    """The join ratio of each prompt's extensions at each overlap, guidance weight and release (mean over the
+    seeds), then over every clip."""
     run = dict(num_frames=FRAMES, steps=steps, progress=False)
-    columns = [(k, w) for k in overlaps for w in weights]
-    names = [f"overlap {k}" + (f", guidance {w:g}" if len(weights) > 1 else "") for k, w in columns]
+    columns = [(k, w, r) for k in overlaps for w in weights for r in releases]
+    names = [
+        f"overlap {k}"
+        + (f", guidance {w:g}" if len(weights) > 1 else "")
+        + (f", release {r:g}" if len(releases) > 1 else "")
+        for k, w, r in columns
+    ]
     print(f"| prompt | {' | '.join(names)} |\n|---|{'---|' * len(columns)}")
     ratios = []  # prompts × seeds × columns
     for prompt in prompts:
@@ -228,8 +238,8 @@ def overlap_sweep(pipeline, prompts: list[str], overlaps: list[int], steps: int,
         for seed in SEEDS:
             clip = pipeline(prompt, seed=seed, **run)
             extended = [
-                pipeline(prompt, seed=seed, conditions=Conditions(extension=Extension(as_tensor(clip), k, w)), **run)
-                for k, w in columns
+                pipeline(prompt, seed=seed, conditions=Conditions(extension=Extension(as_tensor(clip), k, w, r)), **run)
+                for k, w, r in columns
             ]
             rows.append([join_ratio(joined, FRAMES) for joined in extended])
         ratios.append(rows)
@@ -252,12 +262,20 @@ def main() -> None:
     parser.add_argument("--overlap", type=int, default=OVERLAP, help="of the extension")
     parser.add_argument("--sweep", type=int, nargs="+", metavar="K", help="only the join ratio at these overlaps")
     parser.add_argument("--guidance", type=float, nargs="+", default=[0.0], metavar="W", help="--extend-guidance")
+    parser.add_argument(
+        "--release",
+        type=float,
+        nargs="+",
+        default=[RELEASE],
+        metavar="R",
+        help="of the extension's overlap (a fraction)",
+    )
     args = parser.parse_args()
     prompts = held_out_prompts()[: args.prompts]
     print(f"{len(prompts)} prompts × seeds {SEEDS}, {args.steps} steps, {FRAMES} frames", flush=True)
     pipeline = build_pipeline(with_family(ModelSpec(MODELS["shapes"].path, MODELS["shapes-motion"].path)))
     if args.sweep:
-        return overlap_sweep(pipeline, prompts, args.sweep, args.steps, args.guidance)
+        return overlap_sweep(pipeline, prompts, args.sweep, args.steps, args.guidance, args.release)
     if not args.extension_only:
         masked_table(pipeline, prompts, args)
     if not args.masked_only:

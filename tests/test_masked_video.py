@@ -4,7 +4,7 @@ image UNets), keeps the input outside the mask, and extending a clip joins the i
 import numpy as np
 import pytest
 import torch
-from diffusers import StableDiffusionInpaintPipeline
+from diffusers import DDIMScheduler, StableDiffusionInpaintPipeline
 from PIL import Image
 
 from animatediff import AnimateDiffPipeline, load_base, official_scheduler
@@ -154,14 +154,35 @@ def test_an_extended_clip_is_the_input_then_the_new_frames(bases):
     decoded = []
     decode = pipeline.decode
     pipeline.decode = lambda latents: decoded.append(latents) or decode(latents)
-    joined = generate(pipeline, Conditions(extension=Extension(frames, overlap=2)), 6)
-    assert joined.shape == (5 + 6 - 2, 3, SIZE, SIZE)
-    assert torch.equal(joined[:5], frames)  # unchanged (as uint8 the same bytes)
-    original = encode_frames(pipeline.vae, frames[-2:], torch.Generator("cpu").manual_seed(SEED))
+    original = encode_frames(pipeline.vae, frames[-2:], torch.Generator("cpu").manual_seed(SEED)).permute(1, 0, 2, 3)
+    held = generate(pipeline, Conditions(extension=Extension(frames, overlap=2, release=0.0)), 6)
     kept = decoded[-1][0, :, :2]  # the overlap, kept as the input's latents (encoded in a batch of 6: float error)
-    assert torch.allclose(kept, original.permute(1, 0, 2, 3), atol=1e-5)
+    assert torch.allclose(kept, original, atol=1e-5)
+    joined = generate(pipeline, Conditions(extension=Extension(frames, overlap=2)), 6)  # released for the last step
+    assert joined.shape == held.shape == (5 + 6 - 2, 3, SIZE, SIZE)
+    assert torch.equal(joined[:5], frames) and torch.equal(held[:5], frames)  # unchanged (as uint8 the same bytes)
+    finished = decoded[-1][0, :, :2]  # the model's own last step
+    assert (finished - original).abs().mean() > 1e-3  # no longer the input's latents
     clip_as_decoded = decode(decoded[-1])
     assert torch.allclose(joined[5:], carried(clip_as_decoded[2:], clip_as_decoded[1], frames[-1]), atol=1e-5)
+
+
+def test_the_kept_area_is_released_for_the_last_steps_only():
+    original, noise, latents = (
+        torch.randn(1, 4, 3, 2, 2, generator=torch.Generator().manual_seed(i)) for i in range(3)
+    )
+    mask = torch.tensor([0.0, 0.0, 1.0]).reshape(1, 1, 3, 1, 1).expand(1, 1, 3, 2, 2)
+    kept = KeptLatents(original, noise, mask, released=2)
+    scheduler = DDIMScheduler()
+    t = torch.tensor(500)
+    held = kept.blend(latents, scheduler, t, remaining=2)  # two steps still to run: the input, noised to t
+    assert torch.equal(held[:, :, :2], scheduler.add_noise(original, noise, t.reshape(1))[:, :, :2])
+    assert torch.equal(held[:, :, 2], latents[:, :, 2])
+    assert torch.equal(kept.blend(latents, scheduler, t, remaining=1), latents)  # the last two are the model's
+    assert torch.equal(kept.blend(latents, scheduler, None, remaining=0), latents)
+    assert torch.equal(
+        KeptLatents(original, noise, mask).blend(latents, scheduler, None, 0)[:, :, :2], original[:, :, :2]
+    )
 
 
 def test_reconstruction_guidance_moves_the_redrawn_frames_by_the_kept_ones_error():
@@ -310,3 +331,24 @@ def test_bad_masks_and_extensions_exit_2_with_one_sentence(
     error = capsys.readouterr().err
     assert said in error and error.count("\n") == 1 and "Traceback" not in error, error
     assert not (tmp_path / "o.gif").exists()
+
+
+def test_the_embedded_model_continues_a_straight_motion_across_the_join():
+    # docs/results.md "How much of the clip to keep": keeping 12 of 16 frames, a straight motion joins at 0.86×
+    # the clip's usual change from frame to frame (seeds 1-3), within the 1.2× target; a naive join, 7×
+    from animatediff.embedded import MODELS
+    from animatediff.loading import build_pipeline
+    from animatediff.planner import with_family
+    from animatediff.settings import ModelSpec
+
+    pipeline = build_pipeline(with_family(ModelSpec(MODELS["shapes"].path, MODELS["shapes-motion"].path)))
+    prompt = "a red triangle moving right on a white background"  # held out from the embedded model's training
+    run = dict(num_frames=16, steps=25, seed=1, progress=False)
+    clip = pipeline(prompt, **run)
+    joined = pipeline(prompt, conditions=Conditions(extension=Extension(as_tensor(clip), overlap=12)), **run)
+    assert joined.shape == (16 + 4, 32, 32, 3) and np.array_equal(joined[:16], clip)
+    change = np.abs(np.diff(joined.astype(float), axis=0)).mean(axis=(1, 2, 3))
+    ratio = change[15] / np.delete(change, 15).mean()  # the input's last frame to the first new one
+    naive = pipeline(prompt, **{**run, "seed": 2})[12:]
+    naive_change = np.abs(np.diff(np.concatenate([clip, naive]).astype(float), axis=0)).mean(axis=(1, 2, 3))
+    assert ratio < 1.2 and naive_change[15] / np.delete(naive_change, 15).mean() > 2, ratio

@@ -96,4 +96,9 @@ def build_pipeline(
         from animatediff.conditioning import install_ip_adapter
 
         install_ip_adapter(pipeline, *ip_adapter)
+    # nothing here is trained: reconstruction guidance differentiates the latents alone, and parameters that asked
+    # for gradients would have every layer's input saved for them
+    for model in (pipeline.unet, pipeline.vae, pipeline.text_encoder, pipeline.text_encoder_2):
+        if model is not None:
+            model.requires_grad_(False)
     return pipeline.compile() if compile else pipeline

@@ -335,7 +335,8 @@ class Request:
         metavar="PATH",
     )
     extend_overlap: int | None = setting(
-        "frames of the clip the extension starts from, kept (at least 1, fewer than --frames; default: 4)",
+        "frames of the clip the extension starts from, kept (at least 1, fewer than --frames; default: 4; more join "
+        "more smoothly: 12 of 16 continue a motion about as the clip moved)",
         WHOLE,
         group="control",
         low=1,

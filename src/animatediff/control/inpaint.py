@@ -4,7 +4,8 @@ the clip's batch.
 A mask is white (1) where the clip is redrawn and black (0) where the input is kept. It is binarized at 0.5
 in pixels and taken to the latents' size by nearest-neighbour interpolation. With an image UNet of 4 input
 channels, after every step the latents outside the mask are replaced by the input's own latents noised to
-the next step's timestep with the clip's initial noise (the input's clean latents after the last step). An
+the next step's timestep with the clip's initial noise (the input's clean latents after the last step; an
+extension leaves its overlap to the model for the last few steps instead, `KeptLatents.released`). An
 inpainting UNet (9 input channels, SD1.5-inpainting) sees the mask and the masked input's latents beside
 its latents at every step instead, and keeps the input itself.
 
@@ -82,13 +83,15 @@ def carried(new: torch.Tensor, decoded_last: torch.Tensor, input_last: torch.Ten
 @dataclass(frozen=True)
 class KeptLatents:
     """What a masked clip keeps of its input at every step: the input's clean latents and the clip's initial
-    noise (each b c f h w), the latent mask (1 1 f h w, 1 = redrawn), and the weight of reconstruction guidance
-    toward the kept area (0: none; `reconstructed`)."""
+    noise (each b c f h w), the latent mask (1 1 f h w, 1 = redrawn), the weight of reconstruction guidance
+    toward the kept area (0: none; `reconstructed`), and how many of the last steps leave the kept area as the model
+    drew it (`released`; 0: every step's result is replaced, so the clip ends on the input's own latents)."""
 
     original: torch.Tensor
     noise: torch.Tensor
     mask: torch.Tensor
     guidance: float = 0.0
+    released: int = 0
 
     def reconstructed(
         self, eps: torch.Tensor, model_input: torch.Tensor, alpha_bar: torch.Tensor, predict, join=lambda x: x
@@ -114,9 +117,14 @@ class KeptLatents:
         step = self.guidance * alpha_bar / (2 * (1 - alpha_bar).sqrt())
         return eps + (step * gradient * self.mask).to(eps.dtype)
 
-    def blend(self, latents: torch.Tensor, scheduler: SchedulerMixin, next_timestep: torch.Tensor | None):
+    def blend(
+        self, latents: torch.Tensor, scheduler: SchedulerMixin, next_timestep: torch.Tensor | None, remaining: int
+    ) -> torch.Tensor:
         """`latents` after a step, outside the mask replaced by the input noised to `next_timestep` (None: the
-        last step was run, the input itself)."""
+        last step was run, the input itself), unless only the `released` last steps are left (`remaining` of them
+        still to run after this one): those finish the kept area with the rest of the clip."""
+        if remaining < self.released:
+            return latents
         kept = self.original
         if next_timestep is not None:
             kept = scheduler.add_noise(self.original, self.noise, next_timestep.reshape(1))
