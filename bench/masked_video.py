@@ -6,7 +6,7 @@
     python bench/masked_video.py --overlap 8 --extension-only
     python bench/masked_video.py --prompts 12 --sweep 1 2 4 8 12   # the join at each overlap, per prompt
     python bench/masked_video.py --prompts 12 --sweep 4 12 --guidance 0 20   # and with reconstruction guidance
-    python bench/masked_video.py --prompts 12 --sweep 12 --release 0 0.08    # the overlap finished by the model or not
+    python bench/masked_video.py --prompts 12 --sweep 12 --release 0 50      # the overlap finished by the model or not
 
 Masked video to video (strength 0.8, or --strength): the input is the shapes world's own clip of a held-out
 prompt (rendered at the embedded model's 32², the prompt's seed); the mask, white, is its object's silhouette in
@@ -29,8 +29,9 @@ frame to its first new one (the latents' own join, before the input's frames tak
 Rows: mean over every clip ± the spread (standard deviation) of the per-seed means. With --sweep, the join
 ratio alone at each overlap given (16 frames per extension, so 16 − overlap new ones), per prompt (mean over the
 seeds) and over all of them; with --guidance W…, at each overlap for each weight of reconstruction guidance
-(`--extend-guidance`; the extensions of the other modes use the first weight); with --release R…, for each
-fraction of the last steps whose results leave the overlap to the model (`Extension.release`; default 0.08).
+(`--extend-guidance`; the extensions of the other modes use the first weight); with --release T…, for each
+timestep below which the steps leave the overlap to the model (`Extension.release`; default 50; the other
+modes use the first).
 """
 
 from __future__ import annotations
@@ -147,7 +148,9 @@ def join_ratio(frames: np.ndarray, join: int) -> float:
     return float(change[join - 1] / np.delete(change, join - 1).mean())
 
 
-def extension_cases(pipeline, prompt: str, steps: int, overlap: int, guidance: float = 0.0) -> list[dict[str, float]]:
+def extension_cases(
+    pipeline, prompt: str, steps: int, overlap: int, guidance: float = 0.0, release: int = RELEASE
+) -> list[dict[str, float]]:
     """Per seed: the join ratio of the extended clip, of a naive join with the next seed's clip, of the new clip's
     own latents; the round trip of the input's last frame."""
     run = dict(num_frames=FRAMES, steps=steps, progress=False)
@@ -156,7 +159,7 @@ def extension_cases(pipeline, prompt: str, steps: int, overlap: int, guidance: f
     pipeline.decode = lambda latents: decoded.append(latents) or decode(latents)
     cases = []
     for seed in SEEDS:
-        extension = Extension(as_tensor(clips[seed]), overlap, guidance)
+        extension = Extension(as_tensor(clips[seed]), overlap, guidance, release)
         joined = pipeline(prompt, seed=seed, conditions=Conditions(extension=extension), **run)
         assert len(joined) == 2 * FRAMES - overlap and np.array_equal(joined[:FRAMES], clips[seed])
         new = to_uint8(decode(decoded[-1]))
@@ -202,7 +205,10 @@ def masked_table(pipeline, prompts: list[str], args: argparse.Namespace) -> None
 
 
 def extension_table(pipeline, prompts: list[str], args: argparse.Namespace) -> None:
-    cases = [extension_cases(pipeline, prompt, args.steps, args.overlap, args.guidance[0]) for prompt in prompts]
+    cases = [
+        extension_cases(pipeline, prompt, args.steps, args.overlap, args.guidance[0], args.release[0])
+        for prompt in prompts
+    ]
     table = {key: np.array([[case[key] for case in row] for row in cases]).T for key in cases[0][0]}
     print("| extending a clip | change across the join / elsewhere | largest |\n|---|---|---|")
     print(
@@ -219,7 +225,7 @@ def extension_table(pipeline, prompts: list[str], args: argparse.Namespace) -> N
 
 
 def overlap_sweep(
-    pipeline, prompts: list[str], overlaps: list[int], steps: int, weights: list[float], releases: list[float]
+    pipeline, prompts: list[str], overlaps: list[int], steps: int, weights: list[float], releases: list[int]
 ) -> None:
     """The join ratio of each prompt's extensions at each overlap, guidance weight and release (mean over the
     seeds), then over every clip."""
@@ -264,11 +270,11 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, nargs="+", default=[0.0], metavar="W", help="--extend-guidance")
     parser.add_argument(
         "--release",
-        type=float,
+        type=int,
         nargs="+",
         default=[RELEASE],
-        metavar="R",
-        help="of the extension's overlap (a fraction)",
+        metavar="T",
+        help="the steps below this timestep finish the extension's overlap (0: none)",
     )
     args = parser.parse_args()
     prompts = held_out_prompts()[: args.prompts]

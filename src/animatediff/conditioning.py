@@ -191,6 +191,9 @@ class ConditionLoader:
                     f"ip-adapter {spec.ip_adapter} with image encoder {folder}: could not be "
                     f"loaded ({first_line(error)})."
                 ) from error
+        for model in (*self.controlnets, self.sparsectrl, self.camera, self.encoder):  # as build_pipeline's
+            if isinstance(model, torch.nn.Module):
+                model.requires_grad_(False)
 
     @staticmethod
     def models(spec: ControlSpec) -> tuple:

@@ -457,7 +457,7 @@ class AnimateDiffPipeline:
                 if controls.kept is not None:  # as diffusers' inpainting: the kept area noised to the next step
                     following = step - start + 1
                     next_t = timesteps[following] if following < len(timesteps) else None
-                    latents = controls.kept.blend(latents, self.scheduler, next_t, len(timesteps) - following)
+                    latents = controls.kept.blend(latents, self.scheduler, t, next_t)
                 if not torch.isfinite(latents).all():
                     raise AnimateDiffError(
                         f"the latents became NaN or infinite at step {step + 1} of {steps}; nothing was written. "
@@ -976,9 +976,7 @@ class AnimateDiffPipeline:
                 return noised, None
             mask = latent_mask(init.mask, self.vae_scale_factor).to(latents.device)
             original = rearrange(latents, "f c h w -> 1 c f h w")
-            run = len(self.scheduler.timesteps) - start  # the steps this clip runs (a second-order scheduler's twice)
-            released = max(1, round(init.release * run)) if init.release else 0
-            return noised, KeptLatents(original, noise, mask, init.guidance, released)
+            return noised, KeptLatents(original, noise, mask, init.guidance, init.release)
         factor = self.vae_scale_factor
         channels = self.unet.unet.config.in_channels
         shape = (1, channels, sample.frames, sample.height // factor, sample.width // factor)

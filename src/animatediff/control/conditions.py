@@ -16,8 +16,9 @@ from animatediff.control.sparsectrl import SparseCtrlInput
 if TYPE_CHECKING:  # diffusers' ControlNet registry loads when a ControlNet does, not with every clip
     from diffusers import ControlNetModel
 
-# an extension's overlap is left to the model for the last 8 % of the steps (2 of 25; bench/masked_video.py)
-RELEASE = 0.08
+# an extension's overlap is left to the model in the steps that start below this timestep (of the noise schedule's
+# 1000): the last 2 of 25 DDIM steps, none of 4 LCM steps (docs/results.md, "How much of the clip to keep")
+RELEASE = 50
 
 
 @dataclass(frozen=True)
@@ -28,9 +29,9 @@ class InitVideo:
     ≥ 0; None: the frames as decoded, as diffusers' pipelines return them) the input is pasted back outside it.
     `latents` (f c h w, scaled): the frames already encoded (a latent upscale), used instead of encoding `frames`
     (then None). `guidance`: the weight of reconstruction guidance toward the kept area (on the squared distance
-    averaged over the kept frames; `control.inpaint.KeptLatents.reconstructed`; 0: none). `release`: the fraction
-    of the last steps (at least one when > 0) whose results keep the model's own latents in the kept area too, so
-    that the clip as decoded finishes the kept area with the rest (an extension's overlap, which its output
+    averaged over the kept frames; `control.inpaint.KeptLatents.reconstructed`; 0: none). `release`: the steps
+    that start below this timestep (of the noise schedule's 1000) keep the model's own latents in the kept area
+    too, so that the clip as decoded finishes the kept area with the rest (an extension's overlap, which its output
     replaces with the input's frames anyway; 0: the kept area ends as the input's latents)."""
 
     frames: torch.Tensor | None
@@ -39,7 +40,7 @@ class InitVideo:
     latents: torch.Tensor | None = None
     mask_blur: float | None = None
     guidance: float = 0.0
-    release: float = 0.0
+    release: int = 0
 
     def overlaid(self, clip: torch.Tensor) -> torch.Tensor:
         """The finished clip (f 3 H W): with a mask and a `mask_blur`, the input's own pixels pasted back outside
@@ -56,13 +57,14 @@ class Extension:
     black over them, all white after), so the motion continues; the rest is drawn from noise (strength 1).
     The output is the input followed by the new frames after the overlap, which keep the input's own pixels
     where they still show what its last frame showed (measured from the overlap's last frame as decoded, which the
-    model finishes with the new frames over the last `release` of the steps). `guidance` > 0 pulls the new frames
-    toward the kept ones (reconstruction guidance, `control.inpaint.KeptLatents.reconstructed`) on 4-channel UNets."""
+    model finishes with the new frames in the steps that start below timestep `release`; an inpainting UNet keeps
+    nothing itself and finishes it anyway). `guidance` > 0 pulls the new frames toward the kept ones
+    (reconstruction guidance, `control.inpaint.KeptLatents.reconstructed`) on 4-channel UNets."""
 
     frames: torch.Tensor
     overlap: int = 4
     guidance: float = 0.0
-    release: float = RELEASE
+    release: int = RELEASE
 
     def init(self, count: int) -> InitVideo:
         """The masked init video of a `count`-frame clip: the overlap, then the input's last frame repeated

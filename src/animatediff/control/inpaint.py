@@ -5,7 +5,7 @@ A mask is white (1) where the clip is redrawn and black (0) where the input is k
 in pixels and taken to the latents' size by nearest-neighbour interpolation. With an image UNet of 4 input
 channels, after every step the latents outside the mask are replaced by the input's own latents noised to
 the next step's timestep with the clip's initial noise (the input's clean latents after the last step; an
-extension leaves its overlap to the model for the last few steps instead, `KeptLatents.released`). An
+extension leaves its overlap to the model in the last, least noisy steps instead, `KeptLatents.release`). An
 inpainting UNet (9 input channels, SD1.5-inpainting) sees the mask and the masked input's latents beside
 its latents at every step instead, and keeps the input itself.
 
@@ -84,14 +84,14 @@ def carried(new: torch.Tensor, decoded_last: torch.Tensor, input_last: torch.Ten
 class KeptLatents:
     """What a masked clip keeps of its input at every step: the input's clean latents and the clip's initial
     noise (each b c f h w), the latent mask (1 1 f h w, 1 = redrawn), the weight of reconstruction guidance
-    toward the kept area (0: none; `reconstructed`), and how many of the last steps leave the kept area as the model
-    drew it (`released`; 0: every step's result is replaced, so the clip ends on the input's own latents)."""
+    toward the kept area (0: none; `reconstructed`), and the timestep below which a step leaves the kept area as the
+    model drew it (`release`; 0: every step's result is replaced, so the clip ends on the input's own latents)."""
 
     original: torch.Tensor
     noise: torch.Tensor
     mask: torch.Tensor
     guidance: float = 0.0
-    released: int = 0
+    release: int = 0
 
     def reconstructed(
         self, eps: torch.Tensor, model_input: torch.Tensor, alpha_bar: torch.Tensor, predict, join=lambda x: x
@@ -118,12 +118,16 @@ class KeptLatents:
         return eps + (step * gradient * self.mask).to(eps.dtype)
 
     def blend(
-        self, latents: torch.Tensor, scheduler: SchedulerMixin, next_timestep: torch.Tensor | None, remaining: int
+        self,
+        latents: torch.Tensor,
+        scheduler: SchedulerMixin,
+        timestep: torch.Tensor,
+        next_timestep: torch.Tensor | None,
     ) -> torch.Tensor:
-        """`latents` after a step, outside the mask replaced by the input noised to `next_timestep` (None: the
-        last step was run, the input itself), unless only the `released` last steps are left (`remaining` of them
-        still to run after this one): those finish the kept area with the rest of the clip."""
-        if remaining < self.released:
+        """`latents` after the step from `timestep`, outside the mask replaced by the input noised to `next_timestep`
+        (None: the last step was run, the input itself), unless the step started below `release`: the steps that
+        do finish the kept area with the rest of the clip."""
+        if timestep < self.release:
             return latents
         kept = self.original
         if next_timestep is not None:
